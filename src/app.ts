@@ -1,0 +1,127 @@
+/**
+ * Composition root: build(config) wires storage, services and the three doors.
+ * Nothing listens until start() is called.
+ */
+import type { AddressInfo } from "node:net";
+import type { Server as HttpServer } from "node:http";
+import { join } from "node:path";
+import type { Server as GrpcServer } from "@grpc/grpc-js";
+import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
+import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import type { Config } from "./config";
+import { createLogger, type Logger } from "./log";
+import { createIngestService } from "./service/ingest-service";
+import { createPipelineService } from "./service/pipeline-service";
+import { createFsObjectStore } from "./storage/object-store";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
+import { migrate, migrationsDone } from "./storage/postgres/migrate";
+import { PgRepository } from "./storage/postgres/repository";
+import { bindGrpc, createGrpcServer } from "./transport/grpc";
+import { createHttpServer } from "./transport/http";
+import { registerService } from "./transport/services";
+
+/** A built, not yet started, server process. */
+export interface App {
+  /** Starts the database (embedded if needed), migrates, and opens both ports. */
+  start(): Promise<{ httpPort: number; grpcPort: number }>;
+  /** Closes the ports, the pool and the embedded database; safe to call twice. */
+  stop(): Promise<void>;
+  readonly log: Logger;
+  /** The repository, available after start(). */
+  repo(): PgRepository;
+}
+
+/** Builds the application for the configuration. */
+export function build(config: Readonly<Config>, log: Logger = createLogger(config.logLevel)): App {
+  let embedded: EmbeddedPostgres | undefined;
+  let repo: PgRepository | undefined;
+  let http: HttpServer | undefined;
+  let grpc: GrpcServer | undefined;
+  const shutdown = new AbortController();
+  let migrated = false;
+
+  return {
+    log,
+    repo() {
+      if (!repo) throw new Error("app not started");
+      return repo;
+    },
+    async start() {
+      let url = config.databaseUrl;
+      if (!url) {
+        log.info("DATABASE_URL not set; starting the embedded PostgreSQL", { dataDir: config.dataDir });
+        embedded = await startEmbeddedPostgres({
+          dataDir: config.dataDir,
+          port: config.embeddedPgPort,
+          log: (line) => log.debug("postgres", { line }),
+        });
+        url = embedded.connectionString;
+      }
+      repo = new PgRepository({ connectionString: url, poolSize: config.dbPoolSize });
+      const applied = await migrate(repo.pool);
+      migrated = true;
+      if (applied.length) log.info("migrations applied", { applied });
+      const r = repo;
+      const deps = {
+        repo: r,
+        objects: createFsObjectStore(join(config.dataDir, "buckets")),
+        now: () => Date.now(),
+      };
+      const entries = [
+        registerService(IngestService, createIngestService(deps), log),
+        registerService(PipelineService, createPipelineService(deps), log),
+      ];
+      http = createHttpServer(entries, {
+        log,
+        maxBodyBytes: config.maxBodyBytes,
+        shutdownSignal: shutdown.signal,
+        ready: async () => {
+          await r.ping();
+          return migrated && (await migrationsDone(r.pool));
+        },
+      });
+      const h = http;
+      await new Promise<void>((resolve, reject) => {
+        h.once("error", reject);
+        h.listen(config.httpPort, config.host, () => resolve());
+      });
+      grpc = createGrpcServer(entries, { log, maxReceiveBytes: config.maxBodyBytes, shutdownSignal: shutdown.signal });
+      const grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
+      const httpPort = (h.address() as AddressInfo).port;
+      log.info("k3-ingest listening", { httpPort, grpcPort, database: embedded ? "embedded" : "DATABASE_URL" });
+      return { httpPort, grpcPort };
+    },
+    async stop() {
+      shutdown.abort();
+      const g = grpc;
+      grpc = undefined;
+      if (g) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            g.forceShutdown();
+            resolve();
+          }, 5000);
+          g.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      const h = http;
+      http = undefined;
+      if (h) {
+        await new Promise<void>((resolve) => {
+          h.close(() => resolve());
+          h.closeIdleConnections();
+          setTimeout(() => h.closeAllConnections(), 5000).unref();
+        });
+      }
+      const rp = repo;
+      repo = undefined;
+      await rp?.close();
+      const e = embedded;
+      embedded = undefined;
+      await e?.stop();
+    },
+  };
+}

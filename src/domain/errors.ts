@@ -1,0 +1,72 @@
+/**
+ * Domain errors. Each carries a message that names the offending field and value;
+ * transport/errors.ts is the only place that maps them to wire codes.
+ */
+
+/** The kinds of failure the domain can report, one per wire status it maps to. */
+export type ErrorKind =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "permission_denied"
+  | "unauthenticated"
+  | "resource_exhausted"
+  | "unavailable"
+  | "deadline_exceeded"
+  | "cancelled";
+
+/** Base class of every error the domain raises on purpose. */
+export class DomainError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request is malformed: a field has a value the API does not accept. */
+export class InvalidArgument extends DomainError {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super("invalid_argument", message);
+  }
+}
+
+/** The named entity does not exist (or is not visible to the caller). */
+export class NotFound extends DomainError {
+  constructor(message: string) {
+    super("not_found", message);
+  }
+}
+
+/** An entity with the same unique key already exists. */
+export class AlreadyExists extends DomainError {
+  constructor(message: string) {
+    super("already_exists", message);
+  }
+}
+
+/** The request is well formed but the system is not in a state that allows it. */
+export class FailedPrecondition extends DomainError {
+  constructor(message: string) {
+    super("failed_precondition", message);
+  }
+}
+
+/** A dependency (the database) cannot be reached; the call may be retried. */
+export class Unavailable extends DomainError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("unavailable", message, options);
+  }
+}
+
+/** Throws InvalidArgument naming the field unless the condition holds. */
+export function check(cond: boolean, field: string, message: string): asserts cond {
+  if (!cond) throw new InvalidArgument(message, field);
+}

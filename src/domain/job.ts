@@ -1,0 +1,105 @@
+/**
+ * Ingest jobs and their state machine.
+ *
+ *                 ┌──────────── cancel ─────────────┐
+ *                 │                                 ▼
+ *   (trigger) ─► PENDING ──claim──► PROCESSING ──► COMPLETED | PARTIAL | FAILED | CANCELLED
+ *                 ▲                     │
+ *                 └── retry / rescue ───┘   (transient failure with attempts left, expired lease)
+ *
+ * PENDING and PROCESSING are live; the four states on the right are terminal and never
+ * change again. A job is created PENDING. Cancelling a PENDING job makes it CANCELLED at
+ * once; cancelling a PROCESSING job asks its worker to stop (it then ends CANCELLED);
+ * cancelling a terminal job is a FailedPrecondition. The SQL that writes states guards
+ * every write with the state it expects, so the database enforces this diagram too.
+ */
+
+/** A job's lifecycle state. */
+export type JobStatus = "pending" | "processing" | "completed" | "failed" | "partial" | "cancelled";
+
+/** Every status, in enum order. */
+export const JOB_STATUSES: readonly JobStatus[] = [
+  "pending",
+  "processing",
+  "completed",
+  "failed",
+  "partial",
+  "cancelled",
+];
+
+const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "partial", "cancelled"]);
+
+const TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
+  pending: ["processing", "cancelled"],
+  processing: ["pending", "completed", "failed", "partial", "cancelled"],
+  completed: [],
+  failed: [],
+  partial: [],
+  cancelled: [],
+};
+
+/** True when the status never changes again. */
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL.has(status);
+}
+
+/** True when the diagram above allows moving from `from` to `to`. */
+export function canTransition(from: JobStatus, to: JobStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The counters a pipeline fills while it runs. */
+export interface JobCounters {
+  chunksCreated: number;
+  embeddingsCreated: number;
+  rowsWritten: number;
+  outputSize: number;
+  batchesReceived: number;
+  embeddingsWritten: number;
+}
+
+/** An ingest job as the domain sees it. Times are Unix epoch milliseconds. */
+export interface Job extends JobCounters {
+  jobId: string;
+  bucket: string;
+  key: string;
+  status: JobStatus;
+  pipelineId: string;
+  pipelineName: string;
+  pipelineKind: string;
+  ruleId: string;
+  createdAt: number;
+  updatedAt: number;
+  startedAt: number;
+  finishedAt: number;
+  threadId: string;
+  vectorStatus: string;
+  error: string;
+  errorDetails: string;
+  attempts: number;
+  options: Record<string, string>;
+  requestId: string;
+}
+
+/** The fields a caller supplies to create a job; the rest start at their zero value. */
+export type NewJob = Pick<
+  Job,
+  | "jobId"
+  | "bucket"
+  | "key"
+  | "pipelineId"
+  | "pipelineName"
+  | "pipelineKind"
+  | "ruleId"
+  | "options"
+  | "requestId"
+  | "createdAt"
+>;
+
+/** Filters of a job listing; undefined means "no filter". */
+export interface JobFilter {
+  bucket: string;
+  status?: JobStatus;
+  pipelineId?: string;
+  ruleId?: string;
+}

@@ -1,0 +1,105 @@
+/**
+ * The built-in pipeline templates: what kind of destination each writes to and which
+ * options it understands. Executors live in src/worker; this module only knows names,
+ * kinds and option rules, so the API can validate a pipeline or a trigger up front.
+ */
+import { InvalidArgument } from "./errors";
+
+/** How one option value is checked. */
+interface OptionSpec {
+  /** Inclusive integer range, when the option is an integer. */
+  int?: { min: number; max: number };
+  /** The accepted values, when the option is an enum. */
+  oneOf?: readonly string[];
+}
+
+/** A template's static description. */
+export interface TemplateSpec {
+  name: string;
+  /** "vector", "warehouse" or "" (free pipeline). */
+  kind: string;
+  options: Readonly<Record<string, OptionSpec>>;
+}
+
+const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
+  text_embedding_index: {
+    name: "text_embedding_index",
+    kind: "vector",
+    options: {
+      chunk_size: { int: { min: 1, max: 1_000_000 } },
+      chunk_overlap: { int: { min: 0, max: 999_999 } },
+      batch_size: { int: { min: 1, max: 2048 } },
+      dimensions: { int: { min: 1, max: 8192 } },
+      embedding_model: {},
+    },
+  },
+  structured_rows: {
+    name: "structured_rows",
+    kind: "warehouse",
+    options: {
+      batch_size: { int: { min: 1, max: 100_000 } },
+      format: { oneOf: ["auto", "csv", "jsonl", "json"] },
+    },
+  },
+  noop: {
+    name: "noop",
+    kind: "",
+    options: {},
+  },
+};
+
+/** Names of the built-in templates, sorted. */
+export const TEMPLATE_NAMES: readonly string[] = Object.keys(TEMPLATES).sort();
+
+/** Returns the template or throws InvalidArgument listing the known ones. */
+export function getTemplate(name: string, field = "scriptum_template"): TemplateSpec {
+  const t = Object.hasOwn(TEMPLATES, name) ? TEMPLATES[name] : undefined;
+  if (!t) {
+    throw new InvalidArgument(
+      `${field} "${name}" is not a known template; known templates: ${TEMPLATE_NAMES.join(", ")}`,
+      field,
+    );
+  }
+  return t;
+}
+
+/**
+ * Checks the values of the options the template understands; unknown keys pass through
+ * untouched (they may be meant for a later version of the template). Throws
+ * InvalidArgument naming the option and value.
+ */
+export function checkTemplateOptions(
+  template: TemplateSpec,
+  options: Readonly<Record<string, string>>,
+  field = "options",
+): void {
+  for (const [key, value] of Object.entries(options)) {
+    const spec = Object.hasOwn(template.options, key) ? template.options[key] : undefined;
+    if (!spec) continue;
+    if (spec.int) {
+      const n = /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
+      if (!Number.isSafeInteger(n) || n < spec.int.min || n > spec.int.max) {
+        throw new InvalidArgument(
+          `${field}["${key}"] = "${value}" must be an integer from ${spec.int.min} to ${spec.int.max}`,
+          `${field}.${key}`,
+        );
+      }
+    }
+    if (spec.oneOf && !spec.oneOf.includes(value)) {
+      throw new InvalidArgument(
+        `${field}["${key}"] = "${value}" must be one of ${spec.oneOf.join(", ")}`,
+        `${field}.${key}`,
+      );
+    }
+  }
+  if (template.name === "text_embedding_index") {
+    const size = Number(options.chunk_size ?? "1000");
+    const overlap = Number(options.chunk_overlap ?? "150");
+    if (overlap >= size) {
+      throw new InvalidArgument(
+        `${field}["chunk_overlap"] = "${overlap}" must be smaller than chunk_size (${size})`,
+        `${field}.chunk_overlap`,
+      );
+    }
+  }
+}

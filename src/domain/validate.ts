@@ -1,0 +1,82 @@
+/** Input checks shared by every RPC. Each throws InvalidArgument naming the field and value. */
+import { InvalidArgument } from "./errors";
+
+/** Largest page a list call returns, and the size used when the caller sends 0. */
+export const MAX_PAGE_SIZE = 1000;
+export const DEFAULT_PAGE_SIZE = 50;
+
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
+
+/** Shows a user string in a message without letting it flood the log or the reply. */
+export function quote(value: string, max = 80): string {
+  const shown = value.length > max ? `${value.slice(0, max)}…` : value;
+  return JSON.stringify(shown);
+}
+
+/** Checks a bucket name against the S3 naming rules. */
+export function checkBucket(bucket: string, field = "bucket"): void {
+  if (bucket === "") throw new InvalidArgument(`${field} is required`, field);
+  if (!BUCKET.test(bucket) || bucket.includes("..") || IPV4.test(bucket)) {
+    throw new InvalidArgument(
+      `${field} ${quote(bucket)} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit)`,
+      field,
+    );
+  }
+}
+
+/**
+ * Checks an object key: non-empty, at most 1024 bytes of valid UTF-8, no control
+ * characters, relative, and no `.`/`..` segments, so it always names a path inside its
+ * bucket.
+ */
+export function checkObjectKey(key: string, field = "object.key"): void {
+  if (key === "") throw new InvalidArgument(`${field} is required`, field);
+  if (Buffer.byteLength(key, "utf8") > 1024) {
+    throw new InvalidArgument(`${field} ${quote(key)} is longer than 1024 bytes`, field);
+  }
+  if (!key.isWellFormed()) {
+    throw new InvalidArgument(`${field} ${quote(key)} is not valid UTF-8`, field);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(key)) {
+    throw new InvalidArgument(`${field} ${quote(key)} contains control characters`, field);
+  }
+  if (key.startsWith("/") || key.includes("\\")) {
+    throw new InvalidArgument(
+      `${field} ${quote(key)} must be a relative path with "/" separators`,
+      field,
+    );
+  }
+  if (key.split("/").some((s) => s === "." || s === ".." || s === "")) {
+    throw new InvalidArgument(
+      `${field} ${quote(key)} must not contain empty, "." or ".." path segments`,
+      field,
+    );
+  }
+}
+
+/** Resolves a requested page size: 0 means the default, above the maximum is capped. */
+export function resolvePageSize(pageSize: number, field = "page_size"): number {
+  if (pageSize < 0) {
+    throw new InvalidArgument(`${field} ${pageSize} must not be negative`, field);
+  }
+  if (pageSize === 0) return DEFAULT_PAGE_SIZE;
+  return Math.min(pageSize, MAX_PAGE_SIZE);
+}
+
+/** Checks that a required string field is present. */
+export function checkRequired(value: string, field: string): void {
+  if (value.trim() === "") throw new InvalidArgument(`${field} is required`, field);
+}
+
+/** Checks the shape of an ID with a type prefix (`job_…`). */
+export function checkId(value: string, prefix: string, field: string): void {
+  checkRequired(value, field);
+  if (!value.startsWith(`${prefix}_`) || value.length > 128) {
+    throw new InvalidArgument(
+      `${field} ${quote(value)} is not a valid ID (expected "${prefix}_…")`,
+      field,
+    );
+  }
+}

@@ -1,0 +1,40 @@
+/** Process entry: loads the configuration, starts the server, stops it on SIGINT/SIGTERM. */
+import { build } from "./app";
+import { loadConfig } from "./config";
+import { createLogger } from "./log";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`k3-ingest: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel);
+  const app = build(config, log);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stopping", { signal });
+    try {
+      await app.stop();
+      process.exit(0);
+    } catch (err) {
+      log.error("stop failed", { err });
+      process.exit(1);
+    }
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  try {
+    await app.start();
+  } catch (err) {
+    log.error("start failed", { err });
+    await app.stop().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,300 @@
+/** IngestService, written once as a Connect ServiceImpl and served by every door. */
+import type { ServiceImpl } from "@connectrpc/connect";
+import { IngestService, type StringList, type UpdateRuleRequest } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
+import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
+import { newId } from "../domain/ids";
+import { isTerminal } from "../domain/job";
+import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
+import { checkMimePattern, compileGlob, pickRule, type ObjectFacts } from "../domain/rules";
+import { checkTemplateOptions, getTemplate } from "../domain/templates";
+import { checkBucket, checkId, checkObjectKey, checkRequired, quote } from "../domain/validate";
+import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromProto, statusName } from "./convert";
+import type { ServiceDeps } from "./deps";
+import { servePage } from "./paging";
+
+const MAX_OPTIONS = 64;
+const MAX_OPTION_BYTES = 4096;
+const MAX_PATTERNS = 100;
+const MAX_NAME = 200;
+const MAX_TEXT = 4096;
+
+/** Checks a trigger's options overlay: count, key and value sizes. */
+function checkOptions(options: Record<string, string>, field = "options"): void {
+  const keys = Object.keys(options);
+  if (keys.length > MAX_OPTIONS) {
+    throw new InvalidArgument(`${field} has ${keys.length} entries; at most ${MAX_OPTIONS} are allowed`, field);
+  }
+  for (const k of keys) {
+    if (k === "") throw new InvalidArgument(`${field} has an empty key`, field);
+    if (Buffer.byteLength(k) + Buffer.byteLength(options[k]) > MAX_OPTION_BYTES) {
+      throw new InvalidArgument(`${field}[${quote(k, 40)}] is larger than ${MAX_OPTION_BYTES} bytes`, `${field}.${k}`);
+    }
+  }
+}
+
+function checkLength(value: string, max: number, field: string): void {
+  if (value.length > max) {
+    throw new InvalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`, field);
+  }
+}
+
+/** Checks every pattern of a rule's four lists. */
+function checkRulePatterns(f: Pick<RuleFields, "includePatterns" | "excludePatterns" | "includeMimeTypes" | "excludeMimeTypes">): void {
+  const lists: Array<[string[], string, (p: string, field: string) => unknown]> = [
+    [f.includePatterns, "include_patterns", compileGlob],
+    [f.excludePatterns, "exclude_patterns", compileGlob],
+    [f.includeMimeTypes, "include_mime_types", checkMimePattern],
+    [f.excludeMimeTypes, "exclude_mime_types", checkMimePattern],
+  ];
+  for (const [list, field, check] of lists) {
+    if (list.length > MAX_PATTERNS) {
+      throw new InvalidArgument(`${field} has ${list.length} entries; at most ${MAX_PATTERNS} are allowed`, field);
+    }
+    list.forEach((p, i) => {
+      checkLength(p, 1024, `${field}[${i}]`);
+      check(p, `${field}[${i}]`);
+    });
+  }
+}
+
+function checkSizes(min: number, max: number): void {
+  if (max !== 0 && max < min) {
+    throw new InvalidArgument(
+      `max_size_bytes ${max} is smaller than min_size_bytes ${min} (0 means no limit)`,
+      "max_size_bytes",
+    );
+  }
+}
+
+/** Builds the IngestService implementation over the given dependencies. */
+export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof IngestService> {
+  const { repo, objects, now } = deps;
+
+  async function pipelineOf(bucket: string, pipelineId: string, field: string): Promise<Pipeline> {
+    const p = await repo.pipelineGetById(bucket, pipelineId);
+    if (!p) throw new NotFound(`${field} ${quote(pipelineId)} not found in bucket ${quote(bucket)}`);
+    return p;
+  }
+
+  async function boundPipeline(rule: BoundRule): Promise<Pipeline> {
+    const p = await repo.pipelineGetById(rule.bucket, rule.pipelineId);
+    if (!p) {
+      throw new FailedPrecondition(
+        `rule ${quote(rule.ruleId)} binds pipeline ${quote(rule.pipelineId)}, which no longer exists`,
+      );
+    }
+    return p;
+  }
+
+  async function ruleOf(bucket: string, ruleId: string): Promise<BoundRule> {
+    checkId(ruleId, "rule", "rule_id");
+    const r = await repo.ruleGetById(bucket, ruleId);
+    if (!r) throw new NotFound(`rule_id ${quote(ruleId)} not found in bucket ${quote(bucket)}`);
+    return r;
+  }
+
+  /** Picks the pipeline (and rule) a trigger runs, following the spec's resolution order. */
+  async function resolvePipeline(
+    bucket: string,
+    req: { pipelineId: string; ruleId: string },
+    facts: ObjectFacts,
+  ): Promise<{ pipeline: Pipeline; ruleId: string }> {
+    if (req.ruleId !== "") {
+      const rule = await ruleOf(bucket, req.ruleId);
+      if (req.pipelineId !== "" && req.pipelineId !== rule.pipelineId) {
+        throw new InvalidArgument(
+          `pipeline_id ${quote(req.pipelineId)} is not the pipeline of rule_id ${quote(req.ruleId)}, which binds ${quote(rule.pipelineId)}`,
+          "pipeline_id",
+        );
+      }
+      return { pipeline: await boundPipeline(rule), ruleId: rule.ruleId };
+    }
+    if (req.pipelineId !== "") {
+      checkId(req.pipelineId, "pipe", "pipeline_id");
+      return { pipeline: await pipelineOf(bucket, req.pipelineId, "pipeline_id"), ruleId: "" };
+    }
+    const rule = pickRule(await repo.ruleListEnabledForDirect(bucket), facts);
+    if (!rule) {
+      throw new FailedPrecondition(
+        `no enabled rule of bucket ${quote(bucket)} matches object key ${quote(facts.key)} (${facts.mimeType}, ${facts.size} bytes); pass pipeline_id or rule_id, or create a rule`,
+      );
+    }
+    return { pipeline: await boundPipeline(rule), ruleId: rule.ruleId };
+  }
+
+  return {
+    async triggerIngest(req) {
+      checkBucket(req.bucket);
+      if (!req.object) throw new InvalidArgument("object is required", "object");
+      if (req.object.bucket !== "" && req.object.bucket !== req.bucket) {
+        throw new InvalidArgument(
+          `object.bucket ${quote(req.object.bucket)} does not match the bucket of the path ${quote(req.bucket)}`,
+          "object.bucket",
+        );
+      }
+      const key = req.object.key;
+      checkObjectKey(key);
+      checkOptions(req.options);
+      checkLength(req.requestId, 128, "request_id");
+      if (req.requestId !== "") {
+        const earlier = await repo.jobGetByRequestId(req.bucket, req.requestId);
+        if (earlier) return { job: jobToProto(earlier) };
+      }
+      const info = await objects.stat(req.bucket, key);
+      if (!info) throw new NotFound(`object ${quote(key)} not found in bucket ${quote(req.bucket)}`);
+      const { pipeline, ruleId } = await resolvePipeline(req.bucket, req, { key, ...info });
+      const options = { ...pipeline.options, ...req.options };
+      checkTemplateOptions(getTemplate(pipeline.template, "pipeline template"), options);
+      const createdAt = now();
+      const { job } = await repo.jobInsert({
+        jobId: newId("job", createdAt),
+        bucket: req.bucket,
+        key,
+        pipelineId: pipeline.pipelineId,
+        pipelineName: pipeline.name,
+        pipelineKind: pipeline.storeEntityKind,
+        ruleId,
+        options,
+        requestId: req.requestId,
+        createdAt,
+      });
+      return { job: jobToProto(job) };
+    },
+
+    async getIngestStatus(req) {
+      checkBucket(req.bucket);
+      checkRequired(req.jobId, "job_id");
+      const job = await repo.jobGetById(req.bucket, req.jobId);
+      if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
+      return { job: jobToProto(job) };
+    },
+
+    async listIngestJobs(req) {
+      checkBucket(req.bucket);
+      const status = statusFromProto(req.statusFilter, "status_filter");
+      const filter = {
+        bucket: req.bucket,
+        status,
+        pipelineId: req.pipelineId || undefined,
+        ruleId: req.ruleId || undefined,
+      };
+      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, p), (j) => j.jobId);
+      return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
+    },
+
+    async cancelIngestJob(req) {
+      checkBucket(req.bucket);
+      checkRequired(req.jobId, "job_id");
+      const res = await repo.jobCancel(req.bucket, req.jobId, now());
+      if (!res) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
+      if (!res.changed && isTerminal(res.job.status)) {
+        throw new FailedPrecondition(
+          `job ${quote(req.jobId)} is already ${statusName(res.job.status)} and cannot be cancelled`,
+        );
+      }
+      return { job: jobToProto(res.job) };
+    },
+
+    async createRule(req) {
+      checkBucket(req.bucket);
+      checkRequired(req.name, "name");
+      checkLength(req.name, MAX_NAME, "name");
+      checkLength(req.description, MAX_TEXT, "description");
+      checkLength(req.sourceId, 128, "source_id");
+      checkRequired(req.pipelineId, "pipeline_id");
+      const fields: RuleFields = {
+        sourceId: req.sourceId,
+        pipelineId: req.pipelineId,
+        name: req.name,
+        description: req.description,
+        includePatterns: req.includePatterns,
+        excludePatterns: req.excludePatterns,
+        includeMimeTypes: req.includeMimeTypes,
+        excludeMimeTypes: req.excludeMimeTypes,
+        minSizeBytes: int64ToNumber(req.minSizeBytes, "min_size_bytes"),
+        maxSizeBytes: int64ToNumber(req.maxSizeBytes, "max_size_bytes"),
+        enabled: req.enabled ?? true,
+        priority: req.priority,
+      };
+      checkRulePatterns(fields);
+      checkSizes(fields.minSizeBytes, fields.maxSizeBytes);
+      await pipelineOf(req.bucket, req.pipelineId, "pipeline_id");
+      const createdAt = now();
+      const rule = await repo.ruleInsert({
+        ...fields,
+        ruleId: newId("rule", createdAt),
+        bucket: req.bucket,
+        createdAt,
+        updatedAt: createdAt,
+      });
+      return { rule: ruleToProto(rule) };
+    },
+
+    async getRule(req) {
+      checkBucket(req.bucket);
+      return { rule: ruleToProto(await ruleOf(req.bucket, req.ruleId)) };
+    },
+
+    async listRules(req) {
+      checkBucket(req.bucket);
+      const filter = {
+        bucket: req.bucket,
+        sourceId: req.sourceId || undefined,
+        pipelineId: req.pipelineId || undefined,
+      };
+      const page = await servePage(req, { ...filter }, (p) => repo.ruleList(filter, p), (r) => r.ruleId);
+      return { rules: page.items.map(ruleToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
+    },
+
+    async updateRule(req) {
+      checkBucket(req.bucket);
+      const current = await ruleOf(req.bucket, req.ruleId);
+      const patch = rulePatch(req);
+      if (patch.name !== undefined) checkRequired(patch.name, "name");
+      if (patch.name !== undefined) checkLength(patch.name, MAX_NAME, "name");
+      if (patch.description !== undefined) checkLength(patch.description, MAX_TEXT, "description");
+      const merged = { ...current, ...patch };
+      checkRulePatterns(merged);
+      checkSizes(merged.minSizeBytes, merged.maxSizeBytes);
+      if (patch.pipelineId !== undefined && patch.pipelineId !== current.pipelineId) {
+        checkRequired(patch.pipelineId, "pipeline_id");
+        await pipelineOf(req.bucket, patch.pipelineId, "pipeline_id");
+      }
+      const rule = await repo.ruleUpdate(req.bucket, req.ruleId, patch, now());
+      if (!rule) throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
+      return { rule: ruleToProto(rule) };
+    },
+
+    async deleteRule(req) {
+      checkBucket(req.bucket);
+      checkRequired(req.ruleId, "rule_id");
+      if (!(await repo.ruleDelete(req.bucket, req.ruleId))) {
+        throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
+      }
+      return {};
+    },
+  };
+}
+
+/** The fields an UpdateRuleRequest carries, as a domain patch (absent = untouched). */
+function rulePatch(req: UpdateRuleRequest): Partial<RuleFields> {
+  const list = (l: StringList | undefined) => l?.values;
+  const patch: Partial<RuleFields> = {
+    sourceId: req.sourceId,
+    pipelineId: req.pipelineId,
+    name: req.name,
+    description: req.description,
+    includePatterns: list(req.includePatterns),
+    excludePatterns: list(req.excludePatterns),
+    includeMimeTypes: list(req.includeMimeTypes),
+    excludeMimeTypes: list(req.excludeMimeTypes),
+    minSizeBytes: req.minSizeBytes === undefined ? undefined : int64ToNumber(req.minSizeBytes, "min_size_bytes"),
+    maxSizeBytes: req.maxSizeBytes === undefined ? undefined : int64ToNumber(req.maxSizeBytes, "max_size_bytes"),
+    enabled: req.enabled,
+    priority: req.priority,
+  };
+  for (const k of Object.keys(patch) as Array<keyof RuleFields>) {
+    if (patch[k] === undefined) delete patch[k];
+  }
+  return patch;
+}

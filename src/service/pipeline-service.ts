@@ -1,0 +1,141 @@
+/** PipelineService, written once as a Connect ServiceImpl and served by every door. */
+import type { ServiceImpl } from "@connectrpc/connect";
+import { PipelineService, type UpdatePipelineRequest } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
+import { newId } from "../domain/ids";
+import type { PipelineFields } from "../domain/pipeline";
+import { checkTemplateOptions, getTemplate } from "../domain/templates";
+import { checkBucket, checkId, checkRequired, quote } from "../domain/validate";
+import { pipelinePagination, pipelineToProto } from "./convert";
+import type { ServiceDeps } from "./deps";
+import { servePage } from "./paging";
+
+const MAX_OPTIONS = 64;
+const STORE_KINDS = ["", "vector", "warehouse"];
+
+function checkPipelineName(name: string): void {
+  checkRequired(name, "name");
+  if (name.length > 200) throw new InvalidArgument(`name is longer than 200 characters`, "name");
+}
+
+function checkOptionCount(options: Record<string, string>): void {
+  const n = Object.keys(options).length;
+  if (n > MAX_OPTIONS) {
+    throw new InvalidArgument(`options has ${n} entries; at most ${MAX_OPTIONS} are allowed`, "options");
+  }
+}
+
+/** Builds the PipelineService implementation over the given dependencies. */
+export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof PipelineService> {
+  const { repo, now } = deps;
+
+  function notFound(bucket: string, pipelineId: string): NotFound {
+    return new NotFound(`pipeline_id ${quote(pipelineId)} not found in bucket ${quote(bucket)}`);
+  }
+
+  return {
+    async createPipeline(req) {
+      checkBucket(req.bucket);
+      checkPipelineName(req.name);
+      let templateName: string;
+      let options = req.options;
+      switch (req.script.case) {
+        case "scriptumTemplate":
+          templateName = req.script.value;
+          break;
+        case "spawnFromTemplate":
+          templateName = req.script.value.template;
+          options = { ...req.script.value.parameters, ...req.options };
+          break;
+        default:
+          throw new InvalidArgument("one of scriptum_template or spawn_from_template is required", "scriptum_template");
+      }
+      const template = getTemplate(templateName);
+      checkOptionCount(options);
+      checkTemplateOptions(template, options);
+      const createdAt = now();
+      const pipeline = await repo.pipelineInsert({
+        pipelineId: newId("pipe", createdAt),
+        bucket: req.bucket,
+        name: req.name,
+        description: req.description,
+        template: template.name,
+        options,
+        storeEntityId: req.storeEntityId,
+        storeEntityKind: template.kind,
+        createdAt,
+        updatedAt: createdAt,
+      });
+      return { pipeline: pipelineToProto(pipeline) };
+    },
+
+    async getPipeline(req) {
+      checkBucket(req.bucket);
+      checkId(req.pipelineId, "pipe", "pipeline_id");
+      const p = await repo.pipelineGetById(req.bucket, req.pipelineId);
+      if (!p) throw notFound(req.bucket, req.pipelineId);
+      return { pipeline: pipelineToProto(p) };
+    },
+
+    async listPipelines(req) {
+      checkBucket(req.bucket);
+      if (!STORE_KINDS.includes(req.storeEntityKind)) {
+        throw new InvalidArgument(
+          `store_entity_kind ${quote(req.storeEntityKind)} must be one of "vector", "warehouse" or empty`,
+          "store_entity_kind",
+        );
+      }
+      const filter = {
+        bucket: req.bucket,
+        storeEntityKind: req.storeEntityKind || undefined,
+        storeEntityId: req.storeEntityId || undefined,
+      };
+      const page = await servePage(req, { ...filter }, (p) => repo.pipelineList(filter, p), (p) => p.pipelineId);
+      return {
+        pipelines: page.items.map(pipelineToProto),
+        pagination: pipelinePagination(page.nextPageToken, page.total),
+      };
+    },
+
+    async updatePipeline(req) {
+      checkBucket(req.bucket);
+      checkId(req.pipelineId, "pipe", "pipeline_id");
+      const current = await repo.pipelineGetById(req.bucket, req.pipelineId);
+      if (!current) throw notFound(req.bucket, req.pipelineId);
+      const patch = pipelinePatch(req);
+      if (patch.name !== undefined) checkPipelineName(patch.name);
+      const template = getTemplate(patch.template ?? current.template);
+      patch.storeEntityKind = template.kind;
+      const options = patch.options ?? current.options;
+      checkOptionCount(options);
+      checkTemplateOptions(template, options);
+      const p = await repo.pipelineUpdate(req.bucket, req.pipelineId, patch, now());
+      if (!p) throw notFound(req.bucket, req.pipelineId);
+      return { pipeline: pipelineToProto(p) };
+    },
+
+    async deletePipeline(req) {
+      checkBucket(req.bucket);
+      checkId(req.pipelineId, "pipe", "pipeline_id");
+      const res = await repo.pipelineDelete(req.bucket, req.pipelineId);
+      if (res === "not_found") throw notFound(req.bucket, req.pipelineId);
+      if (res !== "deleted") {
+        throw new FailedPrecondition(
+          `pipeline ${quote(req.pipelineId)} is still bound by enabled rules (${res.join(", ")}); disable or delete them first`,
+        );
+      }
+      return {};
+    },
+  };
+}
+
+/** The fields an UpdatePipelineRequest carries, as a domain patch (absent = untouched). */
+function pipelinePatch(req: UpdatePipelineRequest): Partial<PipelineFields> {
+  const patch: Partial<PipelineFields> = {};
+  if (req.name !== undefined) patch.name = req.name;
+  if (req.description !== undefined) patch.description = req.description;
+  if (req.scriptumTemplate !== undefined) patch.template = req.scriptumTemplate;
+  if (req.options !== undefined) patch.options = req.options.values;
+  if (req.storeEntityId !== undefined) patch.storeEntityId = req.storeEntityId;
+  return patch;
+}

@@ -1,0 +1,385 @@
+/** PostgreSQL implementation of the Repository through `pg`. */
+import { Pool, type PoolConfig, type QueryResultRow } from "pg";
+import type { Job, JobFilter, JobStatus, NewJob } from "../../domain/job";
+import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
+import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
+import { mapPgError } from "./pg-errors";
+import * as SQL from "./sql";
+
+/** Options of the repository's connection pool. */
+export interface PgRepositoryOptions {
+  connectionString: string;
+  poolSize?: number;
+  /** Fails a checkout that waits longer than this (ms) instead of hanging. */
+  connectTimeoutMs?: number;
+  /** Server-side statement timeout (ms). */
+  statementTimeoutMs?: number;
+  applicationName?: string;
+}
+
+const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0));
+
+function toJob(r: QueryResultRow): Job {
+  return {
+    jobId: r.job_id,
+    bucket: r.bucket,
+    key: r.object_key,
+    status: r.status as JobStatus,
+    pipelineId: r.pipeline_id,
+    pipelineName: r.pipeline_name,
+    pipelineKind: r.pipeline_kind,
+    ruleId: r.rule_id,
+    options: r.options ?? {},
+    requestId: r.request_id,
+    chunksCreated: r.chunks_created,
+    embeddingsCreated: r.embeddings_created,
+    rowsWritten: r.rows_written,
+    outputSize: r.output_size,
+    batchesReceived: r.batches_received,
+    embeddingsWritten: r.embeddings_written,
+    threadId: r.thread_id,
+    vectorStatus: r.vector_status,
+    error: r.error,
+    errorDetails: r.error_details,
+    attempts: r.attempts,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    startedAt: num(r.started_at),
+    finishedAt: num(r.finished_at),
+  };
+}
+
+function toRule(r: QueryResultRow): BoundRule {
+  return {
+    ruleId: r.rule_id,
+    bucket: r.bucket,
+    sourceId: r.source_id,
+    pipelineId: r.pipeline_id,
+    name: r.name,
+    description: r.description,
+    includePatterns: r.include_patterns,
+    excludePatterns: r.exclude_patterns,
+    includeMimeTypes: r.include_mime_types,
+    excludeMimeTypes: r.exclude_mime_types,
+    minSizeBytes: num(r.min_size_bytes),
+    maxSizeBytes: num(r.max_size_bytes),
+    enabled: r.enabled,
+    priority: r.priority,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    bindingName: r.binding_name,
+    bindingKind: r.binding_kind,
+  };
+}
+
+function toPipeline(r: QueryResultRow): Pipeline {
+  return {
+    pipelineId: r.pipeline_id,
+    bucket: r.bucket,
+    name: r.name,
+    description: r.description,
+    template: r.template,
+    options: r.options ?? {},
+    storeEntityId: r.store_entity_id,
+    storeEntityKind: r.store_entity_kind,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+/** Column names the partial updates may write, by domain field. */
+const RULE_UPDATE_COLUMNS: Readonly<Record<keyof RuleFields, string>> = {
+  sourceId: "source_id",
+  pipelineId: "pipeline_id",
+  name: "name",
+  description: "description",
+  includePatterns: "include_patterns",
+  excludePatterns: "exclude_patterns",
+  includeMimeTypes: "include_mime_types",
+  excludeMimeTypes: "exclude_mime_types",
+  minSizeBytes: "min_size_bytes",
+  maxSizeBytes: "max_size_bytes",
+  enabled: "enabled",
+  priority: "priority",
+};
+
+const PIPELINE_UPDATE_COLUMNS: Readonly<Record<keyof PipelineFields, string>> = {
+  name: "name",
+  description: "description",
+  template: "template",
+  options: "options",
+  storeEntityId: "store_entity_id",
+  storeEntityKind: "store_entity_kind",
+};
+
+/** A keyset listing: equality filters, then (created_at, id) descending after the cursor. */
+interface ListSpec {
+  select: string;
+  from: string;
+  /** Column-qualified prefix for the listed table ("" or "r."). */
+  alias: string;
+  idColumn: string;
+  filters: Array<[column: string, value: string | undefined]>;
+}
+
+/** The PostgreSQL repository. */
+export class PgRepository implements Repository {
+  readonly pool: Pool;
+
+  constructor(opts: PgRepositoryOptions) {
+    const config: PoolConfig = {
+      connectionString: opts.connectionString,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+      statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      application_name: opts.applicationName ?? "k3-ingest",
+    };
+    this.pool = new Pool(config);
+    // An idle client losing its connection must not crash the process.
+    this.pool.on("error", () => undefined);
+  }
+
+  private async q(text: string, values?: unknown[]): Promise<QueryResultRow[]> {
+    try {
+      return (await this.pool.query(text, values)).rows;
+    } catch (err) {
+      throw mapPgError(err);
+    }
+  }
+
+  private async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    for (const [col, value] of spec.filters) {
+      if (value === undefined) continue;
+      values.push(value);
+      where.push(`${spec.alias}${col} = $${values.length}`);
+    }
+    const countWhere = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const countValues = [...values];
+    if (page.after) {
+      values.push(page.after.createdAt, page.after.id);
+      where.push(`(${spec.alias}created_at, ${spec.alias}${spec.idColumn}) < ($${values.length - 1}, $${values.length})`);
+    }
+    values.push(page.limit + 1);
+    const text = `SELECT ${spec.select} FROM ${spec.from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY ${spec.alias}created_at DESC, ${spec.alias}${spec.idColumn} DESC LIMIT $${values.length}`;
+    const countText = `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
+    const [rows, count] = await Promise.all([this.q(text, values), this.q(countText, countValues)]);
+    const more = rows.length > page.limit;
+    return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
+  }
+
+  async jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }> {
+    const rows = await this.q(SQL.JOB_INSERT, [
+      job.jobId,
+      job.bucket,
+      job.key,
+      job.pipelineId,
+      job.pipelineName,
+      job.pipelineKind,
+      job.ruleId,
+      JSON.stringify(job.options),
+      job.requestId,
+      job.createdAt,
+    ]);
+    if (rows[0]) return { job: toJob(rows[0]), created: true };
+    const existing = await this.jobGetByRequestId(job.bucket, job.requestId);
+    if (!existing) throw new Error("job insert conflicted but no job holds the request_id");
+    return { job: existing, created: false };
+  }
+
+  async jobGetById(bucket: string, jobId: string): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_GET_BY_ID, [bucket, jobId]);
+    return rows[0] ? toJob(rows[0]) : undefined;
+  }
+
+  jobList(filter: JobFilter, page: PageParams): Promise<Page<Job>> {
+    return this.list(
+      {
+        select: SQL.JOB_COLUMNS,
+        from: "jobs",
+        alias: "",
+        idColumn: "job_id",
+        filters: [
+          ["bucket", filter.bucket],
+          ["status", filter.status],
+          ["pipeline_id", filter.pipelineId],
+          ["rule_id", filter.ruleId],
+        ],
+      },
+      page,
+      toJob,
+    );
+  }
+
+  async jobGetByRequestId(bucket: string, requestId: string): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_GET_BY_REQUEST_ID, [bucket, requestId]);
+    return rows[0] ? toJob(rows[0]) : undefined;
+  }
+
+  async jobCancel(
+    bucket: string,
+    jobId: string,
+    nowMs: number,
+  ): Promise<{ job: Job; changed: boolean } | undefined> {
+    const rows = await this.q(SQL.JOB_CANCEL, [bucket, jobId, nowMs]);
+    if (rows[0]) return { job: toJob(rows[0]), changed: true };
+    const job = await this.jobGetById(bucket, jobId);
+    return job && { job, changed: false };
+  }
+
+  async ruleInsert(rule: Rule): Promise<BoundRule> {
+    await this.q(SQL.RULE_INSERT, [
+      rule.ruleId,
+      rule.bucket,
+      rule.sourceId,
+      rule.pipelineId,
+      rule.name,
+      rule.description,
+      rule.includePatterns,
+      rule.excludePatterns,
+      rule.includeMimeTypes,
+      rule.excludeMimeTypes,
+      rule.minSizeBytes,
+      rule.maxSizeBytes,
+      rule.enabled,
+      rule.priority,
+      rule.createdAt,
+    ]);
+    const stored = await this.ruleGetById(rule.bucket, rule.ruleId);
+    if (!stored) throw new Error(`rule ${rule.ruleId} vanished right after insert`);
+    return stored;
+  }
+
+  async ruleGetById(bucket: string, ruleId: string): Promise<BoundRule | undefined> {
+    const rows = await this.q(SQL.RULE_GET_BY_ID, [bucket, ruleId]);
+    return rows[0] ? toRule(rows[0]) : undefined;
+  }
+
+  ruleList(filter: RuleFilter, page: PageParams): Promise<Page<BoundRule>> {
+    return this.list(
+      {
+        select: SQL.RULE_COLUMNS,
+        from: SQL.RULE_FROM,
+        alias: "r.",
+        idColumn: "rule_id",
+        filters: [
+          ["bucket", filter.bucket],
+          ["source_id", filter.sourceId],
+          ["pipeline_id", filter.pipelineId],
+        ],
+      },
+      page,
+      toRule,
+    );
+  }
+
+  async ruleListEnabledForDirect(bucket: string): Promise<BoundRule[]> {
+    return (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [bucket])).map(toRule);
+  }
+
+  async ruleUpdate(
+    bucket: string,
+    ruleId: string,
+    patch: Partial<RuleFields>,
+    nowMs: number,
+  ): Promise<BoundRule | undefined> {
+    const sets: string[] = [];
+    const values: unknown[] = [bucket, ruleId, nowMs];
+    for (const [field, column] of Object.entries(RULE_UPDATE_COLUMNS) as Array<[keyof RuleFields, string]>) {
+      if (patch[field] === undefined) continue;
+      values.push(patch[field]);
+      sets.push(`${column} = $${values.length}`);
+    }
+    const rows = await this.q(
+      `UPDATE rules SET ${[...sets, "updated_at = $3"].join(", ")} WHERE bucket = $1 AND rule_id = $2 RETURNING rule_id`,
+      values,
+    );
+    return rows[0] ? this.ruleGetById(bucket, ruleId) : undefined;
+  }
+
+  async ruleDelete(bucket: string, ruleId: string): Promise<boolean> {
+    try {
+      const res = await this.pool.query(SQL.RULE_DELETE, [bucket, ruleId]);
+      return (res.rowCount ?? 0) > 0;
+    } catch (err) {
+      throw mapPgError(err);
+    }
+  }
+
+  async pipelineInsert(pipeline: Pipeline): Promise<Pipeline> {
+    const rows = await this.q(SQL.PIPELINE_INSERT, [
+      pipeline.pipelineId,
+      pipeline.bucket,
+      pipeline.name,
+      pipeline.description,
+      pipeline.template,
+      JSON.stringify(pipeline.options),
+      pipeline.storeEntityId,
+      pipeline.storeEntityKind,
+      pipeline.createdAt,
+    ]);
+    return toPipeline(rows[0]);
+  }
+
+  async pipelineGetById(bucket: string, pipelineId: string): Promise<Pipeline | undefined> {
+    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [bucket, pipelineId]);
+    return rows[0] ? toPipeline(rows[0]) : undefined;
+  }
+
+  pipelineList(filter: PipelineFilter, page: PageParams): Promise<Page<Pipeline>> {
+    return this.list(
+      {
+        select: SQL.PIPELINE_COLUMNS,
+        from: "pipelines",
+        alias: "",
+        idColumn: "pipeline_id",
+        filters: [
+          ["bucket", filter.bucket],
+          ["store_entity_kind", filter.storeEntityKind],
+          ["store_entity_id", filter.storeEntityId],
+        ],
+      },
+      page,
+      toPipeline,
+    );
+  }
+
+  async pipelineUpdate(
+    bucket: string,
+    pipelineId: string,
+    patch: Partial<PipelineFields>,
+    nowMs: number,
+  ): Promise<Pipeline | undefined> {
+    const sets: string[] = [];
+    const values: unknown[] = [bucket, pipelineId, nowMs];
+    for (const [field, column] of Object.entries(PIPELINE_UPDATE_COLUMNS) as Array<[keyof PipelineFields, string]>) {
+      const v = patch[field];
+      if (v === undefined) continue;
+      values.push(field === "options" ? JSON.stringify(v) : v);
+      sets.push(`${column} = $${values.length}`);
+    }
+    const rows = await this.q(
+      `UPDATE pipelines SET ${[...sets, "updated_at = $3"].join(", ")} WHERE bucket = $1 AND pipeline_id = $2 RETURNING ${SQL.PIPELINE_COLUMNS}`,
+      values,
+    );
+    return rows[0] ? toPipeline(rows[0]) : undefined;
+  }
+
+  async pipelineDelete(bucket: string, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
+    const deleted = await this.q(SQL.PIPELINE_DELETE, [bucket, pipelineId]);
+    if (deleted.length > 0) return "deleted";
+    if (!(await this.pipelineGetById(bucket, pipelineId))) return "not_found";
+    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [bucket, pipelineId]);
+    return rules.map((r) => r.rule_id as string);
+  }
+
+  async ping(): Promise<void> {
+    await this.q("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

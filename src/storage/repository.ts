@@ -1,0 +1,83 @@
+/**
+ * The storage seam. The service layer talks to this interface only; implementations
+ * return domain objects, never driver rows or proto messages.
+ */
+import type { Cursor } from "../domain/page-token";
+import type { Job, JobFilter, NewJob } from "../domain/job";
+import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
+
+/** One page of a keyset listing plus the exact count of matching rows. */
+export interface Page<T> {
+  items: T[];
+  /** True when more items follow the last one returned. */
+  more: boolean;
+  total: number;
+}
+
+/** Common paging parameters. */
+export interface PageParams {
+  after?: Cursor;
+  limit: number;
+}
+
+/** Filters of a rule listing. */
+export interface RuleFilter {
+  bucket: string;
+  sourceId?: string;
+  pipelineId?: string;
+}
+
+/** Filters of a pipeline listing. */
+export interface PipelineFilter {
+  bucket: string;
+  storeEntityKind?: string;
+  storeEntityId?: string;
+}
+
+/** Everything the API needs from the database. */
+export interface Repository {
+  /** Inserts the job, or returns the existing one with the same (bucket, requestId). */
+  jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }>;
+  jobGetById(bucket: string, jobId: string): Promise<Job | undefined>;
+  jobGetByRequestId(bucket: string, requestId: string): Promise<Job | undefined>;
+  jobList(filter: JobFilter, page: PageParams): Promise<Page<Job>>;
+  /**
+   * Cancels a PENDING job at once, or flags a PROCESSING one for its worker. Returns the
+   * job after the change (changed = true), the unchanged job when it is already terminal
+   * (changed = false), or undefined when it does not exist.
+   */
+  jobCancel(bucket: string, jobId: string, nowMs: number): Promise<{ job: Job; changed: boolean } | undefined>;
+
+  ruleInsert(rule: Rule): Promise<BoundRule>;
+  ruleGetById(bucket: string, ruleId: string): Promise<BoundRule | undefined>;
+  ruleList(filter: RuleFilter, page: PageParams): Promise<Page<BoundRule>>;
+  /** The enabled rules of a bucket that apply to objects without a source. */
+  ruleListEnabledForDirect(bucket: string): Promise<BoundRule[]>;
+  /** Writes the given fields; returns undefined when the rule does not exist. */
+  ruleUpdate(
+    bucket: string,
+    ruleId: string,
+    patch: Partial<RuleFields>,
+    nowMs: number,
+  ): Promise<BoundRule | undefined>;
+  ruleDelete(bucket: string, ruleId: string): Promise<boolean>;
+
+  pipelineInsert(pipeline: Pipeline): Promise<Pipeline>;
+  pipelineGetById(bucket: string, pipelineId: string): Promise<Pipeline | undefined>;
+  pipelineList(filter: PipelineFilter, page: PageParams): Promise<Page<Pipeline>>;
+  pipelineUpdate(
+    bucket: string,
+    pipelineId: string,
+    patch: Partial<PipelineFields>,
+    nowMs: number,
+  ): Promise<Pipeline | undefined>;
+  /**
+   * Deletes the pipeline unless an enabled rule binds it. Returns "deleted", "not_found",
+   * or the IDs of the enabled rules that still bind it.
+   */
+  pipelineDelete(bucket: string, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
+
+  /** Resolves when the database answers. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

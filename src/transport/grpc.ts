@@ -1,0 +1,123 @@
+/**
+ * Native gRPC through grpc-js, serving the same handlers as the other doors. The
+ * ServiceDefinition is derived from the generated descriptors (path and binary codecs);
+ * reflection is fed the serialized FileDescriptorProtos of the generated files and all
+ * their imports, so grpcurl and `buf curl` work without a .proto file.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { create, fromBinary, toBinary, type DescFile, type DescMethod } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import type { Logger } from "../log";
+import { toConnectError } from "./errors";
+import type { ServiceEntry, UnaryHandler } from "./services";
+
+/** Options of the gRPC door. */
+export interface GrpcOptions {
+  log: Logger;
+  maxReceiveBytes: number;
+  shutdownSignal?: AbortSignal;
+}
+
+function metadataToHeaders(md: grpc.Metadata): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(md.getMap())) {
+    if (typeof v === "string") h.append(k, v);
+  }
+  return h;
+}
+
+function collectFiles(file: DescFile, out: Map<string, DescFile>): void {
+  if (out.has(file.name)) return;
+  for (const dep of file.dependencies) collectFiles(dep, out);
+  out.set(file.name, file);
+}
+
+/** A package definition in the shape @grpc/reflection reads: serialized file descriptors. */
+function reflectionPackage(entries: readonly ServiceEntry[]): Record<string, { fileDescriptorProtos: Buffer[] }> {
+  const files = new Map<string, DescFile>();
+  for (const e of entries) collectFiles(e.service.file, files);
+  const protos = [...files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+  const pkg: Record<string, { fileDescriptorProtos: Buffer[] }> = {};
+  for (const e of entries) pkg[e.service.typeName] = { fileDescriptorProtos: protos };
+  return pkg;
+}
+
+function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHandler, opts: GrpcOptions) {
+  const path = `/${entry.service.typeName}/${method.name}`;
+  return (call: grpc.ServerUnaryCall<Uint8Array, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
+    const abort = new AbortController();
+    call.on("cancelled", () => abort.abort(new ConnectError("client cancelled the call", Code.Canceled)));
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
+    const run = async () => {
+      let input;
+      try {
+        input = fromBinary(method.input, call.request);
+      } catch (err) {
+        throw new ConnectError(`request is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
+      }
+      const ctx = createHandlerContext({
+        service: entry.service,
+        method,
+        protocolName: "grpc",
+        requestMethod: "POST",
+        url: path,
+        timeoutMs,
+        requestHeader: metadataToHeaders(call.metadata),
+        requestSignal: abort.signal,
+        shutdownSignal: opts.shutdownSignal,
+      });
+      const out = await handler(input, ctx);
+      return toBinary(method.output, create(method.output, out as never));
+    };
+    run().then(
+      (bytes) => callback(null, bytes),
+      (err: unknown) => {
+        const ce = toConnectError(err, opts.log);
+        // Connect's Code numbers are gRPC status codes.
+        callback({ code: ce.code as number as grpc.status, details: ce.rawMessage });
+      },
+    );
+  };
+}
+
+/** A grpc-js server with every registered service and reflection (v1 and v1alpha). */
+export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOptions): grpc.Server {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": opts.maxReceiveBytes,
+  });
+  for (const entry of entries) {
+    const definition: Record<string, grpc.MethodDefinition<Uint8Array, Uint8Array>> = {};
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const [method, handler] of entry.methods) {
+      definition[method.name] = {
+        path: `/${entry.service.typeName}/${method.name}`,
+        requestStream: false,
+        responseStream: false,
+        // Decoding happens in the handler, so a malformed message is INVALID_ARGUMENT
+        // rather than grpc-js's INTERNAL deserialization error.
+        requestSerialize: (b: Uint8Array) => Buffer.from(b),
+        requestDeserialize: (b: Buffer): Uint8Array => b,
+        responseSerialize: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+        responseDeserialize: (b: Buffer) => b,
+        originalName: method.localName,
+      };
+      handlers[method.name] = unaryHandler(entry, method, handler, opts);
+    }
+    server.addService(definition as grpc.ServiceDefinition, handlers);
+  }
+  new ReflectionService(reflectionPackage(entries) as never).addToServer(server);
+  return server;
+}
+
+/** Binds the server to host:port and resolves with the bound port. */
+export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * The HTTP port: health endpoints, the REST routes, and connect-node for the Connect
+ * protocol (POST, and GET for NO_SIDE_EFFECTS methods) and gRPC-Web. A plain
+ * `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
+ */
+import { createServer, type Server } from "node:http";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "../log";
+import { createRestHandler, sendError, sendJson } from "./rest";
+import type { ServiceEntry } from "./services";
+
+/** Options of the HTTP door. */
+export interface HttpOptions {
+  log: Logger;
+  maxBodyBytes: number;
+  /** Resolves when the server is ready to serve (database reachable, migrations done). */
+  ready: () => Promise<boolean>;
+  shutdownSignal?: AbortSignal;
+}
+
+/** An http.Server serving health, REST, Connect and gRPC-Web. */
+export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOptions): Server {
+  const rest = createRestHandler(entries, opts);
+  const connect = connectNodeAdapter({
+    routes(router) {
+      for (const e of entries) router.service(e.service, e.impl as never);
+    },
+    jsonOptions: { alwaysEmitImplicit: true, ignoreUnknownFields: false },
+    readMaxBytes: opts.maxBodyBytes,
+    shutdownSignal: opts.shutdownSignal,
+  });
+  const connectPaths = new Set(
+    entries.flatMap((e) => e.service.methods.map((m) => `/${e.service.typeName}/${m.name}`)),
+  );
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    try {
+      if (req.method === "GET" && (path === "/health" || path === "/healthz")) {
+        sendJson(res, 200, { status: "ok" });
+        return;
+      }
+      if (req.method === "GET" && (path === "/ready" || path === "/readyz")) {
+        const ok = await opts.ready().catch(() => false);
+        sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable" });
+        return;
+      }
+      if (await rest(req, res)) return;
+      if (!connectPaths.has(path)) {
+        sendError(res, new ConnectError(`no route for ${req.method} ${path}`, Code.NotFound));
+        return;
+      }
+      connect(req, res);
+    } catch (err) {
+      opts.log.error("http handler failed", { err });
+      if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+  return server;
+}
