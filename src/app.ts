@@ -54,6 +54,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           dataDir: config.dataDir,
           port: config.embeddedPgPort,
           log: (line) => log.debug("postgres", { line }),
+          warn: (line) => log.warn(line),
         });
         url = embedded.connectionString;
       }

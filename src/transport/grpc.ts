@@ -70,8 +70,13 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
         requestSignal: abort.signal,
         shutdownSignal: opts.shutdownSignal,
       });
-      const out = await handler(input, ctx);
-      return toBinary(method.output, create(method.output, out as never));
+      try {
+        const out = await handler(input, ctx);
+        return toBinary(method.output, create(method.output, out as never));
+      } finally {
+        // Unlinks the context from the shutdown signal and clears its deadline timer.
+        ctx.abort();
+      }
     };
     run().then(
       (bytes) => callback(null, bytes),

@@ -257,8 +257,27 @@ async function decodeRequest(
   try {
     return fromJson(schema, json, { ignoreUnknownFields: false });
   } catch (err) {
-    throw invalid(`invalid ${schema.name}: ${(err as Error).message.replace(/^cannot decode message [\w.]+ from JSON: /, "")}`);
+    throw invalid(`invalid ${schema.name}: ${messageFieldError(schema, json) ?? (err as Error).message}`);
   }
+}
+
+/**
+ * protobuf's JSON decoder names the field for most type errors, but not when a message
+ * field holds a non-object; this finds that case so the reply can name the field.
+ */
+function messageFieldError(schema: DescMessage, json: JsonValue, prefix = ""): string | undefined {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return undefined;
+  for (const [key, value] of Object.entries(json)) {
+    const field = findField(schema, key);
+    if (!field || field.fieldKind !== "message" || value === null) continue;
+    const path = `${prefix}${field.name}`;
+    if (typeof value !== "object" || Array.isArray(value)) {
+      return `field ${path} must be a JSON object, got ${JSON.stringify(value).slice(0, 80)}`;
+    }
+    const inner = messageFieldError(field.message, value, `${path}.`);
+    if (inner) return inner;
+  }
+  return undefined;
 }
 
 /** Writes a JSON reply. */
@@ -273,8 +292,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** Writes an error reply in the REST error format. */
-export function sendError(res: ServerResponse, err: ConnectError, extraHeaders: Record<string, string> = {}): void {
-  let status = httpStatusOf(err.code);
+export function sendError(
+  res: ServerResponse,
+  err: ConnectError,
+  extraHeaders: Record<string, string> = {},
+  status: number = httpStatusOf(err.code),
+): void {
   if (err.code === Code.ResourceExhausted && /request body/.test(err.rawMessage)) status = 413;
   sendJson(res, status, errorBody(err), extraHeaders);
 }
@@ -308,9 +331,9 @@ export function createRestHandler(
     }
     if (!match) return false;
     if ("allowed" in match) {
-      sendError(res, new ConnectError(`method ${req.method} is not allowed on ${rawPath}`, Code.Unimplemented), {
-        allow: [...new Set(match.allowed)].join(", "),
-      });
+      const allow = [...new Set(match.allowed)].join(", ");
+      const err = new ConnectError(`method ${req.method} is not allowed on ${rawPath}; allowed: ${allow}`, Code.Unimplemented);
+      sendError(res, err, { allow }, 405);
       return true;
     }
     const { route, params } = match;
@@ -319,10 +342,11 @@ export function createRestHandler(
       if (!res.writableFinished) abort.abort(new ConnectError("client disconnected", Code.Canceled));
     };
     res.on("close", onClose);
+    let ctx: ReturnType<typeof createHandlerContext> | undefined;
     try {
       const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
       const input = await decodeRequest(route, params, req, query, opts.maxBodyBytes);
-      const ctx = createHandlerContext({
+      ctx = createHandlerContext({
         service: route.entry.service,
         method: route.method,
         protocolName: "rest",
@@ -340,6 +364,8 @@ export function createRestHandler(
       if (!res.headersSent) sendError(res, toConnectError(err, opts.log));
     } finally {
       res.off("close", onClose);
+      // Unlinks the context from the shutdown signal and clears its deadline timer.
+      ctx?.abort();
     }
     return true;
   };

