@@ -1,6 +1,6 @@
 /**
- * Composition root: build(config) wires storage, services and the three doors.
- * Nothing listens until start() is called.
+ * Composition root: build(config) wires storage, services, the three doors and the
+ * worker for the configured role. Nothing listens or runs until start() is called.
  */
 import type { AddressInfo } from "node:net";
 import type { Server as HttpServer } from "node:http";
@@ -19,16 +19,29 @@ import { PgRepository } from "./storage/postgres/repository";
 import { bindGrpc, createGrpcServer } from "./transport/grpc";
 import { createHttpServer } from "./transport/http";
 import { registerService } from "./transport/services";
+import { createLocalEmbedder, createRemoteEmbedder, type Embedder } from "./worker/embedder";
+import { Worker } from "./worker/worker";
 
-/** A built, not yet started, server process. */
+/** A built, not yet started, process. */
 export interface App {
-  /** Starts the database (embedded if needed), migrates, and opens both ports. */
+  /** Starts the database (embedded if needed), migrates, opens the ports and starts the worker. */
   start(): Promise<{ httpPort: number; grpcPort: number }>;
-  /** Closes the ports, the pool and the embedded database; safe to call twice. */
+  /** Stops the worker (handing running jobs back), closes the ports, the pool and the embedded database; safe to call twice. */
   stop(): Promise<void>;
   readonly log: Logger;
   /** The repository, available after start(). */
   repo(): PgRepository;
+  /** The worker, when the role runs one, after start(). */
+  worker(): Worker | undefined;
+}
+
+/** The embedder a job's options ask for: the configured remote one, or the local one. */
+function embedderFactory(config: Readonly<Config>): (options: Readonly<Record<string, string>>) => Embedder {
+  const e = config.embeddings;
+  return (options) =>
+    e.url
+      ? createRemoteEmbedder({ url: e.url, apiKey: e.apiKey, model: options.embedding_model || e.model, timeoutMs: e.timeoutMs })
+      : createLocalEmbedder(Number.parseInt(options.dimensions ?? "384", 10));
 }
 
 /** Builds the application for the configuration. */
@@ -37,8 +50,11 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let repo: PgRepository | undefined;
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
+  let worker: Worker | undefined;
   const shutdown = new AbortController();
   let migrated = false;
+  const serveApi = config.role !== "worker";
+  const runWorker = config.role !== "api";
 
   return {
     log,
@@ -46,10 +62,11 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       if (!repo) throw new Error("app not started");
       return repo;
     },
+    worker: () => worker,
     async start() {
       let url = config.databaseUrl;
       if (!url) {
-        log.info("DATABASE_URL not set; starting the embedded PostgreSQL", { dataDir: config.dataDir });
+        log.info("DATABASE_URL not set; using the embedded PostgreSQL", { dataDir: config.dataDir });
         embedded = await startEmbeddedPostgres({
           dataDir: config.dataDir,
           port: config.embeddedPgPort,
@@ -63,33 +80,42 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;
-      const deps = {
-        repo: r,
-        objects: createFsObjectStore(join(config.dataDir, "buckets")),
-        now: () => Date.now(),
-      };
-      const entries = [
-        registerService(IngestService, createIngestService(deps), log),
-        registerService(PipelineService, createPipelineService(deps), log),
-      ];
-      http = createHttpServer(entries, {
-        log,
-        maxBodyBytes: config.maxBodyBytes,
-        shutdownSignal: shutdown.signal,
-        ready: async () => {
-          await r.ping();
-          return migrated && (await migrationsDone(r.pool));
-        },
+      const objects = createFsObjectStore(join(config.dataDir, "buckets"));
+      let httpPort = 0;
+      let grpcPort = 0;
+      if (serveApi) {
+        const deps = { repo: r, objects, now: () => Date.now() };
+        const entries = [
+          registerService(IngestService, createIngestService(deps), log),
+          registerService(PipelineService, createPipelineService(deps), log),
+        ];
+        http = createHttpServer(entries, {
+          log,
+          maxBodyBytes: config.maxBodyBytes,
+          shutdownSignal: shutdown.signal,
+          ready: async () => {
+            await r.ping();
+            return migrated && (await migrationsDone(r.pool));
+          },
+        });
+        const h = http;
+        await new Promise<void>((resolve, reject) => {
+          h.once("error", reject);
+          h.listen(config.httpPort, config.host, () => resolve());
+        });
+        grpc = createGrpcServer(entries, { log, maxReceiveBytes: config.maxBodyBytes, shutdownSignal: shutdown.signal });
+        grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
+        httpPort = (h.address() as AddressInfo).port;
+      }
+      if (runWorker) {
+        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), log }, config.worker);
+        worker.start();
+      }
+      log.info("k3-ingest started", {
+        role: config.role,
+        ...(serveApi ? { httpPort, grpcPort } : {}),
+        database: embedded ? "embedded" : "DATABASE_URL",
       });
-      const h = http;
-      await new Promise<void>((resolve, reject) => {
-        h.once("error", reject);
-        h.listen(config.httpPort, config.host, () => resolve());
-      });
-      grpc = createGrpcServer(entries, { log, maxReceiveBytes: config.maxBodyBytes, shutdownSignal: shutdown.signal });
-      const grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
-      const httpPort = (h.address() as AddressInfo).port;
-      log.info("k3-ingest listening", { httpPort, grpcPort, database: embedded ? "embedded" : "DATABASE_URL" });
       return { httpPort, grpcPort };
     },
     async stop() {
@@ -117,6 +143,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           setTimeout(() => h.closeAllConnections(), 5000).unref();
         });
       }
+      const w = worker;
+      worker = undefined;
+      await w?.stop();
       const rp = repo;
       repo = undefined;
       await rp?.close();

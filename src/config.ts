@@ -2,8 +2,12 @@
 import { resolve } from "node:path";
 import type { LogLevel } from "./log";
 
+/** What a process runs: the API and a worker (default), only the API, or only a worker. */
+export type Role = "all" | "api" | "worker";
+
 /** The validated, frozen configuration of one process. */
 export interface Config {
+  role: Role;
   /** PostgreSQL URL; undefined starts the embedded database. */
   databaseUrl: string | undefined;
   host: string;
@@ -15,6 +19,24 @@ export interface Config {
   logLevel: LogLevel;
   maxBodyBytes: number;
   dbPoolSize: number;
+  worker: {
+    concurrency: number;
+    leaseMs: number;
+    pollMs: number;
+    maxAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    graceMs: number;
+    maxObjectBytes: number;
+    pdfTimeoutMs: number;
+  };
+  embeddings: {
+    /** OpenAI-compatible endpoint; undefined uses the built-in local embedder. */
+    url: string | undefined;
+    apiKey: string | undefined;
+    model: string;
+    timeoutMs: number;
+  };
 }
 
 function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -37,8 +59,16 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
+const ROLES: readonly Role[] = ["all", "api", "worker"];
+
 /** Reads and validates the configuration; throws an Error naming the bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
+  const role = (env.K3_ROLE || "all") as Role;
+  if (!ROLES.includes(role)) throw new Error(`K3_ROLE=${JSON.stringify(env.K3_ROLE)} must be one of ${ROLES.join(", ")}`);
+  const embeddingsUrl = env.K3_EMBEDDINGS_URL || undefined;
+  if (embeddingsUrl && !/^https?:\/\//.test(embeddingsUrl)) {
+    throw new Error(`K3_EMBEDDINGS_URL=${JSON.stringify(embeddingsUrl)} must be an http(s) URL`);
+  }
   const logLevel = (env.K3_LOG_LEVEL || "info") as LogLevel;
   if (!LEVELS.includes(logLevel)) {
     throw new Error(`K3_LOG_LEVEL=${JSON.stringify(env.K3_LOG_LEVEL)} must be one of ${LEVELS.join(", ")}`);
@@ -53,5 +83,23 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     logLevel,
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
+    role,
+    worker: Object.freeze({
+      concurrency: positiveInt(env, "K3_WORKER_CONCURRENCY", 4),
+      leaseMs: positiveInt(env, "K3_LEASE_MS", 30_000),
+      pollMs: positiveInt(env, "K3_POLL_MS", 2_000),
+      maxAttempts: positiveInt(env, "K3_MAX_ATTEMPTS", 5),
+      retryBaseMs: positiveInt(env, "K3_RETRY_BASE_MS", 1_000),
+      retryMaxMs: positiveInt(env, "K3_RETRY_MAX_MS", 300_000),
+      graceMs: positiveInt(env, "K3_WORKER_GRACE_MS", 10_000),
+      maxObjectBytes: positiveInt(env, "K3_MAX_OBJECT_BYTES", 100 * 1024 * 1024),
+      pdfTimeoutMs: positiveInt(env, "K3_PDF_TIMEOUT_MS", 60_000),
+    }),
+    embeddings: Object.freeze({
+      url: embeddingsUrl,
+      apiKey: env.K3_EMBEDDINGS_API_KEY || undefined,
+      model: env.K3_EMBEDDINGS_MODEL || "text-embedding-3-small",
+      timeoutMs: positiveInt(env, "K3_EMBEDDINGS_TIMEOUT_MS", 30_000),
+    }),
   });
 }

@@ -4,9 +4,16 @@ import { loadConfig } from "./config";
 import { createLogger } from "./log";
 
 async function main(): Promise<void> {
+  // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
+  const arg = process.argv[2];
+  const roles: Record<string, string> = { serve: "all", all: "all", api: "api", worker: "worker" };
+  if (arg !== undefined && !(arg in roles)) {
+    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api or worker\n`);
+    process.exit(2);
+  }
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(arg ? { ...process.env, K3_ROLE: roles[arg] } : process.env);
   } catch (err) {
     process.stderr.write(`k3-ingest: ${(err as Error).message}\n`);
     process.exit(2);

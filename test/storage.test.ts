@@ -59,3 +59,58 @@ test("an unreachable database is UNAVAILABLE, quickly", async () => {
     await repo.close();
   }
 });
+
+test("a worker whose lease was taken over cannot overwrite the newer state", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  try {
+    await migrate(repo.pool);
+    const { job } = await repo.jobInsert({
+      jobId: "job_takeover",
+      bucket: "kb",
+      key: "a.txt",
+      pipelineId: "pipe_x",
+      pipelineName: "x",
+      pipelineKind: "vector",
+      template: "text_embedding_index",
+      ruleId: "",
+      options: {},
+      requestId: "",
+      createdAt: 1000,
+    });
+    const t0 = Date.now();
+    const [a] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100, now: t0 });
+    expect(a.jobId).toBe(job.jobId);
+    expect(a.attempts).toBe(1);
+    // A stops renewing; its lease expires and the job goes back to PENDING, then to B.
+    expect(await repo.jobRescueExpired({ now: t0 + 200, maxAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
+    const [b] = await repo.jobClaimAvailable({ owner: "worker-b", limit: 10, leaseMs: 10_000, now: t0 + 300 });
+    expect(b).toMatchObject({ jobId: job.jobId, attempts: 2 });
+    expect(b.threadId).not.toBe(a.threadId);
+
+    const outcome = {
+      status: "completed" as const,
+      output: { kind: "vector" as const, chunks: [{ index: 0, text: "stale", vector: [1, 0] }], batchSize: 10 },
+      chunksCreated: 1,
+      embeddingsCreated: 1,
+      vectorStatus: "success",
+      error: "",
+      errorDetails: "",
+    };
+    // Everything A tries now is refused and writes nothing.
+    expect(await repo.jobHeartbeat({ owner: "worker-a", jobIds: [job.jobId], leaseMs: 100, now: t0 + 400 })).toEqual([]);
+    expect(await repo.jobComplete({ job: a, owner: "worker-a", now: t0 + 400, outcome })).toBeUndefined();
+    expect(await repo.jobFailAttempt({ jobId: job.jobId, owner: "worker-a", now: t0 + 400, error: "x", errorDetails: "" })).toBeUndefined();
+    expect(await repo.jobRecordProgress({ jobId: job.jobId, owner: "worker-a", now: t0 + 400, counters: { chunksCreated: 9, embeddingsCreated: 9 } })).toBe(false);
+    expect((await repo.pool.query("SELECT count(*)::int AS n FROM vector_chunks")).rows[0].n).toBe(0);
+
+    const done = await repo.jobComplete({ job: b, owner: "worker-b", now: t0 + 500, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } } });
+    expect(done).toMatchObject({ status: "completed", embeddingsWritten: 1, batchesReceived: 1, outputSize: 5 + 8, attempts: 2 });
+    const rows = (await repo.pool.query("SELECT content, embedding, job_id FROM vector_chunks")).rows;
+    expect(rows).toEqual([{ content: "fresh", embedding: [0, 1], job_id: job.jobId }]);
+    // A finished job cannot be claimed, rescued or cancelled-running again.
+    expect(await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100, now: t0 + 600 })).toEqual([]);
+    expect(await repo.jobCancelRunning({ jobId: job.jobId, owner: "worker-b", now: t0 + 600 })).toBeUndefined();
+  } finally {
+    await repo.close();
+  }
+});

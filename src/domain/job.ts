@@ -67,6 +67,8 @@ export interface Job extends JobCounters {
   pipelineId: string;
   pipelineName: string;
   pipelineKind: string;
+  /** The template the job runs, copied from the pipeline when it was triggered. */
+  template: string;
   ruleId: string;
   createdAt: number;
   updatedAt: number;
@@ -90,6 +92,7 @@ export type NewJob = Pick<
   | "pipelineId"
   | "pipelineName"
   | "pipelineKind"
+  | "template"
   | "ruleId"
   | "options"
   | "requestId"
@@ -102,4 +105,30 @@ export interface JobFilter {
   status?: JobStatus;
   pipelineId?: string;
   ruleId?: string;
+}
+
+/** One chunk of text and its embedding, as written to the vector destination. */
+export interface VectorChunk {
+  index: number;
+  text: string;
+  vector: number[];
+}
+
+/** What a pipeline run produced, for the engine to write together with the job's end state. */
+export type JobOutput =
+  | { kind: "vector"; chunks: VectorChunk[]; batchSize: number }
+  | { kind: "warehouse"; rows: unknown[]; batchSize: number }
+  | { kind: "none" };
+
+/** The end of a successful (or partly successful) run. */
+export interface RunOutcome {
+  status: "completed" | "partial";
+  output: JobOutput;
+  /** Counters the pipeline computed itself; write counters are added by the storage. */
+  chunksCreated: number;
+  embeddingsCreated: number;
+  vectorStatus: string;
+  /** For PARTIAL: what failed. */
+  error: string;
+  errorDetails: string;
 }

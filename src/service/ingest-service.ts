@@ -153,6 +153,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         pipelineId: pipeline.pipelineId,
         pipelineName: pipeline.name,
         pipelineKind: pipeline.storeEntityKind,
+        template: pipeline.template,
         ruleId,
         options,
         requestId: req.requestId,

@@ -3,7 +3,7 @@
  * return domain objects, never driver rows or proto messages.
  */
 import type { Cursor } from "../domain/page-token";
-import type { Job, JobFilter, NewJob } from "../domain/job";
+import type { Job, JobCounters, JobFilter, NewJob, RunOutcome } from "../domain/job";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -76,6 +76,46 @@ export interface Repository {
    * or the IDs of the enabled rules that still bind it.
    */
   pipelineDelete(bucket: string, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
+
+  // ---- the worker's side: every write is guarded by status and lease owner ----
+
+  /** Claims up to `limit` runnable jobs, oldest first, leased to `owner` for `leaseMs`. */
+  jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number; now: number }): Promise<Job[]>;
+  /** Extends the leases `owner` still holds; the ids missing from the answer were lost. */
+  jobHeartbeat(p: {
+    owner: string;
+    jobIds: string[];
+    leaseMs: number;
+    now: number;
+  }): Promise<Array<{ jobId: string; cancelRequested: boolean }>>;
+  /** Publishes progress counters of a running job; false when the lease is gone. */
+  jobRecordProgress(p: {
+    jobId: string;
+    owner: string;
+    now: number;
+    counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">;
+  }): Promise<boolean>;
+  /**
+   * Writes the run's output to its destination (replacing the object's previous output)
+   * and ends the job, in one transaction. Undefined when the lease was lost or a cancel
+   * was requested: then nothing is written.
+   */
+  jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined>;
+  /** Ends a failed attempt: PENDING again from `retryAt` when given, otherwise FAILED. */
+  jobFailAttempt(p: {
+    jobId: string;
+    owner: string;
+    now: number;
+    error: string;
+    errorDetails: string;
+    retryAt?: number;
+  }): Promise<Job | undefined>;
+  /** Ends a running job as CANCELLED after its worker stopped it. */
+  jobCancelRunning(p: { jobId: string; owner: string; now: number }): Promise<Job | undefined>;
+  /** Hands running jobs back to PENDING (shutdown); the interrupted attempt does not count. */
+  jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number>;
+  /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED); how many of each. */
+  jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
 
   /** Resolves when the database answers. */
   ping(): Promise<void>;

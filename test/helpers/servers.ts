@@ -19,7 +19,11 @@ export interface TestServers {
   stop(): Promise<void>;
 }
 
-/** Starts a server on its own database; extra env entries override the defaults. */
+/**
+ * Starts a server on its own database; extra env entries override the defaults. The
+ * worker is off unless the caller asks for it (K3_ROLE=all), so API tests see jobs stay
+ * where they put them.
+ */
 export async function startServers(env: Record<string, string> = {}): Promise<TestServers> {
   const db = await createTestDb();
   const dataDir = mkdtempSync(join(tmpdir(), "k3-test-data-"));
@@ -30,6 +34,7 @@ export async function startServers(env: Record<string, string> = {}): Promise<Te
     K3_GRPC_PORT: "0",
     K3_DATA_DIR: dataDir,
     K3_DB_POOL_SIZE: "4",
+    K3_ROLE: "api",
     ...env,
   });
   const app = build(config, createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent"));

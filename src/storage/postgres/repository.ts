@@ -1,6 +1,6 @@
 /** PostgreSQL implementation of the Repository through `pg`. */
-import { Pool, type PoolConfig, type QueryResultRow } from "pg";
-import type { Job, JobFilter, JobStatus, NewJob } from "../../domain/job";
+import { Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
+import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome } from "../../domain/job";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { mapPgError } from "./pg-errors";
@@ -28,6 +28,7 @@ function toJob(r: QueryResultRow): Job {
     pipelineId: r.pipeline_id,
     pipelineName: r.pipeline_name,
     pipelineKind: r.pipeline_kind,
+    template: r.template,
     ruleId: r.rule_id,
     options: r.options ?? {},
     requestId: r.request_id,
@@ -122,9 +123,69 @@ interface ListSpec {
   filters: Array<[column: string, value: string | undefined]>;
 }
 
+/** Largest number of jobs one insert statement carries. */
+const MAX_INSERT_BATCH = 512;
+/** Insert statements in flight at once; later callers join the next batch. */
+const MAX_INSERTS_IN_FLIGHT = 2;
+
+interface PendingInsert {
+  job: NewJob;
+  resolve: (r: { job: Job; created: boolean }) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Counters the destination write produced. */
+interface WriteCounters {
+  rowsWritten: number;
+  outputSize: number;
+  batchesReceived: number;
+  embeddingsWritten: number;
+}
+
+/**
+ * Writes a run's output, replacing what the same pipeline wrote for the same object
+ * before. Runs inside the transaction that ends the job, so readers never see a mix of
+ * old and new rows, and a run that loses its lease writes nothing.
+ */
+async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now: number): Promise<WriteCounters> {
+  const counters: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
+  const key = [job.bucket, job.pipelineId, job.key];
+  if (output.kind === "vector") {
+    await client.query(SQL.VECTOR_DELETE, key);
+    for (let i = 0; i < output.chunks.length; i += output.batchSize) {
+      const batch = output.chunks.slice(i, i + output.batchSize);
+      const vectors = batch.map((c) => JSON.stringify(c.vector));
+      await client.query(SQL.VECTOR_INSERT_BATCH, [
+        ...key,
+        job.jobId,
+        now,
+        batch.map((c) => c.index),
+        batch.map((c) => c.text),
+        vectors,
+      ]);
+      counters.batchesReceived++;
+      counters.embeddingsWritten += batch.length;
+      // Bytes at the destination: the chunk text plus 4 bytes per vector component.
+      counters.outputSize += batch.reduce((n, c) => n + Buffer.byteLength(c.text) + 4 * c.vector.length, 0);
+    }
+  } else if (output.kind === "warehouse") {
+    await client.query(SQL.WAREHOUSE_DELETE, key);
+    for (let i = 0; i < output.rows.length; i += output.batchSize) {
+      const docs = output.rows.slice(i, i + output.batchSize).map((r) => JSON.stringify(r));
+      await client.query(SQL.WAREHOUSE_INSERT_BATCH, [...key, job.jobId, now, docs.map((_, j) => i + j), docs]);
+      counters.batchesReceived++;
+      counters.rowsWritten += docs.length;
+      counters.outputSize += docs.reduce((n, d) => n + Buffer.byteLength(d), 0);
+    }
+  }
+  return counters;
+}
+
 /** The PostgreSQL repository. */
 export class PgRepository implements Repository {
   readonly pool: Pool;
+  private readonly inserts: PendingInsert[] = [];
+  private insertsInFlight = 0;
 
   constructor(opts: PgRepositoryOptions) {
     const config: PoolConfig = {
@@ -170,23 +231,65 @@ export class PgRepository implements Repository {
     return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
   }
 
-  async jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }> {
-    const rows = await this.q(SQL.JOB_INSERT, [
-      job.jobId,
-      job.bucket,
-      job.key,
-      job.pipelineId,
-      job.pipelineName,
-      job.pipelineKind,
-      job.ruleId,
-      JSON.stringify(job.options),
-      job.requestId,
-      job.createdAt,
-    ]);
-    if (rows[0]) return { job: toJob(rows[0]), created: true };
-    const existing = await this.jobGetByRequestId(job.bucket, job.requestId);
-    if (!existing) throw new Error("job insert conflicted but no job holds the request_id");
-    return { job: existing, created: false };
+  /**
+   * Group commit: concurrent inserts share one statement and one commit. A caller whose
+   * insert finds no statement in flight goes at once, so a lone request waits for nothing;
+   * under load, callers that arrive while statements are in flight join the next batch.
+   * Each caller is answered only after the commit that holds its row.
+   */
+  jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.inserts.push({ job, resolve, reject });
+      this.flushInserts();
+    });
+  }
+
+  private flushInserts(): void {
+    while (this.insertsInFlight < MAX_INSERTS_IN_FLIGHT && this.inserts.length > 0) {
+      const batch = this.inserts.splice(0, MAX_INSERT_BATCH);
+      this.insertsInFlight++;
+      void this.insertBatch(batch).finally(() => {
+        this.insertsInFlight--;
+        this.flushInserts();
+      });
+    }
+  }
+
+  private async insertBatch(batch: PendingInsert[]): Promise<void> {
+    const col = <K extends keyof NewJob>(k: K) => batch.map((p) => p.job[k]);
+    let rows: QueryResultRow[];
+    try {
+      rows = await this.q(SQL.JOB_INSERT_BATCH, [
+        col("jobId"),
+        col("bucket"),
+        col("key"),
+        col("pipelineId"),
+        col("pipelineName"),
+        col("pipelineKind"),
+        col("template"),
+        col("ruleId"),
+        batch.map((p) => JSON.stringify(p.job.options)),
+        col("requestId"),
+        col("createdAt"),
+      ]);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const inserted = new Map(rows.map((r) => [r.job_id as string, toJob(r)]));
+    for (const p of batch) {
+      const job = inserted.get(p.job.jobId);
+      if (job) {
+        p.resolve({ job, created: true });
+        continue;
+      }
+      // Lost the request_id race (in this batch or to an earlier one): answer with the winner.
+      this.jobGetByRequestId(p.job.bucket, p.job.requestId).then(
+        (existing) =>
+          existing ? p.resolve({ job: existing, created: false }) : p.reject(new Error("job insert conflicted but no job holds the request_id")),
+        p.reject,
+      );
+    }
   }
 
   async jobGetById(bucket: string, jobId: string): Promise<Job | undefined> {
@@ -224,9 +327,117 @@ export class PgRepository implements Repository {
     nowMs: number,
   ): Promise<{ job: Job; changed: boolean } | undefined> {
     const rows = await this.q(SQL.JOB_CANCEL, [bucket, jobId, nowMs]);
-    if (rows[0]) return { job: toJob(rows[0]), changed: true };
+    if (rows[0]) {
+      const job = toJob(rows[0]);
+      // Tell the owning worker at once; the heartbeat would find out within a third of a lease.
+      if (job.status === "processing") await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, job.jobId]);
+      return { job, changed: true };
+    }
     const job = await this.jobGetById(bucket, jobId);
     return job && { job, changed: false };
+  }
+
+  async jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number; now: number }): Promise<Job[]> {
+    const rows = await this.q(SQL.JOB_CLAIM, [p.owner, p.limit, p.now, p.now + p.leaseMs]);
+    return rows.map(toJob).sort((a, b) => a.createdAt - b.createdAt || (a.jobId < b.jobId ? -1 : 1));
+  }
+
+  async jobHeartbeat(p: {
+    owner: string;
+    jobIds: string[];
+    leaseMs: number;
+    now: number;
+  }): Promise<Array<{ jobId: string; cancelRequested: boolean }>> {
+    const rows = await this.q(SQL.JOB_HEARTBEAT, [p.owner, p.jobIds, p.now + p.leaseMs]);
+    return rows.map((r) => ({ jobId: r.job_id as string, cancelRequested: r.cancel_requested as boolean }));
+  }
+
+  async jobRecordProgress(p: {
+    jobId: string;
+    owner: string;
+    now: number;
+    counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">;
+  }): Promise<boolean> {
+    const res = await this.pool
+      .query(SQL.JOB_PROGRESS, [p.jobId, p.owner, p.counters.chunksCreated, p.counters.embeddingsCreated, p.now])
+      .catch((err: unknown) => {
+        throw mapPgError(err);
+      });
+    return (res.rowCount ?? 0) > 0;
+  }
+
+  async jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw mapPgError(err);
+    }
+    try {
+      await client.query("BEGIN");
+      const locked = await client.query(SQL.JOB_LOCK_FOR_FINISH, [p.job.jobId, p.owner]);
+      if (locked.rowCount === 0) {
+        await client.query("ROLLBACK");
+        return undefined;
+      }
+      const w = await writeOutput(client, p.job, p.outcome.output, p.now);
+      const o = p.outcome;
+      const { rows } = await client.query(SQL.JOB_COMPLETE, [
+        p.job.jobId,
+        p.owner,
+        o.status,
+        o.chunksCreated,
+        o.embeddingsCreated,
+        w.rowsWritten,
+        w.outputSize,
+        w.batchesReceived,
+        w.embeddingsWritten,
+        o.vectorStatus,
+        o.error,
+        o.errorDetails,
+        p.now,
+      ]);
+      await client.query("COMMIT");
+      return rows[0] ? toJob(rows[0]) : undefined;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw mapPgError(err);
+    } finally {
+      client.release();
+    }
+  }
+
+  async jobFailAttempt(p: {
+    jobId: string;
+    owner: string;
+    now: number;
+    error: string;
+    errorDetails: string;
+    retryAt?: number;
+  }): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.owner, p.error, p.errorDetails, p.now, p.retryAt ?? 0]);
+    if (rows[0] && p.retryAt !== undefined) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    return rows[0] ? toJob(rows[0]) : undefined;
+  }
+
+  async jobCancelRunning(p: { jobId: string; owner: string; now: number }): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_CANCEL_RUNNING, [p.jobId, p.owner, p.now]);
+    return rows[0] ? toJob(rows[0]) : undefined;
+  }
+
+  async jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number> {
+    if (p.jobIds.length === 0) return 0;
+    const res = await this.pool.query(SQL.JOB_RELEASE, [p.owner, p.jobIds, p.now]).catch((err: unknown) => {
+      throw mapPgError(err);
+    });
+    if ((res.rowCount ?? 0) > 0) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    return res.rowCount ?? 0;
+  }
+
+  async jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
+    const rows = await this.q(SQL.JOB_RESCUE, [p.now, p.maxAttempts]);
+    if (rows.some((r) => r.status === "pending")) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    return rows.map((r) => ({ jobId: r.job_id as string, status: r.status as string }));
   }
 
   async ruleInsert(rule: Rule): Promise<BoundRule> {

@@ -4,17 +4,33 @@
  * at run time (filters, partial updates) only splice fixed column names chosen in code.
  */
 
+/** The channel that wakes workers when jobs are inserted or retried. */
+export const CHANNEL_JOBS = "k3_jobs";
+/** The channel that tells the owning worker a running job was cancelled (payload: job id). */
+export const CHANNEL_CANCEL = "k3_job_cancel";
+
 export const JOB_COLUMNS = `job_id, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
-  rule_id, options, request_id, chunks_created, embeddings_created, rows_written, output_size,
+  template, rule_id, options, request_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
   created_at, updated_at, started_at, finished_at`;
 
-export const JOB_INSERT = `
-INSERT INTO jobs (job_id, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, rule_id,
-                  options, request_id, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-ON CONFLICT (bucket, request_id) WHERE request_id <> '' DO NOTHING
-RETURNING ${JOB_COLUMNS}`;
+/**
+ * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
+ * NOTIFY for the whole batch: PostgreSQL serialises the commits of notifying transactions,
+ * so a NOTIFY per job would cost a group commit per job (shared/notes/performance.md).
+ * Identical notifications within a transaction are folded into one.
+ */
+export const JOB_INSERT_BATCH = `
+WITH ins AS (
+  INSERT INTO jobs (job_id, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
+                    options, request_id, created_at, updated_at)
+  SELECT j, b, k, p, pn, pk, t, r, o, rq, c, c
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::jsonb[], $10::text[], $11::bigint[]) AS u(j, b, k, p, pn, pk, t, r, o, rq, c)
+  ON CONFLICT (bucket, request_id) WHERE request_id <> '' DO NOTHING
+  RETURNING ${JOB_COLUMNS}
+)
+SELECT ins.* FROM ins CROSS JOIN (SELECT pg_notify('${CHANNEL_JOBS}', '')) AS wake`;
 
 export const JOB_GET_BY_REQUEST_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE bucket = $1 AND request_id = $2`;
 
@@ -24,7 +40,7 @@ export const JOB_GET_BY_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE bucket = $1 
 export const JOB_CANCEL = `
 UPDATE jobs SET
   status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
-  finished_at = CASE WHEN status = 'pending' THEN $3 ELSE finished_at END,
+  finished_at = CASE WHEN status = 'pending' THEN $3::bigint ELSE finished_at END,
   cancel_requested = true,
   updated_at = $3
 WHERE bucket = $1 AND job_id = $2 AND status IN ('pending', 'processing')
@@ -72,3 +88,118 @@ RETURNING p.pipeline_id`;
 
 export const PIPELINE_BINDING_RULES = `
 SELECT rule_id FROM rules WHERE bucket = $1 AND pipeline_id = $2 AND enabled ORDER BY created_at LIMIT 20`;
+
+/**
+ * Claims up to $2 runnable jobs, oldest first, for worker $1 with a lease until $4.
+ * SKIP LOCKED lets concurrent workers claim disjoint jobs without waiting on each other.
+ * Each attempt gets a fresh thread id and fresh counters.
+ */
+export const JOB_CLAIM = `
+WITH picked AS (
+  SELECT job_id FROM jobs
+  WHERE status = 'pending' AND run_after <= $3
+  ORDER BY created_at, job_id
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j SET
+  status = 'processing',
+  lease_owner = $1,
+  lease_expires_at = $4,
+  attempts = j.attempts + 1,
+  started_at = CASE WHEN j.started_at = 0 THEN $3::bigint ELSE j.started_at END,
+  thread_id = 'thread_' || replace(gen_random_uuid()::text, '-', ''),
+  chunks_created = 0, embeddings_created = 0, rows_written = 0, output_size = 0,
+  batches_received = 0, embeddings_written = 0, vector_status = '',
+  updated_at = $3
+FROM picked
+WHERE j.job_id = picked.job_id
+RETURNING ${JOB_COLUMNS.split(",").map((c) => `j.${c.trim()}`).join(", ")}`;
+
+/** Extends the leases worker $1 still holds; reports which of its jobs were cancelled. */
+export const JOB_HEARTBEAT = `
+UPDATE jobs SET lease_expires_at = $3
+WHERE job_id = ANY($2::text[]) AND status = 'processing' AND lease_owner = $1
+RETURNING job_id, cancel_requested`;
+
+/** Progress counters of a running job, guarded by its lease. */
+export const JOB_PROGRESS = `
+UPDATE jobs SET chunks_created = $3, embeddings_created = $4, updated_at = $5
+WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2`;
+
+/** Locks a running job for its final write; no row means the lease is gone or it was cancelled. */
+export const JOB_LOCK_FOR_FINISH = `
+SELECT job_id FROM jobs
+WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2 AND NOT cancel_requested
+FOR UPDATE`;
+
+export const JOB_COMPLETE = `
+UPDATE jobs SET
+  status = $3, chunks_created = $4, embeddings_created = $5, rows_written = $6, output_size = $7,
+  batches_received = $8, embeddings_written = $9, vector_status = $10, error = $11, error_details = $12,
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = $13, updated_at = $13
+WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+RETURNING ${JOB_COLUMNS}`;
+
+/** A failed attempt: back to PENDING at $6 when $6 > 0, otherwise FAILED. */
+export const JOB_FAIL_ATTEMPT = `
+UPDATE jobs SET
+  status = CASE WHEN $6::bigint > 0 THEN 'pending' ELSE 'failed' END,
+  run_after = CASE WHEN $6::bigint > 0 THEN $6::bigint ELSE run_after END,
+  finished_at = CASE WHEN $6::bigint > 0 THEN 0 ELSE $5::bigint END,
+  error = $3, error_details = $4,
+  vector_status = CASE WHEN pipeline_kind = 'vector' AND $6::bigint = 0 THEN 'failed' ELSE vector_status END,
+  lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
+WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+RETURNING ${JOB_COLUMNS}`;
+
+/** A running job whose cancellation the worker has honoured. */
+export const JOB_CANCEL_RUNNING = `
+UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+  error = 'cancelled while processing', finished_at = $3, updated_at = $3
+WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+RETURNING ${JOB_COLUMNS}`;
+
+/** Hands jobs back at shutdown: PENDING again, and the interrupted attempt does not count. */
+export const JOB_RELEASE = `
+UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+  finished_at = CASE WHEN cancel_requested THEN $3::bigint ELSE 0 END,
+  attempts = greatest(attempts - 1, 0), lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
+WHERE job_id = ANY($2::text[]) AND status = 'processing' AND lease_owner = $1`;
+
+/**
+ * Jobs whose lease expired (their worker died): cancelled when a cancel was asked for,
+ * FAILED when the attempts are used up, otherwise PENDING again.
+ */
+export const JOB_RESCUE = `
+WITH expired AS (
+  SELECT job_id FROM jobs
+  WHERE status = 'processing' AND lease_expires_at < $1
+  ORDER BY lease_expires_at
+  LIMIT 1000
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j SET
+  status = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN j.attempts >= $2 THEN 'failed' ELSE 'pending' END,
+  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= $2 THEN $1::bigint ELSE 0 END,
+  error = CASE WHEN j.cancel_requested THEN 'cancelled while processing'
+               ELSE 'worker lost: lease expired during attempt ' || j.attempts END,
+  error_details = 'stage: lease; worker ' || j.lease_owner || ' stopped renewing its lease',
+  lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+FROM expired
+WHERE j.job_id = expired.job_id
+RETURNING j.job_id, j.status`;
+
+export const VECTOR_DELETE = `DELETE FROM vector_chunks WHERE bucket = $1 AND pipeline_id = $2 AND object_key = $3`;
+
+export const VECTOR_INSERT_BATCH = `
+INSERT INTO vector_chunks (bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
+SELECT $1, $2, $3, i, c, translate(e, '[]', '{}')::real[], $4, $5
+FROM unnest($6::int[], $7::text[], $8::text[]) AS u(i, c, e)`;
+
+export const WAREHOUSE_DELETE = `DELETE FROM warehouse_rows WHERE bucket = $1 AND pipeline_id = $2 AND object_key = $3`;
+
+export const WAREHOUSE_INSERT_BATCH = `
+INSERT INTO warehouse_rows (bucket, pipeline_id, object_key, row_index, data, job_id, created_at)
+SELECT $1, $2, $3, i, d, $4, $5
+FROM unnest($6::int[], $7::jsonb[]) AS u(i, d)`;

@@ -46,6 +46,7 @@ CREATE TABLE jobs (
   pipeline_id        text NOT NULL,
   pipeline_name      text NOT NULL DEFAULT '',
   pipeline_kind      text NOT NULL DEFAULT '',
+  template           text NOT NULL DEFAULT '',
   rule_id            text NOT NULL DEFAULT '',
   options            jsonb NOT NULL DEFAULT '{}'::jsonb,
   request_id         text NOT NULL DEFAULT '',
@@ -86,6 +87,6 @@ CREATE INDEX jobs_pipeline_rule_idx   ON jobs (bucket, pipeline_id, rule_id, cre
 -- Idempotent triggers: one job per (bucket, request_id).
 CREATE UNIQUE INDEX jobs_request_id_key ON jobs (bucket, request_id) WHERE request_id <> '';
 -- Workers claim the oldest runnable job first.
-CREATE INDEX jobs_pending_idx ON jobs (run_after, created_at) WHERE status = 'pending';
+CREATE INDEX jobs_pending_idx ON jobs (created_at, job_id) WHERE status = 'pending';
 -- The rescuer finds expired leases.
 CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE status = 'processing';

@@ -1,0 +1,37 @@
+/** The contract between the worker engine and a pipeline template's executor. */
+import type { Job, RunOutcome } from "../../domain/job";
+import type { Logger } from "../../log";
+import type { Embedder } from "../embedder";
+
+/** What a running pipeline gets from the engine. */
+export interface RunContext {
+  job: Job;
+  /** The job's effective options (pipeline options overlaid by the trigger's). */
+  options: Readonly<Record<string, string>>;
+  /** Absolute path of the object, already checked to be inside its bucket. */
+  path: string;
+  /** Aborted on cancel, shutdown or a lost lease; executors pass it on and check it. */
+  signal: AbortSignal;
+  /** The embedder configured for this server, for the given options. */
+  embedder(options: Readonly<Record<string, string>>): Embedder;
+  /** Publishes counters while the job runs (throttled by the engine). */
+  progress(counters: { chunksCreated: number; embeddingsCreated: number }): void;
+  log: Logger;
+  limits: { maxObjectBytes: number; pdfTimeoutMs: number };
+}
+
+/**
+ * A template's executor. It reads and transforms; it never writes to the destination:
+ * the engine writes the returned output in the transaction that ends the job, so a
+ * cancelled or superseded run leaves nothing behind.
+ */
+export interface PipelineExecutor {
+  template: string;
+  run(ctx: RunContext): Promise<RunOutcome>;
+}
+
+/** An integer option, with its default. Values were validated against the template already. */
+export function intOption(options: Readonly<Record<string, string>>, name: string, fallback: number): number {
+  const raw = options[name];
+  return raw === undefined || raw.trim() === "" ? fallback : Number.parseInt(raw, 10);
+}

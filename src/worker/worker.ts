@@ -1,0 +1,331 @@
+/**
+ * The worker engine: PostgreSQL is the only coordinator, so any number of workers and
+ * API instances can share one database.
+ *
+ * - Claim: one statement (`FOR UPDATE SKIP LOCKED`) takes up to as many PENDING jobs as
+ *   there are free slots, oldest first, and leases them to this worker.
+ * - Wake-up: LISTEN/NOTIFY on inserts and retries starts an idle worker in milliseconds;
+ *   polling every `pollMs` is the fallback.
+ * - Lease: a heartbeat every third of a lease renews the leases of running jobs. A job
+ *   missing from the heartbeat's answer was taken away (its lease expired and it was
+ *   rescued), so its run is aborted and never writes. The heartbeat also reports cancels,
+ *   the fallback for a lost cancel NOTIFY.
+ * - Rescue: every worker periodically returns jobs whose lease expired (a killed worker)
+ *   to PENDING, or to FAILED when their attempts are used up.
+ * - End: the output and the final state are written in one transaction guarded by status
+ *   and lease owner; a transient failure goes back to PENDING with exponential backoff and
+ *   jitter, a permanent one (or the last attempt) ends FAILED.
+ * - Stop: stop claiming, let running jobs finish within the grace period, then abort the
+ *   rest and hand them back to PENDING.
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { InvalidArgument } from "../domain/errors";
+import type { Job } from "../domain/job";
+import { checkTemplateOptions, getTemplate } from "../domain/templates";
+import type { Logger } from "../log";
+import type { ObjectStore } from "../storage/object-store";
+import { CHANNEL_CANCEL, CHANNEL_JOBS } from "../storage/postgres/sql";
+import type { Repository } from "../storage/repository";
+import type { Embedder } from "./embedder";
+import { AbortReason, PermanentError, describeFailure } from "./failures";
+import { startListener, type Listener } from "./listener";
+import { executorFor } from "./pipelines/registry";
+
+/** Tunables of a worker. */
+export interface WorkerConfig {
+  concurrency: number;
+  leaseMs: number;
+  pollMs: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  graceMs: number;
+  maxObjectBytes: number;
+  pdfTimeoutMs: number;
+}
+
+/** What a worker depends on. */
+export interface WorkerDeps {
+  repo: Repository;
+  objects: ObjectStore;
+  /** URL for the LISTEN connection. */
+  connectionString: string;
+  embedder: (options: Readonly<Record<string, string>>) => Embedder;
+  log: Logger;
+  now?: () => number;
+}
+
+interface Running {
+  job: Job;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+const PROGRESS_INTERVAL_MS = 250;
+
+/** Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter". */
+export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
+  const d = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(d / 2 + Math.random() * (d / 2));
+}
+
+/** A worker process's job runner. */
+export class Worker {
+  readonly id = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  private readonly running = new Map<string, Running>();
+  private readonly now: () => number;
+  private state: "idle" | "running" | "stopping" | "stopped" = "idle";
+  private loopDone: Promise<void> = Promise.resolve();
+  private stopDone: Promise<void> | undefined;
+  private wakePending = false;
+  private wakeUp: (() => void) | undefined;
+  private listener: Listener | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private rescueTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly deps: WorkerDeps,
+    private readonly config: WorkerConfig,
+  ) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Jobs this worker runs right now. */
+  get busy(): number {
+    return this.running.size;
+  }
+
+  /** Starts claiming; idempotent. */
+  start(): void {
+    if (this.state !== "idle") return;
+    this.state = "running";
+    this.listener = startListener({
+      connectionString: this.deps.connectionString,
+      channels: [CHANNEL_JOBS, CHANNEL_CANCEL],
+      onNotify: (channel, payload) => {
+        if (channel === CHANNEL_CANCEL) this.abortJob(payload, "cancel");
+        else this.wake();
+      },
+      onReconnect: () => this.wake(),
+      log: this.deps.log,
+    });
+    const beat = Math.max(50, Math.floor(this.config.leaseMs / 3));
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), beat);
+    const rescue = Math.max(100, Math.floor(this.config.leaseMs / 2));
+    this.rescueTimer = setInterval(() => void this.rescue(), rescue);
+    this.loopDone = this.loop();
+    this.deps.log.info("worker started", { worker: this.id, concurrency: this.config.concurrency });
+  }
+
+  /** Stops claiming, waits for running jobs up to the grace period, hands back the rest; idempotent. */
+  stop(): Promise<void> {
+    if (this.state === "idle") {
+      this.state = "stopped";
+      return Promise.resolve();
+    }
+    this.stopDone ??= this.shutdown();
+    return this.stopDone;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.state = "stopping";
+    this.wake();
+    clearInterval(this.rescueTimer);
+    await this.loopDone;
+    if (this.running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((r) => (timer = setTimeout(r, this.config.graceMs)));
+      await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), grace]);
+      clearTimeout(timer);
+    }
+    const left = [...this.running.values()];
+    if (left.length > 0) {
+      for (const r of left) r.abort.abort(new AbortReason("shutdown"));
+      const ids = left.map((r) => r.job.jobId);
+      const released = await this.deps.repo
+        .jobRelease({ owner: this.id, jobIds: ids, now: this.now() })
+        .catch((err: unknown) => {
+          this.deps.log.error("could not hand jobs back; their leases will expire", { err, jobs: ids });
+          return 0;
+        });
+      this.deps.log.info("handed running jobs back", { released, jobs: ids });
+      await Promise.all(left.map((r) => r.done));
+    }
+    clearInterval(this.heartbeatTimer);
+    await this.listener?.stop();
+    this.state = "stopped";
+    this.deps.log.info("worker stopped", { worker: this.id });
+  }
+
+  private wake(): void {
+    this.wakePending = true;
+    this.wakeUp?.();
+  }
+
+  private waitForWake(ms: number): Promise<void> {
+    if (this.wakePending) {
+      this.wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wakeUp = undefined;
+        self.wakePending = false;
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let backoffMs = 0;
+    while (this.state === "running") {
+      const free = this.config.concurrency - this.running.size;
+      if (free > 0) {
+        try {
+          const jobs = await this.deps.repo.jobClaimAvailable({
+            owner: this.id,
+            limit: free,
+            leaseMs: this.config.leaseMs,
+            now: this.now(),
+          });
+          backoffMs = 0;
+          for (const job of jobs) this.launch(job);
+          if (jobs.length === free) continue; // there may be more
+        } catch (err) {
+          // Database trouble: back off without spinning; the rescuer will requeue anything lost.
+          backoffMs = Math.min(Math.max(backoffMs * 2, 200), 5000);
+          this.deps.log.warn("claiming jobs failed; retrying", { err: (err as Error).message, retryInMs: backoffMs });
+          await this.waitForWake(backoffMs);
+          continue;
+        }
+      }
+      await this.waitForWake(this.config.pollMs);
+    }
+  }
+
+  private launch(job: Job): void {
+    const abort = new AbortController();
+    const entry: Running = { job, abort, done: Promise.resolve() };
+    this.running.set(job.jobId, entry);
+    entry.done = this.execute(job, abort.signal)
+      .catch((err: unknown) => this.deps.log.error("job bookkeeping failed", { job: job.jobId, err }))
+      .finally(() => {
+        this.running.delete(job.jobId);
+        this.wake();
+      });
+  }
+
+  private abortJob(jobId: string, kind: AbortReason["kind"]): void {
+    const r = this.running.get(jobId);
+    if (r && !r.abort.signal.aborted) r.abort.abort(new AbortReason(kind));
+  }
+
+  private async execute(job: Job, signal: AbortSignal): Promise<void> {
+    const { repo, log } = this.deps;
+    const owner = this.id;
+    const started = this.now();
+    log.debug("job started", { job: job.jobId, template: job.template, attempt: job.attempts, thread: job.threadId });
+    let lastProgress = 0;
+    let pendingProgress: { chunksCreated: number; embeddingsCreated: number } | undefined;
+    let progressWrite: Promise<unknown> = Promise.resolve();
+    const flushProgress = () => {
+      const counters = pendingProgress;
+      if (!counters) return;
+      pendingProgress = undefined;
+      lastProgress = this.now();
+      progressWrite = progressWrite
+        .then(() => repo.jobRecordProgress({ jobId: job.jobId, owner, now: this.now(), counters }))
+        .catch(() => undefined);
+    };
+    try {
+      const executor = executorFor(job.template);
+      if (!executor) throw new PermanentError("start", `template "${job.template}" is not known to this worker`);
+      try {
+        checkTemplateOptions(getTemplate(job.template), job.options);
+      } catch (err) {
+        if (err instanceof InvalidArgument) throw new PermanentError("options", err.message);
+        throw err;
+      }
+      const path = await this.deps.objects.resolve(job.bucket, job.key);
+      if (!path) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
+      const outcome = await executor.run({
+        job,
+        options: job.options,
+        path,
+        signal,
+        embedder: this.deps.embedder,
+        progress: (counters) => {
+          pendingProgress = counters;
+          if (this.now() - lastProgress >= PROGRESS_INTERVAL_MS) flushProgress();
+        },
+        log,
+        limits: { maxObjectBytes: this.config.maxObjectBytes, pdfTimeoutMs: this.config.pdfTimeoutMs },
+      });
+      signal.throwIfAborted();
+      await progressWrite;
+      const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
+      if (finished) {
+        log.info("job finished", { job: job.jobId, status: finished.status, ms: this.now() - started });
+        return;
+      }
+      // No longer ours to finish: a cancel arrived (end it), or the lease was lost (leave it).
+      if (!(await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() }))) {
+        log.warn("job lease lost before it could finish; its output was discarded", { job: job.jobId });
+      }
+    } catch (err) {
+      await progressWrite;
+      const reason: unknown = signal.aborted ? signal.reason : undefined;
+      if (reason instanceof AbortReason) {
+        if (reason.kind === "cancel") {
+          await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() });
+          log.info("job cancelled while processing", { job: job.jobId });
+        } else if (reason.kind === "lease_lost") {
+          log.warn("job lease lost; run aborted", { job: job.jobId });
+        }
+        return; // shutdown: stop() hands the job back
+      }
+      const f = describeFailure(err);
+      const retry = !f.permanent && job.attempts < this.config.maxAttempts;
+      const retryAt = retry ? this.now() + retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
+      const error = retry || f.permanent ? f.error : `${f.error} (gave up after ${job.attempts} attempts)`;
+      await repo.jobFailAttempt({ jobId: job.jobId, owner, now: this.now(), error, errorDetails: f.errorDetails, retryAt });
+      log[retry ? "warn" : "info"](retry ? "job attempt failed; will retry" : "job failed", {
+        job: job.jobId,
+        attempt: job.attempts,
+        error,
+        retryAt,
+      });
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    const ids = [...this.running.keys()];
+    if (ids.length === 0) return;
+    try {
+      const held = await this.deps.repo.jobHeartbeat({ owner: this.id, jobIds: ids, leaseMs: this.config.leaseMs, now: this.now() });
+      const still = new Map(held.map((h) => [h.jobId, h.cancelRequested]));
+      for (const id of ids) {
+        if (!this.running.has(id)) continue; // finished meanwhile
+        if (!still.has(id)) this.abortJob(id, "lease_lost");
+        else if (still.get(id)) this.abortJob(id, "cancel");
+      }
+    } catch (err) {
+      this.deps.log.warn("lease heartbeat failed", { err: (err as Error).message });
+    }
+  }
+
+  private async rescue(): Promise<void> {
+    if (this.state !== "running") return;
+    try {
+      const rescued = await this.deps.repo.jobRescueExpired({ now: this.now(), maxAttempts: this.config.maxAttempts });
+      if (rescued.length > 0) this.deps.log.warn("rescued jobs with expired leases", { jobs: rescued });
+    } catch (err) {
+      this.deps.log.debug("rescue pass failed", { err: (err as Error).message });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/** Runs the server (or a worker) as a real child process on the TypeScript sources. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+
+const ROOT = join(__dirname, "..", "..");
+
+/** A child process of ours, with its output kept for failure messages. */
+export interface Child {
+  proc: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
+}
+
+/** Starts `src/main.ts <command>` with the given environment; resolves once it logged that it started. */
+export async function startProcess(command: "serve" | "api" | "worker", env: Record<string, string>): Promise<Child> {
+  const proc = spawn(process.execPath, ["-r", join(ROOT, "test", "helpers", "ts-register.cjs"), join(ROOT, "src", "main.ts"), command], {
+    cwd: ROOT,
+    env: { ...process.env, K3_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout?.on("data", (d) => (out += String(d)));
+  proc.stderr?.on("data", (d) => (out += String(d)));
+  const exited = new Promise<number | string>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not start within 20 s:\n${out}`)), 20_000);
+    const onData = () => {
+      if (out.includes('"k3-ingest started"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    proc.stdout?.on("data", onData);
+    proc.stderr?.on("data", onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited (${code}) before starting:\n${out}`));
+    });
+  });
+  return { proc, output: () => out, exited };
+}
