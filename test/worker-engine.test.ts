@@ -72,6 +72,10 @@ test("an embedder that fails with 503 twice: the job retries and completes", asy
   expect(fake.calls.slice(-4).map((c) => c.status)).toEqual([503, 503, 200, 200]);
   expect(fake.calls.at(-1)?.model).toBe("test-model");
   expect(await chunkCount("docs/a.txt")).toBe(3);
+  // A COMPLETED job cannot be cancelled.
+  const cancel = await http("POST", `/${B}/ingest/jobs/${id}:cancel`);
+  expect(cancel.status).toBe(400);
+  expect(cancel.json).toMatchObject({ code: "failed_precondition", message: `job "${id}" is already INGEST_STATUS_COMPLETED and cannot be cancelled` });
 });
 
 test("429 is transient too; when the attempts run out the job fails with the last reason", async () => {
