@@ -2,14 +2,19 @@
  * Composition root: build(config) wires storage, services, the three doors and the
  * worker for the configured role. Nothing listens or runs until start() is called.
  */
+import { writeFileSync, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import type { Server as HttpServer } from "node:http";
 import { join } from "node:path";
+import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import type { Config } from "./config";
+import { DEFAULT_ORG, newToken } from "./domain/auth";
 import { createLogger, type Logger } from "./log";
+import { startListener, type Listener } from "./storage/postgres/listener";
+import { CHANNEL_TOKENS } from "./storage/postgres/sql";
+import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
 import { createFsObjectStore } from "./storage/object-store";
@@ -44,6 +49,33 @@ function embedderFactory(config: Readonly<Config>): (options: Readonly<Record<st
       : createLocalEmbedder(Number.parseInt(options.dimensions ?? "384", 10));
 }
 
+/**
+ * On the first start with auth on and an empty token table, creates an admin token for
+ * every bucket of the default organization and writes it to `<dataDir>/admin-token`
+ * (mode 0600), so the first command of the README ends in a usable, authenticated server.
+ */
+async function bootstrapAdminToken(repo: PgRepository, dataDir: string, log: Logger): Promise<void> {
+  const { token, tokenId, secretHash } = newToken();
+  const created = await repo.tokenInsertIfNone({
+    tokenId,
+    org: DEFAULT_ORG,
+    secretHash,
+    name: "bootstrap admin",
+    grants: [{ bucket: "*", role: "admin" }],
+    createdAt: Date.now(),
+    expiresAt: 0,
+    revokedAt: 0,
+  });
+  if (!created) return;
+  const path = join(dataDir, "admin-token");
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(path, token + "\n", { mode: 0o600 });
+  log.warn("created the first admin token (organization \"default\", every bucket); it is in the file shown here", {
+    path,
+    tokenId,
+  });
+}
+
 /** Builds the application for the configuration. */
 export function build(config: Readonly<Config>, log: Logger = createLogger(config.logLevel)): App {
   let embedded: EmbeddedPostgres | undefined;
@@ -51,6 +83,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
+  let tokenListener: Listener | undefined;
   const shutdown = new AbortController();
   let migrated = false;
   const serveApi = config.role !== "worker";
@@ -80,14 +113,30 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;
-      const objects = createFsObjectStore(join(config.dataDir, "buckets"));
+      const objects = createFsObjectStore(config.dataDir);
       let httpPort = 0;
       let grpcPort = 0;
       if (serveApi) {
+        let auth: Authenticator;
+        if (config.auth) {
+          await bootstrapAdminToken(r, config.dataDir, log);
+          auth = createTokenAuthenticator(r);
+          const a = auth;
+          tokenListener = startListener({
+            connectionString: url,
+            channels: [CHANNEL_TOKENS],
+            onNotify: () => a.invalidate(),
+            onReconnect: () => a.invalidate(),
+            log,
+          });
+        } else {
+          auth = createOpenAuthenticator();
+          log.warn("AUTH IS OFF (K3_AUTH=off): anyone who can reach the ports can read and change everything");
+        }
         const deps = { repo: r, objects, now: () => Date.now() };
         const entries = [
-          registerService(IngestService, createIngestService(deps), log),
-          registerService(PipelineService, createPipelineService(deps), log),
+          registerService(IngestService, createIngestService(deps), log, auth),
+          registerService(PipelineService, createPipelineService(deps), log, auth),
         ];
         http = createHttpServer(entries, {
           log,
@@ -103,7 +152,12 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           h.once("error", reject);
           h.listen(config.httpPort, config.host, () => resolve());
         });
-        grpc = createGrpcServer(entries, { log, maxReceiveBytes: config.maxBodyBytes, shutdownSignal: shutdown.signal });
+        grpc = createGrpcServer(entries, {
+          log,
+          maxReceiveBytes: config.maxBodyBytes,
+          shutdownSignal: shutdown.signal,
+          reflectionAuth: config.auth && config.reflectionAuth ? auth : undefined,
+        });
         grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
         httpPort = (h.address() as AddressInfo).port;
       }
@@ -146,6 +200,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       const w = worker;
       worker = undefined;
       await w?.stop();
+      await tokenListener?.stop();
+      tokenListener = undefined;
       const rp = repo;
       repo = undefined;
       await rp?.close();

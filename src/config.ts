@@ -8,6 +8,10 @@ export type Role = "all" | "api" | "worker";
 /** The validated, frozen configuration of one process. */
 export interface Config {
   role: Role;
+  /** Bearer-token auth on every door; off only for local experiments. */
+  auth: boolean;
+  /** Whether gRPC reflection needs a valid token too. */
+  reflectionAuth: boolean;
   /** PostgreSQL URL; undefined starts the embedded database. */
   databaseUrl: string | undefined;
   host: string;
@@ -49,6 +53,14 @@ function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   return n;
 }
 
+function onOff(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = (env[name] ?? "").trim().toLowerCase();
+  if (raw === "") return fallback;
+  if (["on", "true", "1", "yes"].includes(raw)) return true;
+  if (["off", "false", "0", "no"].includes(raw)) return false;
+  throw new Error(`${name}=${JSON.stringify(env[name])} must be on or off`);
+}
+
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -84,6 +96,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
     role,
+    auth: onOff(env, "K3_AUTH", true),
+    reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),
     worker: Object.freeze({
       concurrency: positiveInt(env, "K3_WORKER_CONCURRENCY", 4),
       leaseMs: positiveInt(env, "K3_LEASE_MS", 30_000),

@@ -1,14 +1,23 @@
 /** Process entry: loads the configuration, starts the server, stops it on SIGINT/SIGTERM. */
 import { build } from "./app";
+import { runTokensCli } from "./cli/tokens";
 import { loadConfig } from "./config";
 import { createLogger } from "./log";
 
 async function main(): Promise<void> {
   // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
   const arg = process.argv[2];
+  if (arg === "tokens") {
+    try {
+      process.exit(await runTokensCli(process.argv.slice(3), loadConfig(process.env)));
+    } catch (err) {
+      process.stderr.write(`k3-ingest tokens: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  }
   const roles: Record<string, string> = { serve: "all", all: "all", api: "api", worker: "worker" };
   if (arg !== undefined && !(arg in roles)) {
-    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api or worker\n`);
+    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api, worker or tokens\n`);
     process.exit(2);
   }
   let config;

@@ -8,6 +8,7 @@ function rule(over: Partial<Rule> = {}): Rule {
   seq++;
   return {
     ruleId: `rule_${String(seq).padStart(4, "0")}`,
+    org: "default",
     bucket: "kb",
     sourceId: "",
     pipelineId: "pipe_1",

@@ -35,8 +35,8 @@ test("the CHECK constraints back the job state invariants", async () => {
     await migrate(pool);
     const insert = (status: string, lease: string | null, finished: number) =>
       pool.query(
-        `INSERT INTO jobs (job_id, bucket, object_key, status, pipeline_id, lease_owner, created_at, updated_at, finished_at)
-         VALUES ($1, 'kb', 'k', $2, 'pipe_x', $3, 1, 1, $4)`,
+        `INSERT INTO jobs (job_id, org, bucket, object_key, status, pipeline_id, lease_owner, created_at, updated_at, finished_at)
+         VALUES ($1, 'default', 'kb', 'k', $2, 'pipe_x', $3, 1, 1, $4)`,
         [`job_${status}_${lease}_${finished}`, status, lease, finished],
       );
     await expect(insert("processing", null, 0)).rejects.toThrow(/jobs_lease_iff_processing/);
@@ -53,7 +53,7 @@ test("an unreachable database is UNAVAILABLE, quickly", async () => {
   const repo = new PgRepository({ connectionString: "postgres://postgres@127.0.0.1:1/none", connectTimeoutMs: 2000 });
   try {
     const started = Date.now();
-    await expect(repo.jobGetById("kb", "job_x")).rejects.toBeInstanceOf(Unavailable);
+    await expect(repo.jobGetById({ org: "default", bucket: "kb" }, "job_x")).rejects.toBeInstanceOf(Unavailable);
     expect(Date.now() - started).toBeLessThan(3000);
   } finally {
     await repo.close();
@@ -66,6 +66,7 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
     await migrate(repo.pool);
     const { job } = await repo.jobInsert({
       jobId: "job_takeover",
+      org: "default",
       bucket: "kb",
       key: "a.txt",
       pipelineId: "pipe_x",

@@ -66,6 +66,20 @@ export class Unavailable extends DomainError {
   }
 }
 
+/** The caller could not be identified (missing, malformed, unknown, expired or revoked token). */
+export class Unauthenticated extends DomainError {
+  constructor(message: string) {
+    super("unauthenticated", message);
+  }
+}
+
+/** The caller is known but not allowed to do this. */
+export class PermissionDenied extends DomainError {
+  constructor(message: string) {
+    super("permission_denied", message);
+  }
+}
+
 /** Throws InvalidArgument naming the field unless the condition holds. */
 export function check(cond: boolean, field: string, message: string): asserts cond {
   if (!cond) throw new InvalidArgument(message, field);

@@ -14,6 +14,12 @@
  * every write with the state it expects, so the database enforces this diagram too.
  */
 
+/** Where an entity lives: an organization's bucket. */
+export interface Scope {
+  org: string;
+  bucket: string;
+}
+
 /** A job's lifecycle state. */
 export type JobStatus = "pending" | "processing" | "completed" | "failed" | "partial" | "cancelled";
 
@@ -61,6 +67,7 @@ export interface JobCounters {
 /** An ingest job as the domain sees it. Times are Unix epoch milliseconds. */
 export interface Job extends JobCounters {
   jobId: string;
+  org: string;
   bucket: string;
   key: string;
   status: JobStatus;
@@ -87,6 +94,7 @@ export interface Job extends JobCounters {
 export type NewJob = Pick<
   Job,
   | "jobId"
+  | "org"
   | "bucket"
   | "key"
   | "pipelineId"
@@ -101,6 +109,7 @@ export type NewJob = Pick<
 
 /** Filters of a job listing; undefined means "no filter". */
 export interface JobFilter {
+  org: string;
   bucket: string;
   status?: JobStatus;
   pipelineId?: string;

@@ -3,6 +3,7 @@
 /** A pipeline: a built-in template plus stored options. */
 export interface Pipeline {
   pipelineId: string;
+  org: string;
   bucket: string;
   name: string;
   description: string;
@@ -17,6 +18,7 @@ export interface Pipeline {
 /** A routing rule: objects matching it are ingested by its pipeline. */
 export interface Rule {
   ruleId: string;
+  org: string;
   bucket: string;
   sourceId: string;
   pipelineId: string;
@@ -41,7 +43,7 @@ export interface BoundRule extends Rule {
 }
 
 /** The editable fields of a rule. */
-export type RuleFields = Omit<Rule, "ruleId" | "bucket" | "createdAt" | "updatedAt">;
+export type RuleFields = Omit<Rule, "ruleId" | "org" | "bucket" | "createdAt" | "updatedAt">;
 
 /** The editable fields of a pipeline. */
 export type PipelineFields = Pick<

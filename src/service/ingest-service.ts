@@ -3,12 +3,13 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { IngestService, type StringList, type UpdateRuleRequest } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
-import { isTerminal } from "../domain/job";
+import { isTerminal, type Scope } from "../domain/job";
 import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
 import { checkMimePattern, compileGlob, pickRule, type ObjectFacts } from "../domain/rules";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkObjectKey, checkRequired, quote } from "../domain/validate";
 import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromProto, statusName } from "./convert";
+import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 
@@ -70,14 +71,14 @@ function checkSizes(min: number, max: number): void {
 export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof IngestService> {
   const { repo, objects, now } = deps;
 
-  async function pipelineOf(bucket: string, pipelineId: string, field: string): Promise<Pipeline> {
-    const p = await repo.pipelineGetById(bucket, pipelineId);
-    if (!p) throw new NotFound(`${field} ${quote(pipelineId)} not found in bucket ${quote(bucket)}`);
+  async function pipelineOf(scope: Scope, pipelineId: string, field: string): Promise<Pipeline> {
+    const p = await repo.pipelineGetById(scope, pipelineId);
+    if (!p) throw new NotFound(`${field} ${quote(pipelineId)} not found in bucket ${quote(scope.bucket)}`);
     return p;
   }
 
   async function boundPipeline(rule: BoundRule): Promise<Pipeline> {
-    const p = await repo.pipelineGetById(rule.bucket, rule.pipelineId);
+    const p = await repo.pipelineGetById(rule, rule.pipelineId);
     if (!p) {
       throw new FailedPrecondition(
         `rule ${quote(rule.ruleId)} binds pipeline ${quote(rule.pipelineId)}, which no longer exists`,
@@ -86,21 +87,21 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     return p;
   }
 
-  async function ruleOf(bucket: string, ruleId: string): Promise<BoundRule> {
+  async function ruleOf(scope: Scope, ruleId: string): Promise<BoundRule> {
     checkId(ruleId, "rule", "rule_id");
-    const r = await repo.ruleGetById(bucket, ruleId);
-    if (!r) throw new NotFound(`rule_id ${quote(ruleId)} not found in bucket ${quote(bucket)}`);
+    const r = await repo.ruleGetById(scope, ruleId);
+    if (!r) throw new NotFound(`rule_id ${quote(ruleId)} not found in bucket ${quote(scope.bucket)}`);
     return r;
   }
 
   /** Picks the pipeline (and rule) a trigger runs, following the spec's resolution order. */
   async function resolvePipeline(
-    bucket: string,
+    scope: Scope,
     req: { pipelineId: string; ruleId: string },
     facts: ObjectFacts,
   ): Promise<{ pipeline: Pipeline; ruleId: string }> {
     if (req.ruleId !== "") {
-      const rule = await ruleOf(bucket, req.ruleId);
+      const rule = await ruleOf(scope, req.ruleId);
       if (req.pipelineId !== "" && req.pipelineId !== rule.pipelineId) {
         throw new InvalidArgument(
           `pipeline_id ${quote(req.pipelineId)} is not the pipeline of rule_id ${quote(req.ruleId)}, which binds ${quote(rule.pipelineId)}`,
@@ -111,20 +112,21 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     }
     if (req.pipelineId !== "") {
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      return { pipeline: await pipelineOf(bucket, req.pipelineId, "pipeline_id"), ruleId: "" };
+      return { pipeline: await pipelineOf(scope, req.pipelineId, "pipeline_id"), ruleId: "" };
     }
-    const rule = pickRule(await repo.ruleListEnabledForDirect(bucket), facts);
+    const rule = pickRule(await repo.ruleListEnabledForDirect(scope), facts);
     if (!rule) {
       throw new FailedPrecondition(
-        `no enabled rule of bucket ${quote(bucket)} matches object key ${quote(facts.key)} (${facts.mimeType}, ${facts.size} bytes); pass pipeline_id or rule_id, or create a rule`,
+        `no enabled rule of bucket ${quote(scope.bucket)} matches object key ${quote(facts.key)} (${facts.mimeType}, ${facts.size} bytes); pass pipeline_id or rule_id, or create a rule`,
       );
     }
     return { pipeline: await boundPipeline(rule), ruleId: rule.ruleId };
   }
 
   return {
-    async triggerIngest(req) {
+    async triggerIngest(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       if (!req.object) throw new InvalidArgument("object is required", "object");
       if (req.object.bucket !== "" && req.object.bucket !== req.bucket) {
         throw new InvalidArgument(
@@ -137,17 +139,18 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkOptions(req.options);
       checkLength(req.requestId, 128, "request_id");
       if (req.requestId !== "") {
-        const earlier = await repo.jobGetByRequestId(req.bucket, req.requestId);
+        const earlier = await repo.jobGetByRequestId(scope, req.requestId);
         if (earlier) return { job: jobToProto(earlier) };
       }
-      const info = await objects.stat(req.bucket, key);
+      const info = await objects.stat(scope, key);
       if (!info) throw new NotFound(`object ${quote(key)} not found in bucket ${quote(req.bucket)}`);
-      const { pipeline, ruleId } = await resolvePipeline(req.bucket, req, { key, ...info });
+      const { pipeline, ruleId } = await resolvePipeline(scope, req, { key, ...info });
       const options = { ...pipeline.options, ...req.options };
       checkTemplateOptions(getTemplate(pipeline.template, "pipeline template"), options);
       const createdAt = now();
       const { job } = await repo.jobInsert({
         jobId: newId("job", createdAt),
+        org: scope.org,
         bucket: req.bucket,
         key,
         pipelineId: pipeline.pipelineId,
@@ -162,18 +165,21 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return { job: jobToProto(job) };
     },
 
-    async getIngestStatus(req) {
+    async getIngestStatus(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.jobId, "job_id");
-      const job = await repo.jobGetById(req.bucket, req.jobId);
+      const job = await repo.jobGetById(scope, req.jobId);
       if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
       return { job: jobToProto(job) };
     },
 
-    async listIngestJobs(req) {
+    async listIngestJobs(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       const status = statusFromProto(req.statusFilter, "status_filter");
       const filter = {
+        org: scope.org,
         bucket: req.bucket,
         status,
         pipelineId: req.pipelineId || undefined,
@@ -183,10 +189,11 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
-    async cancelIngestJob(req) {
+    async cancelIngestJob(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.jobId, "job_id");
-      const res = await repo.jobCancel(req.bucket, req.jobId, now());
+      const res = await repo.jobCancel(scope, req.jobId, now());
       if (!res) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
       if (!res.changed && isTerminal(res.job.status)) {
         throw new FailedPrecondition(
@@ -196,8 +203,9 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return { job: jobToProto(res.job) };
     },
 
-    async createRule(req) {
+    async createRule(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.name, "name");
       checkLength(req.name, MAX_NAME, "name");
       checkLength(req.description, MAX_TEXT, "description");
@@ -219,11 +227,12 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       };
       checkRulePatterns(fields);
       checkSizes(fields.minSizeBytes, fields.maxSizeBytes);
-      await pipelineOf(req.bucket, req.pipelineId, "pipeline_id");
+      await pipelineOf(scope, req.pipelineId, "pipeline_id");
       const createdAt = now();
       const rule = await repo.ruleInsert({
         ...fields,
         ruleId: newId("rule", createdAt),
+        org: scope.org,
         bucket: req.bucket,
         createdAt,
         updatedAt: createdAt,
@@ -231,14 +240,17 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return { rule: ruleToProto(rule) };
     },
 
-    async getRule(req) {
+    async getRule(req, ctx) {
       checkBucket(req.bucket);
-      return { rule: ruleToProto(await ruleOf(req.bucket, req.ruleId)) };
+      const scope = scopeOf(ctx, req.bucket);
+      return { rule: ruleToProto(await ruleOf(scope, req.ruleId)) };
     },
 
-    async listRules(req) {
+    async listRules(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       const filter = {
+        org: scope.org,
         bucket: req.bucket,
         sourceId: req.sourceId || undefined,
         pipelineId: req.pipelineId || undefined,
@@ -247,9 +259,10 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return { rules: page.items.map(ruleToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
-    async updateRule(req) {
+    async updateRule(req, ctx) {
       checkBucket(req.bucket);
-      const current = await ruleOf(req.bucket, req.ruleId);
+      const scope = scopeOf(ctx, req.bucket);
+      const current = await ruleOf(scope, req.ruleId);
       const patch = rulePatch(req);
       if (patch.name !== undefined) checkRequired(patch.name, "name");
       if (patch.name !== undefined) checkLength(patch.name, MAX_NAME, "name");
@@ -259,17 +272,18 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkSizes(merged.minSizeBytes, merged.maxSizeBytes);
       if (patch.pipelineId !== undefined && patch.pipelineId !== current.pipelineId) {
         checkRequired(patch.pipelineId, "pipeline_id");
-        await pipelineOf(req.bucket, patch.pipelineId, "pipeline_id");
+        await pipelineOf(scope, patch.pipelineId, "pipeline_id");
       }
-      const rule = await repo.ruleUpdate(req.bucket, req.ruleId, patch, now());
+      const rule = await repo.ruleUpdate(scope, req.ruleId, patch, now());
       if (!rule) throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
       return { rule: ruleToProto(rule) };
     },
 
-    async deleteRule(req) {
+    async deleteRule(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.ruleId, "rule_id");
-      if (!(await repo.ruleDelete(req.bucket, req.ruleId))) {
+      if (!(await repo.ruleDelete(scope, req.ruleId))) {
         throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
       }
       return {};

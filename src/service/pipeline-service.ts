@@ -7,6 +7,7 @@ import type { PipelineFields } from "../domain/pipeline";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkRequired, quote } from "../domain/validate";
 import { pipelinePagination, pipelineToProto } from "./convert";
+import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 
@@ -34,8 +35,9 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
   }
 
   return {
-    async createPipeline(req) {
+    async createPipeline(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkPipelineName(req.name);
       let templateName: string;
       let options = req.options;
@@ -56,6 +58,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       const createdAt = now();
       const pipeline = await repo.pipelineInsert({
         pipelineId: newId("pipe", createdAt),
+        org: scope.org,
         bucket: req.bucket,
         name: req.name,
         description: req.description,
@@ -69,16 +72,18 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       return { pipeline: pipelineToProto(pipeline) };
     },
 
-    async getPipeline(req) {
+    async getPipeline(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const p = await repo.pipelineGetById(req.bucket, req.pipelineId);
+      const p = await repo.pipelineGetById(scope, req.pipelineId);
       if (!p) throw notFound(req.bucket, req.pipelineId);
       return { pipeline: pipelineToProto(p) };
     },
 
-    async listPipelines(req) {
+    async listPipelines(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       if (!STORE_KINDS.includes(req.storeEntityKind)) {
         throw new InvalidArgument(
           `store_entity_kind ${quote(req.storeEntityKind)} must be one of "vector", "warehouse" or empty`,
@@ -86,6 +91,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
         );
       }
       const filter = {
+        org: scope.org,
         bucket: req.bucket,
         storeEntityKind: req.storeEntityKind || undefined,
         storeEntityId: req.storeEntityId || undefined,
@@ -97,10 +103,11 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       };
     },
 
-    async updatePipeline(req) {
+    async updatePipeline(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const current = await repo.pipelineGetById(req.bucket, req.pipelineId);
+      const current = await repo.pipelineGetById(scope, req.pipelineId);
       if (!current) throw notFound(req.bucket, req.pipelineId);
       const patch = pipelinePatch(req);
       if (patch.name !== undefined) checkPipelineName(patch.name);
@@ -109,15 +116,16 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       const options = patch.options ?? current.options;
       checkOptionCount(options);
       checkTemplateOptions(template, options);
-      const p = await repo.pipelineUpdate(req.bucket, req.pipelineId, patch, now());
+      const p = await repo.pipelineUpdate(scope, req.pipelineId, patch, now());
       if (!p) throw notFound(req.bucket, req.pipelineId);
       return { pipeline: pipelineToProto(p) };
     },
 
-    async deletePipeline(req) {
+    async deletePipeline(req, ctx) {
       checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const res = await repo.pipelineDelete(req.bucket, req.pipelineId);
+      const res = await repo.pipelineDelete(scope, req.pipelineId);
       if (res === "not_found") throw notFound(req.bucket, req.pipelineId);
       if (res !== "deleted") {
         throw new FailedPrecondition(

@@ -1,9 +1,14 @@
 /**
  * Objects live behind this interface so that an S3 store can follow. The filesystem
- * store maps bucket `b` to the folder `<root>/b/` and a key to its path inside.
+ * store maps a bucket of the default organization to `<dataDir>/buckets/<bucket>/`, a
+ * bucket of organization `o` to `<dataDir>/orgs/<o>/buckets/<bucket>/`, and a key to its
+ * path inside. Keys have passed checkObjectKey (no `..`, not absolute); symlinks that
+ * lead out of the bucket folder are treated as missing objects.
  */
 import { realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
+import { DEFAULT_ORG } from "../domain/auth";
+import type { Scope } from "../domain/job";
 import { mimeTypeOf } from "../domain/mime";
 
 /** What the API needs to know about an object. */
@@ -15,19 +20,26 @@ export interface ObjectInfo {
 /** Read access to the objects of buckets. */
 export interface ObjectStore {
   /** Returns the object's facts, or undefined when there is no such object. */
-  stat(bucket: string, key: string): Promise<ObjectInfo | undefined>;
+  stat(scope: Scope, key: string): Promise<ObjectInfo | undefined>;
   /** The absolute path of an existing object, for readers that stream it. */
-  resolve(bucket: string, key: string): Promise<string | undefined>;
+  resolve(scope: Scope, key: string): Promise<string | undefined>;
 }
 
-/** An ObjectStore over a local folder. Keys must already have passed checkObjectKey. */
-export function createFsObjectStore(root: string): ObjectStore {
-  async function resolve(bucket: string, key: string): Promise<string | undefined> {
-    const bucketDir = join(root, bucket);
+/** The folder of a bucket under the data dir. */
+export function bucketDir(dataDir: string, scope: Scope): string {
+  return scope.org === DEFAULT_ORG
+    ? join(dataDir, "buckets", scope.bucket)
+    : join(dataDir, "orgs", scope.org, "buckets", scope.bucket);
+}
+
+/** An ObjectStore over the data dir. Keys must already have passed checkObjectKey. */
+export function createFsObjectStore(dataDir: string): ObjectStore {
+  async function resolve(scope: Scope, key: string): Promise<string | undefined> {
+    const dir = bucketDir(dataDir, scope);
     let real: string;
     let realBucket: string;
     try {
-      [real, realBucket] = await Promise.all([realpath(join(bucketDir, key)), realpath(bucketDir)]);
+      [real, realBucket] = await Promise.all([realpath(join(dir, key)), realpath(dir)]);
     } catch {
       return undefined;
     }
@@ -37,8 +49,8 @@ export function createFsObjectStore(root: string): ObjectStore {
   }
   return {
     resolve,
-    async stat(bucket, key) {
-      const path = await resolve(bucket, key);
+    async stat(scope, key) {
+      const path = await resolve(scope, key);
       if (!path) return undefined;
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) return undefined;

@@ -3,7 +3,8 @@
  * return domain objects, never driver rows or proto messages.
  */
 import type { Cursor } from "../domain/page-token";
-import type { Job, JobCounters, JobFilter, NewJob, RunOutcome } from "../domain/job";
+import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
+import type { StoredToken } from "../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -22,6 +23,7 @@ export interface PageParams {
 
 /** Filters of a rule listing. */
 export interface RuleFilter {
+  org: string;
   bucket: string;
   sourceId?: string;
   pipelineId?: string;
@@ -29,6 +31,7 @@ export interface RuleFilter {
 
 /** Filters of a pipeline listing. */
 export interface PipelineFilter {
+  org: string;
   bucket: string;
   storeEntityKind?: string;
   storeEntityId?: string;
@@ -38,35 +41,35 @@ export interface PipelineFilter {
 export interface Repository {
   /** Inserts the job, or returns the existing one with the same (bucket, requestId). */
   jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }>;
-  jobGetById(bucket: string, jobId: string): Promise<Job | undefined>;
-  jobGetByRequestId(bucket: string, requestId: string): Promise<Job | undefined>;
+  jobGetById(scope: Scope, jobId: string): Promise<Job | undefined>;
+  jobGetByRequestId(scope: Scope, requestId: string): Promise<Job | undefined>;
   jobList(filter: JobFilter, page: PageParams): Promise<Page<Job>>;
   /**
    * Cancels a PENDING job at once, or flags a PROCESSING one for its worker. Returns the
    * job after the change (changed = true), the unchanged job when it is already terminal
    * (changed = false), or undefined when it does not exist.
    */
-  jobCancel(bucket: string, jobId: string, nowMs: number): Promise<{ job: Job; changed: boolean } | undefined>;
+  jobCancel(scope: Scope, jobId: string, nowMs: number): Promise<{ job: Job; changed: boolean } | undefined>;
 
   ruleInsert(rule: Rule): Promise<BoundRule>;
-  ruleGetById(bucket: string, ruleId: string): Promise<BoundRule | undefined>;
+  ruleGetById(scope: Scope, ruleId: string): Promise<BoundRule | undefined>;
   ruleList(filter: RuleFilter, page: PageParams): Promise<Page<BoundRule>>;
   /** The enabled rules of a bucket that apply to objects without a source. */
-  ruleListEnabledForDirect(bucket: string): Promise<BoundRule[]>;
+  ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]>;
   /** Writes the given fields; returns undefined when the rule does not exist. */
   ruleUpdate(
-    bucket: string,
+    scope: Scope,
     ruleId: string,
     patch: Partial<RuleFields>,
     nowMs: number,
   ): Promise<BoundRule | undefined>;
-  ruleDelete(bucket: string, ruleId: string): Promise<boolean>;
+  ruleDelete(scope: Scope, ruleId: string): Promise<boolean>;
 
   pipelineInsert(pipeline: Pipeline): Promise<Pipeline>;
-  pipelineGetById(bucket: string, pipelineId: string): Promise<Pipeline | undefined>;
+  pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined>;
   pipelineList(filter: PipelineFilter, page: PageParams): Promise<Page<Pipeline>>;
   pipelineUpdate(
-    bucket: string,
+    scope: Scope,
     pipelineId: string,
     patch: Partial<PipelineFields>,
     nowMs: number,
@@ -75,7 +78,7 @@ export interface Repository {
    * Deletes the pipeline unless an enabled rule binds it. Returns "deleted", "not_found",
    * or the IDs of the enabled rules that still bind it.
    */
-  pipelineDelete(bucket: string, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
+  pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
 
   // ---- the worker's side: every write is guarded by status and lease owner ----
 
@@ -116,6 +119,19 @@ export interface Repository {
   jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number>;
   /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED); how many of each. */
   jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
+
+  // ---- tokens ----
+
+  tokenInsert(token: StoredToken): Promise<void>;
+  tokenFindByHash(secretHash: Buffer): Promise<StoredToken | undefined>;
+  tokenList(org?: string): Promise<StoredToken[]>;
+  /** Revokes a token; false when there is no such token. Tells every API instance at once. */
+  tokenRevoke(tokenId: string, now: number): Promise<boolean>;
+  /**
+   * Inserts `token` only when the table holds no token at all (first start); true when it
+   * did. Safe when several instances start together.
+   */
+  tokenInsertIfNone(token: StoredToken): Promise<boolean>;
 
   /** Resolves when the database answers. */
   ping(): Promise<void>;

@@ -10,6 +10,7 @@ import { create, fromBinary, toBinary, type DescFile, type DescMethod } from "@b
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../log";
+import type { Authenticator } from "./auth";
 import { toConnectError } from "./errors";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
@@ -18,6 +19,34 @@ export interface GrpcOptions {
   log: Logger;
   maxReceiveBytes: number;
   shutdownSignal?: AbortSignal;
+  /** When set, reflection calls need a valid token too. */
+  reflectionAuth?: Authenticator;
+}
+
+/** A server interceptor that authenticates reflection calls (any valid token will do). */
+function reflectionAuthInterceptor(auth: Authenticator): grpc.ServerInterceptor {
+  return (descriptor, call) => {
+    if (!descriptor.path.startsWith("/grpc.reflection.")) return new grpc.ServerInterceptingCall(call);
+    return new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next(
+          new grpc.ServerListenerBuilder()
+            .withOnReceiveMetadata((metadata, mdNext) => {
+              auth.authenticate(metadataToHeaders(metadata)).then(
+                () => mdNext(metadata),
+                (err: unknown) =>
+                  call.sendStatus({
+                    code: grpc.status.UNAUTHENTICATED,
+                    details: err instanceof Error ? err.message : "unauthenticated",
+                    metadata: new grpc.Metadata(),
+                  }),
+              );
+            })
+            .build(),
+        );
+      },
+    });
+  };
 }
 
 function metadataToHeaders(md: grpc.Metadata): Headers {
@@ -93,6 +122,7 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
 export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOptions): grpc.Server {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": opts.maxReceiveBytes,
+    interceptors: opts.reflectionAuth ? [reflectionAuthInterceptor(opts.reflectionAuth)] : [],
   });
   for (const entry of entries) {
     const definition: Record<string, grpc.MethodDefinition<Uint8Array, Uint8Array>> = {};

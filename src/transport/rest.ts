@@ -361,7 +361,9 @@ export function createRestHandler(
       const message = create(route.method.output, out as never);
       sendJson(res, 200, toJson(route.method.output, message, { alwaysEmitImplicit: true }));
     } catch (err) {
-      if (!res.headersSent) sendError(res, toConnectError(err, opts.log));
+      const headers: Record<string, string> = {};
+      ctx?.responseHeader.forEach((v, k) => (headers[k] = v));
+      if (!res.headersSent) sendError(res, toConnectError(err, opts.log), headers);
     } finally {
       res.off("close", onClose);
       // Unlinks the context from the shutdown signal and clears its deadline timer.

@@ -1,10 +1,15 @@
 /**
  * The registry of implemented services shared by the three doors. Each method is wrapped
- * once so that every door reports errors the same way.
+ * once, so every door authenticates, authorizes and reports errors the same way: the
+ * caller comes from the request headers, must hold a grant for the request's bucket with
+ * the role the method needs, and reaches the service on the handler context.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import { Code, type HandlerContext } from "@connectrpc/connect";
+import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
+import { callerKey } from "../service/caller";
+import { authorize, type Authenticator } from "./auth";
 import { toConnectError } from "./errors";
 
 /** A unary handler: request message in, response init shape out. */
@@ -19,7 +24,7 @@ export interface ServiceEntry {
 }
 
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
-export function registerService(service: DescService, impl: object, log: Logger): ServiceEntry {
+export function registerService(service: DescService, impl: object, log: Logger, auth: Authenticator): ServiceEntry {
   const methods = new Map<DescMethod, UnaryHandler>();
   const wrapped: Record<string, UnaryHandler> = {};
   for (const method of service.methods) {
@@ -28,9 +33,17 @@ export function registerService(service: DescService, impl: object, log: Logger)
     if (!fn) throw new Error(`${service.typeName}.${method.name} has no implementation`);
     const handler: UnaryHandler = async (req, ctx) => {
       try {
+        const caller = await auth.authenticate(ctx.requestHeader);
+        const bucket = (req as { bucket?: unknown }).bucket;
+        if (typeof bucket !== "string") throw new Error(`${method.name}: request has no bucket field`);
+        checkBucket(bucket);
+        authorize(caller, ctx.requestHeader, bucket, method);
+        ctx.values.set(callerKey, caller);
         return await fn.call(impl, req, ctx);
       } catch (err) {
-        throw toConnectError(err, log);
+        const ce = toConnectError(err, log);
+        if (ce.code === Code.Unauthenticated) ctx.responseHeader.set("www-authenticate", 'Bearer realm="k3-ingest"');
+        throw ce;
       }
     };
     methods.set(method, handler);

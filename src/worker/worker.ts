@@ -29,7 +29,7 @@ import { CHANNEL_CANCEL, CHANNEL_JOBS } from "../storage/postgres/sql";
 import type { Repository } from "../storage/repository";
 import type { Embedder } from "./embedder";
 import { AbortReason, PermanentError, describeFailure } from "./failures";
-import { startListener, type Listener } from "./listener";
+import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
 
 /** Tunables of a worker. */
@@ -251,7 +251,7 @@ export class Worker {
         if (err instanceof InvalidArgument) throw new PermanentError("options", err.message);
         throw err;
       }
-      const path = await this.deps.objects.resolve(job.bucket, job.key);
+      const path = await this.deps.objects.resolve(job, job.key);
       if (!path) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
       const outcome = await executor.run({
         job,

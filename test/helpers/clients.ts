@@ -26,7 +26,7 @@ export const DOORS: readonly Door[] = ["grpc", "connect", "grpcweb", "rest"];
 /** The result of a call, in a door-independent form. */
 export type CallResult =
   | { ok: true; body: JsonValue }
-  | { ok: false; code: string; message: string; httpStatus?: number };
+  | { ok: false; code: string; message: string; httpStatus?: number; wwwAuthenticate?: string };
 
 const GRPC_CODE_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Code)
@@ -63,10 +63,16 @@ export function grpcCall(
   });
 }
 
-async function connectCall(transport: Transport, service: DescService, method: DescMethod, request: JsonObject): Promise<CallResult> {
-  const client = createClient(service, transport) as unknown as Record<string, (req: unknown) => Promise<unknown>>;
+async function connectCall(
+  transport: Transport,
+  service: DescService,
+  method: DescMethod,
+  request: JsonObject,
+  headers: Record<string, string>,
+): Promise<CallResult> {
+  const client = createClient(service, transport) as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>;
   try {
-    const out = await client[method.localName](fromJson(method.input, request));
+    const out = await client[method.localName](fromJson(method.input, request), { headers });
     return { ok: true, body: toJson(method.output, out as never, { alwaysEmitImplicit: true }) };
   } catch (err) {
     const ce = ConnectError.from(err);
@@ -97,21 +103,34 @@ export function restRequest(method: DescMethod, request: JsonObject): { verb: st
 }
 
 /** Calls a REST route with fetch. */
-export async function restCall(baseUrl: string, verb: string, path: string, body?: string): Promise<CallResult> {
+export async function restCall(
+  baseUrl: string,
+  verb: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<CallResult> {
   const res = await fetch(baseUrl + path, {
     method: verb,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
     body,
   });
   const text = await res.text();
   const json = JSON.parse(text) as JsonObject;
   if (res.status === 200) return { ok: true, body: json };
-  return { ok: false, code: String(json.code), message: String(json.message), httpStatus: res.status };
+  const challenge = res.headers.get("www-authenticate");
+  return {
+    ok: false,
+    code: String(json.code),
+    message: String(json.message),
+    httpStatus: res.status,
+    ...(challenge ? { wwwAuthenticate: challenge } : {}),
+  };
 }
 
 /** One set of clients against a running server. */
 export interface Clients {
-  call(door: Door, service: DescService, methodName: string, request: JsonObject): Promise<CallResult>;
+  call(door: Door, service: DescService, methodName: string, request: JsonObject, headers?: Record<string, string>): Promise<CallResult>;
   grpc: grpc.Client;
   close(): void;
 }
@@ -125,18 +144,21 @@ export function connectClients(httpUrl: string, grpcAddress: string): Clients {
   };
   return {
     grpc: grpcClient,
-    async call(door, service, methodName, request) {
+    async call(door, service, methodName, request, headers = {}) {
       const method = service.methods.find((m) => m.name === methodName);
       if (!method) throw new Error(`no method ${methodName}`);
       switch (door) {
-        case "grpc":
-          return grpcCall(grpcClient, service, method, request);
+        case "grpc": {
+          const md = new grpc.Metadata();
+          for (const [k, v] of Object.entries(headers)) md.set(k, v);
+          return grpcCall(grpcClient, service, method, request, md);
+        }
         case "connect":
         case "grpcweb":
-          return connectCall(transports[door], service, method, request);
+          return connectCall(transports[door], service, method, request, headers);
         case "rest": {
           const r = restRequest(method, request);
-          return restCall(httpUrl, r.verb, r.path, r.body);
+          return restCall(httpUrl, r.verb, r.path, r.body, headers);
         }
       }
     },

@@ -12,10 +12,10 @@ export async function insertJob(pool: Pool, fields: Partial<Job> & Pick<Job, "bu
   const status = fields.status ?? "pending";
   const processing = status === "processing";
   await pool.query(
-    `INSERT INTO jobs (job_id, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind, rule_id,
+    `INSERT INTO jobs (job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind, rule_id,
        chunks_created, embeddings_created, rows_written, output_size, batches_received, embeddings_written,
        thread_id, vector_status, error, attempts, lease_owner, lease_expires_at, created_at, updated_at, started_at, finished_at)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)`,
+     VALUES ($1,$25,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)`,
     [
       jobId,
       fields.bucket,
@@ -41,6 +41,7 @@ export async function insertJob(pool: Pool, fields: Partial<Job> & Pick<Job, "bu
       fields.updatedAt ?? createdAt,
       fields.startedAt ?? (status === "pending" ? 0 : createdAt),
       fields.finishedAt ?? (TERMINAL.has(status) ? (fields.updatedAt ?? createdAt) : 0),
+      fields.org ?? "default",
     ],
   );
   return jobId;

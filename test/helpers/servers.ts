@@ -22,7 +22,8 @@ export interface TestServers {
 /**
  * Starts a server on its own database; extra env entries override the defaults. The
  * worker is off unless the caller asks for it (K3_ROLE=all), so API tests see jobs stay
- * where they put them.
+ * where they put them; auth is off unless asked for (K3_AUTH=on) — test/auth.test.ts
+ * covers it on every door.
  */
 export async function startServers(env: Record<string, string> = {}): Promise<TestServers> {
   const db = await createTestDb();
@@ -35,6 +36,7 @@ export async function startServers(env: Record<string, string> = {}): Promise<Te
     K3_DATA_DIR: dataDir,
     K3_DB_POOL_SIZE: "4",
     K3_ROLE: "api",
+    K3_AUTH: "off",
     ...env,
   });
   const app = build(config, createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent"));

@@ -1,6 +1,7 @@
 /** PostgreSQL implementation of the Repository through `pg`. */
 import { Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
-import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome } from "../../domain/job";
+import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
+import type { StoredToken } from "../../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { mapPgError } from "./pg-errors";
@@ -22,6 +23,7 @@ const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0))
 function toJob(r: QueryResultRow): Job {
   return {
     jobId: r.job_id,
+    org: r.org,
     bucket: r.bucket,
     key: r.object_key,
     status: r.status as JobStatus,
@@ -53,6 +55,7 @@ function toJob(r: QueryResultRow): Job {
 function toRule(r: QueryResultRow): BoundRule {
   return {
     ruleId: r.rule_id,
+    org: r.org,
     bucket: r.bucket,
     sourceId: r.source_id,
     pipelineId: r.pipeline_id,
@@ -73,9 +76,23 @@ function toRule(r: QueryResultRow): BoundRule {
   };
 }
 
+function toToken(r: QueryResultRow): StoredToken {
+  return {
+    tokenId: r.token_id,
+    org: r.org,
+    secretHash: r.secret_hash,
+    name: r.name,
+    grants: r.grants,
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
 function toPipeline(r: QueryResultRow): Pipeline {
   return {
     pipelineId: r.pipeline_id,
+    org: r.org,
     bucket: r.bucket,
     name: r.name,
     description: r.description,
@@ -149,7 +166,7 @@ interface WriteCounters {
  */
 async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now: number): Promise<WriteCounters> {
   const counters: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
-  const key = [job.bucket, job.pipelineId, job.key];
+  const key = [job.org, job.bucket, job.pipelineId, job.key];
   if (output.kind === "vector") {
     await client.query(SQL.VECTOR_DELETE, key);
     for (let i = 0; i < output.chunks.length; i += output.batchSize) {
@@ -271,6 +288,7 @@ export class PgRepository implements Repository {
         batch.map((p) => JSON.stringify(p.job.options)),
         col("requestId"),
         col("createdAt"),
+        col("org"),
       ]);
     } catch (err) {
       for (const p of batch) p.reject(err);
@@ -284,7 +302,7 @@ export class PgRepository implements Repository {
         continue;
       }
       // Lost the request_id race (in this batch or to an earlier one): answer with the winner.
-      this.jobGetByRequestId(p.job.bucket, p.job.requestId).then(
+      this.jobGetByRequestId(p.job, p.job.requestId).then(
         (existing) =>
           existing ? p.resolve({ job: existing, created: false }) : p.reject(new Error("job insert conflicted but no job holds the request_id")),
         p.reject,
@@ -292,8 +310,8 @@ export class PgRepository implements Repository {
     }
   }
 
-  async jobGetById(bucket: string, jobId: string): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_GET_BY_ID, [bucket, jobId]);
+  async jobGetById(scope: Scope, jobId: string): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_GET_BY_ID, [scope.org, scope.bucket, jobId]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
@@ -305,6 +323,7 @@ export class PgRepository implements Repository {
         alias: "",
         idColumn: "job_id",
         filters: [
+          ["org", filter.org],
           ["bucket", filter.bucket],
           ["status", filter.status],
           ["pipeline_id", filter.pipelineId],
@@ -316,24 +335,24 @@ export class PgRepository implements Repository {
     );
   }
 
-  async jobGetByRequestId(bucket: string, requestId: string): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_GET_BY_REQUEST_ID, [bucket, requestId]);
+  async jobGetByRequestId(scope: Scope, requestId: string): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_GET_BY_REQUEST_ID, [scope.org, scope.bucket, requestId]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
   async jobCancel(
-    bucket: string,
+    scope: Scope,
     jobId: string,
     nowMs: number,
   ): Promise<{ job: Job; changed: boolean } | undefined> {
-    const rows = await this.q(SQL.JOB_CANCEL, [bucket, jobId, nowMs]);
+    const rows = await this.q(SQL.JOB_CANCEL, [scope.org, scope.bucket, jobId, nowMs]);
     if (rows[0]) {
       const job = toJob(rows[0]);
       // Tell the owning worker at once; the heartbeat would find out within a third of a lease.
       if (job.status === "processing") await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, job.jobId]);
       return { job, changed: true };
     }
-    const job = await this.jobGetById(bucket, jobId);
+    const job = await this.jobGetById(scope, jobId);
     return job && { job, changed: false };
   }
 
@@ -457,14 +476,15 @@ export class PgRepository implements Repository {
       rule.enabled,
       rule.priority,
       rule.createdAt,
+      rule.org,
     ]);
-    const stored = await this.ruleGetById(rule.bucket, rule.ruleId);
+    const stored = await this.ruleGetById(rule, rule.ruleId);
     if (!stored) throw new Error(`rule ${rule.ruleId} vanished right after insert`);
     return stored;
   }
 
-  async ruleGetById(bucket: string, ruleId: string): Promise<BoundRule | undefined> {
-    const rows = await this.q(SQL.RULE_GET_BY_ID, [bucket, ruleId]);
+  async ruleGetById(scope: Scope, ruleId: string): Promise<BoundRule | undefined> {
+    const rows = await this.q(SQL.RULE_GET_BY_ID, [scope.org, scope.bucket, ruleId]);
     return rows[0] ? toRule(rows[0]) : undefined;
   }
 
@@ -476,6 +496,7 @@ export class PgRepository implements Repository {
         alias: "r.",
         idColumn: "rule_id",
         filters: [
+          ["org", filter.org],
           ["bucket", filter.bucket],
           ["source_id", filter.sourceId],
           ["pipeline_id", filter.pipelineId],
@@ -486,33 +507,33 @@ export class PgRepository implements Repository {
     );
   }
 
-  async ruleListEnabledForDirect(bucket: string): Promise<BoundRule[]> {
-    return (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [bucket])).map(toRule);
+  async ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]> {
+    return (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket])).map(toRule);
   }
 
   async ruleUpdate(
-    bucket: string,
+    scope: Scope,
     ruleId: string,
     patch: Partial<RuleFields>,
     nowMs: number,
   ): Promise<BoundRule | undefined> {
     const sets: string[] = [];
-    const values: unknown[] = [bucket, ruleId, nowMs];
+    const values: unknown[] = [scope.org, scope.bucket, ruleId, nowMs];
     for (const [field, column] of Object.entries(RULE_UPDATE_COLUMNS) as Array<[keyof RuleFields, string]>) {
       if (patch[field] === undefined) continue;
       values.push(patch[field]);
       sets.push(`${column} = $${values.length}`);
     }
     const rows = await this.q(
-      `UPDATE rules SET ${[...sets, "updated_at = $3"].join(", ")} WHERE bucket = $1 AND rule_id = $2 RETURNING rule_id`,
+      `UPDATE rules SET ${[...sets, "updated_at = $4"].join(", ")} WHERE org = $1 AND bucket = $2 AND rule_id = $3 RETURNING rule_id`,
       values,
     );
-    return rows[0] ? this.ruleGetById(bucket, ruleId) : undefined;
+    return rows[0] ? this.ruleGetById(scope, ruleId) : undefined;
   }
 
-  async ruleDelete(bucket: string, ruleId: string): Promise<boolean> {
+  async ruleDelete(scope: Scope, ruleId: string): Promise<boolean> {
     try {
-      const res = await this.pool.query(SQL.RULE_DELETE, [bucket, ruleId]);
+      const res = await this.pool.query(SQL.RULE_DELETE, [scope.org, scope.bucket, ruleId]);
       return (res.rowCount ?? 0) > 0;
     } catch (err) {
       throw mapPgError(err);
@@ -530,12 +551,13 @@ export class PgRepository implements Repository {
       pipeline.storeEntityId,
       pipeline.storeEntityKind,
       pipeline.createdAt,
+      pipeline.org,
     ]);
     return toPipeline(rows[0]);
   }
 
-  async pipelineGetById(bucket: string, pipelineId: string): Promise<Pipeline | undefined> {
-    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [bucket, pipelineId]);
+  async pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined> {
+    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId]);
     return rows[0] ? toPipeline(rows[0]) : undefined;
   }
 
@@ -547,6 +569,7 @@ export class PgRepository implements Repository {
         alias: "",
         idColumn: "pipeline_id",
         filters: [
+          ["org", filter.org],
           ["bucket", filter.bucket],
           ["store_entity_kind", filter.storeEntityKind],
           ["store_entity_id", filter.storeEntityId],
@@ -558,13 +581,13 @@ export class PgRepository implements Repository {
   }
 
   async pipelineUpdate(
-    bucket: string,
+    scope: Scope,
     pipelineId: string,
     patch: Partial<PipelineFields>,
     nowMs: number,
   ): Promise<Pipeline | undefined> {
     const sets: string[] = [];
-    const values: unknown[] = [bucket, pipelineId, nowMs];
+    const values: unknown[] = [scope.org, scope.bucket, pipelineId, nowMs];
     for (const [field, column] of Object.entries(PIPELINE_UPDATE_COLUMNS) as Array<[keyof PipelineFields, string]>) {
       const v = patch[field];
       if (v === undefined) continue;
@@ -572,18 +595,66 @@ export class PgRepository implements Repository {
       sets.push(`${column} = $${values.length}`);
     }
     const rows = await this.q(
-      `UPDATE pipelines SET ${[...sets, "updated_at = $3"].join(", ")} WHERE bucket = $1 AND pipeline_id = $2 RETURNING ${SQL.PIPELINE_COLUMNS}`,
+      `UPDATE pipelines SET ${[...sets, "updated_at = $4"].join(", ")} WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 RETURNING ${SQL.PIPELINE_COLUMNS}`,
       values,
     );
     return rows[0] ? toPipeline(rows[0]) : undefined;
   }
 
-  async pipelineDelete(bucket: string, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
-    const deleted = await this.q(SQL.PIPELINE_DELETE, [bucket, pipelineId]);
+  async pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
+    const deleted = await this.q(SQL.PIPELINE_DELETE, [scope.org, scope.bucket, pipelineId]);
     if (deleted.length > 0) return "deleted";
-    if (!(await this.pipelineGetById(bucket, pipelineId))) return "not_found";
-    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [bucket, pipelineId]);
+    if (!(await this.pipelineGetById(scope, pipelineId))) return "not_found";
+    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [scope.org, scope.bucket, pipelineId]);
     return rules.map((r) => r.rule_id as string);
+  }
+
+  async tokenInsert(t: StoredToken): Promise<void> {
+    await this.q(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
+    // API instances cache unknown tokens briefly; tell them this one exists now.
+    await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_TOKENS, t.tokenId]);
+  }
+
+  async tokenFindByHash(secretHash: Buffer): Promise<StoredToken | undefined> {
+    const rows = await this.q(SQL.TOKEN_FIND_BY_HASH, [secretHash]);
+    return rows[0] ? toToken(rows[0]) : undefined;
+  }
+
+  async tokenList(org?: string): Promise<StoredToken[]> {
+    const rows = await this.q(
+      `SELECT ${SQL.TOKEN_COLUMNS} FROM api_tokens ${org ? "WHERE org = $1" : ""} ORDER BY org, created_at, token_id`,
+      org ? [org] : [],
+    );
+    return rows.map(toToken);
+  }
+
+  async tokenRevoke(tokenId: string, now: number): Promise<boolean> {
+    const rows = await this.q(SQL.TOKEN_REVOKE, [tokenId, now]);
+    if (rows.length > 0) await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_TOKENS, tokenId]);
+    return rows.length > 0;
+  }
+
+  async tokenInsertIfNone(t: StoredToken): Promise<boolean> {
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw mapPgError(err);
+    });
+    try {
+      await client.query("BEGIN");
+      await client.query(SQL.TOKEN_BOOTSTRAP_LOCK);
+      const { rows } = await client.query("SELECT EXISTS (SELECT 1 FROM api_tokens) AS any");
+      if (rows[0].any) {
+        await client.query("ROLLBACK");
+        return false;
+      }
+      await client.query(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
+      await client.query("COMMIT");
+      return true;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw mapPgError(err);
+    } finally {
+      client.release();
+    }
   }
 
   async ping(): Promise<void> {

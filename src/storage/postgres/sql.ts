@@ -8,8 +8,10 @@
 export const CHANNEL_JOBS = "k3_jobs";
 /** The channel that tells the owning worker a running job was cancelled (payload: job id). */
 export const CHANNEL_CANCEL = "k3_job_cancel";
+/** The channel that tells API instances a token changed (payload: token id). */
+export const CHANNEL_TOKENS = "k3_tokens";
 
-export const JOB_COLUMNS = `job_id, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
+export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
   template, rule_id, options, request_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
   created_at, updated_at, started_at, finished_at`;
@@ -22,72 +24,72 @@ export const JOB_COLUMNS = `job_id, bucket, object_key, status, pipeline_id, pip
  */
 export const JOB_INSERT_BATCH = `
 WITH ins AS (
-  INSERT INTO jobs (job_id, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
+  INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
                     options, request_id, created_at, updated_at)
-  SELECT j, b, k, p, pn, pk, t, r, o, rq, c, c
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::jsonb[], $10::text[], $11::bigint[]) AS u(j, b, k, p, pn, pk, t, r, o, rq, c)
-  ON CONFLICT (bucket, request_id) WHERE request_id <> '' DO NOTHING
+  SELECT j, g, b, k, p, pn, pk, t, r, o, rq, c, c
+  FROM unnest($1::text[], $12::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::jsonb[], $10::text[], $11::bigint[]) AS u(j, g, b, k, p, pn, pk, t, r, o, rq, c)
+  ON CONFLICT (org, bucket, request_id) WHERE request_id <> '' DO NOTHING
   RETURNING ${JOB_COLUMNS}
 )
 SELECT ins.* FROM ins CROSS JOIN (SELECT pg_notify('${CHANNEL_JOBS}', '')) AS wake`;
 
-export const JOB_GET_BY_REQUEST_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE bucket = $1 AND request_id = $2`;
+export const JOB_GET_BY_REQUEST_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE org = $1 AND bucket = $2 AND request_id = $3`;
 
-export const JOB_GET_BY_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE bucket = $1 AND job_id = $2`;
+export const JOB_GET_BY_ID = `SELECT ${JOB_COLUMNS} FROM jobs WHERE org = $1 AND bucket = $2 AND job_id = $3`;
 
 /** PENDING -> CANCELLED at once; PROCESSING keeps running with cancel_requested set. */
 export const JOB_CANCEL = `
 UPDATE jobs SET
   status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
-  finished_at = CASE WHEN status = 'pending' THEN $3::bigint ELSE finished_at END,
+  finished_at = CASE WHEN status = 'pending' THEN $4::bigint ELSE finished_at END,
   cancel_requested = true,
-  updated_at = $3
-WHERE bucket = $1 AND job_id = $2 AND status IN ('pending', 'processing')
+  updated_at = $4
+WHERE org = $1 AND bucket = $2 AND job_id = $3 AND status IN ('pending', 'processing')
 RETURNING ${JOB_COLUMNS}`;
 
-export const RULE_COLUMNS = `r.rule_id, r.bucket, r.source_id, r.pipeline_id, r.name, r.description,
+export const RULE_COLUMNS = `r.rule_id, r.org, r.bucket, r.source_id, r.pipeline_id, r.name, r.description,
   r.include_patterns, r.exclude_patterns, r.include_mime_types, r.exclude_mime_types,
   r.min_size_bytes, r.max_size_bytes, r.enabled, r.priority, r.created_at, r.updated_at,
   coalesce(p.name, '') AS binding_name, coalesce(p.store_entity_kind, '') AS binding_kind`;
 
-export const RULE_FROM = `rules r LEFT JOIN pipelines p ON p.pipeline_id = r.pipeline_id AND p.bucket = r.bucket`;
+export const RULE_FROM = `rules r LEFT JOIN pipelines p ON p.pipeline_id = r.pipeline_id AND p.org = r.org AND p.bucket = r.bucket`;
 
 export const RULE_INSERT = `
 INSERT INTO rules (rule_id, bucket, source_id, pipeline_id, name, description, include_patterns,
                    exclude_patterns, include_mime_types, exclude_mime_types, min_size_bytes,
-                   max_size_bytes, enabled, priority, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`;
+                   max_size_bytes, enabled, priority, created_at, updated_at, org)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)`;
 
-export const RULE_GET_BY_ID = `SELECT ${RULE_COLUMNS} FROM ${RULE_FROM} WHERE r.bucket = $1 AND r.rule_id = $2`;
+export const RULE_GET_BY_ID = `SELECT ${RULE_COLUMNS} FROM ${RULE_FROM} WHERE r.org = $1 AND r.bucket = $2 AND r.rule_id = $3`;
 
 export const RULE_LIST_ENABLED_DIRECT = `
 SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}
-WHERE r.bucket = $1 AND r.enabled AND r.source_id = ''
+WHERE r.org = $1 AND r.bucket = $2 AND r.enabled AND r.source_id = ''
 ORDER BY r.priority DESC, r.created_at, r.rule_id`;
 
-export const RULE_DELETE = `DELETE FROM rules WHERE bucket = $1 AND rule_id = $2`;
+export const RULE_DELETE = `DELETE FROM rules WHERE org = $1 AND bucket = $2 AND rule_id = $3`;
 
-export const PIPELINE_COLUMNS = `pipeline_id, bucket, name, description, template, options,
+export const PIPELINE_COLUMNS = `pipeline_id, org, bucket, name, description, template, options,
   store_entity_id, store_entity_kind, created_at, updated_at`;
 
 export const PIPELINE_INSERT = `
 INSERT INTO pipelines (pipeline_id, bucket, name, description, template, options, store_entity_id,
-                       store_entity_kind, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                       store_entity_kind, created_at, updated_at, org)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)
 RETURNING ${PIPELINE_COLUMNS}`;
 
-export const PIPELINE_GET_BY_ID = `SELECT ${PIPELINE_COLUMNS} FROM pipelines WHERE bucket = $1 AND pipeline_id = $2`;
+export const PIPELINE_GET_BY_ID = `SELECT ${PIPELINE_COLUMNS} FROM pipelines WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`;
 
 /** Deletes only when no enabled rule binds the pipeline. */
 export const PIPELINE_DELETE = `
 DELETE FROM pipelines p
-WHERE p.bucket = $1 AND p.pipeline_id = $2
-  AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.bucket = p.bucket AND r.pipeline_id = p.pipeline_id AND r.enabled)
+WHERE p.org = $1 AND p.bucket = $2 AND p.pipeline_id = $3
+  AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.org = p.org AND r.bucket = p.bucket AND r.pipeline_id = p.pipeline_id AND r.enabled)
 RETURNING p.pipeline_id`;
 
 export const PIPELINE_BINDING_RULES = `
-SELECT rule_id FROM rules WHERE bucket = $1 AND pipeline_id = $2 AND enabled ORDER BY created_at LIMIT 20`;
+SELECT rule_id FROM rules WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND enabled ORDER BY created_at LIMIT 20`;
 
 /**
  * Claims up to $2 runnable jobs, oldest first, for worker $1 with a lease until $4.
@@ -190,16 +192,30 @@ FROM expired
 WHERE j.job_id = expired.job_id
 RETURNING j.job_id, j.status`;
 
-export const VECTOR_DELETE = `DELETE FROM vector_chunks WHERE bucket = $1 AND pipeline_id = $2 AND object_key = $3`;
+export const VECTOR_DELETE = `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
 
 export const VECTOR_INSERT_BATCH = `
-INSERT INTO vector_chunks (bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
-SELECT $1, $2, $3, i, c, translate(e, '[]', '{}')::real[], $4, $5
-FROM unnest($6::int[], $7::text[], $8::text[]) AS u(i, c, e)`;
+INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
+SELECT $1, $2, $3, $4, i, c, translate(e, '[]', '{}')::real[], $5, $6
+FROM unnest($7::int[], $8::text[], $9::text[]) AS u(i, c, e)`;
 
-export const WAREHOUSE_DELETE = `DELETE FROM warehouse_rows WHERE bucket = $1 AND pipeline_id = $2 AND object_key = $3`;
+export const WAREHOUSE_DELETE = `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
 
 export const WAREHOUSE_INSERT_BATCH = `
-INSERT INTO warehouse_rows (bucket, pipeline_id, object_key, row_index, data, job_id, created_at)
-SELECT $1, $2, $3, i, d, $4, $5
-FROM unnest($6::int[], $7::jsonb[]) AS u(i, d)`;
+INSERT INTO warehouse_rows (org, bucket, pipeline_id, object_key, row_index, data, job_id, created_at)
+SELECT $1, $2, $3, $4, i, d, $5, $6
+FROM unnest($7::int[], $8::jsonb[]) AS u(i, d)`;
+
+export const TOKEN_COLUMNS = `token_id, org, secret_hash, name, grants, created_at, expires_at, revoked_at`;
+
+export const TOKEN_INSERT = `
+INSERT INTO api_tokens (token_id, org, secret_hash, name, grants, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+export const TOKEN_FIND_BY_HASH = `SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = $1`;
+
+export const TOKEN_REVOKE = `
+UPDATE api_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at = 0 RETURNING token_id`;
+
+/** Serialises first-start bootstrap across instances (transaction-level advisory lock). */
+export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(0x6b33_70c3)`;

@@ -1,7 +1,9 @@
--- Pipelines, rules and jobs. Times are Unix epoch milliseconds (bigint).
+-- Pipelines, rules and jobs. Times are Unix epoch milliseconds (bigint). Every row belongs
+-- to an organization; the API never reads or writes across organizations.
 
 CREATE TABLE pipelines (
   pipeline_id       text PRIMARY KEY,
+  org               text NOT NULL,
   bucket            text NOT NULL,
   name              text NOT NULL,
   description       text NOT NULL DEFAULT '',
@@ -11,12 +13,13 @@ CREATE TABLE pipelines (
   store_entity_kind text NOT NULL DEFAULT '' CHECK (store_entity_kind IN ('', 'vector', 'warehouse')),
   created_at        bigint NOT NULL,
   updated_at        bigint NOT NULL,
-  CONSTRAINT pipelines_bucket_name_key UNIQUE (bucket, name)
+  CONSTRAINT pipelines_bucket_name_key UNIQUE (org, bucket, name)
 );
-CREATE INDEX pipelines_bucket_created_idx ON pipelines (bucket, created_at DESC, pipeline_id DESC);
+CREATE INDEX pipelines_bucket_created_idx ON pipelines (org, bucket, created_at DESC, pipeline_id DESC);
 
 CREATE TABLE rules (
   rule_id            text PRIMARY KEY,
+  org                text NOT NULL,
   bucket             text NOT NULL,
   source_id          text NOT NULL DEFAULT '',
   pipeline_id        text NOT NULL,
@@ -34,11 +37,12 @@ CREATE TABLE rules (
   updated_at         bigint NOT NULL,
   CONSTRAINT rules_size_range CHECK (max_size_bytes = 0 OR max_size_bytes >= min_size_bytes)
 );
-CREATE INDEX rules_bucket_created_idx ON rules (bucket, created_at DESC, rule_id DESC);
+CREATE INDEX rules_bucket_created_idx ON rules (org, bucket, created_at DESC, rule_id DESC);
 CREATE INDEX rules_pipeline_idx ON rules (pipeline_id);
 
 CREATE TABLE jobs (
   job_id             text PRIMARY KEY,
+  org                text NOT NULL,
   bucket             text NOT NULL,
   object_key         text NOT NULL,
   status             text NOT NULL DEFAULT 'pending'
@@ -77,15 +81,15 @@ CREATE TABLE jobs (
 );
 
 -- Listing: every filter combination is an index prefix followed by the sort key.
-CREATE INDEX jobs_bucket_idx          ON jobs (bucket, created_at DESC, job_id DESC);
-CREATE INDEX jobs_status_idx          ON jobs (bucket, status, created_at DESC, job_id DESC);
-CREATE INDEX jobs_pipeline_idx        ON jobs (bucket, pipeline_id, created_at DESC, job_id DESC);
-CREATE INDEX jobs_rule_idx            ON jobs (bucket, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
-CREATE INDEX jobs_status_pipeline_idx ON jobs (bucket, status, pipeline_id, created_at DESC, job_id DESC);
-CREATE INDEX jobs_status_rule_idx     ON jobs (bucket, status, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
-CREATE INDEX jobs_pipeline_rule_idx   ON jobs (bucket, pipeline_id, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
--- Idempotent triggers: one job per (bucket, request_id).
-CREATE UNIQUE INDEX jobs_request_id_key ON jobs (bucket, request_id) WHERE request_id <> '';
+CREATE INDEX jobs_bucket_idx          ON jobs (org, bucket, created_at DESC, job_id DESC);
+CREATE INDEX jobs_status_idx          ON jobs (org, bucket, status, created_at DESC, job_id DESC);
+CREATE INDEX jobs_pipeline_idx        ON jobs (org, bucket, pipeline_id, created_at DESC, job_id DESC);
+CREATE INDEX jobs_rule_idx            ON jobs (org, bucket, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
+CREATE INDEX jobs_status_pipeline_idx ON jobs (org, bucket, status, pipeline_id, created_at DESC, job_id DESC);
+CREATE INDEX jobs_status_rule_idx     ON jobs (org, bucket, status, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
+CREATE INDEX jobs_pipeline_rule_idx   ON jobs (org, bucket, pipeline_id, rule_id, created_at DESC, job_id DESC) WHERE rule_id <> '';
+-- Idempotent triggers: one job per (org, bucket, request_id).
+CREATE UNIQUE INDEX jobs_request_id_key ON jobs (org, bucket, request_id) WHERE request_id <> '';
 -- Workers claim the oldest runnable job first.
 CREATE INDEX jobs_pending_idx ON jobs (created_at, job_id) WHERE status = 'pending';
 -- The rescuer finds expired leases.

@@ -1,7 +1,8 @@
 -- Destinations of the built-in pipelines. An object's output for one pipeline is keyed by
--- (bucket, pipeline_id, object_key); a re-ingest replaces it in one transaction.
+-- (org, bucket, pipeline_id, object_key); a re-ingest replaces it in one transaction.
 
 CREATE TABLE vector_chunks (
+  org          text NOT NULL,
   bucket       text NOT NULL,
   pipeline_id  text NOT NULL,
   object_key   text NOT NULL,
@@ -10,10 +11,11 @@ CREATE TABLE vector_chunks (
   embedding    real[] NOT NULL,
   job_id       text NOT NULL,
   created_at   bigint NOT NULL,
-  PRIMARY KEY (bucket, pipeline_id, object_key, chunk_index)
+  PRIMARY KEY (org, bucket, pipeline_id, object_key, chunk_index)
 );
 
 CREATE TABLE warehouse_rows (
+  org          text NOT NULL,
   bucket       text NOT NULL,
   pipeline_id  text NOT NULL,
   object_key   text NOT NULL,
@@ -21,5 +23,5 @@ CREATE TABLE warehouse_rows (
   data         jsonb NOT NULL,
   job_id       text NOT NULL,
   created_at   bigint NOT NULL,
-  PRIMARY KEY (bucket, pipeline_id, object_key, row_index)
+  PRIMARY KEY (org, bucket, pipeline_id, object_key, row_index)
 );

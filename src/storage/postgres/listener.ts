@@ -5,7 +5,7 @@
  * listener reports a wake-up, since notifications sent while it was away are gone.
  */
 import { Client } from "pg";
-import type { Logger } from "../log";
+import type { Logger } from "../../log";
 
 /** A running listener. */
 export interface Listener {

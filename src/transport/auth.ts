@@ -1,0 +1,85 @@
+/**
+ * Authentication and authorization, written once as functions of the request headers so
+ * that native gRPC, Connect and REST behave the same (services.ts calls them for every
+ * door). A token is looked up by its SHA-256 hash; found tokens are cached briefly, and
+ * the cache is cleared whenever any instance revokes a token (NOTIFY), so a revoked token
+ * stops working at once. Tokens are never logged.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { allows, DEFAULT_ORG, hashToken, TOKEN_PREFIX, type Caller, type Role, type StoredToken } from "../domain/auth";
+import { PermissionDenied, Unauthenticated } from "../domain/errors";
+import type { Repository } from "../storage/repository";
+
+/** Identifies the caller of a request from its headers. */
+export interface Authenticator {
+  authenticate(headers: Headers): Promise<Caller>;
+  /** Forgets cached tokens (after a revoke elsewhere). */
+  invalidate(): void;
+}
+
+/** The role a method needs: read-only methods (NO_SIDE_EFFECTS) need reader, the rest writer. */
+export function requiredRole(method: DescMethod): Role {
+  return method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ? "reader" : "writer";
+}
+
+/** Throws PermissionDenied unless the caller may use `method` on `bucket`, or sent another org. */
+export function authorize(caller: Caller, headers: Headers, bucket: string, method: DescMethod): void {
+  const claimed = headers.get("x-organization-id");
+  if (claimed !== null && claimed !== caller.org) {
+    throw new PermissionDenied(`x-organization-id ${JSON.stringify(claimed)} is not the organization of this token`);
+  }
+  const role = requiredRole(method);
+  if (!allows(caller, bucket, role)) {
+    throw new PermissionDenied(`this token has no ${role} grant for bucket ${JSON.stringify(bucket)} (${method.name} needs ${role})`);
+  }
+}
+
+/** With auth off (K3_AUTH=off): every caller is an admin of the default organization. */
+export function createOpenAuthenticator(): Authenticator {
+  const caller: Caller = { org: DEFAULT_ORG, tokenId: "", grants: [{ bucket: "*", role: "admin" }] };
+  return { authenticate: async () => caller, invalidate: () => undefined };
+}
+
+const CACHE_TTL_MS = 30_000;
+const CACHE_MAX = 10_000;
+
+/** Reads the bearer token of the Authorization header, or throws Unauthenticated. */
+export function bearerToken(headers: Headers): string {
+  const header = headers.get("authorization");
+  if (header === null || header.trim() === "") {
+    throw new Unauthenticated('missing Authorization header; send "Authorization: Bearer <token>"');
+  }
+  const m = /^Bearer +([\x21-\x7e]+)$/i.exec(header.trim());
+  if (!m) throw new Unauthenticated('malformed Authorization header; expected "Bearer <token>"');
+  return m[1];
+}
+
+/** Authenticates bearer tokens against the token table. */
+export function createTokenAuthenticator(repo: Repository, now: () => number = Date.now): Authenticator {
+  const cache = new Map<string, { token: StoredToken | undefined; at: number }>();
+  async function lookup(hash: Buffer): Promise<StoredToken | undefined> {
+    const key = hash.toString("hex");
+    const hit = cache.get(key);
+    if (hit && now() - hit.at < CACHE_TTL_MS) return hit.token;
+    const token = await repo.tokenFindByHash(hash);
+    if (cache.size >= CACHE_MAX) cache.clear();
+    // Unknown tokens are cached too, so guessing cannot turn into database load.
+    cache.set(key, { token, at: now() });
+    return token;
+  }
+  return {
+    invalidate: () => cache.clear(),
+    async authenticate(headers) {
+      const presented = bearerToken(headers);
+      const hash = hashToken(presented);
+      const token = presented.startsWith(TOKEN_PREFIX) ? await lookup(hash) : undefined;
+      // The lookup is by hash; the constant-time compare guards against any index quirk.
+      if (!token || !timingSafeEqual(token.secretHash, hash)) throw new Unauthenticated("unknown token");
+      if (token.revokedAt > 0) throw new Unauthenticated("this token was revoked");
+      if (token.expiresAt > 0 && token.expiresAt <= now()) throw new Unauthenticated("this token has expired");
+      return { org: token.org, tokenId: token.tokenId, grants: token.grants };
+    },
+  };
+}
