@@ -218,4 +218,4 @@ export const TOKEN_REVOKE = `
 UPDATE api_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at = 0 RETURNING token_id`;
 
 /** Serialises first-start bootstrap across instances (transaction-level advisory lock). */
-export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(0x6b33_70c3)`;
+export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(1798533315)`;
