@@ -13,7 +13,7 @@ import type { Config } from "./config";
 import { DEFAULT_ORG, newToken } from "./domain/auth";
 import { createLogger, type Logger } from "./log";
 import { startListener, type Listener } from "./storage/postgres/listener";
-import { CHANNEL_TOKENS } from "./storage/postgres/sql";
+import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
 import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
@@ -84,6 +84,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
   let tokenListener: Listener | undefined;
+  let compactTimer: NodeJS.Timeout | undefined;
   const shutdown = new AbortController();
   let migrated = false;
   const serveApi = config.role !== "worker";
@@ -113,6 +114,16 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;
+      // Fold job count deltas every second (one process at a time does it).
+      let compacting = false;
+      compactTimer = setInterval(() => {
+        if (compacting) return;
+        compacting = true;
+        r.jobCountsCompact()
+          .catch((err: unknown) => log.debug("count compaction failed", { err: (err as Error).message }))
+          .finally(() => (compacting = false));
+      }, 1000);
+      compactTimer.unref();
       const objects = createFsObjectStore(config.dataDir);
       let httpPort = 0;
       let grpcPort = 0;
@@ -121,18 +132,22 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         if (config.auth) {
           await bootstrapAdminToken(r, config.dataDir, log);
           auth = createTokenAuthenticator(r);
-          const a = auth;
-          tokenListener = startListener({
-            connectionString: url,
-            channels: [CHANNEL_TOKENS],
-            onNotify: () => a.invalidate(),
-            onReconnect: () => a.invalidate(),
-            log,
-          });
         } else {
           auth = createOpenAuthenticator();
           log.warn("AUTH IS OFF (K3_AUTH=off): anyone who can reach the ports can read and change everything");
         }
+        // Other instances announce token, pipeline and rule changes; drop what we cached.
+        const a = auth;
+        tokenListener = startListener({
+          connectionString: url,
+          channels: [CHANNEL_TOKENS, CHANNEL_CONFIG],
+          onNotify: (channel) => (channel === CHANNEL_TOKENS ? a.invalidate() : r.invalidateConfig()),
+          onReconnect: () => {
+            a.invalidate();
+            r.invalidateConfig();
+          },
+          log,
+        });
         const deps = { repo: r, objects, now: () => Date.now() };
         const entries = [
           registerService(IngestService, createIngestService(deps), log, auth),
@@ -202,6 +217,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       await w?.stop();
       await tokenListener?.stop();
       tokenListener = undefined;
+      clearInterval(compactTimer);
       const rp = repo;
       repo = undefined;
       await rp?.close();

@@ -115,3 +115,59 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
     await repo.close();
   }
 });
+
+test("maintained job counts stay exact through inserts, state changes, deletes and compaction", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  try {
+    await migrate(repo.pool);
+    const scope = { org: "default", bucket: "kb-counts" };
+    const pipes = ["pipe_a", "pipe_b"];
+    const rules = ["", "rule_1", "rule_2"];
+    await Promise.all(
+      Array.from({ length: 150 }, (_, i) =>
+        repo.jobInsert({
+          jobId: `job_count_${String(i).padStart(4, "0")}`,
+          ...scope,
+          key: "k",
+          pipelineId: pipes[i % 2],
+          pipelineName: "p",
+          pipelineKind: "",
+          template: "noop",
+          ruleId: rules[i % 3],
+          options: {},
+          requestId: "",
+          createdAt: 1000 + i,
+        }),
+      ),
+    );
+    const now = Date.now();
+    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 60, leaseMs: 60_000, now });
+    const none = { status: "completed" as const, output: { kind: "none" as const }, chunksCreated: 0, embeddingsCreated: 0, vectorStatus: "", error: "", errorDetails: "" };
+    for (const j of claimed.slice(0, 30)) await repo.jobComplete({ job: j, owner: "w", now, outcome: none });
+    for (const j of claimed.slice(30, 40)) await repo.jobFailAttempt({ jobId: j.jobId, owner: "w", now, error: "x", errorDetails: "" });
+    for (let i = 100; i < 110; i++) await repo.jobCancel(scope, `job_count_${String(i).padStart(4, "0")}`, now);
+    await repo.pool.query("DELETE FROM jobs WHERE job_id IN ('job_count_0140', 'job_count_0141', 'job_count_0142')");
+
+    const check = async () => {
+      for (const status of [undefined, "pending", "processing", "completed", "failed", "cancelled"] as const) {
+        for (const pipelineId of [undefined, ...pipes]) {
+          for (const ruleId of [undefined, ...rules.filter(Boolean)]) {
+            const page = await repo.jobList({ ...scope, status, pipelineId, ruleId }, { limit: 1 });
+            const { rows } = await repo.pool.query(
+              `SELECT count(*)::int AS n FROM jobs WHERE org = 'default' AND bucket = 'kb-counts'
+                 AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR pipeline_id = $2) AND ($3::text IS NULL OR rule_id = $3)`,
+              [status ?? null, pipelineId ?? null, ruleId ?? null],
+            );
+            expect({ status, pipelineId, ruleId, total: page.total }).toEqual({ status, pipelineId, ruleId, total: rows[0].n });
+          }
+        }
+      }
+    };
+    await check();
+    expect(await repo.jobCountsCompact()).toBe(true);
+    expect((await repo.pool.query("SELECT count(*)::int AS n FROM job_count_deltas")).rows[0].n).toBe(0);
+    await check();
+  } finally {
+    await repo.close();
+  }
+});

@@ -5,7 +5,7 @@
  * path inside. Keys have passed checkObjectKey (no `..`, not absolute); symlinks that
  * lead out of the bucket folder are treated as missing objects.
  */
-import { realpath, stat } from "node:fs/promises";
+import { realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { join, sep } from "node:path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
@@ -25,6 +25,12 @@ export interface ObjectStore {
   resolve(scope: Scope, key: string): Promise<string | undefined>;
 }
 
+// The callback forms cost noticeably less CPU per call than fs/promises on Node 20, and
+// TriggerIngest resolves an object on every call.
+const realpath = (p: string) =>
+  new Promise<string>((resolve, reject) => realpathCb.native(p, (err, r) => (err ? reject(err) : resolve(r))));
+const stat = (p: string) => new Promise<Stats>((resolve, reject) => statCb(p, (err, s) => (err ? reject(err) : resolve(s))));
+
 /** The folder of a bucket under the data dir. */
 export function bucketDir(dataDir: string, scope: Scope): string {
   return scope.org === DEFAULT_ORG
@@ -34,12 +40,22 @@ export function bucketDir(dataDir: string, scope: Scope): string {
 
 /** An ObjectStore over the data dir. Keys must already have passed checkObjectKey. */
 export function createFsObjectStore(dataDir: string): ObjectStore {
+  // The real path of a bucket folder changes rarely; keep it for a moment to save a syscall per object.
+  const bucketReal = new Map<string, { path: string; at: number }>();
+  async function realBucketDir(dir: string): Promise<string> {
+    const hit = bucketReal.get(dir);
+    if (hit && Date.now() - hit.at < 2000) return hit.path;
+    const path = await realpath(dir);
+    if (bucketReal.size > 10_000) bucketReal.clear();
+    bucketReal.set(dir, { path, at: Date.now() });
+    return path;
+  }
   async function resolve(scope: Scope, key: string): Promise<string | undefined> {
     const dir = bucketDir(dataDir, scope);
     let real: string;
     let realBucket: string;
     try {
-      [real, realBucket] = await Promise.all([realpath(join(dir, key)), realpath(dir)]);
+      [real, realBucket] = await Promise.all([realpath(join(dir, key)), realBucketDir(dir)]);
     } catch {
       return undefined;
     }

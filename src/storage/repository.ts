@@ -104,6 +104,11 @@ export interface Repository {
    * was requested: then nothing is written.
    */
   jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined>;
+  /**
+   * Ends many runs that produced no output (kind "none") in one statement; returns the ids
+   * it ended. A run missing from the answer lost its lease or was cancelled.
+   */
+  jobCompleteMany(p: { owner: string; now: number; items: Array<{ jobId: string; outcome: RunOutcome }> }): Promise<Set<string>>;
   /** Ends a failed attempt: PENDING again from `retryAt` when given, otherwise FAILED. */
   jobFailAttempt(p: {
     jobId: string;

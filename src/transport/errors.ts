@@ -39,6 +39,12 @@ const HTTP_STATUS: Readonly<Record<Code, number>> = {
   [Code.Unauthenticated]: 401,
 };
 
+/**
+ * The reason given when a finished call's context is released: aborting with a reason
+ * avoids building a DOMException per call.
+ */
+export const CALL_DONE = new Error("call finished");
+
 /** Connect's snake_case name of a code (`invalid_argument`), as used in JSON error bodies. */
 export function codeName(code: Code): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase().replace("canceled", "cancelled");

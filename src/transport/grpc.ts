@@ -11,7 +11,7 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../log";
 import type { Authenticator } from "./auth";
-import { toConnectError } from "./errors";
+import { CALL_DONE, toConnectError } from "./errors";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
 /** Options of the gRPC door. */
@@ -104,7 +104,7 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
         return toBinary(method.output, create(method.output, out as never));
       } finally {
         // Unlinks the context from the shutdown signal and clears its deadline timer.
-        ctx.abort();
+        ctx.abort(CALL_DONE);
       }
     };
     run().then(

@@ -26,7 +26,7 @@ import {
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import type { Logger } from "../log";
-import { errorBody, httpStatusOf, toConnectError } from "./errors";
+import { CALL_DONE, errorBody, httpStatusOf, toConnectError } from "./errors";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
 type Segment = { literal: string } | { field: string };
@@ -367,7 +367,7 @@ export function createRestHandler(
     } finally {
       res.off("close", onClose);
       // Unlinks the context from the shutdown signal and clears its deadline timer.
-      ctx?.abort();
+      ctx?.abort(CALL_DONE);
     }
     return true;
   };

@@ -21,7 +21,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { InvalidArgument } from "../domain/errors";
-import type { Job } from "../domain/job";
+import type { Job, RunOutcome } from "../domain/job";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import type { Logger } from "../log";
 import type { ObjectStore } from "../storage/object-store";
@@ -63,6 +63,14 @@ interface Running {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
+const MAX_COMPLETION_BATCH = 500;
+
+interface PendingCompletion {
+  jobId: string;
+  outcome: RunOutcome;
+  resolve: (completed: boolean) => void;
+  reject: (err: unknown) => void;
+}
 
 /** Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter". */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
@@ -83,6 +91,14 @@ export class Worker {
   private listener: Listener | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private rescueTimer: NodeJS.Timeout | undefined;
+  private readonly completions: PendingCompletion[] = [];
+  /**
+   * Jobs whose pipeline is still running. A job whose run has ended but whose outcome is
+   * still being written no longer takes a slot, so the next claim overlaps the writes
+   * (the jobs stay in `running`, leased and heart-beaten, until the write lands).
+   */
+  private executing = 0;
+  private completionsInFlight = 0;
 
   constructor(
     private readonly deps: WorkerDeps,
@@ -183,9 +199,13 @@ export class Worker {
 
   private async loop(): Promise<void> {
     let backoffMs = 0;
+    // Claim in batches: wait until a quarter of the slots are free (or the worker is idle),
+    // so a busy worker makes a few large claims instead of one claim per finished job.
+    const batch = Math.max(1, Math.floor(this.config.concurrency / 4));
     while (this.state === "running") {
-      const free = this.config.concurrency - this.running.size;
-      if (free > 0) {
+      // Runs being written back count half, bounding the jobs held at 2 × concurrency.
+      const free = Math.min(this.config.concurrency - this.executing, 2 * this.config.concurrency - this.running.size);
+      if (free >= batch || (free > 0 && this.executing === 0) || (free > 0 && this.config.concurrency <= 4)) {
         try {
           const jobs = await this.deps.repo.jobClaimAvailable({
             owner: this.id,
@@ -212,6 +232,7 @@ export class Worker {
     const abort = new AbortController();
     const entry: Running = { job, abort, done: Promise.resolve() };
     this.running.set(job.jobId, entry);
+    this.executing++;
     entry.done = this.execute(job, abort.signal)
       .catch((err: unknown) => this.deps.log.error("job bookkeeping failed", { job: job.jobId, err }))
       .finally(() => {
@@ -233,6 +254,13 @@ export class Worker {
     let lastProgress = 0;
     let pendingProgress: { chunksCreated: number; embeddingsCreated: number } | undefined;
     let progressWrite: Promise<unknown> = Promise.resolve();
+    let slotHeld = true;
+    const releaseSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      this.executing--;
+      this.wake();
+    };
     const flushProgress = () => {
       const counters = pendingProgress;
       if (!counters) return;
@@ -251,8 +279,8 @@ export class Worker {
         if (err instanceof InvalidArgument) throw new PermanentError("options", err.message);
         throw err;
       }
-      const path = await this.deps.objects.resolve(job, job.key);
-      if (!path) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
+      const path = executor.readsObject ? await this.deps.objects.resolve(job, job.key) : "";
+      if (path === undefined) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
       const outcome = await executor.run({
         job,
         options: job.options,
@@ -266,18 +294,28 @@ export class Worker {
         log,
         limits: { maxObjectBytes: this.config.maxObjectBytes, pdfTimeoutMs: this.config.pdfTimeoutMs },
       });
+      releaseSlot();
       signal.throwIfAborted();
       await progressWrite;
-      const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
-      if (finished) {
-        log.info("job finished", { job: job.jobId, status: finished.status, ms: this.now() - started });
-        return;
+      if (outcome.output.kind === "none") {
+        // Nothing to write at a destination: end it together with other such runs.
+        if (await this.completeBatched(job.jobId, outcome)) {
+          log.info("job finished", { job: job.jobId, status: outcome.status, ms: this.now() - started });
+          return;
+        }
+      } else {
+        const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
+        if (finished) {
+          log.info("job finished", { job: job.jobId, status: finished.status, ms: this.now() - started });
+          return;
+        }
       }
       // No longer ours to finish: a cancel arrived (end it), or the lease was lost (leave it).
       if (!(await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() }))) {
         log.warn("job lease lost before it could finish; its output was discarded", { job: job.jobId });
       }
     } catch (err) {
+      releaseSlot();
       await progressWrite;
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       if (reason instanceof AbortReason) {
@@ -301,6 +339,34 @@ export class Worker {
         retryAt,
       });
     }
+  }
+
+  /**
+   * Group completion for output-less runs: one statement ends every run that finished
+   * while the previous statement was in flight, so a burst of short jobs costs a few
+   * round trips instead of one transaction each.
+   */
+  private completeBatched(jobId: string, outcome: RunOutcome): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.completions.push({ jobId, outcome, resolve, reject });
+      this.flushCompletions();
+    });
+  }
+
+  private flushCompletions(): void {
+    if (this.completionsInFlight >= 2 || this.completions.length === 0) return;
+    this.completionsInFlight++;
+    const batch = this.completions.splice(0, MAX_COMPLETION_BATCH);
+    this.deps.repo
+      .jobCompleteMany({ owner: this.id, now: this.now(), items: batch })
+      .then(
+        (done) => batch.forEach((c) => c.resolve(done.has(c.jobId))),
+        (err: unknown) => batch.forEach((c) => c.reject(err)),
+      )
+      .finally(() => {
+        this.completionsInFlight--;
+        this.flushCompletions();
+      });
   }
 
   private async heartbeat(): Promise<void> {

@@ -132,6 +132,8 @@ const PIPELINE_UPDATE_COLUMNS: Readonly<Record<keyof PipelineFields, string>> = 
 
 /** A keyset listing: equality filters, then (created_at, id) descending after the cursor. */
 interface ListSpec {
+  /** Counts from job_counts + job_count_deltas instead of COUNT(*) over the table. */
+  countFromCounters?: boolean;
   select: string;
   from: string;
   /** Column-qualified prefix for the listed table ("" or "r."). */
@@ -198,9 +200,19 @@ async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now:
   return counters;
 }
 
+/** How long pipelines and rule sets stay cached for TriggerIngest (see invalidateConfig). */
+const CONFIG_CACHE_TTL_MS = 5_000;
+
 /** The PostgreSQL repository. */
 export class PgRepository implements Repository {
   readonly pool: Pool;
+  /**
+   * TriggerIngest reads a pipeline (or a bucket's rules) per call. They change rarely, so
+   * they are cached briefly; every write here clears the cache and NOTIFYs the other
+   * instances (CHANNEL_CONFIG), whose listeners call invalidateConfig().
+   */
+  private readonly pipelineCache = new Map<string, { value: Pipeline; at: number }>();
+  private readonly rulesCache = new Map<string, { value: BoundRule[]; at: number }>();
   private readonly inserts: PendingInsert[] = [];
   private insertsInFlight = 0;
 
@@ -242,7 +254,9 @@ export class PgRepository implements Repository {
     values.push(page.limit + 1);
     const text = `SELECT ${spec.select} FROM ${spec.from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY ${spec.alias}created_at DESC, ${spec.alias}${spec.idColumn} DESC LIMIT $${values.length}`;
-    const countText = `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
+    const countText = spec.countFromCounters
+      ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
+      : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
     const [rows, count] = await Promise.all([this.q(text, values), this.q(countText, countValues)]);
     const more = rows.length > page.limit;
     return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
@@ -320,6 +334,7 @@ export class PgRepository implements Repository {
       {
         select: SQL.JOB_COLUMNS,
         from: "jobs",
+        countFromCounters: true,
         alias: "",
         idColumn: "job_id",
         filters: [
@@ -426,6 +441,22 @@ export class PgRepository implements Repository {
     }
   }
 
+  async jobCompleteMany(p: { owner: string; now: number; items: Array<{ jobId: string; outcome: RunOutcome }> }): Promise<Set<string>> {
+    const col = <T>(f: (o: RunOutcome) => T) => p.items.map((i) => f(i.outcome));
+    const rows = await this.q(SQL.JOB_COMPLETE_MANY, [
+      p.owner,
+      p.now,
+      p.items.map((i) => i.jobId),
+      col((o) => o.status),
+      col((o) => o.chunksCreated),
+      col((o) => o.embeddingsCreated),
+      col((o) => o.vectorStatus),
+      col((o) => o.error),
+      col((o) => o.errorDetails),
+    ]);
+    return new Set(rows.map((r) => r.job_id as string));
+  }
+
   async jobFailAttempt(p: {
     jobId: string;
     owner: string;
@@ -478,6 +509,7 @@ export class PgRepository implements Repository {
       rule.createdAt,
       rule.org,
     ]);
+    await this.configChanged(rule);
     const stored = await this.ruleGetById(rule, rule.ruleId);
     if (!stored) throw new Error(`rule ${rule.ruleId} vanished right after insert`);
     return stored;
@@ -508,7 +540,23 @@ export class PgRepository implements Repository {
   }
 
   async ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]> {
-    return (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket])).map(toRule);
+    const key = `${scope.org}/${scope.bucket}`;
+    const hit = this.rulesCache.get(key);
+    if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
+    const value = (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket])).map(toRule);
+    this.rulesCache.set(key, { value, at: Date.now() });
+    return value;
+  }
+
+  /** Forgets cached pipelines and rules (a write here or a NOTIFY from another instance). */
+  invalidateConfig(): void {
+    this.pipelineCache.clear();
+    this.rulesCache.clear();
+  }
+
+  private async configChanged(scope: Scope): Promise<void> {
+    this.invalidateConfig();
+    await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CONFIG, `${scope.org}/${scope.bucket}`]).catch(() => undefined);
   }
 
   async ruleUpdate(
@@ -528,12 +576,14 @@ export class PgRepository implements Repository {
       `UPDATE rules SET ${[...sets, "updated_at = $4"].join(", ")} WHERE org = $1 AND bucket = $2 AND rule_id = $3 RETURNING rule_id`,
       values,
     );
+    await this.configChanged(scope);
     return rows[0] ? this.ruleGetById(scope, ruleId) : undefined;
   }
 
   async ruleDelete(scope: Scope, ruleId: string): Promise<boolean> {
     try {
       const res = await this.pool.query(SQL.RULE_DELETE, [scope.org, scope.bucket, ruleId]);
+      await this.configChanged(scope);
       return (res.rowCount ?? 0) > 0;
     } catch (err) {
       throw mapPgError(err);
@@ -557,8 +607,16 @@ export class PgRepository implements Repository {
   }
 
   async pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined> {
+    const key = `${scope.org}/${scope.bucket}/${pipelineId}`;
+    const hit = this.pipelineCache.get(key);
+    if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
     const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId]);
-    return rows[0] ? toPipeline(rows[0]) : undefined;
+    const p = rows[0] ? toPipeline(rows[0]) : undefined;
+    if (p) {
+      if (this.pipelineCache.size > 10_000) this.pipelineCache.clear();
+      this.pipelineCache.set(key, { value: p, at: Date.now() });
+    }
+    return p;
   }
 
   pipelineList(filter: PipelineFilter, page: PageParams): Promise<Page<Pipeline>> {
@@ -598,12 +656,16 @@ export class PgRepository implements Repository {
       `UPDATE pipelines SET ${[...sets, "updated_at = $4"].join(", ")} WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 RETURNING ${SQL.PIPELINE_COLUMNS}`,
       values,
     );
+    await this.configChanged(scope);
     return rows[0] ? toPipeline(rows[0]) : undefined;
   }
 
   async pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
     const deleted = await this.q(SQL.PIPELINE_DELETE, [scope.org, scope.bucket, pipelineId]);
-    if (deleted.length > 0) return "deleted";
+    if (deleted.length > 0) {
+      await this.configChanged(scope);
+      return "deleted";
+    }
     if (!(await this.pipelineGetById(scope, pipelineId))) return "not_found";
     const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [scope.org, scope.bucket, pipelineId]);
     return rules.map((r) => r.rule_id as string);
@@ -649,6 +711,25 @@ export class PgRepository implements Repository {
       await client.query(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
       await client.query("COMMIT");
       return true;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw mapPgError(err);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Folds count deltas into job_counts; false when another process is compacting. */
+  async jobCountsCompact(): Promise<boolean> {
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw mapPgError(err);
+    });
+    try {
+      await client.query("BEGIN");
+      const { rows } = await client.query(SQL.JOB_COUNTS_LOCK);
+      if (rows[0].locked) await client.query(SQL.JOB_COUNTS_COMPACT);
+      await client.query("COMMIT");
+      return rows[0].locked as boolean;
     } catch (err) {
       await client.query("ROLLBACK").catch(() => undefined);
       throw mapPgError(err);

@@ -10,6 +10,8 @@ export const CHANNEL_JOBS = "k3_jobs";
 export const CHANNEL_CANCEL = "k3_job_cancel";
 /** The channel that tells API instances a token changed (payload: token id). */
 export const CHANNEL_TOKENS = "k3_tokens";
+/** The channel that tells API instances a pipeline or rule changed (payload: org/bucket). */
+export const CHANNEL_CONFIG = "k3_config";
 
 export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
   template, rule_id, options, request_id, chunks_created, embeddings_created, rows_written, output_size,
@@ -219,3 +221,32 @@ UPDATE api_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at = 0 RET
 
 /** Serialises first-start bootstrap across instances (transaction-level advisory lock). */
 export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(1798533315)`;
+
+/**
+ * Folds the pending count deltas into job_counts. Only one compactor runs at a time (a
+ * transaction-level try-lock); the DELETE takes exactly the deltas visible to its
+ * snapshot, so deltas committed meanwhile wait for the next round.
+ */
+export const JOB_COUNTS_COMPACT = `
+WITH moved AS (
+  DELETE FROM job_count_deltas RETURNING org, bucket, status, pipeline_id, rule_id, n
+), summed AS (
+  SELECT org, bucket, status, pipeline_id, rule_id, sum(n)::bigint AS n FROM moved
+  GROUP BY org, bucket, status, pipeline_id, rule_id
+)
+INSERT INTO job_counts AS c (org, bucket, status, pipeline_id, rule_id, n)
+SELECT * FROM summed
+ON CONFLICT (org, bucket, status, pipeline_id, rule_id) DO UPDATE SET n = c.n + EXCLUDED.n`;
+
+export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
+
+/** Ends many output-less runs in one statement, each guarded by status, lease owner and cancel. */
+export const JOB_COMPLETE_MANY = `
+UPDATE jobs j SET
+  status = u.status, chunks_created = u.cc, embeddings_created = u.ec, rows_written = 0, output_size = 0,
+  batches_received = 0, embeddings_written = 0, vector_status = u.vs, error = u.err, error_details = u.det,
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2
+FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
+  AS u(id, status, cc, ec, vs, err, det)
+WHERE j.job_id = u.id AND j.status = 'processing' AND j.lease_owner = $1 AND NOT j.cancel_requested
+RETURNING j.job_id`;

@@ -2,6 +2,7 @@
 import type { PipelineExecutor } from "./types";
 
 export const noop: PipelineExecutor = {
+  readsObject: false,
   template: "noop",
   async run() {
     return {

@@ -104,6 +104,7 @@ function jsonRows(text: string, key: string): unknown[] {
 const FORMAT_BY_EXT: Readonly<Record<string, string>> = { ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json" };
 
 export const structuredRows: PipelineExecutor = {
+  readsObject: true,
   template: "structured_rows",
   async run(ctx) {
     const batchSize = intOption(ctx.options, "batch_size", 500);

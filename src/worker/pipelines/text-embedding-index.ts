@@ -11,6 +11,7 @@ import { PermanentError, describeFailure } from "../failures";
 import { intOption, type PipelineExecutor } from "./types";
 
 export const textEmbeddingIndex: PipelineExecutor = {
+  readsObject: true,
   template: "text_embedding_index",
   async run(ctx) {
     const size = intOption(ctx.options, "chunk_size", 1000);

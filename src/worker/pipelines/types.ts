@@ -27,6 +27,8 @@ export interface RunContext {
  */
 export interface PipelineExecutor {
   template: string;
+  /** False for templates that never read the object (the engine then skips resolving it). */
+  readsObject: boolean;
   run(ctx: RunContext): Promise<RunOutcome>;
 }
 

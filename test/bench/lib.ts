@@ -1,0 +1,195 @@
+/** Shared pieces of the benchmark: databases, processes, load generation, statistics. */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync, chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Client } from "pg";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/storage/postgres/embedded";
+
+const run = promisify(execFile);
+export const ROOT = join(__dirname, "..", "..");
+
+/** Percentile of a sorted-or-not sample (nearest rank). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The PostgreSQL the benchmark runs on: BENCH_DATABASE_URL, or an embedded one of its own. */
+export async function benchPostgres(): Promise<{ adminUrl: string; stop(): Promise<void> }> {
+  if (process.env.BENCH_DATABASE_URL) return { adminUrl: process.env.BENCH_DATABASE_URL, stop: async () => undefined };
+  const dir = mkdtempSync(join(tmpdir(), "k3-bench-pg-"));
+  chmodSync(dir, 0o755);
+  const pgLog = join(dir, "postgres.log");
+  const pg: EmbeddedPostgres = await startEmbeddedPostgres({
+    dataDir: dir,
+    port: await freePort(),
+    log: (line) => appendFileSync(pgLog, line + "\n"),
+    warn: (line) => appendFileSync(pgLog, line + "\n"),
+  });
+  return { adminUrl: pg.connectionString, stop: () => pg.stop() };
+}
+
+/** A fresh database next to `adminUrl`. */
+export async function freshDatabase(adminUrl: string, name: string): Promise<string> {
+  const c = new Client({ connectionString: adminUrl });
+  await c.connect();
+  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** A child process running a TypeScript entry point of ours. */
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Spawns `node -r ts-register <script> ...args`; resolves once `ready(output)` holds. */
+export async function spawnTs(script: string, args: string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Proc> {
+  const child = spawn(process.execPath, ["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, script), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (d) => (out += String(d)));
+  child.stderr?.on("data", (d) => (out += String(d)));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setInterval(() => {
+      if (ready(out)) {
+        clearInterval(t);
+        resolve();
+      } else if (child.exitCode !== null) {
+        clearInterval(t);
+        reject(new Error(`${script} exited:\n${out}`));
+      }
+    }, 20);
+  });
+  return {
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Starts the real server (a role of src/main.ts) on a database and a data dir of its own. */
+export async function startServer(role: "api" | "worker" | "serve", databaseUrl: string, env: Record<string, string> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), "k3-bench-data-"));
+  const httpPort = await freePort();
+  const grpcPort = await freePort();
+  const proc = await spawnTs(
+    "src/main.ts",
+    [role],
+    {
+      DATABASE_URL: databaseUrl,
+      K3_DATA_DIR: dataDir,
+      K3_HOST: "127.0.0.1",
+      K3_HTTP_PORT: String(httpPort),
+      K3_GRPC_PORT: String(grpcPort),
+      K3_LOG_LEVEL: "warn",
+      ...env,
+    },
+    // Logs stay at warn (a log line per job would measure stderr); the API is ready when
+    // /readyz answers, a worker as soon as it runs (its throughput is read from the database).
+    () => true,
+  );
+  if (role !== "worker") {
+    for (let i = 0; ; i++) {
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`).then((r) => r.ok, () => false);
+      if (ready) break;
+      if (i > 600 || proc.child.exitCode !== null) throw new Error(`server did not become ready:\n${proc.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const token = role === "worker" ? "" : readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+  return { proc, dataDir, httpPort, grpcPort, token };
+}
+
+/** Resident set size (bytes) of a process, now. */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Result of one h2load run. */
+export interface LoadResult {
+  requests: number;
+  ok: number;
+  seconds: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+/** Drives load with h2load (a C load generator) for `seconds`, 64 requests in flight. */
+export async function h2load(opts: {
+  url: string;
+  body: Buffer;
+  headers: Record<string, string>;
+  seconds: number;
+  http1: boolean;
+}): Promise<LoadResult> {
+  const dir = mkdtempSync(join(tmpdir(), "k3-h2load-"));
+  const bodyFile = join(dir, "body");
+  const logFile = join(dir, "log");
+  writeFileSync(bodyFile, opts.body);
+  const args = [
+    "-D",
+    String(opts.seconds),
+    "--warm-up-time=1",
+    ...(opts.http1 ? ["--h1", "-c", "64", "-m", "1", "-t", "1"] : ["-c", "4", "-m", "16", "-t", "1"]),
+    "-d",
+    bodyFile,
+    `--log-file=${logFile}`,
+    ...Object.entries(opts.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
+    opts.url,
+  ];
+  await run("h2load", args, { maxBuffer: 64 << 20, timeout: (opts.seconds + 60) * 1000 });
+  const lines = readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean);
+  const durations = lines.map((l) => Number(l.split("\t")[2]) / 1000);
+  const ok = lines.filter((l) => l.split("\t")[1] === "200").length;
+  return { requests: lines.length, ok, seconds: opts.seconds, p50ms: percentile(durations, 50), p99ms: percentile(durations, 99) };
+}
+
+/** A gRPC request body as sent on the wire: 1 byte flags, 4 bytes length, the message. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const b = Buffer.alloc(5 + message.length);
+  b.writeUInt32BE(message.length, 1);
+  Buffer.from(message).copy(b, 5);
+  return b;
+}
+
+/** Whether h2load is on the PATH; if not, tries Debian's nghttp2-client (the bench runs as root). */
+export async function ensureH2load(): Promise<void> {
+  try {
+    await run("h2load", ["--version"]);
+  } catch {
+    process.stderr.write("h2load not found; installing Debian's nghttp2-client\n");
+    await run("sh", ["-c", "apt-get install -y nghttp2-client >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null)"], {
+      timeout: 300_000,
+    });
+  }
+}

@@ -1,0 +1,453 @@
+/**
+ * `npm run bench`: every scenario against its baseline, measured in the same run on the
+ * same PostgreSQL, printed as one table and written to test/bench/results.json. Figures
+ * are only meaningful as ratios: client, server and database share this machine's cores.
+ *
+ * Scenarios: (1) TriggerIngest throughput through gRPC, Connect and REST against a raw
+ * `pg` INSERT and an echo RPC on the same transport, with the server's RSS; (2) one
+ * worker process draining 20,000 no-op jobs against graphile-worker and pg-boss;
+ * (3) 2,000 text objects end to end; (4) wake-up latency of an idle worker; (5) Get and
+ * List at one million jobs, first page and 900,000 rows deep, for every filter combination.
+ *
+ * BENCH_SCENARIOS=1,2 runs a subset; BENCH_SECONDS sets the load duration (default 15).
+ */
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { create, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { Pool } from "pg";
+import { IngestService, TriggerIngestRequestSchema } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
+import { PipelineService } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { encodePageToken } from "../../src/domain/page-token";
+import { migrate } from "../../src/storage/postgres/migrate";
+import { connectClients, grpcCall } from "../helpers/clients";
+import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5").split(",").map(Number);
+const BUCKET = "kb-bench";
+
+type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
+const rows: Row[] = [];
+const results: Record<string, unknown> = {};
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+
+function md(metadata: Record<string, string>): grpc.Metadata {
+  const m = new grpc.Metadata();
+  for (const [k, v] of Object.entries(metadata)) m.set(k, v);
+  return m;
+}
+
+async function ok(client: grpc.Client, service: typeof IngestService | typeof PipelineService, name: string, req: JsonObject, token: string) {
+  const method = service.methods.find((m) => m.name === name)!;
+  const r = await grpcCall(client, service, method, req, md({ authorization: `Bearer ${token}` }));
+  if (!r.ok) throw new Error(`${name}: ${r.code} ${r.message}`);
+  return r.body as Record<string, Record<string, string>>;
+}
+
+/** Raw pg single-row INSERT of the same job row, 64 in flight, for SECONDS. */
+async function rawInsertBaseline(url: string, pipelineId: string): Promise<LoadResult> {
+  const pool = new Pool({ connectionString: url, max: 16 });
+  const deadline = Date.now() + SECONDS * 1000;
+  const lat: number[] = [];
+  let n = 0;
+  const sql = `INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id, options, request_id, created_at, updated_at)
+               VALUES ($1, 'default', $2, 'docs/a.txt', $3, 'noop', '', 'noop', '', '{}', '', $4, $4)`;
+  await Promise.all(
+    Array.from({ length: 64 }, async (_, w) => {
+      while (Date.now() < deadline) {
+        const t = performance.now();
+        await pool.query(sql, [`job_raw_${w}_${n++}`, BUCKET, pipelineId, Date.now()]);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
+  await pool.end();
+  return { requests: lat.length, ok: lat.length, seconds: SECONDS, p50ms: percentile(lat, 50), p99ms: percentile(lat, 99) };
+}
+
+async function scenario1(adminUrl: string) {
+  log("scenario 1: trigger throughput");
+  const echo = await spawnTs("test/bench/echo-server.ts", [], {}, (out) => out.includes("grpcPort"));
+  const echoPorts = JSON.parse(echo.output().trim().split("\n")[0]) as { httpPort: number; grpcPort: number };
+  const url = await freshDatabase(adminUrl, "k3_bench_trigger");
+  const server = await startServer("api", url, { K3_DB_POOL_SIZE: "16" });
+  const pool = new Pool({ connectionString: url, max: 2 });
+  const { mkdirSync, writeFileSync: write } = await import("node:fs");
+  mkdirSync(join(server.dataDir, "buckets", BUCKET, "docs"), { recursive: true });
+  write(join(server.dataDir, "buckets", BUCKET, "docs", "a.txt"), "hello");
+  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  const pipelineId = (await ok(client, PipelineService, "CreatePipeline", { bucket: BUCKET, name: "noop", scriptumTemplate: "noop" }, server.token)).pipeline.pipelineId;
+  client.close();
+  const request = { bucket: BUCKET, object: { key: "docs/a.txt" }, pipelineId };
+  const auth = { authorization: `Bearer ${server.token}` };
+  const rssStart = rssOf(server.proc.child.pid!);
+  let rssPeak = rssStart;
+  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssOf(server.proc.child.pid!))), 200);
+  const jobs = async () => Number((await pool.query("SELECT count(*) AS n FROM jobs")).rows[0].n);
+
+  const raw = await rawInsertBaseline(url, pipelineId);
+  const rawRate = raw.requests / raw.seconds;
+  rows.push({ scenario: "1 trigger", metric: "raw pg single-row INSERT, 64 in flight (baseline a)", value: `${fmt(rawRate)} rows/s`, baseline: `p50 ${fmt(raw.p50ms, 2)} ms, p99 ${fmt(raw.p99ms, 2)} ms` });
+  const doors: Array<{ door: string; http1: boolean; body: Buffer; headers: Record<string, string>; path: string; port: (s: { grpcPort: number; httpPort: number }) => number }> = [
+    {
+      door: "gRPC (grpc-js)",
+      http1: false,
+      body: grpcFrame(toBinary(TriggerIngestRequestSchema, create(TriggerIngestRequestSchema, request))),
+      headers: { "content-type": "application/grpc", te: "trailers" },
+      path: "/dodil.k3.ingest.v1.IngestService/TriggerIngest",
+      port: (s: { grpcPort: number }) => s.grpcPort,
+    },
+    {
+      door: "Connect JSON (HTTP/1.1)",
+      http1: true,
+      body: Buffer.from(JSON.stringify(request)),
+      headers: { "content-type": "application/json" },
+      path: "/dodil.k3.ingest.v1.IngestService/TriggerIngest",
+      port: (s: { httpPort: number }) => s.httpPort,
+    },
+    {
+      door: "REST (HTTP/1.1)",
+      http1: true,
+      body: Buffer.from(JSON.stringify({ object: request.object, pipelineId })),
+      headers: { "content-type": "application/json" },
+      path: `/${BUCKET}/ingest`,
+      port: (s: { httpPort: number }) => s.httpPort,
+    },
+  ];
+  const out: Record<string, unknown> = { raw };
+  for (const d of doors) {
+    const before = await jobs();
+    const trig = await h2load({ url: `http://127.0.0.1:${d.port(server)}${d.path}`, body: d.body, headers: { ...d.headers, ...auth }, seconds: SECONDS, http1: d.http1 });
+    const inserted = (await jobs()) - before;
+    // Rows that reached the table, over the measured window (h2load counts the warm-up second apart).
+    const rate = inserted / (SECONDS + 1);
+    const echoLoad = await h2load({ url: `http://127.0.0.1:${d.port(echoPorts)}${d.path}`, body: d.body, headers: d.headers, seconds: SECONDS, http1: d.http1 });
+    const echoRate = echoLoad.requests / SECONDS;
+    rows.push({
+      scenario: "1 trigger",
+      metric: `TriggerIngest via ${d.door}: p50 ${fmt(trig.p50ms, 2)} ms, p99 ${fmt(trig.p99ms, 2)} ms`,
+      value: `${fmt(rate)} rows/s`,
+      baseline: `raw INSERT ${fmt(rawRate)}/s`,
+      ratio: `${fmt(rate / rawRate, 2)}×`,
+      target: "≥ 1.0×",
+      met: rate / rawRate >= 1 ? "yes" : "no",
+    });
+    rows.push({
+      scenario: "1 trigger",
+      metric: `  … against echo on ${d.door} (p50 ${fmt(echoLoad.p50ms, 2)} ms, p99 ${fmt(echoLoad.p99ms, 2)} ms)`,
+      value: `${fmt(rate)} rows/s`,
+      baseline: `echo ${fmt(echoRate)} req/s`,
+      ratio: `${fmt(rate / echoRate, 2)}×`,
+      target: "≥ 0.6×",
+      met: rate / echoRate >= 0.6 ? "yes" : "no",
+    });
+    out[d.door] = { trigger: trig, inserted, rate, echo: echoLoad, echoRate };
+  }
+  clearInterval(sampler);
+  await new Promise((r) => setTimeout(r, 5000));
+  const rssAfter = rssOf(server.proc.child.pid!);
+  rows.push({ scenario: "6 memory", metric: "server RSS: start / peak under scenario 1 / 5 s after", value: `${fmt(rssStart / 2 ** 20)} / ${fmt(rssPeak / 2 ** 20)} / ${fmt(rssAfter / 2 ** 20)} MB`, target: "peak ≤ 250 MB", met: rssPeak <= 250 * 2 ** 20 ? "yes" : "no" });
+  results.scenario1 = { ...out, rssStart, rssPeak, rssAfter };
+  await pool.end();
+  await server.proc.stop();
+  await echo.stop();
+}
+
+async function insertNoopJobs(url: string, n: number, pipelineId: string) {
+  const pool = new Pool({ connectionString: url, max: 1 });
+  await pool.query(
+    `INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id, options, request_id, created_at, updated_at)
+     SELECT 'job_noop_' || lpad(i::text, 8, '0'), 'default', $1, 'docs/a.txt', $2, 'noop', '', 'noop', '', '{}', '', 1000 + i, 1000 + i
+     FROM generate_series(1, $3) AS i`,
+    [BUCKET, pipelineId, n],
+  );
+  await pool.end();
+}
+
+async function scenario2(adminUrl: string) {
+  log("scenario 2: worker throughput, 20,000 no-op jobs");
+  const N = 20_000;
+  // Ours: one worker process.
+  const url = await freshDatabase(adminUrl, "k3_bench_worker");
+  const pool = new Pool({ connectionString: url, max: 2 });
+  await migrate(pool);
+  await insertNoopJobs(url, N, "pipe_noop");
+  const started = Date.now();
+  const worker = await startServer("worker", url, { K3_WORKER_CONCURRENCY: "512", K3_POLL_MS: "100" });
+  const { mkdirSync, writeFileSync: write } = await import("node:fs");
+  mkdirSync(join(worker.dataDir, "buckets", BUCKET, "docs"), { recursive: true });
+  write(join(worker.dataDir, "buckets", BUCKET, "docs", "a.txt"), "x");
+  for (;;) {
+    const { rows: r } = await pool.query("SELECT count(*) FILTER (WHERE status = 'completed') AS done, count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs");
+    if (Number(r[0].done) + Number(r[0].failed) >= N) break;
+    if (Date.now() - started > 300_000) throw new Error("worker did not drain in 5 minutes");
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const { rows: span } = await pool.query("SELECT min(started_at) AS a, max(finished_at) AS b, count(*) FILTER (WHERE status = 'completed') AS done FROM jobs");
+  const ours = N / ((Number(span[0].b) - Number(span[0].a)) / 1000);
+  await worker.proc.stop();
+  await pool.end();
+
+  const graphile = await graphileWorkerBaseline(adminUrl, N);
+  const pgboss = await pgBossBaseline(adminUrl, N);
+  const best = Math.max(graphile, pgboss);
+  rows.push({ scenario: "2 worker", metric: `graphile-worker 0.17 (localQueue 500, batched completion, concurrency 24)`, value: `${fmt(graphile)} jobs/s` });
+  rows.push({ scenario: "2 worker", metric: `pg-boss 10 (10 work() loops × batchSize 500, polling 0.5 s)`, value: `${fmt(pgboss)} jobs/s` });
+  rows.push({
+    scenario: "2 worker",
+    metric: `k3-ingest worker, 1 process, K3_WORKER_CONCURRENCY=512 (${span[0].done} completed)`,
+    value: `${fmt(ours)} jobs/s`,
+    baseline: `best peer ${fmt(best)}/s`,
+    ratio: `${fmt(ours / best, 2)}×`,
+    target: "≥ 1.0×",
+    met: ours >= best ? "yes" : "no",
+  });
+  results.scenario2 = { ours, graphile, pgboss };
+}
+
+async function graphileWorkerBaseline(adminUrl: string, n: number): Promise<number> {
+  const url = await freshDatabase(adminUrl, "k3_bench_graphile");
+  const gw = await import("graphile-worker");
+  const utils = await gw.makeWorkerUtils({ connectionString: url });
+  await utils.migrate();
+  for (let i = 0; i < n; i += 1000) {
+    await utils.addJobs(Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ identifier: "noop", payload: { i: i + j } })));
+  }
+  await utils.release();
+  let done = 0;
+  let first = 0;
+  let last = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const runner = await gw.run({
+    connectionString: url,
+    concurrency: 24,
+    maxPoolSize: 25,
+    noHandleSignals: true,
+    logger: new gw.Logger(() => () => undefined),
+    preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+    taskList: {
+      noop: async () => {
+        if (!first) first = Date.now();
+      },
+    },
+  });
+  runner.events.on("job:success", () => {
+    done++;
+    if (done === n) {
+      last = Date.now();
+      finish();
+    }
+  });
+  await finished;
+  await runner.stop();
+  return n / ((last - first) / 1000);
+}
+
+async function pgBossBaseline(adminUrl: string, n: number): Promise<number> {
+  const url = await freshDatabase(adminUrl, "k3_bench_pgboss");
+  const { default: PgBoss } = (await import("pg-boss")) as unknown as { default: new (o: object) => PgBossLike };
+  const boss = new PgBoss({ connectionString: url, max: 10 });
+  await boss.start();
+  await boss.createQueue("noop");
+  for (let i = 0; i < n; i += 1000) {
+    await boss.insert(Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: "noop", data: { i: i + j } })));
+  }
+  let done = 0;
+  let first = 0;
+  let last = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  for (let w = 0; w < 10; w++) {
+    await boss.work("noop", { batchSize: 500, pollingIntervalSeconds: 0.5 }, async (jobs: unknown[]) => {
+      if (!first) first = Date.now();
+      done += jobs.length;
+      if (done >= n && !last) {
+        last = Date.now();
+        finish();
+      }
+    });
+  }
+  await finished;
+  await boss.stop({ graceful: false, wait: true });
+  return n / ((last - first) / 1000);
+}
+
+interface PgBossLike {
+  start(): Promise<unknown>;
+  createQueue(name: string): Promise<void>;
+  insert(jobs: Array<{ name: string; data: object }>): Promise<void>;
+  work(name: string, opts: object, handler: (jobs: unknown[]) => Promise<void>): Promise<string>;
+  stop(opts: object): Promise<void>;
+}
+
+async function scenario3and4(adminUrl: string) {
+  const url = await freshDatabase(adminUrl, "k3_bench_e2e");
+  const server = await startServer("serve", url, { K3_WORKER_CONCURRENCY: "8", K3_POLL_MS: "1000" });
+  const { mkdirSync, writeFileSync: write } = await import("node:fs");
+  const dir = join(server.dataDir, "buckets", BUCKET, "small");
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < 2000; i++) write(join(dir, `${i}.txt`), `Document ${i}. `.repeat(40));
+  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  const embed = (await ok(client, PipelineService, "CreatePipeline", { bucket: BUCKET, name: "embed", scriptumTemplate: "text_embedding_index" }, server.token)).pipeline.pipelineId;
+  const noop = (await ok(client, PipelineService, "CreatePipeline", { bucket: BUCKET, name: "noop", scriptumTemplate: "noop" }, server.token)).pipeline.pipelineId;
+  const pool = new Pool({ connectionString: url, max: 2 });
+
+  if (ONLY.includes(3)) {
+    log("scenario 3: 2,000 text objects end to end");
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < 2000) {
+          const i = next++;
+          await ok(client, IngestService, "TriggerIngest", { bucket: BUCKET, object: { key: `small/${i}.txt` }, pipelineId: embed }, server.token);
+        }
+      }),
+    );
+    for (;;) {
+      const { rows: r } = await pool.query("SELECT count(*) AS n FROM jobs WHERE pipeline_id = $1 AND status IN ('completed', 'failed')", [embed]);
+      if (Number(r[0].n) >= 2000) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const { rows: r } = await pool.query(
+      "SELECT finished_at - created_at AS latency, created_at, finished_at, status FROM jobs WHERE pipeline_id = $1",
+      [embed],
+    );
+    const lat = r.map((x) => Number(x.latency));
+    const span = (Math.max(...r.map((x) => Number(x.finished_at))) - Math.min(...r.map((x) => Number(x.created_at)))) / 1000;
+    const completed = r.filter((x) => x.status === "completed").length;
+    rows.push({ scenario: "3 end-to-end", metric: `2,000 text objects, text_embedding_index, local embedder (${completed} completed)`, value: `${fmt(2000 / span)} jobs/s` });
+    rows.push({ scenario: "3 end-to-end", metric: "trigger → COMPLETED latency p50 / p99", value: `${fmt(percentile(lat, 50))} / ${fmt(percentile(lat, 99))} ms` });
+    results.scenario3 = { jobsPerSecond: 2000 / span, p50: percentile(lat, 50), p99: percentile(lat, 99) };
+  }
+
+  if (ONLY.includes(4)) {
+    log("scenario 4: wake-up latency of an idle worker");
+    await new Promise((res) => setTimeout(res, 1500));
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const job = (await ok(client, IngestService, "TriggerIngest", { bucket: BUCKET, object: { key: `small/${i}.txt` }, pipelineId: noop }, server.token)).job;
+      ids.push(job.jobId);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    await new Promise((res) => setTimeout(res, 500));
+    const { rows: r } = await pool.query("SELECT started_at - created_at AS wake FROM jobs WHERE job_id = ANY($1) AND started_at > 0", [ids]);
+    const wake = r.map((x) => Number(x.wake));
+    rows.push({
+      scenario: "4 wake-up",
+      metric: `trigger → PROCESSING with an idle worker, 200 jobs (poll interval 1 s)`,
+      value: `p50 ${fmt(percentile(wake, 50))} ms, p99 ${fmt(percentile(wake, 99))} ms`,
+      target: "p50 ≤ 5 ms",
+      met: percentile(wake, 50) <= 5 ? "yes" : "no",
+    });
+    results.scenario4 = { p50: percentile(wake, 50), p99: percentile(wake, 99), n: wake.length };
+  }
+  client.close();
+  await pool.end();
+  await server.proc.stop();
+}
+
+async function scenario5(adminUrl: string) {
+  log("scenario 5: list and status at scale (bulk load)");
+  const url = await freshDatabase(adminUrl, "k3_bench_scale");
+  const pool = new Pool({ connectionString: url, max: 2 });
+  await migrate(pool);
+  const STATUSES = ["pending", "processing", "completed", "failed", "partial", "cancelled"];
+  const N = Number(process.env.BENCH_SCALE_JOBS ?? 1_000_000);
+  pool.on("error", (err) => log(`scale pool: ${err.message}`));
+  const t0 = Date.now();
+  for (let from = 0; from < N; from += 100_000) {
+    await pool.query(
+      `INSERT INTO jobs (job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
+                         lease_owner, lease_expires_at, created_at, updated_at, started_at, finished_at)
+       SELECT 'job_' || lpad(i::text, 26, '0'), 'default', $1, 'docs/' || i || '.txt', s, 'pipe_bench' || (i % 10), 'p', 'vector',
+              'text_embedding_index', CASE WHEN i % 21 = 0 THEN '' ELSE 'rule_bench' || (i % 21) END,
+              CASE WHEN s = 'processing' THEN 'bench' END, CASE WHEN s = 'processing' THEN 9e15::bigint END,
+              1700000000000 + i, 1700000000000 + i, 1700000000000 + i,
+              CASE WHEN s IN ('completed', 'failed', 'partial', 'cancelled') THEN 1700000000000 + i ELSE 0 END
+       FROM (SELECT i, ($4::text[])[1 + i % 6] AS s FROM generate_series($2::int, $3::int) AS i) AS g`,
+      [BUCKET, from, Math.min(N, from + 100_000) - 1, STATUSES],
+    );
+  }
+  await pool.query("ANALYZE jobs");
+  log(`bulk-loaded ${N} jobs in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  const server = await startServer("api", url);
+  const clients = connectClients(`http://127.0.0.1:${server.httpPort}`, `127.0.0.1:${server.grpcPort}`);
+  const h = { authorization: `Bearer ${server.token}` };
+  const timeCalls = async (n: number, req: () => JsonObject, name: string, service = IngestService) => {
+    const lat: number[] = [];
+    let total = "";
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      const r = await clients.call("grpc", service, name, req(), h);
+      lat.push(performance.now() - t);
+      if (!r.ok) throw new Error(`${name}: ${r.code} ${r.message}`);
+      total = String((r.body as { pagination?: { totalCount?: string } }).pagination?.totalCount ?? "");
+    }
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), total };
+  };
+  const get = await timeCalls(300, () => ({ bucket: BUCKET, jobId: `job_${String(Math.floor(Math.random() * N)).padStart(26, "0")}` }), "GetIngestStatus");
+  rows.push({ scenario: "5 scale", metric: `GetIngestStatus at ${N.toLocaleString("en")} jobs (300 calls)`, value: `p50 ${fmt(get.p50, 2)} ms, p99 ${fmt(get.p99, 2)} ms` });
+  const out: Record<string, unknown> = { get };
+  // i0 = 5 picks a status, pipeline and rule that co-occur (i ≡ 5 mod 6, 10 and 21).
+  const values = { status: "cancelled", pipelineId: "pipe_bench5", ruleId: "rule_bench5" };
+  for (const combo of [[], ["status"], ["pipelineId"], ["ruleId"], ["status", "pipelineId"], ["status", "ruleId"], ["pipelineId", "ruleId"], ["status", "pipelineId", "ruleId"]] as Array<Array<keyof typeof values>>) {
+    const f = Object.fromEntries(combo.map((k) => [k, values[k]])) as Partial<typeof values>;
+    const filter = { org: "default", bucket: BUCKET, status: f.status, pipelineId: f.pipelineId, ruleId: f.ruleId };
+    const where = ["bucket = $1", ...combo.map((k, i) => `${{ status: "status", pipelineId: "pipeline_id", ruleId: "rule_id" }[k]} = $${i + 2}`)].join(" AND ");
+    const params = [BUCKET, ...combo.map((k) => values[k])];
+    const matching = Number((await pool.query(`SELECT count(*) AS n FROM jobs WHERE ${where}`, params)).rows[0].n);
+    const depth = Math.min(900_000, Math.floor(matching * 0.9));
+    const at = (await pool.query(`SELECT created_at, job_id FROM jobs WHERE ${where} ORDER BY created_at DESC, job_id DESC OFFSET ${depth} LIMIT 1`, params)).rows[0];
+    const token = encodePageToken({ createdAt: Number(at.created_at), id: at.job_id }, { ...filter });
+    const req: JsonObject = { bucket: BUCKET, pageSize: 50, ...(f.status ? { statusFilter: `INGEST_STATUS_${f.status.toUpperCase()}` } : {}), ...(f.pipelineId ? { pipelineId: f.pipelineId } : {}), ...(f.ruleId ? { ruleId: f.ruleId } : {}) };
+    const first = await timeCalls(200, () => req, "ListIngestJobs");
+    const deep = await timeCalls(200, () => ({ ...req, pageToken: token }), "ListIngestJobs");
+    if (first.total !== String(matching)) throw new Error(`totalCount ${first.total} != ${matching} for ${combo.join("+")}`);
+    const worst = Math.max(first.p99, deep.p99);
+    rows.push({
+      scenario: "5 scale",
+      metric: `ListIngestJobs [${combo.join(" + ") || "no filter"}] ${matching} matching; first / ${depth.toLocaleString("en")} deep`,
+      value: `p50 ${fmt(first.p50, 2)} / ${fmt(deep.p50, 2)} ms, p99 ${fmt(first.p99, 2)} / ${fmt(deep.p99, 2)} ms`,
+      target: "p99 ≤ 20 ms",
+      met: worst <= 20 ? "yes" : "no",
+    });
+    out[combo.join("+") || "none"] = { matching, depth, first, deep };
+  }
+  results.scenario5 = out;
+  clients.close();
+  await pool.end();
+  await server.proc.stop();
+}
+
+async function main() {
+  await ensureH2load();
+  const pg = await benchPostgres();
+  const started = Date.now();
+  try {
+    if (ONLY.includes(1)) await scenario1(pg.adminUrl);
+    if (ONLY.includes(2)) await scenario2(pg.adminUrl);
+    if (ONLY.includes(3) || ONLY.includes(4)) await scenario3and4(pg.adminUrl);
+    if (ONLY.includes(5)) await scenario5(pg.adminUrl);
+  } finally {
+    await pg.stop();
+  }
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, PostgreSQL: ${process.env.BENCH_DATABASE_URL ? "BENCH_DATABASE_URL" : "embedded"}`;
+  const lines = [
+    `k3-ingest benchmark — ${new Date().toISOString()} — ${machine} — ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    "",
+    "| scenario | metric | value | baseline | ratio | target | met |",
+    "|---|---|---|---|---|---|---|",
+    ...rows.map((r) => `| ${r.scenario} | ${r.metric} | ${r.value} | ${r.baseline ?? ""} | ${r.ratio ?? ""} | ${r.target ?? ""} | ${r.met ?? ""} |`),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+  writeFileSync(join(__dirname, "results.json"), JSON.stringify({ machine, at: new Date().toISOString(), rows, results }, null, 2));
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
