@@ -63,14 +63,15 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (!real.startsWith(realBucket + sep)) return undefined;
     return real;
   }
+  async function statInside(scope: Scope, key: string): Promise<ObjectInfo | undefined> {
+    const full = join(bucketDir(dataDir, scope), key);
+    // stat (which follows links) runs alongside the containment check instead of after it.
+    const [path, st] = await Promise.all([resolve(scope, key), stat(full).catch(() => undefined)]);
+    if (!path || !st?.isFile()) return undefined;
+    return { size: st.size, mimeType: mimeTypeOf(key) };
+  }
   return {
     resolve,
-    async stat(scope, key) {
-      const path = await resolve(scope, key);
-      if (!path) return undefined;
-      const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile()) return undefined;
-      return { size: st.size, mimeType: mimeTypeOf(key) };
-    },
+    stat: statInside,
   };
 }
