@@ -76,6 +76,26 @@ async function bootstrapAdminToken(repo: PgRepository, dataDir: string, log: Log
   });
 }
 
+/**
+ * Retention: deletes finished jobs older than the retention in batches of 500 with a
+ * pause between batches, so writers are never locked out for long.
+ */
+async function pruneFinishedJobs(repo: PgRepository, retentionMs: number, log: Logger): Promise<void> {
+  const before = Date.now() - retentionMs;
+  let total = 0;
+  try {
+    for (let i = 0; i < 1000; i++) {
+      const n = await repo.jobPruneFinished(before, 500);
+      total += n;
+      if (n < 500) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } catch (err) {
+    log.warn("pruning finished jobs failed", { err: (err as Error).message });
+  }
+  if (total > 0) log.info("pruned finished jobs past retention", { pruned: total, finishedBefore: before });
+}
+
 /** Builds the application for the configuration. */
 export function build(config: Readonly<Config>, log: Logger = createLogger(config.logLevel)): App {
   let embedded: EmbeddedPostgres | undefined;
@@ -85,6 +105,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let worker: Worker | undefined;
   let tokenListener: Listener | undefined;
   let compactTimer: NodeJS.Timeout | undefined;
+  let pruneTimer: NodeJS.Timeout | undefined;
   const shutdown = new AbortController();
   let migrated = false;
   const serveApi = config.role !== "worker";
@@ -124,6 +145,15 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           .finally(() => (compacting = false));
       }, 1000);
       compactTimer.unref();
+      if (config.jobRetentionMs > 0) {
+        let pruning = false;
+        pruneTimer = setInterval(() => {
+          if (pruning) return;
+          pruning = true;
+          pruneFinishedJobs(r, config.jobRetentionMs, log).finally(() => (pruning = false));
+        }, config.retentionIntervalMs);
+        pruneTimer.unref();
+      }
       const objects = createFsObjectStore(config.dataDir);
       let httpPort = 0;
       let grpcPort = 0;
@@ -218,6 +248,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       await tokenListener?.stop();
       tokenListener = undefined;
       clearInterval(compactTimer);
+      clearInterval(pruneTimer);
       const rp = repo;
       repo = undefined;
       await rp?.close();

@@ -23,6 +23,9 @@ export interface Config {
   logLevel: LogLevel;
   maxBodyBytes: number;
   dbPoolSize: number;
+  /** Finished jobs older than this (ms) are pruned; 0 keeps them forever. */
+  jobRetentionMs: number;
+  retentionIntervalMs: number;
   worker: {
     concurrency: number;
     leaseMs: number;
@@ -71,6 +74,16 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
+/** K3_JOB_RETENTION: a duration like 30d, 12h, 90m or 45s; "off" or 0 keeps jobs forever. */
+function retention(env: NodeJS.ProcessEnv): number {
+  const raw = (env.K3_JOB_RETENTION ?? "").trim();
+  if (raw === "") return 30 * 86_400_000;
+  if (raw === "off" || raw === "0") return 0;
+  const m = /^(\d+)([smhd])$/.exec(raw);
+  if (!m) throw new Error(`K3_JOB_RETENTION=${JSON.stringify(raw)} must look like 30d, 12h, 15m, 90s, or off`);
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
+}
+
 const ROLES: readonly Role[] = ["all", "api", "worker"];
 
 /** Reads and validates the configuration; throws an Error naming the bad variable. */
@@ -95,6 +108,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     logLevel,
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
+    jobRetentionMs: retention(env),
+    retentionIntervalMs: positiveInt(env, "K3_RETENTION_INTERVAL_MS", 60_000),
     role,
     auth: onOff(env, "K3_AUTH", true),
     reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),

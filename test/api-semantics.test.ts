@@ -5,7 +5,9 @@
  */
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { insertJob } from "./helpers/factory";
 import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
 
 let s: TestServers;
 const B = "kb-sem";
@@ -170,6 +172,23 @@ test("when the database goes away, readiness turns red and calls fail fast with 
     const res = await fetch(`${other.httpUrl}/${B}/ingest/jobs`);
     expect(res.status).toBe(503);
     expect(await res.json()).toEqual({ code: "unavailable", message: "the database is unavailable; retry later", details: [] });
+  } finally {
+    await other.stop();
+  }
+});
+
+test("the server prunes finished jobs past K3_JOB_RETENTION in the background", async () => {
+  const other = await startServers({ K3_JOB_RETENTION: "1h", K3_RETENTION_INTERVAL_MS: "100" });
+  try {
+    const pool = other.app.repo().pool;
+    const old = await insertJob(pool, { bucket: B, pipelineId: "pipe_x", status: "completed", createdAt: Date.now() - 2 * 3_600_000 });
+    const fresh = await insertJob(pool, { bucket: B, pipelineId: "pipe_x", status: "completed" });
+    const pending = await insertJob(pool, { bucket: B, pipelineId: "pipe_x", status: "pending", createdAt: Date.now() - 2 * 3_600_000 });
+    await waitFor("the old job to be pruned", async () =>
+      (await pool.query("SELECT 1 FROM jobs WHERE job_id = $1", [old])).rowCount === 0 ? true : undefined,
+    );
+    const left = (await pool.query("SELECT job_id FROM jobs ORDER BY job_id")).rows.map((r) => r.job_id);
+    expect(left.sort()).toEqual([fresh, pending].sort());
   } finally {
     await other.stop();
   }

@@ -719,6 +719,14 @@ export class PgRepository implements Repository {
     }
   }
 
+  /** Deletes up to `limit` jobs that finished before `before`; returns how many. */
+  async jobPruneFinished(before: number, limit: number): Promise<number> {
+    const res = await this.pool.query(SQL.JOB_PRUNE, [before, limit]).catch((err: unknown) => {
+      throw mapPgError(err);
+    });
+    return res.rowCount ?? 0;
+  }
+
   /** Folds count deltas into job_counts; false when another process is compacting. */
   async jobCountsCompact(): Promise<boolean> {
     const client = await this.pool.connect().catch((err: unknown) => {

@@ -250,3 +250,18 @@ FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[]
   AS u(id, status, cc, ec, vs, err, det)
 WHERE j.job_id = u.id AND j.status = 'processing' AND j.lease_owner = $1 AND NOT j.cancel_requested
 RETURNING j.job_id`;
+
+/**
+ * Deletes up to $2 finished jobs that ended before $1, oldest first. SKIP LOCKED keeps the
+ * pruner out of the way of any writer holding one of those rows; small batches keep each
+ * transaction short. The delete trigger keeps the counts exact.
+ */
+export const JOB_PRUNE = `
+DELETE FROM jobs WHERE job_id IN (
+  SELECT job_id FROM jobs
+  WHERE finished_at > 0 AND finished_at < $1
+    AND status IN ('completed', 'failed', 'partial', 'cancelled')
+  ORDER BY finished_at
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)`;
