@@ -12,6 +12,7 @@ import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import type { Config } from "./config";
 import { DEFAULT_ORG, newToken } from "./domain/auth";
 import { createLogger, type Logger } from "./log";
+import { createMetrics, type Metrics } from "./metrics";
 import { startListener, type Listener } from "./storage/postgres/listener";
 import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
 import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
@@ -36,6 +37,8 @@ export interface App {
   readonly log: Logger;
   /** The repository, available after start(). */
   repo(): PgRepository;
+  /** This process's metrics, after start(). */
+  metrics(): Metrics | undefined;
   /** The worker, when the role runs one, after start(). */
   worker(): Worker | undefined;
 }
@@ -106,6 +109,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let tokenListener: Listener | undefined;
   let compactTimer: NodeJS.Timeout | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
+  let metrics: Metrics | undefined;
   const shutdown = new AbortController();
   let migrated = false;
   const serveApi = config.role !== "worker";
@@ -118,6 +122,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       return repo;
     },
     worker: () => worker,
+    metrics: () => metrics,
     async start() {
       let url = config.databaseUrl;
       if (!url) {
@@ -135,6 +140,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;
+      metrics = createMetrics(serveApi ? r : undefined);
+      const m = metrics;
       // Fold job count deltas every second (one process at a time does it).
       let compacting = false;
       compactTimer = setInterval(() => {
@@ -180,11 +187,12 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         });
         const deps = { repo: r, objects, now: () => Date.now() };
         const entries = [
-          registerService(IngestService, createIngestService(deps), log, auth),
-          registerService(PipelineService, createPipelineService(deps), log, auth),
+          registerService(IngestService, createIngestService(deps), log, auth, m),
+          registerService(PipelineService, createPipelineService(deps), log, auth, m),
         ];
         http = createHttpServer(entries, {
           log,
+          metrics: m.registry,
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           ready: async () => {
@@ -207,7 +215,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         httpPort = (h.address() as AddressInfo).port;
       }
       if (runWorker) {
-        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), log }, config.worker);
+        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), log, metrics: m }, config.worker);
         worker.start();
       }
       log.info("k3-ingest started", {

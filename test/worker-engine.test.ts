@@ -132,3 +132,29 @@ test("cancelling a PENDING job, a PROCESSING job, and a finished one", async () 
   expect(again.json).toMatchObject({ code: "failed_precondition" });
   expect(again.json.message).toContain("is already INGEST_STATUS_CANCELLED");
 });
+
+test("GET /metrics reports RPCs by method, code and door, jobs by status, retries and the worker", async () => {
+  await http("GET", `/${B}/ingest/jobs/job_missing`);
+  // The job gauges read the maintained counters; let the compactor run once too.
+  await new Promise((r) => setTimeout(r, 1100));
+  const res = await fetch(`${s.httpUrl}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+  const text = await res.text();
+  const value = (re: RegExp) => {
+    const m = re.exec(text);
+    if (!m) throw new Error(`no metric line matches ${re}`);
+    return Number(m[1]);
+  };
+  expect(value(/^k3_rpc_requests_total\{method="TriggerIngest",code="ok",door="rest"\} (\d+)$/m)).toBeGreaterThanOrEqual(5);
+  expect(value(/^k3_rpc_requests_total\{method="GetIngestStatus",code="not_found",door="rest"\} (\d+)$/m)).toBeGreaterThanOrEqual(1);
+  expect(value(/^k3_rpc_duration_seconds_count\{method="TriggerIngest",door="rest"\} (\d+)$/m)).toBeGreaterThanOrEqual(5);
+  const completed = value(/^k3_jobs\{status="completed"\} (\d+)$/m);
+  const { rows } = await pool.query("SELECT count(*)::int AS n FROM jobs WHERE status = 'completed'");
+  expect(completed).toBe(rows[0].n);
+  expect(value(/^k3_job_retries_total\{template="text_embedding_index"\} (\d+)$/m)).toBeGreaterThanOrEqual(2 + 3);
+  expect(value(/^k3_job_duration_seconds_count\{template="text_embedding_index",outcome="completed"\} (\d+)$/m)).toBeGreaterThanOrEqual(1);
+  expect(text).toMatch(/^k3_queue_oldest_pending_age_seconds \d/m);
+  expect(text).toMatch(/^k3_worker_busy \d/m);
+  expect(text).toMatch(/^k3_process_resident_memory_bytes \d/m);
+});

@@ -6,6 +6,7 @@
 import { createServer, type Server } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Registry } from "prom-client";
 import type { Logger } from "../log";
 import { createRestHandler, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
@@ -17,6 +18,8 @@ export interface HttpOptions {
   /** Resolves when the server is ready to serve (database reachable, migrations done). */
   ready: () => Promise<boolean>;
   shutdownSignal?: AbortSignal;
+  /** Served at GET /metrics when given. */
+  metrics?: Registry;
 }
 
 /** An http.Server serving health, REST, Connect and gRPC-Web. */
@@ -43,6 +46,12 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       if (req.method === "GET" && (path === "/ready" || path === "/readyz")) {
         const ok = await opts.ready().catch(() => false);
         sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable" });
+        return;
+      }
+      if (req.method === "GET" && path === "/metrics" && opts.metrics) {
+        const text = await opts.metrics.metrics();
+        res.writeHead(200, { "content-type": opts.metrics.contentType });
+        res.end(text);
         return;
       }
       if (await rest(req, res)) return;

@@ -8,9 +8,10 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
 import { callerKey } from "../service/caller";
 import { authorize, type Authenticator } from "./auth";
-import { toConnectError } from "./errors";
+import { codeName, toConnectError } from "./errors";
 
 /** A unary handler: request message in, response init shape out. */
 export type UnaryHandler = (req: unknown, ctx: HandlerContext) => Promise<unknown>;
@@ -24,7 +25,13 @@ export interface ServiceEntry {
 }
 
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
-export function registerService(service: DescService, impl: object, log: Logger, auth: Authenticator): ServiceEntry {
+export function registerService(
+  service: DescService,
+  impl: object,
+  log: Logger,
+  auth: Authenticator,
+  metrics?: Metrics,
+): ServiceEntry {
   const methods = new Map<DescMethod, UnaryHandler>();
   const wrapped: Record<string, UnaryHandler> = {};
   for (const method of service.methods) {
@@ -32,6 +39,8 @@ export function registerService(service: DescService, impl: object, log: Logger,
     const fn = (impl as Record<string, UnaryHandler | undefined>)[method.localName];
     if (!fn) throw new Error(`${service.typeName}.${method.name} has no implementation`);
     const handler: UnaryHandler = async (req, ctx) => {
+      const started = performance.now();
+      let code = "ok";
       try {
         const caller = await auth.authenticate(ctx.requestHeader);
         const bucket = (req as { bucket?: unknown }).bucket;
@@ -42,8 +51,15 @@ export function registerService(service: DescService, impl: object, log: Logger,
         return await fn.call(impl, req, ctx);
       } catch (err) {
         const ce = toConnectError(err, log);
+        code = codeName(ce.code);
         if (ce.code === Code.Unauthenticated) ctx.responseHeader.set("www-authenticate", 'Bearer realm="k3-ingest"');
         throw ce;
+      } finally {
+        if (metrics) {
+          const door = ctx.protocolName;
+          metrics.rpcs.inc({ method: method.name, code, door });
+          metrics.rpcSeconds.observe({ method: method.name, door }, (performance.now() - started) / 1000);
+        }
       }
     };
     methods.set(method, handler);

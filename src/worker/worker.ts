@@ -24,6 +24,7 @@ import { InvalidArgument } from "../domain/errors";
 import type { Job, RunOutcome } from "../domain/job";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
 import type { ObjectStore } from "../storage/object-store";
 import { CHANNEL_CANCEL, CHANNEL_JOBS } from "../storage/postgres/sql";
 import type { Repository } from "../storage/repository";
@@ -53,6 +54,7 @@ export interface WorkerDeps {
   connectionString: string;
   embedder: (options: Readonly<Record<string, string>>) => Embedder;
   log: Logger;
+  metrics?: Metrics;
   now?: () => number;
 }
 
@@ -130,6 +132,7 @@ export class Worker {
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), beat);
     const rescue = Math.max(100, Math.floor(this.config.leaseMs / 2));
     this.rescueTimer = setInterval(() => void this.rescue(), rescue);
+    this.deps.metrics?.workerSlots.set(this.config.concurrency);
     this.loopDone = this.loop();
     this.deps.log.info("worker started", { worker: this.id, concurrency: this.config.concurrency });
   }
@@ -233,6 +236,7 @@ export class Worker {
     const entry: Running = { job, abort, done: Promise.resolve() };
     this.running.set(job.jobId, entry);
     this.executing++;
+    this.deps.metrics?.workerBusy.set(this.executing);
     entry.done = this.execute(job, abort.signal)
       .catch((err: unknown) => this.deps.log.error("job bookkeeping failed", { job: job.jobId, err }))
       .finally(() => {
@@ -259,6 +263,7 @@ export class Worker {
       if (!slotHeld) return;
       slotHeld = false;
       this.executing--;
+      this.deps.metrics?.workerBusy.set(this.executing);
       this.wake();
     };
     const flushProgress = () => {
@@ -300,12 +305,14 @@ export class Worker {
       if (outcome.output.kind === "none") {
         // Nothing to write at a destination: end it together with other such runs.
         if (await this.completeBatched(job.jobId, outcome)) {
+          this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: outcome.status }, (this.now() - started) / 1000);
           log.info("job finished", { job: job.jobId, status: outcome.status, ms: this.now() - started });
           return;
         }
       } else {
         const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
         if (finished) {
+          this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: finished.status }, (this.now() - started) / 1000);
           log.info("job finished", { job: job.jobId, status: finished.status, ms: this.now() - started });
           return;
         }
@@ -332,6 +339,8 @@ export class Worker {
       const retryAt = retry ? this.now() + retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
       const error = retry || f.permanent ? f.error : `${f.error} (gave up after ${job.attempts} attempts)`;
       await repo.jobFailAttempt({ jobId: job.jobId, owner, now: this.now(), error, errorDetails: f.errorDetails, retryAt });
+      if (retry) this.deps.metrics?.retries.inc({ template: job.template });
+      this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: retry ? "retry" : "failed" }, (this.now() - started) / 1000);
       log[retry ? "warn" : "info"](retry ? "job attempt failed; will retry" : "job failed", {
         job: job.jobId,
         attempt: job.attempts,
@@ -390,6 +399,7 @@ export class Worker {
     try {
       const rescued = await this.deps.repo.jobRescueExpired({ now: this.now(), maxAttempts: this.config.maxAttempts });
       if (rescued.length > 0) this.deps.log.warn("rescued jobs with expired leases", { jobs: rescued });
+      for (const r of rescued) this.deps.metrics?.rescues.inc({ outcome: r.status });
     } catch (err) {
       this.deps.log.debug("rescue pass failed", { err: (err as Error).message });
     }

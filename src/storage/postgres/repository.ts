@@ -719,6 +719,20 @@ export class PgRepository implements Repository {
     }
   }
 
+  /** Jobs by status across every bucket, from the maintained counters. */
+  async jobCountsByStatus(): Promise<Record<string, number>> {
+    const rows = await this.q(
+      `SELECT status, sum(n)::bigint AS n FROM (SELECT status, n FROM job_counts UNION ALL SELECT status, n FROM job_count_deltas) AS c GROUP BY status`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.status as string, Number(r.n)]));
+  }
+
+  /** created_at of the oldest PENDING job (the pending index makes this one index probe). */
+  async oldestPendingCreatedAt(): Promise<number | undefined> {
+    const rows = await this.q("SELECT created_at FROM jobs WHERE status = 'pending' ORDER BY created_at, job_id LIMIT 1");
+    return rows[0] ? num(rows[0].created_at) : undefined;
+  }
+
   /** Deletes up to `limit` jobs that finished before `before`; returns how many. */
   async jobPruneFinished(before: number, limit: number): Promise<number> {
     const res = await this.pool.query(SQL.JOB_PRUNE, [before, limit]).catch((err: unknown) => {
