@@ -25,8 +25,8 @@ export interface TestServers {
  * where they put them; auth is off unless asked for (K3_AUTH=on) — test/auth.test.ts
  * covers it on every door.
  */
-export async function startServers(env: Record<string, string> = {}): Promise<TestServers> {
-  const db = await createTestDb();
+export async function startServers(env: Record<string, string> = {}, opts: { adminUrl?: string } = {}): Promise<TestServers> {
+  const db = await createTestDb(opts.adminUrl);
   const dataDir = mkdtempSync(join(tmpdir(), "k3-test-data-"));
   const config = loadConfig({
     DATABASE_URL: db.url,

@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pool } from "pg";
+import { isConnectionError } from "./pg-errors";
 
 const LOCK_KEY = 0x6b33_1e57; // "k3 ingest"
 const MIGRATIONS_DIR = join(__dirname, "migrations");
@@ -27,6 +28,10 @@ function readMigrations(dir: string): MigrationFile[] {
 export async function migrate(pool: Pool, dir: string = MIGRATIONS_DIR): Promise<string[]> {
   const files = readMigrations(dir);
   const client = await pool.connect();
+  // A connection lost between statements must not crash the process (see PgRepository.tx).
+  let broken: Error | undefined;
+  const onError = (err: Error) => (broken = err);
+  client.on("error", onError);
   try {
     await client.query("BEGIN");
     await client.query("SELECT pg_advisory_xact_lock($1)", [LOCK_KEY]);
@@ -45,10 +50,12 @@ export async function migrate(pool: Pool, dir: string = MIGRATIONS_DIR): Promise
     await client.query("COMMIT");
     return applied;
   } catch (err) {
+    if (isConnectionError(err)) broken ??= err as Error;
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    client.off("error", onError);
+    client.release(broken);
   }
 }
 

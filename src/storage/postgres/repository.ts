@@ -4,7 +4,7 @@ import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutc
 import type { StoredToken } from "../../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
-import { mapPgError } from "./pg-errors";
+import { isConnectionError, mapPgError } from "./pg-errors";
 import * as SQL from "./sql";
 
 /** Options of the repository's connection pool. */
@@ -203,6 +203,9 @@ async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now:
 /** How long pipelines and rule sets stay cached for TriggerIngest (see invalidateConfig). */
 const CONFIG_CACHE_TTL_MS = 5_000;
 
+/** Returned by a tx() body to roll back instead of committing. */
+const ROLLBACK_ONLY = Symbol("rollback");
+
 /** The PostgreSQL repository. */
 export class PgRepository implements Repository {
   readonly pool: Pool;
@@ -234,6 +237,41 @@ export class PgRepository implements Repository {
       return (await this.pool.query(text, values)).rows;
     } catch (err) {
       throw mapPgError(err);
+    }
+  }
+
+  /**
+   * Runs `fn` in a transaction on one pooled connection. Returning ROLLBACK_ONLY rolls back
+   * instead of committing. A checked-out client that loses its connection between two
+   * statements emits 'error'; the listener keeps that from crashing the process, and the
+   * broken client is destroyed rather than returned to the pool.
+   */
+  private async tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw mapPgError(err);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on("error", onError);
+    try {
+      await client.query("BEGIN");
+      const out = await fn(client);
+      if (out === ROLLBACK_ONLY) {
+        await client.query("ROLLBACK");
+        return rolledBack;
+      }
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      if (isConnectionError(err)) broken ??= err as Error;
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw mapPgError(err);
+    } finally {
+      client.off("error", onError);
+      client.release(broken);
     }
   }
 
@@ -401,19 +439,9 @@ export class PgRepository implements Repository {
   }
 
   async jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined> {
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapPgError(err);
-    }
-    try {
-      await client.query("BEGIN");
+    return this.tx<Job | undefined>(async (client) => {
       const locked = await client.query(SQL.JOB_LOCK_FOR_FINISH, [p.job.jobId, p.owner]);
-      if (locked.rowCount === 0) {
-        await client.query("ROLLBACK");
-        return undefined;
-      }
+      if (locked.rowCount === 0) return ROLLBACK_ONLY;
       const w = await writeOutput(client, p.job, p.outcome.output, p.now);
       const o = p.outcome;
       const { rows } = await client.query(SQL.JOB_COMPLETE, [
@@ -431,14 +459,8 @@ export class PgRepository implements Repository {
         o.errorDetails,
         p.now,
       ]);
-      await client.query("COMMIT");
       return rows[0] ? toJob(rows[0]) : undefined;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw mapPgError(err);
-    } finally {
-      client.release();
-    }
+    }, undefined);
   }
 
   async jobCompleteMany(p: { owner: string; now: number; items: Array<{ jobId: string; outcome: RunOutcome }> }): Promise<Set<string>> {
@@ -697,26 +719,13 @@ export class PgRepository implements Repository {
   }
 
   async tokenInsertIfNone(t: StoredToken): Promise<boolean> {
-    const client = await this.pool.connect().catch((err: unknown) => {
-      throw mapPgError(err);
-    });
-    try {
-      await client.query("BEGIN");
+    return this.tx(async (client) => {
       await client.query(SQL.TOKEN_BOOTSTRAP_LOCK);
       const { rows } = await client.query("SELECT EXISTS (SELECT 1 FROM api_tokens) AS any");
-      if (rows[0].any) {
-        await client.query("ROLLBACK");
-        return false;
-      }
+      if (rows[0].any) return ROLLBACK_ONLY;
       await client.query(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
-      await client.query("COMMIT");
       return true;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw mapPgError(err);
-    } finally {
-      client.release();
-    }
+    }, false);
   }
 
   /** Jobs by status across every bucket, from the maintained counters. */
@@ -743,21 +752,12 @@ export class PgRepository implements Repository {
 
   /** Folds count deltas into job_counts; false when another process is compacting. */
   async jobCountsCompact(): Promise<boolean> {
-    const client = await this.pool.connect().catch((err: unknown) => {
-      throw mapPgError(err);
-    });
-    try {
-      await client.query("BEGIN");
+    return this.tx(async (client) => {
       const { rows } = await client.query(SQL.JOB_COUNTS_LOCK);
-      if (rows[0].locked) await client.query(SQL.JOB_COUNTS_COMPACT);
-      await client.query("COMMIT");
-      return rows[0].locked as boolean;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw mapPgError(err);
-    } finally {
-      client.release();
-    }
+      if (!rows[0].locked) return false;
+      await client.query(SQL.JOB_COUNTS_COMPACT);
+      return true;
+    }, false);
   }
 
   async ping(): Promise<void> {
