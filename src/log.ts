@@ -1,9 +1,12 @@
-/** A small structured JSON logger: one line per event on stderr. */
+/**
+ * Structured JSON logs through pino: one line per event on stderr, with an ISO time and a
+ * level label. The small Logger interface keeps the rest of the code independent of pino
+ * (and lets tests capture lines through `write`).
+ */
+import pino from "pino";
 
 /** Severity levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
-
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 
 /** The logging surface every module uses. */
 export interface Logger {
@@ -11,22 +14,34 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** A logger whose lines all carry `fields` (a request id, a job id). */
+  child(fields: Record<string, unknown>): Logger;
 }
 
-function errorFields(v: unknown): unknown {
-  return v instanceof Error ? { name: v.name, message: v.message, stack: v.stack } : v;
-}
-
-/** Creates a logger that writes lines at or above `level` through `write`. */
-export function createLogger(
-  level: LogLevel,
-  write: (line: string) => void = (l) => process.stderr.write(l + "\n"),
-): Logger {
-  const at = (lvl: Exclude<LogLevel, "silent">) => (msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[lvl] < ORDER[level]) return;
-    const extra: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(fields ?? {})) extra[k] = errorFields(v);
-    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...extra }));
+function wrap(p: pino.Logger): Logger {
+  return {
+    debug: (msg, fields) => p.debug(fields ?? {}, msg),
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(fields ?? {}, msg),
+    child: (fields) => wrap(p.child(fields)),
   };
-  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+/** Creates a logger that writes lines at or above `level`, to stderr or through `write`. */
+export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
+  const destination = write ? { write: (s: string) => write(s.replace(/\n$/, "")) } : pino.destination({ dest: 2, sync: true });
+  return wrap(
+    pino(
+      {
+        level,
+        base: undefined,
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+        // Errors passed as fields keep their message and stack.
+        serializers: { err: pino.stdSerializers.err },
+      },
+      destination,
+    ),
+  );
 }

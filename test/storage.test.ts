@@ -77,6 +77,7 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
       ruleId: "",
       options: {},
       requestId: "",
+      traceId: "",
       createdAt: 1000,
     });
     const t0 = Date.now();
@@ -137,6 +138,7 @@ test("maintained job counts stay exact through inserts, state changes, deletes a
           ruleId: rules[i % 3],
           options: {},
           requestId: "",
+          traceId: "",
           createdAt: 1000 + i,
         }),
       ),

@@ -88,6 +88,8 @@ export interface Job extends JobCounters {
   attempts: number;
   options: Record<string, string>;
   requestId: string;
+  /** The request id (x-request-id) of the call that created the job, for its log lines. */
+  traceId: string;
 }
 
 /** The fields a caller supplies to create a job; the rest start at their zero value. */
@@ -104,6 +106,7 @@ export type NewJob = Pick<
   | "ruleId"
   | "options"
   | "requestId"
+  | "traceId"
   | "createdAt"
 >;
 

@@ -12,3 +12,6 @@ export function scopeOf(ctx: HandlerContext, bucket: string): Scope {
   if (!caller) throw new Error("request reached a service without an authenticated caller");
   return { org: caller.org, bucket };
 }
+
+/** The request id of the call (x-request-id, given or generated), set by the transport wrapper. */
+export const requestIdKey = createContextKey<string>("", { description: "request id" });

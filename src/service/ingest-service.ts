@@ -9,7 +9,7 @@ import { checkMimePattern, compileGlob, pickRule, type ObjectFacts } from "../do
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkObjectKey, checkRequired, quote } from "../domain/validate";
 import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromProto, statusName } from "./convert";
-import { scopeOf } from "./caller";
+import { requestIdKey, scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 
@@ -160,6 +160,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         ruleId,
         options,
         requestId: req.requestId,
+        traceId: ctx.values.get(requestIdKey),
         createdAt,
       });
       return { job: jobToProto(job) };

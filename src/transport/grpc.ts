@@ -57,6 +57,13 @@ function metadataToHeaders(md: grpc.Metadata): Headers {
   return h;
 }
 
+/** Sends the handler's response headers (x-request-id, …) as the call's initial metadata. */
+function sendHeaders(call: grpc.ServerUnaryCall<Uint8Array, Uint8Array>, headers: Headers): void {
+  const md = new grpc.Metadata();
+  headers.forEach((v, k) => md.set(k, v));
+  call.sendMetadata(md);
+}
+
 function collectFiles(file: DescFile, out: Map<string, DescFile>): void {
   if (out.has(file.name)) return;
   for (const dep of file.dependencies) collectFiles(dep, out);
@@ -101,7 +108,11 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
       });
       try {
         const out = await handler(input, ctx);
+        sendHeaders(call, ctx.responseHeader);
         return toBinary(method.output, create(method.output, out as never));
+      } catch (err) {
+        sendHeaders(call, ctx.responseHeader);
+        throw err;
       } finally {
         // Unlinks the context from the shutdown signal and clears its deadline timer.
         ctx.abort(CALL_DONE);

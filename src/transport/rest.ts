@@ -359,7 +359,9 @@ export function createRestHandler(
       const out = await route.handler(input, ctx);
       // Handlers may return init shapes; create() turns them into full messages.
       const message = create(route.method.output, out as never);
-      sendJson(res, 200, toJson(route.method.output, message, { alwaysEmitImplicit: true }));
+      const headers: Record<string, string> = {};
+      ctx.responseHeader.forEach((v, k) => (headers[k] = v));
+      sendJson(res, 200, toJson(route.method.output, message, { alwaysEmitImplicit: true }), headers);
     } catch (err) {
       const headers: Record<string, string> = {};
       ctx?.responseHeader.forEach((v, k) => (headers[k] = v));

@@ -5,11 +5,12 @@
  * the role the method needs, and reaches the service on the handler context.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { randomBytes } from "node:crypto";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
-import { callerKey } from "../service/caller";
+import { callerKey, requestIdKey } from "../service/caller";
 import { authorize, type Authenticator } from "./auth";
 import { codeName, toConnectError } from "./errors";
 
@@ -22,6 +23,14 @@ export interface ServiceEntry {
   methods: ReadonlyMap<DescMethod, UnaryHandler>;
   /** The implementation object, as Connect's router expects it. */
   impl: Record<string, UnaryHandler>;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** The caller's x-request-id when it is sane (printable, at most 128 chars), else a new one. */
+export function requestIdOf(headers: Headers): string {
+  const given = headers.get("x-request-id");
+  return given !== null && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("hex")}`;
 }
 
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
@@ -41,6 +50,9 @@ export function registerService(
     const handler: UnaryHandler = async (req, ctx) => {
       const started = performance.now();
       let code = "ok";
+      const requestId = requestIdOf(ctx.requestHeader);
+      ctx.responseHeader.set("x-request-id", requestId);
+      ctx.values.set(requestIdKey, requestId);
       try {
         const caller = await auth.authenticate(ctx.requestHeader);
         const bucket = (req as { bucket?: unknown }).bucket;
@@ -50,11 +62,12 @@ export function registerService(
         ctx.values.set(callerKey, caller);
         return await fn.call(impl, req, ctx);
       } catch (err) {
-        const ce = toConnectError(err, log);
+        const ce = toConnectError(err, log.child({ requestId, method: method.name }));
         code = codeName(ce.code);
         if (ce.code === Code.Unauthenticated) ctx.responseHeader.set("www-authenticate", 'Bearer realm="k3-ingest"');
         throw ce;
       } finally {
+        log.debug("rpc", { requestId, method: method.name, door: ctx.protocolName, code, ms: Math.round(performance.now() - started) });
         if (metrics) {
           const door = ctx.protocolName;
           metrics.rpcs.inc({ method: method.name, code, door });

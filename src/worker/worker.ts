@@ -251,10 +251,12 @@ export class Worker {
   }
 
   private async execute(job: Job, signal: AbortSignal): Promise<void> {
-    const { repo, log } = this.deps;
+    const { repo } = this.deps;
+    // Every line about this job carries its id and the request id of the call that made it.
+    const log = this.deps.log.child({ job: job.jobId, requestId: job.traceId });
     const owner = this.id;
     const started = this.now();
-    log.debug("job started", { job: job.jobId, template: job.template, attempt: job.attempts, thread: job.threadId });
+    log.debug("job started", { template: job.template, attempt: job.attempts, thread: job.threadId });
     let lastProgress = 0;
     let pendingProgress: { chunksCreated: number; embeddingsCreated: number } | undefined;
     let progressWrite: Promise<unknown> = Promise.resolve();
@@ -306,20 +308,20 @@ export class Worker {
         // Nothing to write at a destination: end it together with other such runs.
         if (await this.completeBatched(job.jobId, outcome)) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: outcome.status }, (this.now() - started) / 1000);
-          log.info("job finished", { job: job.jobId, status: outcome.status, ms: this.now() - started });
+          log.info("job finished", { status: outcome.status, ms: this.now() - started });
           return;
         }
       } else {
         const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
         if (finished) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: finished.status }, (this.now() - started) / 1000);
-          log.info("job finished", { job: job.jobId, status: finished.status, ms: this.now() - started });
+          log.info("job finished", { status: finished.status, ms: this.now() - started });
           return;
         }
       }
       // No longer ours to finish: a cancel arrived (end it), or the lease was lost (leave it).
       if (!(await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() }))) {
-        log.warn("job lease lost before it could finish; its output was discarded", { job: job.jobId });
+        log.warn("job lease lost before it could finish; its output was discarded", {});
       }
     } catch (err) {
       releaseSlot();
@@ -328,9 +330,9 @@ export class Worker {
       if (reason instanceof AbortReason) {
         if (reason.kind === "cancel") {
           await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() });
-          log.info("job cancelled while processing", { job: job.jobId });
+          log.info("job cancelled while processing", {});
         } else if (reason.kind === "lease_lost") {
-          log.warn("job lease lost; run aborted", { job: job.jobId });
+          log.warn("job lease lost; run aborted", {});
         }
         return; // shutdown: stop() hands the job back
       }
@@ -342,7 +344,6 @@ export class Worker {
       if (retry) this.deps.metrics?.retries.inc({ template: job.template });
       this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: retry ? "retry" : "failed" }, (this.now() - started) / 1000);
       log[retry ? "warn" : "info"](retry ? "job attempt failed; will retry" : "job failed", {
-        job: job.jobId,
         attempt: job.attempts,
         error,
         retryAt,

@@ -25,7 +25,10 @@ export interface TestServers {
  * where they put them; auth is off unless asked for (K3_AUTH=on) — test/auth.test.ts
  * covers it on every door.
  */
-export async function startServers(env: Record<string, string> = {}, opts: { adminUrl?: string } = {}): Promise<TestServers> {
+export async function startServers(
+  env: Record<string, string> = {},
+  opts: { adminUrl?: string; logLines?: string[] } = {},
+): Promise<TestServers> {
   const db = await createTestDb(opts.adminUrl);
   const dataDir = mkdtempSync(join(tmpdir(), "k3-test-data-"));
   const config = loadConfig({
@@ -39,7 +42,10 @@ export async function startServers(env: Record<string, string> = {}, opts: { adm
     K3_AUTH: "off",
     ...env,
   });
-  const app = build(config, createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent"));
+  const logger = opts.logLines
+    ? createLogger("debug", (line) => opts.logLines!.push(line))
+    : createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent");
+  const app = build(config, logger);
   const { httpPort, grpcPort } = await app.start();
   return {
     app,

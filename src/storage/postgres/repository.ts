@@ -34,6 +34,7 @@ function toJob(r: QueryResultRow): Job {
     ruleId: r.rule_id,
     options: r.options ?? {},
     requestId: r.request_id,
+    traceId: r.trace_id,
     chunksCreated: r.chunks_created,
     embeddingsCreated: r.embeddings_created,
     rowsWritten: r.rows_written,
@@ -341,6 +342,7 @@ export class PgRepository implements Repository {
         col("requestId"),
         col("createdAt"),
         col("org"),
+        col("traceId"),
       ]);
     } catch (err) {
       for (const p of batch) p.reject(err);

@@ -14,7 +14,7 @@ export const CHANNEL_TOKENS = "k3_tokens";
 export const CHANNEL_CONFIG = "k3_config";
 
 export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
-  template, rule_id, options, request_id, chunks_created, embeddings_created, rows_written, output_size,
+  template, rule_id, options, request_id, trace_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
   created_at, updated_at, started_at, finished_at`;
 
@@ -27,10 +27,10 @@ export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id
 export const JOB_INSERT_BATCH = `
 WITH ins AS (
   INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
-                    options, request_id, created_at, updated_at)
-  SELECT j, g, b, k, p, pn, pk, t, r, o, rq, c, c
+                    options, request_id, trace_id, created_at, updated_at)
+  SELECT j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, c
   FROM unnest($1::text[], $12::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::jsonb[], $10::text[], $11::bigint[]) AS u(j, g, b, k, p, pn, pk, t, r, o, rq, c)
+              $9::jsonb[], $10::text[], $13::text[], $11::bigint[]) AS u(j, g, b, k, p, pn, pk, t, r, o, rq, tr, c)
   ON CONFLICT (org, bucket, request_id) WHERE request_id <> '' DO NOTHING
   RETURNING ${JOB_COLUMNS}
 )

@@ -54,6 +54,8 @@ CREATE TABLE jobs (
   rule_id            text NOT NULL DEFAULT '',
   options            jsonb NOT NULL DEFAULT '{}'::jsonb,
   request_id         text NOT NULL DEFAULT '',
+  -- The x-request-id of the TriggerIngest call, carried into the job's log lines.
+  trace_id           text NOT NULL DEFAULT '',
   chunks_created     integer NOT NULL DEFAULT 0,
   embeddings_created integer NOT NULL DEFAULT 0,
   rows_written       integer NOT NULL DEFAULT 0,
