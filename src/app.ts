@@ -2,11 +2,13 @@
  * Composition root: build(config) wires storage, services, the three doors and the
  * worker for the configured role. Nothing listens or runs until start() is called.
  */
+import { setMaxListeners } from "node:events";
 import { writeFileSync, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import type { Config } from "./config";
@@ -111,6 +113,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let pruneTimer: NodeJS.Timeout | undefined;
   let metrics: Metrics | undefined;
   const shutdown = new AbortController();
+  // Every in-flight call links to this signal; many at once is normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   let migrated = false;
   const serveApi = config.role !== "worker";
   const runWorker = config.role !== "api";
@@ -226,30 +230,37 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       return { httpPort, grpcPort };
     },
     async stop() {
-      shutdown.abort();
+      // Both doors stop accepting at once and drain their in-flight calls; calls still
+      // running after the drain deadline are aborted (UNAVAILABLE) and their connections closed.
+      const DRAIN_MS = 5000;
+      const drainTimer = setTimeout(
+        () => shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable)),
+        DRAIN_MS,
+      );
       const g = grpc;
       grpc = undefined;
-      if (g) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            g.forceShutdown();
-            resolve();
-          }, 5000);
-          g.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
       const h = http;
       http = undefined;
-      if (h) {
-        await new Promise<void>((resolve) => {
-          h.close(() => resolve());
-          h.closeIdleConnections();
-          setTimeout(() => h.closeAllConnections(), 5000).unref();
-        });
-      }
+      await Promise.all([
+        g &&
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              g.forceShutdown();
+              resolve();
+            }, DRAIN_MS + 500);
+            g.tryShutdown(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+        h &&
+          new Promise<void>((resolve) => {
+            h.close(() => resolve());
+            h.closeIdleConnections();
+            setTimeout(() => h.closeAllConnections(), DRAIN_MS + 500).unref();
+          }),
+      ]);
+      clearTimeout(drainTimer);
       const w = worker;
       worker = undefined;
       await w?.stop();

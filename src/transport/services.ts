@@ -7,6 +7,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { Code, type HandlerContext } from "@connectrpc/connect";
+import { withCallSignal } from "../domain/cancellation";
 import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
@@ -60,7 +61,8 @@ export function registerService(
         checkBucket(bucket);
         authorize(caller, ctx.requestHeader, bucket, method);
         ctx.values.set(callerKey, caller);
-        return await fn.call(impl, req, ctx);
+        // Database work below can see the call's signal and cancel itself with it.
+        return await withCallSignal(ctx.signal, () => fn.call(impl, req, ctx));
       } catch (err) {
         const ce = toConnectError(err, log.child({ requestId, method: method.name }));
         code = codeName(ce.code);

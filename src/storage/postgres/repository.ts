@@ -4,6 +4,8 @@ import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutc
 import type { StoredToken } from "../../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
+import { callSignal, withoutCallSignal } from "../../domain/cancellation";
+import { DomainError } from "../../domain/errors";
 import { isConnectionError, mapPgError } from "./pg-errors";
 import * as SQL from "./sql";
 
@@ -204,6 +206,15 @@ async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now:
 /** How long pipelines and rule sets stay cached for TriggerIngest (see invalidateConfig). */
 const CONFIG_CACHE_TTL_MS = 5_000;
 
+/**
+ * What a query cancelled by its call's signal throws: the signal's own reason when it is
+ * an error the transport knows (a Connect deadline or cancel), else a domain Cancelled.
+ */
+function abortError(reason: unknown): unknown {
+  if (reason instanceof Error && (reason.name === "ConnectError" || reason instanceof DomainError)) return reason;
+  return new DomainError("cancelled", "the call was cancelled before its database work finished");
+}
+
 /** Returned by a tx() body to roll back instead of committing. */
 const ROLLBACK_ONLY = Symbol("rollback");
 
@@ -233,11 +244,45 @@ export class PgRepository implements Repository {
     this.pool.on("error", () => undefined);
   }
 
+  /**
+   * Runs one statement. Inside an RPC (see domain/cancellation.ts) the statement is tied
+   * to the call: when the client's deadline passes or it goes away, the server-side
+   * query is cancelled with pg_cancel_backend rather than left to run on.
+   */
   private async q(text: string, values?: unknown[]): Promise<QueryResultRow[]> {
+    const signal = callSignal();
+    if (!signal) {
+      try {
+        return (await this.pool.query(text, values)).rows;
+      } catch (err) {
+        throw mapPgError(err);
+      }
+    }
+    if (signal.aborted) throw abortError(signal.reason);
+    let client: PoolClient;
     try {
-      return (await this.pool.query(text, values)).rows;
+      client = await this.pool.connect();
     } catch (err) {
       throw mapPgError(err);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on("error", onError);
+    const pid = (client as unknown as { processID?: number }).processID;
+    const onAbort = () => {
+      if (pid) void this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return (await client.query(text, values)).rows;
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal.reason);
+      if (isConnectionError(err)) broken ??= err as Error;
+      throw mapPgError(err);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      client.off("error", onError);
+      client.release(broken);
     }
   }
 
@@ -318,7 +363,8 @@ export class PgRepository implements Repository {
     while (this.insertsInFlight < MAX_INSERTS_IN_FLIGHT && this.inserts.length > 0) {
       const batch = this.inserts.splice(0, MAX_INSERT_BATCH);
       this.insertsInFlight++;
-      void this.insertBatch(batch).finally(() => {
+      // The batch serves several calls, so no single caller's deadline may cancel it.
+      void withoutCallSignal(() => this.insertBatch(batch)).finally(() => {
         this.insertsInFlight--;
         this.flushInserts();
       });
