@@ -1,6 +1,7 @@
 /** Configuration: the only module that reads environment variables. */
 import { resolve } from "node:path";
 import type { LogLevel } from "./log";
+import type { WorkerConfig } from "./worker/worker";
 
 /** What a process runs: the API and a worker (default), only the API, or only a worker. */
 export type Role = "all" | "api" | "worker";
@@ -26,17 +27,7 @@ export interface Config {
   /** Finished jobs older than this (ms) are pruned; 0 keeps them forever. */
   jobRetentionMs: number;
   retentionIntervalMs: number;
-  worker: {
-    concurrency: number;
-    leaseMs: number;
-    pollMs: number;
-    maxAttempts: number;
-    retryBaseMs: number;
-    retryMaxMs: number;
-    graceMs: number;
-    maxObjectBytes: number;
-    pdfTimeoutMs: number;
-  };
+  worker: WorkerConfig;
   embeddings: {
     /** OpenAI-compatible endpoint; undefined uses the built-in local embedder. */
     url: string | undefined;

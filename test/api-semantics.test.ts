@@ -6,6 +6,7 @@
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { insertJob } from "./helpers/factory";
+import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -14,17 +15,8 @@ const B = "kb-sem";
 let embed: string;
 let rows: string;
 
-// JSON replies are checked field by field; `any` keeps those assertions readable.
-type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-async function http(method: string, path: string, body?: unknown): Promise<{ status: number; json: J }> {
-  const res = await fetch(s.httpUrl + path, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as J };
-}
+const http = jsonClient(() => s.httpUrl);
 
 beforeAll(async () => {
   s = await startServers();

@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import * as grpc from "@grpc/grpc-js";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { connectClients, grpcCall, type Clients } from "./helpers/clients";
+import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -30,16 +31,7 @@ async function pg(command: "stop" | "start", expect: string) {
   }
 }
 
-async function http(method: string, path: string, body?: unknown) {
-  const res = await fetch(s.httpUrl + path, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  // JSON replies are checked field by field; `any` keeps those assertions readable.
-  return { status: res.status, json: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+const http = jsonClient(() => s.httpUrl);
 
 beforeAll(async () => {
   pgProc = spawn(process.execPath, [join(__dirname, "helpers", "pg-instance.mjs")], { stdio: ["pipe", "pipe", "inherit"] });

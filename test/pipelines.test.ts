@@ -5,11 +5,10 @@
  */
 import type { Pool } from "pg";
 import { makePdf } from "./helpers/fixtures";
+import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
-// JSON replies are checked field by field; `any` keeps those assertions readable.
-type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 let s: TestServers;
 let pool: Pool;
@@ -17,14 +16,7 @@ const B = "kb-pipes";
 let embed: string;
 let rows: string;
 
-async function http(method: string, path: string, body?: unknown): Promise<{ status: number; json: J }> {
-  const res = await fetch(s.httpUrl + path, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as J };
-}
+const http = jsonClient(() => s.httpUrl);
 
 const TERMINAL = ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED", "INGEST_STATUS_PARTIAL", "INGEST_STATUS_CANCELLED"];
 

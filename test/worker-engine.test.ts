@@ -6,11 +6,10 @@
  */
 import type { Pool } from "pg";
 import { startEmbedderServer, type EmbedderServer } from "./helpers/embedder-server";
+import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
-// JSON replies are checked field by field; `any` keeps those assertions readable.
-type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 let s: TestServers;
 let fake: EmbedderServer;
@@ -18,14 +17,7 @@ let pool: Pool;
 const B = "kb-engine";
 let embed: string;
 
-async function http(method: string, path: string, body?: unknown): Promise<{ status: number; json: J }> {
-  const res = await fetch(s.httpUrl + path, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as J };
-}
+const http = jsonClient(() => s.httpUrl);
 
 const TERMINAL = ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED", "INGEST_STATUS_PARTIAL", "INGEST_STATUS_CANCELLED"];
 const getJob = async (id: string) => (await http("GET", `/${B}/ingest/jobs/${id}`)).json.job;

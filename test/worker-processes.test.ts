@@ -6,6 +6,7 @@
 import type { Pool } from "pg";
 import { startEmbedderServer, type EmbedderServer } from "./helpers/embedder-server";
 import { startProcess, type Child } from "./helpers/processes";
+import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -17,15 +18,7 @@ let fake: EmbedderServer;
 const children: Child[] = [];
 const B = "kb-procs";
 
-async function http(method: string, path: string, body?: unknown) {
-  const res = await fetch(s.httpUrl + path, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  // JSON replies are checked field by field; `any` keeps those assertions readable.
-  return { status: res.status, json: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+const http = jsonClient(() => s.httpUrl);
 
 async function worker(env: Record<string, string> = {}): Promise<Child> {
   const c = await startProcess("worker", {

@@ -13,7 +13,7 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIME
 const CONNECTION_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "3D000"]);
 
 interface PgLikeError {
-  code?: string;
+  code?: unknown;
   constraint?: string;
   message?: string;
 }
@@ -22,7 +22,8 @@ interface PgLikeError {
 export function isConnectionError(err: unknown): boolean {
   if (typeof err !== "object" || err === null) return false;
   const e = err as PgLikeError;
-  const code = e.code ?? "";
+  // Only driver and socket errors carry string codes (a ConnectError has a number).
+  const code = typeof e.code === "string" ? e.code : "";
   if (NETWORK_CODES.has(code)) return true;
   // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now;
   // 53300: too many connections; 3D000 and 28xxx: the database or the login is gone.

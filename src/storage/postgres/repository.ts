@@ -245,6 +245,32 @@ export class PgRepository implements Repository {
   }
 
   /**
+   * Checks out a client for `fn`. A checked-out client that loses its connection between
+   * two statements emits 'error'; the listener keeps that from crashing the process, and
+   * the broken client is destroyed rather than returned to the pool.
+   */
+  private async withClient<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw mapPgError(err);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on("error", onError);
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (isConnectionError(err) || (err instanceof DomainError && err.kind === "unavailable")) broken ??= err as Error;
+      throw err;
+    } finally {
+      client.off("error", onError);
+      client.release(broken);
+    }
+  }
+
+  /**
    * Runs one statement. Inside an RPC (see domain/cancellation.ts) the statement is tied
    * to the call: when the client's deadline passes or it goes away, the server-side
    * query is cancelled with pg_cancel_backend rather than left to run on.
@@ -259,66 +285,40 @@ export class PgRepository implements Repository {
       }
     }
     if (signal.aborted) throw abortError(signal.reason);
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapPgError(err);
-    }
-    let broken: Error | undefined;
-    const onError = (err: Error) => (broken = err);
-    client.on("error", onError);
-    const pid = (client as unknown as { processID?: number }).processID;
-    const onAbort = () => {
-      if (pid) void this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      return (await client.query(text, values)).rows;
-    } catch (err) {
-      if (signal.aborted) throw abortError(signal.reason);
-      if (isConnectionError(err)) broken ??= err as Error;
-      throw mapPgError(err);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      client.off("error", onError);
-      client.release(broken);
-    }
+    return this.withClient(async (client) => {
+      const pid = (client as unknown as { processID?: number }).processID;
+      const onAbort = () => {
+        if (pid) void this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        return (await client.query(text, values)).rows;
+      } catch (err) {
+        if (signal.aborted) throw abortError(signal.reason);
+        throw mapPgError(err);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    });
   }
 
-  /**
-   * Runs `fn` in a transaction on one pooled connection. Returning ROLLBACK_ONLY rolls back
-   * instead of committing. A checked-out client that loses its connection between two
-   * statements emits 'error'; the listener keeps that from crashing the process, and the
-   * broken client is destroyed rather than returned to the pool.
-   */
-  private async tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapPgError(err);
-    }
-    let broken: Error | undefined;
-    const onError = (err: Error) => (broken = err);
-    client.on("error", onError);
-    try {
-      await client.query("BEGIN");
-      const out = await fn(client);
-      if (out === ROLLBACK_ONLY) {
-        await client.query("ROLLBACK");
-        return rolledBack;
+  /** Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing. */
+  private tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
+    return this.withClient(async (client) => {
+      try {
+        await client.query("BEGIN");
+        const out = await fn(client);
+        if (out === ROLLBACK_ONLY) {
+          await client.query("ROLLBACK");
+          return rolledBack;
+        }
+        await client.query("COMMIT");
+        return out;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw mapPgError(err);
       }
-      await client.query("COMMIT");
-      return out;
-    } catch (err) {
-      if (isConnectionError(err)) broken ??= err as Error;
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw mapPgError(err);
-    } finally {
-      client.off("error", onError);
-      client.release(broken);
-    }
+    });
   }
 
   private async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
