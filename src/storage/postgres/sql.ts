@@ -111,11 +111,13 @@ UPDATE jobs j SET
   lease_owner = $1,
   lease_expires_at = $4,
   attempts = j.attempts + 1,
-  started_at = CASE WHEN j.started_at = 0 THEN $3::bigint ELSE j.started_at END,
+  -- $3 is read before the statement runs, so a job inserted meanwhile could look started
+  -- before it was created; a job never starts before it exists.
+  started_at = CASE WHEN j.started_at = 0 THEN greatest($3::bigint, j.created_at) ELSE j.started_at END,
   thread_id = 'thread_' || replace(gen_random_uuid()::text, '-', ''),
   chunks_created = 0, embeddings_created = 0, rows_written = 0, output_size = 0,
   batches_received = 0, embeddings_written = 0, vector_status = '',
-  updated_at = $3
+  updated_at = greatest($3::bigint, j.created_at)
 FROM picked
 WHERE j.job_id = picked.job_id
 RETURNING ${JOB_COLUMNS.split(",").map((c) => `j.${c.trim()}`).join(", ")}`;
