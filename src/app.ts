@@ -26,6 +26,8 @@ import { migrate, migrationsDone } from "./storage/postgres/migrate";
 import { PgRepository } from "./storage/postgres/repository";
 import { bindGrpc, createGrpcServer } from "./transport/grpc";
 import { createHttpServer } from "./transport/http";
+import { buildOpenApi } from "./transport/openapi";
+import { VERSION } from "./version";
 import { registerService } from "./transport/services";
 import { createLocalEmbedder, createRemoteEmbedder, type Embedder } from "./worker/embedder";
 import { Worker } from "./worker/worker";
@@ -197,6 +199,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         http = createHttpServer(entries, {
           log,
           metrics: m.registry,
+          openapi: buildOpenApi([IngestService, PipelineService], VERSION),
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           ready: async () => {

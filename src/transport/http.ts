@@ -20,6 +20,8 @@ export interface HttpOptions {
   shutdownSignal?: AbortSignal;
   /** Served at GET /metrics when given. */
   metrics?: Registry;
+  /** Served at GET /openapi.json when given. */
+  openapi?: object;
 }
 
 /** An http.Server serving health, REST, Connect and gRPC-Web. */
@@ -46,6 +48,10 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       if (req.method === "GET" && (path === "/ready" || path === "/readyz")) {
         const ok = await opts.ready().catch(() => false);
         sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable" });
+        return;
+      }
+      if (req.method === "GET" && path === "/openapi.json" && opts.openapi) {
+        sendJson(res, 200, opts.openapi);
         return;
       }
       if (req.method === "GET" && path === "/metrics" && opts.metrics) {
