@@ -1,0 +1,101 @@
+/**
+ * The k3-ingest command against a running server, as a user runs it: trigger --wait shows
+ * a job from PENDING to COMPLETED; jobs list/get, retry of failed jobs, rules and pipelines
+ * CRUD; exit codes follow the gRPC code of the failure.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { startServers, type TestServers } from "./helpers/servers";
+
+const run = promisify(execFile);
+const ROOT = join(__dirname, "..");
+const B = "kb-cli";
+let s: TestServers;
+let token: string;
+
+jest.setTimeout(60_000);
+
+async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, ["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), ...args], {
+      env: { ...process.env, DODIL_TOKEN: token, K3_ENDPOINT: s.httpUrl, ...env },
+      timeout: 30_000,
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+beforeAll(async () => {
+  s = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "100", K3_MAX_ATTEMPTS: "1" });
+  token = readFileSync(join(s.dataDir, "admin-token"), "utf8").trim();
+  s.putObject(B, "docs/a.txt", "some words to embed ".repeat(100));
+  s.putObject(B, "docs/broken.pdf", "not a pdf");
+});
+afterAll(() => s.stop());
+
+let pipelineId: string;
+
+test("pipelines create/list/get and rules create/list through the CLI", async () => {
+  const created = await cli(["pipelines", "create", "-b", B, "--name", "embed", "--template", "text_embedding_index", "--option", "chunk_size=500", "--option", "chunk_overlap=50", "-o", "json"]);
+  expect(created.code).toBe(0);
+  const p = JSON.parse(created.stdout).pipeline;
+  expect(p).toMatchObject({ name: "embed", scriptumTemplate: "text_embedding_index", storeEntityKind: "vector", options: { chunk_size: "500", chunk_overlap: "50" } });
+  pipelineId = p.pipelineId;
+  const listed = await cli(["pipelines", "list", "-b", B]);
+  expect(listed.stdout).toMatch(new RegExp(`^${pipelineId}\\s+embed\\s+text_embedding_index\\s+vector$`, "m"));
+  const rule = await cli(["rules", "create", "-b", B, "--name", "docs", "-p", pipelineId, "--include", "docs/**", "--priority", "5", "-o", "json"]);
+  expect(JSON.parse(rule.stdout).rule).toMatchObject({ includePatterns: ["docs/**"], priority: 5, enabled: true });
+  const updated = await cli(["rules", "update", "-b", B, JSON.parse(rule.stdout).rule.ruleId, "--json", '{"include_patterns":{"values":["docs/*.txt"]}}', "-o", "json"]);
+  expect(JSON.parse(updated.stdout).rule.includePatterns).toEqual(["docs/*.txt"]);
+  expect((await cli(["rules", "list", "-b", B])).stdout).toContain("docs/*.txt");
+});
+
+test("trigger --wait shows the job go from PENDING to COMPLETED and exits 0", async () => {
+  const r = await cli(["trigger", "-b", B, "docs/a.txt", "-p", pipelineId, "--wait"]);
+  expect(r.code).toBe(0);
+  const progress = r.stderr.trim().split("\n");
+  expect(progress[0]).toMatch(/INGEST_STATUS_PENDING/);
+  expect(progress.at(-1)).toMatch(/INGEST_STATUS_COMPLETED\s+chunks 5 embedded 5$/);
+  expect(r.stdout).toMatch(/COMPLETED\s+docs\/a\.txt\s+embed\s+chunks 5 embedded 5/);
+});
+
+test("trigger --wait on a file that fails exits non-zero and prints the error", async () => {
+  const r = await cli(["trigger", "-b", B, "docs/broken.pdf", "-p", pipelineId, "--wait"]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/ended INGEST_STATUS_FAILED: PDF "docs\/broken\.pdf" is corrupt or unreadable/);
+});
+
+test("jobs list and get, as a table and as JSON", async () => {
+  const table = await cli(["jobs", "list", "-b", B, "--status", "failed"]);
+  expect(table.code).toBe(0);
+  expect(table.stdout).toMatch(/FAILED\s+docs\/broken\.pdf/);
+  expect(table.stdout).toMatch(/^1 of 1$/m);
+  const json = JSON.parse((await cli(["jobs", "list", "-b", B, "--all", "-o", "json"])).stdout);
+  expect(json.totalCount).toBe("2");
+  const id = json.jobs[0].jobId;
+  const got = JSON.parse((await cli(["jobs", "get", "-b", B, id, "-o", "json"])).stdout);
+  expect(got.job.jobId).toBe(id);
+});
+
+test("jobs retry re-triggers the objects of the failed jobs", async () => {
+  const r = await cli(["jobs", "retry", "-b", B, "--status", "FAILED", "-o", "json"]);
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout)).toEqual({ matched: 1, queued: 1 });
+  const json = JSON.parse((await cli(["jobs", "list", "-b", B, "-o", "json"])).stdout);
+  expect(json.jobs.filter((j: { object: { key: string } }) => j.object.key === "docs/broken.pdf")).toHaveLength(2);
+});
+
+test("exit codes follow the gRPC code", async () => {
+  expect((await cli(["jobs", "get", "-b", B, "job_missing"])).code).toBe(5);
+  const unauth = await cli(["jobs", "list", "-b", B], { DODIL_TOKEN: "" });
+  expect(unauth.code).toBe(16);
+  expect(unauth.stderr).toMatch(/^Unauthenticated: missing Authorization header/);
+  expect((await cli(["jobs", "list", "-b", "Bad_Bucket"])).code).toBe(3);
+  expect((await cli(["jobs", "list", "-b", B], { K3_ENDPOINT: "http://127.0.0.1:1" })).code).toBe(14);
+  expect((await cli(["jobs", "frobnicate"])).code).toBe(2);
+});
