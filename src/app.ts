@@ -23,6 +23,7 @@ import { createPipelineService } from "./service/pipeline-service";
 import { createFsObjectStore } from "./storage/object-store";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
 import { migrate, migrationsDone } from "./storage/postgres/migrate";
+import { isConnectionError } from "./storage/postgres/pg-errors";
 import { PgRepository } from "./storage/postgres/repository";
 import { bindGrpc, createGrpcServer } from "./transport/grpc";
 import { createHttpServer } from "./transport/http";
@@ -84,6 +85,23 @@ async function bootstrapAdminToken(repo: PgRepository, dataDir: string, log: Log
 }
 
 /**
+ * Applies the migrations, waiting up to `waitMs` for a database that is not reachable yet
+ * (a server started together with its PostgreSQL), so start-up order does not matter.
+ */
+async function migrateWhenReachable(repo: PgRepository, waitMs: number, log: Logger): Promise<string[]> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await migrate(repo.pool);
+    } catch (err) {
+      if (!isConnectionError(err) || Date.now() + delay > deadline) throw err;
+      log.warn("database not reachable yet; retrying", { err: (err as Error).message, retryInMs: delay });
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+/**
  * Retention: deletes finished jobs older than the retention in batches of 500 with a
  * pause between batches, so writers are never locked out for long.
  */
@@ -142,7 +160,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         url = embedded.connectionString;
       }
       repo = new PgRepository({ connectionString: url, poolSize: config.dbPoolSize });
-      const applied = await migrate(repo.pool);
+      const applied = await migrateWhenReachable(repo, config.dbWaitMs, log);
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;

@@ -24,6 +24,8 @@ export interface Config {
   logLevel: LogLevel;
   maxBodyBytes: number;
   dbPoolSize: number;
+  /** How long start-up waits for an unreachable database before giving up (ms). */
+  dbWaitMs: number;
   /** Finished jobs older than this (ms) are pruned; 0 keeps them forever. */
   jobRetentionMs: number;
   retentionIntervalMs: number;
@@ -99,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     logLevel,
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
+    dbWaitMs: positiveInt(env, "K3_DB_WAIT_MS", 60_000),
     jobRetentionMs: retention(env),
     retentionIntervalMs: positiveInt(env, "K3_RETENTION_INTERVAL_MS", 60_000),
     role,

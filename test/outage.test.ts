@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import * as grpc from "@grpc/grpc-js";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
+import { build } from "../src/app";
+import { loadConfig } from "../src/config";
+import { createLogger } from "../src/log";
 import { connectClients, grpcCall, type Clients } from "./helpers/clients";
 import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -113,4 +116,18 @@ test("outage: fail fast, red readiness, quiet worker; then recovery with nothing
     expect(r.embeddings_written).toBe(4);
   }
   expect((await pool.query("SELECT count(*)::int AS n FROM jobs")).rows[0].n).toBe(59);
+});
+
+test("a server started while its database is down waits for it and then serves", async () => {
+  await pg("stop", "stopped");
+  const app = build(
+    loadConfig({ DATABASE_URL: s.db.url, K3_HOST: "127.0.0.1", K3_HTTP_PORT: "0", K3_GRPC_PORT: "0", K3_DATA_DIR: s.dataDir, K3_AUTH: "off", K3_ROLE: "api" }),
+    createLogger("silent"),
+  );
+  const starting = app.start();
+  await new Promise((r) => setTimeout(r, 1500));
+  await pg("start", "started");
+  const { httpPort } = await starting;
+  expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200);
+  await app.stop();
 });
