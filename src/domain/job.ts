@@ -14,10 +14,12 @@
  * every write with the state it expects, so the database enforces this diagram too.
  */
 
-/** Where an entity lives: an organization's bucket. */
+/** Where an entity lives: an organization's bucket (and, inside a call, the call's signal). */
 export interface Scope {
   org: string;
   bucket: string;
+  /** Aborted when the call's deadline passes or its client goes away; storage cancels its queries then. */
+  signal?: AbortSignal;
 }
 
 /** A job's lifecycle state. */

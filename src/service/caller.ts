@@ -10,7 +10,7 @@ export const callerKey = createContextKey<Caller | undefined>(undefined, { descr
 export function scopeOf(ctx: HandlerContext, bucket: string): Scope {
   const caller = ctx.values.get(callerKey);
   if (!caller) throw new Error("request reached a service without an authenticated caller");
-  return { org: caller.org, bucket };
+  return { org: caller.org, bucket, signal: ctx.signal };
 }
 
 /** The request id of the call (x-request-id, given or generated), set by the transport wrapper. */

@@ -186,7 +186,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         pipelineId: req.pipelineId || undefined,
         ruleId: req.ruleId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, p), (j) => j.jobId);
+      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId);
       return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
@@ -256,7 +256,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         sourceId: req.sourceId || undefined,
         pipelineId: req.pipelineId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.ruleList(filter, p), (r) => r.ruleId);
+      const page = await servePage(req, { ...filter }, (p) => repo.ruleList(filter, { ...p, signal: scope.signal }), (r) => r.ruleId);
       return { rules: page.items.map(ruleToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 

@@ -96,7 +96,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
         storeEntityKind: req.storeEntityKind || undefined,
         storeEntityId: req.storeEntityId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.pipelineList(filter, p), (p) => p.pipelineId);
+      const page = await servePage(req, { ...filter }, (p) => repo.pipelineList(filter, { ...p, signal: scope.signal }), (p) => p.pipelineId);
       return {
         pipelines: page.items.map(pipelineToProto),
         pagination: pipelinePagination(page.nextPageToken, page.total),

@@ -19,6 +19,8 @@ export interface Page<T> {
 export interface PageParams {
   after?: Cursor;
   limit: number;
+  /** The call's signal: aborting it cancels the listing's queries. */
+  signal?: AbortSignal;
 }
 
 /** Filters of a rule listing. */

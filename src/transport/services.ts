@@ -7,7 +7,6 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { Code, type HandlerContext } from "@connectrpc/connect";
-import { withCallSignal } from "../domain/cancellation";
 import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
@@ -28,10 +27,16 @@ export interface ServiceEntry {
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
+// Generated ids: a random per-process prefix and a counter (unique without a syscall per call).
+const ID_PREFIX = `req_${randomBytes(8).toString("hex")}`;
+let idCounter = 0;
+
 /** The caller's x-request-id when it is sane (printable, at most 128 chars), else a new one. */
 export function requestIdOf(headers: Headers): string {
   const given = headers.get("x-request-id");
-  return given !== null && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("hex")}`;
+  if (given !== null && REQUEST_ID.test(given)) return given;
+  idCounter = (idCounter + 1) % 0x100000000;
+  return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
 }
 
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
@@ -61,8 +66,7 @@ export function registerService(
         checkBucket(bucket);
         authorize(caller, ctx.requestHeader, bucket, method);
         ctx.values.set(callerKey, caller);
-        // Database work below can see the call's signal and cancel itself with it.
-        return await withCallSignal(ctx.signal, () => fn.call(impl, req, ctx));
+        return await fn.call(impl, req, ctx);
       } catch (err) {
         const ce = toConnectError(err, log.child({ requestId, method: method.name }));
         code = codeName(ce.code);

@@ -445,6 +445,8 @@ async function main() {
   ];
   process.stdout.write(lines.join("\n") + "\n");
   writeFileSync(join(__dirname, "results.json"), JSON.stringify({ machine, at: new Date().toISOString(), rows, results }, null, 2));
+  // The peers' libraries may keep timers alive; the run is over.
+  process.exit(0);
 }
 
 main().catch((err) => {

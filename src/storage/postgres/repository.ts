@@ -4,7 +4,6 @@ import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutc
 import type { StoredToken } from "../../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
-import { callSignal, withoutCallSignal } from "../../domain/cancellation";
 import { DomainError } from "../../domain/errors";
 import { isConnectionError, mapPgError } from "./pg-errors";
 import * as SQL from "./sql";
@@ -271,12 +270,11 @@ export class PgRepository implements Repository {
   }
 
   /**
-   * Runs one statement. Inside an RPC (see domain/cancellation.ts) the statement is tied
-   * to the call: when the client's deadline passes or it goes away, the server-side
+   * Runs one statement. With the call's signal (it travels on the Scope) the statement is
+   * tied to the call: when the client's deadline passes or it goes away, the server-side
    * query is cancelled with pg_cancel_backend rather than left to run on.
    */
-  private async q(text: string, values?: unknown[]): Promise<QueryResultRow[]> {
-    const signal = callSignal();
+  private async q(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResultRow[]> {
     if (!signal) {
       try {
         return (await this.pool.query(text, values)).rows;
@@ -341,7 +339,7 @@ export class PgRepository implements Repository {
     const countText = spec.countFromCounters
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const [rows, count] = await Promise.all([this.q(text, values), this.q(countText, countValues)]);
+    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
     const more = rows.length > page.limit;
     return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
   }
@@ -363,8 +361,8 @@ export class PgRepository implements Repository {
     while (this.insertsInFlight < MAX_INSERTS_IN_FLIGHT && this.inserts.length > 0) {
       const batch = this.inserts.splice(0, MAX_INSERT_BATCH);
       this.insertsInFlight++;
-      // The batch serves several calls, so no single caller's deadline may cancel it.
-      void withoutCallSignal(() => this.insertBatch(batch)).finally(() => {
+      // The batch serves several calls, so no single caller's deadline cancels it.
+      void this.insertBatch(batch).finally(() => {
         this.insertsInFlight--;
         this.flushInserts();
       });
@@ -411,7 +409,7 @@ export class PgRepository implements Repository {
   }
 
   async jobGetById(scope: Scope, jobId: string): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_GET_BY_ID, [scope.org, scope.bucket, jobId]);
+    const rows = await this.q(SQL.JOB_GET_BY_ID, [scope.org, scope.bucket, jobId], scope.signal);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
@@ -437,7 +435,7 @@ export class PgRepository implements Repository {
   }
 
   async jobGetByRequestId(scope: Scope, requestId: string): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_GET_BY_REQUEST_ID, [scope.org, scope.bucket, requestId]);
+    const rows = await this.q(SQL.JOB_GET_BY_REQUEST_ID, [scope.org, scope.bucket, requestId], scope.signal);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
@@ -446,7 +444,7 @@ export class PgRepository implements Repository {
     jobId: string,
     nowMs: number,
   ): Promise<{ job: Job; changed: boolean } | undefined> {
-    const rows = await this.q(SQL.JOB_CANCEL, [scope.org, scope.bucket, jobId, nowMs]);
+    const rows = await this.q(SQL.JOB_CANCEL, [scope.org, scope.bucket, jobId, nowMs], scope.signal);
     if (rows[0]) {
       const job = toJob(rows[0]);
       // Tell the owning worker at once; the heartbeat would find out within a third of a lease.
@@ -586,7 +584,7 @@ export class PgRepository implements Repository {
   }
 
   async ruleGetById(scope: Scope, ruleId: string): Promise<BoundRule | undefined> {
-    const rows = await this.q(SQL.RULE_GET_BY_ID, [scope.org, scope.bucket, ruleId]);
+    const rows = await this.q(SQL.RULE_GET_BY_ID, [scope.org, scope.bucket, ruleId], scope.signal);
     return rows[0] ? toRule(rows[0]) : undefined;
   }
 
@@ -613,7 +611,7 @@ export class PgRepository implements Repository {
     const key = `${scope.org}/${scope.bucket}`;
     const hit = this.rulesCache.get(key);
     if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
-    const value = (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket])).map(toRule);
+    const value = (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket], scope.signal)).map(toRule);
     this.rulesCache.set(key, { value, at: Date.now() });
     return value;
   }
@@ -651,13 +649,9 @@ export class PgRepository implements Repository {
   }
 
   async ruleDelete(scope: Scope, ruleId: string): Promise<boolean> {
-    try {
-      const res = await this.pool.query(SQL.RULE_DELETE, [scope.org, scope.bucket, ruleId]);
-      await this.configChanged(scope);
-      return (res.rowCount ?? 0) > 0;
-    } catch (err) {
-      throw mapPgError(err);
-    }
+    const rows = await this.q(`${SQL.RULE_DELETE} RETURNING rule_id`, [scope.org, scope.bucket, ruleId], scope.signal);
+    await this.configChanged(scope);
+    return rows.length > 0;
   }
 
   async pipelineInsert(pipeline: Pipeline): Promise<Pipeline> {
@@ -680,7 +674,7 @@ export class PgRepository implements Repository {
     const key = `${scope.org}/${scope.bucket}/${pipelineId}`;
     const hit = this.pipelineCache.get(key);
     if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
-    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId]);
+    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId], scope.signal);
     const p = rows[0] ? toPipeline(rows[0]) : undefined;
     if (p) {
       if (this.pipelineCache.size > 10_000) this.pipelineCache.clear();
@@ -731,13 +725,13 @@ export class PgRepository implements Repository {
   }
 
   async pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
-    const deleted = await this.q(SQL.PIPELINE_DELETE, [scope.org, scope.bucket, pipelineId]);
+    const deleted = await this.q(SQL.PIPELINE_DELETE, [scope.org, scope.bucket, pipelineId], scope.signal);
     if (deleted.length > 0) {
       await this.configChanged(scope);
       return "deleted";
     }
     if (!(await this.pipelineGetById(scope, pipelineId))) return "not_found";
-    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [scope.org, scope.bucket, pipelineId]);
+    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [scope.org, scope.bucket, pipelineId], scope.signal);
     return rules.map((r) => r.rule_id as string);
   }
 
