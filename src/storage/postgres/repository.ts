@@ -1,5 +1,5 @@
 /** PostgreSQL implementation of the Repository through `pg`. */
-import { Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
+import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
 import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
@@ -274,10 +274,10 @@ export class PgRepository implements Repository {
    * tied to the call: when the client's deadline passes or it goes away, the server-side
    * query is cancelled with pg_cancel_backend rather than left to run on.
    */
-  private async q(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResultRow[]> {
+  private async run(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResult> {
     if (!signal) {
       try {
-        return (await this.pool.query(text, values)).rows;
+        return await this.pool.query(text, values);
       } catch (err) {
         throw mapPgError(err);
       }
@@ -290,7 +290,7 @@ export class PgRepository implements Repository {
       };
       signal.addEventListener("abort", onAbort, { once: true });
       try {
-        return (await client.query(text, values)).rows;
+        return await client.query(text, values);
       } catch (err) {
         if (signal.aborted) throw abortError(signal.reason);
         throw mapPgError(err);
@@ -298,6 +298,16 @@ export class PgRepository implements Repository {
         signal.removeEventListener("abort", onAbort);
       }
     });
+  }
+
+  /** The rows a statement returns. */
+  private async q(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResultRow[]> {
+    return (await this.run(text, values, signal)).rows;
+  }
+
+  /** How many rows a statement changed. */
+  private async exec(text: string, values?: unknown[]): Promise<number> {
+    return (await this.run(text, values)).rowCount ?? 0;
   }
 
   /** Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing. */
@@ -476,12 +486,8 @@ export class PgRepository implements Repository {
     now: number;
     counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">;
   }): Promise<boolean> {
-    const res = await this.pool
-      .query(SQL.JOB_PROGRESS, [p.jobId, p.owner, p.counters.chunksCreated, p.counters.embeddingsCreated, p.now])
-      .catch((err: unknown) => {
-        throw mapPgError(err);
-      });
-    return (res.rowCount ?? 0) > 0;
+    const changed = await this.exec(SQL.JOB_PROGRESS, [p.jobId, p.owner, p.counters.chunksCreated, p.counters.embeddingsCreated, p.now]);
+    return changed > 0;
   }
 
   async jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined> {
@@ -545,11 +551,9 @@ export class PgRepository implements Repository {
 
   async jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number> {
     if (p.jobIds.length === 0) return 0;
-    const res = await this.pool.query(SQL.JOB_RELEASE, [p.owner, p.jobIds, p.now]).catch((err: unknown) => {
-      throw mapPgError(err);
-    });
-    if ((res.rowCount ?? 0) > 0) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
-    return res.rowCount ?? 0;
+    const released = await this.exec(SQL.JOB_RELEASE, [p.owner, p.jobIds, p.now]);
+    if (released > 0) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    return released;
   }
 
   async jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
@@ -786,10 +790,7 @@ export class PgRepository implements Repository {
 
   /** Deletes up to `limit` jobs that finished before `before`; returns how many. */
   async jobPruneFinished(before: number, limit: number): Promise<number> {
-    const res = await this.pool.query(SQL.JOB_PRUNE, [before, limit]).catch((err: unknown) => {
-      throw mapPgError(err);
-    });
-    return res.rowCount ?? 0;
+    return this.exec(SQL.JOB_PRUNE, [before, limit]);
   }
 
   /** Folds count deltas into job_counts; false when another process is compacting. */
