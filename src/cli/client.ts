@@ -64,6 +64,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") + "\n";
 }
 
+/** Writes a reply as the API's JSON (-o json) or as a table of `header` and `rows`. */
+function render(out: Out, asJson: boolean, schema: DescMessage, msg: Parameters<typeof toJson>[1], header: string[], rows: string[][]): void {
+  out.write(asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : table([header, ...rows]));
+}
+
+const JOB_HEADER = ["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"];
+
 function jobRow(j: IngestJob): string[] {
   const counters = j.pipelineKind === "warehouse" ? `rows ${j.rowsWritten}` : `chunks ${j.chunksCreated} embedded ${j.embeddingsWritten}`;
   return [j.jobId, statusName(j.status).replace("INGEST_STATUS_", ""), j.object?.key ?? "", j.pipelineName, counters, j.error];
@@ -120,9 +127,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
   });
   const ingest = createClient(IngestService, transport);
   const pipelines = createClient(PipelineService, transport);
-  const print = (schema: DescMessage, msg: Parameters<typeof toJson>[1], human: () => string) => {
-    out.write(asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : human());
-  };
+  const showJob = (schema: DescMessage, msg: Parameters<typeof toJson>[1], job: IngestJob) => render(out, asJson, schema, msg, JOB_HEADER, [jobRow(job)]);
   const bucket = () => {
     if (!v.bucket) throw new UsageError("-b BUCKET is required");
     return v.bucket;
@@ -152,13 +157,13 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         pageToken = v.all ? (res.pagination?.nextPageToken ?? "") : "";
       } while (pageToken);
       if (asJson) out.write(JSON.stringify({ jobs: jobs.map((j) => toJson(IngestJobSchema, j, { alwaysEmitImplicit: true })), totalCount: String(total) }, null, 2) + "\n");
-      else out.write(table([["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"], ...jobs.map(jobRow)]) + `${jobs.length} of ${total}\n`);
+      else out.write(table([JOB_HEADER, ...jobs.map(jobRow)]) + `${jobs.length} of ${total}\n`);
       return 0;
     }
     if (group === "jobs" && (verb === "get" || verb === "cancel")) {
       const res =
         verb === "get" ? await ingest.getIngestStatus({ bucket: bucket(), jobId: id("JOB_ID") }) : await ingest.cancelIngestJob({ bucket: bucket(), jobId: id("JOB_ID") });
-      print(IngestService.method.getIngestStatus.output, res, () => table([["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"], jobRow(res.job!)]));
+      showJob(IngestService.method.getIngestStatus.output, res, res.job!);
       return 0;
     }
     if (group === "jobs" && verb === "retry") {
@@ -195,7 +200,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       });
       let job = res.job!;
       if (!v.wait) {
-        print(IngestService.method.triggerIngest.output, res, () => table([["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"], jobRow(job)]));
+        showJob(IngestService.method.triggerIngest.output, res, job);
         return 0;
       }
       let last = "";
@@ -211,7 +216,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         job = (await ingest.getIngestStatus({ bucket: bucket(), jobId: job.jobId })).job!;
         show();
       }
-      print(GetIngestStatusResponseSchema, create(GetIngestStatusResponseSchema, { job }), () => table([["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"], jobRow(job)]));
+      showJob(GetIngestStatusResponseSchema, create(GetIngestStatusResponseSchema, { job }), job);
       if (job.status !== IngestStatus.COMPLETED) {
         err.write(`job ${job.jobId} ended ${statusName(job.status)}${job.error ? `: ${job.error}` : ""}\n`);
         return 1;
@@ -257,7 +262,7 @@ async function pipelineCommand(
   out: Out,
 ): Promise<number> {
   const show = (schema: DescMessage, msg: Parameters<typeof toJson>[1], rows: string[][]) =>
-    out.write(asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : table([["PIPELINE", "NAME", "TEMPLATE", "KIND"], ...rows]));
+    render(out, asJson, schema, msg, ["PIPELINE", "NAME", "TEMPLATE", "KIND"], rows);
   const row = (p: { pipelineId: string; name: string; scriptumTemplate: string; storeEntityKind: string }) => [p.pipelineId, p.name, p.scriptumTemplate, p.storeEntityKind || "-"];
   const m = PipelineService.method;
   switch (verb) {
@@ -307,7 +312,7 @@ async function ruleCommand(
   out: Out,
 ): Promise<number> {
   const show = (schema: DescMessage, msg: Parameters<typeof toJson>[1], rows: string[][]) =>
-    out.write(asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : table([["RULE", "NAME", "PIPELINE", "PRIORITY", "ENABLED", "MATCH"], ...rows]));
+    render(out, asJson, schema, msg, ["RULE", "NAME", "PIPELINE", "PRIORITY", "ENABLED", "MATCH"], rows);
   const row = (r: { ruleId: string; name: string; pipelineId: string; priority: number; enabled: boolean; includePatterns: string[]; includeMimeTypes: string[] }) => [
     r.ruleId,
     r.name,
