@@ -240,7 +240,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         httpPort = (h.address() as AddressInfo).port;
       }
       if (runWorker) {
-        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), log, metrics: m }, config.worker);
+        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m }, config.worker);
         worker.start();
       }
       log.info("k3-ingest started", {

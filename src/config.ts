@@ -116,7 +116,20 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
       retryMaxMs: positiveInt(env, "K3_RETRY_MAX_MS", 300_000),
       graceMs: positiveInt(env, "K3_WORKER_GRACE_MS", 10_000),
       maxObjectBytes: positiveInt(env, "K3_MAX_OBJECT_BYTES", 100 * 1024 * 1024),
-      pdfTimeoutMs: positiveInt(env, "K3_PDF_TIMEOUT_MS", 60_000),
+      readTimeoutMs: positiveInt(env, "K3_READ_TIMEOUT_MS", 30_000),
+      limits: Object.freeze({
+        parse: Object.freeze({
+          maxTextChars: positiveInt(env, "K3_MAX_TEXT_CHARS", 16_000_000),
+          maxRows: positiveInt(env, "K3_MAX_ROWS", 1_000_000),
+        }),
+        sandbox: Object.freeze({
+          memoryMb: positiveInt(env, "K3_SANDBOX_MEMORY_MB", 512),
+          // K3_PDF_TIMEOUT_MS is the earlier name of the same limit.
+          timeoutMs: positiveInt(env, "K3_PARSE_TIMEOUT_MS", positiveInt(env, "K3_PDF_TIMEOUT_MS", 60_000)),
+        }),
+        inlineBytes: positiveInt(env, "K3_INLINE_PARSE_BYTES", 256 * 1024),
+        maxVectorValues: positiveInt(env, "K3_MAX_VECTOR_VALUES", 16_777_216),
+      }),
     }),
     embeddings: Object.freeze({
       url: embeddingsUrl,

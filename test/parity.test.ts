@@ -121,10 +121,10 @@ async function scenario(door: Door, bucket: string): Promise<Step[]> {
   await call("update rule: bad size range", IngestService, "UpdateRule", { ruleId: contracts, minSizeBytes: "10", maxSizeBytes: "5" });
   await call("delete bound pipeline", PipelineService, "DeletePipeline", { pipelineId: rows });
   await call("disable catch-all", IngestService, "UpdateRule", { ruleId: catchAll, enabled: false });
-  await call("delete unbound pipeline", PipelineService, "DeletePipeline", { pipelineId: rows });
-  await call("rule of deleted pipeline", IngestService, "GetRule", { ruleId: catchAll });
+  await call("delete pipeline bound by a disabled rule", PipelineService, "DeletePipeline", { pipelineId: rows });
   await call("delete rule", IngestService, "DeleteRule", { ruleId: catchAll });
   await call("delete rule again", IngestService, "DeleteRule", { ruleId: catchAll });
+  await call("delete unbound pipeline", PipelineService, "DeletePipeline", { pipelineId: rows });
   await call("update pipeline", PipelineService, "UpdatePipeline", { pipelineId: embed, description: "contracts", options: { values: {} } });
   await call("list vector pipelines", PipelineService, "ListPipelines", { storeEntityKind: "vector" });
   return steps;
@@ -195,8 +195,9 @@ test("every door gives the same answers to the same scenario", async () => {
   expect(at("cancel cancelled job")).toMatchObject({ ok: false, code: "failed_precondition" });
   expect(at("update rule: bad size range")).toMatchObject({ ok: false, code: "invalid_argument" });
   expect(at("delete bound pipeline")).toMatchObject({ ok: false, code: "failed_precondition" });
+  expect(at("delete pipeline bound by a disabled rule")).toMatchObject({ ok: false, code: "failed_precondition" });
+  expect(at("delete pipeline bound by a disabled rule").message).toMatch(/bound by rules \(rule_/);
   expect(at("delete unbound pipeline")).toMatchObject({ ok: true });
-  expect(at("rule of deleted pipeline")).toMatchObject({ ok: true, body: { rule: { binding: { pipelineName: "", pipelineKind: "" } } } });
   expect(at("delete rule again")).toMatchObject({ ok: false, code: "not_found" });
   const updated = at("update rule: clear patterns, raise priority").body.rule;
   expect(updated).toMatchObject({ includePatterns: [], includeMimeTypes: ["application/pdf"], priority: 20, name: "contracts" });

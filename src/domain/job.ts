@@ -131,7 +131,8 @@ export interface VectorChunk {
 /** What a pipeline run produced, for the engine to write together with the job's end state. */
 export type JobOutput =
   | { kind: "vector"; chunks: VectorChunk[]; batchSize: number }
-  | { kind: "warehouse"; rows: unknown[]; batchSize: number }
+  /** Rows as JSON text, one object each. */
+  | { kind: "warehouse"; rows: string[]; batchSize: number }
   | { kind: "none" };
 
 /** The end of a successful (or partly successful) run. */

@@ -3,13 +3,13 @@
  * types AND size. Within an axis, includes OR together (an empty include list matches
  * everything) and excludes always win.
  *
- * Globs are matched against the whole key, ASCII case-insensitively: `**` spans `/`,
- * `*` and `?` stay within one path segment, `[abc]`, `[a-z]` and `[!abc]` are classes,
- * and `**​/` also matches zero directories (`docs/**​/x.pdf` matches `docs/x.pdf`).
+ * Globs are matched against the whole key, ASCII case-insensitively, by the
+ * non-backtracking matcher of glob.ts (its header has the syntax).
  * MIME patterns are `type/subtype` or `type/*`. Sizes are inclusive; max 0 = no limit.
  * Among matching rules the highest priority wins, ties go to the oldest rule.
  */
 import { InvalidArgument } from "./errors";
+import { compileGlobMatcher, type Glob } from "./glob";
 import type { Rule } from "./pipeline";
 
 /** What rule matching needs to know about an object. */
@@ -19,70 +19,33 @@ export interface ObjectFacts {
   size: number;
 }
 
-const globCache = new Map<string, RegExp>();
+const globCache = new Map<string, Glob>();
 
 function asciiLower(s: string): string {
   return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
-function escapeRegex(c: string): string {
-  return /[\\^$.*+?()[\]{}|/-]/.test(c) ? `\\${c}` : c;
-}
+/** Most rules one bucket may hold. */
+export const MAX_RULES_PER_BUCKET = 500;
+/** Most characters of glob patterns across all rules of one bucket (bounds a trigger's matching work). */
+export const MAX_GLOB_CHARS_PER_BUCKET = 65_536;
 
-/** Compiles a glob to an anchored RegExp; throws InvalidArgument naming the field. */
-export function compileGlob(pattern: string, field = "pattern"): RegExp {
+/** Compiles a glob (see glob.ts); throws InvalidArgument naming the field. Compiled globs are cached. */
+export function compileGlob(pattern: string, field = "pattern"): Glob {
   const cached = globCache.get(pattern);
   if (cached) return cached;
-  if (pattern.length === 0) throw new InvalidArgument(`${field} must not be empty`, field);
-  const p = asciiLower(pattern);
-  let re = "^";
-  for (let i = 0; i < p.length; i++) {
-    const c = p[i];
-    if (c === "*") {
-      if (p[i + 1] === "*") {
-        i++;
-        if (p[i + 1] === "/") {
-          i++;
-          re += "(?:.*/)?";
-        } else {
-          re += ".*";
-        }
-      } else {
-        re += "[^/]*";
-      }
-    } else if (c === "?") {
-      re += "[^/]";
-    } else if (c === "[") {
-      const end = p.indexOf("]", i + 2);
-      if (end < 0) {
-        throw new InvalidArgument(`${field} "${pattern}" has an unterminated [ class`, field);
-      }
-      let body = p.slice(i + 1, end);
-      let negate = false;
-      if (body.startsWith("!") || body.startsWith("^")) {
-        negate = true;
-        body = body.slice(1);
-      }
-      if (body.length === 0) {
-        throw new InvalidArgument(`${field} "${pattern}" has an empty [] class`, field);
-      }
-      const cls = body.replace(/[\\\]^[]/g, (x) => `\\${x}`);
-      re += negate ? `[^/${cls}]` : `[${cls}]`;
-      i = end;
-    } else {
-      re += escapeRegex(c);
-    }
-  }
-  re += "$";
-  let compiled: RegExp;
-  try {
-    compiled = new RegExp(re, "s");
-  } catch {
-    throw new InvalidArgument(`${field} "${pattern}" is not a valid glob`, field);
-  }
+  const compiled = compileGlobMatcher(pattern, field);
   if (globCache.size > 10_000) globCache.clear();
   globCache.set(pattern, compiled);
   return compiled;
+}
+
+/** Characters of glob patterns a rule holds (what MAX_GLOB_CHARS_PER_BUCKET counts). */
+export function globChars(rule: Pick<Rule, "includePatterns" | "excludePatterns">): number {
+  let n = 0;
+  for (const p of rule.includePatterns) n += p.length;
+  for (const p of rule.excludePatterns) n += p.length;
+  return n;
 }
 
 const MIME_PATTERN = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;

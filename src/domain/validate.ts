@@ -80,3 +80,39 @@ export function checkId(value: string, prefix: string, field: string): void {
     );
   }
 }
+
+/** Most entries of an options map (a pipeline's or a trigger's). */
+export const MAX_OPTIONS = 64;
+/** Largest key plus value of one option, in bytes. */
+export const MAX_OPTION_BYTES = 4096;
+/** Largest options map in all (keys plus values), in bytes; a job carries both maps. */
+export const MAX_OPTIONS_TOTAL_BYTES = 16 * 1024;
+/** Longest free text (descriptions), in characters. */
+export const MAX_TEXT = 4096;
+
+/** Checks an options map: entry count, key and value sizes, and total size. */
+export function checkOptionMap(options: Readonly<Record<string, string>>, field = "options"): void {
+  const keys = Object.keys(options);
+  if (keys.length > MAX_OPTIONS) {
+    throw new InvalidArgument(`${field} has ${keys.length} entries; at most ${MAX_OPTIONS} are allowed`, field);
+  }
+  let total = 0;
+  for (const k of keys) {
+    if (k === "") throw new InvalidArgument(`${field} has an empty key`, field);
+    const bytes = Buffer.byteLength(k) + Buffer.byteLength(options[k]);
+    if (bytes > MAX_OPTION_BYTES) {
+      throw new InvalidArgument(`${field}[${quote(k, 40)}] is ${bytes} bytes (key plus value); at most ${MAX_OPTION_BYTES} are allowed`, `${field}.${k}`);
+    }
+    total += bytes;
+  }
+  if (total > MAX_OPTIONS_TOTAL_BYTES) {
+    throw new InvalidArgument(`${field} holds ${total} bytes in all; at most ${MAX_OPTIONS_TOTAL_BYTES} are allowed`, field);
+  }
+}
+
+/** Checks the length of a free-text field. */
+export function checkLength(value: string, max: number, field: string): void {
+  if (value.length > max) {
+    throw new InvalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`, field);
+  }
+}

@@ -3,41 +3,18 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { IngestService, type StringList, type UpdateRuleRequest } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
-import { isTerminal, type Scope } from "../domain/job";
+import { isTerminal, type Job, type Scope } from "../domain/job";
 import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
-import { checkMimePattern, compileGlob, pickRule, type ObjectFacts } from "../domain/rules";
+import { checkMimePattern, compileGlob, globChars, MAX_GLOB_CHARS_PER_BUCKET, MAX_RULES_PER_BUCKET, pickRule, type ObjectFacts } from "../domain/rules";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
-import { checkBucket, checkId, checkObjectKey, checkRequired, quote } from "../domain/validate";
+import { checkBucket, checkId, checkLength, checkObjectKey, checkOptionMap, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromProto, statusName } from "./convert";
 import { requestIdKey, scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 
-const MAX_OPTIONS = 64;
-const MAX_OPTION_BYTES = 4096;
 const MAX_PATTERNS = 100;
 const MAX_NAME = 200;
-const MAX_TEXT = 4096;
-
-/** Checks a trigger's options overlay: count, key and value sizes. */
-function checkOptions(options: Record<string, string>, field = "options"): void {
-  const keys = Object.keys(options);
-  if (keys.length > MAX_OPTIONS) {
-    throw new InvalidArgument(`${field} has ${keys.length} entries; at most ${MAX_OPTIONS} are allowed`, field);
-  }
-  for (const k of keys) {
-    if (k === "") throw new InvalidArgument(`${field} has an empty key`, field);
-    if (Buffer.byteLength(k) + Buffer.byteLength(options[k]) > MAX_OPTION_BYTES) {
-      throw new InvalidArgument(`${field}[${quote(k, 40)}] is larger than ${MAX_OPTION_BYTES} bytes`, `${field}.${k}`);
-    }
-  }
-}
-
-function checkLength(value: string, max: number, field: string): void {
-  if (value.length > max) {
-    throw new InvalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`, field);
-  }
-}
 
 /** Checks every pattern of a rule's four lists. */
 function checkRulePatterns(f: Pick<RuleFields, "includePatterns" | "excludePatterns" | "includeMimeTypes" | "excludeMimeTypes">): void {
@@ -67,6 +44,13 @@ function checkSizes(min: number, max: number): void {
   }
 }
 
+/** A job's size in a list answer, roughly: its free-form parts plus the fixed fields. */
+function jobBytes(j: Job): number {
+  let n = 800 + j.key.length + j.error.length + j.errorDetails.length;
+  for (const [k, v] of Object.entries(j.options)) n += k.length + v.length + 8;
+  return n;
+}
+
 /** Builds the IngestService implementation over the given dependencies. */
 export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof IngestService> {
   const { repo, objects, now } = deps;
@@ -85,6 +69,27 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       );
     }
     return p;
+  }
+
+  /**
+   * Keeps a bucket's rules within the caps that bound a trigger's matching work:
+   * MAX_RULES_PER_BUCKET rules and MAX_GLOB_CHARS_PER_BUCKET glob characters in all.
+   */
+  async function checkRuleBudget(scope: Scope, rule: Pick<RuleFields, "includePatterns" | "excludePatterns">, exceptRuleId?: string): Promise<void> {
+    const usage = await repo.ruleBucketUsage(scope, exceptRuleId);
+    if (exceptRuleId === undefined && usage.rules >= MAX_RULES_PER_BUCKET) {
+      throw new InvalidArgument(
+        `bucket ${quote(scope.bucket)} already has ${usage.rules} rules; at most ${MAX_RULES_PER_BUCKET} rules are allowed per bucket`,
+        "bucket",
+      );
+    }
+    const chars = usage.globChars + globChars(rule);
+    if (chars > MAX_GLOB_CHARS_PER_BUCKET) {
+      throw new InvalidArgument(
+        `the rules of bucket ${quote(scope.bucket)} would hold ${chars} characters of include/exclude patterns; at most ${MAX_GLOB_CHARS_PER_BUCKET} are allowed per bucket`,
+        "include_patterns",
+      );
+    }
   }
 
   async function ruleOf(scope: Scope, ruleId: string): Promise<BoundRule> {
@@ -136,7 +141,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       }
       const key = req.object.key;
       checkObjectKey(key);
-      checkOptions(req.options);
+      checkOptionMap(req.options);
       checkLength(req.requestId, 128, "request_id");
       if (req.requestId !== "") {
         const earlier = await repo.jobGetByRequestId(scope, req.requestId);
@@ -186,7 +191,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         pipelineId: req.pipelineId || undefined,
         ruleId: req.ruleId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId);
+      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
       return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
@@ -229,6 +234,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkRulePatterns(fields);
       checkSizes(fields.minSizeBytes, fields.maxSizeBytes);
       await pipelineOf(scope, req.pipelineId, "pipeline_id");
+      await checkRuleBudget(scope, fields);
       const createdAt = now();
       const rule = await repo.ruleInsert({
         ...fields,
@@ -271,6 +277,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       const merged = { ...current, ...patch };
       checkRulePatterns(merged);
       checkSizes(merged.minSizeBytes, merged.maxSizeBytes);
+      if (patch.includePatterns !== undefined || patch.excludePatterns !== undefined) await checkRuleBudget(scope, merged, current.ruleId);
       if (patch.pipelineId !== undefined && patch.pipelineId !== current.pipelineId) {
         checkRequired(patch.pipelineId, "pipeline_id");
         await pipelineOf(scope, patch.pipelineId, "pipeline_id");

@@ -5,13 +5,12 @@ import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors"
 import { newId } from "../domain/ids";
 import type { PipelineFields } from "../domain/pipeline";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
-import { checkBucket, checkId, checkRequired, quote } from "../domain/validate";
+import { checkBucket, checkId, checkLength, checkOptionMap, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import { pipelinePagination, pipelineToProto } from "./convert";
 import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 
-const MAX_OPTIONS = 64;
 const STORE_KINDS = ["", "vector", "warehouse"];
 
 function checkPipelineName(name: string): void {
@@ -19,12 +18,6 @@ function checkPipelineName(name: string): void {
   if (name.length > 200) throw new InvalidArgument(`name is longer than 200 characters`, "name");
 }
 
-function checkOptionCount(options: Record<string, string>): void {
-  const n = Object.keys(options).length;
-  if (n > MAX_OPTIONS) {
-    throw new InvalidArgument(`options has ${n} entries; at most ${MAX_OPTIONS} are allowed`, "options");
-  }
-}
 
 /** Builds the PipelineService implementation over the given dependencies. */
 export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof PipelineService> {
@@ -39,6 +32,8 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkPipelineName(req.name);
+      checkLength(req.description, MAX_TEXT, "description");
+      checkLength(req.storeEntityId, 200, "store_entity_id");
       let templateName: string;
       let options = req.options;
       switch (req.script.case) {
@@ -53,7 +48,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
           throw new InvalidArgument("one of scriptum_template or spawn_from_template is required", "scriptum_template");
       }
       const template = getTemplate(templateName);
-      checkOptionCount(options);
+      checkOptionMap(options);
       checkTemplateOptions(template, options);
       const createdAt = now();
       const pipeline = await repo.pipelineInsert({
@@ -111,10 +106,12 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       if (!current) throw notFound(req.bucket, req.pipelineId);
       const patch = pipelinePatch(req);
       if (patch.name !== undefined) checkPipelineName(patch.name);
+      if (patch.description !== undefined) checkLength(patch.description, MAX_TEXT, "description");
+      if (patch.storeEntityId !== undefined) checkLength(patch.storeEntityId, 200, "store_entity_id");
       const template = getTemplate(patch.template ?? current.template);
       patch.storeEntityKind = template.kind;
       const options = patch.options ?? current.options;
-      checkOptionCount(options);
+      checkOptionMap(options);
       checkTemplateOptions(template, options);
       const p = await repo.pipelineUpdate(scope, req.pipelineId, patch, now());
       if (!p) throw notFound(req.bucket, req.pipelineId);
@@ -129,7 +126,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       if (res === "not_found") throw notFound(req.bucket, req.pipelineId);
       if (res !== "deleted") {
         throw new FailedPrecondition(
-          `pipeline ${quote(req.pipelineId)} is still bound by enabled rules (${res.join(", ")}); disable or delete them first`,
+          `pipeline ${quote(req.pipelineId)} is still bound by rules (${res.join(", ")}); delete them or bind them to another pipeline first`,
         );
       }
       return {};

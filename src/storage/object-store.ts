@@ -5,7 +5,8 @@
  * path inside. Keys have passed checkObjectKey (no `..`, not absolute); symlinks that
  * lead out of the bucket folder are treated as missing objects.
  */
-import { realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
+import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
+import { open, readlink } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
@@ -17,12 +18,39 @@ export interface ObjectInfo {
   mimeType: string;
 }
 
+/** An object's bytes as read once from one descriptor. */
+export interface ObjectBytes {
+  data: Buffer;
+  /** A version stamp of what was read (modification time in ns), to order re-ingests. */
+  version: bigint;
+}
+
+/** Why an object could not be read; the worker turns it into a permanent failure. */
+export class ObjectUnreadable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ObjectUnreadable";
+  }
+}
+
+/** Limits of one object read. */
+export interface ReadLimits {
+  maxBytes: number;
+  timeoutMs: number;
+  signal: AbortSignal;
+}
+
 /** Read access to the objects of buckets. */
 export interface ObjectStore {
   /** Returns the object's facts, or undefined when there is no such object. */
   stat(scope: Scope, key: string): Promise<ObjectInfo | undefined>;
-  /** The absolute path of an existing object, for readers that stream it. */
-  resolve(scope: Scope, key: string): Promise<string | undefined>;
+  /**
+   * Reads the object once: opened without following a final link and without blocking
+   * (a FIFO or device is refused), checked on the open descriptor to be a regular file
+   * inside its bucket, read within the limits. Undefined when there is no such object;
+   * ObjectUnreadable when it exists but may not or cannot be read.
+   */
+  read(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectBytes | undefined>;
 }
 
 // The callback forms cost noticeably less CPU per call than fs/promises on Node 20, and
@@ -70,8 +98,49 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (!path || !st?.isFile()) return undefined;
     return { size: st.size, mimeType: mimeTypeOf(key) };
   }
+  async function read(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectBytes | undefined> {
+    const dir = bucketDir(dataDir, scope);
+    let fh;
+    try {
+      // O_NOFOLLOW: a link swapped in as the object is not followed; O_NONBLOCK: opening a
+      // FIFO returns at once instead of parking a libuv thread until a writer appears.
+      fh = await open(join(dir, key), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+      if (code === "ELOOP") throw new ObjectUnreadable(`object "${key}" is a symbolic link; links are not read`);
+      throw new ObjectUnreadable(`object "${key}" cannot be opened (${code ?? "error"})`);
+    }
+    try {
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) throw new ObjectUnreadable(`object "${key}" is not a regular file`);
+      // Where the descriptor really points: a directory swapped for a link on the way is caught here.
+      const real = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => realpath(join(dir, key)));
+      const realBucket = await realBucketDir(dir).catch(() => "");
+      if (!realBucket || !real.startsWith(realBucket + sep)) {
+        throw new ObjectUnreadable(`object "${key}" leads outside its bucket; it is not read`);
+      }
+      if (st.size > BigInt(limits.maxBytes)) {
+        throw new ObjectUnreadable(`object "${key}" is ${st.size} bytes; the limit is ${limits.maxBytes} (K3_MAX_OBJECT_BYTES)`);
+      }
+      const size = Number(st.size);
+      const data = Buffer.allocUnsafe(size);
+      const deadline = Date.now() + limits.timeoutMs;
+      let at = 0;
+      while (at < size) {
+        limits.signal.throwIfAborted();
+        if (Date.now() > deadline) throw new ObjectUnreadable(`object "${key}" could not be read within ${limits.timeoutMs} ms`);
+        const { bytesRead } = await fh.read(data, at, Math.min(size - at, 1 << 20), at);
+        if (bytesRead === 0) break; // truncated meanwhile
+        at += bytesRead;
+      }
+      return { data: at === size ? data : data.subarray(0, at), version: st.mtimeNs };
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
   return {
-    resolve,
+    read,
     stat: statInside,
   };
 }

@@ -66,6 +66,8 @@ export interface Repository {
     nowMs: number,
   ): Promise<BoundRule | undefined>;
   ruleDelete(scope: Scope, ruleId: string): Promise<boolean>;
+  /** How many rules a bucket holds and how many glob characters they carry, leaving out `exceptRuleId`. */
+  ruleBucketUsage(scope: Scope, exceptRuleId?: string): Promise<{ rules: number; globChars: number }>;
 
   pipelineInsert(pipeline: Pipeline): Promise<Pipeline>;
   pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined>;
@@ -77,8 +79,8 @@ export interface Repository {
     nowMs: number,
   ): Promise<Pipeline | undefined>;
   /**
-   * Deletes the pipeline unless an enabled rule binds it. Returns "deleted", "not_found",
-   * or the IDs of the enabled rules that still bind it.
+   * Deletes the pipeline unless a rule (enabled or not) binds it. Returns "deleted",
+   * "not_found", or the IDs of the rules that still bind it.
    */
   pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
 

@@ -11,6 +11,7 @@ import { checkBucket } from "../domain/validate";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import { callerKey, requestIdKey } from "../service/caller";
+import { checkStringFields } from "../service/check-strings";
 import { authorize, type Authenticator } from "./auth";
 import { codeName, toConnectError } from "./errors";
 
@@ -61,6 +62,7 @@ export function registerService(
       ctx.values.set(requestIdKey, requestId);
       try {
         const caller = await auth.authenticate(ctx.requestHeader);
+        checkStringFields(method.input, req);
         const bucket = (req as { bucket?: unknown }).bucket;
         if (typeof bucket !== "string") throw new Error(`${method.name}: request has no bucket field`);
         checkBucket(bucket);

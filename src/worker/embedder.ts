@@ -20,19 +20,28 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
+/** Writes the local embedding of `text` (`dims` components) into `out` at `offset`. */
+export function hashEmbed(text: string, dims: number, out: Float32Array | number[], offset = 0): void {
+  for (let i = 0; i < dims; i++) out[offset + i] = 0;
+  for (const token of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+    const h = fnv1a(token);
+    out[offset + (h % dims)] += h & 0x80000000 ? -1 : 1;
+  }
+  let sum = 0;
+  for (let i = 0; i < dims; i++) sum += out[offset + i] * out[offset + i];
+  const norm = Math.sqrt(sum);
+  if (norm > 0) for (let i = 0; i < dims; i++) out[offset + i] /= norm;
+}
+
 /** The deterministic local embedder. */
 export function createLocalEmbedder(dimensions: number): Embedder {
   return {
     async embed(texts, signal) {
       return texts.map((text) => {
         signal.throwIfAborted();
-        const v = new Array<number>(dimensions).fill(0);
-        for (const token of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
-          const h = fnv1a(token);
-          v[h % dimensions] += h & 0x80000000 ? -1 : 1;
-        }
-        const norm = Math.hypot(...v);
-        return norm === 0 ? v : v.map((x) => x / norm);
+        const v = new Array<number>(dimensions);
+        hashEmbed(text, dimensions, v);
+        return v;
       });
     },
   };

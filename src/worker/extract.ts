@@ -1,44 +1,80 @@
 /**
- * Text extraction for the embedding pipeline, by extension: .txt/.md (UTF-8 text),
- * .html (tags stripped, block elements as line breaks, entities decoded), .json (one
- * `path: value` line per leaf), .csv (the text as is) and .pdf (pdfjs in a worker
- * thread; pages separated by a blank line). Line endings become "\n" and the result is
- * trimmed. Unsupported or corrupt files are PermanentErrors.
+ * Text extraction for the embedding pipeline, from the object's bytes, by extension:
+ * .txt/.md (UTF-8 text), .html (tags stripped, block elements as line breaks, entities
+ * decoded), .json (one `path: value` line per leaf), .csv (the text as is) and .pdf
+ * (pdfjs; pages separated by a blank line). Line endings become "\n" and the result is
+ * trimmed. Every step is linear in the input and bounded: no regex that can backtrack
+ * over the document, no recursion over its nesting, and a cap on the characters kept.
+ * Unsupported, corrupt or oversized inputs are PermanentErrors. Large inputs run in the
+ * sandbox process (sandbox.ts), small ones inline.
  */
-import { readFile, stat } from "node:fs/promises";
-import { extname, join } from "node:path";
-import { Worker } from "node:worker_threads";
-import { PermanentError, TransientError } from "./failures";
+import { extname } from "node:path";
+import { PermanentError } from "./failures";
 
 /** Extensions the embedding pipeline reads. */
 export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".pdf"];
 
-const PDF_WORKER = join(__dirname, "pdf-text.worker.mjs");
+/** Deepest JSON nesting read (objects and arrays). */
+export const MAX_JSON_DEPTH = 256;
 
-/** Limits of extraction. */
-export interface ExtractLimits {
-  maxBytes: number;
-  pdfTimeoutMs: number;
+/** Limits of extraction and parsing. */
+export interface ParseLimits {
+  /** Most characters of text kept from one object. */
+  maxTextChars: number;
+  /** Most rows one object may yield. */
+  maxRows: number;
 }
 
-function decodeUtf8(buf: Buffer, key: string): string {
+/** Decodes UTF-8 or fails permanently. */
+export function decodeUtf8(buf: Uint8Array, key: string, stage = "extract"): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(buf);
   } catch {
-    throw new PermanentError("extract", `object "${key}" is not valid UTF-8 text`);
+    throw new PermanentError(stage, `object "${key}" is not valid UTF-8 text`);
   }
 }
 
 const ENTITIES: Readonly<Record<string, string>> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " " };
+const DROP_WITH_CONTENT = new Set(["script", "style", "head", "template"]);
+const BREAKS = new Set(["br", "/p", "/div", "/li", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6", "/tr", "/table", "/section", "/article", "/blockquote", "/pre"]);
 
-/** Plain text of an HTML document. */
+/** Plain text of an HTML document, in one pass (every search moves forward). */
 export function htmlToText(html: string): string {
-  return html
-    .replace(/<!--[\s\S]*?-->/g, "")
-    .replace(/<(script|style|head|template)\b[\s\S]*?<\/\1\s*>/gi, "")
-    .replace(/<(br|\/p|\/div|\/li|\/h[1-6]|\/tr|\/table|\/section|\/article|\/blockquote|\/pre)\b[^>]*>/gi, "\n")
-    .replace(/<[^>]*>/g, "")
-    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) => {
+  const lower = html.toLowerCase();
+  const out: string[] = [];
+  let i = 0;
+  while (i < html.length) {
+    const lt = html.indexOf("<", i);
+    if (lt < 0) {
+      out.push(html.slice(i));
+      break;
+    }
+    out.push(html.slice(i, lt));
+    if (html.startsWith("<!--", lt)) {
+      const end = html.indexOf("-->", lt + 4);
+      if (end < 0) break; // an unterminated comment hides the rest
+      i = end + 3;
+      continue;
+    }
+    const gt = html.indexOf(">", lt + 1);
+    if (gt < 0) {
+      out.push(html.slice(lt)); // no tag can close any more: the rest is text
+      break;
+    }
+    const name = /^\/?[a-z0-9]*/.exec(lower.slice(lt + 1, Math.min(gt, lt + 20)))?.[0] ?? "";
+    if (DROP_WITH_CONTENT.has(name)) {
+      const close = lower.indexOf(`</${name}`, gt + 1);
+      if (close < 0) break;
+      const closeEnd = html.indexOf(">", close);
+      i = closeEnd < 0 ? html.length : closeEnd + 1;
+      continue;
+    }
+    if (BREAKS.has(name)) out.push("\n");
+    i = gt + 1;
+  }
+  return out
+    .join("")
+    .replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{1,10});/gi, (m, e: string) => {
       if (e[0] === "#") {
         const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
         return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : m;
@@ -46,56 +82,82 @@ export function htmlToText(html: string): string {
       return ENTITIES[e.toLowerCase()] ?? m;
     })
     .replace(/[ \t\f\v\u00a0]+/g, " ")
-    .replace(/ *\n */g, "\n")
+    .replace(/ ?\n ?/g, "\n")
     .replace(/\n{3,}/g, "\n\n");
 }
 
-/** One `path: value` line per leaf of a JSON document. */
-export function jsonToText(value: unknown, path = ""): string[] {
-  if (Array.isArray(value)) return value.flatMap((v, i) => jsonToText(v, `${path}[${i}]`));
-  if (value !== null && typeof value === "object") {
-    return Object.entries(value).flatMap(([k, v]) => jsonToText(v, path ? `${path}.${k}` : k));
+/** Parses JSON; a syntax error or nesting deeper than MAX_JSON_DEPTH is a permanent failure. */
+export function parseJson(text: string, what: string, stage: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    if (err instanceof RangeError) throw new PermanentError(stage, `${what} is nested too deeply to read`);
+    throw new PermanentError(stage, `${what} is not valid JSON: ${(err as Error).message}`);
   }
-  if (value === null) return [];
-  return [path ? `${path}: ${String(value)}` : String(value)];
+  checkDepth(value, what, stage);
+  return value;
 }
 
-function pdfText(path: string, key: string, signal: AbortSignal, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(PDF_WORKER, { workerData: { path }, resourceLimits: { maxOldGenerationSizeMb: 512 } });
-    let settled = false;
-    const finish = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      void worker.terminate();
-      fn();
-    };
-    const onAbort = () => finish(() => reject(signal.reason));
-    const timer = setTimeout(
-      () => finish(() => reject(new PermanentError("extract", `PDF "${key}" took longer than ${timeoutMs} ms to read`))),
-      timeoutMs,
-    );
-    signal.addEventListener("abort", onAbort, { once: true });
-    worker.once("message", (m: { ok: true; pages: string[] } | { ok: false; name: string; message: string }) =>
-      finish(() =>
-        m.ok
-          ? resolve(m.pages.join("\n\n"))
-          : reject(new PermanentError("extract", `PDF "${key}" is corrupt or unreadable: ${m.name}: ${m.message}`)),
-      ),
-    );
-    worker.once("error", (err) =>
-      finish(() => reject(new TransientError("extract", `PDF reader crashed on "${key}"`, { cause: err }))),
-    );
-    worker.once("exit", (code) =>
-      finish(() => reject(new PermanentError("extract", `PDF reader stopped (exit ${code}) on "${key}"; the file may be too large`))),
-    );
-  });
+/** Throws a PermanentError when the value nests deeper than MAX_JSON_DEPTH (checked without recursion). */
+export function checkDepth(value: unknown, what: string, stage: string): void {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (v === null || typeof v !== "object") continue;
+    if (depth >= MAX_JSON_DEPTH) {
+      throw new PermanentError(stage, `${what} nests deeper than ${MAX_JSON_DEPTH} levels; flatten it or split it`);
+    }
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
 }
 
-/** Extracts the text of the object at `path` (its key decides the format). */
-export async function extractText(path: string, key: string, signal: AbortSignal, limits: ExtractLimits): Promise<string> {
+/** One `path: value` line per leaf of a JSON document, in document order, without recursion. */
+export function jsonToText(value: unknown): string[] {
+  const lines: string[] = [];
+  const stack: Array<[unknown, string]> = [[value, ""]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop() as [unknown, string];
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}[${i}]`]);
+    } else if (v !== null && typeof v === "object") {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) stack.push([entries[i][1], path ? `${path}.${entries[i][0]}` : entries[i][0]]);
+    } else if (v !== null) {
+      lines.push(path ? `${path}: ${String(v)}` : String(v));
+    }
+  }
+  return lines;
+}
+
+/** The text of a PDF, through pdfjs (ESM-only, hence the dynamic import). */
+async function pdfText(data: Uint8Array, key: string): Promise<string> {
+  const { getDocument } = (await import("pdfjs-dist/legacy/build/pdf.mjs")) as typeof import("pdfjs-dist");
+  let doc;
+  try {
+    doc = await getDocument({ data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), isEvalSupported: false, useWasm: false, disableFontFace: true, useSystemFonts: false, verbosity: 0 }).promise;
+  } catch (err) {
+    throw new PermanentError("extract", `PDF "${key}" is corrupt or unreadable: ${(err as Error).name}: ${(err as Error).message}`);
+  }
+  const pages: string[] = [];
+  for (let i = 1; i <= doc.numPages; i++) {
+    const page = await doc.getPage(i);
+    const content = await page.getTextContent();
+    let text = "";
+    for (const item of content.items) {
+      if ("str" in item) text += item.str + (item.hasEOL ? "\n" : "");
+    }
+    pages.push(text.trim());
+    page.cleanup();
+  }
+  await doc.destroy();
+  return pages.join("\n\n");
+}
+
+/** Checks that the extension is one the embedding pipeline reads. */
+export function checkTextExtension(key: string): string {
   const ext = extname(key).toLowerCase();
   if (!TEXT_EXTENSIONS.includes(ext)) {
     throw new PermanentError(
@@ -103,28 +165,27 @@ export async function extractText(path: string, key: string, signal: AbortSignal
       `unsupported file type "${ext || "(none)"}" for "${key}"; text_embedding_index reads ${TEXT_EXTENSIONS.join(", ")}`,
     );
   }
-  const st = await stat(path);
-  if (st.size > limits.maxBytes) {
-    throw new PermanentError("extract", `object "${key}" is ${st.size} bytes; the limit is ${limits.maxBytes}`);
+  return ext;
+}
+
+/** Extracts the text of an object from its bytes (its key decides the format). */
+export async function extractText(data: Uint8Array, key: string, limits: ParseLimits): Promise<string> {
+  const ext = checkTextExtension(key);
+  // UTF-8 never has more characters than bytes; past four bytes a character the text is too long for sure.
+  if (ext !== ".pdf" && data.length > limits.maxTextChars * 4) {
+    throw new PermanentError("extract", `object "${key}" holds more than ${limits.maxTextChars} characters of text; the limit is K3_MAX_TEXT_CHARS`);
   }
   let text: string;
   if (ext === ".pdf") {
-    text = await pdfText(path, key, signal, limits.pdfTimeoutMs);
+    text = await pdfText(data, key);
   } else {
-    const raw = decodeUtf8(await readFile(path, { signal }), key);
-    if (ext === ".html" || ext === ".htm") {
-      text = htmlToText(raw);
-    } else if (ext === ".json") {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch (err) {
-        throw new PermanentError("extract", `object "${key}" is not valid JSON: ${(err as Error).message}`);
-      }
-      text = jsonToText(parsed).join("\n");
-    } else {
-      text = raw;
-    }
+    const raw = decodeUtf8(data, key);
+    if (ext === ".html" || ext === ".htm") text = htmlToText(raw);
+    else if (ext === ".json") text = jsonToText(parseJson(raw, `object "${key}"`, "extract")).join("\n");
+    else text = raw;
+  }
+  if (text.length > limits.maxTextChars) {
+    throw new PermanentError("extract", `object "${key}" holds ${text.length} characters of text; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
   return text.replace(/\r\n?/g, "\n").trim();
 }

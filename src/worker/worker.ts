@@ -32,6 +32,8 @@ import type { Embedder } from "./embedder";
 import { AbortReason, PermanentError, describeFailure } from "./failures";
 import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
+import type { ExecutorLimits } from "./pipelines/types";
+import { ObjectUnreadable } from "../storage/object-store";
 
 /** Tunables of a worker. */
 export interface WorkerConfig {
@@ -43,7 +45,10 @@ export interface WorkerConfig {
   retryMaxMs: number;
   graceMs: number;
   maxObjectBytes: number;
-  pdfTimeoutMs: number;
+  /** Longest an object read may take (ms). */
+  readTimeoutMs: number;
+  /** Bounds of parsing and its sandbox. */
+  limits: ExecutorLimits;
 }
 
 /** What a worker depends on. */
@@ -53,6 +58,8 @@ export interface WorkerDeps {
   /** URL for the LISTEN connection. */
   connectionString: string;
   embedder: (options: Readonly<Record<string, string>>) => Embedder;
+  /** True when the embedder is the built-in local one. */
+  localEmbedding: boolean;
   log: Logger;
   metrics?: Metrics;
   now?: () => number;
@@ -65,6 +72,7 @@ interface Running {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
+const EMPTY: Buffer = Buffer.alloc(0);
 const MAX_COMPLETION_BATCH = 500;
 
 interface PendingCompletion {
@@ -286,12 +294,23 @@ export class Worker {
         if (err instanceof InvalidArgument) throw new PermanentError("options", err.message);
         throw err;
       }
-      const path = executor.readsObject ? await this.deps.objects.resolve(job, job.key) : "";
-      if (path === undefined) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
+      let data = EMPTY;
+      if (executor.readsObject) {
+        let read;
+        try {
+          read = await this.deps.objects.read(job, job.key, { maxBytes: this.config.maxObjectBytes, timeoutMs: this.config.readTimeoutMs, signal });
+        } catch (err) {
+          if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);
+          throw err;
+        }
+        if (!read) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
+        data = read.data;
+      }
       const outcome = await executor.run({
         job,
         options: job.options,
-        path,
+        data,
+        localEmbedding: this.deps.localEmbedding,
         signal,
         embedder: this.deps.embedder,
         progress: (counters) => {
@@ -299,7 +318,7 @@ export class Worker {
           if (this.now() - lastProgress >= PROGRESS_INTERVAL_MS) flushProgress();
         },
         log,
-        limits: { maxObjectBytes: this.config.maxObjectBytes, pdfTimeoutMs: this.config.pdfTimeoutMs },
+        limits: this.config.limits,
       });
       releaseSlot();
       signal.throwIfAborted();

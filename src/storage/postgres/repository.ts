@@ -192,7 +192,7 @@ async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now:
   } else if (output.kind === "warehouse") {
     await client.query(SQL.WAREHOUSE_DELETE, key);
     for (let i = 0; i < output.rows.length; i += output.batchSize) {
-      const docs = output.rows.slice(i, i + output.batchSize).map((r) => JSON.stringify(r));
+      const docs = output.rows.slice(i, i + output.batchSize);
       await client.query(SQL.WAREHOUSE_INSERT_BATCH, [...key, job.jobId, now, docs.map((_, j) => i + j), docs]);
       counters.batchesReceived++;
       counters.rowsWritten += docs.length;
@@ -399,6 +399,11 @@ export class PgRepository implements Repository {
         col("traceId"),
       ]);
     } catch (err) {
+      // One bad row must not fail its neighbours: retry each alone, unless the database is gone.
+      if (batch.length > 1 && !isConnectionError(err) && !(err instanceof DomainError && err.kind === "unavailable")) {
+        await Promise.all(batch.map((p) => this.insertBatch([p])));
+        return;
+      }
       for (const p of batch) p.reject(err);
       return;
     }
@@ -656,6 +661,11 @@ export class PgRepository implements Repository {
     const rows = await this.q(`${SQL.RULE_DELETE} RETURNING rule_id`, [scope.org, scope.bucket, ruleId], scope.signal);
     await this.configChanged(scope);
     return rows.length > 0;
+  }
+
+  async ruleBucketUsage(scope: Scope, exceptRuleId = ""): Promise<{ rules: number; globChars: number }> {
+    const rows = await this.q(SQL.RULE_BUCKET_USAGE, [scope.org, scope.bucket, exceptRuleId], scope.signal);
+    return { rules: num(rows[0]?.rules), globChars: num(rows[0]?.glob_chars) };
   }
 
   async pipelineInsert(pipeline: Pipeline): Promise<Pipeline> {

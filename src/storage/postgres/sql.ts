@@ -83,15 +83,24 @@ RETURNING ${PIPELINE_COLUMNS}`;
 
 export const PIPELINE_GET_BY_ID = `SELECT ${PIPELINE_COLUMNS} FROM pipelines WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`;
 
-/** Deletes only when no enabled rule binds the pipeline. */
+/**
+ * Deletes only when no rule binds the pipeline, enabled or not: a disabled rule that
+ * outlived its pipeline would strand every trigger it matches once re-enabled.
+ */
 export const PIPELINE_DELETE = `
 DELETE FROM pipelines p
 WHERE p.org = $1 AND p.bucket = $2 AND p.pipeline_id = $3
-  AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.org = p.org AND r.bucket = p.bucket AND r.pipeline_id = p.pipeline_id AND r.enabled)
+  AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.org = p.org AND r.bucket = p.bucket AND r.pipeline_id = p.pipeline_id)
 RETURNING p.pipeline_id`;
 
 export const PIPELINE_BINDING_RULES = `
-SELECT rule_id FROM rules WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND enabled ORDER BY created_at LIMIT 20`;
+SELECT rule_id FROM rules WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 ORDER BY created_at LIMIT 20`;
+
+/** Rules of a bucket and the glob characters they hold, leaving out rule $3. */
+export const RULE_BUCKET_USAGE = `
+SELECT count(*)::int AS rules,
+       coalesce(sum((SELECT coalesce(sum(length(p)), 0) FROM unnest(include_patterns || exclude_patterns) AS p)), 0)::int AS glob_chars
+FROM rules WHERE org = $1 AND bucket = $2 AND rule_id <> $3`;
 
 /**
  * Claims up to $2 runnable jobs, oldest first, for worker $1 with a lease until $4.

@@ -2,14 +2,28 @@
 import type { Job, RunOutcome } from "../../domain/job";
 import type { Logger } from "../../log";
 import type { Embedder } from "../embedder";
+import type { ParseLimits } from "../extract";
+import type { SandboxLimits } from "../sandbox";
+
+/** The bounds every executor works within. */
+export interface ExecutorLimits {
+  parse: ParseLimits;
+  sandbox: SandboxLimits;
+  /** Objects larger than this are parsed in the sandbox process, not inline. */
+  inlineBytes: number;
+  /** Most vector values (chunks × dimensions) one object may produce. */
+  maxVectorValues: number;
+}
 
 /** What a running pipeline gets from the engine. */
 export interface RunContext {
   job: Job;
   /** The job's effective options (pipeline options overlaid by the trigger's). */
   options: Readonly<Record<string, string>>;
-  /** Absolute path of the object, already checked to be inside its bucket. */
-  path: string;
+  /** The object's bytes, read once by the engine (empty for templates that do not read it). */
+  data: Buffer;
+  /** True when embeddings come from the built-in local embedder (computed with the chunks). */
+  localEmbedding: boolean;
   /** Aborted on cancel, shutdown or a lost lease; executors pass it on and check it. */
   signal: AbortSignal;
   /** The embedder configured for this server, for the given options. */
@@ -17,7 +31,7 @@ export interface RunContext {
   /** Publishes counters while the job runs (throttled by the engine). */
   progress(counters: { chunksCreated: number; embeddingsCreated: number }): void;
   log: Logger;
-  limits: { maxObjectBytes: number; pdfTimeoutMs: number };
+  limits: ExecutorLimits;
 }
 
 /**

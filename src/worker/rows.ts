@@ -1,0 +1,135 @@
+/**
+ * Rows for `structured_rows`, from an object's bytes: `.csv` (header row, RFC 4180
+ * quoting), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
+ * objects, or one object). Linear in the input, capped in rows and columns, and nesting
+ * is checked before a row is serialised. Each row comes back as its JSON text.
+ */
+import { decodeUtf8, parseJson, type ParseLimits } from "./extract";
+import { PermanentError } from "./failures";
+
+/** Most columns a CSV header may have. */
+export const MAX_CSV_COLUMNS = 10_000;
+
+/** Parses CSV text into records of fields (RFC 4180: quotes, doubled quotes, CRLF). */
+export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE_INTEGER): string[][] {
+  const records: string[][] = [];
+  let field = "";
+  let record: string[] = [];
+  let quoted = false;
+  let line = 1;
+  const endRecord = () => {
+    record.push(field);
+    if (!(record.length === 1 && record[0] === "")) {
+      records.push(record);
+      if (records.length > maxRecords) {
+        throw new PermanentError("parse", `CSV "${key}" has more than ${maxRecords - 1} rows; the limit is K3_MAX_ROWS`);
+      }
+    }
+    if (record.length > MAX_CSV_COLUMNS) {
+      throw new PermanentError("parse", `CSV "${key}" line ${line} has ${record.length} fields; at most ${MAX_CSV_COLUMNS} columns are read`);
+    }
+    record = [];
+    field = "";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i++;
+        } else {
+          quoted = false;
+        }
+      } else {
+        if (c === "\n") line++;
+        field += c;
+      }
+    } else if (c === '"' && field === "") {
+      quoted = true;
+    } else if (c === ",") {
+      record.push(field);
+      field = "";
+      if (record.length > MAX_CSV_COLUMNS) {
+        throw new PermanentError("parse", `CSV "${key}" line ${line} has more than ${MAX_CSV_COLUMNS} fields; at most ${MAX_CSV_COLUMNS} columns are read`);
+      }
+    } else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      endRecord();
+      line++;
+    } else {
+      field += c;
+    }
+  }
+  if (quoted) throw new PermanentError("parse", `CSV "${key}" has an unterminated quoted field (line ${line})`);
+  if (field !== "" || record.length > 0) endRecord();
+  return records;
+}
+
+function tooMany(key: string, maxRows: number): PermanentError {
+  return new PermanentError("parse", `"${key}" has more than ${maxRows} rows; the limit is ${maxRows} (K3_MAX_ROWS)`);
+}
+
+function csvRows(text: string, key: string, maxRows: number): string[] {
+  const [header, ...records] = parseCsv(text, key, maxRows + 1);
+  if (!header) return [];
+  const seen = new Set<string>();
+  const names = header.map((h, i) => {
+    const name = h.trim();
+    if (name === "" || seen.has(name)) return `column_${i + 1}`;
+    seen.add(name);
+    return name;
+  });
+  return records.map((r, n) => {
+    if (r.length !== names.length) {
+      throw new PermanentError("parse", `CSV "${key}" record ${n + 2} has ${r.length} fields; the header has ${names.length}`);
+    }
+    const row: Record<string, string> = {};
+    names.forEach((name, i) => (row[name] = r[i]));
+    return JSON.stringify(row);
+  });
+}
+
+function objectRow(value: unknown, what: string): string {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new PermanentError("parse", `${what} is not a JSON object`);
+  }
+  return JSON.stringify(value);
+}
+
+function jsonlRows(text: string, key: string, maxRows: number): string[] {
+  const rows: string[] = [];
+  let start = 0;
+  for (let line = 1; start <= text.length; line++) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const raw = text.slice(start, end).trim();
+    start = end + 1;
+    if (raw === "") continue;
+    if (rows.length >= maxRows) throw tooMany(key, maxRows);
+    rows.push(objectRow(parseJson(raw, `"${key}" line ${line}`, "parse"), `"${key}" line ${line}`));
+  }
+  return rows;
+}
+
+function jsonRows(text: string, key: string, maxRows: number): string[] {
+  const value = parseJson(text, `"${key}"`, "parse");
+  const items = Array.isArray(value) ? value : [value];
+  if (items.length > maxRows) throw tooMany(key, maxRows);
+  return items.map((r, i) => objectRow(r, `"${key}" element ${i}`));
+}
+
+/** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text. */
+export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits): string[] {
+  if (data.length > limits.maxTextChars * 4) {
+    throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
+  }
+  const text = decodeUtf8(data, key, "read");
+  if (text.length > limits.maxTextChars) {
+    throw new PermanentError("parse", `"${key}" holds ${text.length} characters; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
+  }
+  if (format === "csv") return csvRows(text, key, limits.maxRows);
+  if (format === "jsonl") return jsonlRows(text, key, limits.maxRows);
+  return jsonRows(text, key, limits.maxRows);
+}
+
