@@ -27,6 +27,8 @@ import { isConnectionError } from "./storage/postgres/pg-errors";
 import { PgRepository } from "./storage/postgres/repository";
 import { bindGrpc, createGrpcServer } from "./transport/grpc";
 import { createHttpServer } from "./transport/http";
+import { createMetricsEndpoint } from "./transport/metrics-endpoint";
+import { createRateLimiter } from "./transport/rate-limit";
 import { buildOpenApi } from "./transport/openapi";
 import { VERSION } from "./version";
 import { registerService } from "./transport/services";
@@ -164,7 +166,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       migrated = true;
       if (applied.length) log.info("migrations applied", { applied });
       const r = repo;
-      metrics = createMetrics(serveApi ? r : undefined);
+      metrics = createMetrics();
       const m = metrics;
       // Fold job count deltas every second (one process at a time does it).
       let compacting = false;
@@ -210,13 +212,14 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           log,
         });
         const deps = { repo: r, objects, now: () => Date.now() };
+        const limiter = config.writeRatePerSecond > 0 ? createRateLimiter(config.writeRatePerSecond, config.writeBurst) : undefined;
         const entries = [
-          registerService(IngestService, createIngestService(deps), log, auth, m),
-          registerService(PipelineService, createPipelineService(deps), log, auth, m),
+          registerService(IngestService, createIngestService(deps), log, auth, m, limiter),
+          registerService(PipelineService, createPipelineService(deps), log, auth, m, limiter),
         ];
         http = createHttpServer(entries, {
           log,
-          metrics: m.registry,
+          metrics: createMetricsEndpoint({ registry: m.registry, log, auth: config.metricsAuth ? auth : undefined, stats: r }),
           openapi: buildOpenApi([IngestService, PipelineService], VERSION),
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,

@@ -13,6 +13,12 @@ export interface Config {
   auth: boolean;
   /** Whether gRPC reflection needs a valid token too. */
   reflectionAuth: boolean;
+  /** Whether /metrics needs an admin token (and then shows that organization's job gauges). */
+  metricsAuth: boolean;
+  /** Write calls (trigger, cancel, changes) per second per token; 0 = no limit. */
+  writeRatePerSecond: number;
+  /** Burst of write calls a token may make above the rate. */
+  writeBurst: number;
   /** PostgreSQL URL; undefined starts the embedded database. */
   databaseUrl: string | undefined;
   host: string;
@@ -65,6 +71,14 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
+function nonNegative(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${JSON.stringify(raw)} must be a number, 0 or more`);
+  return n;
+}
+
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
 /** K3_JOB_RETENTION: a duration like 30d, 12h, 90m or 45s; "off" or 0 keeps jobs forever. */
@@ -107,11 +121,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     role,
     auth: onOff(env, "K3_AUTH", true),
     reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),
+    metricsAuth: onOff(env, "K3_METRICS_AUTH", false),
+    writeRatePerSecond: nonNegative(env, "K3_WRITE_RATE_LIMIT", 0),
+    writeBurst: positiveInt(env, "K3_WRITE_BURST", 100),
     worker: Object.freeze({
       concurrency: positiveInt(env, "K3_WORKER_CONCURRENCY", 4),
       leaseMs: positiveInt(env, "K3_LEASE_MS", 30_000),
       pollMs: positiveInt(env, "K3_POLL_MS", 2_000),
       maxAttempts: positiveInt(env, "K3_MAX_ATTEMPTS", 5),
+      maxLostAttempts: positiveInt(env, "K3_MAX_LOST_ATTEMPTS", 2),
       retryBaseMs: positiveInt(env, "K3_RETRY_BASE_MS", 1_000),
       retryMaxMs: positiveInt(env, "K3_RETRY_MAX_MS", 300_000),
       graceMs: positiveInt(env, "K3_WORKER_GRACE_MS", 10_000),

@@ -1,7 +1,9 @@
 /**
- * Prometheus metrics (prom-client), one registry per process. RPCs are counted in the
- * wrapper every door shares; job state gauges are read from the maintained counters when
- * scraped, so a scrape costs two small queries, never a scan of the jobs table.
+ * Prometheus metrics (prom-client), one registry per process: RPCs (counted in the wrapper
+ * every door shares), jobs run by this process's worker, and the process itself. They
+ * reveal nothing of any organization's data. An organization's job counts and queue age
+ * are served separately (renderOrgMetrics), only to an admin token of that organization,
+ * from the maintained counters, so a scrape never scans the jobs table.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
@@ -17,14 +19,27 @@ export interface Metrics {
   workerBusy: Gauge;
 }
 
-/** What the job gauges are read from at scrape time. */
+/** What an organization's job gauges are read from. */
 export interface JobStatsSource {
-  jobCountsByStatus(): Promise<Record<string, number>>;
-  oldestPendingCreatedAt(): Promise<number | undefined>;
+  jobCountsByStatus(org: string): Promise<Record<string, number>>;
+  oldestPendingCreatedAt(org: string): Promise<number | undefined>;
 }
 
-/** Creates the registry and its metrics; `stats` feeds the job gauges when given. */
-export function createMetrics(stats?: JobStatsSource): Metrics {
+const STATUSES = ["pending", "processing", "completed", "failed", "partial", "cancelled"];
+
+/** The job gauges of one organization, in the Prometheus text format. */
+export async function renderOrgMetrics(stats: JobStatsSource, org: string, now = Date.now()): Promise<string> {
+  const [counts, oldest] = await Promise.all([stats.jobCountsByStatus(org), stats.oldestPendingCreatedAt(org)]);
+  const lines = ["# HELP k3_jobs Jobs by status (this organization)", "# TYPE k3_jobs gauge"];
+  for (const status of STATUSES) lines.push(`k3_jobs{status="${status}"} ${counts[status] ?? 0}`);
+  lines.push("# HELP k3_queue_oldest_pending_age_seconds Age of the oldest PENDING job of this organization (0 when none)");
+  lines.push("# TYPE k3_queue_oldest_pending_age_seconds gauge");
+  lines.push(`k3_queue_oldest_pending_age_seconds ${oldest === undefined ? 0 : Math.max(0, (now - oldest) / 1000)}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Creates the registry and its metrics. */
+export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "k3_" });
   const m: Metrics = {
@@ -49,26 +64,5 @@ export function createMetrics(stats?: JobStatsSource): Metrics {
     workerSlots: new Gauge({ name: "k3_worker_slots", help: "Jobs this process's worker may run at once (0: no worker)", registers: [registry] }),
     workerBusy: new Gauge({ name: "k3_worker_busy", help: "Jobs this process's worker is running", registers: [registry] }),
   };
-  if (stats) {
-    new Gauge({
-      name: "k3_jobs",
-      help: "Jobs by status (all organizations and buckets)",
-      labelNames: ["status"],
-      registers: [registry],
-      async collect() {
-        const counts = await stats.jobCountsByStatus();
-        for (const status of ["pending", "processing", "completed", "failed", "partial", "cancelled"]) this.set({ status }, counts[status] ?? 0);
-      },
-    });
-    new Gauge({
-      name: "k3_queue_oldest_pending_age_seconds",
-      help: "Age of the oldest PENDING job (0 when none)",
-      registers: [registry],
-      async collect() {
-        const oldest = await stats.oldestPendingCreatedAt();
-        this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
-      },
-    });
-  }
   return m;
 }

@@ -88,16 +88,21 @@ test("rule resolution through the API: priority, MIME and size axes, sources", a
   for (const id of [small, anyText, csv, fromSource]) await http("DELETE", `/${B}/rules/${id}`);
 });
 
-test("a rule whose pipeline was deleted cannot run", async () => {
+test("a pipeline bound by a rule, even a disabled one, cannot be deleted; the message names the rule", async () => {
   const p = (await http("POST", `/${B}/pipelines`, { name: "short-lived", scriptum_template: "noop" })).json.pipeline.pipelineId;
   const r = (await http("POST", `/${B}/rules`, { name: "orphan", pipeline_id: p, enabled: false })).json.rule.ruleId;
-  expect((await http("DELETE", `/${B}/pipelines/${p}`)).status).toBe(200);
-  expect((await http("GET", `/${B}/pipelines/${p}`)).status).toBe(404);
+  const refused = await http("DELETE", `/${B}/pipelines/${p}`);
+  expect(refused.status).toBe(400);
+  expect(refused.json).toMatchObject({ code: "failed_precondition" });
+  expect(refused.json.message).toContain(r);
+  expect((await http("GET", `/${B}/pipelines/${p}`)).status).toBe(200);
+  // Re-enabled, the rule still has its pipeline: a trigger it matches runs.
+  await http("PATCH", `/${B}/rules/${r}`, { enabled: true });
   const res = await http("POST", `/${B}/ingest`, { object: { key: "docs/small.txt" }, rule_id: r });
-  expect(res.status).toBe(400);
-  expect(res.json).toMatchObject({ code: "failed_precondition" });
-  expect(res.json.message).toContain(`rule "${r}" binds pipeline "${p}", which no longer exists`);
+  expect(res.status).toBe(200);
+  expect(res.json.job.pipelineId).toBe(p);
   await http("DELETE", `/${B}/rules/${r}`);
+  expect((await http("DELETE", `/${B}/pipelines/${p}`)).status).toBe(200);
 });
 
 test("concurrent triggers with one request_id create one job", async () => {

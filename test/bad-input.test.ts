@@ -179,7 +179,7 @@ const CASES: Case[] = [
     request: () => ({ bucket: B, name: "x", scriptumTemplate: "text_embedding_index", options: { chunk_size: "0" } }),
     code: "invalid_argument",
     http: 400,
-    message: /options\["chunk_size"\] = "0" must be an integer from 1 to 1000000/,
+    message: /options\["chunk_size"\] = "0" must be an integer from 32 to 100000/,
   },
   {
     name: "pipeline filter with an unknown kind",

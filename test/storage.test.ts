@@ -85,7 +85,7 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
     expect(a.jobId).toBe(job.jobId);
     expect(a.attempts).toBe(1);
     // A stops renewing; its lease expires and the job goes back to PENDING, then to B.
-    expect(await repo.jobRescueExpired({ now: t0 + 200, maxAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
+    expect(await repo.jobRescueExpired({ now: t0 + 200, maxAttempts: 5, maxLostAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
     const [b] = await repo.jobClaimAvailable({ owner: "worker-b", limit: 10, leaseMs: 10_000, now: t0 + 300 });
     expect(b).toMatchObject({ jobId: job.jobId, attempts: 2 });
     expect(b.threadId).not.toBe(a.threadId);

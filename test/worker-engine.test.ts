@@ -41,6 +41,8 @@ beforeAll(async () => {
     K3_MAX_ATTEMPTS: "4",
     K3_POLL_MS: "100",
     K3_LEASE_MS: "3000",
+    // Auth is off here, so every caller is the default organization's admin and sees its job gauges.
+    K3_METRICS_AUTH: "on",
   });
   pool = s.app.repo().pool;
   embed = (await http("POST", `/${B}/pipelines`, { name: "embed", scriptum_template: "text_embedding_index", options: { chunk_size: "100", chunk_overlap: "0", batch_size: "2" } }))

@@ -80,6 +80,13 @@ export class PermissionDenied extends DomainError {
   }
 }
 
+/** The caller used up a quota (a rate limit); it may retry later. */
+export class ResourceExhausted extends DomainError {
+  constructor(message: string) {
+    super("resource_exhausted", message);
+  }
+}
+
 /** Throws InvalidArgument naming the field unless the condition holds. */
 export function check(cond: boolean, field: string, message: string): asserts cond {
   if (!cond) throw new InvalidArgument(message, field);

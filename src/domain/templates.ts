@@ -21,13 +21,17 @@ export interface TemplateSpec {
   options: Readonly<Record<string, OptionSpec>>;
 }
 
+/** Smallest and largest chunk, in characters: below the floor, chunks × dimensions explodes. */
+export const MIN_CHUNK_SIZE = 32;
+export const MAX_CHUNK_SIZE = 100_000;
+
 const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
   text_embedding_index: {
     name: "text_embedding_index",
     kind: "vector",
     options: {
-      chunk_size: { int: { min: 1, max: 1_000_000 } },
-      chunk_overlap: { int: { min: 0, max: 999_999 } },
+      chunk_size: { int: { min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE } },
+      chunk_overlap: { int: { min: 0, max: MAX_CHUNK_SIZE / 2 } },
       batch_size: { int: { min: 1, max: 2048 } },
       dimensions: { int: { min: 1, max: 8192 } },
       embedding_model: {},
@@ -95,9 +99,11 @@ export function checkTemplateOptions(
   if (template.name === "text_embedding_index") {
     const size = Number(options.chunk_size ?? "1000");
     const overlap = Number(options.chunk_overlap ?? "150");
-    if (overlap >= size) {
+    // At most half a chunk of overlap: every window then moves on by half a chunk or more,
+    // so the chunks never hold more than twice the text.
+    if (overlap * 2 > size) {
       throw new InvalidArgument(
-        `${field}["chunk_overlap"] = "${overlap}" must be smaller than chunk_size (${size})`,
+        `${field}["chunk_overlap"] = "${overlap}" must be at most half of chunk_size (${size})`,
         `${field}.chunk_overlap`,
       );
     }

@@ -119,7 +119,9 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkId(req.pipelineId, "pipe", "pipeline_id");
       return { pipeline: await pipelineOf(scope, req.pipelineId, "pipeline_id"), ruleId: "" };
     }
-    const rule = pickRule(await repo.ruleListEnabledForDirect(scope), facts);
+    // A rule whose pipeline is gone (a delete that raced a rule change) is passed over, so
+    // lower-priority rules still get their turn.
+    const rule = pickRule((await repo.ruleListEnabledForDirect(scope)).filter((r) => r.bindingName !== ""), facts);
     if (!rule) {
       throw new FailedPrecondition(
         `no enabled rule of bucket ${quote(scope.bucket)} matches object key ${quote(facts.key)} (${facts.mimeType}, ${facts.size} bytes); pass pipeline_id or rule_id, or create a rule`,

@@ -127,7 +127,7 @@ export interface Repository {
   /** Hands running jobs back to PENDING (shutdown); the interrupted attempt does not count. */
   jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number>;
   /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED); how many of each. */
-  jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
+  jobRescueExpired(p: { now: number; maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
 
   // ---- tokens ----
 

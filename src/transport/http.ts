@@ -3,10 +3,9 @@
  * protocol (POST, and GET for NO_SIDE_EFFECTS methods) and gRPC-Web. A plain
  * `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { Registry } from "prom-client";
 import type { Logger } from "../log";
 import { createRestHandler, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
@@ -18,8 +17,8 @@ export interface HttpOptions {
   /** Resolves when the server is ready to serve (database reachable, migrations done). */
   ready: () => Promise<boolean>;
   shutdownSignal?: AbortSignal;
-  /** Served at GET /metrics when given. */
-  metrics?: Registry;
+  /** Serves GET /metrics when given. */
+  metrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** Served at GET /openapi.json when given. */
   openapi?: object;
 }
@@ -55,9 +54,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         return;
       }
       if (req.method === "GET" && path === "/metrics" && opts.metrics) {
-        const text = await opts.metrics.metrics();
-        res.writeHead(200, { "content-type": opts.metrics.contentType });
-        res.end(text);
+        await opts.metrics(req, res);
         return;
       }
       if (await rest(req, res)) return;

@@ -12,7 +12,9 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import { callerKey, requestIdKey } from "../service/caller";
 import { checkStringFields } from "../service/check-strings";
-import { authorize, type Authenticator } from "./auth";
+import { ResourceExhausted } from "../domain/errors";
+import { authorize, requiredRole, type Authenticator } from "./auth";
+import type { RateLimiter } from "./rate-limit";
 import { codeName, toConnectError } from "./errors";
 
 /** A unary handler: request message in, response init shape out. */
@@ -47,6 +49,7 @@ export function registerService(
   log: Logger,
   auth: Authenticator,
   metrics?: Metrics,
+  limiter?: RateLimiter,
 ): ServiceEntry {
   const methods = new Map<DescMethod, UnaryHandler>();
   const wrapped: Record<string, UnaryHandler> = {};
@@ -67,6 +70,13 @@ export function registerService(
         if (typeof bucket !== "string") throw new Error(`${method.name}: request has no bucket field`);
         checkBucket(bucket);
         authorize(caller, ctx.requestHeader, bucket, method);
+        if (limiter && requiredRole(method) !== "reader") {
+          const wait = limiter.take(caller.tokenId || "anonymous");
+          if (wait > 0) {
+            ctx.responseHeader.set("retry-after", String(wait));
+            throw new ResourceExhausted(`this token made too many write calls; retry in ${wait} s (K3_WRITE_RATE_LIMIT)`);
+          }
+        }
         ctx.values.set(callerKey, caller);
         return await fn.call(impl, req, ctx);
       } catch (err) {

@@ -41,6 +41,8 @@ export interface WorkerConfig {
   leaseMs: number;
   pollMs: number;
   maxAttempts: number;
+  /** Attempts that may lose their worker (crash, kill) before the job ends FAILED. */
+  maxLostAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
   graceMs: number;
@@ -417,7 +419,7 @@ export class Worker {
   private async rescue(): Promise<void> {
     if (this.state !== "running") return;
     try {
-      const rescued = await this.deps.repo.jobRescueExpired({ now: this.now(), maxAttempts: this.config.maxAttempts });
+      const rescued = await this.deps.repo.jobRescueExpired({ now: this.now(), maxAttempts: this.config.maxAttempts, maxLostAttempts: this.config.maxLostAttempts });
       if (rescued.length > 0) this.deps.log.warn("rescued jobs with expired leases", { jobs: rescued });
       for (const r of rescued) this.deps.metrics?.rescues.inc({ outcome: r.status });
     } catch (err) {

@@ -561,8 +561,8 @@ export class PgRepository implements Repository {
     return released;
   }
 
-  async jobRescueExpired(p: { now: number; maxAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
-    const rows = await this.q(SQL.JOB_RESCUE, [p.now, p.maxAttempts]);
+  async jobRescueExpired(p: { now: number; maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
+    const rows = await this.q(SQL.JOB_RESCUE, [p.now, p.maxAttempts, p.maxLostAttempts]);
     if (rows.some((r) => r.status === "pending")) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
     return rows.map((r) => ({ jobId: r.job_id as string, status: r.status as string }));
   }
@@ -784,17 +784,18 @@ export class PgRepository implements Repository {
     }, false);
   }
 
-  /** Jobs by status across every bucket, from the maintained counters. */
-  async jobCountsByStatus(): Promise<Record<string, number>> {
+  /** An organization's jobs by status across its buckets, from the maintained counters. */
+  async jobCountsByStatus(org: string): Promise<Record<string, number>> {
     const rows = await this.q(
-      `SELECT status, sum(n)::bigint AS n FROM (SELECT status, n FROM job_counts UNION ALL SELECT status, n FROM job_count_deltas) AS c GROUP BY status`,
+      `SELECT status, sum(n)::bigint AS n FROM (SELECT status, n FROM job_counts WHERE org = $1 UNION ALL SELECT status, n FROM job_count_deltas WHERE org = $1) AS c GROUP BY status`,
+      [org],
     );
     return Object.fromEntries(rows.map((r) => [r.status as string, Number(r.n)]));
   }
 
-  /** created_at of the oldest PENDING job (the pending index makes this one index probe). */
-  async oldestPendingCreatedAt(): Promise<number | undefined> {
-    const rows = await this.q("SELECT created_at FROM jobs WHERE status = 'pending' ORDER BY created_at, job_id LIMIT 1");
+  /** created_at of an organization's oldest PENDING job (a walk of the pending index). */
+  async oldestPendingCreatedAt(org: string): Promise<number | undefined> {
+    const rows = await this.q("SELECT created_at FROM jobs WHERE status = 'pending' AND org = $1 ORDER BY created_at, job_id LIMIT 1", [org]);
     return rows[0] ? num(rows[0].created_at) : undefined;
   }
 

@@ -184,7 +184,9 @@ WHERE job_id = ANY($2::text[]) AND status = 'processing' AND lease_owner = $1`;
 
 /**
  * Jobs whose lease expired (their worker died): cancelled when a cancel was asked for,
- * FAILED when the attempts are used up, otherwise PENDING again.
+ * FAILED when the attempts are used up or when this is the $3th attempt that lost its
+ * worker (a job that crashes its worker is not retried into a crash loop), otherwise
+ * PENDING again.
  */
 export const JOB_RESCUE = `
 WITH expired AS (
@@ -195,9 +197,12 @@ WITH expired AS (
   FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs j SET
-  status = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN j.attempts >= $2 THEN 'failed' ELSE 'pending' END,
-  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= $2 THEN $1::bigint ELSE 0 END,
+  status = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN j.attempts >= $2 OR j.lost_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
+  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= $2 OR j.lost_attempts + 1 >= $3 THEN $1::bigint ELSE 0 END,
+  lost_attempts = j.lost_attempts + 1,
   error = CASE WHEN j.cancel_requested THEN 'cancelled while processing'
+               WHEN j.lost_attempts + 1 >= $3 AND j.attempts < $2
+                 THEN 'worker lost ' || (j.lost_attempts + 1) || ' times while running this job (a crash, an out-of-memory kill or kill -9); not retried again'
                ELSE 'worker lost: lease expired during attempt ' || j.attempts END,
   error_details = 'stage: lease; worker ' || j.lease_owner || ' stopped renewing its lease',
   lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
