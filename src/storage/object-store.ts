@@ -121,7 +121,9 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         throw new ObjectUnreadable(`object "${key}" leads outside its bucket; it is not read`);
       }
       if (st.size > BigInt(limits.maxBytes)) {
-        throw new ObjectUnreadable(`object "${key}" is ${st.size} bytes; the limit is ${limits.maxBytes} (K3_MAX_OBJECT_BYTES)`);
+        throw new ObjectUnreadable(
+          `object "${key}" is ${st.size} bytes; the limit for it is ${limits.maxBytes} (K3_MAX_OBJECT_BYTES, and four bytes per character of K3_MAX_TEXT_CHARS for text)`,
+        );
       }
       const size = Number(st.size);
       const data = Buffer.allocUnsafe(size);

@@ -300,7 +300,8 @@ export class Worker {
       if (executor.readsObject) {
         let read;
         try {
-          read = await this.deps.objects.read(job, job.key, { maxBytes: this.config.maxObjectBytes, timeoutMs: this.config.readTimeoutMs, signal });
+          const maxBytes = Math.min(this.config.maxObjectBytes, executor.readLimit?.(job.key, this.config.limits) ?? Number.MAX_SAFE_INTEGER);
+          read = await this.deps.objects.read(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
         } catch (err) {
           if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);
           throw err;

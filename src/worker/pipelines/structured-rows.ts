@@ -7,12 +7,13 @@ import { extname } from "node:path";
 import { PermanentError } from "../failures";
 import { rowsTaskSandboxed } from "../sandbox";
 import { rowsTask, type RowsTaskParams } from "../tasks";
-import { intOption, type PipelineExecutor } from "./types";
+import { intOption, textReadLimit, type PipelineExecutor } from "./types";
 
 const FORMAT_BY_EXT: Readonly<Record<string, string>> = { ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json" };
 
 export const structuredRows: PipelineExecutor = {
   readsObject: true,
+  readLimit: textReadLimit,
   template: "structured_rows",
   async run(ctx) {
     const batchSize = intOption(ctx.options, "batch_size", 500);

@@ -12,13 +12,14 @@ import { checkTextExtension } from "../extract";
 import { PermanentError, describeFailure } from "../failures";
 import { textTaskSandboxed } from "../sandbox";
 import { textTask, type TextTaskParams } from "../tasks";
-import { intOption, type PipelineExecutor } from "./types";
+import { intOption, textReadLimit, type PipelineExecutor } from "./types";
 
 /** Dimensions assumed for the cap on chunks × dimensions when a remote model does not say. */
 const REMOTE_DIMS_ESTIMATE = 1536;
 
 export const textEmbeddingIndex: PipelineExecutor = {
   readsObject: true,
+  readLimit: textReadLimit,
   template: "text_embedding_index",
   async run(ctx) {
     const size = intOption(ctx.options, "chunk_size", 1000);

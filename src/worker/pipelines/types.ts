@@ -41,8 +41,10 @@ export interface RunContext {
  */
 export interface PipelineExecutor {
   template: string;
-  /** False for templates that never read the object (the engine then skips resolving it). */
+  /** False for templates that never read the object (the engine then skips reading it). */
   readsObject: boolean;
+  /** Largest object (bytes) worth reading for this key; larger ones fail before being read. */
+  readLimit?(key: string, limits: ExecutorLimits): number;
   run(ctx: RunContext): Promise<RunOutcome>;
 }
 
@@ -50,4 +52,9 @@ export interface PipelineExecutor {
 export function intOption(options: Readonly<Record<string, string>>, name: string, fallback: number): number {
   const raw = options[name];
   return raw === undefined || raw.trim() === "" ? fallback : Number.parseInt(raw, 10);
+}
+
+/** Text formats never hold more characters than bytes: past four bytes a character, the text cap is passed for sure. */
+export function textReadLimit(key: string, limits: ExecutorLimits): number {
+  return key.toLowerCase().endsWith(".pdf") ? Number.MAX_SAFE_INTEGER : limits.parse.maxTextChars * 4;
 }
