@@ -70,5 +70,22 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
     }
   });
   server.keepAliveTimeout = 65_000;
+  // Requests Node refuses before any handler runs (a request line or headers past 16 KiB,
+  // malformed HTTP) still get a JSON error body, as every other error does.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code !== "HPE_HEADER_OVERFLOW" && !err.code?.startsWith("HPE_"))) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    const body = JSON.stringify({
+      code: "invalid_argument",
+      message: tooLarge ? "the request line and headers are larger than 16 KiB; send long values in a POST body" : "malformed HTTP request",
+      details: [],
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
   return server;
 }
