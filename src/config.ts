@@ -141,7 +141,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
           maxRows: positiveInt(env, "K3_MAX_ROWS", 1_000_000),
         }),
         sandbox: Object.freeze({
-          memoryMb: positiveInt(env, "K3_SANDBOX_MEMORY_MB", 512),
+          memoryMb: positiveInt(env, "K3_SANDBOX_MEMORY_MB", 256),
+          concurrency: positiveInt(env, "K3_SANDBOX_CONCURRENCY", 2),
           // K3_PDF_TIMEOUT_MS is the earlier name of the same limit.
           timeoutMs: positiveInt(env, "K3_PARSE_TIMEOUT_MS", positiveInt(env, "K3_PDF_TIMEOUT_MS", 60_000)),
         }),

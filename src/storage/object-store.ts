@@ -6,7 +6,7 @@
  * lead out of the bucket folder are treated as missing objects.
  */
 import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
-import { open, readlink } from "node:fs/promises";
+import { open, readlink, type FileHandle } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
@@ -18,11 +18,20 @@ export interface ObjectInfo {
   mimeType: string;
 }
 
-/** An object's bytes as read once from one descriptor. */
-export interface ObjectBytes {
-  data: Buffer;
-  /** A version stamp of what was read (modification time in ns), to order re-ingests. */
+/**
+ * An object opened once and checked on its descriptor. Readers read it through this
+ * handle (or pass `fd` to a sandbox process), never by path again, so a file swapped
+ * after the checks is never what they read.
+ */
+export interface ObjectHandle {
+  /** The open descriptor (read-only). */
+  fd: number;
+  size: number;
+  /** A version stamp of what was opened (modification time in ns), to order re-ingests. */
   version: bigint;
+  /** Reads the whole object within the read limits. */
+  readAll(): Promise<Buffer>;
+  close(): Promise<void>;
 }
 
 /** Why an object could not be read; the worker turns it into a permanent failure. */
@@ -45,12 +54,12 @@ export interface ObjectStore {
   /** Returns the object's facts, or undefined when there is no such object. */
   stat(scope: Scope, key: string): Promise<ObjectInfo | undefined>;
   /**
-   * Reads the object once: opened without following a final link and without blocking
-   * (a FIFO or device is refused), checked on the open descriptor to be a regular file
-   * inside its bucket, read within the limits. Undefined when there is no such object;
-   * ObjectUnreadable when it exists but may not or cannot be read.
+   * Opens the object once: without following a final link and without blocking (a FIFO
+   * or device is refused), checked on the open descriptor to be a regular file inside its
+   * bucket and within `maxBytes`. Undefined when there is no such object;
+   * ObjectUnreadable when it exists but may not or cannot be read. The caller closes it.
    */
-  read(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectBytes | undefined>;
+  open(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined>;
 }
 
 // The callback forms cost noticeably less CPU per call than fs/promises on Node 20, and
@@ -98,9 +107,9 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (!path || !st?.isFile()) return undefined;
     return { size: st.size, mimeType: mimeTypeOf(key) };
   }
-  async function read(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectBytes | undefined> {
+  async function openObject(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined> {
     const dir = bucketDir(dataDir, scope);
-    let fh;
+    let fh: FileHandle | undefined;
     try {
       // O_NOFOLLOW: a link swapped in as the object is not followed; O_NONBLOCK: opening a
       // FIFO returns at once instead of parking a libuv thread until a writer appears.
@@ -126,23 +135,33 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         );
       }
       const size = Number(st.size);
-      const data = Buffer.allocUnsafe(size);
-      const deadline = Date.now() + limits.timeoutMs;
-      let at = 0;
-      while (at < size) {
-        limits.signal.throwIfAborted();
-        if (Date.now() > deadline) throw new ObjectUnreadable(`object "${key}" could not be read within ${limits.timeoutMs} ms`);
-        const { bytesRead } = await fh.read(data, at, Math.min(size - at, 1 << 20), at);
-        if (bytesRead === 0) break; // truncated meanwhile
-        at += bytesRead;
-      }
-      return { data: at === size ? data : data.subarray(0, at), version: st.mtimeNs };
+      const handle = fh;
+      fh = undefined; // the handle owns it now
+      return {
+        fd: handle.fd,
+        size,
+        version: st.mtimeNs,
+        close: () => handle.close().catch(() => undefined),
+        async readAll() {
+          const data = Buffer.allocUnsafe(size);
+          const deadline = Date.now() + limits.timeoutMs;
+          let at = 0;
+          while (at < size) {
+            limits.signal.throwIfAborted();
+            if (Date.now() > deadline) throw new ObjectUnreadable(`object "${key}" could not be read within ${limits.timeoutMs} ms`);
+            const { bytesRead } = await handle.read(data, at, Math.min(size - at, 1 << 20), at);
+            if (bytesRead === 0) break; // truncated meanwhile
+            at += bytesRead;
+          }
+          return at === size ? data : data.subarray(0, at);
+        },
+      };
     } finally {
-      await fh.close().catch(() => undefined);
+      await fh?.close().catch(() => undefined);
     }
   }
   return {
-    read,
+    open: openObject,
     stat: statInside,
   };
 }

@@ -1,8 +1,10 @@
 /**
- * Entry of the sandbox process (see sandbox.ts). Reads one request from stdin — a 4-byte
- * length, the JSON header `{task, params}`, then the object's bytes — runs the task and
- * answers on stdout: a 4-byte length, the JSON result, then the raw vector bytes if any.
+ * Entry of the sandbox process (see sandbox.ts). Reads its request `{task, params, size}`
+ * as JSON from stdin and the object from fd 3 (the descriptor the server opened and
+ * checked), runs the task and answers on stdout: a 4-byte length, the JSON result, then
+ * the raw vector bytes if any.
  */
+import { readSync } from "node:fs";
 import { PermanentError } from "./failures";
 import { rowsTask, textTask, type RowsTaskParams, type TextTaskParams } from "./tasks";
 
@@ -19,12 +21,21 @@ function reply(header: object, tail?: Uint8Array): Promise<void> {
   return new Promise((resolve) => process.stdout.write(Buffer.concat([len, json, ...(tail ? [tail] : [])]), () => resolve()));
 }
 
+function readObject(size: number): Buffer {
+  const data = Buffer.allocUnsafe(size);
+  let at = 0;
+  while (at < size) {
+    const n = readSync(3, data, at, Math.min(size - at, 1 << 20), at);
+    if (n === 0) break;
+    at += n;
+  }
+  return data.subarray(0, at);
+}
+
 async function main(): Promise<void> {
-  const input = await readStdin();
-  const headerLen = input.readUInt32BE(0);
-  const { task, params } = JSON.parse(input.subarray(4, 4 + headerLen).toString("utf8")) as { task: string; params: unknown };
-  const data = input.subarray(4 + headerLen);
+  const { task, params, size } = JSON.parse((await readStdin()).toString("utf8")) as { task: string; params: unknown; size: number };
   try {
+    const data = readObject(size);
     if (task === "text") {
       const r = await textTask(data, params as TextTaskParams);
       const v = r.vectors;

@@ -1,6 +1,8 @@
 /**
  * The sandbox: a short-lived child process that runs one CPU-heavy task (tasks.ts) on an
- * object's bytes. Its committed private memory is capped with `ulimit -d` (RLIMIT_DATA,
+ * object, reading it from the already opened and checked descriptor it inherits as fd 3
+ * (the server never holds the bytes of a large object). At most K3_SANDBOX_CONCURRENCY
+ * run at once per process. Its committed private memory is capped with `ulimit -d` (RLIMIT_DATA,
  * which counts writable mappings: unlike a worker thread's heap limits it also bounds
  * array buffers — what a PDF flate bomb inflates into — and, unlike `ulimit -v`, it does
  * not count the address space V8 and WebAssembly merely reserve) and its heap with
@@ -14,9 +16,44 @@ import type { RowsTaskParams, TextTaskParams, TextTaskResult } from "./tasks";
 
 /** Limits of one sandboxed run. */
 export interface SandboxLimits {
-  /** Memory the task may use, in MiB (the address-space cap adds room for the runtime itself). */
+  /** Memory the task may use, in MiB (the data cap adds room for the runtime itself). */
   memoryMb: number;
   timeoutMs: number;
+  /** Sandboxes one process runs at once; more wait their turn. */
+  concurrency: number;
+}
+
+/** The object a sandbox reads: an open, already checked descriptor, handed over as fd 3. */
+export interface SandboxInput {
+  fd: number;
+  size: number;
+}
+
+// Sandboxes waiting for a place, per concurrency setting (one process has one setting).
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function acquire(limit: number, signal: AbortSignal): Promise<() => void> {
+  while (running >= limit) {
+    signal.throwIfAborted();
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        signal.removeEventListener("abort", wake);
+        resolve();
+      };
+      waiting.push(wake);
+      signal.addEventListener("abort", wake, { once: true });
+    });
+  }
+  signal.throwIfAborted();
+  running++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    running--;
+    waiting.shift()?.();
+  };
 }
 
 /** Writable memory node itself needs before the task allocates anything (measured: ~100 MiB). */
@@ -37,14 +74,23 @@ interface Reply {
   tail: Buffer;
 }
 
-function run(task: string, params: object, data: Uint8Array, key: string, signal: AbortSignal, limits: SandboxLimits): Promise<Reply> {
+async function run(task: string, params: object, input: SandboxInput, key: string, signal: AbortSignal, limits: SandboxLimits): Promise<Reply> {
+  const release = await acquire(limits.concurrency, signal);
+  try {
+    return await runOne(task, params, input, key, signal, limits);
+  } finally {
+    release();
+  }
+}
+
+function runOne(task: string, params: object, input: SandboxInput, key: string, signal: AbortSignal, limits: SandboxLimits): Promise<Reply> {
   signal.throwIfAborted();
   const { script, execArgv } = entry();
   const dataLimitKb = (limits.memoryMb + RUNTIME_RESERVE_MB) * 1024;
   const child = spawn(
     "/bin/sh",
     ["-c", 'ulimit -d "$K3_SANDBOX_DATA_KB" && exec "$@"', "sandbox", process.execPath, ...execArgv, `--max-old-space-size=${limits.memoryMb}`, script],
-    { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, K3_SANDBOX_DATA_KB: String(dataLimitKb) } },
+    { stdio: ["pipe", "pipe", "pipe", input.fd], env: { ...process.env, K3_SANDBOX_DATA_KB: String(dataLimitKb) } },
   );
   return new Promise<Reply>((resolve, reject) => {
     const out: Buffer[] = [];
@@ -65,15 +111,15 @@ function run(task: string, params: object, data: Uint8Array, key: string, signal
       () => finish(() => reject(new PermanentError("extract", `"${key}" took longer than ${limits.timeoutMs} ms to process (K3_PARSE_TIMEOUT_MS)`))),
       limits.timeoutMs,
     );
-    child.stdout.on("data", (b: Buffer) => {
+    child.stdout!.on("data", (b: Buffer) => {
       outBytes += b.length;
       if (outBytes > MAX_REPLY_BYTES) finish(() => reject(new PermanentError("extract", `"${key}" produced more output than can be kept`)));
       else out.push(b);
     });
-    child.stderr.on("data", (b: Buffer) => {
+    child.stderr!.on("data", (b: Buffer) => {
       stderr = (stderr + b.toString("utf8")).slice(-4096);
     });
-    child.stdin.on("error", () => undefined); // a child that died early closes its stdin
+    child.stdin!.on("error", () => undefined); // a child that died early closes its stdin
     child.on("error", (err) => finish(() => reject(new TransientError("extract", "the sandbox process could not start", { cause: err }))));
     child.on("close", (code, sig) =>
       finish(() => {
@@ -93,12 +139,7 @@ function run(task: string, params: object, data: Uint8Array, key: string, signal
         );
       }),
     );
-    const header = Buffer.from(JSON.stringify({ task, params }));
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(header.length);
-    child.stdin.write(len);
-    child.stdin.write(header);
-    child.stdin.end(data);
+    child.stdin!.end(JSON.stringify({ task, params, size: input.size }));
   });
 }
 
@@ -111,7 +152,7 @@ function failure(r: Reply, key: string, limits: SandboxLimits): Error {
 }
 
 /** Runs the text task (extract, chunk, local embed) in a sandbox process. */
-export async function textTaskSandboxed(data: Uint8Array, p: TextTaskParams, signal: AbortSignal, limits: SandboxLimits): Promise<TextTaskResult> {
+export async function textTaskSandboxed(data: SandboxInput, p: TextTaskParams, signal: AbortSignal, limits: SandboxLimits): Promise<TextTaskResult> {
   const r = await run("text", p, data, p.key, signal, limits);
   if (!r.header.ok) throw failure(r, p.key, limits);
   const pieces = r.header.pieces ?? [];
@@ -123,7 +164,7 @@ export async function textTaskSandboxed(data: Uint8Array, p: TextTaskParams, sig
 }
 
 /** Runs the rows task in a sandbox process. */
-export async function rowsTaskSandboxed(data: Uint8Array, p: RowsTaskParams, signal: AbortSignal, limits: SandboxLimits): Promise<{ rows: string[] }> {
+export async function rowsTaskSandboxed(data: SandboxInput, p: RowsTaskParams, signal: AbortSignal, limits: SandboxLimits): Promise<{ rows: string[] }> {
   const r = await run("rows", p, data, p.key, signal, limits);
   if (!r.header.ok) throw failure(r, p.key, limits);
   return { rows: r.header.rows ?? [] };

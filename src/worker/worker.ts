@@ -33,7 +33,7 @@ import { AbortReason, PermanentError, describeFailure } from "./failures";
 import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
 import type { ExecutorLimits } from "./pipelines/types";
-import { ObjectUnreadable } from "../storage/object-store";
+import { ObjectUnreadable, type ObjectHandle } from "../storage/object-store";
 
 /** Tunables of a worker. */
 export interface WorkerConfig {
@@ -74,7 +74,6 @@ interface Running {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
-const EMPTY: Buffer = Buffer.alloc(0);
 const MAX_COMPLETION_BATCH = 500;
 
 interface PendingCompletion {
@@ -287,6 +286,7 @@ export class Worker {
         .then(() => repo.jobRecordProgress({ jobId: job.jobId, owner, now: this.now(), counters }))
         .catch(() => undefined);
     };
+    let object: ObjectHandle | undefined;
     try {
       const executor = executorFor(job.template);
       if (!executor) throw new PermanentError("start", `template "${job.template}" is not known to this worker`);
@@ -296,23 +296,20 @@ export class Worker {
         if (err instanceof InvalidArgument) throw new PermanentError("options", err.message);
         throw err;
       }
-      let data = EMPTY;
       if (executor.readsObject) {
-        let read;
         try {
           const maxBytes = Math.min(this.config.maxObjectBytes, executor.readLimit?.(job.key, this.config.limits) ?? Number.MAX_SAFE_INTEGER);
-          read = await this.deps.objects.read(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
+          object = await this.deps.objects.open(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
         } catch (err) {
           if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);
           throw err;
         }
-        if (!read) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
-        data = read.data;
+        if (!object) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
       }
       const outcome = await executor.run({
         job,
         options: job.options,
-        data,
+        object,
         localEmbedding: this.deps.localEmbedding,
         signal,
         embedder: this.deps.embedder,
@@ -323,6 +320,8 @@ export class Worker {
         log,
         limits: this.config.limits,
       });
+      await object?.close();
+      object = undefined;
       releaseSlot();
       signal.throwIfAborted();
       await progressWrite;
@@ -346,6 +345,8 @@ export class Worker {
         log.warn("job lease lost before it could finish; its output was discarded", {});
       }
     } catch (err) {
+      await object?.close();
+      object = undefined;
       releaseSlot();
       await progressWrite;
       const reason: unknown = signal.aborted ? signal.reason : undefined;

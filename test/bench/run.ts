@@ -11,6 +11,7 @@
  *
  * BENCH_SCENARIOS=1,2 runs a subset; BENCH_SECONDS sets the load duration (default 15).
  */
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -20,12 +21,13 @@ import { Pool } from "pg";
 import { IngestService, TriggerIngestRequestSchema } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { encodePageToken } from "../../src/domain/page-token";
+import { flateBomb } from "../helpers/fixtures";
 import { migrate } from "../../src/storage/postgres/migrate";
 import { connectClients, grpcCall } from "../helpers/clients";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7").split(",").map(Number);
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -423,6 +425,77 @@ async function scenario5(adminUrl: string) {
   await server.proc.stop();
 }
 
+/**
+ * Scenario 7: four hostile 100 MiB objects at once (a one-line CSV, a text, a JSON of
+ * `[` only, and a PDF whose stream inflates to 1 GiB), parsed for real: the text cap is
+ * raised so every one reaches its sandbox. Measured: the server's RSS, the RSS of its
+ * whole process tree (sandboxes included), and /healthz latency against the same probe
+ * on the idle server just before.
+ */
+async function scenario7(adminUrl: string) {
+  log("scenario 7: four hostile 100 MiB objects at once");
+  const url = await freshDatabase(adminUrl, "k3_bench_hostile");
+  const server = await startServer("serve", url, { K3_WORKER_CONCURRENCY: "4", K3_MAX_TEXT_CHARS: "200000000", K3_MAX_OBJECT_BYTES: String(110 * 2 ** 20) });
+  const { mkdirSync, writeFileSync: write } = await import("node:fs");
+  const dir = join(server.dataDir, "buckets", BUCKET, "hostile");
+  mkdirSync(dir, { recursive: true });
+  const MiB100 = 100 * 2 ** 20;
+  write(join(dir, "one-line.csv"), Buffer.alloc(MiB100, "a"));
+  write(join(dir, "huge.txt"), Buffer.alloc(MiB100, "word "));
+  write(join(dir, "open.json"), Buffer.alloc(MiB100, "["));
+  write(join(dir, "bomb.pdf"), await flateBomb(2 ** 30));
+  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  const embed = (await ok(client, PipelineService, "CreatePipeline", { bucket: BUCKET, name: "embed", scriptumTemplate: "text_embedding_index" }, server.token)).pipeline.pipelineId;
+  const rowsPipe = (await ok(client, PipelineService, "CreatePipeline", { bucket: BUCKET, name: "rows", scriptumTemplate: "structured_rows" }, server.token)).pipeline.pipelineId;
+  const probe = async (ms: number) => {
+    const lat: number[] = [];
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const t = performance.now();
+      await (await fetch(`http://127.0.0.1:${server.httpPort}/healthz`)).text();
+      lat.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return lat;
+  };
+  const idle = await probe(3000);
+  const tree = () => {
+    const pids = [server.proc.child.pid!, ...execFileSync("sh", ["-c", `pgrep -P ${server.proc.child.pid} || true`]).toString().split(/\s+/).filter(Boolean).map(Number)];
+    // The sandboxes are direct children (sh execs node in place).
+    return pids.reduce((n, pid) => n + (() => { try { return rssOf(pid); } catch { return 0; } })(), 0);
+  };
+  let serverPeak = 0;
+  let treePeak = 0;
+  const sampler = setInterval(() => {
+    serverPeak = Math.max(serverPeak, rssOf(server.proc.child.pid!));
+    treePeak = Math.max(treePeak, tree());
+  }, 50);
+  const keys: Array<[string, string]> = [["hostile/one-line.csv", rowsPipe], ["hostile/huge.txt", embed], ["hostile/open.json", embed], ["hostile/bomb.pdf", embed]];
+  const started = Date.now();
+  const ids = await Promise.all(keys.map(async ([key, p]) => (await ok(client, IngestService, "TriggerIngest", { bucket: BUCKET, object: { key }, pipelineId: p }, server.token)).job.jobId as string));
+  const pool = new Pool({ connectionString: url, max: 1 });
+  let busy: number[] = [];
+  const probing = (async () => {
+    for (;;) {
+      busy = busy.concat(await probe(500));
+      const { rows: r } = await pool.query("SELECT count(*) AS n FROM jobs WHERE job_id = ANY($1) AND finished_at > 0", [ids]);
+      if (Number(r[0].n) === ids.length || Date.now() - started > 300_000) break;
+    }
+  })();
+  await probing;
+  clearInterval(sampler);
+  const { rows: outcome } = await pool.query("SELECT object_key, status, left(error, 90) AS error FROM jobs WHERE job_id = ANY($1) ORDER BY object_key", [ids]);
+  for (const o of outcome) log(`  ${o.object_key}: ${o.status} ${o.error}`);
+  const p99Idle = percentile(idle, 99);
+  const maxBusy = Math.max(...busy);
+  rows.push({ scenario: "7 hostile", metric: `4 × 100 MiB hostile objects at once (${outcome.map((o) => o.status).join(", ")}; ${fmt((Date.now() - started) / 1000, 1)} s)`, value: `server RSS peak ${fmt(serverPeak / 2 ** 20)} MB, with sandboxes ${fmt(treePeak / 2 ** 20)} MB`, target: "< 1024 MB", met: treePeak < 2 ** 30 ? "yes" : "no" });
+  rows.push({ scenario: "7 hostile", metric: "/healthz latency meanwhile: p99 / max", value: `${fmt(percentile(busy, 99), 1)} / ${fmt(maxBusy, 1)} ms`, baseline: `idle p99 ${fmt(p99Idle, 1)} ms`, ratio: fmt(percentile(busy, 99) / p99Idle, 1), target: "max < 100 ms", met: maxBusy < 100 ? "yes" : "no" });
+  results.scenario7 = { serverPeak, treePeak, busyP99: percentile(busy, 99), busyMax: maxBusy, idleP99: p99Idle, outcome };
+  client.close();
+  await pool.end();
+  await server.proc.stop();
+}
+
 async function main() {
   await ensureH2load();
   const pg = await benchPostgres();
@@ -432,6 +505,7 @@ async function main() {
     if (ONLY.includes(2)) await scenario2(pg.adminUrl);
     if (ONLY.includes(3) || ONLY.includes(4)) await scenario3and4(pg.adminUrl);
     if (ONLY.includes(5)) await scenario5(pg.adminUrl);
+    if (ONLY.includes(7)) await scenario7(pg.adminUrl);
   } finally {
     await pg.stop();
   }

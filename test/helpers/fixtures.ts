@@ -1,4 +1,5 @@
 /** Test files made in code, so that every expected count can be worked out by hand. */
+import { createDeflate } from "node:zlib";
 
 function escapePdfText(s: string): string {
   return s.replace(/[\\()]/g, (c) => `\\${c}`);
@@ -40,3 +41,45 @@ export function makePdf(pages: string[][]): Buffer {
   out += `trailer\n<< /Size ${objects.length} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
   return Buffer.from(out, "latin1");
 }
+
+/** A PDF whose one page's content stream inflates to `inflatedBytes` of spaces. */
+export async function flateBomb(inflatedBytes: number): Promise<Buffer> {
+  const deflate = createDeflate({ level: 9 });
+  const parts: Buffer[] = [];
+  deflate.on("data", (b: Buffer) => parts.push(b));
+  const done = new Promise((r) => deflate.on("end", r));
+  const block = Buffer.alloc(16 * 1024 * 1024, 0x20);
+  for (let n = 0; n < inflatedBytes; n += block.length) {
+    if (!deflate.write(block)) await new Promise((r) => deflate.once("drain", r));
+  }
+  deflate.end();
+  await done;
+  const stream = Buffer.concat(parts);
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+  ];
+  const chunks: Buffer[] = [Buffer.from("%PDF-1.4\n", "latin1")];
+  let offset = chunks[0].length;
+  const offsets: number[] = [];
+  const push = (b: Buffer) => {
+    chunks.push(b);
+    offset += b.length;
+  };
+  objects.forEach((o, i) => {
+    offsets.push(offset);
+    push(Buffer.from(`${i + 1} 0 obj\n${o}\nendobj\n`, "latin1"));
+  });
+  offsets.push(offset);
+  push(Buffer.from(`4 0 obj\n<< /Length ${stream.length} /Filter /FlateDecode >>\nstream\n`, "latin1"));
+  push(stream);
+  push(Buffer.from("\nendstream\nendobj\n", "latin1"));
+  const xref = offset;
+  let tail = `xref\n0 5\n0000000000 65535 f \n`;
+  for (const o of offsets) tail += `${String(o).padStart(10, "0")} 00000 n \n`;
+  tail += `trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  push(Buffer.from(tail, "latin1"));
+  return Buffer.concat(chunks);
+}
+

@@ -7,7 +7,7 @@ import { extname } from "node:path";
 import { PermanentError } from "../failures";
 import { rowsTaskSandboxed } from "../sandbox";
 import { rowsTask, type RowsTaskParams } from "../tasks";
-import { intOption, textReadLimit, type PipelineExecutor } from "./types";
+import { intOption, objectOf, textReadLimit, type PipelineExecutor } from "./types";
 
 const FORMAT_BY_EXT: Readonly<Record<string, string>> = { ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json" };
 
@@ -26,8 +26,9 @@ export const structuredRows: PipelineExecutor = {
       );
     }
     const params: RowsTaskParams = { key: ctx.job.key, format, limits: ctx.limits.parse };
+    const object = objectOf(ctx);
     const { rows } =
-      ctx.data.length > ctx.limits.inlineBytes ? await rowsTaskSandboxed(ctx.data, params, ctx.signal, ctx.limits.sandbox) : rowsTask(ctx.data, params);
+      object.size > ctx.limits.inlineBytes ? await rowsTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox) : rowsTask(await object.readAll(), params);
     return {
       status: "completed",
       output: { kind: "warehouse", rows, batchSize },

@@ -12,7 +12,7 @@ import { checkTextExtension } from "../extract";
 import { PermanentError, describeFailure } from "../failures";
 import { textTaskSandboxed } from "../sandbox";
 import { textTask, type TextTaskParams } from "../tasks";
-import { intOption, textReadLimit, type PipelineExecutor } from "./types";
+import { intOption, objectOf, textReadLimit, type PipelineExecutor } from "./types";
 
 /** Dimensions assumed for the cap on chunks × dimensions when a remote model does not say. */
 const REMOTE_DIMS_ESTIMATE = 1536;
@@ -36,10 +36,11 @@ export const textEmbeddingIndex: PipelineExecutor = {
       dims,
       maxVectorValues: ctx.limits.maxVectorValues,
     };
-    const isolate = ctx.data.length > ctx.limits.inlineBytes || extname(ctx.job.key).toLowerCase() === ".pdf";
+    const object = objectOf(ctx);
+    const isolate = object.size > ctx.limits.inlineBytes || extname(ctx.job.key).toLowerCase() === ".pdf";
     const { pieces, vectors } = isolate
-      ? await textTaskSandboxed(ctx.data, params, ctx.signal, ctx.limits.sandbox)
-      : await textTask(ctx.data, params);
+      ? await textTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox)
+      : await textTask(await object.readAll(), params);
     ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: 0 });
     const chunks: VectorChunk[] = [];
     if (vectors) {

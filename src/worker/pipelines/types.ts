@@ -1,6 +1,7 @@
 /** The contract between the worker engine and a pipeline template's executor. */
 import type { Job, RunOutcome } from "../../domain/job";
 import type { Logger } from "../../log";
+import type { ObjectHandle } from "../../storage/object-store";
 import type { Embedder } from "../embedder";
 import type { ParseLimits } from "../extract";
 import type { SandboxLimits } from "../sandbox";
@@ -20,8 +21,8 @@ export interface RunContext {
   job: Job;
   /** The job's effective options (pipeline options overlaid by the trigger's). */
   options: Readonly<Record<string, string>>;
-  /** The object's bytes, read once by the engine (empty for templates that do not read it). */
-  data: Buffer;
+  /** The object, opened once and checked by the engine (undefined for templates that do not read it). */
+  object?: ObjectHandle;
   /** True when embeddings come from the built-in local embedder (computed with the chunks). */
   localEmbedding: boolean;
   /** Aborted on cancel, shutdown or a lost lease; executors pass it on and check it. */
@@ -57,4 +58,10 @@ export function intOption(options: Readonly<Record<string, string>>, name: strin
 /** Text formats never hold more characters than bytes: past four bytes a character, the text cap is passed for sure. */
 export function textReadLimit(key: string, limits: ExecutorLimits): number {
   return key.toLowerCase().endsWith(".pdf") ? Number.MAX_SAFE_INTEGER : limits.parse.maxTextChars * 4;
+}
+
+/** The object of a run; only templates with `readsObject` get one. */
+export function objectOf(ctx: RunContext): ObjectHandle {
+  if (!ctx.object) throw new Error(`template ${ctx.job.template} reads objects but the engine opened none`);
+  return ctx.object;
 }
