@@ -61,7 +61,7 @@ test("an unreachable database is UNAVAILABLE, quickly", async () => {
   }
 });
 
-test("a worker whose lease was taken over cannot overwrite the newer state", async () => {
+test("an attempt whose lease was taken over — even by the same worker — cannot write anything", async () => {
   const repo = new PgRepository({ connectionString: db.url });
   try {
     await migrate(repo.pool);
@@ -80,13 +80,14 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
       traceId: "",
       createdAt: 1000,
     });
-    const t0 = Date.now();
-    const [a] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100, now: t0 });
+    const [a] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 50 });
     expect(a.jobId).toBe(job.jobId);
     expect(a.attempts).toBe(1);
-    // A stops renewing; its lease expires and the job goes back to PENDING, then to B.
-    expect(await repo.jobRescueExpired({ now: t0 + 200, maxAttempts: 5, maxLostAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
-    const [b] = await repo.jobClaimAvailable({ owner: "worker-b", limit: 10, leaseMs: 10_000, now: t0 + 300 });
+    // A stalls; its lease expires (by the database's clock) and the job goes back to PENDING,
+    // then to the same worker again: a new attempt.
+    await new Promise((r) => setTimeout(r, 120));
+    expect(await repo.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
+    const [b] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 10_000 });
     expect(b).toMatchObject({ jobId: job.jobId, attempts: 2 });
     expect(b.threadId).not.toBe(a.threadId);
 
@@ -99,20 +100,46 @@ test("a worker whose lease was taken over cannot overwrite the newer state", asy
       error: "",
       errorDetails: "",
     };
-    // Everything A tries now is refused and writes nothing.
-    expect(await repo.jobHeartbeat({ owner: "worker-a", jobIds: [job.jobId], leaseMs: 100, now: t0 + 400 })).toEqual([]);
-    expect(await repo.jobComplete({ job: a, owner: "worker-a", now: t0 + 400, outcome })).toBeUndefined();
-    expect(await repo.jobFailAttempt({ jobId: job.jobId, owner: "worker-a", now: t0 + 400, error: "x", errorDetails: "" })).toBeUndefined();
-    expect(await repo.jobRecordProgress({ jobId: job.jobId, owner: "worker-a", now: t0 + 400, counters: { chunksCreated: 9, embeddingsCreated: 9 } })).toBe(false);
+    const stale = { jobId: job.jobId, threadId: a.threadId };
+    // Everything the stale attempt tries now is refused and writes nothing.
+    expect(await repo.jobHeartbeat({ threadIds: [a.threadId], leaseMs: 100 })).toEqual([]);
+    expect(await repo.jobComplete({ job: a, outcome, sourceVersion: 1n })).toBeUndefined();
+    expect(await repo.jobFailAttempt({ ...stale, error: "x", errorDetails: "", retryDelayMs: 10 })).toBeUndefined();
+    expect(await repo.jobRecordProgress({ ...stale, counters: { chunksCreated: 9, embeddingsCreated: 9 } })).toBe(false);
+    expect(await repo.jobCompleteMany({ items: [{ ...stale, outcome: { ...outcome, output: { kind: "none" } } }] })).toEqual(new Set());
+    expect(await repo.jobRelease({ threadIds: [a.threadId] })).toBe(0);
     expect((await repo.pool.query("SELECT count(*)::int AS n FROM vector_chunks")).rows[0].n).toBe(0);
+    expect((await repo.pool.query("SELECT status, attempts FROM jobs WHERE job_id = $1", [job.jobId])).rows[0]).toEqual({ status: "processing", attempts: 2 });
 
-    const done = await repo.jobComplete({ job: b, owner: "worker-b", now: t0 + 500, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } } });
+    const done = await repo.jobComplete({ job: b, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } }, sourceVersion: 1n });
     expect(done).toMatchObject({ status: "completed", embeddingsWritten: 1, batchesReceived: 1, outputSize: 5 + 8, attempts: 2 });
     const rows = (await repo.pool.query("SELECT content, embedding, job_id FROM vector_chunks")).rows;
     expect(rows).toEqual([{ content: "fresh", embedding: [0, 1], job_id: job.jobId }]);
     // A finished job cannot be claimed, rescued or cancelled-running again.
-    expect(await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100, now: t0 + 600 })).toEqual([]);
-    expect(await repo.jobCancelRunning({ jobId: job.jobId, owner: "worker-b", now: t0 + 600 })).toBeUndefined();
+    expect(await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100 })).toEqual([]);
+    expect(await repo.jobCancelRunning({ jobId: job.jobId, threadId: b.threadId })).toBeUndefined();
+  } finally {
+    await repo.close();
+  }
+});
+
+test("the output of an older object version never replaces a newer one; the older job completes as superseded", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  try {
+    await migrate(repo.pool);
+    const base = { org: "default", bucket: "kb-ver", key: "v.txt", pipelineId: "pipe_v", pipelineName: "v", pipelineKind: "vector", template: "text_embedding_index", ruleId: "", options: {}, requestId: "", traceId: "" };
+    await repo.jobInsert({ ...base, jobId: "job_ver_old", createdAt: 2000 });
+    await repo.jobInsert({ ...base, jobId: "job_ver_new", createdAt: 2001 });
+    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    const byId = new Map(claimed.map((j) => [j.jobId, j]));
+    const out = (text: string) => ({ status: "completed" as const, output: { kind: "vector" as const, chunks: [{ index: 0, text, vector: [1] }], batchSize: 10 }, chunksCreated: 1, embeddingsCreated: 1, vectorStatus: "success", error: "", errorDetails: "" });
+    // The job that read the newer file finishes first; the one that read the older file after it.
+    expect(await repo.jobComplete({ job: byId.get("job_ver_new")!, outcome: out("new"), sourceVersion: 200n })).toMatchObject({ status: "completed", embeddingsWritten: 1 });
+    const old = await repo.jobComplete({ job: byId.get("job_ver_old")!, outcome: out("old"), sourceVersion: 100n });
+    expect(old).toMatchObject({ status: "completed", embeddingsWritten: 0, rowsWritten: 0 });
+    expect(old?.errorDetails).toMatch(/^superseded: job job_ver_new had already indexed a newer version of the object/);
+    const rows = (await repo.pool.query("SELECT content, job_id FROM vector_chunks WHERE bucket = 'kb-ver'")).rows;
+    expect(rows).toEqual([{ content: "new", job_id: "job_ver_new" }]);
   } finally {
     await repo.close();
   }
@@ -144,10 +171,10 @@ test("maintained job counts stay exact through inserts, state changes, deletes a
       ),
     );
     const now = Date.now();
-    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 60, leaseMs: 60_000, now });
+    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 60, leaseMs: 60_000 });
     const none = { status: "completed" as const, output: { kind: "none" as const }, chunksCreated: 0, embeddingsCreated: 0, vectorStatus: "", error: "", errorDetails: "" };
-    for (const j of claimed.slice(0, 30)) await repo.jobComplete({ job: j, owner: "w", now, outcome: none });
-    for (const j of claimed.slice(30, 40)) await repo.jobFailAttempt({ jobId: j.jobId, owner: "w", now, error: "x", errorDetails: "" });
+    for (const j of claimed.slice(0, 30)) await repo.jobComplete({ job: j, outcome: none, sourceVersion: 0n });
+    for (const j of claimed.slice(30, 40)) await repo.jobFailAttempt({ jobId: j.jobId, threadId: j.threadId, error: "x", errorDetails: "" });
     for (let i = 100; i < 110; i++) await repo.jobCancel(scope, `job_count_${String(i).padStart(4, "0")}`, now);
     await repo.pool.query("DELETE FROM jobs WHERE job_id IN ('job_count_0140', 'job_count_0141', 'job_count_0142')");
 

@@ -200,10 +200,10 @@ test("a job whose worker is lost twice ends FAILED saying so, instead of crash-l
     [id, "kb-crashy"],
   );
   for (let lost = 1; lost <= 2; lost++) {
-    const claimed = await repo.jobClaimAvailable({ owner: `doomed-${lost}`, limit: 100, leaseMs: 1, now: Date.now() });
+    const claimed = await repo.jobClaimAvailable({ owner: `doomed-${lost}`, limit: 100, leaseMs: 1 });
     expect(claimed.map((j) => j.jobId)).toContain(id);
     await new Promise((r) => setTimeout(r, 20));
-    await repo.jobRescueExpired({ now: Date.now() + 10, maxAttempts: 5, maxLostAttempts: 2 });
+    await repo.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 2 });
   }
   const { rows } = await pool.query("SELECT status, error, attempts FROM jobs WHERE job_id = $1", [id]);
   expect(rows[0]).toMatchObject({ status: "failed", attempts: 2 });

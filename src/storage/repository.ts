@@ -84,50 +84,36 @@ export interface Repository {
    */
   pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
 
-  // ---- the worker's side: every write is guarded by status and lease owner ----
+  // ---- the worker's side: every write is fenced by the attempt (thread id), times come
+  // ---- from the database clock
 
-  /** Claims up to `limit` runnable jobs, oldest first, leased to `owner` for `leaseMs`. */
-  jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number; now: number }): Promise<Job[]>;
-  /** Extends the leases `owner` still holds; the ids missing from the answer were lost. */
-  jobHeartbeat(p: {
-    owner: string;
-    jobIds: string[];
-    leaseMs: number;
-    now: number;
-  }): Promise<Array<{ jobId: string; cancelRequested: boolean }>>;
-  /** Publishes progress counters of a running job; false when the lease is gone. */
-  jobRecordProgress(p: {
-    jobId: string;
-    owner: string;
-    now: number;
-    counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">;
-  }): Promise<boolean>;
+  /** Claims up to `limit` runnable jobs, oldest first, leased to `owner` for `leaseMs`; each gets a new attempt (thread id). */
+  jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number }): Promise<Job[]>;
+  /** Extends the leases of the given attempts; those missing from the answer are gone (taken away or ended). */
+  jobHeartbeat(p: { threadIds: string[]; leaseMs: number }): Promise<Array<{ jobId: string; threadId: string; cancelRequested: boolean }>>;
+  /** Publishes progress counters of a running attempt; false when the attempt is gone. */
+  jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated"> }): Promise<boolean>;
   /**
-   * Writes the run's output to its destination (replacing the object's previous output)
-   * and ends the job, in one transaction. Undefined when the lease was lost or a cancel
-   * was requested: then nothing is written.
+   * Writes the attempt's output to its destination (replacing the object's previous
+   * output) and ends the job, in one transaction, one object at a time. When the current
+   * output came from a newer version of the object (`sourceVersion`), the job completes
+   * as superseded and writes nothing. Undefined when the attempt is gone or a cancel was
+   * requested: then nothing is written.
    */
-  jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined>;
+  jobComplete(p: { job: Job; outcome: RunOutcome; sourceVersion: bigint }): Promise<Job | undefined>;
   /**
-   * Ends many runs that produced no output (kind "none") in one statement; returns the ids
-   * it ended. A run missing from the answer lost its lease or was cancelled.
+   * Ends many attempts that produced no output (kind "none") in one statement; returns the
+   * ids it ended. One missing from the answer is gone or was cancelled.
    */
-  jobCompleteMany(p: { owner: string; now: number; items: Array<{ jobId: string; outcome: RunOutcome }> }): Promise<Set<string>>;
-  /** Ends a failed attempt: PENDING again from `retryAt` when given, otherwise FAILED. */
-  jobFailAttempt(p: {
-    jobId: string;
-    owner: string;
-    now: number;
-    error: string;
-    errorDetails: string;
-    retryAt?: number;
-  }): Promise<Job | undefined>;
-  /** Ends a running job as CANCELLED after its worker stopped it. */
-  jobCancelRunning(p: { jobId: string; owner: string; now: number }): Promise<Job | undefined>;
-  /** Hands running jobs back to PENDING (shutdown); the interrupted attempt does not count. */
-  jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number>;
-  /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED); how many of each. */
-  jobRescueExpired(p: { now: number; maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
+  jobCompleteMany(p: { items: Array<{ jobId: string; threadId: string; outcome: RunOutcome }> }): Promise<Set<string>>;
+  /** Ends a failed attempt: PENDING again in `retryDelayMs` when given, otherwise FAILED (CANCELLED if asked meanwhile). */
+  jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number }): Promise<Job | undefined>;
+  /** Ends a running attempt as CANCELLED after its worker stopped it on request. */
+  jobCancelRunning(p: { jobId: string; threadId: string }): Promise<Job | undefined>;
+  /** Hands running attempts back to PENDING (shutdown); the interrupted attempt does not count. */
+  jobRelease(p: { threadIds: string[] }): Promise<number>;
+  /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED). */
+  jobRescueExpired(p: { maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
 
   // ---- tokens ----
 

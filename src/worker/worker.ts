@@ -3,18 +3,24 @@
  * API instances can share one database.
  *
  * - Claim: one statement (`FOR UPDATE SKIP LOCKED`) takes up to as many PENDING jobs as
- *   there are free slots, oldest first, and leases them to this worker.
+ *   there are free slots, oldest first, and leases them to this worker. Each claim is a
+ *   new attempt with its own thread id, and every later write of the attempt (progress,
+ *   heartbeat, output, end state) is fenced by that id, so a stale run — even this
+ *   worker's own, after its lease expired and the job came back to it — can never write.
+ *   Lease and schedule times come from the database clock.
  * - Wake-up: LISTEN/NOTIFY on inserts and retries starts an idle worker in milliseconds;
  *   polling every `pollMs` is the fallback.
- * - Lease: a heartbeat every third of a lease renews the leases of running jobs. A job
- *   missing from the heartbeat's answer was taken away (its lease expired and it was
- *   rescued), so its run is aborted and never writes. The heartbeat also reports cancels,
- *   the fallback for a lost cancel NOTIFY.
+ * - Lease: a heartbeat every third of a lease renews the leases of running attempts. An
+ *   attempt missing from the heartbeat's answer was taken away (its lease expired and it
+ *   was rescued), so its run is aborted and never writes. The heartbeat also reports
+ *   cancels, the fallback for a lost cancel NOTIFY.
  * - Rescue: every worker periodically returns jobs whose lease expired (a killed worker)
  *   to PENDING, or to FAILED when their attempts are used up.
- * - End: the output and the final state are written in one transaction guarded by status
- *   and lease owner; a transient failure goes back to PENDING with exponential backoff and
- *   jitter, a permanent one (or the last attempt) ends FAILED.
+ * - End: the output and the final state are written in one transaction, one object at a
+ *   time (newest object version wins), ending with the attempt-guarded update of the job
+ *   row, so heartbeats and cancels never wait behind a long write; a transient failure
+ *   goes back to PENDING with exponential backoff and jitter, a permanent one (or the last
+ *   attempt) ends FAILED, and a cancel asked for meanwhile ends CANCELLED on every path.
  * - Stop: stop claiming, let running jobs finish within the grace period, then abort the
  *   rest and hand them back to PENDING.
  */
@@ -78,6 +84,7 @@ const MAX_COMPLETION_BATCH = 500;
 
 interface PendingCompletion {
   jobId: string;
+  threadId: string;
   outcome: RunOutcome;
   resolve: (completed: boolean) => void;
   reject: (err: unknown) => void;
@@ -172,7 +179,7 @@ export class Worker {
       for (const r of left) r.abort.abort(new AbortReason("shutdown"));
       const ids = left.map((r) => r.job.jobId);
       const released = await this.deps.repo
-        .jobRelease({ owner: this.id, jobIds: ids, now: this.now() })
+        .jobRelease({ threadIds: left.map((r) => r.job.threadId) })
         .catch((err: unknown) => {
           this.deps.log.error("could not hand jobs back; their leases will expire", { err, jobs: ids });
           return 0;
@@ -219,12 +226,7 @@ export class Worker {
       const free = Math.min(this.config.concurrency - this.executing, 2 * this.config.concurrency - this.running.size);
       if (free >= batch || (free > 0 && this.executing === 0) || (free > 0 && this.config.concurrency <= 4)) {
         try {
-          const jobs = await this.deps.repo.jobClaimAvailable({
-            owner: this.id,
-            limit: free,
-            leaseMs: this.config.leaseMs,
-            now: this.now(),
-          });
+          const jobs = await this.deps.repo.jobClaimAvailable({ owner: this.id, limit: free, leaseMs: this.config.leaseMs });
           backoffMs = 0;
           for (const job of jobs) this.launch(job);
           if (jobs.length === free) continue; // there may be more
@@ -241,21 +243,33 @@ export class Worker {
   }
 
   private launch(job: Job): void {
+    // This worker may hold an older attempt of the same job (its lease expired while it
+    // was blocked, and the job came back to it): that run is stale, stop it.
+    for (const r of this.running.values()) {
+      if (r.job.jobId === job.jobId && !r.abort.signal.aborted) r.abort.abort(new AbortReason("lease_lost"));
+    }
     const abort = new AbortController();
     const entry: Running = { job, abort, done: Promise.resolve() };
-    this.running.set(job.jobId, entry);
+    this.running.set(job.threadId, entry);
     this.executing++;
     this.deps.metrics?.workerBusy.set(this.executing);
     entry.done = this.execute(job, abort.signal)
       .catch((err: unknown) => this.deps.log.error("job bookkeeping failed", { job: job.jobId, err }))
       .finally(() => {
-        this.running.delete(job.jobId);
+        this.running.delete(job.threadId);
         this.wake();
       });
   }
 
+  /** Aborts the running attempts of a job (a cancel NOTIFY names the job). */
   private abortJob(jobId: string, kind: AbortReason["kind"]): void {
-    const r = this.running.get(jobId);
+    for (const r of this.running.values()) {
+      if (r.job.jobId === jobId && !r.abort.signal.aborted) r.abort.abort(new AbortReason(kind));
+    }
+  }
+
+  private abortAttempt(threadId: string, kind: AbortReason["kind"]): void {
+    const r = this.running.get(threadId);
     if (r && !r.abort.signal.aborted) r.abort.abort(new AbortReason(kind));
   }
 
@@ -263,7 +277,7 @@ export class Worker {
     const { repo } = this.deps;
     // Every line about this job carries its id and the request id of the call that made it.
     const log = this.deps.log.child({ job: job.jobId, requestId: job.traceId });
-    const owner = this.id;
+    const attempt = { jobId: job.jobId, threadId: job.threadId };
     const started = this.now();
     log.debug("job started", { template: job.template, attempt: job.attempts, thread: job.threadId });
     let lastProgress = 0;
@@ -283,10 +297,11 @@ export class Worker {
       pendingProgress = undefined;
       lastProgress = this.now();
       progressWrite = progressWrite
-        .then(() => repo.jobRecordProgress({ jobId: job.jobId, owner, now: this.now(), counters }))
+        .then(() => repo.jobRecordProgress({ ...attempt, counters }))
         .catch(() => undefined);
     };
     let object: ObjectHandle | undefined;
+    let sourceVersion = 0n;
     try {
       const executor = executorFor(job.template);
       if (!executor) throw new PermanentError("start", `template "${job.template}" is not known to this worker`);
@@ -305,6 +320,7 @@ export class Worker {
           throw err;
         }
         if (!object) throw new PermanentError("read", `object "${job.key}" no longer exists in bucket "${job.bucket}"`);
+        sourceVersion = object.version;
       }
       const outcome = await executor.run({
         job,
@@ -327,13 +343,13 @@ export class Worker {
       await progressWrite;
       if (outcome.output.kind === "none") {
         // Nothing to write at a destination: end it together with other such runs.
-        if (await this.completeBatched(job.jobId, outcome)) {
+        if (await this.completeBatched(job, outcome)) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: outcome.status }, (this.now() - started) / 1000);
           log.info("job finished", { status: outcome.status, ms: this.now() - started });
           return;
         }
       } else {
-        const finished = await repo.jobComplete({ job, owner, now: this.now(), outcome });
+        const finished = await repo.jobComplete({ job, outcome, sourceVersion });
         if (finished) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: finished.status }, (this.now() - started) / 1000);
           log.info("job finished", { status: finished.status, ms: this.now() - started });
@@ -341,7 +357,7 @@ export class Worker {
         }
       }
       // No longer ours to finish: a cancel arrived (end it), or the lease was lost (leave it).
-      if (!(await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() }))) {
+      if (!(await repo.jobCancelRunning(attempt))) {
         log.warn("job lease lost before it could finish; its output was discarded", {});
       }
     } catch (err) {
@@ -352,7 +368,7 @@ export class Worker {
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       if (reason instanceof AbortReason) {
         if (reason.kind === "cancel") {
-          await repo.jobCancelRunning({ jobId: job.jobId, owner, now: this.now() });
+          await repo.jobCancelRunning(attempt);
           log.info("job cancelled while processing", {});
         } else if (reason.kind === "lease_lost") {
           log.warn("job lease lost; run aborted", {});
@@ -361,15 +377,19 @@ export class Worker {
       }
       const f = describeFailure(err);
       const retry = !f.permanent && job.attempts < this.config.maxAttempts;
-      const retryAt = retry ? this.now() + retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
+      const retryDelayMs = retry ? retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
       const error = retry || f.permanent ? f.error : `${f.error} (gave up after ${job.attempts} attempts)`;
-      await repo.jobFailAttempt({ jobId: job.jobId, owner, now: this.now(), error, errorDetails: f.errorDetails, retryAt });
+      const ended = await repo.jobFailAttempt({ ...attempt, error, errorDetails: f.errorDetails, retryDelayMs });
+      if (!ended) {
+        log.warn("job attempt failed after it was taken away; nothing recorded", { error });
+        return;
+      }
       if (retry) this.deps.metrics?.retries.inc({ template: job.template });
       this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: retry ? "retry" : "failed" }, (this.now() - started) / 1000);
       log[retry ? "warn" : "info"](retry ? "job attempt failed; will retry" : "job failed", {
         attempt: job.attempts,
         error,
-        retryAt,
+        retryInMs: retryDelayMs,
       });
     }
   }
@@ -379,9 +399,9 @@ export class Worker {
    * while the previous statement was in flight, so a burst of short jobs costs a few
    * round trips instead of one transaction each.
    */
-  private completeBatched(jobId: string, outcome: RunOutcome): Promise<boolean> {
+  private completeBatched(job: Job, outcome: RunOutcome): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.completions.push({ jobId, outcome, resolve, reject });
+      this.completions.push({ jobId: job.jobId, threadId: job.threadId, outcome, resolve, reject });
       this.flushCompletions();
     });
   }
@@ -391,7 +411,7 @@ export class Worker {
     this.completionsInFlight++;
     const batch = this.completions.splice(0, MAX_COMPLETION_BATCH);
     this.deps.repo
-      .jobCompleteMany({ owner: this.id, now: this.now(), items: batch })
+      .jobCompleteMany({ items: batch })
       .then(
         (done) => batch.forEach((c) => c.resolve(done.has(c.jobId))),
         (err: unknown) => batch.forEach((c) => c.reject(err)),
@@ -403,15 +423,15 @@ export class Worker {
   }
 
   private async heartbeat(): Promise<void> {
-    const ids = [...this.running.keys()];
-    if (ids.length === 0) return;
+    const threads = [...this.running.keys()];
+    if (threads.length === 0) return;
     try {
-      const held = await this.deps.repo.jobHeartbeat({ owner: this.id, jobIds: ids, leaseMs: this.config.leaseMs, now: this.now() });
-      const still = new Map(held.map((h) => [h.jobId, h.cancelRequested]));
-      for (const id of ids) {
-        if (!this.running.has(id)) continue; // finished meanwhile
-        if (!still.has(id)) this.abortJob(id, "lease_lost");
-        else if (still.get(id)) this.abortJob(id, "cancel");
+      const held = await this.deps.repo.jobHeartbeat({ threadIds: threads, leaseMs: this.config.leaseMs });
+      const still = new Map(held.map((h) => [h.threadId, h.cancelRequested]));
+      for (const thread of threads) {
+        if (!this.running.has(thread)) continue; // finished meanwhile
+        if (!still.has(thread)) this.abortAttempt(thread, "lease_lost");
+        else if (still.get(thread)) this.abortAttempt(thread, "cancel");
       }
     } catch (err) {
       this.deps.log.warn("lease heartbeat failed", { err: (err as Error).message });
@@ -421,7 +441,7 @@ export class Worker {
   private async rescue(): Promise<void> {
     if (this.state !== "running") return;
     try {
-      const rescued = await this.deps.repo.jobRescueExpired({ now: this.now(), maxAttempts: this.config.maxAttempts, maxLostAttempts: this.config.maxLostAttempts });
+      const rescued = await this.deps.repo.jobRescueExpired({ maxAttempts: this.config.maxAttempts, maxLostAttempts: this.config.maxLostAttempts });
       if (rescued.length > 0) this.deps.log.warn("rescued jobs with expired leases", { jobs: rescued });
       for (const r of rescued) this.deps.metrics?.rescues.inc({ outcome: r.status });
     } catch (err) {

@@ -163,12 +163,15 @@ interface WriteCounters {
   embeddingsWritten: number;
 }
 
+const NO_WRITES: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
+
 /**
  * Writes a run's output, replacing what the same pipeline wrote for the same object
  * before. Runs inside the transaction that ends the job, so readers never see a mix of
- * old and new rows, and a run that loses its lease writes nothing.
+ * old and new rows, and an attempt that loses its lease or is cancelled writes nothing.
  */
-async function writeOutput(client: PoolClient, job: Job, output: JobOutput, now: number): Promise<WriteCounters> {
+async function writeOutput(client: PoolClient, job: Job, output: Exclude<JobOutput, { kind: "none" }>): Promise<WriteCounters> {
+  const now = Date.now();
   const counters: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
   const key = [job.org, job.bucket, job.pipelineId, job.key];
   if (output.kind === "vector") {
@@ -470,40 +473,27 @@ export class PgRepository implements Repository {
     return job && { job, changed: false };
   }
 
-  async jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number; now: number }): Promise<Job[]> {
-    const rows = await this.q(SQL.JOB_CLAIM, [p.owner, p.limit, p.now, p.now + p.leaseMs]);
+  async jobClaimAvailable(p: { owner: string; limit: number; leaseMs: number }): Promise<Job[]> {
+    const rows = await this.q(SQL.JOB_CLAIM, [p.owner, p.limit, p.leaseMs]);
     return rows.map(toJob).sort((a, b) => a.createdAt - b.createdAt || (a.jobId < b.jobId ? -1 : 1));
   }
 
-  async jobHeartbeat(p: {
-    owner: string;
-    jobIds: string[];
-    leaseMs: number;
-    now: number;
-  }): Promise<Array<{ jobId: string; cancelRequested: boolean }>> {
-    const rows = await this.q(SQL.JOB_HEARTBEAT, [p.owner, p.jobIds, p.now + p.leaseMs]);
-    return rows.map((r) => ({ jobId: r.job_id as string, cancelRequested: r.cancel_requested as boolean }));
+  async jobHeartbeat(p: { threadIds: string[]; leaseMs: number }): Promise<Array<{ jobId: string; threadId: string; cancelRequested: boolean }>> {
+    const rows = await this.q(SQL.JOB_HEARTBEAT, [p.threadIds, p.leaseMs]);
+    return rows.map((r) => ({ jobId: r.job_id as string, threadId: r.thread_id as string, cancelRequested: r.cancel_requested as boolean }));
   }
 
-  async jobRecordProgress(p: {
-    jobId: string;
-    owner: string;
-    now: number;
-    counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">;
-  }): Promise<boolean> {
-    const changed = await this.exec(SQL.JOB_PROGRESS, [p.jobId, p.owner, p.counters.chunksCreated, p.counters.embeddingsCreated, p.now]);
+  async jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated"> }): Promise<boolean> {
+    const changed = await this.exec(SQL.JOB_PROGRESS, [p.jobId, p.threadId, p.counters.chunksCreated, p.counters.embeddingsCreated]);
     return changed > 0;
   }
 
-  async jobComplete(p: { job: Job; owner: string; now: number; outcome: RunOutcome }): Promise<Job | undefined> {
-    return this.tx<Job | undefined>(async (client) => {
-      const locked = await client.query(SQL.JOB_LOCK_FOR_FINISH, [p.job.jobId, p.owner]);
-      if (locked.rowCount === 0) return ROLLBACK_ONLY;
-      const w = await writeOutput(client, p.job, p.outcome.output, p.now);
-      const o = p.outcome;
-      const { rows } = await client.query(SQL.JOB_COMPLETE, [
-        p.job.jobId,
-        p.owner,
+  async jobComplete(p: { job: Job; outcome: RunOutcome; sourceVersion: bigint }): Promise<Job | undefined> {
+    const { job, outcome: o } = p;
+    const complete = (client: PoolClient, w: WriteCounters, errorDetails = o.errorDetails) =>
+      client.query(SQL.JOB_COMPLETE, [
+        job.jobId,
+        job.threadId,
         o.status,
         o.chunksCreated,
         o.embeddingsCreated,
@@ -513,19 +503,40 @@ export class PgRepository implements Repository {
         w.embeddingsWritten,
         o.vectorStatus,
         o.error,
-        o.errorDetails,
-        p.now,
+        errorDetails,
       ]);
+    if (o.output.kind === "none") {
+      const { rows } = await this.withClient((client) => complete(client, NO_WRITES));
       return rows[0] ? toJob(rows[0]) : undefined;
+    }
+    const output = o.output;
+    const key = [job.org, job.bucket, job.pipelineId, job.key];
+    // One final write at a time per object: the lock is the object's, not the job row's,
+    // so heartbeats and cancels of this job never wait for the write; the job row is
+    // locked only by the guarded UPDATE at the very end.
+    return this.tx<Job | undefined>(async (client) => {
+      await client.query(SQL.OBJECT_OUTPUT_LOCK, key);
+      if ((await client.query(SQL.JOB_ATTEMPT_LIVE, [job.jobId, job.threadId])).rowCount === 0) return ROLLBACK_ONLY;
+      const current = (await client.query(SQL.OBJECT_OUTPUT_GET, key)).rows[0];
+      if (current && BigInt(current.source_version as string) > p.sourceVersion) {
+        // The output of a newer version of the object is already current: keep it.
+        const note = `superseded: job ${current.job_id as string} had already indexed a newer version of the object; this run's output was discarded`;
+        const { rows } = await complete(client, NO_WRITES, note);
+        return rows[0] ? toJob(rows[0]) : ROLLBACK_ONLY;
+      }
+      const w = await writeOutput(client, job, output);
+      await client.query(SQL.OBJECT_OUTPUT_SET, [...key, job.jobId, p.sourceVersion.toString()]);
+      const { rows } = await complete(client, w);
+      // Cancelled or taken away while writing: nothing of this attempt stays.
+      return rows[0] ? toJob(rows[0]) : ROLLBACK_ONLY;
     }, undefined);
   }
 
-  async jobCompleteMany(p: { owner: string; now: number; items: Array<{ jobId: string; outcome: RunOutcome }> }): Promise<Set<string>> {
+  async jobCompleteMany(p: { items: Array<{ jobId: string; threadId: string; outcome: RunOutcome }> }): Promise<Set<string>> {
     const col = <T>(f: (o: RunOutcome) => T) => p.items.map((i) => f(i.outcome));
     const rows = await this.q(SQL.JOB_COMPLETE_MANY, [
-      p.owner,
-      p.now,
       p.items.map((i) => i.jobId),
+      p.items.map((i) => i.threadId),
       col((o) => o.status),
       col((o) => o.chunksCreated),
       col((o) => o.embeddingsCreated),
@@ -536,33 +547,26 @@ export class PgRepository implements Repository {
     return new Set(rows.map((r) => r.job_id as string));
   }
 
-  async jobFailAttempt(p: {
-    jobId: string;
-    owner: string;
-    now: number;
-    error: string;
-    errorDetails: string;
-    retryAt?: number;
-  }): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.owner, p.error, p.errorDetails, p.now, p.retryAt ?? 0]);
-    if (rows[0] && p.retryAt !== undefined) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+  async jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number }): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.threadId, p.error, p.errorDetails, p.retryDelayMs ?? 0]);
+    if (rows[0]?.status === "pending") await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
-  async jobCancelRunning(p: { jobId: string; owner: string; now: number }): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_CANCEL_RUNNING, [p.jobId, p.owner, p.now]);
+  async jobCancelRunning(p: { jobId: string; threadId: string }): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_CANCEL_RUNNING, [p.jobId, p.threadId]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
-  async jobRelease(p: { owner: string; jobIds: string[]; now: number }): Promise<number> {
-    if (p.jobIds.length === 0) return 0;
-    const released = await this.exec(SQL.JOB_RELEASE, [p.owner, p.jobIds, p.now]);
+  async jobRelease(p: { threadIds: string[] }): Promise<number> {
+    if (p.threadIds.length === 0) return 0;
+    const released = await this.exec(SQL.JOB_RELEASE, [p.threadIds]);
     if (released > 0) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
     return released;
   }
 
-  async jobRescueExpired(p: { now: number; maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
-    const rows = await this.q(SQL.JOB_RESCUE, [p.now, p.maxAttempts, p.maxLostAttempts]);
+  async jobRescueExpired(p: { maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
+    const rows = await this.q(SQL.JOB_RESCUE, [p.maxAttempts, p.maxLostAttempts]);
     if (rows.some((r) => r.status === "pending")) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
     return rows.map((r) => ({ jobId: r.job_id as string, status: r.status as string }));
   }

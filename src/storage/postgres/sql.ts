@@ -103,110 +103,139 @@ SELECT count(*)::int AS rules,
 FROM rules WHERE org = $1 AND bucket = $2 AND rule_id <> $3`;
 
 /**
- * Claims up to $2 runnable jobs, oldest first, for worker $1 with a lease until $4.
+ * Now, in Unix epoch milliseconds, by the database's clock. Every lease, schedule and
+ * worker-written time uses it, so workers on machines whose clocks disagree still agree
+ * on when a lease expired or a retry is due.
+ */
+const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+
+/**
+ * Claims up to $2 runnable jobs, oldest first, for worker $1 with a lease of $3 ms.
  * SKIP LOCKED lets concurrent workers claim disjoint jobs without waiting on each other.
- * Each attempt gets a fresh thread id and fresh counters.
+ * Each attempt gets a fresh thread id — the fence every later write of the attempt is
+ * guarded by — and fresh counters. A job asked to cancel is never claimed.
  */
 export const JOB_CLAIM = `
-WITH picked AS (
-  SELECT job_id FROM jobs
-  WHERE status = 'pending' AND run_after <= $3
+WITH now AS (SELECT ${DB_NOW} AS ms),
+picked AS (
+  SELECT job_id FROM jobs, now
+  WHERE status = 'pending' AND run_after <= now.ms AND NOT cancel_requested
   ORDER BY created_at, job_id
   LIMIT $2
-  FOR UPDATE SKIP LOCKED
+  FOR UPDATE OF jobs SKIP LOCKED
 )
 UPDATE jobs j SET
   status = 'processing',
   lease_owner = $1,
-  lease_expires_at = $4,
+  lease_expires_at = now.ms + $3,
   attempts = j.attempts + 1,
-  -- $3 is read before the statement runs, so a job inserted meanwhile could look started
-  -- before it was created; a job never starts before it exists.
-  started_at = CASE WHEN j.started_at = 0 THEN greatest($3::bigint, j.created_at) ELSE j.started_at END,
+  -- A job never starts before it exists (created_at comes from the API's clock).
+  started_at = CASE WHEN j.started_at = 0 THEN greatest(now.ms, j.created_at) ELSE j.started_at END,
   thread_id = 'thread_' || replace(gen_random_uuid()::text, '-', ''),
   chunks_created = 0, embeddings_created = 0, rows_written = 0, output_size = 0,
   batches_received = 0, embeddings_written = 0, vector_status = '',
-  updated_at = greatest($3::bigint, j.created_at)
-FROM picked
+  updated_at = greatest(now.ms, j.created_at)
+FROM picked, now
 WHERE j.job_id = picked.job_id
 RETURNING ${JOB_COLUMNS.split(",").map((c) => `j.${c.trim()}`).join(", ")}`;
 
-/** Extends the leases worker $1 still holds; reports which of its jobs were cancelled. */
+/** Extends the leases of the attempts $1 still holds by $2 ms; reports which were cancelled. */
 export const JOB_HEARTBEAT = `
-UPDATE jobs SET lease_expires_at = $3
-WHERE job_id = ANY($2::text[]) AND status = 'processing' AND lease_owner = $1
-RETURNING job_id, cancel_requested`;
+UPDATE jobs SET lease_expires_at = ${DB_NOW} + $2
+WHERE thread_id = ANY($1::text[]) AND status = 'processing'
+RETURNING job_id, thread_id, cancel_requested`;
 
-/** Progress counters of a running job, guarded by its lease. */
+/** Progress counters of a running attempt. */
 export const JOB_PROGRESS = `
-UPDATE jobs SET chunks_created = $3, embeddings_created = $4, updated_at = $5
-WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2`;
+UPDATE jobs SET chunks_created = $3, embeddings_created = $4, updated_at = ${DB_NOW}
+WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'`;
 
-/** Locks a running job for its final write; no row means the lease is gone or it was cancelled. */
-export const JOB_LOCK_FOR_FINISH = `
-SELECT job_id FROM jobs
-WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2 AND NOT cancel_requested
-FOR UPDATE`;
+/**
+ * Serialises the final writes of one object's output for one pipeline (transaction-level,
+ * so it is released by COMMIT or ROLLBACK, also when the connection dies).
+ */
+export const OBJECT_OUTPUT_LOCK = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3 || '/' || $4, 1798533317))`;
 
+/** The object version behind the current output, and the job that wrote it. */
+export const OBJECT_OUTPUT_GET = `
+SELECT job_id, source_version::text AS source_version FROM object_outputs
+WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
+
+export const OBJECT_OUTPUT_SET = `
+INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, source_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6::numeric, ${DB_NOW})
+ON CONFLICT (org, bucket, pipeline_id, object_key)
+DO UPDATE SET job_id = EXCLUDED.job_id, source_version = EXCLUDED.source_version, updated_at = EXCLUDED.updated_at`;
+
+/** Is attempt $2 of job $1 still live (processing, not cancelled)? Locks nothing. */
+export const JOB_ATTEMPT_LIVE = `
+SELECT 1 FROM jobs WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND NOT cancel_requested`;
+
+/** Ends a live attempt; the last statement of the final transaction, so the job row is locked only briefly. */
 export const JOB_COMPLETE = `
 UPDATE jobs SET
   status = $3, chunks_created = $4, embeddings_created = $5, rows_written = $6, output_size = $7,
   batches_received = $8, embeddings_written = $9, vector_status = $10, error = $11, error_details = $12,
-  lease_owner = NULL, lease_expires_at = NULL, finished_at = $13, updated_at = $13
-WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND NOT cancel_requested
 RETURNING ${JOB_COLUMNS}`;
 
-/** A failed attempt: back to PENDING at $6 when $6 > 0, otherwise FAILED. */
+/**
+ * A failed attempt: back to PENDING in $5 ms when $5 > 0, otherwise FAILED; CANCELLED
+ * when a cancel was asked for meanwhile.
+ */
 export const JOB_FAIL_ATTEMPT = `
 UPDATE jobs SET
-  status = CASE WHEN $6::bigint > 0 THEN 'pending' ELSE 'failed' END,
-  run_after = CASE WHEN $6::bigint > 0 THEN $6::bigint ELSE run_after END,
-  finished_at = CASE WHEN $6::bigint > 0 THEN 0 ELSE $5::bigint END,
-  error = $3, error_details = $4,
-  vector_status = CASE WHEN pipeline_kind = 'vector' AND $6::bigint = 0 THEN 'failed' ELSE vector_status END,
-  lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
-WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+  status = CASE WHEN cancel_requested THEN 'cancelled' WHEN $5::bigint > 0 THEN 'pending' ELSE 'failed' END,
+  run_after = CASE WHEN $5::bigint > 0 THEN ${DB_NOW} + $5::bigint ELSE run_after END,
+  finished_at = CASE WHEN $5::bigint > 0 AND NOT cancel_requested THEN 0 ELSE ${DB_NOW} END,
+  error = CASE WHEN cancel_requested THEN 'cancelled while processing' ELSE $3 END,
+  error_details = CASE WHEN cancel_requested THEN '' ELSE $4 END,
+  vector_status = CASE WHEN pipeline_kind = 'vector' AND ($5::bigint = 0 OR cancel_requested) THEN 'failed' ELSE vector_status END,
+  lease_owner = NULL, lease_expires_at = NULL, updated_at = ${DB_NOW}
+WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'
 RETURNING ${JOB_COLUMNS}`;
 
-/** A running job whose cancellation the worker has honoured. */
+/** A running attempt whose cancellation the worker has honoured. */
 export const JOB_CANCEL_RUNNING = `
 UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
-  error = 'cancelled while processing', finished_at = $3, updated_at = $3
-WHERE job_id = $1 AND status = 'processing' AND lease_owner = $2
+  error = 'cancelled while processing', finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND cancel_requested
 RETURNING ${JOB_COLUMNS}`;
 
-/** Hands jobs back at shutdown: PENDING again, and the interrupted attempt does not count. */
+/** Hands attempts back at shutdown: PENDING again, and the interrupted attempt does not count. */
 export const JOB_RELEASE = `
 UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
-  finished_at = CASE WHEN cancel_requested THEN $3::bigint ELSE 0 END,
-  attempts = greatest(attempts - 1, 0), lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
-WHERE job_id = ANY($2::text[]) AND status = 'processing' AND lease_owner = $1`;
+  finished_at = CASE WHEN cancel_requested THEN ${DB_NOW} ELSE 0 END,
+  attempts = greatest(attempts - 1, 0), lease_owner = NULL, lease_expires_at = NULL, updated_at = ${DB_NOW}
+WHERE thread_id = ANY($1::text[]) AND status = 'processing'`;
 
 /**
  * Jobs whose lease expired (their worker died): cancelled when a cancel was asked for,
- * FAILED when the attempts are used up or when this is the $3th attempt that lost its
+ * FAILED when the attempts are used up or when this is the $2th attempt that lost its
  * worker (a job that crashes its worker is not retried into a crash loop), otherwise
  * PENDING again.
  */
 export const JOB_RESCUE = `
-WITH expired AS (
-  SELECT job_id FROM jobs
-  WHERE status = 'processing' AND lease_expires_at < $1
+WITH now AS (SELECT ${DB_NOW} AS ms),
+expired AS (
+  SELECT job_id FROM jobs, now
+  WHERE status = 'processing' AND lease_expires_at < now.ms
   ORDER BY lease_expires_at
   LIMIT 1000
-  FOR UPDATE SKIP LOCKED
+  FOR UPDATE OF jobs SKIP LOCKED
 )
 UPDATE jobs j SET
-  status = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN j.attempts >= $2 OR j.lost_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
-  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= $2 OR j.lost_attempts + 1 >= $3 THEN $1::bigint ELSE 0 END,
+  status = CASE WHEN j.cancel_requested THEN 'cancelled' WHEN j.attempts >= $1 OR j.lost_attempts + 1 >= $2 THEN 'failed' ELSE 'pending' END,
+  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= $1 OR j.lost_attempts + 1 >= $2 THEN now.ms ELSE 0 END,
   lost_attempts = j.lost_attempts + 1,
   error = CASE WHEN j.cancel_requested THEN 'cancelled while processing'
-               WHEN j.lost_attempts + 1 >= $3 AND j.attempts < $2
+               WHEN j.lost_attempts + 1 >= $2 AND j.attempts < $1
                  THEN 'worker lost ' || (j.lost_attempts + 1) || ' times while running this job (a crash, an out-of-memory kill or kill -9); not retried again'
                ELSE 'worker lost: lease expired during attempt ' || j.attempts END,
   error_details = 'stage: lease; worker ' || j.lease_owner || ' stopped renewing its lease',
-  lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-FROM expired
+  lease_owner = NULL, lease_expires_at = NULL, updated_at = now.ms
+FROM expired, now
 WHERE j.job_id = expired.job_id
 RETURNING j.job_id, j.status`;
 
@@ -256,15 +285,15 @@ ON CONFLICT (org, bucket, status, pipeline_id, rule_id) DO UPDATE SET n = c.n + 
 
 export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
 
-/** Ends many output-less runs in one statement, each guarded by status, lease owner and cancel. */
+/** Ends many output-less attempts in one statement, each guarded by its attempt and cancel. */
 export const JOB_COMPLETE_MANY = `
 UPDATE jobs j SET
   status = u.status, chunks_created = u.cc, embeddings_created = u.ec, rows_written = 0, output_size = 0,
   batches_received = 0, embeddings_written = 0, vector_status = u.vs, error = u.err, error_details = u.det,
-  lease_owner = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2
-FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
-  AS u(id, status, cc, ec, vs, err, det)
-WHERE j.job_id = u.id AND j.status = 'processing' AND j.lease_owner = $1 AND NOT j.cancel_requested
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[])
+  AS u(id, thread, status, cc, ec, vs, err, det)
+WHERE j.job_id = u.id AND j.thread_id = u.thread AND j.status = 'processing' AND NOT j.cancel_requested
 RETURNING j.job_id`;
 
 /**
