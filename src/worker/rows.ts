@@ -13,6 +13,13 @@ export const MAX_CSV_COLUMNS = 10_000;
 /** Parses CSV text into records of fields (RFC 4180: quotes, doubled quotes, CRLF). */
 export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE_INTEGER): string[][] {
   const records: string[][] = [];
+  eachCsvRecord(text, key, maxRecords, (r) => records.push(r));
+  return records;
+}
+
+/** Calls `onRecord` with each record of CSV text as it is parsed, so no list of records is kept. */
+export function eachCsvRecord(text: string, key: string, maxRecords: number, onRecord: (record: string[]) => void): void {
+  let count = 0;
   let field = "";
   let record: string[] = [];
   let quoted = false;
@@ -20,10 +27,10 @@ export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE
   const endRecord = () => {
     record.push(field);
     if (!(record.length === 1 && record[0] === "")) {
-      records.push(record);
-      if (records.length > maxRecords) {
+      if (++count > maxRecords) {
         throw new PermanentError("parse", `CSV "${key}" has more than ${maxRecords - 1} rows; the limit is K3_MAX_ROWS`);
       }
+      onRecord(record);
     }
     if (record.length > MAX_CSV_COLUMNS) {
       throw new PermanentError("parse", `CSV "${key}" line ${line} has ${record.length} fields; at most ${MAX_CSV_COLUMNS} columns are read`);
@@ -63,7 +70,6 @@ export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE
   }
   if (quoted) throw new PermanentError("parse", `CSV "${key}" has an unterminated quoted field (line ${line})`);
   if (field !== "" || record.length > 0) endRecord();
-  return records;
 }
 
 function tooMany(key: string, maxRows: number): PermanentError {
@@ -71,23 +77,28 @@ function tooMany(key: string, maxRows: number): PermanentError {
 }
 
 function csvRows(text: string, key: string, maxRows: number): string[] {
-  const [header, ...records] = parseCsv(text, key, maxRows + 1);
-  if (!header) return [];
-  const seen = new Set<string>();
-  const names = header.map((h, i) => {
-    const name = h.trim();
-    if (name === "" || seen.has(name)) return `column_${i + 1}`;
-    seen.add(name);
-    return name;
-  });
-  return records.map((r, n) => {
-    if (r.length !== names.length) {
-      throw new PermanentError("parse", `CSV "${key}" record ${n + 2} has ${r.length} fields; the header has ${names.length}`);
+  const rows: string[] = [];
+  // Each column name as a JSON key prefix (`"name":`), worked out once from the header.
+  let prefixes: string[] | undefined;
+  eachCsvRecord(text, key, maxRows + 1, (r) => {
+    if (!prefixes) {
+      const seen = new Set<string>();
+      prefixes = r.map((h, i) => {
+        let name = h.trim();
+        if (name === "" || seen.has(name)) name = `column_${i + 1}`;
+        seen.add(name);
+        return `${JSON.stringify(name)}:`;
+      });
+      return;
     }
-    const row: Record<string, string> = {};
-    names.forEach((name, i) => (row[name] = r[i]));
-    return JSON.stringify(row);
+    if (r.length !== prefixes.length) {
+      throw new PermanentError("parse", `CSV "${key}" record ${rows.length + 2} has ${r.length} fields; the header has ${prefixes.length}`);
+    }
+    let json = "{";
+    for (let i = 0; i < r.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(r[i]);
+    rows.push(json + "}");
   });
+  return rows;
 }
 
 function objectRow(value: unknown, what: string): string {

@@ -41,7 +41,9 @@ async function main(): Promise<void> {
       const v = r.vectors;
       await reply({ ok: true, pieces: r.pieces, vectorCount: v ? v.length : -1 }, v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : undefined);
     } else {
-      await reply({ ok: true, ...rowsTask(data, params as RowsTaskParams) });
+      // Rows are JSON texts, which never hold a raw line break: one per line.
+      const { rows } = rowsTask(data, params as RowsTaskParams);
+      await reply({ ok: true, rowCount: rows.length }, Buffer.from(rows.join("\n"), "utf8"));
     }
   } catch (err) {
     const e = err as Error;

@@ -70,7 +70,7 @@ function entry(): { script: string; execArgv: string[] } {
 }
 
 interface Reply {
-  header: { ok: boolean; permanent?: boolean; stage?: string; outOfMemory?: boolean; message?: string; pieces?: string[]; rows?: string[]; vectorCount?: number };
+  header: { ok: boolean; permanent?: boolean; stage?: string; outOfMemory?: boolean; message?: string; pieces?: string[]; rowCount?: number; vectorCount?: number };
   tail: Buffer;
 }
 
@@ -167,7 +167,8 @@ export async function textTaskSandboxed(data: SandboxInput, p: TextTaskParams, s
 export async function rowsTaskSandboxed(data: SandboxInput, p: RowsTaskParams, signal: AbortSignal, limits: SandboxLimits): Promise<{ rows: string[] }> {
   const r = await run("rows", p, data, p.key, signal, limits);
   if (!r.header.ok) throw failure(r, p.key, limits);
-  return { rows: r.header.rows ?? [] };
+  const count = r.header.rowCount ?? 0;
+  return { rows: count === 0 ? [] : r.tail.toString("utf8").split("\n") };
 }
 
 function lastLine(stderr: string): string {

@@ -9,7 +9,9 @@ import type { AddressInfo } from "node:net";
 /** A running fake embedder. */
 export interface EmbedderServer {
   url: string;
-  /** Calls received so far, with their inputs. */
+  /** Requests received so far, answered or not. */
+  received(): number;
+  /** Calls answered so far, with their inputs. */
   calls: Array<{ model: string; input: string[]; status: number }>;
   /** The next `count` calls answer `status` with `body`. */
   failNext(count: number, status: number, body?: string): void;
@@ -27,11 +29,13 @@ export async function startEmbedderServer(dimensions = 8): Promise<EmbedderServe
   let delayMs = 0;
   const timers = new Set<NodeJS.Timeout>();
   const calls: EmbedderServer["calls"] = [];
+  let received = 0;
   const server: Server = createServer((req, res) => {
     let raw = "";
     req.on("data", (d) => (raw += String(d)));
     req.on("end", () => {
       const body = JSON.parse(raw) as { model: string; input: string[] };
+      received++;
       const answer = () => {
         if (res.destroyed) return;
         const failure = failures.shift() ?? (needle && body.input.some((t) => t.includes(needle!.text)) ? { status: needle.status, body: "rejected input" } : undefined);
@@ -67,6 +71,7 @@ export async function startEmbedderServer(dimensions = 8): Promise<EmbedderServe
   return {
     url: `http://127.0.0.1:${port}`,
     calls,
+    received: () => received,
     failNext(count, status, body = "temporarily unavailable") {
       failures = Array.from({ length: count }, () => ({ status, body }));
     },
