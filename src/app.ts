@@ -130,6 +130,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
+  let workerRepo: PgRepository | undefined;
   let tokenListener: Listener | undefined;
   let compactTimer: NodeJS.Timeout | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
@@ -243,7 +244,12 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         httpPort = (h.address() as AddressInfo).port;
       }
       if (runWorker) {
-        worker = new Worker({ repo: r, objects, connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m }, config.worker);
+        // The worker has a pool of its own, so API load never queues its heartbeats and
+        // final writes behind list calls (and a long write has no statement timeout to fear).
+        workerRepo = serveApi
+          ? new PgRepository({ connectionString: url, poolSize: config.dbWorkerPoolSize, statementTimeoutMs: 300_000, applicationName: "k3-ingest worker" })
+          : r;
+        worker = new Worker({ repo: workerRepo, objects, connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m }, config.worker);
         worker.start();
       }
       log.info("k3-ingest started", {
@@ -292,6 +298,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       tokenListener = undefined;
       clearInterval(compactTimer);
       clearInterval(pruneTimer);
+      const wr = workerRepo;
+      workerRepo = undefined;
+      if (wr && wr !== repo) await wr.close();
       const rp = repo;
       repo = undefined;
       await rp?.close();

@@ -30,6 +30,8 @@ export interface Config {
   logLevel: LogLevel;
   maxBodyBytes: number;
   dbPoolSize: number;
+  /** PostgreSQL connections of the worker when it runs beside the API (its own pool). */
+  dbWorkerPoolSize: number;
   /** How long start-up waits for an unreachable database before giving up (ms). */
   dbWaitMs: number;
   /** Finished jobs older than this (ms) are pruned; 0 keeps them forever. */
@@ -115,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     logLevel,
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
+    dbWorkerPoolSize: positiveInt(env, "K3_DB_WORKER_POOL_SIZE", 6),
     dbWaitMs: positiveInt(env, "K3_DB_WAIT_MS", 60_000),
     jobRetentionMs: retention(env),
     retentionIntervalMs: positiveInt(env, "K3_RETENTION_INTERVAL_MS", 60_000),

@@ -80,3 +80,30 @@ test("once the lock is gone the server serves again", async () => {
   const res = await fetch(`${s.httpUrl}/${B}/ingest/jobs`);
   expect(res.status).toBe(200);
 });
+
+test("a deadline that passes while the call waits for a database connection is honoured", async () => {
+  const one = await startServers({ K3_DB_POOL_SIZE: "1" });
+  const lock = new Client({ connectionString: one.db.url });
+  await lock.connect();
+  try {
+    await lock.query("BEGIN");
+    await lock.query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE");
+    // The first call takes the only connection and blocks on the lock.
+    const first = fetch(`${one.httpUrl}/${B}/ingest/jobs/job_first`).catch((e: Error) => e);
+    await waitFor("the first call to hold the connection", () => (one.app.repo().pool.idleCount === 0 && one.app.repo().pool.totalCount === 1 ? true : undefined));
+    const started = Date.now();
+    const res = await fetch(`${one.httpUrl}/dodil.k3.ingest.v1.IngestService/GetIngestStatus`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-timeout-ms": "300" },
+      body: JSON.stringify({ bucket: B, jobId: "job_second" }),
+    });
+    expect(((await res.json()) as { code: string }).code).toBe("deadline_exceeded");
+    // Before, the checkout waited its full 5 s connection timeout and answered UNAVAILABLE.
+    expect(Date.now() - started).toBeLessThan(2000);
+    await lock.query("ROLLBACK");
+    expect(((await first) as Response).status).toBe(404);
+  } finally {
+    await lock.end();
+    await one.stop();
+  }
+});

@@ -176,3 +176,48 @@ describe("long final writes", () => {
     else expect({ status: job.status, n: rows[0].n }).toEqual({ status: "INGEST_STATUS_COMPLETED", n: 300_000 });
   }, 90_000);
 });
+
+describe("the worker has a pool of its own", () => {
+  test("with every API connection stuck behind a lock, the worker still claims and finishes jobs", async () => {
+    const s = await startServers({ K3_ROLE: "all", K3_DB_POOL_SIZE: "2", K3_POLL_MS: "50" });
+    const { Client } = await import("pg");
+    const lock = new Client({ connectionString: s.db.url });
+    await lock.connect();
+    try {
+      const { http, finished } = client(s);
+      s.putObject(B, "pool/a.txt", "a");
+      const pipe = (await http("POST", `/${B}/pipelines`, { name: "noop", scriptum_template: "noop" })).json.pipeline.pipelineId;
+      const t = await http("POST", `/${B}/ingest`, { object: { key: "pool/a.txt" }, pipelineId: pipe, requestId: "warm" });
+      await finished(t.json.job.jobId);
+      await lock.query("BEGIN");
+      await lock.query("LOCK TABLE pipelines IN ACCESS EXCLUSIVE MODE");
+      // Both API connections block on the pipelines lock.
+      const stuck = [1, 2].map(() => fetch(`${s.httpUrl}/${B}/pipelines`).catch((e: Error) => e));
+      const pool: Pool = s.app.repo().pool;
+      await waitFor("the API pool to be exhausted", () => (pool.totalCount === 2 && pool.idleCount === 0 ? true : undefined));
+      // A job inserted behind the API's back is claimed and finished by the worker's own
+      // pool while every API connection is still stuck.
+      const side = new Client({ connectionString: s.db.url });
+      await side.connect();
+      try {
+        await side.query(
+          `INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, template, created_at, updated_at) VALUES ('job_pool_1', 'default', $1, 'pool/a.txt', $2, 'noop', 1, 1)`,
+          [B, pipe],
+        );
+        await side.query("SELECT pg_notify('k3_jobs', '')");
+        await waitFor("the worker to finish the job", async () => {
+          const { rows } = await side.query("SELECT status FROM jobs WHERE job_id = 'job_pool_1'");
+          return rows[0].status === "completed" ? true : undefined;
+        }, { timeoutMs: 4000 });
+        expect(pool.idleCount).toBe(0); // the API's connections were stuck all along
+      } finally {
+        await side.end();
+      }
+      await lock.query("COMMIT");
+      await Promise.all(stuck);
+    } finally {
+      await lock.end();
+      await s.stop();
+    }
+  });
+});

@@ -251,31 +251,69 @@ export class PgRepository implements Repository {
    * two statements emits 'error'; the listener keeps that from crashing the process, and
    * the broken client is destroyed rather than returned to the pool.
    */
-  private async withClient<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  private async withClient<T>(fn: (client: PoolClient, markBroken: (why: Error) => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
     let client: PoolClient;
     try {
-      client = await this.pool.connect();
+      client = await (signal ? this.connectWithin(signal) : this.pool.connect());
     } catch (err) {
+      if (signal?.aborted) throw abortError(signal.reason);
       throw mapPgError(err);
     }
     let broken: Error | undefined;
     const onError = (err: Error) => (broken = err);
     client.on("error", onError);
     try {
-      return await fn(client);
+      return await fn(client, (why) => (broken ??= why));
     } catch (err) {
       if (isConnectionError(err) || (err instanceof DomainError && err.kind === "unavailable")) broken ??= err as Error;
       throw err;
     } finally {
       client.off("error", onError);
+      // A broken client — or one whose query was cancelled — is destroyed, never reused.
       client.release(broken);
     }
   }
 
   /**
+   * A pool checkout that honours the call's deadline while it waits: when the signal fires
+   * first the call fails at once, and the client, once it arrives, goes back to the pool.
+   */
+  private connectWithin(signal: AbortSignal): Promise<PoolClient> {
+    signal.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.pool.connect().then(
+        (client) => {
+          signal.removeEventListener("abort", onAbort);
+          if (settled) client.release();
+          else {
+            settled = true;
+            resolve(client);
+          }
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!settled) {
+            settled = true;
+            reject(err);
+          }
+        },
+      );
+    });
+  }
+
+  /**
    * Runs one statement. With the call's signal (it travels on the Scope) the statement is
-   * tied to the call: when the client's deadline passes or it goes away, the server-side
-   * query is cancelled with pg_cancel_backend rather than left to run on.
+   * tied to the call: when the client's deadline passes or it goes away — also while it
+   * still waits for a connection — the call fails at once and the server-side query is
+   * cancelled with pg_cancel_backend; the connection returns to the pool only after the
+   * cancel has landed, so it can never hit another call's query.
    */
   private async run(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResult> {
     if (!signal) {
@@ -286,10 +324,11 @@ export class PgRepository implements Repository {
       }
     }
     if (signal.aborted) throw abortError(signal.reason);
-    return this.withClient(async (client) => {
+    return this.withClient(async (client, markBroken) => {
       const pid = (client as unknown as { processID?: number }).processID;
+      let cancelled: Promise<unknown> | undefined;
       const onAbort = () => {
-        if (pid) void this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
+        if (pid) cancelled = this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => markBroken(new Error("could not cancel the query")));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       try {
@@ -299,8 +338,12 @@ export class PgRepository implements Repository {
         throw mapPgError(err);
       } finally {
         signal.removeEventListener("abort", onAbort);
+        // The connection goes back to the pool only once the cancel has landed, so a late
+        // cancel can never hit the next call's query on it; if the cancel itself failed, the
+        // connection is destroyed instead.
+        await cancelled;
       }
-    });
+    }, signal);
   }
 
   /** The rows a statement returns. */
