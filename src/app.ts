@@ -136,6 +136,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let pruneTimer: NodeJS.Timeout | undefined;
   let metrics: Metrics | undefined;
   const shutdown = new AbortController();
+  // Aborted the moment stop() begins: kept-alive HTTP connections close, late requests get 503.
+  const draining = new AbortController();
   // Every in-flight call links to this signal; many at once is normal, not a leak.
   setMaxListeners(0, shutdown.signal);
   let migrated = false;
@@ -213,6 +215,10 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           log,
         });
         const deps = { repo: r, objects, now: () => Date.now() };
+        const ready = async () => {
+          await r.ping();
+          return migrated && (await migrationsDone(r.pool));
+        };
         const limiter = config.writeRatePerSecond > 0 ? createRateLimiter(config.writeRatePerSecond, config.writeBurst) : undefined;
         const entries = [
           registerService(IngestService, createIngestService(deps), log, auth, m, limiter),
@@ -224,10 +230,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           openapi: buildOpenApi([IngestService, PipelineService], VERSION),
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
-          ready: async () => {
-            await r.ping();
-            return migrated && (await migrationsDone(r.pool));
-          },
+          drainSignal: draining.signal,
+          ready,
         });
         const h = http;
         await new Promise<void>((resolve, reject) => {
@@ -235,6 +239,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           h.listen(config.httpPort, config.host, () => resolve());
         });
         grpc = createGrpcServer(entries, {
+          ready,
           log,
           maxReceiveBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
@@ -260,6 +265,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       return { httpPort, grpcPort };
     },
     async stop() {
+      draining.abort();
       // Both doors stop accepting at once and drain their in-flight calls; calls still
       // running after the drain deadline are aborted (UNAVAILABLE) and their connections closed.
       const DRAIN_MS = 5000;

@@ -61,11 +61,14 @@ afterAll(async () => {
 /** Triggers from `clients` loops until told to stop; returns the acknowledged job ids and the statuses of the rest. */
 function load(url: string, token: string, pipelineId: string, clients = 16) {
   const acknowledged: string[] = [];
+  // When each acknowledged request was sent (ms since epoch).
+  const sentAt: number[] = [];
   const failures: string[] = [];
   let stop = false;
   const done = Promise.all(
     Array.from({ length: clients }, async (_, c) => {
       for (let i = 0; !stop; i++) {
+        const sent = Date.now();
         try {
           const res = await fetch(`${url}/${B}/ingest`, {
             method: "POST",
@@ -73,7 +76,10 @@ function load(url: string, token: string, pipelineId: string, clients = 16) {
             body: JSON.stringify({ object: { key: `docs/${(c * 7 + i) % 50}.txt` }, pipelineId }),
           });
           const body = (await res.json()) as { job?: { jobId: string }; code?: string };
-          if (res.status === 200 && body.job) acknowledged.push(body.job.jobId);
+          if (res.status === 200 && body.job) {
+            acknowledged.push(body.job.jobId);
+            sentAt.push(sent);
+          }
           else failures.push(`${res.status} ${body.code}`);
         } catch {
           failures.push("connection");
@@ -82,7 +88,7 @@ function load(url: string, token: string, pipelineId: string, clients = 16) {
       }
     }),
   );
-  return { acknowledged, failures, stop: async () => ((stop = true), await done) };
+  return { acknowledged, sentAt, failures, stop: async () => ((stop = true), await done) };
 }
 
 test("kill -9 under load: every acknowledged job exists after restart, none stuck PROCESSING past its lease", async () => {
@@ -132,10 +138,15 @@ test("SIGTERM under load: in-flight calls finish, later ones are refused, jobs a
   const pipelineId = ((await res.json()) as { pipeline: { pipelineId: string } }).pipeline.pipelineId;
   const l = load(server.url, server.token, pipelineId);
   await new Promise((r) => setTimeout(r, 1000));
+  const signalled = Date.now();
   server.child.proc.kill("SIGTERM");
   const code = await server.child.exited;
   await l.stop();
   expect(code).toBe(0);
+  // Kept-alive connections close at once: no request sent after the signal (give its
+  // delivery 100 ms) is accepted. Before, they were served for the whole 5 s drain.
+  expect(l.sentAt.filter((t) => t > signalled + 100)).toEqual([]);
+  expect(l.acknowledged.length).toBeGreaterThan(10);
   expect(server.child.output()).toContain('"msg":"worker stopped"');
   // Refusals are connection errors or UNAVAILABLE, never a 500.
   expect(l.failures.filter((f) => f.startsWith("5") && !f.startsWith("503"))).toEqual([]);

@@ -12,6 +12,8 @@ import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../log";
 import type { Authenticator } from "./auth";
 import { CALL_DONE, toConnectError } from "./errors";
+import { addHealthService } from "./health";
+import { Health } from "../../gen/grpc/health/v1/health_pb";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
 /** Options of the gRPC door. */
@@ -21,6 +23,8 @@ export interface GrpcOptions {
   shutdownSignal?: AbortSignal;
   /** When set, reflection calls need a valid token too. */
   reflectionAuth?: Authenticator;
+  /** Readiness for grpc.health.v1 (the same check as /readyz). */
+  ready: () => Promise<boolean>;
 }
 
 /** A server interceptor that authenticates reflection calls (any valid token will do). */
@@ -72,11 +76,12 @@ function collectFiles(file: DescFile, out: Map<string, DescFile>): void {
 
 /** A package definition in the shape @grpc/reflection reads: serialized file descriptors. */
 function reflectionPackage(entries: readonly ServiceEntry[]): Record<string, { fileDescriptorProtos: Buffer[] }> {
+  const services = [...entries.map((e) => e.service), Health];
   const files = new Map<string, DescFile>();
-  for (const e of entries) collectFiles(e.service.file, files);
+  for (const service of services) collectFiles(service.file, files);
   const protos = [...files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
   const pkg: Record<string, { fileDescriptorProtos: Buffer[] }> = {};
-  for (const e of entries) pkg[e.service.typeName] = { fileDescriptorProtos: protos };
+  for (const service of services) pkg[service.typeName] = { fileDescriptorProtos: protos };
   return pkg;
 }
 
@@ -89,6 +94,8 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
     const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
     const run = async () => {
+      const auths = call.metadata.get("authorization").length;
+      if (auths > 1) throw new ConnectError(`send exactly one authorization header; this call has ${auths}`, Code.InvalidArgument);
       let input;
       try {
         input = fromBinary(method.input, call.request);
@@ -155,6 +162,7 @@ export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOpt
     }
     server.addService(definition as grpc.ServiceDefinition, handlers);
   }
+  addHealthService(server, opts.ready, entries.map((e) => e.service.typeName));
   new ReflectionService(reflectionPackage(entries) as never).addToServer(server);
   return server;
 }

@@ -21,6 +21,32 @@ export interface HttpOptions {
   metrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** Served at GET /openapi.json when given. */
   openapi?: object;
+  /** Aborted when the server starts draining (SIGTERM): keep-alive connections close, new requests get 503. */
+  drainSignal?: AbortSignal;
+  /** False when the process can no longer work on its own (its embedded database is gone for good); /healthz then answers 503. */
+  live?: () => boolean;
+}
+
+/**
+ * Answers a request refused before any protocol handler ran, in the caller's protocol:
+ * gRPC-Web as a trailers-only response (grpc-status / grpc-message headers), everyone
+ * else (REST, Connect) with the JSON error body.
+ */
+function refuse(req: IncomingMessage, res: ServerResponse, err: ConnectError, status: number): void {
+  const type = String(req.headers["content-type"] ?? "");
+  if (type.startsWith("application/grpc-web")) {
+    res.writeHead(status, { "content-type": type, "grpc-status": String(err.code), "grpc-message": encodeURIComponent(err.rawMessage) });
+    res.end();
+    return;
+  }
+  sendError(res, err, {}, status);
+}
+
+/** How many times a header occurs in the raw request (Node keeps only the first Authorization). */
+function headerCount(req: IncomingMessage, name: string): number {
+  let n = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() === name) n++;
+  return n;
 }
 
 /** An http.Server serving health, REST, Connect and gRPC-Web. */
@@ -37,11 +63,30 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
   const connectPaths = new Set(
     entries.flatMap((e) => e.service.methods.map((m) => `/${e.service.typeName}/${m.name}`)),
   );
+  // Responses still to be written when draining starts are told to close their connection.
+  const open = new Set<ServerResponse>();
+  opts.drainSignal?.addEventListener("abort", () => {
+    for (const res of open) if (!res.headersSent) res.setHeader("connection", "close");
+  });
   const server = createServer(async (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
+    if (opts.drainSignal?.aborted) {
+      // A request on a kept-alive connection after SIGTERM: not accepted, and the connection closes.
+      res.setHeader("connection", "close");
+      refuse(req, res, new ConnectError("the server is shutting down; retry on another instance", Code.Unavailable), 503);
+      return;
+    }
+    open.add(res);
+    res.once("close", () => open.delete(res));
     try {
       if (req.method === "GET" && (path === "/health" || path === "/healthz")) {
-        sendJson(res, 200, { status: "ok" });
+        const live = opts.live?.() ?? true;
+        sendJson(res, live ? 200 : 503, { status: live ? "ok" : "unavailable" });
+        return;
+      }
+      const auths = headerCount(req, "authorization");
+      if (auths > 1) {
+        refuse(req, res, new ConnectError(`send exactly one Authorization header; this request has ${auths}`, Code.InvalidArgument), 400);
         return;
       }
       if (req.method === "GET" && (path === "/ready" || path === "/readyz")) {
@@ -62,8 +107,20 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         sendError(res, new ConnectError(`no route for ${req.method} ${path}`, Code.NotFound));
         return;
       }
+      const declared = Number(req.headers["content-length"] ?? "0");
+      if (declared > opts.maxBodyBytes) {
+        // 413, as on REST: Connect's own limit would answer 429, which clients retry.
+        const err = new ConnectError(`request body of ${declared} bytes exceeds the limit of ${opts.maxBodyBytes} bytes (K3_MAX_BODY_BYTES)`, Code.ResourceExhausted);
+        res.setHeader("connection", "close");
+        refuse(req, res, err, 413);
+        return;
+      }
       connect(req, res);
     } catch (err) {
+      if (req.destroyed || (err as NodeJS.ErrnoException).code === "ECONNRESET") {
+        opts.log.debug("client went away", { path });
+        return;
+      }
       opts.log.error("http handler failed", { err });
       if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
       else res.destroy();

@@ -201,12 +201,18 @@ async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer>
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      throw new ConnectError(`request body exceeds the limit of ${maxBytes} bytes`, Code.ResourceExhausted);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        throw new ConnectError(`request body exceeds the limit of ${maxBytes} bytes`, Code.ResourceExhausted);
+      }
+      chunks.push(chunk as Buffer);
     }
-    chunks.push(chunk as Buffer);
+  } catch (err) {
+    if (err instanceof ConnectError) throw err;
+    // The client went away mid-body: nothing to answer, nothing to log above debug.
+    throw new ConnectError("the client disconnected while sending the request body", Code.Canceled);
   }
   return Buffer.concat(chunks);
 }

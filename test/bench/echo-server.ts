@@ -29,7 +29,7 @@ async function main() {
   const entries = [registerService(IngestService, impl, log, createOpenAuthenticator())];
   const http = createHttpServer(entries, { log, maxBodyBytes: 1 << 20, ready: async () => true });
   await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-  const grpc = createGrpcServer(entries, { log, maxReceiveBytes: 1 << 20 });
+  const grpc = createGrpcServer(entries, { log, maxReceiveBytes: 1 << 20, ready: async () => true });
   const grpcPort = await bindGrpc(grpc, "127.0.0.1", 0);
   process.stdout.write(JSON.stringify({ httpPort: (http.address() as AddressInfo).port, grpcPort }) + "\n");
   process.on("SIGTERM", () => process.exit(0));
