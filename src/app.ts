@@ -231,6 +231,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           drainSignal: draining.signal,
+          live: () => embedded?.live() ?? true,
           ready,
         });
         const h = http;

@@ -40,6 +40,7 @@ export async function benchPostgres(): Promise<{ adminUrl: string; stop(): Promi
     port: await freePort(),
     log: (line) => appendFileSync(pgLog, line + "\n"),
     warn: (line) => appendFileSync(pgLog, line + "\n"),
+    ephemeral: true,
   });
   return { adminUrl: pg.connectionString, stop: () => pg.stop() };
 }

