@@ -40,10 +40,10 @@ beforeAll(async () => {
   pgProc = spawn(process.execPath, [join(__dirname, "helpers", "pg-instance.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
   lines = createInterface({ input: pgProc.stdout! })[Symbol.asyncIterator]();
   const first = (await lines.next()).value as string;
-  const port = Number(first.split(" ")[1]);
+  const adminUrl = first.split(" ")[2];
   s = await startServers(
     { K3_ROLE: "all", K3_POLL_MS: "100", K3_LEASE_MS: "1500", K3_RETRY_BASE_MS: "50", K3_RETRY_MAX_MS: "200" },
-    { adminUrl: `postgres://postgres:postgres@127.0.0.1:${port}/postgres` },
+    { adminUrl },
   );
   clients = connectClients(s.httpUrl, s.grpcAddress);
 });

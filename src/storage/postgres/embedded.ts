@@ -315,8 +315,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
       await c.end();
     }
   };
-  if (fresh) await admin(pw.password, `CREATE DATABASE ${database}`);
-  else if (pw.fresh) {
+  if (fresh) {
+    if (database !== "postgres") await admin(pw.password, `CREATE DATABASE ${database}`);
+  } else if (pw.fresh) {
     // A cluster of an earlier version, made with the old fixed password: replace it.
     await admin("postgres", `ALTER ROLE postgres PASSWORD ${quoteLiteral(pw.password)}`);
     warn(`the embedded PostgreSQL now has a random superuser password, kept in ${join(opts.dataDir, "pg-password")}`);
