@@ -11,6 +11,7 @@ import type { Server as GrpcServer } from "@grpc/grpc-js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { StorageService } from "../gen/dodil/k3/storage/v1/storage_pb";
 import type { Config } from "./config";
 import { DEFAULT_ORG, newToken } from "./domain/auth";
 import { createLogger, type Logger } from "./log";
@@ -20,6 +21,8 @@ import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
 import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
+import { createStorageService } from "./service/storage-service";
+import { SERVICES } from "./service/descriptors";
 import { createFsObjectStore } from "./storage/object-store";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
 import { migrate, migrationsDone } from "./storage/postgres/migrate";
@@ -223,11 +226,12 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         const entries = [
           registerService(IngestService, createIngestService(deps), log, auth, m, limiter),
           registerService(PipelineService, createPipelineService(deps), log, auth, m, limiter),
+          registerService(StorageService, createStorageService(deps), log, auth, m, limiter),
         ];
         http = createHttpServer(entries, {
           log,
           metrics: createMetricsEndpoint({ registry: m.registry, log, auth: config.metricsAuth ? auth : undefined, stats: r }),
-          openapi: buildOpenApi([IngestService, PipelineService], VERSION),
+          openapi: buildOpenApi([...SERVICES], VERSION),
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           drainSignal: draining.signal,

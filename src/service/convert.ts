@@ -15,6 +15,15 @@ import {
   type Pagination as PipelinePagination,
   type Pipeline as PipelineMessage,
 } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import {
+  BucketAccessMode,
+  BucketSchema,
+  BucketStatus,
+  PaginationSchema as StoragePaginationSchema,
+  type Bucket as BucketMessage,
+  type Pagination as StoragePagination,
+} from "../../gen/dodil/k3/storage/v1/storage_pb";
+import type { Bucket } from "../domain/bucket";
 import { InvalidArgument } from "../domain/errors";
 import { JOB_STATUSES, type Job, type JobStatus } from "../domain/job";
 import type { BoundRule, Pipeline } from "../domain/pipeline";
@@ -122,4 +131,28 @@ export function int64ToNumber(value: bigint, field: string): number {
     throw new InvalidArgument(`${field} ${value} must be between 0 and ${Number.MAX_SAFE_INTEGER}`, field);
   }
   return Number(value);
+}
+
+/** Domain bucket -> Bucket message. */
+export function bucketToProto(b: Bucket): BucketMessage {
+  return create(BucketSchema, {
+    name: b.name,
+    description: b.description,
+    status: BucketStatus.ACTIVE,
+    internalSourceId: b.internalSourceId,
+    storageUsedBytes: BigInt(b.storageUsedBytes),
+    storageQuotaBytes: BigInt(b.storageQuotaBytes),
+    objectCount: BigInt(b.objectCount),
+    sourceCount: BigInt(b.sourceCount),
+    ruleCount: BigInt(b.ruleCount),
+    indexCount: BigInt(b.indexCount),
+    createdAt: BigInt(b.createdAt),
+    updatedAt: BigInt(b.updatedAt),
+    accessMode: BucketAccessMode.PRIVATE,
+  });
+}
+
+/** The pagination message of StorageService lists. */
+export function storagePagination(nextPageToken: string, total: number): StoragePagination {
+  return create(StoragePaginationSchema, { nextPageToken, totalCount: BigInt(total) });
 }

@@ -6,7 +6,9 @@
  * lead out of the bucket folder are treated as missing objects.
  */
 import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
-import { open, readlink, type FileHandle } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, readlink, rm, type FileHandle } from "node:fs/promises";
+import type { CatalogEntry } from "../domain/bucket";
+import { checkObjectKey } from "../domain/validate";
 import { join, sep } from "node:path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
@@ -60,6 +62,12 @@ export interface ObjectStore {
    * ObjectUnreadable when it exists but may not or cannot be read. The caller closes it.
    */
   open(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined>;
+  /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
+  listFiles(scope: Scope, max: number): Promise<CatalogEntry[]>;
+  /** Makes the bucket's folder. */
+  createBucket(scope: Scope): Promise<void>;
+  /** Removes the bucket's folder and everything in it. */
+  removeBucket(scope: Scope): Promise<void>;
 }
 
 // The callback forms cost noticeably less CPU per call than fs/promises on Node 20, and
@@ -160,8 +168,39 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       await fh?.close().catch(() => undefined);
     }
   }
+  async function listFiles(scope: Scope, max: number): Promise<CatalogEntry[]> {
+    const root = bucketDir(dataDir, scope);
+    const out: CatalogEntry[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        if (out.length >= max) return;
+        const key = prefix + e.name;
+        if (e.isDirectory()) await walk(join(dir, e.name), `${key}/`);
+        else if (e.isFile()) {
+          try {
+            checkObjectKey(key);
+          } catch {
+            continue; // a name no API could address; left alone
+          }
+          const st = await lstat(join(dir, e.name), { bigint: true }).catch(() => undefined);
+          if (st?.isFile()) out.push({ key, size: Number(st.size), contentType: mimeTypeOf(key), version: st.mtimeNs });
+        }
+      }
+    };
+    await walk(root, "");
+    return out;
+  }
   return {
     open: openObject,
+    listFiles,
+    createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),
+    removeBucket: (scope) => rm(bucketDir(dataDir, scope), { recursive: true, force: true }),
     stat: statInside,
   };
 }

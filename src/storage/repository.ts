@@ -5,6 +5,7 @@
 import type { Cursor } from "../domain/page-token";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -114,6 +115,27 @@ export interface Repository {
   jobRelease(p: { threadIds: string[] }): Promise<number>;
   /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED). */
   jobRescueExpired(p: { maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>>;
+
+  // ---- buckets ----
+
+  /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
+  bucketInsert(b: BucketRow): Promise<Bucket>;
+  /**
+   * Makes the row of a bucket that existed before buckets had rows (a folder, or only its
+   * rules, pipelines and jobs), cataloguing the objects found on disk; nothing when it has one.
+   */
+  bucketAdopt(b: BucketRow, found: readonly CatalogEntry[]): Promise<void>;
+  bucketGet(scope: Scope): Promise<Bucket | undefined>;
+  /** Buckets newest first, filtered by a case-insensitive search and, when given, by name. */
+  bucketList(filter: { org: string; search: string; names?: readonly string[] }, page: PageParams): Promise<Page<Bucket>>;
+  bucketUpdate(scope: Scope, patch: Partial<BucketFields>, nowMs: number): Promise<Bucket | undefined>;
+  /**
+   * Deletes a bucket with its sources, rules, pipelines, jobs, outputs and catalog.
+   * Refused (returns the object count) while it holds objects, unless forced.
+   */
+  bucketDelete(scope: Scope, force: boolean): Promise<"deleted" | "not_found" | { objects: number }>;
+  /** Names of buckets the org has config or jobs for but no row yet (to adopt). */
+  bucketNamesWithoutRow(org: string): Promise<string[]>;
 
   // ---- tokens ----
 

@@ -19,17 +19,29 @@ export interface Authenticator {
   invalidate(): void;
 }
 
-/** The role a method needs: read-only methods (NO_SIDE_EFFECTS) need reader, the rest writer. */
+/** Services whose changes administer buckets themselves: they need the admin role. */
+const ADMIN_SERVICES = new Set(["dodil.k3.storage.v1.StorageService"]);
+
+/**
+ * The role a method needs: read-only methods (NO_SIDE_EFFECTS) need reader; changes to
+ * buckets themselves (create, update, delete) need admin; every other change writer.
+ */
 export function requiredRole(method: DescMethod): Role {
-  return method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ? "reader" : "writer";
+  if (method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return "reader";
+  return ADMIN_SERVICES.has(method.parent.typeName) ? "admin" : "writer";
 }
 
-/** Throws PermissionDenied unless the caller may use `method` on `bucket`, or sent another org. */
-export function authorize(caller: Caller, headers: Headers, bucket: string, method: DescMethod): void {
+/** Throws PermissionDenied when the request names an organization other than the caller's. */
+export function checkOrganization(caller: Caller, headers: Headers): void {
   const claimed = headers.get("x-organization-id");
   if (claimed !== null && claimed !== caller.org) {
     throw new PermissionDenied(`x-organization-id ${JSON.stringify(claimed)} is not the organization of this token`);
   }
+}
+
+/** Throws PermissionDenied unless the caller may use `method` on `bucket`, or sent another org. */
+export function authorize(caller: Caller, headers: Headers, bucket: string, method: DescMethod): void {
+  checkOrganization(caller, headers);
   const role = requiredRole(method);
   if (!allows(caller, bucket, role)) {
     throw new PermissionDenied(`this token has no ${role} grant for bucket ${JSON.stringify(bucket)} (${method.name} needs ${role})`);

@@ -13,7 +13,7 @@ import type { Metrics } from "../metrics";
 import { callerKey, requestIdKey } from "../service/caller";
 import { checkStringFields } from "../service/check-strings";
 import { ResourceExhausted } from "../domain/errors";
-import { authorize, requiredRole, type Authenticator } from "./auth";
+import { authorize, checkOrganization, requiredRole, type Authenticator } from "./auth";
 import type { RateLimiter } from "./rate-limit";
 import { codeName, toConnectError } from "./errors";
 
@@ -42,6 +42,17 @@ export function requestIdOf(headers: Headers): string {
   return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
 }
 
+/**
+ * The bucket a request is scoped to: its `bucket` field, or the `name` of a bucket request
+ * (StorageService); undefined for org-wide requests that carry neither (ListBuckets).
+ */
+function bucketOf(req: unknown): string | undefined {
+  const r = req as { bucket?: unknown; name?: unknown; $typeName?: string };
+  if (typeof r.bucket === "string") return r.bucket;
+  if (r.$typeName?.startsWith("dodil.k3.storage.v1.") && typeof r.name === "string") return r.name;
+  return undefined;
+}
+
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
 export function registerService(
   service: DescService,
@@ -66,10 +77,14 @@ export function registerService(
       try {
         const caller = await auth.authenticate(ctx.requestHeader);
         checkStringFields(method.input, req);
-        const bucket = (req as { bucket?: unknown }).bucket;
-        if (typeof bucket !== "string") throw new Error(`${method.name}: request has no bucket field`);
-        checkBucket(bucket);
-        authorize(caller, ctx.requestHeader, bucket, method);
+        const bucket = bucketOf(req);
+        if (bucket === undefined) {
+          // Org-wide calls (ListBuckets): the service shows only what the caller's grants reach.
+          checkOrganization(caller, ctx.requestHeader);
+        } else {
+          checkBucket(bucket, "bucket" in (req as object) ? "bucket" : "name");
+          authorize(caller, ctx.requestHeader, bucket, method);
+        }
         if (limiter && requiredRole(method) !== "reader") {
           const wait = limiter.take(caller.tokenId || "anonymous");
           if (wait > 0) {

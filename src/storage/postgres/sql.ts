@@ -310,3 +310,54 @@ DELETE FROM jobs WHERE job_id IN (
   LIMIT $2
   FOR UPDATE SKIP LOCKED
 )`;
+
+/** A bucket with its aggregates: exact counts from the catalog usage and the config tables. */
+export const BUCKET_SELECT = `
+SELECT b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
+  b.created_at, b.updated_at,
+  coalesce(u.objects, 0) AS object_count, coalesce(u.bytes, 0) AS storage_used_bytes,
+  (SELECT count(*) FROM sources s WHERE s.org = b.org AND s.bucket = b.name) AS source_count,
+  (SELECT count(*) FROM rules r WHERE r.org = b.org AND r.bucket = b.name) AS rule_count,
+  (SELECT count(*) FROM pipelines p WHERE p.org = b.org AND p.bucket = b.name AND p.store_entity_kind <> '') AS index_count
+FROM buckets b LEFT JOIN bucket_usage u ON u.org = b.org AND u.bucket = b.name`;
+
+export const BUCKET_INSERT = `
+INSERT INTO buckets (org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`;
+
+/** The same, for adoption: nothing when the bucket has a row already. */
+export const BUCKET_INSERT_IF_NONE = `${BUCKET_INSERT} ON CONFLICT (org, name) DO NOTHING RETURNING name`;
+
+export const SOURCE_INSERT_INTERNAL = `
+INSERT INTO sources (source_id, org, bucket, provider, name, created_at, updated_at)
+VALUES ($1, $2, $3, 'internal_s3', 'internal', $4, $4)`;
+
+/** Catalogues objects found on disk (adoption); objects already catalogued are left alone. */
+export const OBJECT_CATALOG_MANY = `
+INSERT INTO objects (org, bucket, object_key, size, content_type, version, created_at, updated_at)
+SELECT $1, $2, k, s, c, v::numeric, $3, $3 FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(k, s, c, v)
+ON CONFLICT (org, bucket, object_key) DO NOTHING`;
+
+/** Buckets an org has pipelines, rules or jobs in, but no row for. */
+export const BUCKET_NAMES_WITHOUT_ROW = `
+SELECT DISTINCT bucket FROM (
+  SELECT bucket FROM pipelines WHERE org = $1
+  UNION SELECT bucket FROM rules WHERE org = $1
+  UNION SELECT bucket FROM job_counts WHERE org = $1
+) AS used
+WHERE NOT EXISTS (SELECT 1 FROM buckets b WHERE b.org = $1 AND b.name = used.bucket)
+LIMIT 1000`;
+
+/** Everything of a bucket, in an order that keeps the counts' triggers consistent. */
+export const BUCKET_DELETE_ALL = [
+  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM jobs WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM rules WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM pipelines WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM objects WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM bucket_usage WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM sources WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM buckets WHERE org = $1 AND name = $2`,
+];

@@ -1,0 +1,38 @@
+/** Buckets as the domain sees them. Times are Unix epoch milliseconds. */
+
+/** The fields of a bucket a caller may set. */
+export interface BucketFields {
+  description: string;
+  /** 0 = unlimited. */
+  storageQuotaBytes: number;
+  accessMode: "private";
+}
+
+/** A bucket row as stored. */
+export interface BucketRow extends BucketFields {
+  org: string;
+  name: string;
+  status: "active";
+  internalSourceId: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A bucket with its server-maintained aggregates. */
+export interface Bucket extends BucketRow {
+  objectCount: number;
+  storageUsedBytes: number;
+  sourceCount: number;
+  ruleCount: number;
+  /** Pipelines of the bucket that write an index (vector or warehouse). */
+  indexCount: number;
+}
+
+/** One object found on disk when a folder bucket is adopted. */
+export interface CatalogEntry {
+  key: string;
+  size: number;
+  contentType: string;
+  /** Modification time in nanoseconds. */
+  version: bigint;
+}
