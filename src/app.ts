@@ -22,6 +22,9 @@ import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator }
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
 import { createStorageService } from "./service/storage-service";
+import { createBuckets } from "./service/buckets";
+import { createBytePlane } from "./transport/s3/byte-plane";
+import { loadSecretBox } from "./storage/secrets";
 import { SERVICES } from "./service/descriptors";
 import { createFsObjectStore } from "./storage/object-store";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
@@ -235,6 +238,17 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           drainSignal: draining.signal,
+          bytePlane: createBytePlane({
+            repo: r,
+            objects,
+            buckets: createBuckets(deps),
+            auth,
+            secrets: loadSecretBox(config.dataDir, config.secretsKey),
+            log,
+            maxObjectBytes: config.worker.maxObjectBytes,
+            readTimeoutMs: config.worker.readTimeoutMs,
+            now: () => Date.now(),
+          }),
           live: () => embedded?.live() ?? true,
           ready,
         });

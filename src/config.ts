@@ -13,6 +13,8 @@ export interface Config {
   auth: boolean;
   /** Whether gRPC reflection needs a valid token too. */
   reflectionAuth: boolean;
+  /** Key sealing S3 secret access keys (base64 of 32 bytes); unset: `<dataDir>/secrets.key`. */
+  secretsKey: string | undefined;
   /** Whether /metrics needs an admin token (and then shows that organization's job gauges). */
   metricsAuth: boolean;
   /** Write calls (trigger, cancel, changes) per second per token; 0 = no limit. */
@@ -125,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     auth: onOff(env, "K3_AUTH", true),
     reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),
     metricsAuth: onOff(env, "K3_METRICS_AUTH", false),
+    secretsKey: env.K3_SECRETS_KEY || undefined,
     writeRatePerSecond: nonNegative(env, "K3_WRITE_RATE_LIMIT", 0),
     writeBurst: positiveInt(env, "K3_WRITE_BURST", 100),
     worker: Object.freeze({

@@ -5,7 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import type { Config } from "../config";
-import { checkOrg, checkRole, newToken, parseDuration, type StoredToken } from "../domain/auth";
+import { checkOrg, checkRole, newAccessKey, newToken, parseDuration, type StoredToken } from "../domain/auth";
+import { loadSecretBox } from "../storage/secrets";
 import { DomainError } from "../domain/errors";
 import { checkBucket } from "../domain/validate";
 import { startEmbeddedPostgres } from "../storage/postgres/embedded";
@@ -13,7 +14,8 @@ import { migrate } from "../storage/postgres/migrate";
 import { PgRepository } from "../storage/postgres/repository";
 
 const USAGE = `usage:
-  tokens create --org ORG --bucket BUCKET|'*' --role reader|writer|admin [--expires 30d] [--name TEXT]
+  tokens create --org ORG --bucket BUCKET|'*' --role reader|writer|admin [--expires 30d] [--name TEXT] [--s3]
+    (--s3 also makes an S3 access key pair with the same grants, for SigV4 clients such as the AWS CLI)
   tokens list [--org ORG] [--json]
   tokens revoke TOKEN_ID`;
 
@@ -45,6 +47,7 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
         expires: { type: "string" },
         name: { type: "string" },
         json: { type: "boolean" },
+        s3: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -75,11 +78,14 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
       checkRole(role, "--role");
       const expiresAt = v.expires ? now + parseDuration(v.expires, "--expires") : 0;
       const { token, tokenId, secretHash } = newToken();
-      await repo.tokenInsert({ tokenId, org, secretHash, name: v.name ?? "", grants: [{ bucket, role }], createdAt: now, expiresAt, revokedAt: 0 });
-      if (v.json) out.write(JSON.stringify({ token, tokenId, org, bucket, role, expiresAt }) + "\n");
+      const key = v.s3 ? newAccessKey() : undefined;
+      const sealed = key ? loadSecretBox(config.dataDir, config.secretsKey).seal(key.secret) : undefined;
+      await repo.tokenInsert({ tokenId, org, secretHash, name: v.name ?? "", grants: [{ bucket, role }], createdAt: now, expiresAt, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed: sealed });
+      if (v.json) out.write(JSON.stringify({ token, tokenId, org, bucket, role, expiresAt, ...(key ? { accessKeyId: key.accessKeyId, secretAccessKey: key.secret } : {}) }) + "\n");
       else {
         out.write(`${token}\n`);
-        err.write(`created ${tokenId} for organization ${org}: ${role} on ${bucket}; the token above is shown only once\n`);
+        if (key) out.write(`AWS_ACCESS_KEY_ID=${key.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${key.secret}\n`);
+        err.write(`created ${tokenId} for organization ${org}: ${role} on ${bucket}; the secrets above are shown only once\n`);
       }
       return 0;
     }

@@ -36,6 +36,10 @@ export interface StoredToken {
   expiresAt: number;
   /** 0: not revoked. */
   revokedAt: number;
+  /** The S3 access key id of the token, when it has one (SigV4 on the byte plane). */
+  accessKeyId?: string;
+  /** Its secret access key, sealed (see storage/secrets.ts). */
+  secretSealed?: Buffer;
 }
 
 /** The organization of objects and rows when auth is off, and of the first admin token. */
@@ -83,4 +87,10 @@ export function parseDuration(text: string, field = "expires"): number {
   if (!m) throw new InvalidArgument(`${field} ${JSON.stringify(text)} must look like 30d, 12h, 15m or 90s`, field);
   const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
   return Number(m[1]) * unit;
+}
+
+/** A new S3 access key pair: an id (`K3AK` + 16 upper-case characters) and a 40-character secret. */
+export function newAccessKey(): { accessKeyId: string; secret: string } {
+  const id = randomBytes(10).toString("hex").toUpperCase().slice(0, 16);
+  return { accessKeyId: `K3AK${id}`, secret: randomBytes(30).toString("base64url") };
 }

@@ -36,3 +36,17 @@ export interface CatalogEntry {
   /** Modification time in nanoseconds. */
   version: bigint;
 }
+
+/** An object of the catalog. */
+export interface StoredObject {
+  key: string;
+  size: number;
+  etag: string;
+  contentType: string;
+  /** User metadata (`x-amz-meta-*`), names lower-cased without the prefix. */
+  metadata: Record<string, string>;
+  /** Modification time of its bytes, in nanoseconds. */
+  version: bigint;
+  createdAt: number;
+  updatedAt: number;
+}

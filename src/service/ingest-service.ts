@@ -3,6 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { IngestService, type StringList, type UpdateRuleRequest } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
+import { newJob } from "./upload-jobs";
 import { isTerminal, type Job, type Scope } from "../domain/job";
 import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
 import { checkMimePattern, compileGlob, globChars, MAX_GLOB_CHARS_PER_BUCKET, MAX_RULES_PER_BUCKET, pickRule, type ObjectFacts } from "../domain/rules";
@@ -154,22 +155,9 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       const { pipeline, ruleId } = await resolvePipeline(scope, req, { key, ...info });
       const options = { ...pipeline.options, ...req.options };
       checkTemplateOptions(getTemplate(pipeline.template, "pipeline template"), options);
-      const createdAt = now();
-      const { job } = await repo.jobInsert({
-        jobId: newId("job", createdAt),
-        org: scope.org,
-        bucket: req.bucket,
-        key,
-        pipelineId: pipeline.pipelineId,
-        pipelineName: pipeline.name,
-        pipelineKind: pipeline.storeEntityKind,
-        template: pipeline.template,
-        ruleId,
-        options,
-        requestId: req.requestId,
-        traceId: ctx.values.get(requestIdKey),
-        createdAt,
-      });
+      const { job } = await repo.jobInsert(
+        newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now() }),
+      );
       return { job: jobToProto(job) };
     },
 

@@ -1,9 +1,7 @@
 /**
  * StorageService: the buckets of an organization, written once as a Connect ServiceImpl
- * and served by every door. Buckets that existed before buckets had rows — a folder under
- * the data dir, or only their rules, pipelines and jobs — are adopted the first time they
- * are asked for (GetBucket, ListBuckets, UpdateBucket, DeleteBucket): a row and an internal
- * source are made and the files found on disk are catalogued, nothing lost.
+ * and served by every door. Buckets known only from earlier versions are adopted when
+ * first asked for (see buckets.ts).
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
@@ -12,18 +10,15 @@ import {
   type UpdateBucketRequest,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { allows, type Caller } from "../domain/auth";
-import type { BucketFields, BucketRow } from "../domain/bucket";
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
-import { newId } from "../domain/ids";
+import type { BucketFields } from "../domain/bucket";
+import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import type { Scope } from "../domain/job";
 import { checkBucket, checkLength, MAX_TEXT, quote } from "../domain/validate";
 import { callerKey, scopeOf } from "./caller";
 import { bucketToProto, int64ToNumber, storagePagination } from "./convert";
 import type { ServiceDeps } from "./deps";
+import { createBuckets } from "./buckets";
 import { servePage } from "./paging";
-
-/** Most files catalogued when a folder bucket is adopted. */
-const MAX_ADOPTED_FILES = 100_000;
 
 function accessModeOf(mode: BucketAccessMode | undefined): BucketFields["accessMode"] {
   if (mode === undefined || mode === BucketAccessMode.UNSPECIFIED || mode === BucketAccessMode.PRIVATE) return "private";
@@ -40,23 +35,8 @@ function quotaOf(value: bigint): number {
 export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof StorageService> {
   const { repo, objects, now } = deps;
 
-  function newRow(scope: Scope, fields: BucketFields): BucketRow {
-    const createdAt = now();
-    return { org: scope.org, name: scope.bucket, status: "active", internalSourceId: newId("src", createdAt), createdAt, updatedAt: createdAt, ...fields };
-  }
-
-  /** The bucket, adopting it first when it exists only as a folder or by its config. */
-  async function bucketOf(scope: Scope) {
-    const found = await repo.bucketGet(scope);
-    if (found) return found;
-    const files = await objects.listFiles(scope, MAX_ADOPTED_FILES);
-    const known = files.length > 0 || (await repo.bucketNamesWithoutRow(scope.org)).includes(scope.bucket);
-    if (!known) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
-    await repo.bucketAdopt(newRow(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" }), files);
-    const adopted = await repo.bucketGet(scope);
-    if (!adopted) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
-    return adopted;
-  }
+  const buckets = createBuckets(deps);
+  const bucketOf = (scope: Scope) => buckets.get(scope);
 
   /** Adopts every bucket of the caller's org known only by its config or its folder. */
   async function adoptAll(org: string, caller: Caller): Promise<void> {
@@ -71,23 +51,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       const scope = scopeOf(ctx, req.name);
       checkLength(req.description, MAX_TEXT, "description");
       const fields: BucketFields = { description: req.description, storageQuotaBytes: quotaOf(req.storageQuotaBytes), accessMode: accessModeOf(req.accessMode) };
-      if (await repo.bucketGet(scope)) throw new AlreadyExists(`bucket ${quote(req.name)} already exists`);
-      await objects.createBucket(scope);
-      const row = newRow(scope, fields);
-      const files = await objects.listFiles(scope, MAX_ADOPTED_FILES);
-      // A folder of an earlier version under the same name: adopt it, with what it holds.
-      if (files.length > 0) {
-        await repo.bucketAdopt(row, files);
-        const adopted = await repo.bucketUpdate(scope, fields, row.createdAt);
-        if (!adopted) throw new NotFound(`bucket ${quote(req.name)} not found`);
-        return { bucket: bucketToProto(adopted) };
-      }
-      try {
-        return { bucket: bucketToProto(await repo.bucketInsert(row)) };
-      } catch (err) {
-        if (err instanceof AlreadyExists) throw new AlreadyExists(`bucket ${quote(req.name)} already exists`);
-        throw err;
-      }
+      return { bucket: bucketToProto(await buckets.create(scope, fields)) };
     },
 
     async getBucket(req, ctx) {

@@ -6,10 +6,11 @@
  * lead out of the bucket folder are treated as missing objects.
  */
 import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rm, type FileHandle } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
 import type { CatalogEntry } from "../domain/bucket";
 import { checkObjectKey } from "../domain/validate";
-import { join, sep } from "node:path";
+import { dirname, join, sep } from "node:path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
 import { mimeTypeOf } from "../domain/mime";
@@ -33,7 +34,38 @@ export interface ObjectHandle {
   version: bigint;
   /** Reads the whole object within the read limits. */
   readAll(): Promise<Buffer>;
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`. */
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   close(): Promise<void>;
+}
+
+/** An upload written to a temporary file, not yet visible. */
+export interface StagedObject {
+  size: number;
+  md5: Buffer;
+  sha256: Buffer;
+  /** Renames it to the key (atomically replacing an older object) and returns its version (mtime, ns). */
+  commit(key: string): Promise<bigint>;
+  discard(): Promise<void>;
+}
+
+/** Why an upload could not be stored under its key: it clashes with another, or is too long for the store. */
+export class ObjectConflict extends Error {
+  constructor(
+    message: string,
+    readonly kind: "conflict" | "too_long" = "conflict",
+  ) {
+    super(message);
+    this.name = "ObjectConflict";
+  }
+}
+
+/** An upload larger than allowed. */
+export class ObjectTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`the object is larger than ${limit} bytes (K3_MAX_OBJECT_BYTES)`);
+    this.name = "ObjectTooLarge";
+  }
 }
 
 /** Why an object could not be read; the worker turns it into a permanent failure. */
@@ -62,6 +94,14 @@ export interface ObjectStore {
    * ObjectUnreadable when it exists but may not or cannot be read. The caller closes it.
    */
   open(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined>;
+  /**
+   * Streams an upload to a private temporary file (hashing it, refusing more than
+   * `maxBytes`, honouring `signal`) and fsyncs it. Nothing is visible under the key until
+   * commit(), which renames it into place atomically; discard() removes it.
+   */
+  stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject>;
+  /** Removes an object's bytes (and empty folders above it); false when there were none. */
+  remove(scope: Scope, key: string): Promise<boolean>;
   /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
   listFiles(scope: Scope, max: number): Promise<CatalogEntry[]>;
   /** Makes the bucket's folder. */
@@ -150,6 +190,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         size,
         version: st.mtimeNs,
         close: () => handle.close().catch(() => undefined),
+        read: (buffer, offset, length, position) => handle.read(buffer, offset, length, position),
         async readAll() {
           const data = Buffer.allocUnsafe(size);
           const deadline = Date.now() + limits.timeoutMs;
@@ -196,8 +237,75 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     await walk(root, "");
     return out;
   }
+  async function stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
+    const tmpDir = join(dataDir, "tmp");
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = join(tmpDir, `upload-${randomBytes(12).toString("hex")}`);
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const md5 = createHash("md5");
+    const sha = createHash("sha256");
+    let size = 0;
+    const discard = () => rm(tmp, { force: true });
+    try {
+      for await (const chunk of body) {
+        signal.throwIfAborted();
+        size += chunk.length;
+        if (size > maxBytes) throw new ObjectTooLarge(maxBytes);
+        md5.update(chunk);
+        sha.update(chunk);
+        await fh.write(chunk);
+      }
+      signal.throwIfAborted();
+      await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await discard();
+      throw err;
+    }
+    await fh.close();
+    return {
+      size,
+      md5: md5.digest(),
+      sha256: sha.digest(),
+      discard,
+      async commit(key) {
+        const root = bucketDir(dataDir, scope);
+        const target = join(root, key);
+        try {
+          await mkdir(dirname(target), { recursive: true });
+          const existing = await lstat(target).catch(() => undefined);
+          if (existing && !existing.isFile()) throw new ObjectConflict(`key "${key}" is a folder of other objects here; this store keeps keys as paths`);
+          await rename(tmp, target);
+        } catch (err) {
+          await discard();
+          const code = (err as NodeJS.ErrnoException).code;
+          if (err instanceof ObjectConflict) throw err;
+          if (code === "ENAMETOOLONG") throw new ObjectConflict(`a segment of key "${key.slice(0, 80)}…" is longer than 255 bytes, which this store (keys as file paths) cannot keep`, "too_long");
+          if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR") {
+            throw new ObjectConflict(`key "${key}" runs through an existing object; this store keeps keys as paths`);
+          }
+          throw err;
+        }
+        // The rename is durable once its folder is synced.
+        const dh = await open(dirname(target), constants.O_RDONLY);
+        await dh.sync().finally(() => dh.close());
+        return (await lstat(target, { bigint: true })).mtimeNs;
+      },
+    };
+  }
+  async function remove(scope: Scope, key: string): Promise<boolean> {
+    const root = bucketDir(dataDir, scope);
+    const gone = await rm(join(root, key)).then(() => true, () => false);
+    // Prunes folders the object leaves empty, up to the bucket.
+    for (let dir = dirname(join(root, key)); dir.startsWith(root + sep); dir = dirname(dir)) {
+      if (!(await rmdir(dir).then(() => true, () => false))) break;
+    }
+    return gone;
+  }
   return {
     open: openObject,
+    stage,
+    remove,
     listFiles,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),
     removeBucket: (scope) => rm(bucketDir(dataDir, scope), { recursive: true, force: true }),

@@ -5,7 +5,7 @@
 import type { Cursor } from "../domain/page-token";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, StoredObject } from "../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -137,10 +137,30 @@ export interface Repository {
   /** Names of buckets the org has config or jobs for but no row yet (to adopt). */
   bucketNamesWithoutRow(org: string): Promise<string[]>;
 
+  // ---- the object catalog ----
+
+  objectGet(scope: Scope, key: string): Promise<StoredObject | undefined>;
+  /**
+   * Records an uploaded object and creates its jobs, in one transaction: once it returns,
+   * both are durable. NotFound when the bucket has no row (or is being deleted).
+   */
+  objectPut(scope: Scope, object: StoredObject, jobs: readonly NewJob[]): Promise<Job[]>;
+  /** Keys after `after` that start with `prefix`, in byte order. */
+  objectList(scope: Scope, p: { prefix: string; after: string; limit: number }): Promise<StoredObject[]>;
+  /**
+   * Forgets an object: its catalog row, its outputs at every destination, and its
+   * unfinished jobs (cancelled). False when it was not in the catalog.
+   */
+  objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean>;
+  /** The enabled rules that apply to objects of a source (its own and the bucket-wide ones). */
+  ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]>;
+
   // ---- tokens ----
 
   tokenInsert(token: StoredToken): Promise<void>;
   tokenFindByHash(secretHash: Buffer): Promise<StoredToken | undefined>;
+  /** The token holding an S3 access key id. */
+  tokenFindByAccessKey(accessKeyId: string): Promise<StoredToken | undefined>;
   tokenList(org?: string): Promise<StoredToken[]>;
   /** Revokes a token; false when there is no such token. Tells every API instance at once. */
   tokenRevoke(tokenId: string, now: number): Promise<boolean>;

@@ -9,6 +9,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createRestHandler, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
+import { isSigV4 } from "./s3/sigv4";
 
 /** Options of the HTTP door. */
 export interface HttpOptions {
@@ -23,6 +24,8 @@ export interface HttpOptions {
   openapi?: object;
   /** Aborted when the server starts draining (SIGTERM): keep-alive connections close, new requests get 503. */
   drainSignal?: AbortSignal;
+  /** The S3 byte plane, when this server has one (see the routing rules in createHttpServer). */
+  bytePlane?: { handle(req: IncomingMessage, res: ServerResponse): Promise<void> };
   /** False when the process can no longer work on its own (its embedded database is gone for good); /healthz then answers 503. */
   live?: () => boolean;
 }
@@ -102,9 +105,22 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         await opts.metrics(req, res);
         return;
       }
+      // Who serves what on the shared port: a SigV4-signed request, any PUT or HEAD, and
+      // GET / are S3; otherwise a REST route wins (so GET /{bucket}/rules is the rule list,
+      // not an object named "rules"), then the Connect paths, then S3 again.
+      const bytePlane = opts.bytePlane;
+      if (bytePlane) {
+        const q = (req.url ?? "").indexOf("?");
+        const query = new URLSearchParams(q < 0 ? "" : (req.url ?? "").slice(q + 1));
+        if (isSigV4(req.headers, query) || req.method === "PUT" || req.method === "HEAD" || path === "/") {
+          await bytePlane.handle(req, res);
+          return;
+        }
+      }
       if (await rest(req, res)) return;
       if (!connectPaths.has(path)) {
-        sendError(res, new ConnectError(`no route for ${req.method} ${path}`, Code.NotFound));
+        if (bytePlane) await bytePlane.handle(req, res);
+        else sendError(res, new ConnectError(`no route for ${req.method} ${path}`, Code.NotFound));
         return;
       }
       const declared = Number(req.headers["content-length"] ?? "0");

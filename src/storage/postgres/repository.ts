@@ -2,10 +2,10 @@
 import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
 import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, StoredObject } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
-import { DomainError } from "../../domain/errors";
+import { DomainError, NotFound } from "../../domain/errors";
 import { isConnectionError, mapPgError } from "./pg-errors";
 import * as SQL from "./sql";
 
@@ -89,6 +89,7 @@ function toToken(r: QueryResultRow): StoredToken {
     createdAt: num(r.created_at),
     expiresAt: num(r.expires_at),
     revokedAt: num(r.revoked_at),
+    ...(r.access_key_id ? { accessKeyId: r.access_key_id as string, secretSealed: r.secret_sealed as Buffer } : {}),
   };
 }
 
@@ -108,6 +109,19 @@ function toBucket(r: QueryResultRow): Bucket {
     sourceCount: num(r.source_count),
     ruleCount: num(r.rule_count),
     indexCount: num(r.index_count),
+  };
+}
+
+function toObject(r: QueryResultRow): StoredObject {
+  return {
+    key: r.object_key,
+    size: num(r.size),
+    etag: r.etag,
+    contentType: r.content_type,
+    metadata: r.metadata ?? {},
+    version: BigInt(r.version as string),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
   };
 }
 
@@ -904,18 +918,64 @@ export class PgRepository implements Repository {
     return result;
   }
 
+  async objectGet(scope: Scope, key: string): Promise<StoredObject | undefined> {
+    const rows = await this.q(SQL.OBJECT_GET, [scope.org, scope.bucket, key], scope.signal);
+    return rows[0] ? toObject(rows[0]) : undefined;
+  }
+
+  async objectPut(scope: Scope, o: StoredObject, jobs: readonly NewJob[]): Promise<Job[]> {
+    return this.tx<Job[]>(async (client) => {
+      // Shares the bucket row with other uploads; a bucket delete (FOR UPDATE) waits for them, and they for it.
+      const b = await client.query("SELECT 1 FROM buckets WHERE org = $1 AND name = $2 FOR SHARE", [scope.org, scope.bucket]);
+      if (b.rowCount === 0) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
+      await client.query(SQL.OBJECT_UPSERT, [scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt]);
+      if (jobs.length === 0) return [];
+      const col = <K extends keyof NewJob>(k: K) => jobs.map((j) => j[k]);
+      const { rows } = await client.query(SQL.JOB_INSERT_BATCH, [
+        col("jobId"), col("bucket"), col("key"), col("pipelineId"), col("pipelineName"), col("pipelineKind"), col("template"), col("ruleId"),
+        jobs.map((j) => JSON.stringify(j.options)), col("requestId"), col("createdAt"), col("org"), col("traceId"),
+      ]);
+      return rows.map(toJob);
+    }, []);
+  }
+
+  async objectList(scope: Scope, p: { prefix: string; after: string; limit: number }): Promise<StoredObject[]> {
+    return (await this.q(SQL.OBJECT_LIST, [scope.org, scope.bucket, p.after, p.prefix, p.limit], scope.signal)).map(toObject);
+  }
+
+  async objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean> {
+    const { found, running } = await this.tx(async (client) => {
+      const del = await client.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3", [scope.org, scope.bucket, key]);
+      for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await client.query(statement, [scope.org, scope.bucket, key]);
+      const jobs = await client.query(SQL.OBJECT_CANCEL_JOBS, [scope.org, scope.bucket, key, nowMs]);
+      const running = jobs.rows.filter((r) => r.status === "processing").map((r) => r.job_id as string);
+      for (const id of running) await client.query("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, id]);
+      return { found: (del.rowCount ?? 0) > 0, running };
+    }, { found: false, running: [] as string[] });
+    return found || running.length > 0;
+  }
+
+  async ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]> {
+    return (await this.q(SQL.RULE_LIST_ENABLED_FOR_SOURCE, [scope.org, scope.bucket, sourceId], scope.signal)).map(toRule);
+  }
+
   async bucketNamesWithoutRow(org: string): Promise<string[]> {
     return (await this.q(SQL.BUCKET_NAMES_WITHOUT_ROW, [org])).map((r) => r.bucket as string);
   }
 
   async tokenInsert(t: StoredToken): Promise<void> {
-    await this.q(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
+    await this.q(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt, t.accessKeyId ?? null, t.secretSealed ?? null]);
     // API instances cache unknown tokens briefly; tell them this one exists now.
     await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_TOKENS, t.tokenId]);
   }
 
   async tokenFindByHash(secretHash: Buffer): Promise<StoredToken | undefined> {
     const rows = await this.q(SQL.TOKEN_FIND_BY_HASH, [secretHash]);
+    return rows[0] ? toToken(rows[0]) : undefined;
+  }
+
+  async tokenFindByAccessKey(accessKeyId: string): Promise<StoredToken | undefined> {
+    const rows = await this.q(SQL.TOKEN_FIND_BY_ACCESS_KEY, [accessKeyId]);
     return rows[0] ? toToken(rows[0]) : undefined;
   }
 
@@ -938,7 +998,7 @@ export class PgRepository implements Repository {
       await client.query(SQL.TOKEN_BOOTSTRAP_LOCK);
       const { rows } = await client.query("SELECT EXISTS (SELECT 1 FROM api_tokens) AS any");
       if (rows[0].any) return ROLLBACK_ONLY;
-      await client.query(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt]);
+      await client.query(SQL.TOKEN_INSERT, [t.tokenId, t.org, t.secretHash, t.name, JSON.stringify(t.grants), t.createdAt, t.expiresAt, null, null]);
       return true;
     }, false);
   }

@@ -253,11 +253,13 @@ INSERT INTO warehouse_rows (org, bucket, pipeline_id, object_key, row_index, dat
 SELECT $1, $2, $3, $4, i, d, $5, $6
 FROM unnest($7::int[], $8::jsonb[]) AS u(i, d)`;
 
-export const TOKEN_COLUMNS = `token_id, org, secret_hash, name, grants, created_at, expires_at, revoked_at`;
+export const TOKEN_COLUMNS = `token_id, org, secret_hash, name, grants, created_at, expires_at, revoked_at, access_key_id, secret_sealed`;
 
 export const TOKEN_INSERT = `
-INSERT INTO api_tokens (token_id, org, secret_hash, name, grants, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+INSERT INTO api_tokens (token_id, org, secret_hash, name, grants, created_at, expires_at, access_key_id, secret_sealed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+
+export const TOKEN_FIND_BY_ACCESS_KEY = `SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE access_key_id = $1`;
 
 export const TOKEN_FIND_BY_HASH = `SELECT ${TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = $1`;
 
@@ -361,3 +363,42 @@ export const BUCKET_DELETE_ALL = [
   `DELETE FROM sources WHERE org = $1 AND bucket = $2`,
   `DELETE FROM buckets WHERE org = $1 AND name = $2`,
 ];
+
+export const OBJECT_COLUMNS = `object_key, size, etag, content_type, metadata, version::text AS version, created_at, updated_at`;
+
+export const OBJECT_GET = `SELECT ${OBJECT_COLUMNS} FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3`;
+
+export const OBJECT_UPSERT = `
+INSERT INTO objects (org, bucket, object_key, size, etag, content_type, metadata, version, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $9)
+ON CONFLICT (org, bucket, object_key) DO UPDATE SET
+  size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
+  version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`;
+
+/** Keys after $3 under prefix $4, in key order (byte order: "C" collation). */
+export const OBJECT_LIST = `
+SELECT ${OBJECT_COLUMNS} FROM objects
+WHERE org = $1 AND bucket = $2 AND object_key > $3 AND starts_with(object_key, $4)
+ORDER BY object_key LIMIT $5`;
+
+/** Everything an object left behind: its outputs at every destination. */
+export const OBJECT_DELETE_OUTPUTS = [
+  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND object_key = $3`,
+  `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND object_key = $3`,
+  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND object_key = $3`,
+];
+
+/** Cancels an object's unfinished jobs: PENDING ones at once, PROCESSING ones by request. */
+export const OBJECT_CANCEL_JOBS = `
+UPDATE jobs SET
+  status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+  finished_at = CASE WHEN status = 'pending' THEN $4::bigint ELSE finished_at END,
+  error = CASE WHEN status = 'pending' THEN 'cancelled: the object was deleted' ELSE error END,
+  cancel_requested = true, updated_at = $4
+WHERE org = $1 AND bucket = $2 AND object_key = $3 AND status IN ('pending', 'processing')
+RETURNING job_id, status`;
+
+export const RULE_LIST_ENABLED_FOR_SOURCE = `
+SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}
+WHERE r.org = $1 AND r.bucket = $2 AND r.enabled AND (r.source_id = '' OR r.source_id = $3)
+ORDER BY r.priority DESC, r.created_at, r.rule_id`;

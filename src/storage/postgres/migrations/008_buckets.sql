@@ -33,7 +33,7 @@ CREATE UNIQUE INDEX sources_one_internal ON sources (org, bucket) WHERE provider
 CREATE TABLE objects (
   org          text NOT NULL,
   bucket       text NOT NULL,
-  object_key   text NOT NULL,
+  object_key   text COLLATE "C" NOT NULL,  -- S3 lists keys in byte order
   size         bigint NOT NULL CHECK (size >= 0),
   etag         text NOT NULL DEFAULT '',
   content_type text NOT NULL DEFAULT '',

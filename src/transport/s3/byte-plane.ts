@@ -1,0 +1,448 @@
+/**
+ * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
+ * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
+ * (with Range), HeadObject and DeleteObject, with S3's headers, XML and error codes.
+ *
+ * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 — header or presigned
+ * query — with the access key of a token (`tokens create --s3`): the same organization,
+ * bucket grants and roles as every other door. Reading needs reader, writing writer,
+ * creating or deleting a bucket admin.
+ *
+ * An upload is streamed to a private temporary file (size capped while streaming, MD5 and
+ * SHA-256 computed and checked against Content-MD5 / x-amz-content-sha256 when sent),
+ * fsynced and renamed into place; then its catalog row and the jobs of the bucket's
+ * matching rules are written in one transaction, and only then is it acknowledged. A
+ * client that goes away mid-upload leaves no object and no job. Deleting an object removes
+ * its outputs at every destination and cancels its unfinished jobs.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { allows, type Caller, type Role } from "../../domain/auth";
+import type { Bucket, StoredObject } from "../../domain/bucket";
+import { DomainError } from "../../domain/errors";
+import type { Scope } from "../../domain/job";
+import { mimeTypeOf } from "../../domain/mime";
+import { checkBucket, checkObjectKey } from "../../domain/validate";
+import type { Logger } from "../../log";
+import type { Buckets } from "../../service/buckets";
+import { jobsForUpload } from "../../service/upload-jobs";
+import { ObjectConflict, ObjectTooLarge, type ObjectStore } from "../../storage/object-store";
+import type { Repository } from "../../storage/repository";
+import type { SecretBox } from "../../storage/secrets";
+import type { Authenticator } from "../auth";
+import { headersOf } from "../rest";
+import { requestIdOf } from "../services";
+import { errorXml, S3Error, xmlEscape } from "./errors";
+import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "./sigv4";
+
+/** What the byte plane needs. */
+export interface BytePlaneDeps {
+  repo: Repository;
+  objects: ObjectStore;
+  buckets: Buckets;
+  auth: Authenticator;
+  secrets: SecretBox;
+  log: Logger;
+  maxObjectBytes: number;
+  readTimeoutMs: number;
+  now: () => number;
+}
+
+const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
+const MAX_KEYS = 1000;
+/** Past every key with a given prefix, in byte order (U+10FFFF encodes as F4 8F BF BF). */
+const AFTER_PREFIX = "\u{10FFFF}";
+
+/** One parsed byte-plane request. */
+interface S3Request {
+  method: string;
+  path: string;
+  rawQuery: string;
+  query: URLSearchParams;
+  bucket: string;
+  key: string;
+  requestId: string;
+}
+
+function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+function isoDate(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function objectHeaders(o: StoredObject): Record<string, string> {
+  const h: Record<string, string> = {
+    etag: `"${o.etag}"`,
+    "content-type": o.contentType || "application/octet-stream",
+    "last-modified": httpDate(o.updatedAt),
+    "accept-ranges": "bytes",
+  };
+  for (const [k, v] of Object.entries(o.metadata)) h[`x-amz-meta-${k}`] = v;
+  return h;
+}
+
+/** Parses a Range header against a size: [start, end] inclusive, or undefined for the whole object. */
+function parseRange(header: string | undefined, size: number): [number, number] | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return undefined; // S3 ignores ranges it cannot parse
+  let start: number;
+  let end: number;
+  if (m[1] === "") {
+    const n = Number(m[2]);
+    if (n === 0) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
+  return [start, end];
+}
+
+/** The byte plane: `handle` serves one request. */
+export function createBytePlane(deps: BytePlaneDeps) {
+  const { repo, objects, buckets, log } = deps;
+
+  async function authenticate(req: IncomingMessage, r: S3Request): Promise<{ caller: Caller; claim?: SigV4Claim }> {
+    if (isSigV4(req.headers, r.query)) {
+      const claim = readClaim(req.headers, r.query);
+      const token = await repo.tokenFindByAccessKey(claim.accessKeyId);
+      if (!token?.secretSealed) throw new S3Error("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.");
+      if (token.revokedAt > 0) throw new S3Error("InvalidAccessKeyId", 403, "this access key was revoked");
+      if (token.expiresAt > 0 && token.expiresAt <= deps.now()) throw new S3Error("ExpiredToken", 400, "this access key has expired");
+      verifySigV4(claim, { method: r.method, path: r.path, rawQuery: r.rawQuery, headers: req.headers }, deps.secrets.open(token.secretSealed), deps.now());
+      return { caller: { org: token.org, tokenId: token.tokenId, grants: token.grants }, claim };
+    }
+    try {
+      return { caller: await deps.auth.authenticate(headersOf(req)) };
+    } catch (err) {
+      const why = req.headers.authorization ? (err as Error).message : "send a bearer token or sign the request (AWS Signature V4)";
+      throw new S3Error("AccessDenied", 403, `Access Denied: ${why}`);
+    }
+  }
+
+  function authorize(caller: Caller, bucket: string, role: Role): void {
+    if (!allows(caller, bucket || "*", role)) {
+      throw new S3Error("AccessDenied", 403, `Access Denied: this key has no ${role} grant for bucket "${bucket}"`);
+    }
+  }
+
+  async function bucketOf(scope: Scope): Promise<Bucket> {
+    try {
+      return await buckets.get(scope);
+    } catch (err) {
+      if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
+      throw err;
+    }
+  }
+
+  function send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string | Buffer): void {
+    res.writeHead(status, body === undefined ? headers : { "content-length": Buffer.byteLength(body), ...headers });
+    res.end(body);
+  }
+
+  function sendXml(res: ServerResponse, xml: string, r: S3Request): void {
+    send(res, 200, { "content-type": "application/xml", "x-amz-request-id": r.requestId }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml}`);
+  }
+
+  async function listBuckets(res: ServerResponse, caller: Caller, r: S3Request): Promise<void> {
+    const names = caller.grants.some((g) => g.bucket === "*") ? undefined : caller.grants.map((g) => g.bucket);
+    const page = await repo.bucketList({ org: caller.org, search: "", names }, { limit: 1000 });
+    const items = page.items.map((b) => `<Bucket><Name>${xmlEscape(b.name)}</Name><CreationDate>${isoDate(b.createdAt)}</CreationDate></Bucket>`);
+    sendXml(res, `<ListAllMyBucketsResult xmlns="${XMLNS}"><Owner><ID>${xmlEscape(caller.org)}</ID><DisplayName>${xmlEscape(caller.org)}</DisplayName></Owner><Buckets>${items.join("")}</Buckets></ListAllMyBucketsResult>`, r);
+  }
+
+  async function listObjects(res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
+    const v2 = r.query.get("list-type") === "2";
+    const prefix = r.query.get("prefix") ?? "";
+    const delimiter = r.query.get("delimiter") ?? "";
+    const urlEncoded = r.query.get("encoding-type") === "url";
+    const maxKeysRaw = r.query.get("max-keys");
+    const maxKeys = maxKeysRaw === null ? MAX_KEYS : Number(maxKeysRaw);
+    if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error("InvalidArgument", 400, `max-keys ${JSON.stringify(maxKeysRaw)} must be an integer from 0 to ${MAX_KEYS}`);
+    const limit = Math.min(maxKeys, MAX_KEYS);
+    const token = r.query.get("continuation-token");
+    let after: string;
+    if (v2 && token) {
+      try {
+        after = Buffer.from(token, "base64url").toString("utf8");
+      } catch {
+        throw new S3Error("InvalidArgument", 400, "The continuation token provided is incorrect");
+      }
+    } else {
+      after = (v2 ? r.query.get("start-after") : r.query.get("marker")) ?? "";
+    }
+    const enc = (s: string) => xmlEscape(urlEncoded ? encodeURIComponent(s).replace(/%2F/g, "/") : s);
+    const contents: string[] = [];
+    const prefixes: string[] = [];
+    let truncated = false;
+    let last = "";
+    outer: for (let round = 0; round < 100 && contents.length + prefixes.length < limit + 1; round++) {
+      const rows = await repo.objectList(scope, { prefix, after, limit: Math.min(1000, limit + 1) });
+      if (rows.length === 0) break;
+      for (const o of rows) {
+        const rest = o.key.slice(prefix.length);
+        const cut = delimiter ? rest.indexOf(delimiter) : -1;
+        if (contents.length + prefixes.length === limit) {
+          truncated = true;
+          break outer;
+        }
+        if (cut >= 0) {
+          const cp = prefix + rest.slice(0, cut + delimiter.length);
+          prefixes.push(`<CommonPrefixes><Prefix>${enc(cp)}</Prefix></CommonPrefixes>`);
+          last = cp + AFTER_PREFIX;
+          after = last;
+          continue outer; // everything under the common prefix is skipped by the next query
+        }
+        contents.push(
+          `<Contents><Key>${enc(o.key)}</Key><LastModified>${isoDate(o.updatedAt)}</LastModified><ETag>&quot;${o.etag}&quot;</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+        );
+        last = o.key;
+        after = o.key;
+      }
+      if (rows.length < Math.min(1000, limit + 1)) break;
+    }
+    const head = [
+      `<Name>${xmlEscape(scope.bucket)}</Name>`,
+      `<Prefix>${enc(prefix)}</Prefix>`,
+      delimiter ? `<Delimiter>${enc(delimiter)}</Delimiter>` : "",
+      `<MaxKeys>${limit}</MaxKeys>`,
+      urlEncoded ? "<EncodingType>url</EncodingType>" : "",
+      `<IsTruncated>${truncated}</IsTruncated>`,
+    ];
+    if (v2) {
+      head.push(`<KeyCount>${contents.length + prefixes.length}</KeyCount>`);
+      if (token) head.push(`<ContinuationToken>${xmlEscape(token)}</ContinuationToken>`);
+      if (r.query.get("start-after")) head.push(`<StartAfter>${enc(r.query.get("start-after") ?? "")}</StartAfter>`);
+      if (truncated) head.push(`<NextContinuationToken>${Buffer.from(last, "utf8").toString("base64url")}</NextContinuationToken>`);
+    } else {
+      head.push(`<Marker>${enc(r.query.get("marker") ?? "")}</Marker>`);
+      if (truncated && delimiter) head.push(`<NextMarker>${enc(last)}</NextMarker>`);
+    }
+    sendXml(res, `<ListBucketResult xmlns="${XMLNS}">${head.join("")}${contents.join("")}${prefixes.join("")}</ListBucketResult>`, r);
+  }
+
+  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+    if (req.headers["x-amz-copy-source"]) throw new S3Error("NotImplemented", 501, "CopyObject is not supported yet");
+    if (r.query.has("uploadId") || r.query.has("partNumber")) throw new S3Error("NotImplemented", 501, "multipart uploads are not supported yet");
+    if (claim?.payloadHash.startsWith("STREAMING-") || String(req.headers["content-encoding"] ?? "").includes("aws-chunked")) {
+      throw new S3Error("NotImplemented", 501, "aws-chunked uploads are not supported yet; sign the payload (x-amz-content-sha256) or send it unsigned");
+    }
+    const declared = Number(req.headers["content-length"] ?? "0");
+    if (declared > deps.maxObjectBytes) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+    let staged;
+    try {
+      staged = await objects.stage(scope, req, deps.maxObjectBytes, signal);
+    } catch (err) {
+      if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+      throw err;
+    }
+    try {
+      const md5 = req.headers["content-md5"];
+      if (md5 !== undefined && Buffer.from(String(md5), "base64").toString("hex") !== staged.md5.toString("hex")) {
+        throw new S3Error("BadDigest", 400, "The Content-MD5 you specified did not match what we received.");
+      }
+      if (claim && /^[0-9a-f]{64}$/.test(claim.payloadHash) && claim.payloadHash !== staged.sha256.toString("hex")) {
+        throw new S3Error("XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
+      }
+    } catch (err) {
+      await staged.discard();
+      throw err;
+    }
+    let version: bigint;
+    try {
+      version = await staged.commit(r.key);
+    } catch (err) {
+      if (err instanceof ObjectConflict) throw err.kind === "too_long" ? new S3Error("KeyTooLongError", 400, err.message) : new S3Error("InvalidArgument", 409, err.message);
+      throw err;
+    }
+    const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
+    const metadata: Record<string, string> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
+    }
+    const now = deps.now();
+    const etag = staged.md5.toString("hex");
+    const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
+    const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now);
+    try {
+      await repo.objectPut(scope, { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now }, jobs);
+    } catch (err) {
+      if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
+      throw err;
+    }
+    send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId, ...(jobs.length ? { "x-k3-jobs": jobs.map((j) => j.jobId).join(",") } : {}) });
+  }
+
+  async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
+    const o = await repo.objectGet(scope, r.key);
+    const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
+    if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
+    try {
+      const range = head ? undefined : parseRange(req.headers.range, handle.size);
+      const headers: Record<string, string | number> = { ...objectHeaders(o), "x-amz-request-id": r.requestId };
+      if (head) {
+        send(res, 200, { ...headers, "content-length": handle.size });
+        return;
+      }
+      const [start, end] = range ?? [0, handle.size - 1];
+      const length = handle.size === 0 ? 0 : end - start + 1;
+      res.writeHead(range ? 206 : 200, { ...headers, "content-length": length, ...(range ? { "content-range": `bytes ${start}-${end}/${handle.size}` } : {}) });
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, length)));
+      for (let at = start; at <= end && length > 0; ) {
+        const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, end - at + 1), at);
+        if (bytesRead === 0) break;
+        if (!res.write(buf.subarray(0, bytesRead))) await new Promise((ok) => res.once("drain", ok));
+        if (res.destroyed) break;
+        at += bytesRead;
+      }
+      res.end();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, r: S3Request, signal: AbortSignal): Promise<void> {
+    const { caller, claim } = await authenticate(req, r);
+    if (r.bucket === "") {
+      if (r.method !== "GET") throw new S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.");
+      await listBuckets(res, caller, r);
+      return;
+    }
+    try {
+      checkBucket(r.bucket);
+    } catch {
+      throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
+    }
+    const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
+    if (r.key === "") {
+      switch (r.method) {
+        case "PUT": {
+          authorize(caller, r.bucket, "admin");
+          if (await repo.bucketGet(scope)) throw new S3Error("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.");
+          await buckets.create(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" });
+          send(res, 200, { location: `/${r.bucket}`, "x-amz-request-id": r.requestId });
+          return;
+        }
+        case "HEAD":
+          authorize(caller, r.bucket, "reader");
+          await bucketOf(scope);
+          send(res, 200, { "x-amz-bucket-region": "us-east-1", "x-amz-request-id": r.requestId });
+          return;
+        case "GET":
+          authorize(caller, r.bucket, "reader");
+          await bucketOf(scope);
+          if (r.query.has("location")) {
+            sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
+            return;
+          }
+          await listObjects(res, scope, r);
+          return;
+        case "DELETE": {
+          authorize(caller, r.bucket, "admin");
+          await bucketOf(scope);
+          const result = await repo.bucketDelete(scope, false);
+          if (typeof result === "object") throw new S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty");
+          await objects.removeBucket(scope);
+          send(res, 204, { "x-amz-request-id": r.requestId });
+          return;
+        }
+        default:
+          throw new S3Error("MethodNotAllowed", 405, `${r.method} is not allowed on a bucket here`);
+      }
+    }
+    try {
+      checkObjectKey(r.key, "key");
+    } catch (err) {
+      throw new S3Error(Buffer.byteLength(r.key) > 1024 ? "KeyTooLongError" : "InvalidArgument", 400, (err as Error).message);
+    }
+    switch (r.method) {
+      case "PUT": {
+        authorize(caller, r.bucket, "writer");
+        const bucket = await bucketOf(scope);
+        await putObject(req, res, scope, bucket, r, claim, signal);
+        return;
+      }
+      case "GET":
+      case "HEAD":
+        authorize(caller, r.bucket, "reader");
+        await bucketOf(scope);
+        await getObject(req, res, scope, r, r.method === "HEAD", signal);
+        return;
+      case "DELETE":
+        authorize(caller, r.bucket, "writer");
+        await bucketOf(scope);
+        await repo.objectDelete(scope, r.key, deps.now());
+        await objects.remove(scope, r.key);
+        send(res, 204, { "x-amz-request-id": r.requestId });
+        return;
+      default:
+        throw new S3Error("MethodNotAllowed", 405, `${r.method} is not allowed on an object here (multipart uploads and DeleteObjects are not supported yet)`);
+    }
+  }
+
+  return {
+    /** Serves one byte-plane request, answering S3 errors as S3 does. */
+    async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const rawPath = q < 0 ? url : url.slice(0, q);
+      const rawQuery = q < 0 ? "" : url.slice(q + 1);
+      const requestId = requestIdOf(headersOf(req));
+      const abort = new AbortController();
+      const onClose = () => {
+        if (!res.writableFinished) abort.abort(new Error("client disconnected"));
+      };
+      res.on("close", onClose);
+      let r: S3Request | undefined;
+      try {
+        let path: string;
+        try {
+          path = decodeURIComponent(rawPath);
+        } catch {
+          throw new S3Error("InvalidURI", 400, "Couldn't parse the specified URI.");
+        }
+        const slash = path.indexOf("/", 1);
+        r = {
+          method: req.method ?? "GET",
+          path,
+          rawQuery,
+          query: new URLSearchParams(rawQuery),
+          bucket: slash < 0 ? path.slice(1) : path.slice(1, slash),
+          key: slash < 0 ? "" : path.slice(slash + 1),
+          requestId,
+        };
+        await route(req, res, r, abort.signal);
+      } catch (err) {
+        if (abort.signal.aborted) {
+          log.debug("byte-plane client went away", { path: rawPath });
+          return;
+        }
+        let e: S3Error;
+        if (err instanceof S3Error) e = err;
+        else if (err instanceof DomainError && err.kind === "unavailable") e = new S3Error("ServiceUnavailable", 503, err.message);
+        else if (err instanceof DomainError && err.kind === "already_exists") e = new S3Error("BucketAlreadyOwnedByYou", 409, err.message);
+        else {
+          log.error("byte plane request failed", { err, requestId });
+          e = new S3Error("InternalError", 500, "We encountered an internal error. Please try again.");
+        }
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        const headOnly = req.method === "HEAD";
+        const body = headOnly ? undefined : errorXml(e, rawPath, requestId);
+        send(res, e.status, { "content-type": "application/xml", "x-amz-request-id": requestId, ...(e.status === 413 ? { connection: "close" } : {}) }, body);
+        // An unread upload body is dropped with the connection rather than read.
+        if (!req.readableEnded && req.method === "PUT") req.resume();
+      } finally {
+        res.off("close", onClose);
+      }
+    },
+  };
+}
+
+export { isSigV4 };

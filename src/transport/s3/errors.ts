@@ -1,0 +1,21 @@
+/** S3 errors: a code S3 clients know, the HTTP status S3 gives it, and a message. */
+export class S3Error extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "S3Error";
+  }
+}
+
+/** Escapes text for an XML element or attribute. */
+export function xmlEscape(s: string): string {
+  return s.replace(/[<>&'"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;" })[c] as string);
+}
+
+/** The XML body S3 sends with an error. */
+export function errorXml(err: S3Error, resource: string, requestId: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${err.code}</Code><Message>${xmlEscape(err.message)}</Message><Resource>${xmlEscape(resource)}</Resource><RequestId>${xmlEscape(requestId)}</RequestId></Error>`;
+}

@@ -1,0 +1,143 @@
+/**
+ * AWS Signature Version 4 as S3 checks it, in the Authorization header or in a presigned
+ * query string: the canonical request (method, URI-encoded path, sorted query, signed
+ * headers, payload hash), the string to sign, and the HMAC chain of the secret over date,
+ * region and service. Clock skew is limited to 15 minutes, and a presigned URL to its
+ * X-Amz-Expires (at most 7 days), as S3 does. The signature is compared in constant time.
+ */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
+import { S3Error } from "./errors";
+
+/** What a signed request claims, read before its key is looked up. */
+export interface SigV4Claim {
+  accessKeyId: string;
+  /** yyyymmdd of the credential scope. */
+  date: string;
+  region: string;
+  service: string;
+  signedHeaders: string[];
+  signature: string;
+  /** yyyymmddThhmmssZ. */
+  amzDate: string;
+  /** The x-amz-content-sha256 the client sent, or UNSIGNED-PAYLOAD for a presigned URL. */
+  payloadHash: string;
+  /** Seconds a presigned URL stays valid; undefined for header auth. */
+  expires?: number;
+}
+
+const MAX_SKEW_MS = 15 * 60 * 1000;
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+/** True when the request carries a SigV4 signature (header or query). */
+export function isSigV4(headers: IncomingHttpHeaders, query: URLSearchParams): boolean {
+  return String(headers.authorization ?? "").startsWith("AWS4-HMAC-SHA256") || query.has("X-Amz-Signature");
+}
+
+function parseCredential(credential: string): Pick<SigV4Claim, "accessKeyId" | "date" | "region" | "service"> {
+  const parts = credential.split("/");
+  if (parts.length !== 5 || parts[4] !== "aws4_request" || !/^\d{8}$/.test(parts[1])) {
+    throw new S3Error("AuthorizationHeaderMalformed", 400, `the credential ${JSON.stringify(credential)} is not <key>/<yyyymmdd>/<region>/<service>/aws4_request`);
+  }
+  return { accessKeyId: parts[0], date: parts[1], region: parts[2], service: parts[3] };
+}
+
+/** Reads the signature a request claims; throws S3Error when it is malformed. */
+export function readClaim(headers: IncomingHttpHeaders, query: URLSearchParams): SigV4Claim {
+  const auth = String(headers.authorization ?? "");
+  if (auth.startsWith("AWS4-HMAC-SHA256")) {
+    const fields = Object.fromEntries(
+      auth
+        .slice("AWS4-HMAC-SHA256".length)
+        .split(",")
+        .map((p) => p.trim().split("=", 2) as [string, string]),
+    );
+    if (!fields.Credential || !fields.SignedHeaders || !fields.Signature) {
+      throw new S3Error("AuthorizationHeaderMalformed", 400, "the Authorization header needs Credential, SignedHeaders and Signature");
+    }
+    const amzDate = String(headers["x-amz-date"] ?? "");
+    const payloadHash = String(headers["x-amz-content-sha256"] ?? "");
+    if (!/^\d{8}T\d{6}Z$/.test(amzDate)) throw new S3Error("AccessDenied", 403, "x-amz-date is missing or not yyyymmddThhmmssZ");
+    if (!payloadHash) throw new S3Error("InvalidRequest", 400, "x-amz-content-sha256 is required with AWS4-HMAC-SHA256");
+    return { ...parseCredential(fields.Credential), signedHeaders: fields.SignedHeaders.split(";"), signature: fields.Signature, amzDate, payloadHash };
+  }
+  if (query.get("X-Amz-Algorithm") !== "AWS4-HMAC-SHA256") {
+    throw new S3Error("AuthorizationQueryParametersError", 400, "X-Amz-Algorithm must be AWS4-HMAC-SHA256");
+  }
+  const amzDate = query.get("X-Amz-Date") ?? "";
+  const expires = Number(query.get("X-Amz-Expires") ?? "");
+  if (!/^\d{8}T\d{6}Z$/.test(amzDate)) throw new S3Error("AuthorizationQueryParametersError", 400, "X-Amz-Date must be yyyymmddThhmmssZ");
+  if (!Number.isInteger(expires) || expires < 1 || expires > MAX_PRESIGN_SECONDS) {
+    throw new S3Error("AuthorizationQueryParametersError", 400, `X-Amz-Expires must be from 1 to ${MAX_PRESIGN_SECONDS} seconds`);
+  }
+  return {
+    ...parseCredential(query.get("X-Amz-Credential") ?? ""),
+    signedHeaders: (query.get("X-Amz-SignedHeaders") ?? "").split(";"),
+    signature: query.get("X-Amz-Signature") ?? "",
+    amzDate,
+    payloadHash: "UNSIGNED-PAYLOAD",
+    expires,
+  };
+}
+
+/** RFC 3986 encoding as SigV4 wants it: unreserved characters kept, the rest %XX (upper case). */
+export function uriEncode(s: string, keepSlash: boolean): string {
+  let out = "";
+  for (const byte of Buffer.from(s, "utf8")) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-._~]/.test(c) || (keepSlash && c === "/")) out += c;
+    else out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function amzDateMs(amzDate: string): number {
+  return Date.UTC(+amzDate.slice(0, 4), +amzDate.slice(4, 6) - 1, +amzDate.slice(6, 8), +amzDate.slice(9, 11), +amzDate.slice(11, 13), +amzDate.slice(13, 15));
+}
+
+const hmac = (key: Buffer | string, data: string) => createHmac("sha256", key).update(data, "utf8").digest();
+
+/**
+ * Checks the claim against the secret: throws SignatureDoesNotMatch, RequestTimeTooSkewed
+ * or an expired-request AccessDenied as S3 would. `path` is the decoded path, `rawQuery`
+ * the query string as sent.
+ */
+export function verifySigV4(claim: SigV4Claim, req: { method: string; path: string; rawQuery: string; headers: IncomingHttpHeaders }, secret: string, now = Date.now()): void {
+  const signedAt = amzDateMs(claim.amzDate);
+  if (claim.expires !== undefined) {
+    if (now > signedAt + claim.expires * 1000) throw new S3Error("AccessDenied", 403, "Request has expired");
+    if (signedAt - now > MAX_SKEW_MS) throw new S3Error("RequestTimeTooSkewed", 403, "the request was signed too far in the future");
+  } else if (Math.abs(now - signedAt) > MAX_SKEW_MS) {
+    throw new S3Error("RequestTimeTooSkewed", 403, "the difference between the request time and the server's time is too large (15 minutes at most)");
+  }
+  if (claim.date !== claim.amzDate.slice(0, 8)) throw new S3Error("SignatureDoesNotMatch", 403, "the credential date is not the date of the request");
+  const query = req.rawQuery
+    .split("&")
+    .filter((p) => p !== "")
+    .map((p) => {
+      const i = p.indexOf("=");
+      const k = decodeURIComponent(i < 0 ? p : p.slice(0, i));
+      const v = i < 0 ? "" : decodeURIComponent(p.slice(i + 1));
+      return [k, v] as [string, string];
+    })
+    // A presigned URL signs every query parameter but its signature.
+    .filter(([k]) => claim.expires === undefined || k !== "X-Amz-Signature")
+    .map(([k, v]) => [uriEncode(k, false), uriEncode(v, false)] as [string, string])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join("&");
+  const headerLines = claim.signedHeaders.map((name) => {
+    const raw = req.headers[name];
+    const value = Array.isArray(raw) ? raw.join(",") : (raw ?? "");
+    return `${name}:${String(value).trim().replace(/\s+/g, " ")}\n`;
+  });
+  const canonical = [req.method, uriEncode(req.path, true), query, headerLines.join(""), claim.signedHeaders.join(";"), claim.payloadHash].join("\n");
+  const scope = `${claim.date}/${claim.region}/${claim.service}/aws4_request`;
+  const toSign = ["AWS4-HMAC-SHA256", claim.amzDate, scope, createHash("sha256").update(canonical, "utf8").digest("hex")].join("\n");
+  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, claim.date), claim.region), claim.service), "aws4_request");
+  const expected = createHmac("sha256", key).update(toSign, "utf8").digest();
+  const given = Buffer.from(claim.signature, "hex");
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+  }
+}

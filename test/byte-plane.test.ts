@@ -1,0 +1,240 @@
+/**
+ * The S3 byte plane with real clients: curl-style requests with a bearer token, the AWS
+ * CLI and boto3 with SigV4 access keys (also a presigned GET). Uploads start the jobs of
+ * the bucket's rules without any TriggerIngest call; errors come back as S3 XML with S3's
+ * codes and change nothing.
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { newAccessKey, newToken, type Grant } from "../src/domain/auth";
+import { loadSecretBox } from "../src/storage/secrets";
+import { makePdf } from "./helpers/fixtures";
+import { jsonClient, type J } from "./helpers/http";
+import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
+
+jest.setTimeout(120_000);
+const run = promisify(execFile);
+
+let s: TestServers;
+let bearer: string;
+const keys = { id: "", secret: "" };
+const B = "kb-bytes";
+const TERMINAL = ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED", "INGEST_STATUS_PARTIAL", "INGEST_STATUS_CANCELLED"];
+const work = mkdtempSync(join(tmpdir(), "k3-s3-client-"));
+
+async function token(org: string, grants: Grant[], s3 = false): Promise<{ token: string; id: string; secret: string }> {
+  const { token: t, tokenId, secretHash } = newToken();
+  const key = s3 ? newAccessKey() : undefined;
+  const sealed = key ? loadSecretBox(s.dataDir, undefined).seal(key.secret) : undefined;
+  await s.app.repo().tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed: sealed });
+  return { token: t, id: key?.accessKeyId ?? "", secret: key?.secret ?? "" };
+}
+
+/** The AWS CLI against the server, with credentials in its environment only. */
+function aws(args: string[], creds = keys) {
+  return run("aws", ["--endpoint-url", s.httpUrl, ...args], {
+    env: {
+      ...process.env,
+      AWS_ACCESS_KEY_ID: creds.id,
+      AWS_SECRET_ACCESS_KEY: creds.secret,
+      AWS_DEFAULT_REGION: "us-east-1",
+      AWS_CONFIG_FILE: join(work, "no-config"),
+      AWS_SHARED_CREDENTIALS_FILE: join(work, "no-credentials"),
+    },
+    timeout: 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+}
+
+/** boto3 (the python3 on PATH has it) running a small script with the keys. */
+function boto3(script: string, ...args: string[]) {
+  // boto3 presigns with the legacy Signature V2 unless told otherwise; only V4 is served.
+  const prelude = `import boto3, sys\nfrom botocore.config import Config\nc = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name="us-east-1", config=Config(signature_version="s3v4"))\n`;
+  return run("python3", ["-c", prelude + script, s.httpUrl, keys.id, keys.secret, ...args], { timeout: 60_000 });
+}
+
+const http = jsonClient(() => s.httpUrl, { authorization: "" });
+
+beforeAll(async () => {
+  s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "100", K3_MAX_OBJECT_BYTES: String(30 * 1024 * 1024) });
+  const t = await token("default", [{ bucket: "*", role: "admin" }], true);
+  bearer = t.token;
+  keys.id = t.id;
+  keys.secret = t.secret;
+  const auth = { authorization: `Bearer ${bearer}` };
+  Object.assign(http, jsonClient(() => s.httpUrl, auth));
+});
+afterAll(async () => {
+  await s.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+function api(method: string, path: string, body?: unknown) {
+  return jsonClient(() => s.httpUrl, { authorization: `Bearer ${bearer}` })(method, path, body);
+}
+
+async function jobsOf(bucket: string, key: string): Promise<J[]> {
+  const all = (await api("GET", `/${bucket}/ingest/jobs?page_size=1000`)).json.jobs as J[];
+  return all.filter((j) => j.object.key === key);
+}
+
+test("a bucket created over REST takes `aws s3 cp` of a folder of mixed documents; each matching one ends truthfully", async () => {
+  expect((await api("POST", "/admin/buckets", { name: B })).status).toBe(200);
+  const embed = (await api("POST", `/${B}/pipelines`, { name: "embed", scriptum_template: "text_embedding_index", options: { chunk_size: "100", chunk_overlap: "0" } })).json.pipeline.pipelineId;
+  const rows = (await api("POST", `/${B}/pipelines`, { name: "rows", scriptum_template: "structured_rows" })).json.pipeline.pipelineId;
+  await api("POST", `/${B}/rules`, { name: "docs", pipeline_id: embed, include_patterns: ["docs/**"], exclude_mime_types: ["text/csv"] });
+  await api("POST", `/${B}/rules`, { name: "tables", pipeline_id: rows, include_mime_types: ["text/csv"] });
+  const dir = join(work, "corpus");
+  mkdirSync(join(dir, "docs", "legal"), { recursive: true });
+  writeFileSync(join(dir, "docs", "intro.txt"), "alpha beta gamma ".repeat(20)); // 340 chars -> 4 chunks
+  writeFileSync(join(dir, "docs", "legal", "msa.pdf"), makePdf([["Master services agreement"], ["Second page"]]));
+  writeFileSync(join(dir, "docs", "notes.md"), "# Notes\n\nshort");
+  writeFileSync(join(dir, "docs", "broken.pdf"), "%PDF-1.4 this is not a pdf");
+  writeFileSync(join(dir, "docs", "table.csv"), "id,name\n1,a\n2,b\n");
+  writeFileSync(join(dir, "other.bin"), Buffer.from([0, 1, 2, 3]));
+  await aws(["s3", "cp", dir, `s3://${B}/`, "--recursive"]);
+
+  const expectations: Record<string, { status: string; [k: string]: unknown }> = {
+    "docs/intro.txt": { status: "INGEST_STATUS_COMPLETED", chunksCreated: 4, embeddingsWritten: 4 },
+    "docs/legal/msa.pdf": { status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 },
+    "docs/notes.md": { status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 },
+    "docs/broken.pdf": { status: "INGEST_STATUS_FAILED" },
+    "docs/table.csv": { status: "INGEST_STATUS_COMPLETED", rowsWritten: 2 },
+  };
+  for (const [key, want] of Object.entries(expectations)) {
+    const job = await waitFor(`the job of ${key}`, async () => {
+      const jobs = await jobsOf(B, key);
+      return jobs.length === 1 && TERMINAL.includes(jobs[0].status) ? jobs[0] : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    expect({ key, ...job }).toMatchObject({ key, ...want });
+  }
+  expect((await jobsOf(B, "docs/broken.pdf"))[0].error).toMatch(/PDF "docs\/broken\.pdf" is corrupt or unreadable/);
+  expect(await jobsOf(B, "other.bin")).toEqual([]); // no rule matches it
+
+  const ls = await aws(["s3", "ls", `s3://${B}/`, "--recursive"]);
+  expect(ls.stdout.trim().split("\n").map((l) => l.split(/\s+/).pop())).toEqual(["docs/broken.pdf", "docs/intro.txt", "docs/legal/msa.pdf", "docs/notes.md", "docs/table.csv", "other.bin"]);
+  const folders = JSON.parse((await aws(["s3api", "list-objects-v2", "--bucket", B, "--prefix", "docs/", "--delimiter", "/"])).stdout);
+  expect(folders.Contents.map((c: { Key: string }) => c.Key)).toEqual(["docs/broken.pdf", "docs/intro.txt", "docs/notes.md", "docs/table.csv"]);
+  expect(folders.CommonPrefixes).toEqual([{ Prefix: "docs/legal/" }]);
+  const paged = JSON.parse((await aws(["s3api", "list-objects-v2", "--bucket", B, "--max-keys", "2", "--no-paginate"])).stdout);
+  expect(paged).toMatchObject({ IsTruncated: true, KeyCount: 2 });
+  const rest = JSON.parse((await aws(["s3api", "list-objects-v2", "--bucket", B, "--continuation-token", paged.NextContinuationToken, "--no-paginate"])).stdout);
+  expect(rest.Contents.map((c: { Key: string }) => c.Key)).toEqual(["docs/legal/msa.pdf", "docs/notes.md", "docs/table.csv", "other.bin"]);
+
+  const head = JSON.parse((await aws(["s3api", "head-object", "--bucket", B, "--key", "docs/intro.txt"])).stdout);
+  expect(head).toMatchObject({ ContentLength: 340, ContentType: "text/plain" });
+  await aws(["s3", "cp", `s3://${B}/docs/intro.txt`, join(work, "back.txt")]);
+  expect(readFileSync(join(work, "back.txt"), "utf8")).toBe("alpha beta gamma ".repeat(20));
+  const bucket = (await api("GET", `/admin/buckets/${B}`)).json.bucket;
+  expect(bucket).toMatchObject({ objectCount: "6", ruleCount: "2", indexCount: "2" });
+});
+
+test("curl with a bearer token: PUT with metadata, GET with Range, HEAD; DELETE removes outputs and cancels pending jobs", async () => {
+  const url = `${s.httpUrl}/${B}/docs/curl.txt`;
+  const auth = { authorization: `Bearer ${bearer}` };
+  const put = await fetch(url, { method: "PUT", headers: { ...auth, "content-type": "text/plain", "x-amz-meta-owner": "legal" }, body: "0123456789 abc def" });
+  expect(put.status).toBe(200);
+  expect(put.headers.get("etag")).toBe('"' + (await import("node:crypto")).createHash("md5").update("0123456789 abc def").digest("hex") + '"');
+  const got = await fetch(url, { headers: { ...auth, range: "bytes=2-5" } });
+  expect(got.status).toBe(206);
+  expect(got.headers.get("content-range")).toBe("bytes 2-5/18");
+  expect(await got.text()).toBe("2345");
+  const head = await fetch(url, { method: "HEAD", headers: auth });
+  expect(head.headers.get("x-amz-meta-owner")).toBe("legal");
+  expect(head.headers.get("content-length")).toBe("18");
+  const job = await waitFor("the curl upload's job", async () => {
+    const jobs = await jobsOf(B, "docs/curl.txt");
+    return jobs[0]?.status === "INGEST_STATUS_COMPLETED" ? jobs[0] : undefined;
+  });
+  const pool = s.app.repo().pool;
+  expect((await pool.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = $1 AND object_key = 'docs/curl.txt'", [B])).rows[0].n).toBe(job.embeddingsWritten);
+  // A pending job of the object (inserted behind the worker's back) is cancelled by the delete.
+  await pool.query(`INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, template, created_at, updated_at, run_after) VALUES ('job_pending_del', 'default', $1, 'docs/curl.txt', $2, 'noop', 1, 1, 9999999999999)`, [B, job.pipelineId]);
+  expect((await fetch(url, { method: "DELETE", headers: auth })).status).toBe(204);
+  expect((await pool.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = $1 AND object_key = 'docs/curl.txt'", [B])).rows[0].n).toBe(0);
+  expect((await pool.query("SELECT status FROM jobs WHERE job_id = 'job_pending_del'")).rows[0].status).toBe("cancelled");
+  const missing = await fetch(url, { headers: auth });
+  expect(missing.status).toBe(404);
+  expect(await missing.text()).toMatch(/<Code>NoSuchKey<\/Code>/);
+  expect((await fetch(url, { method: "DELETE", headers: auth })).status).toBe(204); // S3 deletes are idempotent
+});
+
+test("boto3: put, get, list and delete; a presigned GET works with plain fetch until it expires or is tampered with", async () => {
+  const out = await boto3(
+    `c.put_object(Bucket="${B}", Key="boto/a b.txt", Body=b"from boto3", ContentType="text/plain")
+print(c.get_object(Bucket="${B}", Key="boto/a b.txt")["Body"].read().decode())
+print(",".join(o["Key"] for o in c.list_objects_v2(Bucket="${B}", Prefix="boto/")["Contents"]))
+print(c.generate_presigned_url("get_object", Params={"Bucket": "${B}", "Key": "boto/a b.txt"}, ExpiresIn=60))
+print(c.generate_presigned_url("get_object", Params={"Bucket": "${B}", "Key": "boto/a b.txt"}, ExpiresIn=1))`,
+  );
+  const [body, listed, presigned, short] = out.stdout.trim().split("\n");
+  expect(body).toBe("from boto3");
+  expect(listed).toBe("boto/a b.txt");
+  const ok = await fetch(presigned);
+  expect(ok.status).toBe(200);
+  expect(await ok.text()).toBe("from boto3");
+  const tampered = await fetch(presigned.replace("a%20b.txt", "a%20c.txt"));
+  expect(tampered.status).toBe(403);
+  expect(await tampered.text()).toMatch(/<Code>SignatureDoesNotMatch<\/Code>/);
+  await new Promise((r) => setTimeout(r, 2100));
+  const expired = await fetch(short);
+  expect(expired.status).toBe(403);
+  expect(await expired.text()).toMatch(/<Code>AccessDenied<\/Code><Message>Request has expired/);
+  await boto3(`c.delete_object(Bucket="${B}", Key="boto/a b.txt")`);
+  expect((await fetch(`${s.httpUrl}/${B}/boto/a%20b.txt`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
+});
+
+test("a wrong secret, another organization's bucket and an oversized or corrupted upload get S3 errors and store nothing", async () => {
+  const wrong = aws(["s3", "cp", join(work, "back.txt"), `s3://${B}/bad/x.txt`], { id: keys.id, secret: "not-the-secret" });
+  await expect(wrong).rejects.toMatchObject({ stderr: expect.stringMatching(/SignatureDoesNotMatch/) });
+  const unknown = aws(["s3", "ls", `s3://${B}/`], { id: "K3AKNOSUCHKEY0000", secret: "x" });
+  await expect(unknown).rejects.toMatchObject({ stderr: expect.stringMatching(/InvalidAccessKeyId/) });
+  const other = await token("other-org", [{ bucket: "*", role: "admin" }], true);
+  await expect(aws(["s3", "ls", `s3://${B}/`], other)).rejects.toMatchObject({ stderr: expect.stringMatching(/NoSuchBucket/) });
+  const reader = await token("default", [{ bucket: B, role: "reader" }], true);
+  await expect(aws(["s3", "cp", join(work, "back.txt"), `s3://${B}/bad/y.txt`], reader)).rejects.toMatchObject({ stderr: expect.stringMatching(/AccessDenied/) });
+
+  const auth = { authorization: `Bearer ${bearer}` };
+  const big = await fetch(`${s.httpUrl}/${B}/bad/big.bin`, { method: "PUT", headers: auth, body: Buffer.alloc(31 * 1024 * 1024) });
+  expect(big.status).toBe(413);
+  expect(await big.text()).toMatch(/<Code>EntityTooLarge<\/Code>/);
+  const badMd5 = await fetch(`${s.httpUrl}/${B}/bad/md5.txt`, { method: "PUT", headers: { ...auth, "content-md5": Buffer.alloc(16).toString("base64") }, body: "x" });
+  expect(badMd5.status).toBe(400);
+  expect(await badMd5.text()).toMatch(/<Code>BadDigest<\/Code>/);
+  const pool = s.app.repo().pool;
+  expect((await pool.query("SELECT object_key FROM objects WHERE bucket = $1 AND object_key LIKE 'bad/%'", [B])).rows).toEqual([]);
+  expect(existsSync(join(s.dataDir, "buckets", B, "bad"))).toBe(false);
+  expect((await api("GET", `/${B}/ingest/jobs?page_size=1000`)).json.jobs.filter((j: J) => j.object.key.startsWith("bad/"))).toEqual([]);
+});
+
+test("a client that disconnects mid-upload leaves no object and no job", async () => {
+  const u = new URL(`${s.httpUrl}/${B}/docs/cut.txt`);
+  await new Promise<void>((resolve) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: "PUT", headers: { authorization: `Bearer ${bearer}`, "content-length": String(1024 * 1024) } });
+    req.on("error", () => resolve());
+    req.write(Buffer.alloc(64 * 1024, "a"));
+    setTimeout(() => {
+      req.destroy();
+      resolve();
+    }, 200);
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  const pool = s.app.repo().pool;
+  expect((await pool.query("SELECT 1 FROM objects WHERE bucket = $1 AND object_key = 'docs/cut.txt'", [B])).rows).toEqual([]);
+  expect(await jobsOf(B, "docs/cut.txt")).toEqual([]);
+  expect(existsSync(join(s.dataDir, "buckets", B, "docs", "cut.txt"))).toBe(false);
+});
+
+test("on the shared port a REST route wins for bearer calls; the same path signed with SigV4 is an object", async () => {
+  // An object whose key is "rules": PUT goes to the byte plane; GET with a bearer token is the rule list.
+  await aws(["s3", "cp", join(work, "back.txt"), `s3://${B}/rules`]);
+  const list = await api("GET", `/${B}/rules`);
+  expect(list.json.rules).toHaveLength(2);
+  await aws(["s3", "cp", `s3://${B}/rules`, join(work, "rules.txt")]);
+  expect(readFileSync(join(work, "rules.txt"), "utf8")).toBe("alpha beta gamma ".repeat(20));
+});
