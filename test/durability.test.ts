@@ -155,3 +155,44 @@ test("SIGTERM under load: in-flight calls finish, later ones are refused, jobs a
   const { rows: stuck } = await pool.query("SELECT count(*)::int AS n FROM jobs WHERE status = 'processing'");
   expect(stuck[0].n).toBe(0);
 });
+
+test("kill -9 during a stream of uploads: every acknowledged object is there, with its bytes and its jobs", async () => {
+  const server = await serve();
+  const auth = { authorization: `Bearer ${server.token}`, "content-type": "application/json" };
+  const bucket = "kb-uploads";
+  await fetch(`${server.url}/admin/buckets`, { method: "POST", headers: auth, body: JSON.stringify({ name: bucket }) });
+  const p = await fetch(`${server.url}/${bucket}/pipelines`, { method: "POST", headers: auth, body: JSON.stringify({ name: "noop", scriptum_template: "noop" }) });
+  const pipelineId = ((await p.json()) as { pipeline: { pipelineId: string } }).pipeline.pipelineId;
+  await fetch(`${server.url}/${bucket}/rules`, { method: "POST", headers: auth, body: JSON.stringify({ name: "all", pipeline_id: pipelineId }) });
+  const acked: Array<{ key: string; body: string; jobs: string[] }> = [];
+  let stop = false;
+  const uploaders = Promise.all(
+    Array.from({ length: 8 }, async (_, c) => {
+      for (let i = 0; !stop; i++) {
+        const key = `up/${c}/${i}.txt`;
+        const body = `object ${c}-${i} `.repeat(50);
+        try {
+          const res = await fetch(`${server.url}/${bucket}/${key}`, { method: "PUT", headers: { authorization: auth.authorization }, body });
+          if (res.status === 200) acked.push({ key, body, jobs: (res.headers.get("x-k3-jobs") ?? "").split(",").filter(Boolean) });
+          await res.arrayBuffer();
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 700 + Math.random() * 800));
+  server.child.proc.kill("SIGKILL");
+  await server.child.exited;
+  stop = true;
+  await uploaders;
+  expect(acked.length).toBeGreaterThan(10);
+  const { rows: catalog } = await pool.query("SELECT object_key, size FROM objects WHERE bucket = $1 AND object_key = ANY($2)", [bucket, acked.map((a) => a.key)]);
+  expect(catalog).toHaveLength(acked.length);
+  for (const a of acked) {
+    expect(readFileSync(join(dataDir, "buckets", bucket, a.key), "utf8")).toBe(a.body);
+    expect(a.jobs).toHaveLength(1);
+  }
+  const { rows: jobs } = await pool.query("SELECT job_id FROM jobs WHERE job_id = ANY($1)", [acked.flatMap((a) => a.jobs)]);
+  expect(jobs).toHaveLength(acked.length);
+});
