@@ -197,6 +197,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         pruneTimer.unref();
       }
       const objects = createFsObjectStore(config.dataDir);
+      // Uploads a killed process left half-written are nobody's: an hour on, they go.
+      if (serveApi) void objects.sweepStaging(3_600_000).catch((err: unknown) => log.warn("sweeping staged uploads failed", { err: (err as Error).message }));
       let httpPort = 0;
       let grpcPort = 0;
       if (serveApi) {

@@ -238,3 +238,37 @@ test("on the shared port a REST route wins for bearer calls; the same path signe
   await aws(["s3", "cp", `s3://${B}/rules`, join(work, "rules.txt")]);
   expect(readFileSync(join(work, "rules.txt"), "utf8")).toBe("alpha beta gamma ".repeat(20));
 });
+
+test("a 20 MB file goes up with `aws s3 cp` (multipart), comes back identical, and carries S3's multipart ETag", async () => {
+  const big = Buffer.alloc(20 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
+  writeFileSync(join(work, "big.bin"), big);
+  await aws(["s3", "cp", join(work, "big.bin"), `s3://${B}/multi/big.bin`]);
+  const head = JSON.parse((await aws(["s3api", "head-object", "--bucket", B, "--key", "multi/big.bin"])).stdout);
+  expect(head.ContentLength).toBe(big.length);
+  expect(head.ETag).toMatch(/^"[0-9a-f]{32}-3"$/); // 8 MB parts: 3 of them
+  await aws(["s3", "cp", `s3://${B}/multi/big.bin`, join(work, "big-back.bin")]);
+  expect(readFileSync(join(work, "big-back.bin")).equals(big)).toBe(true);
+  const pool = s.app.repo().pool;
+  expect((await pool.query("SELECT count(*)::int AS n FROM multipart_uploads")).rows[0].n).toBe(0);
+  expect(existsSync(join(s.dataDir, "tmp")) ? (await import("node:fs")).readdirSync(join(s.dataDir, "tmp")).filter((n) => n.startsWith("mpu-")) : []).toEqual([]);
+});
+
+test("an aborted multipart upload leaves nothing; parts listed while it runs; a wrong part ETag is InvalidPart", async () => {
+  const out = await boto3(
+    `u = c.create_multipart_upload(Bucket="${B}", Key="multi/aborted.bin")["UploadId"]
+p1 = c.upload_part(Bucket="${B}", Key="multi/aborted.bin", UploadId=u, PartNumber=1, Body=b"a" * 5242880)["ETag"]
+print(",".join(str(p["PartNumber"]) for p in c.list_parts(Bucket="${B}", Key="multi/aborted.bin", UploadId=u)["Parts"]))
+try:
+    c.complete_multipart_upload(Bucket="${B}", Key="multi/aborted.bin", UploadId=u, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"0000"'}]})
+except Exception as e:
+    print(type(e).__name__, getattr(e, "response", {}).get("Error", {}).get("Code"))
+c.abort_multipart_upload(Bucket="${B}", Key="multi/aborted.bin", UploadId=u)
+try:
+    c.list_parts(Bucket="${B}", Key="multi/aborted.bin", UploadId=u)
+except Exception as e:
+    print(getattr(e, "response", {}).get("Error", {}).get("Code"))`,
+  );
+  expect(out.stdout.trim().split("\n")).toEqual(["1", "ClientError InvalidPart", "NoSuchUpload"]);
+  expect((await fetch(`${s.httpUrl}/${B}/multi/aborted.bin`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
+});

@@ -50,3 +50,20 @@ export interface StoredObject {
   createdAt: number;
   updatedAt: number;
 }
+
+/** A multipart upload in progress. */
+export interface MultipartUpload {
+  uploadId: string;
+  key: string;
+  contentType: string;
+  metadata: Record<string, string>;
+  createdAt: number;
+}
+
+/** One uploaded part of a multipart upload. */
+export interface UploadedPart {
+  partNumber: number;
+  size: number;
+  /** MD5 of the part, hex. */
+  etag: string;
+}

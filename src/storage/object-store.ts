@@ -46,6 +46,8 @@ export interface StagedObject {
   sha256: Buffer;
   /** Renames it to the key (atomically replacing an older object) and returns its version (mtime, ns). */
   commit(key: string): Promise<bigint>;
+  /** Keeps it as part `partNumber` of a multipart upload. */
+  keepAsPart(uploadId: string, partNumber: number): Promise<void>;
   discard(): Promise<void>;
 }
 
@@ -100,6 +102,12 @@ export interface ObjectStore {
    * commit(), which renames it into place atomically; discard() removes it.
    */
   stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject>;
+  /** Stages the concatenation of a multipart upload's parts (kept by StagedObject.keepAsPart), in order. */
+  assemble(scope: Scope, uploadId: string, parts: readonly number[], maxBytes: number, signal: AbortSignal): Promise<StagedObject>;
+  /** Removes the parts of a multipart upload. */
+  dropUpload(uploadId: string): Promise<void>;
+  /** Removes staged uploads older than this (left by a killed process); multipart parts stay. */
+  sweepStaging(olderThanMs: number): Promise<void>;
   /** Removes an object's bytes (and empty folders above it); false when there were none. */
   remove(scope: Scope, key: string): Promise<boolean>;
   /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
@@ -237,15 +245,17 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     await walk(root, "");
     return out;
   }
-  async function stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
-    const tmpDir = join(dataDir, "tmp");
+  const tmpDir = join(dataDir, "tmp");
+  const partsDir = (uploadId: string) => join(tmpDir, `mpu-${uploadId}`);
+
+  /** Writes `body` to a new private temporary file, hashing it, within `maxBytes`; fsynced. */
+  async function writeTemp(body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<{ tmp: string; size: number; md5: Buffer; sha256: Buffer }> {
     await mkdir(tmpDir, { recursive: true });
     const tmp = join(tmpDir, `upload-${randomBytes(12).toString("hex")}`);
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     const md5 = createHash("md5");
     const sha = createHash("sha256");
     let size = 0;
-    const discard = () => rm(tmp, { force: true });
     try {
       for await (const chunk of body) {
         signal.throwIfAborted();
@@ -259,15 +269,30 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
-      await discard();
+      await rm(tmp, { force: true });
       throw err;
     }
     await fh.close();
+    return { tmp, size, md5: md5.digest(), sha256: sha.digest() };
+  }
+
+  async function syncDir(dir: string): Promise<void> {
+    const dh = await open(dir, constants.O_RDONLY);
+    await dh.sync().finally(() => dh.close());
+  }
+
+  function staged(scope: Scope, t: { tmp: string; size: number; md5: Buffer; sha256: Buffer }): StagedObject {
+    const discard = () => rm(t.tmp, { force: true });
     return {
-      size,
-      md5: md5.digest(),
-      sha256: sha.digest(),
+      size: t.size,
+      md5: t.md5,
+      sha256: t.sha256,
       discard,
+      async keepAsPart(uploadId, partNumber) {
+        await mkdir(partsDir(uploadId), { recursive: true });
+        await rename(t.tmp, join(partsDir(uploadId), String(partNumber)));
+        await syncDir(partsDir(uploadId));
+      },
       async commit(key) {
         const root = bucketDir(dataDir, scope);
         const target = join(root, key);
@@ -275,7 +300,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
           await mkdir(dirname(target), { recursive: true });
           const existing = await lstat(target).catch(() => undefined);
           if (existing && !existing.isFile()) throw new ObjectConflict(`key "${key}" is a folder of other objects here; this store keeps keys as paths`);
-          await rename(tmp, target);
+          await rename(t.tmp, target);
         } catch (err) {
           await discard();
           const code = (err as NodeJS.ErrnoException).code;
@@ -287,12 +312,35 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
           throw err;
         }
         // The rename is durable once its folder is synced.
-        const dh = await open(dirname(target), constants.O_RDONLY);
-        await dh.sync().finally(() => dh.close());
+        await syncDir(dirname(target));
         return (await lstat(target, { bigint: true })).mtimeNs;
       },
     };
   }
+
+  async function stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
+    return staged(scope, await writeTemp(body, maxBytes, signal));
+  }
+
+  async function assemble(scope: Scope, uploadId: string, parts: readonly number[], maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
+    async function* concatenated(): AsyncIterable<Buffer> {
+      for (const n of parts) {
+        const fh = await open(join(partsDir(uploadId), String(n)), constants.O_RDONLY | constants.O_NOFOLLOW);
+        try {
+          const buf = Buffer.allocUnsafe(1 << 20);
+          for (;;) {
+            const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+            if (bytesRead === 0) break;
+            yield Buffer.from(buf.subarray(0, bytesRead));
+          }
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    return staged(scope, await writeTemp(concatenated(), maxBytes, signal));
+  }
+
   async function remove(scope: Scope, key: string): Promise<boolean> {
     const root = bucketDir(dataDir, scope);
     const gone = await rm(join(root, key)).then(() => true, () => false);
@@ -305,6 +353,17 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   return {
     open: openObject,
     stage,
+    assemble,
+    dropUpload: (uploadId) => rm(partsDir(uploadId), { recursive: true, force: true }),
+    async sweepStaging(olderThanMs) {
+      const cutoff = Date.now() - olderThanMs;
+      for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+        if (!name.startsWith("upload-")) continue; // multipart parts live as long as their upload
+        const path = join(tmpDir, name);
+        const st = await lstat(path).catch(() => undefined);
+        if (st && st.mtimeMs < cutoff) await rm(path, { recursive: true, force: true });
+      }
+    },
     remove,
     listFiles,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),

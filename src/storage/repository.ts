@@ -5,7 +5,7 @@
 import type { Cursor } from "../domain/page-token";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry, StoredObject } from "../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, StoredObject, UploadedPart } from "../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -152,6 +152,12 @@ export interface Repository {
    * unfinished jobs (cancelled). False when it was not in the catalog.
    */
   objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean>;
+  mpuCreate(scope: Scope, upload: MultipartUpload): Promise<void>;
+  mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined>;
+  mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void>;
+  mpuParts(uploadId: string): Promise<UploadedPart[]>;
+  /** Forgets an upload and its parts; false when there was none. */
+  mpuDelete(uploadId: string): Promise<boolean>;
   /** The enabled rules that apply to objects of a source (its own and the bucket-wide ones). */
   ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]>;
 

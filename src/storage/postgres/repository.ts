@@ -2,7 +2,7 @@
 import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
 import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry, StoredObject } from "../../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, StoredObject, UploadedPart } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { DomainError, NotFound } from "../../domain/errors";
@@ -953,6 +953,36 @@ export class PgRepository implements Repository {
       return { found: (del.rowCount ?? 0) > 0, running };
     }, { found: false, running: [] as string[] });
     return found || running.length > 0;
+  }
+
+  async mpuCreate(scope: Scope, u: MultipartUpload): Promise<void> {
+    await this.q(
+      "INSERT INTO multipart_uploads (upload_id, org, bucket, object_key, content_type, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+      [u.uploadId, scope.org, scope.bucket, u.key, u.contentType, JSON.stringify(u.metadata), u.createdAt],
+    );
+  }
+
+  async mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined> {
+    const rows = await this.q("SELECT upload_id, object_key, content_type, metadata, created_at FROM multipart_uploads WHERE upload_id = $1 AND org = $2 AND bucket = $3", [uploadId, scope.org, scope.bucket]);
+    const r = rows[0];
+    return r ? { uploadId: r.upload_id, key: r.object_key, contentType: r.content_type, metadata: r.metadata ?? {}, createdAt: num(r.created_at) } : undefined;
+  }
+
+  async mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void> {
+    await this.q(
+      `INSERT INTO multipart_parts (upload_id, part_number, size, etag, updated_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (upload_id, part_number) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, updated_at = EXCLUDED.updated_at`,
+      [uploadId, part.partNumber, part.size, part.etag, nowMs],
+    );
+  }
+
+  async mpuParts(uploadId: string): Promise<UploadedPart[]> {
+    const rows = await this.q("SELECT part_number, size, etag FROM multipart_parts WHERE upload_id = $1 ORDER BY part_number", [uploadId]);
+    return rows.map((r) => ({ partNumber: r.part_number as number, size: num(r.size), etag: r.etag as string }));
+  }
+
+  async mpuDelete(uploadId: string): Promise<boolean> {
+    return (await this.exec("DELETE FROM multipart_uploads WHERE upload_id = $1", [uploadId])) > 0;
   }
 
   async ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]> {

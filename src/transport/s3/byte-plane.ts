@@ -1,7 +1,8 @@
 /**
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
- * (with Range), HeadObject and DeleteObject, with S3's headers, XML and error codes.
+ * (with Range), HeadObject, DeleteObject and multipart uploads (create, upload part,
+ * complete, abort, list parts), with S3's headers, XML and error codes.
  *
  * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 — header or presigned
  * query — with the access key of a token (`tokens create --s3`): the same organization,
@@ -15,6 +16,7 @@
  * client that goes away mid-upload leaves no object and no job. Deleting an object removes
  * its outputs at every destination and cancels its unfinished jobs.
  */
+import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { allows, type Caller, type Role } from "../../domain/auth";
 import type { Bucket, StoredObject } from "../../domain/bucket";
@@ -25,7 +27,7 @@ import { checkBucket, checkObjectKey } from "../../domain/validate";
 import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
 import { jobsForUpload } from "../../service/upload-jobs";
-import { ObjectConflict, ObjectTooLarge, type ObjectStore } from "../../storage/object-store";
+import { ObjectConflict, ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
@@ -225,9 +227,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
     sendXml(res, `<ListBucketResult xmlns="${XMLNS}">${head.join("")}${contents.join("")}${prefixes.join("")}</ListBucketResult>`, r);
   }
 
-  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
-    if (req.headers["x-amz-copy-source"]) throw new S3Error("NotImplemented", 501, "CopyObject is not supported yet");
-    if (r.query.has("uploadId") || r.query.has("partNumber")) throw new S3Error("NotImplemented", 501, "multipart uploads are not supported yet");
+  /** Streams a request body to a staged file within the size limit, and checks its digests. */
+  async function stageChecked(req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<StagedObject> {
     if (claim?.payloadHash.startsWith("STREAMING-") || String(req.headers["content-encoding"] ?? "").includes("aws-chunked")) {
       throw new S3Error("NotImplemented", 501, "aws-chunked uploads are not supported yet; sign the payload (x-amz-content-sha256) or send it unsigned");
     }
@@ -252,6 +253,25 @@ export function createBytePlane(deps: BytePlaneDeps) {
       await staged.discard();
       throw err;
     }
+    return staged;
+  }
+
+  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+    if (req.headers["x-amz-copy-source"]) throw new S3Error("NotImplemented", 501, "CopyObject is not supported yet");
+    const staged = await stageChecked(req, scope, claim, signal);
+    const metadata: Record<string, string> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
+    }
+    const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
+    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadata);
+  }
+
+  /**
+   * Puts a staged object in place, records it and creates its jobs in one transaction,
+   * and answers; shared by PutObject and CompleteMultipartUpload.
+   */
+  async function storeObject(res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
     let version: bigint;
     try {
       version = await staged.commit(r.key);
@@ -259,13 +279,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       if (err instanceof ObjectConflict) throw err.kind === "too_long" ? new S3Error("KeyTooLongError", 400, err.message) : new S3Error("InvalidArgument", 409, err.message);
       throw err;
     }
-    const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
-    const metadata: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
-    }
     const now = deps.now();
-    const etag = staged.md5.toString("hex");
     const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
     const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now);
     try {
@@ -274,7 +288,80 @@ export function createBytePlane(deps: BytePlaneDeps) {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
       throw err;
     }
-    send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId, ...(jobs.length ? { "x-k3-jobs": jobs.map((j) => j.jobId).join(",") } : {}) });
+    const headers = { etag: `"${etag}"`, "x-amz-request-id": r.requestId, ...(jobs.length ? { "x-k3-jobs": jobs.map((j) => j.jobId).join(",") } : {}) };
+    if (xml) send(res, 200, { ...headers, "content-type": "application/xml" }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml(etag)}`);
+    else send(res, 200, headers);
+  }
+
+  async function readBody(req: IncomingMessage, max: number): Promise<string> {
+    let text = "";
+    for await (const chunk of req) {
+      text += String(chunk);
+      if (text.length > max) throw new S3Error("MalformedXML", 400, "The XML you provided was too large");
+    }
+    return text;
+  }
+
+  /** CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
+  async function multipart(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+    if (r.method === "POST" && r.query.has("uploads")) {
+      const uploadId = randomBytes(16).toString("hex");
+      const metadata: Record<string, string> = {};
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = String(value);
+      }
+      await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata, createdAt: deps.now() });
+      sendXml(res, `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, r);
+      return;
+    }
+    const uploadId = r.query.get("uploadId") ?? "";
+    const upload = /^[0-9a-f]{32}$/.test(uploadId) ? await repo.mpuGet(scope, uploadId) : undefined;
+    if (!upload || upload.key !== r.key) throw new S3Error("NoSuchUpload", 404, "The specified multipart upload does not exist.");
+    if (r.method === "PUT") {
+      const n = Number(r.query.get("partNumber"));
+      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new S3Error("InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive");
+      const staged = await stageChecked(req, scope, claim, signal);
+      await staged.keepAsPart(uploadId, n);
+      const etag = staged.md5.toString("hex");
+      await repo.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
+      send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
+      return;
+    }
+    if (r.method === "GET") {
+      const parts = (await repo.mpuParts(uploadId)).map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>&quot;${p.etag}&quot;</ETag><Size>${p.size}</Size></Part>`);
+      sendXml(res, `<ListPartsResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join("")}</ListPartsResult>`, r);
+      return;
+    }
+    if (r.method === "DELETE") {
+      await repo.mpuDelete(uploadId);
+      await objects.dropUpload(uploadId);
+      send(res, 204, { "x-amz-request-id": r.requestId });
+      return;
+    }
+    // POST ?uploadId: CompleteMultipartUpload.
+    const wanted = [...(await readBody(req, 1 << 20)).matchAll(/<Part>\s*(?:<PartNumber>(\d+)<\/PartNumber>\s*<ETag>([^<]*)<\/ETag>|<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>)/g)].map((m) => ({
+      n: Number(m[1] ?? m[4]),
+      etag: (m[2] ?? m[3]).replace(/&quot;|"/g, ""),
+    }));
+    if (wanted.length === 0) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema");
+    const have = new Map((await repo.mpuParts(uploadId)).map((p) => [p.partNumber, p]));
+    let prev = 0;
+    for (const w of wanted) {
+      if (w.n <= prev) throw new S3Error("InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.");
+      prev = w.n;
+      if (have.get(w.n)?.etag !== w.etag) throw new S3Error("InvalidPart", 400, `One or more of the specified parts could not be found (part ${w.n}).`);
+    }
+    const staged = await objects.assemble(scope, uploadId, wanted.map((w) => w.n), deps.maxObjectBytes, signal).catch((err: unknown) => {
+      if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+      throw err;
+    });
+    // S3's multipart ETag: the MD5 of the parts' binary MD5s, then "-" and the part count.
+    const etag = `${createHash("md5").update(Buffer.concat(wanted.map((w) => Buffer.from(w.etag, "hex")))).digest("hex")}-${wanted.length}`;
+    await storeObject(res, scope, bucket, r, staged, etag, upload.contentType, upload.metadata, (e) =>
+      `<CompleteMultipartUploadResult xmlns="${XMLNS}"><Location>/${xmlEscape(r.bucket)}/${xmlEscape(r.key)}</Location><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><ETag>&quot;${e}&quot;</ETag></CompleteMultipartUploadResult>`,
+    );
+    await repo.mpuDelete(uploadId);
+    await objects.dropUpload(uploadId);
   }
 
   async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
@@ -358,6 +445,11 @@ export function createBytePlane(deps: BytePlaneDeps) {
       checkObjectKey(r.key, "key");
     } catch (err) {
       throw new S3Error(Buffer.byteLength(r.key) > 1024 ? "KeyTooLongError" : "InvalidArgument", 400, (err as Error).message);
+    }
+    if (r.query.has("uploads") || r.query.has("uploadId")) {
+      authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
+      await multipart(req, res, scope, await bucketOf(scope), r, claim, signal);
+      return;
     }
     switch (r.method) {
       case "PUT": {
