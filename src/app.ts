@@ -222,7 +222,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           },
           log,
         });
-        const deps = { repo: r, objects, now: () => Date.now() };
+        const secrets = loadSecretBox(config.dataDir, config.secretsKey);
+        let boundHttpPort = config.httpPort;
+        const deps = { repo: r, objects, now: () => Date.now(), secrets, publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}` };
         const ready = async () => {
           await r.ping();
           return migrated && (await migrationsDone(r.pool));
@@ -245,7 +247,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
             objects,
             buckets: createBuckets(deps),
             auth,
-            secrets: loadSecretBox(config.dataDir, config.secretsKey),
+            secrets,
             log,
             maxObjectBytes: config.worker.maxObjectBytes,
             readTimeoutMs: config.worker.readTimeoutMs,
@@ -268,6 +270,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         });
         grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
         httpPort = (h.address() as AddressInfo).port;
+        boundHttpPort = httpPort;
       }
       if (runWorker) {
         // The worker has a pool of its own, so API load never queues its heartbeats and

@@ -13,6 +13,8 @@ export interface Config {
   auth: boolean;
   /** Whether gRPC reflection needs a valid token too. */
   reflectionAuth: boolean;
+  /** The base URL clients reach the HTTP port at, for presigned URLs; unset: http://localhost:<port>. */
+  publicUrl: string | undefined;
   /** Key sealing S3 secret access keys (base64 of 32 bytes); unset: `<dataDir>/secrets.key`. */
   secretsKey: string | undefined;
   /** Whether /metrics needs an admin token (and then shows that organization's job gauges). */
@@ -128,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),
     metricsAuth: onOff(env, "K3_METRICS_AUTH", false),
     secretsKey: env.K3_SECRETS_KEY || undefined,
+    publicUrl: env.K3_PUBLIC_URL ? env.K3_PUBLIC_URL.replace(/\/+$/, "") : undefined,
     writeRatePerSecond: nonNegative(env, "K3_WRITE_RATE_LIMIT", 0),
     writeBurst: positiveInt(env, "K3_WRITE_BURST", 100),
     worker: Object.freeze({

@@ -272,3 +272,35 @@ except Exception as e:
   expect(out.stdout.trim().split("\n")).toEqual(["1", "ClientError InvalidPart", "NoSuchUpload"]);
   expect((await fetch(`${s.httpUrl}/${B}/multi/aborted.bin`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
 });
+
+test("the admin object surface: ListObjects, GetObjectInfo with per-pipeline status, GetObjectUrl, DeleteObject", async () => {
+  const listed = await api("GET", `/${B}/objects?prefix=docs/&delimiter=/`);
+  expect(listed.status).toBe(200);
+  expect(listed.json.objects.map((o: J) => o.key)).toEqual(["docs/broken.pdf", "docs/intro.txt", "docs/notes.md", "docs/table.csv"]);
+  expect(listed.json.commonPrefixes).toEqual(["docs/legal/"]);
+  const first = await api("GET", `/${B}/objects?max_keys=2`);
+  expect(first.json).toMatchObject({ isTruncated: true });
+  const second = await api("GET", `/${B}/objects?max_keys=1000&continuation_token=${encodeURIComponent(first.json.nextContinuationToken)}`);
+  expect([...first.json.objects, ...second.json.objects].map((o: J) => o.key)).toContain("other.bin");
+
+  const info = await api("GET", `/${B}/objects/docs/intro.txt/info`);
+  expect(info.json.object).toMatchObject({ bucket: B, key: "docs/intro.txt", size: "340", contentType: "text/plain" });
+  expect(info.json.object.etag).toMatch(/^[0-9a-f]{32}$/);
+  expect(info.json.object.indexStatus).toEqual([expect.objectContaining({ pipelineName: "embed", status: "INGEST_STATUS_COMPLETED" })]);
+  const nested = await api("GET", `/${B}/objects/docs/legal/msa.pdf/info`);
+  expect(nested.json.object.key).toBe("docs/legal/msa.pdf");
+  expect((await api("GET", `/${B}/objects/docs/nope.txt/info`)).status).toBe(404);
+
+  const url = await api("GET", `/${B}/objects/docs/legal/msa.pdf/url?expires_in_seconds=999999`);
+  expect(Number(url.json.expiresAt) - Date.now()).toBeLessThanOrEqual(86_400_000 + 1000); // capped at 24 h
+  const download = await fetch(url.json.url);
+  expect(download.status).toBe(200);
+  expect(Buffer.from(await download.arrayBuffer()).equals(makePdf([["Master services agreement"], ["Second page"]]))).toBe(true);
+  expect((await fetch(url.json.url.replace("msa.pdf", "msa2.pdf"))).status).toBe(403);
+  expect((await fetch(url.json.url, { method: "PUT", body: "overwrite" })).status).toBe(403);
+
+  expect((await api("DELETE", `/${B}/objects/docs/notes.md`)).status).toBe(200);
+  expect((await api("GET", `/${B}/objects/docs/notes.md/info`)).status).toBe(404);
+  expect((await fetch(`${s.httpUrl}/${B}/docs/notes.md`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
+  expect((await api("DELETE", `/${B}/objects/docs/notes.md`)).status).toBe(404);
+});

@@ -19,11 +19,13 @@ import {
   BucketAccessMode,
   BucketSchema,
   BucketStatus,
+  ObjectInfoSchema,
   PaginationSchema as StoragePaginationSchema,
+  type ObjectInfo as ObjectInfoMessage,
   type Bucket as BucketMessage,
   type Pagination as StoragePagination,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
-import type { Bucket } from "../domain/bucket";
+import type { Bucket, StoredObject } from "../domain/bucket";
 import { InvalidArgument } from "../domain/errors";
 import { JOB_STATUSES, type Job, type JobStatus } from "../domain/job";
 import type { BoundRule, Pipeline } from "../domain/pipeline";
@@ -155,4 +157,22 @@ export function bucketToProto(b: Bucket): BucketMessage {
 /** The pagination message of StorageService lists. */
 export function storagePagination(nextPageToken: string, total: number): StoragePagination {
   return create(StoragePaginationSchema, { nextPageToken, totalCount: BigInt(total) });
+}
+
+/** Catalog object (and its per-pipeline jobs) -> ObjectInfo message. */
+export function objectInfoToProto(
+  bucket: string,
+  o: StoredObject,
+  status: ReadonlyArray<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>,
+): ObjectInfoMessage {
+  return create(ObjectInfoSchema, {
+    bucket,
+    key: o.key,
+    size: BigInt(o.size),
+    etag: o.etag,
+    contentType: o.contentType,
+    lastModified: BigInt(o.updatedAt),
+    metadata: o.metadata,
+    indexStatus: status.map((s) => ({ pipelineId: s.pipelineId, pipelineName: s.pipelineName, jobId: s.jobId, status: statusToProto(s.status), updatedAt: BigInt(s.updatedAt), error: s.error })),
+  });
 }

@@ -1,5 +1,6 @@
 import type { ObjectStore } from "../storage/object-store";
 import type { Repository } from "../storage/repository";
+import type { SecretBox } from "../storage/secrets";
 
 /** What the service implementations depend on. */
 export interface ServiceDeps {
@@ -7,4 +8,8 @@ export interface ServiceDeps {
   objects: ObjectStore;
   /** Current time in Unix epoch milliseconds. */
   now: () => number;
+  /** Signs presigned object URLs (GetObjectUrl). */
+  secrets?: SecretBox;
+  /** The base URL clients reach the HTTP port at (K3_PUBLIC_URL), for the URLs we hand out. */
+  publicUrl?: () => string;
 }

@@ -13,9 +13,12 @@ import { allows, type Caller } from "../domain/auth";
 import type { BucketFields } from "../domain/bucket";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import type { Scope } from "../domain/job";
-import { checkBucket, checkLength, MAX_TEXT, quote } from "../domain/validate";
+import { checkBucket, checkLength, checkObjectKey, MAX_TEXT, quote } from "../domain/validate";
 import { callerKey, scopeOf } from "./caller";
-import { bucketToProto, int64ToNumber, storagePagination } from "./convert";
+import { bucketToProto, int64ToNumber, objectInfoToProto, storagePagination } from "./convert";
+import { continuationToken, listObjectPage, MAX_KEYS } from "./object-listing";
+import { presignedPayload } from "./presign";
+import { uriEncode } from "../domain/uri";
 import type { ServiceDeps } from "./deps";
 import { createBuckets } from "./buckets";
 import { servePage } from "./paging";
@@ -78,6 +81,59 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       const b = await repo.bucketUpdate(scope, patch, now());
       if (!b) throw new NotFound(`bucket ${quote(req.name)} not found`);
       return { bucket: bucketToProto(b) };
+    },
+
+    async listObjects(req, ctx) {
+      const scope = scopeOf(ctx, req.bucket);
+      await bucketOf(scope);
+      if (req.maxKeys < 0) throw new InvalidArgument(`max_keys ${req.maxKeys} must not be negative`, "max_keys");
+      checkLength(req.prefix, 1024, "prefix");
+      checkLength(req.delimiter, 16, "delimiter");
+      let after = "";
+      if (req.continuationToken !== "") {
+        after = continuationToken.decode(req.continuationToken);
+        if (!after.startsWith(req.prefix)) throw new InvalidArgument(`continuation_token does not belong to prefix ${quote(req.prefix)}`, "continuation_token");
+      }
+      const page = await listObjectPage(repo, scope, { prefix: req.prefix, delimiter: req.delimiter, maxKeys: req.maxKeys === 0 ? MAX_KEYS : req.maxKeys, after });
+      return {
+        objects: page.objects.map((o) => objectInfoToProto(req.bucket, o, [])),
+        commonPrefixes: page.prefixes,
+        nextContinuationToken: page.truncated ? continuationToken.encode(page.resumeAfter) : "",
+        isTruncated: page.truncated,
+      };
+    },
+
+    async getObjectInfo(req, ctx) {
+      const scope = scopeOf(ctx, req.bucket);
+      checkObjectKey(req.key, "key");
+      await bucketOf(scope);
+      const o = await repo.objectGet(scope, req.key);
+      if (!o) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
+      return { object: objectInfoToProto(req.bucket, o, await repo.objectIndexStatus(scope, req.key)) };
+    },
+
+    async deleteObject(req, ctx) {
+      const scope = scopeOf(ctx, req.bucket);
+      checkObjectKey(req.key, "key");
+      await bucketOf(scope);
+      const known = await repo.objectDelete(scope, req.key, now());
+      const removed = await objects.remove(scope, req.key);
+      if (!known && !removed) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
+      return {};
+    },
+
+    async getObjectUrl(req, ctx) {
+      const scope = scopeOf(ctx, req.bucket);
+      checkObjectKey(req.key, "key");
+      const seconds = int64ToNumber(req.expiresInSeconds, "expires_in_seconds");
+      if (!deps.secrets || !deps.publicUrl) throw new Error("presigned URLs need the secret box and the public URL");
+      await bucketOf(scope);
+      if (!(await repo.objectGet(scope, req.key))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
+      const expiresAt = now() + Math.min(seconds === 0 ? 3600 : seconds, 86_400) * 1000;
+      const expires = Math.floor(expiresAt / 1000);
+      const signature = deps.secrets.mac(presignedPayload(scope.org, req.bucket, req.key, expires));
+      const url = `${deps.publicUrl()}/${req.bucket}/${uriEncode(req.key, true)}?X-K3-Org=${encodeURIComponent(scope.org)}&X-K3-Expires=${expires}&X-K3-Signature=${signature}`;
+      return { url, expiresAt: BigInt(expires * 1000) };
     },
 
     async deleteBucket(req, ctx) {

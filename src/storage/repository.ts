@@ -152,6 +152,8 @@ export interface Repository {
    * unfinished jobs (cancelled). False when it was not in the catalog.
    */
   objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean>;
+  /** Per pipeline, the latest job of an object. */
+  objectIndexStatus(scope: Scope, key: string): Promise<Array<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>>;
   mpuCreate(scope: Scope, upload: MultipartUpload): Promise<void>;
   mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined>;
   mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void>;

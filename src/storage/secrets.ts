@@ -4,7 +4,7 @@
  * 32 bytes; give every instance the same one) or, by default, `<dataDir>/secrets.key`
  * (0600, made on first use). A sealed value is nonce (12) || tag (16) || ciphertext.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -12,6 +12,8 @@ import { join } from "node:path";
 export interface SecretBox {
   seal(plain: string): Buffer;
   open(sealed: Buffer): string;
+  /** An HMAC-SHA256 (hex) of `data` under a key derived from the sealing key (presigned URLs). */
+  mac(data: string): string;
 }
 
 /** The box for the configured key (K3_SECRETS_KEY) or the data dir's key file. */
@@ -28,7 +30,9 @@ export function loadSecretBox(dataDir: string, configured: string | undefined): 
     }
     key = Buffer.from(readFileSync(path, "utf8").trim(), "base64");
   }
+  const macKey = createHmac("sha256", key).update("k3-ingest presigned urls").digest();
   return {
+    mac: (data) => createHmac("sha256", macKey).update(data, "utf8").digest("hex"),
     seal(plain) {
       const nonce = randomBytes(12);
       const c = createCipheriv("aes-256-gcm", key, nonce);

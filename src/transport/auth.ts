@@ -19,8 +19,8 @@ export interface Authenticator {
   invalidate(): void;
 }
 
-/** Services whose changes administer buckets themselves: they need the admin role. */
-const ADMIN_SERVICES = new Set(["dodil.k3.storage.v1.StorageService"]);
+/** Methods that administer buckets themselves: they need the admin role. */
+const ADMIN_METHODS = new Set(["CreateBucket", "UpdateBucket", "DeleteBucket"].map((m) => `dodil.k3.storage.v1.StorageService.${m}`));
 
 /**
  * The role a method needs: read-only methods (NO_SIDE_EFFECTS) need reader; changes to
@@ -28,7 +28,7 @@ const ADMIN_SERVICES = new Set(["dodil.k3.storage.v1.StorageService"]);
  */
 export function requiredRole(method: DescMethod): Role {
   if (method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return "reader";
-  return ADMIN_SERVICES.has(method.parent.typeName) ? "admin" : "writer";
+  return ADMIN_METHODS.has(`${method.parent.typeName}.${method.name}`) ? "admin" : "writer";
 }
 
 /** Throws PermissionDenied when the request names an organization other than the caller's. */

@@ -98,8 +98,10 @@ export function buildOpenApi(services: readonly DescService[], version: string):
           parameters.push({ name: f.name, in: "query", required: false, schema: fieldSchema(f, refs) });
         }
       }
-      paths[template] ??= {};
-      paths[template][rule.pattern.case] = op;
+      // OpenAPI has no multi-segment parameter: `{key=**}` is written `{key}` (its slashes percent-encoded or not).
+      const path = template.replace(/\{([a-z_][a-z0-9_.]*)=\*\*?\}/g, "{$1}");
+      paths[path] ??= {};
+      paths[path][rule.pattern.case] = op;
     }
   }
   const schemas: Record<string, Schema> = {

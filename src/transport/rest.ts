@@ -29,7 +29,8 @@ import type { Logger } from "../log";
 import { CALL_DONE, errorBody, httpStatusOf, toConnectError } from "./errors";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
-type Segment = { literal: string } | { field: string };
+/** A path segment: a literal, a field bound to one segment, or (`{key=**}`) to one or more. */
+type Segment = { literal: string } | { field: string; multi?: boolean };
 
 /** One REST route derived from a method's HttpRule. */
 export interface RestRoute {
@@ -57,8 +58,8 @@ export function parseTemplate(template: string): { segments: Segment[]; verb: st
     .slice(1)
     .split("/")
     .map((s): Segment => {
-      const m = /^\{([a-z_][a-z0-9_.]*)(=\*)?\}$/.exec(s);
-      if (m) return { field: m[1] };
+      const m = /^\{([a-z_][a-z0-9_.]*)(=\*\*?)?\}$/.exec(s);
+      if (m) return m[2] === "=**" ? { field: m[1], multi: true } : { field: m[1] };
       if (s.includes("{")) throw new Error(`unsupported http rule path segment ${s} in ${template}`);
       return { literal: s };
     });
@@ -104,7 +105,10 @@ export function matchRoute(routes: readonly RestRoute[], httpMethod: string, raw
   const last = parts[parts.length - 1] ?? "";
   const allowed: string[] = [];
   for (const route of routes) {
-    if (route.segments.length !== parts.length) continue;
+    // A `{field=**}` segment takes the surplus segments (at least one).
+    const multiAt = route.segments.findIndex((seg) => "field" in seg && seg.multi);
+    const extra = parts.length - route.segments.length;
+    if (multiAt < 0 ? extra !== 0 : extra < 0) continue;
     const segs = [...parts];
     if (route.verb) {
       if (!last.endsWith(`:${route.verb}`)) continue;
@@ -115,20 +119,22 @@ export function matchRoute(routes: readonly RestRoute[], httpMethod: string, raw
     }
     const params: Record<string, string> = {};
     let ok = true;
-    for (let i = 0; i < segs.length && ok; i++) {
+    for (let i = 0; i < route.segments.length && ok; i++) {
       const seg = route.segments[i];
+      const at = multiAt >= 0 && i > multiAt ? i + extra : i;
       if ("literal" in seg) {
-        ok = seg.literal === segs[i];
-      } else {
-        let value: string;
-        try {
-          value = decodeURIComponent(segs[i]);
-        } catch {
-          throw new ConnectError(`path segment ${JSON.stringify(segs[i])} is not valid percent-encoding`, Code.InvalidArgument);
-        }
-        ok = value !== "";
-        params[seg.field] = value;
+        ok = seg.literal === segs[at];
+        continue;
       }
+      const raw = seg.multi ? segs.slice(i, i + extra + 1) : [segs[at]];
+      let value: string;
+      try {
+        value = raw.map((p) => decodeURIComponent(p)).join("/");
+      } catch {
+        throw new ConnectError(`path segment ${JSON.stringify(raw.join("/"))} is not valid percent-encoding`, Code.InvalidArgument);
+      }
+      ok = value !== "";
+      params[seg.field] = value;
     }
     if (!ok) continue;
     if (route.httpMethod !== httpMethod) {

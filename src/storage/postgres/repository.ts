@@ -955,6 +955,11 @@ export class PgRepository implements Repository {
     return found || running.length > 0;
   }
 
+  async objectIndexStatus(scope: Scope, key: string): Promise<Array<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>> {
+    const rows = await this.q(SQL.OBJECT_INDEX_STATUS, [scope.org, scope.bucket, key], scope.signal);
+    return rows.map((r) => ({ pipelineId: r.pipeline_id, pipelineName: r.pipeline_name, jobId: r.job_id, status: r.status as JobStatus, updatedAt: num(r.updated_at), error: r.error }));
+  }
+
   async mpuCreate(scope: Scope, u: MultipartUpload): Promise<void> {
     await this.q(
       "INSERT INTO multipart_uploads (upload_id, org, bucket, object_key, content_type, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -402,3 +402,9 @@ export const RULE_LIST_ENABLED_FOR_SOURCE = `
 SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}
 WHERE r.org = $1 AND r.bucket = $2 AND r.enabled AND (r.source_id = '' OR r.source_id = $3)
 ORDER BY r.priority DESC, r.created_at, r.rule_id`;
+
+/** Per pipeline, the latest job of an object. */
+export const OBJECT_INDEX_STATUS = `
+SELECT DISTINCT ON (pipeline_id) pipeline_id, pipeline_name, job_id, status, updated_at, error
+FROM jobs WHERE org = $1 AND bucket = $2 AND object_key = $3
+ORDER BY pipeline_id, created_at DESC, job_id DESC`;

@@ -16,7 +16,7 @@
  * client that goes away mid-upload leaves no object and no job. Deleting an object removes
  * its outputs at every destination and cancels its unfinished jobs.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { allows, type Caller, type Role } from "../../domain/auth";
 import type { Bucket, StoredObject } from "../../domain/bucket";
@@ -26,6 +26,8 @@ import { mimeTypeOf } from "../../domain/mime";
 import { checkBucket, checkObjectKey } from "../../domain/validate";
 import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
+import { continuationToken, listObjectPage, MAX_KEYS } from "../../service/object-listing";
+import { presignedPayload } from "../../service/presign";
 import { jobsForUpload } from "../../service/upload-jobs";
 import { ObjectConflict, ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
@@ -50,9 +52,6 @@ export interface BytePlaneDeps {
 }
 
 const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
-const MAX_KEYS = 1000;
-/** Past every key with a given prefix, in byte order (U+10FFFF encodes as F4 8F BF BF). */
-const AFTER_PREFIX = "\u{10FFFF}";
 
 /** One parsed byte-plane request. */
 interface S3Request {
@@ -109,6 +108,17 @@ export function createBytePlane(deps: BytePlaneDeps) {
   const { repo, objects, buckets, log } = deps;
 
   async function authenticate(req: IncomingMessage, r: S3Request): Promise<{ caller: Caller; claim?: SigV4Claim }> {
+    if (r.query.has("X-K3-Signature")) {
+      // A URL from GetObjectUrl: it lets its holder GET (or HEAD) one object until it expires.
+      const org = r.query.get("X-K3-Org") ?? "";
+      const expires = Number(r.query.get("X-K3-Expires"));
+      const given = Buffer.from(r.query.get("X-K3-Signature") ?? "", "hex");
+      const expected = Buffer.from(deps.secrets.mac(presignedPayload(org, r.bucket, r.key, expires)), "hex");
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided.");
+      if (!Number.isFinite(expires) || expires * 1000 < deps.now()) throw new S3Error("AccessDenied", 403, "Request has expired");
+      if (r.method !== "GET" && r.method !== "HEAD") throw new S3Error("AccessDenied", 403, "a presigned URL only reads its object");
+      return { caller: { org, tokenId: "", grants: [{ bucket: r.bucket, role: "reader" }] } };
+    }
     if (isSigV4(req.headers, r.query)) {
       const claim = readClaim(req.headers, r.query);
       const token = await repo.tokenFindByAccessKey(claim.accessKeyId);
@@ -169,44 +179,18 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const token = r.query.get("continuation-token");
     let after: string;
     if (v2 && token) {
-      try {
-        after = Buffer.from(token, "base64url").toString("utf8");
-      } catch {
-        throw new S3Error("InvalidArgument", 400, "The continuation token provided is incorrect");
-      }
+      after = continuationToken.decode(token);
     } else {
       after = (v2 ? r.query.get("start-after") : r.query.get("marker")) ?? "";
     }
     const enc = (s: string) => xmlEscape(urlEncoded ? encodeURIComponent(s).replace(/%2F/g, "/") : s);
-    const contents: string[] = [];
-    const prefixes: string[] = [];
-    let truncated = false;
-    let last = "";
-    outer: for (let round = 0; round < 100 && contents.length + prefixes.length < limit + 1; round++) {
-      const rows = await repo.objectList(scope, { prefix, after, limit: Math.min(1000, limit + 1) });
-      if (rows.length === 0) break;
-      for (const o of rows) {
-        const rest = o.key.slice(prefix.length);
-        const cut = delimiter ? rest.indexOf(delimiter) : -1;
-        if (contents.length + prefixes.length === limit) {
-          truncated = true;
-          break outer;
-        }
-        if (cut >= 0) {
-          const cp = prefix + rest.slice(0, cut + delimiter.length);
-          prefixes.push(`<CommonPrefixes><Prefix>${enc(cp)}</Prefix></CommonPrefixes>`);
-          last = cp + AFTER_PREFIX;
-          after = last;
-          continue outer; // everything under the common prefix is skipped by the next query
-        }
-        contents.push(
-          `<Contents><Key>${enc(o.key)}</Key><LastModified>${isoDate(o.updatedAt)}</LastModified><ETag>&quot;${o.etag}&quot;</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
-        );
-        last = o.key;
-        after = o.key;
-      }
-      if (rows.length < Math.min(1000, limit + 1)) break;
-    }
+    const page = await listObjectPage(repo, scope, { prefix, delimiter, maxKeys: limit, after });
+    const truncated = page.truncated;
+    const last = page.resumeAfter;
+    const contents = page.objects.map(
+      (o) => `<Contents><Key>${enc(o.key)}</Key><LastModified>${isoDate(o.updatedAt)}</LastModified><ETag>&quot;${o.etag}&quot;</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+    );
+    const prefixes = page.prefixes.map((cp) => `<CommonPrefixes><Prefix>${enc(cp)}</Prefix></CommonPrefixes>`);
     const head = [
       `<Name>${xmlEscape(scope.bucket)}</Name>`,
       `<Prefix>${enc(prefix)}</Prefix>`,
@@ -219,7 +203,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       head.push(`<KeyCount>${contents.length + prefixes.length}</KeyCount>`);
       if (token) head.push(`<ContinuationToken>${xmlEscape(token)}</ContinuationToken>`);
       if (r.query.get("start-after")) head.push(`<StartAfter>${enc(r.query.get("start-after") ?? "")}</StartAfter>`);
-      if (truncated) head.push(`<NextContinuationToken>${Buffer.from(last, "utf8").toString("base64url")}</NextContinuationToken>`);
+      if (truncated) head.push(`<NextContinuationToken>${continuationToken.encode(last)}</NextContinuationToken>`);
     } else {
       head.push(`<Marker>${enc(r.query.get("marker") ?? "")}</Marker>`);
       if (truncated && delimiter) head.push(`<NextMarker>${enc(last)}</NextMarker>`);

@@ -7,6 +7,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
+import { uriEncode } from "../../domain/uri";
 import { S3Error } from "./errors";
 
 /** What a signed request claims, read before its key is looked up. */
@@ -78,17 +79,6 @@ export function readClaim(headers: IncomingHttpHeaders, query: URLSearchParams):
     payloadHash: "UNSIGNED-PAYLOAD",
     expires,
   };
-}
-
-/** RFC 3986 encoding as SigV4 wants it: unreserved characters kept, the rest %XX (upper case). */
-export function uriEncode(s: string, keepSlash: boolean): string {
-  let out = "";
-  for (const byte of Buffer.from(s, "utf8")) {
-    const c = String.fromCharCode(byte);
-    if (/[A-Za-z0-9\-._~]/.test(c) || (keepSlash && c === "/")) out += c;
-    else out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
 }
 
 function amzDateMs(amzDate: string): number {

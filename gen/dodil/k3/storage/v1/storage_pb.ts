@@ -7,6 +7,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { IngestStatus } from "../../ingest/v1/ingest_pb";
+import { file_dodil_k3_ingest_v1_ingest } from "../../ingest/v1/ingest_pb";
 import { file_google_api_annotations } from "../../../../google/api/annotations_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/storage/v1/storage.proto.
  */
 export const file_dodil_k3_storage_v1_storage: GenFile = /*@__PURE__*/
-  fileDesc("CiFkb2RpbC9rMy9zdG9yYWdlL3YxL3N0b3JhZ2UucHJvdG8SE2RvZGlsLmszLnN0b3JhZ2UudjEi7AIKBkJ1Y2tldBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEjEKBnN0YXR1cxgDIAEoDjIhLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0U3RhdHVzEhoKEmludGVybmFsX3NvdXJjZV9pZBgEIAEoCRIaChJzdG9yYWdlX3VzZWRfYnl0ZXMYBSABKAMSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgGIAEoAxIUCgxvYmplY3RfY291bnQYByABKAMSFAoMc291cmNlX2NvdW50GAggASgDEhIKCnJ1bGVfY291bnQYCSABKAMSEwoLaW5kZXhfY291bnQYCiABKAMSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEjoKC2FjY2Vzc19tb2RlGA0gASgOMiUuZG9kaWwuazMuc3RvcmFnZS52MS5CdWNrZXRBY2Nlc3NNb2RlIjoKClBhZ2luYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAEgASgJEhMKC3RvdGFsX2NvdW50GAIgASgDIpEBChNDcmVhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgDIAEoAxI6CgthY2Nlc3NfbW9kZRgEIAEoDjIlLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0QWNjZXNzTW9kZSJDChRDcmVhdGVCdWNrZXRSZXNwb25zZRIrCgZidWNrZXQYASABKAsyGy5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldCJLChJMaXN0QnVja2V0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGc2VhcmNoGAMgASgJIngKE0xpc3RCdWNrZXRzUmVzcG9uc2USLAoHYnVja2V0cxgBIAMoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0EjMKCnBhZ2luYXRpb24YAiABKAsyHy5kb2RpbC5rMy5zdG9yYWdlLnYxLlBhZ2luYXRpb24iIAoQR2V0QnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKEUdldEJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0ItgBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIgChNzdG9yYWdlX3F1b3RhX2J5dGVzGAMgASgDSAGIAQESPwoLYWNjZXNzX21vZGUYBCABKA4yJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldEFjY2Vzc01vZGVIAogBAUIOCgxfZGVzY3JpcHRpb25CFgoUX3N0b3JhZ2VfcXVvdGFfYnl0ZXNCDgoMX2FjY2Vzc19tb2RlIkMKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0IjIKE0RlbGV0ZUJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIWChREZWxldGVCdWNrZXRSZXNwb25zZSpHCgxCdWNrZXRTdGF0dXMSHQoZQlVDS0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEJVQ0tFVF9TVEFUVVNfQUNUSVZFEAEqVgoQQnVja2V0QWNjZXNzTW9kZRIiCh5CVUNLRVRfQUNDRVNTX01PREVfVU5TUEVDSUZJRUQQABIeChpCVUNLRVRfQUNDRVNTX01PREVfUFJJVkFURRABMpgFCg5TdG9yYWdlU2VydmljZRJ+CgxDcmVhdGVCdWNrZXQSKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkNyZWF0ZUJ1Y2tldFJlcXVlc3QaKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkNyZWF0ZUJ1Y2tldFJlc3BvbnNlIhmC0+STAhM6ASoiDi9hZG1pbi9idWNrZXRzEnsKC0xpc3RCdWNrZXRzEicuZG9kaWwuazMuc3RvcmFnZS52MS5MaXN0QnVja2V0c1JlcXVlc3QaKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RCdWNrZXRzUmVzcG9uc2UiGZACAYLT5JMCEBIOL2FkbWluL2J1Y2tldHMSfAoJR2V0QnVja2V0EiUuZG9kaWwuazMuc3RvcmFnZS52MS5HZXRCdWNrZXRSZXF1ZXN0GiYuZG9kaWwuazMuc3RvcmFnZS52MS5HZXRCdWNrZXRSZXNwb25zZSIgkAIBgtPkkwIXEhUvYWRtaW4vYnVja2V0cy97bmFtZX0ShQEKDFVwZGF0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuVXBkYXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuVXBkYXRlQnVja2V0UmVzcG9uc2UiIILT5JMCGjoBKjIVL2FkbWluL2J1Y2tldHMve25hbWV9EoIBCgxEZWxldGVCdWNrZXQSKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkRlbGV0ZUJ1Y2tldFJlcXVlc3QaKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkRlbGV0ZUJ1Y2tldFJlc3BvbnNlIh2C0+STAhcqFS9hZG1pbi9idWNrZXRzL3tuYW1lfUJbChZpby5kb2RpbC5rMy5zdG9yYWdlLnYxUAFaP2dpdGh1Yi5jb20vZG9kaWwvazMtaW5nZXN0L2dlbi9nby9kb2RpbC9rMy9zdG9yYWdlL3YxO3N0b3JhZ2V2MWIGcHJvdG8z", [file_google_api_annotations]);
+  fileDesc("CiFkb2RpbC9rMy9zdG9yYWdlL3YxL3N0b3JhZ2UucHJvdG8SE2RvZGlsLmszLnN0b3JhZ2UudjEi7AIKBkJ1Y2tldBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEjEKBnN0YXR1cxgDIAEoDjIhLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0U3RhdHVzEhoKEmludGVybmFsX3NvdXJjZV9pZBgEIAEoCRIaChJzdG9yYWdlX3VzZWRfYnl0ZXMYBSABKAMSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgGIAEoAxIUCgxvYmplY3RfY291bnQYByABKAMSFAoMc291cmNlX2NvdW50GAggASgDEhIKCnJ1bGVfY291bnQYCSABKAMSEwoLaW5kZXhfY291bnQYCiABKAMSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEjoKC2FjY2Vzc19tb2RlGA0gASgOMiUuZG9kaWwuazMuc3RvcmFnZS52MS5CdWNrZXRBY2Nlc3NNb2RlIjoKClBhZ2luYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAEgASgJEhMKC3RvdGFsX2NvdW50GAIgASgDIpEBChNDcmVhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgDIAEoAxI6CgthY2Nlc3NfbW9kZRgEIAEoDjIlLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0QWNjZXNzTW9kZSJDChRDcmVhdGVCdWNrZXRSZXNwb25zZRIrCgZidWNrZXQYASABKAsyGy5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldCJLChJMaXN0QnVja2V0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGc2VhcmNoGAMgASgJIngKE0xpc3RCdWNrZXRzUmVzcG9uc2USLAoHYnVja2V0cxgBIAMoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0EjMKCnBhZ2luYXRpb24YAiABKAsyHy5kb2RpbC5rMy5zdG9yYWdlLnYxLlBhZ2luYXRpb24iIAoQR2V0QnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKEUdldEJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0ItgBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIgChNzdG9yYWdlX3F1b3RhX2J5dGVzGAMgASgDSAGIAQESPwoLYWNjZXNzX21vZGUYBCABKA4yJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldEFjY2Vzc01vZGVIAogBAUIOCgxfZGVzY3JpcHRpb25CFgoUX3N0b3JhZ2VfcXVvdGFfYnl0ZXNCDgoMX2FjY2Vzc19tb2RlIkMKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0IjIKE0RlbGV0ZUJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIWChREZWxldGVCdWNrZXRSZXNwb25zZSKkAQoRT2JqZWN0SW5kZXhTdGF0dXMSEwoLcGlwZWxpbmVfaWQYASABKAkSFQoNcGlwZWxpbmVfbmFtZRgCIAEoCRIOCgZqb2JfaWQYAyABKAkSMAoGc3RhdHVzGAQgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxISCgp1cGRhdGVkX2F0GAUgASgDEg0KBWVycm9yGAYgASgJIqICCgpPYmplY3RJbmZvEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDAoEc2l6ZRgDIAEoAxIMCgRldGFnGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIVCg1sYXN0X21vZGlmaWVkGAYgASgDEj8KCG1ldGFkYXRhGAcgAygLMi0uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvLk1ldGFkYXRhRW50cnkSPAoMaW5kZXhfc3RhdHVzGAggAygLMiYuZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmRleFN0YXR1cxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhAKCG1heF9rZXlzGAQgASgFEhoKEmNvbnRpbnVhdGlvbl90b2tlbhgFIAEoCSKXAQoTTGlzdE9iamVjdHNSZXNwb25zZRIwCgdvYmplY3RzGAEgAygLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvEhcKD2NvbW1vbl9wcmVmaXhlcxgCIAMoCRIfChduZXh0X2NvbnRpbnVhdGlvbl90b2tlbhgDIAEoCRIUCgxpc190cnVuY2F0ZWQYBCABKAgiMwoUR2V0T2JqZWN0SW5mb1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJIChVHZXRPYmplY3RJbmZvUmVzcG9uc2USLwoGb2JqZWN0GAEgASgLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvIjIKE0RlbGV0ZU9iamVjdFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSIWChREZWxldGVPYmplY3RSZXNwb25zZSJOChNHZXRPYmplY3RVcmxSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAMgASgDIjcKFEdldE9iamVjdFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRISCgpleHBpcmVzX2F0GAIgASgDKkcKDEJ1Y2tldFN0YXR1cxIdChlCVUNLRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQlVDS0VUX1NUQVRVU19BQ1RJVkUQASpWChBCdWNrZXRBY2Nlc3NNb2RlEiIKHkJVQ0tFVF9BQ0NFU1NfTU9ERV9VTlNQRUNJRklFRBAAEh4KGkJVQ0tFVF9BQ0NFU1NfTU9ERV9QUklWQVRFEAEyyAkKDlN0b3JhZ2VTZXJ2aWNlEn4KDENyZWF0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVzcG9uc2UiGYLT5JMCEzoBKiIOL2FkbWluL2J1Y2tldHMSewoLTGlzdEJ1Y2tldHMSJy5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBooLmRvZGlsLmszLnN0b3JhZ2UudjEuTGlzdEJ1Y2tldHNSZXNwb25zZSIZkAIBgtPkkwIQEg4vYWRtaW4vYnVja2V0cxJ8CglHZXRCdWNrZXQSJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlcXVlc3QaJi5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlc3BvbnNlIiCQAgGC0+STAhcSFS9hZG1pbi9idWNrZXRzL3tuYW1lfRKFAQoMVXBkYXRlQnVja2V0EiguZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXNwb25zZSIggtPkkwIaOgEqMhUvYWRtaW4vYnVja2V0cy97bmFtZX0SggEKDERlbGV0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVzcG9uc2UiHYLT5JMCFyoVL2FkbWluL2J1Y2tldHMve25hbWV9En4KC0xpc3RPYmplY3RzEicuZG9kaWwuazMuc3RvcmFnZS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RPYmplY3RzUmVzcG9uc2UiHJACAYLT5JMCExIRL3tidWNrZXR9L29iamVjdHMSkgEKDUdldE9iamVjdEluZm8SKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldE9iamVjdEluZm9SZXF1ZXN0GiouZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RJbmZvUmVzcG9uc2UiKpACAYLT5JMCIRIfL3tidWNrZXR9L29iamVjdHMve2tleT0qKn0vaW5mbxKHAQoMRGVsZXRlT2JqZWN0EiguZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXNwb25zZSIigtPkkwIcKhove2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfRKOAQoMR2V0T2JqZWN0VXJsEiguZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXNwb25zZSIpkAIBgtPkkwIgEh4ve2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfS91cmxCWwoWaW8uZG9kaWwuazMuc3RvcmFnZS52MVABWj9naXRodWIuY29tL2RvZGlsL2szLWluZ2VzdC9nZW4vZ28vZG9kaWwvazMvc3RvcmFnZS92MTtzdG9yYWdldjFiBnByb3RvMw", [file_dodil_k3_ingest_v1_ingest, file_google_api_annotations]);
 
 /**
  * A bucket: a storage namespace and the scope of its rules, pipelines and jobs.
@@ -368,6 +370,314 @@ export const DeleteBucketResponseSchema: GenMessage<DeleteBucketResponse> = /*@_
   messageDesc(file_dodil_k3_storage_v1_storage, 11);
 
 /**
+ * The state of an object's latest job for one pipeline.
+ *
+ * @generated from message dodil.k3.storage.v1.ObjectIndexStatus
+ */
+export type ObjectIndexStatus = Message<"dodil.k3.storage.v1.ObjectIndexStatus"> & {
+  /**
+   * @generated from field: string pipeline_id = 1;
+   */
+  pipelineId: string;
+
+  /**
+   * @generated from field: string pipeline_name = 2;
+   */
+  pipelineName: string;
+
+  /**
+   * @generated from field: string job_id = 3;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: dodil.k3.ingest.v1.IngestStatus status = 4;
+   */
+  status: IngestStatus;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 updated_at = 5;
+   */
+  updatedAt: bigint;
+
+  /**
+   * @generated from field: string error = 6;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.ObjectIndexStatus.
+ * Use `create(ObjectIndexStatusSchema)` to create a new message.
+ */
+export const ObjectIndexStatusSchema: GenMessage<ObjectIndexStatus> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 12);
+
+/**
+ * An object's metadata.
+ *
+ * @generated from message dodil.k3.storage.v1.ObjectInfo
+ */
+export type ObjectInfo = Message<"dodil.k3.storage.v1.ObjectInfo"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * @generated from field: int64 size = 3;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: string etag = 4;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: string content_type = 5;
+   */
+  contentType: string;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 last_modified = 6;
+   */
+  lastModified: bigint;
+
+  /**
+   * User metadata (x-amz-meta-*), names without the prefix.
+   *
+   * @generated from field: map<string, string> metadata = 7;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * Per pipeline that ever ran on the object: its latest job (GetObjectInfo only).
+   *
+   * @generated from field: repeated dodil.k3.storage.v1.ObjectIndexStatus index_status = 8;
+   */
+  indexStatus: ObjectIndexStatus[];
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.ObjectInfo.
+ * Use `create(ObjectInfoSchema)` to create a new message.
+ */
+export const ObjectInfoSchema: GenMessage<ObjectInfo> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 13);
+
+/**
+ * @generated from message dodil.k3.storage.v1.ListObjectsRequest
+ */
+export type ListObjectsRequest = Message<"dodil.k3.storage.v1.ListObjectsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string prefix = 2;
+   */
+  prefix: string;
+
+  /**
+   * Groups keys by what follows the prefix up to the delimiter (usually "/").
+   *
+   * @generated from field: string delimiter = 3;
+   */
+  delimiter: string;
+
+  /**
+   * 0 = 1000; at most 1000.
+   *
+   * @generated from field: int32 max_keys = 4;
+   */
+  maxKeys: number;
+
+  /**
+   * @generated from field: string continuation_token = 5;
+   */
+  continuationToken: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.ListObjectsRequest.
+ * Use `create(ListObjectsRequestSchema)` to create a new message.
+ */
+export const ListObjectsRequestSchema: GenMessage<ListObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 14);
+
+/**
+ * @generated from message dodil.k3.storage.v1.ListObjectsResponse
+ */
+export type ListObjectsResponse = Message<"dodil.k3.storage.v1.ListObjectsResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.storage.v1.ObjectInfo objects = 1;
+   */
+  objects: ObjectInfo[];
+
+  /**
+   * @generated from field: repeated string common_prefixes = 2;
+   */
+  commonPrefixes: string[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_continuation_token = 3;
+   */
+  nextContinuationToken: string;
+
+  /**
+   * @generated from field: bool is_truncated = 4;
+   */
+  isTruncated: boolean;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.ListObjectsResponse.
+ * Use `create(ListObjectsResponseSchema)` to create a new message.
+ */
+export const ListObjectsResponseSchema: GenMessage<ListObjectsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 15);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetObjectInfoRequest
+ */
+export type GetObjectInfoRequest = Message<"dodil.k3.storage.v1.GetObjectInfoRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetObjectInfoRequest.
+ * Use `create(GetObjectInfoRequestSchema)` to create a new message.
+ */
+export const GetObjectInfoRequestSchema: GenMessage<GetObjectInfoRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 16);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetObjectInfoResponse
+ */
+export type GetObjectInfoResponse = Message<"dodil.k3.storage.v1.GetObjectInfoResponse"> & {
+  /**
+   * @generated from field: dodil.k3.storage.v1.ObjectInfo object = 1;
+   */
+  object?: ObjectInfo | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetObjectInfoResponse.
+ * Use `create(GetObjectInfoResponseSchema)` to create a new message.
+ */
+export const GetObjectInfoResponseSchema: GenMessage<GetObjectInfoResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 17);
+
+/**
+ * @generated from message dodil.k3.storage.v1.DeleteObjectRequest
+ */
+export type DeleteObjectRequest = Message<"dodil.k3.storage.v1.DeleteObjectRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.DeleteObjectRequest.
+ * Use `create(DeleteObjectRequestSchema)` to create a new message.
+ */
+export const DeleteObjectRequestSchema: GenMessage<DeleteObjectRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 18);
+
+/**
+ * @generated from message dodil.k3.storage.v1.DeleteObjectResponse
+ */
+export type DeleteObjectResponse = Message<"dodil.k3.storage.v1.DeleteObjectResponse"> & {
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.DeleteObjectResponse.
+ * Use `create(DeleteObjectResponseSchema)` to create a new message.
+ */
+export const DeleteObjectResponseSchema: GenMessage<DeleteObjectResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 19);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetObjectUrlRequest
+ */
+export type GetObjectUrlRequest = Message<"dodil.k3.storage.v1.GetObjectUrlRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * 0 = 3600; more than 86400 is capped at 86400.
+   *
+   * @generated from field: int64 expires_in_seconds = 3;
+   */
+  expiresInSeconds: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetObjectUrlRequest.
+ * Use `create(GetObjectUrlRequestSchema)` to create a new message.
+ */
+export const GetObjectUrlRequestSchema: GenMessage<GetObjectUrlRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 20);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetObjectUrlResponse
+ */
+export type GetObjectUrlResponse = Message<"dodil.k3.storage.v1.GetObjectUrlResponse"> & {
+  /**
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 expires_at = 2;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetObjectUrlResponse.
+ * Use `create(GetObjectUrlResponseSchema)` to create a new message.
+ */
+export const GetObjectUrlResponseSchema: GenMessage<GetObjectUrlResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 21);
+
+/**
  * The lifecycle state of a bucket.
  *
  * @generated from enum dodil.k3.storage.v1.BucketStatus
@@ -468,6 +778,46 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof DeleteBucketRequestSchema;
     output: typeof DeleteBucketResponseSchema;
+  },
+  /**
+   * Lists the objects of a bucket in key order, S3-style (prefix, delimiter, continuation).
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.ListObjects
+   */
+  listObjects: {
+    methodKind: "unary";
+    input: typeof ListObjectsRequestSchema;
+    output: typeof ListObjectsResponseSchema;
+  },
+  /**
+   * One object's metadata and, per pipeline, the state of its latest job.
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.GetObjectInfo
+   */
+  getObjectInfo: {
+    methodKind: "unary";
+    input: typeof GetObjectInfoRequestSchema;
+    output: typeof GetObjectInfoResponseSchema;
+  },
+  /**
+   * Deletes an object with its outputs at every destination; cancels its unfinished jobs.
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.DeleteObject
+   */
+  deleteObject: {
+    methodKind: "unary";
+    input: typeof DeleteObjectRequestSchema;
+    output: typeof DeleteObjectResponseSchema;
+  },
+  /**
+   * A URL that downloads the object without credentials until it expires (at most 24 h).
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.GetObjectUrl
+   */
+  getObjectUrl: {
+    methodKind: "unary";
+    input: typeof GetObjectUrlRequestSchema;
+    output: typeof GetObjectUrlResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dodil_k3_storage_v1_storage, 0);
