@@ -304,3 +304,23 @@ test("the admin object surface: ListObjects, GetObjectInfo with per-pipeline sta
   expect((await fetch(`${s.httpUrl}/${B}/docs/notes.md`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
   expect((await api("DELETE", `/${B}/objects/docs/notes.md`)).status).toBe(404);
 });
+
+test("CopyObject (with `aws s3 cp` between keys) runs the rules for the copy; DeleteObjects removes many keys at once", async () => {
+  await aws(["s3", "cp", `s3://${B}/docs/intro.txt`, `s3://${B}/copies/intro-copy.txt`]);
+  const back = await fetch(`${s.httpUrl}/${B}/copies/intro-copy.txt`, { headers: { authorization: `Bearer ${bearer}` } });
+  expect(await back.text()).toBe("alpha beta gamma ".repeat(20));
+  await aws(["s3", "cp", `s3://${B}/docs/intro.txt`, `s3://${B}/docs/intro-copy.txt`]);
+  const job = await waitFor("the copy's job", async () => {
+    const jobs = await jobsOf(B, "docs/intro-copy.txt");
+    return jobs[0]?.status === "INGEST_STATUS_COMPLETED" ? jobs[0] : undefined;
+  });
+  expect(job).toMatchObject({ chunksCreated: 4 });
+  const out = await boto3(
+    `r = c.delete_objects(Bucket="${B}", Delete={"Objects": [{"Key": "copies/intro-copy.txt"}, {"Key": "docs/intro-copy.txt"}, {"Key": "never/was.txt"}]})
+print(",".join(sorted(d["Key"] for d in r["Deleted"])))`,
+  );
+  expect(out.stdout.trim()).toBe("copies/intro-copy.txt,docs/intro-copy.txt,never/was.txt");
+  const pool = s.app.repo().pool;
+  expect((await pool.query("SELECT count(*)::int AS n FROM objects WHERE bucket = $1 AND object_key LIKE '%intro-copy.txt'", [B])).rows[0].n).toBe(0);
+  expect((await pool.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = $1 AND object_key = 'docs/intro-copy.txt'", [B])).rows[0].n).toBe(0);
+});

@@ -1,8 +1,8 @@
 /**
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
- * (with Range), HeadObject, DeleteObject and multipart uploads (create, upload part,
- * complete, abort, list parts), with S3's headers, XML and error codes.
+ * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads
+ * (create, upload part, complete, abort, list parts), with S3's headers, XML and error codes.
  *
  * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 — header or presigned
  * query — with the access key of a token (`tokens create --s3`): the same organization,
@@ -70,6 +70,15 @@ function httpDate(ms: number): string {
 
 function isoDate(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/** User metadata of a request: its `x-amz-meta-*` headers, names without the prefix. */
+function metadataOf(req: IncomingMessage): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  return metadata;
 }
 
 function objectHeaders(o: StoredObject): Record<string, string> {
@@ -240,15 +249,69 @@ export function createBytePlane(deps: BytePlaneDeps) {
     return staged;
   }
 
-  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
-    if (req.headers["x-amz-copy-source"]) throw new S3Error("NotImplemented", 501, "CopyObject is not supported yet");
-    const staged = await stageChecked(req, scope, claim, signal);
-    const metadata: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
+  /** CopyObject: the source (which the caller must be able to read) is staged like an upload. */
+  async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: Bucket, r: S3Request, signal: AbortSignal): Promise<void> {
+    let source = String(req.headers["x-amz-copy-source"]);
+    try {
+      source = decodeURIComponent(source.split("?")[0]).replace(/^\//, "");
+    } catch {
+      throw new S3Error("InvalidArgument", 400, "x-amz-copy-source is not valid percent-encoding");
     }
+    const slash = source.indexOf("/");
+    const from: Scope = { org: scope.org, bucket: slash < 0 ? source : source.slice(0, slash), signal };
+    const fromKey = slash < 0 ? "" : source.slice(slash + 1);
+    authorize(caller, from.bucket, "reader");
+    const o = fromKey ? await repo.objectGet(from, fromKey) : undefined;
+    const handle = o && (await objects.open(from, fromKey, { maxBytes: deps.maxObjectBytes, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
+    if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
+    let staged: StagedObject;
+    try {
+      async function* bytes(): AsyncIterable<Buffer> {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (let at = 0; ; ) {
+          const { bytesRead } = await handle!.read(buf, 0, buf.length, at);
+          if (bytesRead === 0) return;
+          at += bytesRead;
+          yield Buffer.from(buf.subarray(0, bytesRead));
+        }
+      }
+      staged = await objects.stage(scope, bytes(), deps.maxObjectBytes, signal);
+    } finally {
+      await handle.close();
+    }
+    const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
+    const metadata = replace ? metadataOf(req) : o.metadata;
+    const contentType = replace ? String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key) : o.contentType;
+    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadata, (etag) =>
+      `<CopyObjectResult xmlns="${XMLNS}"><LastModified>${isoDate(deps.now())}</LastModified><ETag>&quot;${etag}&quot;</ETag></CopyObjectResult>`,
+    );
+  }
+
+  /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request. */
+  async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
+    const body = await readBody(req, 2 << 20);
+    const unescape = (t: string) => t.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e] as string);
+    const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => unescape(m[1]));
+    if (keys.length === 0 || keys.length > 1000) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 objects)");
+    const quiet = /<Quiet>\s*true\s*<\/Quiet>/i.test(body);
+    const results: string[] = [];
+    for (const key of keys) {
+      try {
+        checkObjectKey(key, "Key");
+        await repo.objectDelete(scope, key, deps.now());
+        await objects.remove(scope, key);
+        if (!quiet) results.push(`<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`);
+      } catch (err) {
+        results.push(`<Error><Key>${xmlEscape(key)}</Key><Code>InvalidArgument</Code><Message>${xmlEscape((err as Error).message)}</Message></Error>`);
+      }
+    }
+    sendXml(res, `<DeleteResult xmlns="${XMLNS}">${results.join("")}</DeleteResult>`, r);
+  }
+
+  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+    const staged = await stageChecked(req, scope, claim, signal);
     const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
-    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadata);
+    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadataOf(req));
   }
 
   /**
@@ -290,11 +353,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   async function multipart(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
     if (r.method === "POST" && r.query.has("uploads")) {
       const uploadId = randomBytes(16).toString("hex");
-      const metadata: Record<string, string> = {};
-      for (const [name, value] of Object.entries(req.headers)) {
-        if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = String(value);
-      }
-      await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata, createdAt: deps.now() });
+      await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });
       sendXml(res, `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, r);
       return;
     }
@@ -412,6 +471,12 @@ export function createBytePlane(deps: BytePlaneDeps) {
           }
           await listObjects(res, scope, r);
           return;
+        case "POST":
+          if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
+          authorize(caller, r.bucket, "writer");
+          await bucketOf(scope);
+          await deleteObjects(req, res, scope, r);
+          return;
         case "DELETE": {
           authorize(caller, r.bucket, "admin");
           await bucketOf(scope);
@@ -439,7 +504,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
       case "PUT": {
         authorize(caller, r.bucket, "writer");
         const bucket = await bucketOf(scope);
-        await putObject(req, res, scope, bucket, r, claim, signal);
+        if (req.headers["x-amz-copy-source"]) await copyObject(req, res, caller, scope, bucket, r, signal);
+        else await putObject(req, res, scope, bucket, r, claim, signal);
         return;
       }
       case "GET":
@@ -456,7 +522,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
         send(res, 204, { "x-amz-request-id": r.requestId });
         return;
       default:
-        throw new S3Error("MethodNotAllowed", 405, `${r.method} is not allowed on an object here (multipart uploads and DeleteObjects are not supported yet)`);
+        throw new S3Error("MethodNotAllowed", 405, `${r.method} is not allowed on an object`);
     }
   }
 
