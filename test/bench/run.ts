@@ -27,7 +27,7 @@ import { connectClients, grpcCall } from "../helpers/clients";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8").split(",").map(Number);
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -496,6 +496,64 @@ async function scenario7(adminUrl: string) {
   await server.proc.stop();
 }
 
+/**
+ * Scenario 8: PUT throughput on the byte plane (bearer token, no rules: pure storage, with
+ * the catalog row committed before each 200) against the same bytes written straight to
+ * disk with fsync and rename, in the same run and at the same concurrency.
+ */
+async function scenario8(adminUrl: string) {
+  log("scenario 8: PUT throughput on the byte plane");
+  const url = await freshDatabase(adminUrl, "k3_bench_put");
+  const server = await startServer("api", url, { K3_MAX_OBJECT_BYTES: String(128 * 2 ** 20) });
+  const base = `http://127.0.0.1:${server.httpPort}`;
+  const auth = { authorization: `Bearer ${server.token}` };
+  await fetch(`${base}/admin/buckets`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ name: BUCKET }) });
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { open, rename, mkdir } = await import("node:fs/promises");
+  const diskDir = mkdtempSync(join(server.dataDir, "baseline-"));
+  const diskWrite = async (name: string, body: Buffer) => {
+    await mkdir(diskDir, { recursive: true });
+    const tmp = join(diskDir, `${name}.tmp`);
+    const fh = await open(tmp, "w");
+    await fh.write(body);
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, join(diskDir, name));
+  };
+  const measure = async (count: number, concurrency: number, put: (i: number) => Promise<void>) => {
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) await put(next++);
+      }),
+    );
+    return (performance.now() - t0) / 1000;
+  };
+  const small = Buffer.alloc(4096, "k");
+  const N = 3000;
+  const ours = await measure(N, 32, async (i) => {
+    const res = await fetch(`${base}/${BUCKET}/small/${i}.txt`, { method: "PUT", headers: auth, body: small });
+    if (res.status !== 200) throw new Error(`PUT answered ${res.status}`);
+    await res.arrayBuffer();
+  });
+  const disk = await measure(N, 32, (i) => diskWrite(`s${i}`, small));
+  rows.push({ scenario: "8 PUT", metric: `${N} × 4 KiB objects, 32 in flight`, value: `${fmt(N / ours)} objects/s`, baseline: `${fmt(N / disk)} files/s (write+fsync+rename)`, ratio: fmt(disk / ours, 2) });
+  const large = Buffer.alloc(64 * 2 ** 20, "m");
+  const L = 8;
+  const oursL = await measure(L, 2, async (i) => {
+    const res = await fetch(`${base}/${BUCKET}/large/${i}.bin`, { method: "PUT", headers: auth, body: large });
+    if (res.status !== 200) throw new Error(`PUT answered ${res.status}`);
+    await res.arrayBuffer();
+  });
+  const diskL = await measure(L, 2, (i) => diskWrite(`l${i}`, large));
+  const mb = L * 64;
+  rows.push({ scenario: "8 PUT", metric: `${L} × 64 MiB objects, 2 in flight`, value: `${fmt(mb / oursL)} MiB/s`, baseline: `${fmt(mb / diskL)} MiB/s (write+fsync+rename)`, ratio: fmt(diskL / oursL, 2) });
+  results.scenario8 = { smallPerSecond: N / ours, smallDiskPerSecond: N / disk, largeMiBps: mb / oursL, largeDiskMiBps: mb / diskL };
+  rmSync(diskDir, { recursive: true, force: true });
+  await server.proc.stop();
+}
+
 async function main() {
   await ensureH2load();
   const pg = await benchPostgres();
@@ -506,6 +564,7 @@ async function main() {
     if (ONLY.includes(3) || ONLY.includes(4)) await scenario3and4(pg.adminUrl);
     if (ONLY.includes(5)) await scenario5(pg.adminUrl);
     if (ONLY.includes(7)) await scenario7(pg.adminUrl);
+    if (ONLY.includes(8)) await scenario8(pg.adminUrl);
   } finally {
     await pg.stop();
   }
