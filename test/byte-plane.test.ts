@@ -324,3 +324,51 @@ print(",".join(sorted(d["Key"] for d in r["Deleted"])))`,
   expect((await pool.query("SELECT count(*)::int AS n FROM objects WHERE bucket = $1 AND object_key LIKE '%intro-copy.txt'", [B])).rows[0].n).toBe(0);
   expect((await pool.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = $1 AND object_key = 'docs/intro-copy.txt'", [B])).rows[0].n).toBe(0);
 });
+
+test("@aws-sdk/client-s3 puts, heads, lists, gets and deletes with SigV4", async () => {
+  const { S3Client, PutObjectCommand, HeadObjectCommand, ListObjectsV2Command, GetObjectCommand, DeleteObjectCommand } = await import("@aws-sdk/client-s3");
+  const client = new S3Client({ endpoint: s.httpUrl, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: keys.id, secretAccessKey: keys.secret } });
+  try {
+    const put = await client.send(new PutObjectCommand({ Bucket: B, Key: "sdk/js.txt", Body: Buffer.from("from the js sdk"), ContentType: "text/plain", Metadata: { team: "search" } }));
+    expect(put.ETag).toMatch(/^"[0-9a-f]{32}"$/);
+    const head = await client.send(new HeadObjectCommand({ Bucket: B, Key: "sdk/js.txt" }));
+    expect(head).toMatchObject({ ContentLength: 15, ContentType: "text/plain", Metadata: { team: "search" } });
+    const list = await client.send(new ListObjectsV2Command({ Bucket: B, Prefix: "sdk/" }));
+    expect(list.Contents?.map((c) => c.Key)).toEqual(["sdk/js.txt"]);
+    const got = await client.send(new GetObjectCommand({ Bucket: B, Key: "sdk/js.txt" }));
+    expect(await got.Body?.transformToString()).toBe("from the js sdk");
+    await client.send(new DeleteObjectCommand({ Bucket: B, Key: "sdk/js.txt" }));
+    await expect(client.send(new HeadObjectCommand({ Bucket: B, Key: "sdk/js.txt" }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  } finally {
+    client.destroy();
+  }
+});
+
+test("a request signed 20 minutes ago is RequestTimeTooSkewed; `aws s3 sync` and `s3api put-object` work", async () => {
+  const skewed = boto3(
+    `import datetime, botocore.auth
+Real = datetime.datetime
+class Past(Real):
+    @classmethod
+    def utcnow(cls):
+        return Real.utcnow() - datetime.timedelta(minutes=20)
+    @classmethod
+    def now(cls, tz=None):
+        return Real.now(tz) - datetime.timedelta(minutes=20)
+botocore.auth.datetime.datetime = Past
+c.list_objects_v2(Bucket="${B}")`,
+  );
+  await expect(skewed).rejects.toMatchObject({ stderr: expect.stringMatching(/RequestTimeTooSkewed/) });
+  const dir = join(work, "sync");
+  mkdirSync(join(dir, "a"), { recursive: true });
+  writeFileSync(join(dir, "a", "one.txt"), "one");
+  writeFileSync(join(dir, "two.txt"), "two");
+  await aws(["s3", "sync", dir, `s3://${B}/synced/`]);
+  const listed = await aws(["s3", "ls", `s3://${B}/synced/`, "--recursive"]);
+  expect(listed.stdout).toMatch(/synced\/a\/one\.txt/);
+  expect(listed.stdout).toMatch(/synced\/two\.txt/);
+  const put = JSON.parse((await aws(["s3api", "put-object", "--bucket", B, "--key", "synced/api.txt", "--body", join(dir, "two.txt")])).stdout);
+  expect(put.ETag).toMatch(/^"[0-9a-f]{32}"$/);
+  await aws(["s3", "rm", `s3://${B}/synced/`, "--recursive"]);
+  expect((await aws(["s3", "ls", `s3://${B}/synced/`, "--recursive"]).catch((e: { stdout: string }) => e)).stdout.trim()).toBe("");
+});
