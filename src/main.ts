@@ -12,7 +12,7 @@ import { createLogger } from "./log";
 async function main(): Promise<void> {
   // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
   const arg = process.argv[2];
-  if (arg === "jobs" || arg === "trigger" || arg === "rules" || arg === "pipelines") {
+  if (arg === "jobs" || arg === "trigger" || arg === "rules" || arg === "pipelines" || arg === "buckets" || arg === "objects") {
     process.exit(await runClientCli(process.argv.slice(2), process.env));
   }
   if (arg === "migrate") {
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   }
   const roles: Record<string, string> = { serve: "all", all: "all", api: "api", worker: "worker" };
   if (arg !== undefined && !(arg in roles)) {
-    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api, worker, migrate, tokens, jobs, trigger, rules or pipelines\n`);
+    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api, worker, migrate, tokens, jobs, trigger, rules, pipelines, buckets or objects\n`);
     process.exit(2);
   }
   let config;

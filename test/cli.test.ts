@@ -99,3 +99,29 @@ test("exit codes follow the gRPC code", async () => {
   expect((await cli(["jobs", "list", "-b", B], { K3_ENDPOINT: "http://127.0.0.1:1" })).code).toBe(14);
   expect((await cli(["jobs", "frobnicate"])).code).toBe(2);
 });
+
+test("buckets create/ls/get/rm and objects put/ls/info/get/url/rm through the CLI", async () => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "k3-cli-objects-"));
+  const made = await cli(["buckets", "create", "kb-cli-store", "-d", "made by the CLI", "-o", "json"]);
+  expect(made.code).toBe(0);
+  expect(JSON.parse(made.stdout).bucket).toMatchObject({ name: "kb-cli-store", description: "made by the CLI" });
+  expect((await cli(["buckets", "ls"])).stdout).toMatch(/kb-cli-store\s+0\s+0\s+0\s+made by the CLI/);
+  writeFileSync(join(dir, "note.txt"), "a note from the CLI");
+  const put = await cli(["objects", "put", "-b", "kb-cli-store", join(dir, "note.txt"), "-k", "notes/note.txt", "-o", "json"]);
+  expect(put.code).toBe(0);
+  expect(JSON.parse(put.stdout)).toMatchObject({ key: "notes/note.txt", size: 19 });
+  expect((await cli(["objects", "ls", "-b", "kb-cli-store"])).stdout).toMatch(/notes\/note\.txt\s+19\s+text\/plain/);
+  const info = await cli(["objects", "info", "-b", "kb-cli-store", "notes/note.txt", "-o", "json"]);
+  expect(JSON.parse(info.stdout).object).toMatchObject({ key: "notes/note.txt", size: "19" });
+  const got = await cli(["objects", "get", "-b", "kb-cli-store", "notes/note.txt", "-"]);
+  expect(got.stdout).toBe("a note from the CLI");
+  const url = (await cli(["objects", "url", "-b", "kb-cli-store", "notes/note.txt", "--expires", "60"])).stdout.trim();
+  expect(await (await fetch(url)).text()).toBe("a note from the CLI");
+  expect((await cli(["buckets", "rm", "kb-cli-store"])).code).toBe(9); // FAILED_PRECONDITION: it holds an object
+  expect((await cli(["objects", "rm", "-b", "kb-cli-store", "notes/note.txt"])).code).toBe(0);
+  expect((await cli(["objects", "get", "-b", "kb-cli-store", "notes/note.txt", "-"])).code).toBe(5);
+  expect((await cli(["buckets", "rm", "kb-cli-store"])).code).toBe(0);
+  expect((await cli(["buckets", "get", "kb-cli-store"])).code).toBe(5);
+});

@@ -20,6 +20,8 @@ import {
   type IngestJob,
 } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSchema } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { StorageService } from "../../gen/dodil/k3/storage/v1/storage_pb";
+import { bucketCommand, objectCommand } from "./storage-commands";
 
 const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
   jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all]
@@ -29,7 +31,10 @@ const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T o
   trigger     -b BUCKET KEY [-p PIPELINE | --rule RULE] [--option k=v …] [--wait]
   pipelines list|get|create|update|delete -b BUCKET [ID] [--name N] [--template T] [--option k=v …] [--json BODY]
   rules       list|get|create|update|delete -b BUCKET [ID] [--name N] [-p PIPELINE] [--include GLOB …]
-              [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]`;
+              [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
+  buckets     create NAME [-d DESCRIPTION] | ls | get NAME | rm NAME [--force]
+  objects     put -b BUCKET FILE [-k KEY] | get -b BUCKET KEY [FILE|-] | ls -b BUCKET [--prefix P]
+              | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]`;
 
 class UsageError extends Error {}
 
@@ -101,6 +106,11 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         mime: { type: "string", multiple: true },
         priority: { type: "string" },
         json: { type: "string" },
+        description: { type: "string", short: "d" },
+        force: { type: "boolean" },
+        key: { type: "string", short: "k" },
+        prefix: { type: "string" },
+        expires: { type: "string" },
       },
     });
   } catch (e) {
@@ -115,8 +125,9 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     return 2;
   }
   const token = v.token ?? env.DODIL_TOKEN ?? "";
+  const endpoint = v.endpoint ?? env.K3_ENDPOINT ?? "http://localhost:8080";
   const transport = createConnectTransport({
-    baseUrl: v.endpoint ?? env.K3_ENDPOINT ?? "http://localhost:8080",
+    baseUrl: endpoint,
     httpVersion: "1.1",
     interceptors: [
       (next) => (req) => {
@@ -222,6 +233,20 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         return 1;
       }
       return 0;
+    }
+    if (group === "buckets" || group === "objects") {
+      const ctx = {
+        client: createClient(StorageService, transport),
+        endpoint,
+        token,
+        asJson,
+        out,
+        flags: { bucket: v.bucket, description: v.description, force: v.force, key: v.key, prefix: v.prefix, expires: v.expires },
+        args: rest,
+        usage: (message: string) => new UsageError(message),
+        table,
+      };
+      return group === "buckets" ? await bucketCommand(ctx, verb) : await objectCommand(ctx, verb);
     }
     if (group === "pipelines") return await pipelineCommand(pipelines, verb, bucket, id, v, asJson, out);
     if (group === "rules") return await ruleCommand(ingest, verb, bucket, id, v, asJson, out);

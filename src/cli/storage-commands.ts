@@ -1,0 +1,149 @@
+/**
+ * `k3-ingest buckets …` and `k3-ingest objects …`, modelled on `dodil k3 bucket` and
+ * `dodil k3 object`: buckets and the admin object routes through StorageService (Connect),
+ * object bytes through the S3 byte plane with the bearer token (PUT/GET /{bucket}/{key}).
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { basename } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { toJson, type DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { StorageService, type Bucket, type ObjectInfo } from "../../gen/dodil/k3/storage/v1/storage_pb";
+import { IngestStatus } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
+import { uriEncode } from "../domain/uri";
+
+type Out = { write(s: string): unknown };
+
+/** What the storage commands need from the command line. */
+export interface StorageCommandContext {
+  client: Client<typeof StorageService>;
+  endpoint: string;
+  token: string;
+  asJson: boolean;
+  out: Out;
+  flags: { bucket?: string; description?: string; force?: boolean; key?: string; prefix?: string; expires?: string };
+  args: string[];
+  usage(message: string): Error;
+  table(rows: string[][]): string;
+}
+
+function show(c: StorageCommandContext, schema: DescMessage, msg: Parameters<typeof toJson>[1], rows: string[][]): void {
+  c.out.write(c.asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : c.table(rows));
+}
+
+const bucketRow = (b: Bucket) => [b.name, String(b.objectCount), String(b.storageUsedBytes), String(b.ruleCount), b.description];
+const BUCKET_HEADER = ["BUCKET", "OBJECTS", "BYTES", "RULES", "DESCRIPTION"];
+
+/** Runs `buckets create|ls|get|rm`. */
+export async function bucketCommand(c: StorageCommandContext, verb: string | undefined): Promise<number> {
+  const m = StorageService.method;
+  const name = () => {
+    const n = c.args[0];
+    if (!n) throw c.usage("NAME is required");
+    return n;
+  };
+  switch (verb) {
+    case "create": {
+      const res = await c.client.createBucket({ name: name(), description: c.flags.description ?? "" });
+      show(c, m.createBucket.output, res, [BUCKET_HEADER, bucketRow(res.bucket!)]);
+      return 0;
+    }
+    case "ls":
+    case "list": {
+      const res = await c.client.listBuckets({ pageSize: 1000 });
+      show(c, m.listBuckets.output, res, [BUCKET_HEADER, ...res.buckets.map(bucketRow)]);
+      return 0;
+    }
+    case "get": {
+      const res = await c.client.getBucket({ name: name() });
+      show(c, m.getBucket.output, res, [BUCKET_HEADER, bucketRow(res.bucket!)]);
+      return 0;
+    }
+    case "rm":
+    case "delete":
+      await c.client.deleteBucket({ name: name(), force: c.flags.force ?? false });
+      c.out.write(c.asJson ? "{}\n" : "deleted\n");
+      return 0;
+  }
+  throw c.usage(`unknown buckets command ${verb ?? ""}`);
+}
+
+const objectRow = (o: ObjectInfo) => [o.key, String(o.size), o.contentType, new Date(Number(o.lastModified)).toISOString()];
+
+/** Runs `objects put|get|ls|rm|info|url`. */
+export async function objectCommand(c: StorageCommandContext, verb: string | undefined): Promise<number> {
+  const m = StorageService.method;
+  const bucket = c.flags.bucket;
+  if (!bucket) throw c.usage("-b BUCKET is required");
+  const arg = (what: string) => {
+    const a = c.args[0];
+    if (!a) throw c.usage(`${what} is required`);
+    return a;
+  };
+  const objectUrl = (key: string) => `${c.endpoint.replace(/\/+$/, "")}/${bucket}/${uriEncode(key, true)}`;
+  const auth: Record<string, string> = c.token ? { authorization: `Bearer ${c.token}` } : {};
+  const failed = async (res: Response) => {
+    const text = await res.text();
+    const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? String(res.status);
+    const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? text;
+    const grpc = res.status === 404 ? Code.NotFound : res.status === 403 ? Code.PermissionDenied : res.status === 413 ? Code.ResourceExhausted : Code.InvalidArgument;
+    return new ConnectError(`${code}: ${message}`, grpc);
+  };
+  switch (verb) {
+    case "put": {
+      const file = arg("FILE");
+      const key = c.flags.key ?? basename(file);
+      const size = (await stat(file)).size;
+      const res = await fetch(objectUrl(key), {
+        method: "PUT",
+        headers: { ...auth, "content-length": String(size) },
+        body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+        duplex: "half",
+      } as RequestInit);
+      if (res.status !== 200) throw await failed(res);
+      const jobs = (res.headers.get("x-k3-jobs") ?? "").split(",").filter(Boolean);
+      c.out.write(c.asJson ? JSON.stringify({ bucket, key, etag: res.headers.get("etag"), size, jobs }) + "\n" : `uploaded ${key} (${size} bytes${jobs.length ? `; jobs ${jobs.join(", ")}` : ""})\n`);
+      return 0;
+    }
+    case "get": {
+      const key = arg("KEY");
+      const res = await fetch(objectUrl(key), { headers: auth });
+      if (res.status !== 200 || !res.body) throw await failed(res);
+      const to = c.args[1] ?? basename(key);
+      const body = Readable.fromWeb(res.body as never);
+      if (to === "-") await pipeline(body, c.out as NodeJS.WritableStream);
+      else await pipeline(body, createWriteStream(to));
+      return 0;
+    }
+    case "ls":
+    case "list": {
+      const res = await c.client.listObjects({ bucket, prefix: c.flags.prefix ?? "", maxKeys: 1000 });
+      show(c, m.listObjects.output, res, [["KEY", "SIZE", "TYPE", "MODIFIED"], ...res.objects.map(objectRow), ...res.commonPrefixes.map((p) => [p, "", "", ""])]);
+      return 0;
+    }
+    case "info":
+    case "show": {
+      const res = await c.client.getObjectInfo({ bucket, key: arg("KEY") });
+      const o = res.object!;
+      const rows = [["KEY", "SIZE", "TYPE", "MODIFIED"], objectRow(o)];
+      for (const s of o.indexStatus) rows.push([`  ${s.pipelineName}`, s.jobId, `INGEST_STATUS_${IngestStatus[s.status]}`, s.error]);
+      show(c, m.getObjectInfo.output, res, rows);
+      return 0;
+    }
+    case "rm":
+    case "remove":
+      await c.client.deleteObject({ bucket, key: arg("KEY") });
+      c.out.write(c.asJson ? "{}\n" : "deleted\n");
+      return 0;
+    case "url": {
+      const expires = c.flags.expires === undefined ? 3600 : Number(c.flags.expires);
+      if (!Number.isInteger(expires) || expires < 0) throw c.usage(`--expires ${c.flags.expires} must be a whole number of seconds`);
+      const res = await c.client.getObjectUrl({ bucket, key: arg("KEY"), expiresInSeconds: BigInt(expires) });
+      c.out.write(c.asJson ? JSON.stringify(toJson(m.getObjectUrl.output, res, { alwaysEmitImplicit: true })) + "\n" : `${res.url}\n`);
+      return 0;
+    }
+  }
+  throw c.usage(`unknown objects command ${verb ?? ""}`);
+}
