@@ -372,3 +372,15 @@ c.list_objects_v2(Bucket="${B}")`,
   await aws(["s3", "rm", `s3://${B}/synced/`, "--recursive"]);
   expect((await aws(["s3", "ls", `s3://${B}/synced/`, "--recursive"]).catch((e: { stdout: string }) => e)).stdout.trim()).toBe("");
 });
+
+test("a bucket's storage quota is enforced on upload: QuotaExceeded, nothing stored", async () => {
+  await api("POST", "/admin/buckets", { name: "kb-quota", storageQuotaBytes: "10" });
+  const auth = { authorization: `Bearer ${bearer}` };
+  expect((await fetch(`${s.httpUrl}/kb-quota/a.txt`, { method: "PUT", headers: auth, body: "12345678" })).status).toBe(200);
+  const over = await fetch(`${s.httpUrl}/kb-quota/b.txt`, { method: "PUT", headers: auth, body: "12345" });
+  expect(over.status).toBe(403);
+  expect(await over.text()).toMatch(/<Code>QuotaExceeded<\/Code>/);
+  // Replacing an object counts only the difference.
+  expect((await fetch(`${s.httpUrl}/kb-quota/a.txt`, { method: "PUT", headers: auth, body: "0123456789" })).status).toBe(200);
+  expect((await api("GET", "/admin/buckets/kb-quota")).json.bucket).toMatchObject({ objectCount: "1", storageUsedBytes: "10" });
+});

@@ -319,6 +319,15 @@ export function createBytePlane(deps: BytePlaneDeps) {
    * and answers; shared by PutObject and CompleteMultipartUpload.
    */
   async function storeObject(res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
+    if (bucket.storageQuotaBytes > 0) {
+      // Checked before the bytes take the key's place (concurrent uploads may overshoot by what is in flight).
+      const replaced = (await repo.objectGet(scope, r.key))?.size ?? 0;
+      const after = (await repo.bucketGet(scope))?.storageUsedBytes ?? 0;
+      if (after - replaced + staged.size > bucket.storageQuotaBytes) {
+        await staged.discard();
+        throw new S3Error("QuotaExceeded", 403, `this upload would take bucket "${r.bucket}" past its storage quota of ${bucket.storageQuotaBytes} bytes (storageQuotaBytes)`);
+      }
+    }
     let version: bigint;
     try {
       version = await staged.commit(r.key);
