@@ -16,10 +16,10 @@
  * client that goes away mid-upload leaves no object and no job. Deleting an object removes
  * its outputs at every destination and cancels its unfinished jobs.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { allows, type Caller, type Role } from "../../domain/auth";
-import type { Bucket, StoredObject } from "../../domain/bucket";
+import type { Bucket } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
@@ -36,6 +36,8 @@ import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
 import { errorXml, S3Error, xmlEscape } from "./errors";
+import { multipart } from "./multipart";
+import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "./sigv4";
 
 /** What the byte plane needs. */
@@ -49,67 +51,6 @@ export interface BytePlaneDeps {
   maxObjectBytes: number;
   readTimeoutMs: number;
   now: () => number;
-}
-
-const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
-
-/** One parsed byte-plane request. */
-interface S3Request {
-  method: string;
-  path: string;
-  rawQuery: string;
-  query: URLSearchParams;
-  bucket: string;
-  key: string;
-  requestId: string;
-}
-
-function httpDate(ms: number): string {
-  return new Date(ms).toUTCString();
-}
-
-function isoDate(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-/** User metadata of a request: its `x-amz-meta-*` headers, names without the prefix. */
-function metadataOf(req: IncomingMessage): Record<string, string> {
-  const metadata: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
-  }
-  return metadata;
-}
-
-function objectHeaders(o: StoredObject): Record<string, string> {
-  const h: Record<string, string> = {
-    etag: `"${o.etag}"`,
-    "content-type": o.contentType || "application/octet-stream",
-    "last-modified": httpDate(o.updatedAt),
-    "accept-ranges": "bytes",
-  };
-  for (const [k, v] of Object.entries(o.metadata)) h[`x-amz-meta-${k}`] = v;
-  return h;
-}
-
-/** Parses a Range header against a size: [start, end] inclusive, or undefined for the whole object. */
-function parseRange(header: string | undefined, size: number): [number, number] | undefined {
-  if (!header) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === "" && m[2] === "")) return undefined; // S3 ignores ranges it cannot parse
-  let start: number;
-  let end: number;
-  if (m[1] === "") {
-    const n = Number(m[2]);
-    if (n === 0) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
-    start = Math.max(0, size - n);
-    end = size - 1;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-  }
-  if (start >= size || start > end) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
-  return [start, end];
 }
 
 /** The byte plane: `handle` serves one request. */
@@ -358,64 +299,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
     return text;
   }
 
-  /** CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
-  async function multipart(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
-    if (r.method === "POST" && r.query.has("uploads")) {
-      const uploadId = randomBytes(16).toString("hex");
-      await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });
-      sendXml(res, `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, r);
-      return;
-    }
-    const uploadId = r.query.get("uploadId") ?? "";
-    const upload = /^[0-9a-f]{32}$/.test(uploadId) ? await repo.mpuGet(scope, uploadId) : undefined;
-    if (!upload || upload.key !== r.key) throw new S3Error("NoSuchUpload", 404, "The specified multipart upload does not exist.");
-    if (r.method === "PUT") {
-      const n = Number(r.query.get("partNumber"));
-      if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new S3Error("InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive");
-      const staged = await stageChecked(req, scope, claim, signal);
-      await staged.keepAsPart(uploadId, n);
-      const etag = staged.md5.toString("hex");
-      await repo.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
-      send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
-      return;
-    }
-    if (r.method === "GET") {
-      const parts = (await repo.mpuParts(uploadId)).map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>&quot;${p.etag}&quot;</ETag><Size>${p.size}</Size></Part>`);
-      sendXml(res, `<ListPartsResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join("")}</ListPartsResult>`, r);
-      return;
-    }
-    if (r.method === "DELETE") {
-      await repo.mpuDelete(uploadId);
-      await objects.dropUpload(uploadId);
-      send(res, 204, { "x-amz-request-id": r.requestId });
-      return;
-    }
-    // POST ?uploadId: CompleteMultipartUpload.
-    const wanted = [...(await readBody(req, 1 << 20)).matchAll(/<Part>\s*(?:<PartNumber>(\d+)<\/PartNumber>\s*<ETag>([^<]*)<\/ETag>|<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>)/g)].map((m) => ({
-      n: Number(m[1] ?? m[4]),
-      etag: (m[2] ?? m[3]).replace(/&quot;|"/g, ""),
-    }));
-    if (wanted.length === 0) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema");
-    const have = new Map((await repo.mpuParts(uploadId)).map((p) => [p.partNumber, p]));
-    let prev = 0;
-    for (const w of wanted) {
-      if (w.n <= prev) throw new S3Error("InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.");
-      prev = w.n;
-      if (have.get(w.n)?.etag !== w.etag) throw new S3Error("InvalidPart", 400, `One or more of the specified parts could not be found (part ${w.n}).`);
-    }
-    const staged = await objects.assemble(scope, uploadId, wanted.map((w) => w.n), deps.maxObjectBytes, signal).catch((err: unknown) => {
-      if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
-      throw err;
-    });
-    // S3's multipart ETag: the MD5 of the parts' binary MD5s, then "-" and the part count.
-    const etag = `${createHash("md5").update(Buffer.concat(wanted.map((w) => Buffer.from(w.etag, "hex")))).digest("hex")}-${wanted.length}`;
-    await storeObject(res, scope, bucket, r, staged, etag, upload.contentType, upload.metadata, (e) =>
-      `<CompleteMultipartUploadResult xmlns="${XMLNS}"><Location>/${xmlEscape(r.bucket)}/${xmlEscape(r.key)}</Location><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><ETag>&quot;${e}&quot;</ETag></CompleteMultipartUploadResult>`,
-    );
-    await repo.mpuDelete(uploadId);
-    await objects.dropUpload(uploadId);
-  }
-
   async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
     const o = await repo.objectGet(scope, r.key);
     const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
@@ -506,7 +389,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
-      await multipart(req, res, scope, await bucketOf(scope), r, claim, signal);
+      await multipart({ send, sendXml, readBody, stageChecked, storeObject }, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
       return;
     }
     switch (r.method) {

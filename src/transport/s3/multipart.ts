@@ -1,0 +1,104 @@
+/**
+ * Multipart uploads on the byte plane: parts are staged like uploads and kept under
+ * `<dataDir>/tmp/mpu-<uploadId>/`, listed in the database; completing one assembles the
+ * listed parts in order into one staged object and stores it like a PutObject (catalog row
+ * and jobs in one transaction), with S3's multipart ETag (the MD5 of the parts' MD5s, "-",
+ * the part count).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Bucket } from "../../domain/bucket";
+import type { Scope } from "../../domain/job";
+import { mimeTypeOf } from "../../domain/mime";
+import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
+import type { Repository } from "../../storage/repository";
+import { S3Error, xmlEscape } from "./errors";
+import { metadataOf, XMLNS, type S3Request } from "./protocol";
+import type { SigV4Claim } from "./sigv4";
+
+/** The byte plane's answering and storing steps that multipart reuses. */
+export interface S3Io {
+  send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string | Buffer): void;
+  sendXml(res: ServerResponse, xml: string, r: S3Request): void;
+  readBody(req: IncomingMessage, max: number): Promise<string>;
+  stageChecked(req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<StagedObject>;
+  storeObject(
+    res: ServerResponse,
+    scope: Scope,
+    bucket: Bucket,
+    r: S3Request,
+    staged: StagedObject,
+    etag: string,
+    contentType: string,
+    metadata: Record<string, string>,
+    xml?: (etag: string) => string,
+  ): Promise<void>;
+}
+
+/** What multipart needs besides the byte plane's steps. */
+export interface MultipartDeps {
+  repo: Repository;
+  objects: ObjectStore;
+  maxObjectBytes: number;
+  now: () => number;
+}
+
+/** CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
+export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+  const { repo, objects } = deps;
+  const { send, sendXml, readBody, stageChecked, storeObject } = io;
+  if (r.method === "POST" && r.query.has("uploads")) {
+    const uploadId = randomBytes(16).toString("hex");
+    await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });
+    sendXml(res, `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, r);
+    return;
+  }
+  const uploadId = r.query.get("uploadId") ?? "";
+  const upload = /^[0-9a-f]{32}$/.test(uploadId) ? await repo.mpuGet(scope, uploadId) : undefined;
+  if (!upload || upload.key !== r.key) throw new S3Error("NoSuchUpload", 404, "The specified multipart upload does not exist.");
+  if (r.method === "PUT") {
+    const n = Number(r.query.get("partNumber"));
+    if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new S3Error("InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive");
+    const staged = await stageChecked(req, scope, claim, signal);
+    await staged.keepAsPart(uploadId, n);
+    const etag = staged.md5.toString("hex");
+    await repo.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
+    send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
+    return;
+  }
+  if (r.method === "GET") {
+    const parts = (await repo.mpuParts(uploadId)).map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>&quot;${p.etag}&quot;</ETag><Size>${p.size}</Size></Part>`);
+    sendXml(res, `<ListPartsResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join("")}</ListPartsResult>`, r);
+    return;
+  }
+  if (r.method === "DELETE") {
+    await repo.mpuDelete(uploadId);
+    await objects.dropUpload(uploadId);
+    send(res, 204, { "x-amz-request-id": r.requestId });
+    return;
+  }
+  // POST ?uploadId: CompleteMultipartUpload.
+  const wanted = [...(await readBody(req, 1 << 20)).matchAll(/<Part>\s*(?:<PartNumber>(\d+)<\/PartNumber>\s*<ETag>([^<]*)<\/ETag>|<ETag>([^<]*)<\/ETag>\s*<PartNumber>(\d+)<\/PartNumber>)/g)].map((m) => ({
+    n: Number(m[1] ?? m[4]),
+    etag: (m[2] ?? m[3]).replace(/&quot;|"/g, ""),
+  }));
+  if (wanted.length === 0) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema");
+  const have = new Map((await repo.mpuParts(uploadId)).map((p) => [p.partNumber, p]));
+  let prev = 0;
+  for (const w of wanted) {
+    if (w.n <= prev) throw new S3Error("InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.");
+    prev = w.n;
+    if (have.get(w.n)?.etag !== w.etag) throw new S3Error("InvalidPart", 400, `One or more of the specified parts could not be found (part ${w.n}).`);
+  }
+  const staged = await objects.assemble(scope, uploadId, wanted.map((w) => w.n), deps.maxObjectBytes, signal).catch((err: unknown) => {
+    if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+    throw err;
+  });
+  // S3's multipart ETag: the MD5 of the parts' binary MD5s, then "-" and the part count.
+  const etag = `${createHash("md5").update(Buffer.concat(wanted.map((w) => Buffer.from(w.etag, "hex")))).digest("hex")}-${wanted.length}`;
+  await storeObject(res, scope, bucket, r, staged, etag, upload.contentType, upload.metadata, (e) =>
+    `<CompleteMultipartUploadResult xmlns="${XMLNS}"><Location>/${xmlEscape(r.bucket)}/${xmlEscape(r.key)}</Location><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><ETag>&quot;${e}&quot;</ETag></CompleteMultipartUploadResult>`,
+  );
+  await repo.mpuDelete(uploadId);
+  await objects.dropUpload(uploadId);
+}

@@ -1,0 +1,72 @@
+/**
+ * Pieces of the S3 protocol with no state: the XML namespace, dates as S3 writes them,
+ * user metadata, object response headers, Range parsing, and the parsed request.
+ */
+import type { IncomingMessage } from "node:http";
+import type { StoredObject } from "../../domain/bucket";
+import { S3Error } from "./errors";
+
+/** The namespace of S3's XML documents. */
+export const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/** One parsed byte-plane request. */
+export interface S3Request {
+  method: string;
+  path: string;
+  rawQuery: string;
+  query: URLSearchParams;
+  bucket: string;
+  key: string;
+  requestId: string;
+}
+
+/** An HTTP date (Last-Modified). */
+export function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+/** An ISO 8601 date, as S3 writes it in XML. */
+export function isoDate(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** User metadata of a request: its `x-amz-meta-*` headers, names without the prefix. */
+export function metadataOf(req: IncomingMessage): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  return metadata;
+}
+
+/** The headers of an object in a GET or HEAD answer. */
+export function objectHeaders(o: StoredObject): Record<string, string> {
+  const h: Record<string, string> = {
+    etag: `"${o.etag}"`,
+    "content-type": o.contentType || "application/octet-stream",
+    "last-modified": httpDate(o.updatedAt),
+    "accept-ranges": "bytes",
+  };
+  for (const [k, v] of Object.entries(o.metadata)) h[`x-amz-meta-${k}`] = v;
+  return h;
+}
+
+/** Parses a Range header against a size: [start, end] inclusive, or undefined for the whole object. */
+export function parseRange(header: string | undefined, size: number): [number, number] | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return undefined; // S3 ignores ranges it cannot parse
+  let start: number;
+  let end: number;
+  if (m[1] === "") {
+    const n = Number(m[2]);
+    if (n === 0) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
+  return [start, end];
+}
