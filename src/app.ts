@@ -27,6 +27,7 @@ import { createBytePlane } from "./transport/s3/byte-plane";
 import { loadSecretBox } from "./storage/secrets";
 import { SERVICES } from "./service/descriptors";
 import { createFsObjectStore } from "./storage/object-store";
+import { createS3ObjectStore } from "./storage/s3-object-store";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
 import { migrate, migrationsDone } from "./storage/postgres/migrate";
 import { isConnectionError } from "./storage/postgres/pg-errors";
@@ -196,7 +197,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         }, config.retentionIntervalMs);
         pruneTimer.unref();
       }
-      const objects = createFsObjectStore(config.dataDir);
+      const objects = config.s3 ? createS3ObjectStore({ ...config.s3, dataDir: config.dataDir }) : createFsObjectStore(config.dataDir);
       // Uploads a killed process left half-written are nobody's: an hour on, they go.
       if (serveApi) void objects.sweepStaging(3_600_000).catch((err: unknown) => log.warn("sweeping staged uploads failed", { err: (err as Error).message }));
       let httpPort = 0;

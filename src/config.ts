@@ -13,6 +13,8 @@ export interface Config {
   auth: boolean;
   /** Whether gRPC reflection needs a valid token too. */
   reflectionAuth: boolean;
+  /** An S3-compatible upstream for object bytes (K3_S3_*); undefined keeps them under the data dir. */
+  s3: { endpoint: string; bucket: string; region: string; accessKeyId: string; secretAccessKey: string } | undefined;
   /** The base URL clients reach the HTTP port at, for presigned URLs; unset: http://localhost:<port>. */
   publicUrl: string | undefined;
   /** Key sealing S3 secret access keys (base64 of 32 bytes); unset: `<dataDir>/secrets.key`. */
@@ -85,6 +87,25 @@ function nonNegative(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
+/** K3_S3_ENDPOINT and its companions; all of endpoint, bucket and credentials, or none. */
+function s3Upstream(env: NodeJS.ProcessEnv): Config["s3"] {
+  const endpoint = env.K3_S3_ENDPOINT || "";
+  if (!endpoint) return undefined;
+  if (!/^https?:\/\//.test(endpoint)) throw new Error(`K3_S3_ENDPOINT=${JSON.stringify(endpoint)} must be an http(s) URL`);
+  const need = (name: string) => {
+    const v = env[name];
+    if (!v) throw new Error(`${name} is required with K3_S3_ENDPOINT`);
+    return v;
+  };
+  return {
+    endpoint: endpoint.replace(/\/+$/, ""),
+    bucket: need("K3_S3_BUCKET"),
+    region: env.K3_S3_REGION || "us-east-1",
+    accessKeyId: need("K3_S3_ACCESS_KEY_ID"),
+    secretAccessKey: need("K3_S3_SECRET_ACCESS_KEY"),
+  };
+}
+
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
 /** K3_JOB_RETENTION: a duration like 30d, 12h, 90m or 45s; "off" or 0 keeps jobs forever. */
@@ -130,6 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     reflectionAuth: onOff(env, "K3_REFLECTION_AUTH", false),
     metricsAuth: onOff(env, "K3_METRICS_AUTH", false),
     secretsKey: env.K3_SECRETS_KEY || undefined,
+    s3: s3Upstream(env),
     publicUrl: env.K3_PUBLIC_URL ? env.K3_PUBLIC_URL.replace(/\/+$/, "") : undefined,
     writeRatePerSecond: nonNegative(env, "K3_WRITE_RATE_LIMIT", 0),
     writeBurst: positiveInt(env, "K3_WRITE_BURST", 100),

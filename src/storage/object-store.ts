@@ -6,8 +6,8 @@
  * lead out of the bucket folder are treated as missing objects.
  */
 import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
-import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
+import { createStaging, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
 import { checkObjectKey } from "../domain/validate";
 import { dirname, join, sep } from "node:path";
@@ -245,100 +245,27 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     await walk(root, "");
     return out;
   }
-  const tmpDir = join(dataDir, "tmp");
-  const partsDir = (uploadId: string) => join(tmpDir, `mpu-${uploadId}`);
+  const staging = createStaging(dataDir);
 
-  /** Writes `body` to a new private temporary file, hashing it, within `maxBytes`; fsynced. */
-  async function writeTemp(body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<{ tmp: string; size: number; md5: Buffer; sha256: Buffer }> {
-    await mkdir(tmpDir, { recursive: true });
-    const tmp = join(tmpDir, `upload-${randomBytes(12).toString("hex")}`);
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    const md5 = createHash("md5");
-    const sha = createHash("sha256");
-    let size = 0;
+  /** Renames a staged file to the key's path (atomically replacing an older object), durably. */
+  async function place(t: TempFile, key: string, scope: Scope): Promise<bigint> {
+    const target = join(bucketDir(dataDir, scope), key);
     try {
-      for await (const chunk of body) {
-        signal.throwIfAborted();
-        size += chunk.length;
-        if (size > maxBytes) throw new ObjectTooLarge(maxBytes);
-        md5.update(chunk);
-        sha.update(chunk);
-        await fh.write(chunk);
-      }
-      signal.throwIfAborted();
-      await fh.sync();
+      await mkdir(dirname(target), { recursive: true });
+      const existing = await lstat(target).catch(() => undefined);
+      if (existing && !existing.isFile()) throw new ObjectConflict(`key "${key}" is a folder of other objects here; this store keeps keys as paths`);
+      await rename(t.tmp, target);
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await rm(tmp, { force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (err instanceof ObjectConflict) throw err;
+      if (code === "ENAMETOOLONG") throw new ObjectConflict(`a segment of key "${key.slice(0, 80)}…" is longer than 255 bytes, which this store (keys as file paths) cannot keep`, "too_long");
+      if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR") {
+        throw new ObjectConflict(`key "${key}" runs through an existing object; this store keeps keys as paths`);
+      }
       throw err;
     }
-    await fh.close();
-    return { tmp, size, md5: md5.digest(), sha256: sha.digest() };
-  }
-
-  async function syncDir(dir: string): Promise<void> {
-    const dh = await open(dir, constants.O_RDONLY);
-    await dh.sync().finally(() => dh.close());
-  }
-
-  function staged(scope: Scope, t: { tmp: string; size: number; md5: Buffer; sha256: Buffer }): StagedObject {
-    const discard = () => rm(t.tmp, { force: true });
-    return {
-      size: t.size,
-      md5: t.md5,
-      sha256: t.sha256,
-      discard,
-      async keepAsPart(uploadId, partNumber) {
-        await mkdir(partsDir(uploadId), { recursive: true });
-        await rename(t.tmp, join(partsDir(uploadId), String(partNumber)));
-        await syncDir(partsDir(uploadId));
-      },
-      async commit(key) {
-        const root = bucketDir(dataDir, scope);
-        const target = join(root, key);
-        try {
-          await mkdir(dirname(target), { recursive: true });
-          const existing = await lstat(target).catch(() => undefined);
-          if (existing && !existing.isFile()) throw new ObjectConflict(`key "${key}" is a folder of other objects here; this store keeps keys as paths`);
-          await rename(t.tmp, target);
-        } catch (err) {
-          await discard();
-          const code = (err as NodeJS.ErrnoException).code;
-          if (err instanceof ObjectConflict) throw err;
-          if (code === "ENAMETOOLONG") throw new ObjectConflict(`a segment of key "${key.slice(0, 80)}…" is longer than 255 bytes, which this store (keys as file paths) cannot keep`, "too_long");
-          if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR") {
-            throw new ObjectConflict(`key "${key}" runs through an existing object; this store keeps keys as paths`);
-          }
-          throw err;
-        }
-        // The rename is durable once its folder is synced.
-        await syncDir(dirname(target));
-        return (await lstat(target, { bigint: true })).mtimeNs;
-      },
-    };
-  }
-
-  async function stage(scope: Scope, body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
-    return staged(scope, await writeTemp(body, maxBytes, signal));
-  }
-
-  async function assemble(scope: Scope, uploadId: string, parts: readonly number[], maxBytes: number, signal: AbortSignal): Promise<StagedObject> {
-    async function* concatenated(): AsyncIterable<Buffer> {
-      for (const n of parts) {
-        const fh = await open(join(partsDir(uploadId), String(n)), constants.O_RDONLY | constants.O_NOFOLLOW);
-        try {
-          const buf = Buffer.allocUnsafe(1 << 20);
-          for (;;) {
-            const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-            if (bytesRead === 0) break;
-            yield Buffer.from(buf.subarray(0, bytesRead));
-          }
-        } finally {
-          await fh.close();
-        }
-      }
-    }
-    return staged(scope, await writeTemp(concatenated(), maxBytes, signal));
+    await syncDir(dirname(target));
+    return (await lstat(target, { bigint: true })).mtimeNs;
   }
 
   async function remove(scope: Scope, key: string): Promise<boolean> {
@@ -352,18 +279,11 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   }
   return {
     open: openObject,
-    stage,
-    assemble,
-    dropUpload: (uploadId) => rm(partsDir(uploadId), { recursive: true, force: true }),
-    async sweepStaging(olderThanMs) {
-      const cutoff = Date.now() - olderThanMs;
-      for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
-        if (!name.startsWith("upload-")) continue; // multipart parts live as long as their upload
-        const path = join(tmpDir, name);
-        const st = await lstat(path).catch(() => undefined);
-        if (st && st.mtimeMs < cutoff) await rm(path, { recursive: true, force: true });
-      }
-    },
+    stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope)),
+    assemble: async (scope, uploadId, parts, maxBytes, signal) =>
+      staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => place(t, key, scope)),
+    dropUpload: staging.dropUpload,
+    sweepStaging: staging.sweep,
     remove,
     listFiles,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),

@@ -9,7 +9,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createRestHandler, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
-import { isSigV4 } from "./s3/sigv4";
+import { isSigV4 } from "../s3/sigv4";
 
 /** Options of the HTTP door. */
 export interface HttpOptions {

@@ -35,10 +35,10 @@ import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
-import { errorXml, S3Error, xmlEscape } from "./errors";
+import { errorXml, S3Error, xmlEscape } from "../../s3/errors";
 import { multipart } from "./multipart";
 import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
-import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "./sigv4";
+import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 
 /** What the byte plane needs. */
 export interface BytePlaneDeps {

@@ -12,9 +12,9 @@ import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
-import { S3Error, xmlEscape } from "./errors";
+import { S3Error, xmlEscape } from "../../s3/errors";
 import { metadataOf, XMLNS, type S3Request } from "./protocol";
-import type { SigV4Claim } from "./sigv4";
+import type { SigV4Claim } from "../../s3/sigv4";
 
 /** The byte plane's answering and storing steps that multipart reuses. */
 export interface S3Io {

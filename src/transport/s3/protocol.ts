@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { StoredObject } from "../../domain/bucket";
-import { S3Error } from "./errors";
+import { S3Error } from "../../s3/errors";
 
 /** The namespace of S3's XML documents. */
 export const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";

@@ -7,7 +7,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import { uriEncode } from "../../domain/uri";
+import { uriEncode } from "../domain/uri";
 import { S3Error } from "./errors";
 
 /** What a signed request claims, read before its key is looked up. */
@@ -87,6 +87,59 @@ function amzDateMs(amzDate: string): number {
 
 const hmac = (key: Buffer | string, data: string) => createHmac("sha256", key).update(data, "utf8").digest();
 
+/** The canonical query string: every parameter (but a presigned URL's signature) encoded and sorted. */
+function canonicalQuery(rawQuery: string, presigned: boolean): string {
+  return rawQuery
+    .split("&")
+    .filter((p) => p !== "")
+    .map((p) => {
+      const i = p.indexOf("=");
+      return [decodeURIComponent(i < 0 ? p : p.slice(0, i)), i < 0 ? "" : decodeURIComponent(p.slice(i + 1))] as [string, string];
+    })
+    .filter(([k]) => !presigned || k !== "X-Amz-Signature")
+    .map(([k, v]) => [uriEncode(k, false), uriEncode(v, false)] as [string, string])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join("&");
+}
+
+/** The SigV4 signature of a request under `secret`, for the claim's scope, date and signed headers. */
+function signature(claim: Omit<SigV4Claim, "signature" | "accessKeyId">, req: { method: string; path: string; rawQuery: string; headers: IncomingHttpHeaders }, secret: string): Buffer {
+  const headerLines = claim.signedHeaders.map((name) => {
+    const raw = req.headers[name];
+    const value = Array.isArray(raw) ? raw.join(",") : (raw ?? "");
+    return `${name}:${String(value).trim().replace(/\s+/g, " ")}\n`;
+  });
+  const canonical = [req.method, uriEncode(req.path, true), canonicalQuery(req.rawQuery, claim.expires !== undefined), headerLines.join(""), claim.signedHeaders.join(";"), claim.payloadHash].join("\n");
+  const scope = `${claim.date}/${claim.region}/${claim.service}/aws4_request`;
+  const toSign = ["AWS4-HMAC-SHA256", claim.amzDate, scope, createHash("sha256").update(canonical, "utf8").digest("hex")].join("\n");
+  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, claim.date), claim.region), claim.service), "aws4_request");
+  return createHmac("sha256", key).update(toSign, "utf8").digest();
+}
+
+/**
+ * Signs an outgoing request (the gateway re-signing upstream): returns the headers to add
+ * (x-amz-date, x-amz-content-sha256, authorization). `headers` must hold host and any other
+ * header to sign, lower-cased.
+ */
+export function signRequest(
+  req: { method: string; path: string; rawQuery: string; headers: Record<string, string> },
+  creds: { accessKeyId: string; secretAccessKey: string; region: string },
+  payloadHash: string,
+  now = Date.now(),
+): Record<string, string> {
+  const amzDate = new Date(now).toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  const headers = { ...req.headers, "x-amz-date": amzDate, "x-amz-content-sha256": payloadHash };
+  const signedHeaders = Object.keys(headers).sort();
+  const claim = { date: amzDate.slice(0, 8), region: creds.region, service: "s3", signedHeaders, amzDate, payloadHash };
+  const sig = signature(claim, { ...req, headers }, creds.secretAccessKey).toString("hex");
+  return {
+    "x-amz-date": amzDate,
+    "x-amz-content-sha256": payloadHash,
+    authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${claim.date}/${creds.region}/s3/aws4_request, SignedHeaders=${signedHeaders.join(";")}, Signature=${sig}`,
+  };
+}
+
 /**
  * Checks the claim against the secret: throws SignatureDoesNotMatch, RequestTimeTooSkewed
  * or an expired-request AccessDenied as S3 would. `path` is the decoded path, `rawQuery`
@@ -101,31 +154,7 @@ export function verifySigV4(claim: SigV4Claim, req: { method: string; path: stri
     throw new S3Error("RequestTimeTooSkewed", 403, "the difference between the request time and the server's time is too large (15 minutes at most)");
   }
   if (claim.date !== claim.amzDate.slice(0, 8)) throw new S3Error("SignatureDoesNotMatch", 403, "the credential date is not the date of the request");
-  const query = req.rawQuery
-    .split("&")
-    .filter((p) => p !== "")
-    .map((p) => {
-      const i = p.indexOf("=");
-      const k = decodeURIComponent(i < 0 ? p : p.slice(0, i));
-      const v = i < 0 ? "" : decodeURIComponent(p.slice(i + 1));
-      return [k, v] as [string, string];
-    })
-    // A presigned URL signs every query parameter but its signature.
-    .filter(([k]) => claim.expires === undefined || k !== "X-Amz-Signature")
-    .map(([k, v]) => [uriEncode(k, false), uriEncode(v, false)] as [string, string])
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
-    .map(([k, v]) => `${k}=${v}`)
-    .join("&");
-  const headerLines = claim.signedHeaders.map((name) => {
-    const raw = req.headers[name];
-    const value = Array.isArray(raw) ? raw.join(",") : (raw ?? "");
-    return `${name}:${String(value).trim().replace(/\s+/g, " ")}\n`;
-  });
-  const canonical = [req.method, uriEncode(req.path, true), query, headerLines.join(""), claim.signedHeaders.join(";"), claim.payloadHash].join("\n");
-  const scope = `${claim.date}/${claim.region}/${claim.service}/aws4_request`;
-  const toSign = ["AWS4-HMAC-SHA256", claim.amzDate, scope, createHash("sha256").update(canonical, "utf8").digest("hex")].join("\n");
-  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, claim.date), claim.region), claim.service), "aws4_request");
-  const expected = createHmac("sha256", key).update(toSign, "utf8").digest();
+  const expected = signature(claim, req, secret);
   const given = Buffer.from(claim.signature, "hex");
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
