@@ -384,3 +384,19 @@ test("a bucket's storage quota is enforced on upload: QuotaExceeded, nothing sto
   expect((await fetch(`${s.httpUrl}/kb-quota/a.txt`, { method: "PUT", headers: auth, body: "0123456789" })).status).toBe(200);
   expect((await api("GET", "/admin/buckets/kb-quota")).json.bucket).toMatchObject({ objectCount: "1", storageUsedBytes: "10" });
 });
+
+test("curl itself: a PDF PUT with a bearer token under a rule's pattern reaches COMPLETED; a presigned GET works", async () => {
+  const pdf = makePdf([["Curl uploaded contract"], ["Page two"]]);
+  writeFileSync(join(work, "curl.pdf"), pdf);
+  const put = await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", `${s.httpUrl}/${B}/docs/curl/contract.pdf`, "-H", `Authorization: Bearer ${bearer}`, "-H", "Content-Type: application/pdf", "--data-binary", `@${join(work, "curl.pdf")}`]);
+  expect(put.stdout).toBe("200");
+  const job = await waitFor("the curl PDF's job", async () => {
+    const jobs = await jobsOf(B, "docs/curl/contract.pdf");
+    return jobs[0] && TERMINAL.includes(jobs[0].status) ? jobs[0] : undefined;
+  });
+  expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1, embeddingsWritten: 1, batchesReceived: 1 });
+  const url = (await api("GET", `/${B}/objects/docs/curl/contract.pdf/url`)).json.url as string;
+  const got = await run("curl", ["-sS", "-o", join(work, "curl-back.pdf"), "-w", "%{http_code}", url]);
+  expect(got.stdout).toBe("200");
+  expect(readFileSync(join(work, "curl-back.pdf")).equals(pdf)).toBe(true);
+});
