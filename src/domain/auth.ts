@@ -67,6 +67,11 @@ export function allows(caller: Caller, bucket: string, needed: Role): boolean {
   return caller.grants.some((g) => (g.bucket === "*" || g.bucket === bucket) && ROLES.indexOf(g.role) >= rank);
 }
 
+/** The buckets a caller may list: undefined when a grant covers every bucket ("*"). */
+export function visibleBuckets(caller: Caller): string[] | undefined {
+  return caller.grants.some((g) => g.bucket === "*") ? undefined : caller.grants.map((g) => g.bucket);
+}
+
 /** Recognisable prefix of our bearer tokens (helps secret scanners and humans). */
 export const TOKEN_PREFIX = "k3t_";
 

@@ -1,4 +1,5 @@
 /** Buckets as the domain sees them. Times are Unix epoch milliseconds. */
+import type { Job } from "./job";
 
 /** The fields of a bucket a caller may set. */
 export interface BucketFields {
@@ -50,6 +51,9 @@ export interface StoredObject {
   createdAt: number;
   updatedAt: number;
 }
+
+/** Per pipeline, the latest job of an object (GetObjectInfo). */
+export type ObjectIndexStatus = Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">;
 
 /** A multipart upload in progress. */
 export interface MultipartUpload {

@@ -15,6 +15,16 @@ export function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;" })[c] as string);
 }
 
+/** Undoes xmlEscape (and the same entities from any S3 peer). */
+export function xmlUnescape(s: string): string {
+  return s.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e] as string);
+}
+
+/** What S3 answers to an upload past the size limit. */
+export function entityTooLarge(limit: number): S3Error {
+  return new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${limit} bytes, K3_MAX_OBJECT_BYTES)`);
+}
+
 /** The XML body S3 sends with an error. */
 export function errorXml(err: S3Error, resource: string, requestId: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${err.code}</Code><Message>${xmlEscape(err.message)}</Message><Resource>${xmlEscape(resource)}</Resource><RequestId>${xmlEscape(requestId)}</RequestId></Error>`;

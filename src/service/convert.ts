@@ -25,7 +25,7 @@ import {
   type Bucket as BucketMessage,
   type Pagination as StoragePagination,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
-import type { Bucket, StoredObject } from "../domain/bucket";
+import type { Bucket, ObjectIndexStatus, StoredObject } from "../domain/bucket";
 import { InvalidArgument } from "../domain/errors";
 import { JOB_STATUSES, type Job, type JobStatus } from "../domain/job";
 import type { BoundRule, Pipeline } from "../domain/pipeline";
@@ -163,7 +163,7 @@ export function storagePagination(nextPageToken: string, total: number): Storage
 export function objectInfoToProto(
   bucket: string,
   o: StoredObject,
-  status: ReadonlyArray<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>,
+  status: readonly ObjectIndexStatus[],
 ): ObjectInfoMessage {
   return create(ObjectInfoSchema, {
     bucket,

@@ -9,10 +9,9 @@ import {
   StorageService,
   type UpdateBucketRequest,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
-import { allows, type Caller } from "../domain/auth";
+import { allows, visibleBuckets, type Caller } from "../domain/auth";
 import type { BucketFields } from "../domain/bucket";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
-import type { Scope } from "../domain/job";
 import { checkBucket, checkLength, checkObjectKey, MAX_TEXT, quote } from "../domain/validate";
 import { callerKey, scopeOf } from "./caller";
 import { bucketToProto, int64ToNumber, objectInfoToProto, storagePagination } from "./convert";
@@ -39,7 +38,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
   const { repo, objects, now } = deps;
 
   const buckets = createBuckets(deps);
-  const bucketOf = (scope: Scope) => buckets.get(scope);
+  const bucketOf = buckets.get;
 
   /** Adopts every bucket of the caller's org known only by its config or its folder. */
   async function adoptAll(org: string, caller: Caller): Promise<void> {
@@ -67,7 +66,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       checkLength(req.search, 200, "search");
       await adoptAll(caller.org, caller);
       // A token with grants on some buckets only sees those.
-      const names = caller.grants.some((g) => g.bucket === "*") ? undefined : caller.grants.map((g) => g.bucket);
+      const names = visibleBuckets(caller);
       const filter = { org: caller.org, search: req.search, names };
       const page = await servePage(req, { org: caller.org, search: req.search, names: names?.join(",") }, (p) => repo.bucketList(filter, { ...p, signal: ctx.signal }), (b) => b.name);
       return { buckets: page.items.map(bucketToProto), pagination: storagePagination(page.nextPageToken, page.total) };

@@ -5,7 +5,7 @@
 import type { Cursor } from "../domain/page-token";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, StoredObject, UploadedPart } from "../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
@@ -153,7 +153,7 @@ export interface Repository {
    */
   objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean>;
   /** Per pipeline, the latest job of an object. */
-  objectIndexStatus(scope: Scope, key: string): Promise<Array<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>>;
+  objectIndexStatus(scope: Scope, key: string): Promise<ObjectIndexStatus[]>;
   mpuCreate(scope: Scope, upload: MultipartUpload): Promise<void>;
   mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined>;
   mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void>;

@@ -16,6 +16,7 @@ import type { CatalogEntry } from "../domain/bucket";
 import type { Scope } from "../domain/job";
 import { uriEncode } from "../domain/uri";
 import { checkObjectKey } from "../domain/validate";
+import { xmlUnescape } from "../s3/errors";
 import { signRequest } from "../s3/sigv4";
 import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "./object-store";
 import { createStaging } from "./staging";
@@ -69,7 +70,7 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
       if (res.status !== 200) throw new Error(`the S3 upstream refused to list ${prefix}: ${res.status}`);
       for (const m of xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
         const k = /<Key>([^<]*)<\/Key>/.exec(m[1])?.[1] ?? "";
-        const key = k.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e] as string).slice(prefix.length);
+        const key = xmlUnescape(k).slice(prefix.length);
         const size = Number(/<Size>(\d+)<\/Size>/.exec(m[1])?.[1] ?? 0);
         const modified = Date.parse(/<LastModified>([^<]*)<\/LastModified>/.exec(m[1])?.[1] ?? "") || 0;
         try {

@@ -110,9 +110,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       // not an object named "rules"), then the Connect paths, then S3 again.
       const bytePlane = opts.bytePlane;
       if (bytePlane) {
-        const q = (req.url ?? "").indexOf("?");
-        const query = new URLSearchParams(q < 0 ? "" : (req.url ?? "").slice(q + 1));
-        if (isSigV4(req.headers, query) || req.method === "PUT" || req.method === "HEAD" || path === "/") {
+        if (isSigV4(req.headers, req.url ?? "") || req.method === "PUT" || req.method === "HEAD" || path === "/") {
           await bytePlane.handle(req, res);
           return;
         }

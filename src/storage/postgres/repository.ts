@@ -2,7 +2,7 @@
 import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
 import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
-import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, StoredObject, UploadedPart } from "../../domain/bucket";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { DomainError, NotFound } from "../../domain/errors";
@@ -955,7 +955,7 @@ export class PgRepository implements Repository {
     return found || running.length > 0;
   }
 
-  async objectIndexStatus(scope: Scope, key: string): Promise<Array<Pick<Job, "pipelineId" | "pipelineName" | "jobId" | "status" | "updatedAt" | "error">>> {
+  async objectIndexStatus(scope: Scope, key: string): Promise<ObjectIndexStatus[]> {
     const rows = await this.q(SQL.OBJECT_INDEX_STATUS, [scope.org, scope.bucket, key], scope.signal);
     return rows.map((r) => ({ pipelineId: r.pipeline_id, pipelineName: r.pipeline_name, jobId: r.job_id, status: r.status as JobStatus, updatedAt: num(r.updated_at), error: r.error }));
   }

@@ -18,7 +18,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { allows, type Caller, type Role } from "../../domain/auth";
+import { allows, visibleBuckets, type Caller, type Role } from "../../domain/auth";
 import type { Bucket } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
@@ -35,7 +35,7 @@ import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
-import { errorXml, S3Error, xmlEscape } from "../../s3/errors";
+import { entityTooLarge, errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { multipart } from "./multipart";
 import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
@@ -69,7 +69,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       if (r.method !== "GET" && r.method !== "HEAD") throw new S3Error("AccessDenied", 403, "a presigned URL only reads its object");
       return { caller: { org, tokenId: "", grants: [{ bucket: r.bucket, role: "reader" }] } };
     }
-    if (isSigV4(req.headers, r.query)) {
+    if (isSigV4(req.headers, r.rawQuery)) {
       const claim = readClaim(req.headers, r.query);
       const token = await repo.tokenFindByAccessKey(claim.accessKeyId);
       if (!token?.secretSealed) throw new S3Error("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.");
@@ -111,8 +111,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function listBuckets(res: ServerResponse, caller: Caller, r: S3Request): Promise<void> {
-    const names = caller.grants.some((g) => g.bucket === "*") ? undefined : caller.grants.map((g) => g.bucket);
-    const page = await repo.bucketList({ org: caller.org, search: "", names }, { limit: 1000 });
+    const page = await repo.bucketList({ org: caller.org, search: "", names: visibleBuckets(caller) }, { limit: 1000 });
     const items = page.items.map((b) => `<Bucket><Name>${xmlEscape(b.name)}</Name><CreationDate>${isoDate(b.createdAt)}</CreationDate></Bucket>`);
     sendXml(res, `<ListAllMyBucketsResult xmlns="${XMLNS}"><Owner><ID>${xmlEscape(caller.org)}</ID><DisplayName>${xmlEscape(caller.org)}</DisplayName></Owner><Buckets>${items.join("")}</Buckets></ListAllMyBucketsResult>`, r);
   }
@@ -167,12 +166,12 @@ export function createBytePlane(deps: BytePlaneDeps) {
       throw new S3Error("NotImplemented", 501, "aws-chunked uploads are not supported yet; sign the payload (x-amz-content-sha256) or send it unsigned");
     }
     const declared = Number(req.headers["content-length"] ?? "0");
-    if (declared > deps.maxObjectBytes) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+    if (declared > deps.maxObjectBytes) throw entityTooLarge(deps.maxObjectBytes);
     let staged;
     try {
       staged = await objects.stage(scope, req, deps.maxObjectBytes, signal);
     } catch (err) {
-      if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+      if (err instanceof ObjectTooLarge) throw entityTooLarge(deps.maxObjectBytes);
       throw err;
     }
     try {
@@ -231,8 +230,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request. */
   async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
     const body = await readBody(req, 2 << 20);
-    const unescape = (t: string) => t.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e] as string);
-    const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => unescape(m[1]));
+    const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => xmlUnescape(m[1]));
     if (keys.length === 0 || keys.length > 1000) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 objects)");
     const quiet = /<Quiet>\s*true\s*<\/Quiet>/i.test(body);
     const results: string[] = [];
@@ -478,5 +476,3 @@ export function createBytePlane(deps: BytePlaneDeps) {
     },
   };
 }
-
-export { isSigV4 };

@@ -12,7 +12,7 @@ import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
-import { S3Error, xmlEscape } from "../../s3/errors";
+import { entityTooLarge, S3Error, xmlEscape } from "../../s3/errors";
 import { metadataOf, XMLNS, type S3Request } from "./protocol";
 import type { SigV4Claim } from "../../s3/sigv4";
 
@@ -91,7 +91,7 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
     if (have.get(w.n)?.etag !== w.etag) throw new S3Error("InvalidPart", 400, `One or more of the specified parts could not be found (part ${w.n}).`);
   }
   const staged = await objects.assemble(scope, uploadId, wanted.map((w) => w.n), deps.maxObjectBytes, signal).catch((err: unknown) => {
-    if (err instanceof ObjectTooLarge) throw new S3Error("EntityTooLarge", 413, `Your proposed upload exceeds the maximum allowed object size (${deps.maxObjectBytes} bytes, K3_MAX_OBJECT_BYTES)`);
+    if (err instanceof ObjectTooLarge) throw entityTooLarge(deps.maxObjectBytes);
     throw err;
   });
   // S3's multipart ETag: the MD5 of the parts' binary MD5s, then "-" and the part count.
