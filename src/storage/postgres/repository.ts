@@ -1,145 +1,20 @@
-/** PostgreSQL implementation of the Repository through `pg`. */
-import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
-import type { Job, JobCounters, JobFilter, JobOutput, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
+/**
+ * PostgreSQL implementation of the Repository through `pg`. How statements run (pool,
+ * deadlines, transactions, listings) is in db.ts, row mapping in rows.ts, pipeline output
+ * in destinations.ts; this class holds the operations, by entity.
+ */
+import type { PoolClient, QueryResultRow } from "pg";
+import type { Job, JobCounters, JobFilter, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
 import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { DomainError, NotFound } from "../../domain/errors";
-import { isConnectionError, mapPgError } from "./pg-errors";
+import { isConnectionError } from "./pg-errors";
 import * as SQL from "./sql";
-
-/** Options of the repository's connection pool. */
-export interface PgRepositoryOptions {
-  connectionString: string;
-  poolSize?: number;
-  /** Fails a checkout that waits longer than this (ms) instead of hanging. */
-  connectTimeoutMs?: number;
-  /** Server-side statement timeout (ms). */
-  statementTimeoutMs?: number;
-  applicationName?: string;
-}
-
-const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0));
-
-function toJob(r: QueryResultRow): Job {
-  return {
-    jobId: r.job_id,
-    org: r.org,
-    bucket: r.bucket,
-    key: r.object_key,
-    status: r.status as JobStatus,
-    pipelineId: r.pipeline_id,
-    pipelineName: r.pipeline_name,
-    pipelineKind: r.pipeline_kind,
-    template: r.template,
-    ruleId: r.rule_id,
-    options: r.options ?? {},
-    requestId: r.request_id,
-    traceId: r.trace_id,
-    chunksCreated: r.chunks_created,
-    embeddingsCreated: r.embeddings_created,
-    rowsWritten: r.rows_written,
-    outputSize: r.output_size,
-    batchesReceived: r.batches_received,
-    embeddingsWritten: r.embeddings_written,
-    threadId: r.thread_id,
-    vectorStatus: r.vector_status,
-    error: r.error,
-    errorDetails: r.error_details,
-    attempts: r.attempts,
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-    startedAt: num(r.started_at),
-    finishedAt: num(r.finished_at),
-  };
-}
-
-function toRule(r: QueryResultRow): BoundRule {
-  return {
-    ruleId: r.rule_id,
-    org: r.org,
-    bucket: r.bucket,
-    sourceId: r.source_id,
-    pipelineId: r.pipeline_id,
-    name: r.name,
-    description: r.description,
-    includePatterns: r.include_patterns,
-    excludePatterns: r.exclude_patterns,
-    includeMimeTypes: r.include_mime_types,
-    excludeMimeTypes: r.exclude_mime_types,
-    minSizeBytes: num(r.min_size_bytes),
-    maxSizeBytes: num(r.max_size_bytes),
-    enabled: r.enabled,
-    priority: r.priority,
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-    bindingName: r.binding_name,
-    bindingKind: r.binding_kind,
-  };
-}
-
-function toToken(r: QueryResultRow): StoredToken {
-  return {
-    tokenId: r.token_id,
-    org: r.org,
-    secretHash: r.secret_hash,
-    name: r.name,
-    grants: r.grants,
-    createdAt: num(r.created_at),
-    expiresAt: num(r.expires_at),
-    revokedAt: num(r.revoked_at),
-    ...(r.access_key_id ? { accessKeyId: r.access_key_id as string, secretSealed: r.secret_sealed as Buffer } : {}),
-  };
-}
-
-function toBucket(r: QueryResultRow): Bucket {
-  return {
-    org: r.org,
-    name: r.name,
-    description: r.description,
-    status: r.status,
-    accessMode: r.access_mode,
-    storageQuotaBytes: num(r.storage_quota_bytes),
-    internalSourceId: r.internal_source_id,
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-    objectCount: num(r.object_count),
-    storageUsedBytes: num(r.storage_used_bytes),
-    sourceCount: num(r.source_count),
-    ruleCount: num(r.rule_count),
-    indexCount: num(r.index_count),
-  };
-}
-
-function toObject(r: QueryResultRow): StoredObject {
-  return {
-    key: r.object_key,
-    size: num(r.size),
-    etag: r.etag,
-    contentType: r.content_type,
-    metadata: r.metadata ?? {},
-    version: BigInt(r.version as string),
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-  };
-}
-
-function toPipeline(r: QueryResultRow): Pipeline {
-  return {
-    pipelineId: r.pipeline_id,
-    org: r.org,
-    bucket: r.bucket,
-    name: r.name,
-    description: r.description,
-    template: r.template,
-    options: r.options ?? {},
-    storeEntityId: r.store_entity_id,
-    storeEntityKind: r.store_entity_kind,
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-  };
-}
+import { PgDb, ROLLBACK_ONLY } from "./db";
+import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
+import { num, toBucket, toJob, toObject, toPipeline, toRule, toToken } from "./rows";
 
 /** Column names the partial updates may write, by domain field. */
 const RULE_UPDATE_COLUMNS: Readonly<Record<keyof RuleFields, string>> = {
@@ -166,18 +41,6 @@ const PIPELINE_UPDATE_COLUMNS: Readonly<Record<keyof PipelineFields, string>> = 
   storeEntityKind: "store_entity_kind",
 };
 
-/** A keyset listing: equality filters, then (created_at, id) descending after the cursor. */
-interface ListSpec {
-  /** Counts from job_counts + job_count_deltas instead of COUNT(*) over the table. */
-  countFromCounters?: boolean;
-  select: string;
-  from: string;
-  /** Column-qualified prefix for the listed table ("" or "r."). */
-  alias: string;
-  idColumn: string;
-  filters: Array<[column: string, value: string | undefined]>;
-}
-
 /** Largest number of jobs one insert statement carries. */
 const MAX_INSERT_BATCH = 512;
 /** Insert statements in flight at once; later callers join the next batch. */
@@ -189,74 +52,11 @@ interface PendingInsert {
   reject: (err: unknown) => void;
 }
 
-/** Counters the destination write produced. */
-interface WriteCounters {
-  rowsWritten: number;
-  outputSize: number;
-  batchesReceived: number;
-  embeddingsWritten: number;
-}
-
-const NO_WRITES: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
-
-/**
- * Writes a run's output, replacing what the same pipeline wrote for the same object
- * before. Runs inside the transaction that ends the job, so readers never see a mix of
- * old and new rows, and an attempt that loses its lease or is cancelled writes nothing.
- */
-async function writeOutput(client: PoolClient, job: Job, output: Exclude<JobOutput, { kind: "none" }>): Promise<WriteCounters> {
-  const now = Date.now();
-  const counters: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
-  const key = [job.org, job.bucket, job.pipelineId, job.key];
-  if (output.kind === "vector") {
-    await client.query(SQL.VECTOR_DELETE, key);
-    for (let i = 0; i < output.chunks.length; i += output.batchSize) {
-      const batch = output.chunks.slice(i, i + output.batchSize);
-      const vectors = batch.map((c) => JSON.stringify(c.vector));
-      await client.query(SQL.VECTOR_INSERT_BATCH, [
-        ...key,
-        job.jobId,
-        now,
-        batch.map((c) => c.index),
-        batch.map((c) => c.text),
-        vectors,
-      ]);
-      counters.batchesReceived++;
-      counters.embeddingsWritten += batch.length;
-      // Bytes at the destination: the chunk text plus 4 bytes per vector component.
-      counters.outputSize += batch.reduce((n, c) => n + Buffer.byteLength(c.text) + 4 * c.vector.length, 0);
-    }
-  } else if (output.kind === "warehouse") {
-    await client.query(SQL.WAREHOUSE_DELETE, key);
-    for (let i = 0; i < output.rows.length; i += output.batchSize) {
-      const docs = output.rows.slice(i, i + output.batchSize);
-      await client.query(SQL.WAREHOUSE_INSERT_BATCH, [...key, job.jobId, now, docs.map((_, j) => i + j), docs]);
-      counters.batchesReceived++;
-      counters.rowsWritten += docs.length;
-      counters.outputSize += docs.reduce((n, d) => n + Buffer.byteLength(d), 0);
-    }
-  }
-  return counters;
-}
-
 /** How long pipelines and rule sets stay cached for TriggerIngest (see invalidateConfig). */
 const CONFIG_CACHE_TTL_MS = 5_000;
 
-/**
- * What a query cancelled by its call's signal throws: the signal's own reason when it is
- * an error the transport knows (a Connect deadline or cancel), else a domain Cancelled.
- */
-function abortError(reason: unknown): unknown {
-  if (reason instanceof Error && (reason.name === "ConnectError" || reason instanceof DomainError)) return reason;
-  return new DomainError("cancelled", "the call was cancelled before its database work finished");
-}
-
-/** Returned by a tx() body to roll back instead of committing. */
-const ROLLBACK_ONLY = Symbol("rollback");
-
 /** The PostgreSQL repository. */
-export class PgRepository implements Repository {
-  readonly pool: Pool;
+export class PgRepository extends PgDb implements Repository {
   /**
    * TriggerIngest reads a pipeline (or a bucket's rules) per call. They change rarely, so
    * they are cached briefly; every write here clears the cache and NOTIFYs the other
@@ -266,173 +66,6 @@ export class PgRepository implements Repository {
   private readonly rulesCache = new Map<string, { value: BoundRule[]; at: number }>();
   private readonly inserts: PendingInsert[] = [];
   private insertsInFlight = 0;
-
-  constructor(opts: PgRepositoryOptions) {
-    const config: PoolConfig = {
-      connectionString: opts.connectionString,
-      max: opts.poolSize ?? 10,
-      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
-      statement_timeout: opts.statementTimeoutMs ?? 30_000,
-      application_name: opts.applicationName ?? "k3-ingest",
-    };
-    this.pool = new Pool(config);
-    // An idle client losing its connection must not crash the process.
-    this.pool.on("error", () => undefined);
-  }
-
-  /**
-   * Checks out a client for `fn`. A checked-out client that loses its connection between
-   * two statements emits 'error'; the listener keeps that from crashing the process, and
-   * the broken client is destroyed rather than returned to the pool.
-   */
-  private async withClient<T>(fn: (client: PoolClient, markBroken: (why: Error) => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await (signal ? this.connectWithin(signal) : this.pool.connect());
-    } catch (err) {
-      if (signal?.aborted) throw abortError(signal.reason);
-      throw mapPgError(err);
-    }
-    let broken: Error | undefined;
-    const onError = (err: Error) => (broken = err);
-    client.on("error", onError);
-    try {
-      return await fn(client, (why) => (broken ??= why));
-    } catch (err) {
-      if (isConnectionError(err) || (err instanceof DomainError && err.kind === "unavailable")) broken ??= err as Error;
-      throw err;
-    } finally {
-      client.off("error", onError);
-      // A broken client — or one whose query was cancelled — is destroyed, never reused.
-      client.release(broken);
-    }
-  }
-
-  /**
-   * A pool checkout that honours the call's deadline while it waits: when the signal fires
-   * first the call fails at once, and the client, once it arrives, goes back to the pool.
-   */
-  private connectWithin(signal: AbortSignal): Promise<PoolClient> {
-    signal.throwIfAborted();
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const onAbort = () => {
-        if (settled) return;
-        settled = true;
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.pool.connect().then(
-        (client) => {
-          signal.removeEventListener("abort", onAbort);
-          if (settled) client.release();
-          else {
-            settled = true;
-            resolve(client);
-          }
-        },
-        (err: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          if (!settled) {
-            settled = true;
-            reject(err);
-          }
-        },
-      );
-    });
-  }
-
-  /**
-   * Runs one statement. With the call's signal (it travels on the Scope) the statement is
-   * tied to the call: when the client's deadline passes or it goes away — also while it
-   * still waits for a connection — the call fails at once and the server-side query is
-   * cancelled with pg_cancel_backend; the connection returns to the pool only after the
-   * cancel has landed, so it can never hit another call's query.
-   */
-  private async run(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResult> {
-    if (!signal) {
-      try {
-        return await this.pool.query(text, values);
-      } catch (err) {
-        throw mapPgError(err);
-      }
-    }
-    if (signal.aborted) throw abortError(signal.reason);
-    return this.withClient(async (client, markBroken) => {
-      const pid = (client as unknown as { processID?: number }).processID;
-      let cancelled: Promise<unknown> | undefined;
-      const onAbort = () => {
-        if (pid) cancelled = this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => markBroken(new Error("could not cancel the query")));
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        return await client.query(text, values);
-      } catch (err) {
-        if (signal.aborted) throw abortError(signal.reason);
-        throw mapPgError(err);
-      } finally {
-        signal.removeEventListener("abort", onAbort);
-        // The connection goes back to the pool only once the cancel has landed, so a late
-        // cancel can never hit the next call's query on it; if the cancel itself failed, the
-        // connection is destroyed instead.
-        await cancelled;
-      }
-    }, signal);
-  }
-
-  /** The rows a statement returns. */
-  private async q(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResultRow[]> {
-    return (await this.run(text, values, signal)).rows;
-  }
-
-  /** How many rows a statement changed. */
-  private async exec(text: string, values?: unknown[]): Promise<number> {
-    return (await this.run(text, values)).rowCount ?? 0;
-  }
-
-  /** Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing. */
-  private tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
-    return this.withClient(async (client) => {
-      try {
-        await client.query("BEGIN");
-        const out = await fn(client);
-        if (out === ROLLBACK_ONLY) {
-          await client.query("ROLLBACK");
-          return rolledBack;
-        }
-        await client.query("COMMIT");
-        return out;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw mapPgError(err);
-      }
-    });
-  }
-
-  private async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
-    const where: string[] = [];
-    const values: unknown[] = [];
-    for (const [col, value] of spec.filters) {
-      if (value === undefined) continue;
-      values.push(value);
-      where.push(`${spec.alias}${col} = $${values.length}`);
-    }
-    const countWhere = where.length ? `WHERE ${where.join(" AND ")}` : "";
-    const countValues = [...values];
-    if (page.after) {
-      values.push(page.after.createdAt, page.after.id);
-      where.push(`(${spec.alias}created_at, ${spec.alias}${spec.idColumn}) < ($${values.length - 1}, $${values.length})`);
-    }
-    values.push(page.limit + 1);
-    const text = `SELECT ${spec.select} FROM ${spec.from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-      ORDER BY ${spec.alias}created_at DESC, ${spec.alias}${spec.idColumn} DESC LIMIT $${values.length}`;
-    const countText = spec.countFromCounters
-      ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
-      : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
-    const more = rows.length > page.limit;
-    return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
-  }
 
   /**
    * Group commit: concurrent inserts share one statement and one commit. A caller whose

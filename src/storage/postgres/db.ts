@@ -1,0 +1,218 @@
+/**
+ * The connection pool and how statements run on it, shared by the repository: checkouts
+ * that survive a dropped connection, statements tied to their call's deadline (cancelled
+ * with pg_cancel_backend, the connection pooled again only once the cancel has landed),
+ * transactions that can choose to roll back, and keyset listings with exact counts.
+ */
+import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
+import { DomainError } from "../../domain/errors";
+import type { Page, PageParams } from "../repository";
+import { isConnectionError, mapPgError } from "./pg-errors";
+import { num } from "./rows";
+
+/** Options of the repository's connection pool. */
+export interface PgRepositoryOptions {
+  connectionString: string;
+  poolSize?: number;
+  /** Fails a checkout that waits longer than this (ms) instead of hanging. */
+  connectTimeoutMs?: number;
+  /** Server-side statement timeout (ms). */
+  statementTimeoutMs?: number;
+  applicationName?: string;
+}
+
+/**
+ * What a query cancelled by its call's signal throws: the signal's own reason when it is
+ * an error the transport knows (a Connect deadline or cancel), else a domain Cancelled.
+ */
+function abortError(reason: unknown): unknown {
+  if (reason instanceof Error && (reason.name === "ConnectError" || reason instanceof DomainError)) return reason;
+  return new DomainError("cancelled", "the call was cancelled before its database work finished");
+}
+
+/** Returned by a tx() body to roll back instead of committing. */
+export const ROLLBACK_ONLY = Symbol("rollback");
+
+/** A keyset listing: equality filters, then (created_at, id) descending after the cursor. */
+export interface ListSpec {
+  /** Counts from job_counts + job_count_deltas instead of COUNT(*) over the table. */
+  countFromCounters?: boolean;
+  select: string;
+  from: string;
+  /** Column-qualified prefix for the listed table ("" or "r."). */
+  alias: string;
+  idColumn: string;
+  filters: Array<[column: string, value: string | undefined]>;
+}
+
+/** A pool and the ways the repository runs statements on it. */
+export class PgDb {
+  readonly pool: Pool;
+
+  constructor(opts: PgRepositoryOptions) {
+    const config: PoolConfig = {
+      connectionString: opts.connectionString,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+      statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      application_name: opts.applicationName ?? "k3-ingest",
+    };
+    this.pool = new Pool(config);
+    // An idle client losing its connection must not crash the process.
+    this.pool.on("error", () => undefined);
+  }
+
+  /**
+   * Checks out a client for `fn`. A checked-out client that loses its connection between
+   * two statements emits 'error'; the listener keeps that from crashing the process, and
+   * the broken client is destroyed rather than returned to the pool.
+   */
+  protected async withClient<T>(fn: (client: PoolClient, markBroken: (why: Error) => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await (signal ? this.connectWithin(signal) : this.pool.connect());
+    } catch (err) {
+      if (signal?.aborted) throw abortError(signal.reason);
+      throw mapPgError(err);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on("error", onError);
+    try {
+      return await fn(client, (why) => (broken ??= why));
+    } catch (err) {
+      if (isConnectionError(err) || (err instanceof DomainError && err.kind === "unavailable")) broken ??= err as Error;
+      throw err;
+    } finally {
+      client.off("error", onError);
+      // A broken client — or one whose query was cancelled — is destroyed, never reused.
+      client.release(broken);
+    }
+  }
+
+  /**
+   * A pool checkout that honours the call's deadline while it waits: when the signal fires
+   * first the call fails at once, and the client, once it arrives, goes back to the pool.
+   */
+  private connectWithin(signal: AbortSignal): Promise<PoolClient> {
+    signal.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.pool.connect().then(
+        (client) => {
+          signal.removeEventListener("abort", onAbort);
+          if (settled) client.release();
+          else {
+            settled = true;
+            resolve(client);
+          }
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!settled) {
+            settled = true;
+            reject(err);
+          }
+        },
+      );
+    });
+  }
+
+  /**
+   * Runs one statement. With the call's signal (it travels on the Scope) the statement is
+   * tied to the call: when the client's deadline passes or it goes away — also while it
+   * still waits for a connection — the call fails at once and the server-side query is
+   * cancelled with pg_cancel_backend; the connection returns to the pool only after the
+   * cancel has landed, so it can never hit another call's query.
+   */
+  protected async run(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResult> {
+    if (!signal) {
+      try {
+        return await this.pool.query(text, values);
+      } catch (err) {
+        throw mapPgError(err);
+      }
+    }
+    if (signal.aborted) throw abortError(signal.reason);
+    return this.withClient(async (client, markBroken) => {
+      const pid = (client as unknown as { processID?: number }).processID;
+      let cancelled: Promise<unknown> | undefined;
+      const onAbort = () => {
+        if (pid) cancelled = this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => markBroken(new Error("could not cancel the query")));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        return await client.query(text, values);
+      } catch (err) {
+        if (signal.aborted) throw abortError(signal.reason);
+        throw mapPgError(err);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        // The connection goes back to the pool only once the cancel has landed, so a late
+        // cancel can never hit the next call's query on it; if the cancel itself failed, the
+        // connection is destroyed instead.
+        await cancelled;
+      }
+    }, signal);
+  }
+
+  /** The rows a statement returns. */
+  protected async q(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResultRow[]> {
+    return (await this.run(text, values, signal)).rows;
+  }
+
+  /** How many rows a statement changed. */
+  protected async exec(text: string, values?: unknown[]): Promise<number> {
+    return (await this.run(text, values)).rowCount ?? 0;
+  }
+
+  /** Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing. */
+  protected tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
+    return this.withClient(async (client) => {
+      try {
+        await client.query("BEGIN");
+        const out = await fn(client);
+        if (out === ROLLBACK_ONLY) {
+          await client.query("ROLLBACK");
+          return rolledBack;
+        }
+        await client.query("COMMIT");
+        return out;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw mapPgError(err);
+      }
+    });
+  }
+
+  protected async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    for (const [col, value] of spec.filters) {
+      if (value === undefined) continue;
+      values.push(value);
+      where.push(`${spec.alias}${col} = $${values.length}`);
+    }
+    const countWhere = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const countValues = [...values];
+    if (page.after) {
+      values.push(page.after.createdAt, page.after.id);
+      where.push(`(${spec.alias}created_at, ${spec.alias}${spec.idColumn}) < ($${values.length - 1}, $${values.length})`);
+    }
+    values.push(page.limit + 1);
+    const text = `SELECT ${spec.select} FROM ${spec.from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY ${spec.alias}created_at DESC, ${spec.alias}${spec.idColumn} DESC LIMIT $${values.length}`;
+    const countText = spec.countFromCounters
+      ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
+      : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
+    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
+    const more = rows.length > page.limit;
+    return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
+  }
+}

@@ -1,0 +1,128 @@
+/** Database rows -> domain objects: the one place that knows the column names of each table. */
+import type { QueryResultRow } from "pg";
+import type { StoredToken } from "../../domain/auth";
+import type { Bucket, StoredObject } from "../../domain/bucket";
+import type { Job, JobStatus } from "../../domain/job";
+import type { BoundRule, Pipeline } from "../../domain/pipeline";
+
+/** A bigint column (pg returns strings) or a count as a number. */
+export const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0));
+
+export function toJob(r: QueryResultRow): Job {
+  return {
+    jobId: r.job_id,
+    org: r.org,
+    bucket: r.bucket,
+    key: r.object_key,
+    status: r.status as JobStatus,
+    pipelineId: r.pipeline_id,
+    pipelineName: r.pipeline_name,
+    pipelineKind: r.pipeline_kind,
+    template: r.template,
+    ruleId: r.rule_id,
+    options: r.options ?? {},
+    requestId: r.request_id,
+    traceId: r.trace_id,
+    chunksCreated: r.chunks_created,
+    embeddingsCreated: r.embeddings_created,
+    rowsWritten: r.rows_written,
+    outputSize: r.output_size,
+    batchesReceived: r.batches_received,
+    embeddingsWritten: r.embeddings_written,
+    threadId: r.thread_id,
+    vectorStatus: r.vector_status,
+    error: r.error,
+    errorDetails: r.error_details,
+    attempts: r.attempts,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    startedAt: num(r.started_at),
+    finishedAt: num(r.finished_at),
+  };
+}
+
+export function toRule(r: QueryResultRow): BoundRule {
+  return {
+    ruleId: r.rule_id,
+    org: r.org,
+    bucket: r.bucket,
+    sourceId: r.source_id,
+    pipelineId: r.pipeline_id,
+    name: r.name,
+    description: r.description,
+    includePatterns: r.include_patterns,
+    excludePatterns: r.exclude_patterns,
+    includeMimeTypes: r.include_mime_types,
+    excludeMimeTypes: r.exclude_mime_types,
+    minSizeBytes: num(r.min_size_bytes),
+    maxSizeBytes: num(r.max_size_bytes),
+    enabled: r.enabled,
+    priority: r.priority,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    bindingName: r.binding_name,
+    bindingKind: r.binding_kind,
+  };
+}
+
+export function toToken(r: QueryResultRow): StoredToken {
+  return {
+    tokenId: r.token_id,
+    org: r.org,
+    secretHash: r.secret_hash,
+    name: r.name,
+    grants: r.grants,
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    revokedAt: num(r.revoked_at),
+    ...(r.access_key_id ? { accessKeyId: r.access_key_id as string, secretSealed: r.secret_sealed as Buffer } : {}),
+  };
+}
+
+export function toBucket(r: QueryResultRow): Bucket {
+  return {
+    org: r.org,
+    name: r.name,
+    description: r.description,
+    status: r.status,
+    accessMode: r.access_mode,
+    storageQuotaBytes: num(r.storage_quota_bytes),
+    internalSourceId: r.internal_source_id,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    objectCount: num(r.object_count),
+    storageUsedBytes: num(r.storage_used_bytes),
+    sourceCount: num(r.source_count),
+    ruleCount: num(r.rule_count),
+    indexCount: num(r.index_count),
+  };
+}
+
+export function toObject(r: QueryResultRow): StoredObject {
+  return {
+    key: r.object_key,
+    size: num(r.size),
+    etag: r.etag,
+    contentType: r.content_type,
+    metadata: r.metadata ?? {},
+    version: BigInt(r.version as string),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+export function toPipeline(r: QueryResultRow): Pipeline {
+  return {
+    pipelineId: r.pipeline_id,
+    org: r.org,
+    bucket: r.bucket,
+    name: r.name,
+    description: r.description,
+    template: r.template,
+    options: r.options ?? {},
+    storeEntityId: r.store_entity_id,
+    storeEntityKind: r.store_entity_kind,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
