@@ -13,7 +13,7 @@ import { build, type App } from "../src/app";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/log";
 import { readClaim, signRequest, verifySigV4 } from "../src/s3/sigv4";
-import { jsonClient, type J } from "./helpers/http";
+import { jsonClient, keyPathOf, rawRequest, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -87,6 +87,23 @@ test("uploads land upstream, come back from it, and a worker elsewhere completes
   expect((await http("POST", "/kb-up/ingest", { object: { key: "docs/none.txt" }, pipelineId: pipe })).status).toBe(404);
   expect((await fetch(`${s.httpUrl}/kb-up/docs/a%20b.txt`, { method: "DELETE" })).status).toBe(204);
   expect((await upstream("GET", `/${UP.bucket}/default/kb-up/docs/a b.txt`)).status).toBe(404);
+});
+
+test("keys that are no plain path (`..`, control characters, `a` beside `a/b`) round-trip through the upstream", async () => {
+  const http = jsonClient(() => s.httpUrl);
+  expect((await http("POST", "/admin/buckets", { name: "kb-keys-up" })).status).toBe(200);
+  const keys = ["a", "a/b", "x/../../../escape.txt", "ctl\u0001.txt", "a//b"];
+  for (const key of keys) expect((await rawRequest(s.httpUrl, "PUT", `/kb-keys-up/${keyPathOf(key)}`, {}, Buffer.from(`v:${key}`))).status).toBe(200);
+  for (const key of keys) {
+    const got = await rawRequest(s.httpUrl, "GET", `/kb-keys-up/${keyPathOf(key)}`);
+    expect({ key, status: got.status, body: got.body.toString() }).toEqual({ key, status: 200, body: `v:${key}` });
+  }
+  // Upstream, the `..` key is kept by hash inside the bucket's prefix, never at a path it spells.
+  expect((await upstream("GET", `/${UP.bucket}/escape.txt`)).status).toBe(404);
+  const listing = await (await upstream("GET", `/${UP.bucket}`, `list-type=2&prefix=default%2Fkb-keys-up%2F.k3-keys%2F`)).text();
+  expect(listing.match(/<Key>/g)).toHaveLength(2); // the `..` key and `a//b`
+  for (const key of keys) expect((await rawRequest(s.httpUrl, "DELETE", `/kb-keys-up/${keyPathOf(key)}`)).status).toBe(204);
+  expect(await (await upstream("GET", `/${UP.bucket}`, `list-type=2&prefix=default%2Fkb-keys-up%2F`)).text()).not.toMatch(/<Key>/);
 });
 
 test("the upstream signature is one our SigV4 verifier (proven against the AWS CLI, boto3 and the JS SDK) accepts", () => {

@@ -26,9 +26,9 @@ export function checkBucket(bucket: string, field = "bucket"): void {
 }
 
 /**
- * Checks an object key: non-empty, at most 1024 bytes of valid UTF-8, no control
- * characters, relative, and no `.`/`..` segments, so it always names a path inside its
- * bucket.
+ * Checks an object key as S3 does: non-empty, at most 1024 bytes of valid UTF-8, and no
+ * NUL. Anything else is a key (`..`, `a//b`, control characters); the object stores keep
+ * such keys where they cannot name anything outside the bucket (storage/key-path.ts).
  */
 export function checkObjectKey(key: string, field = "object.key"): void {
   if (key === "") throw new InvalidArgument(`${field} is required`, field);
@@ -38,21 +38,9 @@ export function checkObjectKey(key: string, field = "object.key"): void {
   if (!key.isWellFormed()) {
     throw new InvalidArgument(`${field} ${quote(key)} is not valid UTF-8`, field);
   }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(key)) {
-    throw new InvalidArgument(`${field} ${quote(key)} contains control characters`, field);
-  }
-  if (key.startsWith("/") || key.includes("\\")) {
-    throw new InvalidArgument(
-      `${field} ${quote(key)} must be a relative path with "/" separators`,
-      field,
-    );
-  }
-  if (key.split("/").some((s) => s === "." || s === ".." || s === "")) {
-    throw new InvalidArgument(
-      `${field} ${quote(key)} must not contain empty, "." or ".." path segments`,
-      field,
-    );
+  const nul = key.indexOf("\0");
+  if (nul >= 0) {
+    throw new InvalidArgument(`${field} ${quote(key.replaceAll("\0", "\uFFFD"))} contains NUL at position ${nul}; any other UTF-8 is accepted`, field);
   }
 }
 

@@ -25,6 +25,8 @@ export interface SigV4Claim {
   payloadHash: string;
   /** Seconds a presigned URL stays valid; undefined for header auth. */
   expires?: number;
+  /** The derived signing key, set once the signature has been verified (aws-chunked bodies chain from it). */
+  signingKey?: Buffer;
 }
 
 const MAX_SKEW_MS = 15 * 60 * 1000;
@@ -111,11 +113,16 @@ function signature(claim: Omit<SigV4Claim, "signature" | "accessKeyId">, req: { 
     return `${name}:${String(value).trim().replace(/\s+/g, " ")}\n`;
   });
   const canonical = [req.method, uriEncode(req.path, true), canonicalQuery(req.rawQuery, claim.expires !== undefined), headerLines.join(""), claim.signedHeaders.join(";"), claim.payloadHash].join("\n");
-  const scope = `${claim.date}/${claim.region}/${claim.service}/aws4_request`;
-  const toSign = ["AWS4-HMAC-SHA256", claim.amzDate, scope, createHash("sha256").update(canonical, "utf8").digest("hex")].join("\n");
-  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, claim.date), claim.region), claim.service), "aws4_request");
-  return createHmac("sha256", key).update(toSign, "utf8").digest();
+  const toSign = ["AWS4-HMAC-SHA256", claim.amzDate, credentialScope(claim), createHash("sha256").update(canonical, "utf8").digest("hex")].join("\n");
+  return createHmac("sha256", signingKey(claim, secret)).update(toSign, "utf8").digest();
 }
+
+/** `<yyyymmdd>/<region>/<service>/aws4_request`. */
+export const credentialScope = (c: Pick<SigV4Claim, "date" | "region" | "service">) => `${c.date}/${c.region}/${c.service}/aws4_request`;
+
+/** The HMAC chain of the secret over date, region and service. */
+const signingKey = (c: Pick<SigV4Claim, "date" | "region" | "service">, secret: string) =>
+  hmac(hmac(hmac(hmac(`AWS4${secret}`, c.date), c.region), c.service), "aws4_request");
 
 /**
  * Signs an outgoing request (the gateway re-signing upstream): returns the headers to add
@@ -142,8 +149,8 @@ export function signRequest(
 
 /**
  * Checks the claim against the secret: throws SignatureDoesNotMatch, RequestTimeTooSkewed
- * or an expired-request AccessDenied as S3 would. `path` is the decoded path, `rawQuery`
- * the query string as sent.
+ * or an expired-request AccessDenied as S3 would, and sets the claim's signing key. `path`
+ * is the decoded path, `rawQuery` the query string as sent.
  */
 export function verifySigV4(claim: SigV4Claim, req: { method: string; path: string; rawQuery: string; headers: IncomingHttpHeaders }, secret: string, now = Date.now()): void {
   const signedAt = amzDateMs(claim.amzDate);
@@ -159,4 +166,5 @@ export function verifySigV4(claim: SigV4Claim, req: { method: string; path: stri
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
   }
+  claim.signingKey = signingKey(claim, secret);
 }

@@ -3,7 +3,8 @@
  * names, descriptions, patterns, option keys and values, nested or in lists and maps.
  * NUL and the other C0 control characters (tab and line breaks excepted) and malformed
  * UTF-16 are refused with INVALID_ARGUMENT naming the field, before any of it reaches a
- * group-commit batch or PostgreSQL (which refuses NUL in text and jsonb).
+ * group-commit batch or PostgreSQL (which refuses NUL in text and jsonb). Object keys and
+ * key prefixes follow S3 instead: any UTF-8 but NUL.
  */
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { InvalidArgument } from "../domain/errors";
@@ -26,6 +27,15 @@ function checkString(value: string, field: string): void {
   }
 }
 
+/** Object keys, prefixes and delimiters are S3 keys: any UTF-8 but NUL (checkObjectKey says the rest). */
+const KEY_FIELDS = new Set(["key", "prefix", "delimiter", "start_after"]);
+
+function checkKeyString(value: string, field: string): void {
+  const at = value.indexOf("\0");
+  if (at >= 0) throw new InvalidArgument(`${field} contains NUL at position ${at}; any other UTF-8 is accepted`, field);
+  if (!value.isWellFormed()) throw new InvalidArgument(`${field} is not well-formed Unicode (it has an unpaired surrogate)`, field);
+}
+
 type Msg = Record<string, unknown>;
 
 function fieldValue(msg: Msg, f: DescField): unknown {
@@ -45,7 +55,7 @@ export function checkStringFields(desc: DescMessage, msg: unknown, prefix = ""):
     const name = prefix + f.name;
     switch (f.fieldKind) {
       case "scalar":
-        if (f.scalar === ScalarType.STRING) checkString(v as string, name);
+        if (f.scalar === ScalarType.STRING) (KEY_FIELDS.has(f.name) ? checkKeyString : checkString)(v as string, name);
         break;
       case "message":
         checkStringFields(f.message, v, `${name}.`);

@@ -2,15 +2,15 @@
  * Objects live behind this interface so that an S3 store can follow. The filesystem
  * store maps a bucket of the default organization to `<dataDir>/buckets/<bucket>/`, a
  * bucket of organization `o` to `<dataDir>/orgs/<o>/buckets/<bucket>/`, and a key to its
- * path inside. Keys have passed checkObjectKey (no `..`, not absolute); symlinks that
- * lead out of the bucket folder are treated as missing objects.
+ * path inside (key-path.ts: the key itself, or its hash when it is no plain path or clashes
+ * with a folder); symlinks that lead out of the bucket folder are treated as missing objects.
  */
 import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
 import { createStaging, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
-import { checkObjectKey } from "../domain/validate";
 import { dirname, join, sep } from "node:path";
+import { HASHED_DIR, hashedPath, isPlainPath } from "./key-path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
 import { mimeTypeOf } from "../domain/mime";
@@ -51,12 +51,9 @@ export interface StagedObject {
   discard(): Promise<void>;
 }
 
-/** Why an upload could not be stored under its key: it clashes with another, or is too long for the store. */
+/** Why an upload could not be stored under its key. */
 export class ObjectConflict extends Error {
-  constructor(
-    message: string,
-    readonly kind: "conflict" | "too_long" = "conflict",
-  ) {
+  constructor(message: string) {
     super(message);
     this.name = "ObjectConflict";
   }
@@ -143,44 +140,56 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     bucketReal.set(dir, { path, at: Date.now() });
     return path;
   }
-  async function resolve(scope: Scope, key: string): Promise<string | undefined> {
+  /** The real path of `rel` when it exists inside the bucket (links leading out count as missing). */
+  async function resolve(scope: Scope, rel: string): Promise<string | undefined> {
     const dir = bucketDir(dataDir, scope);
     let real: string;
     let realBucket: string;
     try {
-      [real, realBucket] = await Promise.all([realpath(join(dir, key)), realBucketDir(dir)]);
+      [real, realBucket] = await Promise.all([realpath(join(dir, rel)), realBucketDir(dir)]);
     } catch {
       return undefined;
     }
-    // A symlink that leads out of the bucket is treated as no object at all.
     if (!real.startsWith(realBucket + sep)) return undefined;
     return real;
   }
-  async function statInside(scope: Scope, key: string): Promise<ObjectInfo | undefined> {
-    const full = join(bucketDir(dataDir, scope), key);
+  async function statPath(scope: Scope, rel: string): Promise<Stats | undefined> {
     // stat (which follows links) runs alongside the containment check instead of after it.
-    const [path, st] = await Promise.all([resolve(scope, key), stat(full).catch(() => undefined)]);
-    if (!path || !st?.isFile()) return undefined;
-    return { size: st.size, mimeType: mimeTypeOf(key) };
+    const [path, st] = await Promise.all([resolve(scope, rel), stat(join(bucketDir(dataDir, scope), rel)).catch(() => undefined)]);
+    return path && st?.isFile() ? st : undefined;
+  }
+  async function statInside(scope: Scope, key: string): Promise<ObjectInfo | undefined> {
+    const st = (isPlainPath(key) ? await statPath(scope, key) : undefined) ?? (await statPath(scope, hashedPath(key)));
+    return st && { size: st.size, mimeType: mimeTypeOf(key) };
   }
   async function openObject(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined> {
+    if (isPlainPath(key)) {
+      const plain = await openPath(scope, key, key, limits);
+      if (plain !== undefined && plain !== "folder") return plain;
+    }
+    const hashed = await openPath(scope, hashedPath(key), key, limits);
+    return hashed === "folder" ? undefined : hashed;
+  }
+  /** Opens the object `key` kept at `rel`; "folder" when a folder stands there (the key may be kept by hash). */
+  async function openPath(scope: Scope, rel: string, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined | "folder"> {
     const dir = bucketDir(dataDir, scope);
     let fh: FileHandle | undefined;
     try {
       // O_NOFOLLOW: a link swapped in as the object is not followed; O_NONBLOCK: opening a
       // FIFO returns at once instead of parking a libuv thread until a writer appears.
-      fh = await open(join(dir, key), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      fh = await open(join(dir, rel), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+      if (code === "ENOENT" || code === "ENOTDIR" || code === "ENAMETOOLONG") return undefined;
       if (code === "ELOOP") throw new ObjectUnreadable(`object "${key}" is a symbolic link; links are not read`);
       throw new ObjectUnreadable(`object "${key}" cannot be opened (${code ?? "error"})`);
     }
     try {
       const st = await fh.stat({ bigint: true });
+      if (st.isDirectory()) return "folder";
       if (!st.isFile()) throw new ObjectUnreadable(`object "${key}" is not a regular file`);
       // Where the descriptor really points: a directory swapped for a link on the way is caught here.
-      const real = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => realpath(join(dir, key)));
+      const real = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => realpath(join(dir, rel)));
       const realBucket = await realBucketDir(dir).catch(() => "");
       if (!realBucket || !real.startsWith(realBucket + sep)) {
         throw new ObjectUnreadable(`object "${key}" leads outside its bucket; it is not read`);
@@ -230,13 +239,9 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       for (const e of entries) {
         if (out.length >= max) return;
         const key = prefix + e.name;
+        if (key === HASHED_DIR) continue; // keys kept by hash are in the catalog already
         if (e.isDirectory()) await walk(join(dir, e.name), `${key}/`);
         else if (e.isFile()) {
-          try {
-            checkObjectKey(key);
-          } catch {
-            continue; // a name no API could address; left alone
-          }
           const st = await lstat(join(dir, e.name), { bigint: true }).catch(() => undefined);
           if (st?.isFile()) out.push({ key, size: Number(st.size), contentType: mimeTypeOf(key), version: st.mtimeNs });
         }
@@ -247,21 +252,35 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   }
   const staging = createStaging(dataDir);
 
-  /** Renames a staged file to the key's path (atomically replacing an older object), durably. */
+  /**
+   * Renames a staged file to the key's path (atomically replacing an older object),
+   * durably: the key's own path when it is a plain one and no folder or object stands in
+   * the way, else its hashed path. Whichever copy is not current is removed afterwards (a
+   * crash in between leaves the plain one, which readers try first, current).
+   */
   async function place(t: TempFile, key: string, scope: Scope): Promise<bigint> {
-    const target = join(bucketDir(dataDir, scope), key);
+    const root = bucketDir(dataDir, scope);
+    if (isPlainPath(key)) {
+      const placed = await renameInto(t.tmp, join(root, key));
+      if (placed !== undefined) {
+        await rm(join(root, hashedPath(key)), { force: true });
+        return placed;
+      }
+    }
+    const placed = await renameInto(t.tmp, join(root, hashedPath(key)));
+    if (placed === undefined) throw new ObjectConflict(`key "${key.slice(0, 80)}" cannot be stored in this bucket folder`);
+    return placed;
+  }
+  /** Renames `tmp` to `target` and syncs its folder; undefined when a folder or file stands in the way. */
+  async function renameInto(tmp: string, target: string): Promise<bigint | undefined> {
     try {
       await mkdir(dirname(target), { recursive: true });
       const existing = await lstat(target).catch(() => undefined);
-      if (existing && !existing.isFile()) throw new ObjectConflict(`key "${key}" is a folder of other objects here; this store keeps keys as paths`);
-      await rename(t.tmp, target);
+      if (existing && !existing.isFile()) return undefined;
+      await rename(tmp, target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (err instanceof ObjectConflict) throw err;
-      if (code === "ENAMETOOLONG") throw new ObjectConflict(`a segment of key "${key.slice(0, 80)}…" is longer than 255 bytes, which this store (keys as file paths) cannot keep`, "too_long");
-      if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR") {
-        throw new ObjectConflict(`key "${key}" runs through an existing object; this store keeps keys as paths`);
-      }
+      if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR" || code === "ENAMETOOLONG") return undefined;
       throw err;
     }
     await syncDir(dirname(target));
@@ -270,12 +289,14 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
 
   async function remove(scope: Scope, key: string): Promise<boolean> {
     const root = bucketDir(dataDir, scope);
+    const hashed = await rm(join(root, hashedPath(key))).then(() => true, () => false);
+    if (!isPlainPath(key)) return hashed;
     const gone = await rm(join(root, key)).then(() => true, () => false);
     // Prunes folders the object leaves empty, up to the bucket.
     for (let dir = dirname(join(root, key)); dir.startsWith(root + sep); dir = dirname(dir)) {
       if (!(await rmdir(dir).then(() => true, () => false))) break;
     }
-    return gone;
+    return gone || hashed;
   }
   return {
     open: openObject,

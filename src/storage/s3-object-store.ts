@@ -15,7 +15,7 @@ import { mimeTypeOf } from "../domain/mime";
 import type { CatalogEntry } from "../domain/bucket";
 import type { Scope } from "../domain/job";
 import { uriEncode } from "../domain/uri";
-import { checkObjectKey } from "../domain/validate";
+import { isPlainPath, keyPath } from "./key-path";
 import { xmlUnescape } from "../s3/errors";
 import { signRequest } from "../s3/sigv4";
 import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "./object-store";
@@ -40,7 +40,7 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
   const staging = createStaging(o.dataDir);
   const base = new URL(o.endpoint);
   const creds = { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, region: o.region };
-  const upstreamKey = (scope: Scope, key: string) => `${scope.org}/${scope.bucket}/${key}`;
+  const upstreamKey = (scope: Scope, key: string) => `${scope.org}/${scope.bucket}/${keyPath(key)}`;
 
   async function call(
     method: string,
@@ -73,11 +73,7 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
         const key = xmlUnescape(k).slice(prefix.length);
         const size = Number(/<Size>(\d+)<\/Size>/.exec(m[1])?.[1] ?? 0);
         const modified = Date.parse(/<LastModified>([^<]*)<\/LastModified>/.exec(m[1])?.[1] ?? "") || 0;
-        try {
-          checkObjectKey(key);
-        } catch {
-          continue;
-        }
+        if (!isPlainPath(key)) continue; // kept by hash (the catalog has it), or no key could be read back from it
         out.push({ key, size, contentType: mimeTypeOf(key), version: BigInt(modified) * 1_000_000n });
         if (out.length >= max) return out;
       }

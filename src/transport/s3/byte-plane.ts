@@ -1,20 +1,18 @@
 /**
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
- * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads
- * (create, upload part, complete, abort, list parts), with S3's headers, XML and error codes.
+ * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads,
+ * with S3's headers, XML and error codes.
  *
- * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 — header or presigned
- * query — with the access key of a token (`tokens create --s3`): the same organization,
- * bucket grants and roles as every other door. Reading needs reader, writing writer,
- * creating or deleting a bucket admin.
+ * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
+ * query) with a token's access key (`tokens create --s3`): the same organization, bucket
+ * grants and roles as every other door.
  *
- * An upload is streamed to a private temporary file (size capped while streaming, MD5 and
- * SHA-256 computed and checked against Content-MD5 / x-amz-content-sha256 when sent),
- * fsynced and renamed into place; then its catalog row and the jobs of the bucket's
- * matching rules are written in one transaction, and only then is it acknowledged. A
- * client that goes away mid-upload leaves no object and no job. Deleting an object removes
- * its outputs at every destination and cancels its unfinished jobs.
+ * An upload (plain or aws-chunked) is staged and checked (upload-body.ts), fsynced and
+ * renamed into place; then its catalog row and the jobs of the bucket's matching rules
+ * are written in one transaction, and only then is it acknowledged. A client that goes
+ * away mid-upload leaves no object and no job. Deleting an object removes its outputs at
+ * every destination and cancels its unfinished jobs.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -29,14 +27,15 @@ import type { Buckets } from "../../service/buckets";
 import { continuationToken, listObjectPage, MAX_KEYS } from "../../service/object-listing";
 import { presignedPayload } from "../../service/presign";
 import { jobsForUpload } from "../../service/upload-jobs";
-import { ObjectConflict, ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
+import { ObjectConflict, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
-import { entityTooLarge, errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
+import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { multipart } from "./multipart";
+import { stageUpload } from "./upload-body";
 import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 
@@ -160,34 +159,9 @@ export function createBytePlane(deps: BytePlaneDeps) {
     sendXml(res, `<ListBucketResult xmlns="${XMLNS}">${head.join("")}${contents.join("")}${prefixes.join("")}</ListBucketResult>`, r);
   }
 
-  /** Streams a request body to a staged file within the size limit, and checks its digests. */
-  async function stageChecked(req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<StagedObject> {
-    if (claim?.payloadHash.startsWith("STREAMING-") || String(req.headers["content-encoding"] ?? "").includes("aws-chunked")) {
-      throw new S3Error("NotImplemented", 501, "aws-chunked uploads are not supported yet; sign the payload (x-amz-content-sha256) or send it unsigned");
-    }
-    const declared = Number(req.headers["content-length"] ?? "0");
-    if (declared > deps.maxObjectBytes) throw entityTooLarge(deps.maxObjectBytes);
-    let staged;
-    try {
-      staged = await objects.stage(scope, req, deps.maxObjectBytes, signal);
-    } catch (err) {
-      if (err instanceof ObjectTooLarge) throw entityTooLarge(deps.maxObjectBytes);
-      throw err;
-    }
-    try {
-      const md5 = req.headers["content-md5"];
-      if (md5 !== undefined && Buffer.from(String(md5), "base64").toString("hex") !== staged.md5.toString("hex")) {
-        throw new S3Error("BadDigest", 400, "The Content-MD5 you specified did not match what we received.");
-      }
-      if (claim && /^[0-9a-f]{64}$/.test(claim.payloadHash) && claim.payloadHash !== staged.sha256.toString("hex")) {
-        throw new S3Error("XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
-      }
-    } catch (err) {
-      await staged.discard();
-      throw err;
-    }
-    return staged;
-  }
+  /** Streams a request body to a staged file within the size limit, and checks its digests (upload-body.ts). */
+  const stageChecked = (req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal) =>
+    stageUpload(objects, deps.maxObjectBytes, req, scope, claim, signal);
 
   /** CopyObject: the source (which the caller must be able to read) is staged like an upload. */
   async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: Bucket, r: S3Request, signal: AbortSignal): Promise<void> {
@@ -271,7 +245,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     try {
       version = await staged.commit(r.key);
     } catch (err) {
-      if (err instanceof ObjectConflict) throw err.kind === "too_long" ? new S3Error("KeyTooLongError", 400, err.message) : new S3Error("InvalidArgument", 409, err.message);
+      if (err instanceof ObjectConflict) throw new S3Error("InvalidArgument", 409, err.message);
       throw err;
     }
     const now = deps.now();
