@@ -37,14 +37,15 @@ afterAll(async () => {
 
 describe.each(DOORS)("through %s", (door) => {
   test.each<[string, string, string]>([
-    ["../", "../secret.txt", "invalid_argument"],
-    ["nested ../", "docs/../../secret.txt", "invalid_argument"],
-    ["absolute", "/etc/passwd", "invalid_argument"],
-    ["backslashes", "..\\secret.txt", "invalid_argument"],
+    // Keys are S3 keys: `..` and `/` spell a name, never a path out of the bucket.
+    ["../", "../secret.txt", "not_found"],
+    ["nested ../", "docs/../../secret.txt", "not_found"],
+    ["absolute", "/etc/passwd", "not_found"],
+    ["backslashes", "..\\secret.txt", "not_found"],
     ["%2e%2e/ (taken literally)", "%2e%2e/secret.txt", "not_found"],
     ["a symlink to a file out of the bucket", "docs/link.txt", "not_found"],
     ["a symlinked folder out of the bucket", "up/secret.txt", "not_found"],
-  ])("a key with %s is refused and reads nothing", async (_what, key, code) => {
+  ])("a key with %s reads nothing outside the bucket", async (_what, key, code) => {
     const r = await clients.call(door, IngestService, "TriggerIngest", { bucket: B, object: { key }, pipelineId });
     expect(r).toMatchObject({ ok: false, code });
   });

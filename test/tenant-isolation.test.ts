@@ -77,7 +77,7 @@ describe.each(DOORS)("NUL through %s", (door) => {
     expect(r.code).toBe("invalid_argument");
     if (door === "rest") expect(r.httpStatus).toBe(400);
     expect(r.message).toContain(field);
-    expect(r.message).toContain("U+0000");
+    expect(r.message).toMatch(/U\+0000|contains NUL/);
   });
 });
 
