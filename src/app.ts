@@ -41,6 +41,10 @@ import { VERSION } from "./version";
 import { registerService } from "./transport/services";
 import { createLocalEmbedder, createRemoteEmbedder, type Embedder } from "./worker/embedder";
 import { Worker } from "./worker/worker";
+import { DiscoveryRunner } from "./sync/discovery";
+import { createSourceObjects } from "./sync/source-objects";
+import { createSourceService } from "./service/source-service";
+import { SourceService } from "../gen/dodil/k3/source/v1/source_pb";
 
 /** A built, not yet started, process. */
 export interface App {
@@ -137,6 +141,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
+  let discoveries: DiscoveryRunner | undefined;
   let workerRepo: PgRepository | undefined;
   let tokenListener: Listener | undefined;
   let compactTimer: NodeJS.Timeout | undefined;
@@ -198,6 +203,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         pruneTimer.unref();
       }
       const objects = config.s3 ? createS3ObjectStore({ ...config.s3, dataDir: config.dataDir }) : createFsObjectStore(config.dataDir);
+      const secrets = loadSecretBox(config.dataDir, config.secretsKey);
       // Uploads a killed process left half-written are nobody's: an hour on, they go.
       if (serveApi) void objects.sweepStaging(3_600_000).catch((err: unknown) => log.warn("sweeping staged uploads failed", { err: (err as Error).message }));
       let httpPort = 0;
@@ -223,9 +229,15 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           },
           log,
         });
-        const secrets = loadSecretBox(config.dataDir, config.secretsKey);
         let boundHttpPort = config.httpPort;
-        const deps = { repo: r, objects, now: () => Date.now(), secrets, publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}` };
+        const deps = {
+          repo: r,
+          objects,
+          now: () => Date.now(),
+          secrets,
+          publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}`,
+          discoveryCreated: () => discoveries?.kick(),
+        };
         const ready = async () => {
           await r.ping();
           return migrated && (await migrationsDone(r.pool));
@@ -235,6 +247,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           registerService(IngestService, createIngestService(deps), log, auth, m, limiter),
           registerService(PipelineService, createPipelineService(deps), log, auth, m, limiter),
           registerService(StorageService, createStorageService(deps), log, auth, m, limiter),
+          registerService(SourceService, createSourceService(deps), log, auth, m, limiter),
         ];
         http = createHttpServer(entries, {
           log,
@@ -279,8 +292,14 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         workerRepo = serveApi
           ? new PgRepository({ connectionString: url, poolSize: config.dbWorkerPoolSize, statementTimeoutMs: 300_000, applicationName: "k3-ingest worker" })
           : r;
-        worker = new Worker({ repo: workerRepo, objects, connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m }, config.worker);
+        const sources = createSourceObjects({ sync: workerRepo.sync, objects, secrets, dataDir: config.dataDir });
+        worker = new Worker(
+          { repo: workerRepo, objects, objectsFor: (job) => sources.forJob(job), connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m },
+          config.worker,
+        );
         worker.start();
+        discoveries = new DiscoveryRunner({ repo: workerRepo, sync: workerRepo.sync, sources, log }, config.discovery);
+        discoveries.start();
       }
       log.info("k3-ingest started", {
         role: config.role,
@@ -322,6 +341,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           }),
       ]);
       clearTimeout(drainTimer);
+      const d = discoveries;
+      discoveries = undefined;
+      await d?.stop();
       const w = worker;
       worker = undefined;
       await w?.stop();

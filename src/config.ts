@@ -1,4 +1,5 @@
 /** Configuration: the only module that reads environment variables. */
+import type { DiscoveryConfig } from "./sync/discovery";
 import { resolve } from "node:path";
 import type { LogLevel } from "./log";
 import type { WorkerConfig } from "./worker/worker";
@@ -44,6 +45,8 @@ export interface Config {
   jobRetentionMs: number;
   retentionIntervalMs: number;
   worker: WorkerConfig;
+  /** Discoveries of sources: idle poll (at most 1 s, the scheduled-poll resolution), lease, batch size. */
+  discovery: DiscoveryConfig;
   embeddings: {
     /** OpenAI-compatible endpoint; undefined uses the built-in local embedder. */
     url: string | undefined;
@@ -180,6 +183,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
         inlineBytes: positiveInt(env, "K3_INLINE_PARSE_BYTES", 256 * 1024),
         maxVectorValues: positiveInt(env, "K3_MAX_VECTOR_VALUES", 16_777_216),
       }),
+    }),
+    discovery: Object.freeze({
+      pollMs: Math.min(positiveInt(env, "K3_POLL_MS", 2_000), 1_000),
+      leaseMs: positiveInt(env, "K3_LEASE_MS", 30_000),
+      batchSize: positiveInt(env, "K3_DISCOVERY_BATCH", 1_000),
     }),
     embeddings: Object.freeze({
       url: embeddingsUrl,

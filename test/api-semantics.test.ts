@@ -68,7 +68,8 @@ test("rule resolution through the API: priority, MIME and size axes, sources", a
   const small = await mk({ name: "small text", include_mime_types: ["text/*"], max_size_bytes: "100", priority: 5 });
   const anyText = await mk({ name: "any text", include_mime_types: ["text/plain"], priority: 1 });
   const csv = await mk({ name: "csv", include_patterns: ["**/*.csv"], priority: 9, pipeline_id: rows });
-  const fromSource = await mk({ name: "from a source", source_id: "src_1", priority: 100 });
+  const external = (await http("POST", `/${B}/sources`, { provider: "SOURCE_PROVIDER_EXTERNAL_S3", name: "elsewhere", external_s3: { endpoint: "http://127.0.0.1:9", bucket: "elsewhere", access_key_id: "k", secret_access_key: "s" } })).json.source.sourceId as string;
+  const fromSource = await mk({ name: "from a source", source_id: external, priority: 100 });
   const trigger = (key: string) => http("POST", `/${B}/ingest`, { object: { key } });
 
   expect((await trigger("docs/small.txt")).json.job.ruleId).toBe(small);
@@ -86,6 +87,7 @@ test("rule resolution through the API: priority, MIME and size axes, sources", a
   expect(forced.json.job.ruleId).toBe(fromSource);
 
   for (const id of [small, anyText, csv, fromSource]) await http("DELETE", `/${B}/rules/${id}`);
+  expect((await http("DELETE", `/${B}/sources/${external}`)).status).toBe(200);
 });
 
 test("a pipeline bound by a rule, even a disabled one, cannot be deleted; the message names the rule", async () => {

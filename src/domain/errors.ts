@@ -14,7 +14,8 @@ export type ErrorKind =
   | "resource_exhausted"
   | "unavailable"
   | "deadline_exceeded"
-  | "cancelled";
+  | "cancelled"
+  | "unimplemented";
 
 /** Base class of every error the domain raises on purpose. */
 export class DomainError extends Error {
@@ -56,6 +57,13 @@ export class AlreadyExists extends DomainError {
 export class FailedPrecondition extends DomainError {
   constructor(message: string) {
     super("failed_precondition", message);
+  }
+}
+
+/** The request names something this server does not implement (a documented provider, say). */
+export class Unimplemented extends DomainError {
+  constructor(message: string) {
+    super("unimplemented", message);
   }
 }
 

@@ -92,6 +92,12 @@ export interface Job extends JobCounters {
   requestId: string;
   /** The request id (x-request-id) of the call that created the job, for its log lines. */
   traceId: string;
+  /** The source the object came from ('' for jobs older than sources). */
+  sourceId: string;
+  /** The object version the job was made for ('' when unknown). */
+  objectVersion: string;
+  /** The job this one replays, if any. */
+  retryOf: string;
 }
 
 /** The fields a caller supplies to create a job; the rest start at their zero value. */
@@ -110,7 +116,8 @@ export type NewJob = Pick<
   | "requestId"
   | "traceId"
   | "createdAt"
->;
+> &
+  Partial<Pick<Job, "sourceId" | "objectVersion" | "retryOf">>;
 
 /** Filters of a job listing; undefined means "no filter". */
 export interface JobFilter {
@@ -119,6 +126,7 @@ export interface JobFilter {
   status?: JobStatus;
   pipelineId?: string;
   ruleId?: string;
+  sourceId?: string;
 }
 
 /** One chunk of text and its embedding, as written to the vector destination. */

@@ -75,6 +75,9 @@ export function jobToProto(j: Job): IngestJob {
     finishedAt: BigInt(j.finishedAt),
     options: j.options,
     requestId: j.requestId,
+    sourceId: j.sourceId,
+    objectVersion: j.objectVersion,
+    retryOf: j.retryOf,
   });
 }
 

@@ -12,4 +12,6 @@ export interface ServiceDeps {
   secrets?: SecretBox;
   /** The base URL clients reach the HTTP port at (K3_PUBLIC_URL), for the URLs we hand out. */
   publicUrl?: () => string;
+  /** Tells this process's discovery runner (if any) that a discovery was created. */
+  discoveryCreated?: () => void;
 }

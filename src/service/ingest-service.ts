@@ -13,6 +13,8 @@ import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromPro
 import { requestIdKey, scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
+import { sourceOf } from "./source-service";
+import { createSyncMethods } from "./sync-service";
 
 const MAX_PATTERNS = 100;
 const MAX_NAME = 200;
@@ -180,6 +182,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         status,
         pipelineId: req.pipelineId || undefined,
         ruleId: req.ruleId || undefined,
+        sourceId: req.sourceId || undefined,
       };
       const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
       return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
@@ -223,6 +226,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       };
       checkRulePatterns(fields);
       checkSizes(fields.minSizeBytes, fields.maxSizeBytes);
+      if (fields.sourceId) await sourceOf(repo.sync, scope, fields.sourceId);
       await pipelineOf(scope, req.pipelineId, "pipeline_id");
       await checkRuleBudget(scope, fields);
       const createdAt = now();
@@ -268,6 +272,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkRulePatterns(merged);
       checkSizes(merged.minSizeBytes, merged.maxSizeBytes);
       if (patch.includePatterns !== undefined || patch.excludePatterns !== undefined) await checkRuleBudget(scope, merged, current.ruleId);
+      if (patch.sourceId) await sourceOf(repo.sync, scope, patch.sourceId);
       if (patch.pipelineId !== undefined && patch.pipelineId !== current.pipelineId) {
         checkRequired(patch.pipelineId, "pipeline_id");
         await pipelineOf(scope, patch.pipelineId, "pipeline_id");
@@ -286,6 +291,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       }
       return {};
     },
+
+    ...createSyncMethods(deps),
   };
 }
 

@@ -82,6 +82,16 @@ export interface ReadLimits {
   signal: AbortSignal;
 }
 
+/** One object found by a scan of a store. */
+export interface ScanEntry {
+  key: string;
+  size: number;
+  /** The store's etag, '' when it keeps none (a folder). */
+  etag: string;
+  /** Modification time in ns, as a decimal string. */
+  version: string;
+}
+
 /** Read access to the objects of buckets. */
 export interface ObjectStore {
   /** Returns the object's facts, or undefined when there is no such object. */
@@ -109,6 +119,12 @@ export interface ObjectStore {
   remove(scope: Scope, key: string): Promise<boolean>;
   /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
   listFiles(scope: Scope, max: number): Promise<CatalogEntry[]>;
+  /**
+   * The bucket's objects with keys after `after`, in key (byte) order, streamed: what a
+   * discovery compares with its checkpoint. Keys kept by hash are not listed (the catalog
+   * holds them).
+   */
+  scan(scope: Scope, after: string): AsyncIterable<ScanEntry>;
   /** Makes the bucket's folder. */
   createBucket(scope: Scope): Promise<void>;
   /** Removes the bucket's folder and everything in it. */
@@ -226,28 +242,46 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       await fh?.close().catch(() => undefined);
     }
   }
-  async function listFiles(scope: Scope, max: number): Promise<CatalogEntry[]> {
-    const root = bucketDir(dataDir, scope);
-    const out: CatalogEntry[] = [];
-    const walk = async (dir: string, prefix: string): Promise<void> => {
+  /**
+   * Walks the bucket folder depth-first with each folder's entries ordered by name, a
+   * folder's name taken with its trailing "/": that visits keys in byte order ("a-c"
+   * before "a/b"). Folders wholly at or before `after` are skipped unread.
+   */
+  async function* scan(scope: Scope, after: string): AsyncGenerator<ScanEntry> {
+    const afterBytes = Buffer.from(after);
+    async function* walk(dir: string, prefix: string): AsyncGenerator<ScanEntry> {
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch {
         return;
       }
-      for (const e of entries) {
-        if (out.length >= max) return;
-        const key = prefix + e.name;
-        if (key === HASHED_DIR) continue; // keys kept by hash are in the catalog already
-        if (e.isDirectory()) await walk(join(dir, e.name), `${key}/`);
-        else if (e.isFile()) {
+      const named = entries
+        .filter((e) => e.isDirectory() || e.isFile())
+        .map((e) => ({ e, key: Buffer.from(prefix + e.name + (e.isDirectory() ? "/" : "")) }))
+        .sort((x, y) => Buffer.compare(x.key, y.key));
+      for (const { e, key } of named) {
+        scope.signal?.throwIfAborted();
+        const k = key.toString();
+        if (k === `${HASHED_DIR}/`) continue; // keys kept by hash are in the catalog already
+        if (e.isDirectory()) {
+          // Every key in it starts with k: skip it when they all sort at or before `after`.
+          if (after && Buffer.compare(key, afterBytes) <= 0 && !after.startsWith(k)) continue;
+          yield* walk(join(dir, e.name), k);
+        } else if (!after || Buffer.compare(key, afterBytes) > 0) {
           const st = await lstat(join(dir, e.name), { bigint: true }).catch(() => undefined);
-          if (st?.isFile()) out.push({ key, size: Number(st.size), contentType: mimeTypeOf(key), version: st.mtimeNs });
+          if (st?.isFile()) yield { key: k, size: Number(st.size), etag: "", version: st.mtimeNs.toString() };
         }
       }
-    };
-    await walk(root, "");
+    }
+    yield* walk(bucketDir(dataDir, scope), "");
+  }
+  async function listFiles(scope: Scope, max: number): Promise<CatalogEntry[]> {
+    const out: CatalogEntry[] = [];
+    for await (const e of scan(scope, "")) {
+      out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
+      if (out.length >= max) break;
+    }
     return out;
   }
   const staging = createStaging(dataDir);
@@ -307,6 +341,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     sweepStaging: staging.sweep,
     remove,
     listFiles,
+    scan,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),
     removeBucket: (scope) => rm(bucketDir(dataDir, scope), { recursive: true, force: true }),
     stat: statInside,

@@ -3,6 +3,7 @@
  * return domain objects, never driver rows or proto messages.
  */
 import type { Cursor } from "../domain/page-token";
+import type { SyncStore } from "./postgres/sync-store";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../domain/bucket";
@@ -42,6 +43,8 @@ export interface PipelineFilter {
 
 /** Everything the API needs from the database. */
 export interface Repository {
+  /** Sources, checkpoints and discoveries (postgres/sync-store.ts), on the same connections. */
+  readonly sync: SyncStore;
   /** Inserts the job, or returns the existing one with the same (bucket, requestId). */
   jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }>;
   jobGetById(scope: Scope, jobId: string): Promise<Job | undefined>;

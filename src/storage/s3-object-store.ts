@@ -14,71 +14,45 @@ import { Readable } from "node:stream";
 import { mimeTypeOf } from "../domain/mime";
 import type { CatalogEntry } from "../domain/bucket";
 import type { Scope } from "../domain/job";
-import { uriEncode } from "../domain/uri";
-import { isPlainPath, keyPath } from "./key-path";
-import { xmlUnescape } from "../s3/errors";
-import { signRequest } from "../s3/sigv4";
-import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "./object-store";
+import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
+import { ObjectUnreadable, type ObjectHandle, type ObjectStore, type ScanEntry } from "./object-store";
+import { createS3Client, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
 
 /** Where the upstream is and how to sign for it. */
-export interface S3UpstreamOptions {
-  endpoint: string;
-  bucket: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
+export interface S3UpstreamOptions extends S3Location {
   /** Local staging and temporary downloads. */
   dataDir: string;
+  /**
+   * The upstream prefix of a bucket's objects: `<org>/<bucket>/` unless given (an external
+   * source reads its own bucket under its root path).
+   */
+  prefixOf?: (scope: Scope) => string;
 }
-
-const UNSIGNED = "UNSIGNED-PAYLOAD";
-const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** An ObjectStore over an S3-compatible upstream. */
 export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
   const staging = createStaging(o.dataDir);
-  const base = new URL(o.endpoint);
-  const creds = { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, region: o.region };
-  const upstreamKey = (scope: Scope, key: string) => `${scope.org}/${scope.bucket}/${keyPath(key)}`;
+  const { call, list } = createS3Client(o);
+  const prefixOf = o.prefixOf ?? ((scope: Scope) => `${scope.org}/${scope.bucket}/`);
+  const upstreamKey = (scope: Scope, key: string) => `${prefixOf(scope)}${o.prefixOf ? key : keyPath(key)}`;
 
-  async function call(
-    method: string,
-    objectKey: string,
-    query = "",
-    init: { body?: ReadableStream | Buffer | string; payloadHash?: string; headers?: Record<string, string>; signal?: AbortSignal } = {},
-  ): Promise<Response> {
-    const path = `/${o.bucket}${objectKey ? `/${objectKey}` : ""}`;
-    const headers: Record<string, string> = { host: base.host, ...(init.headers ?? {}) };
-    const signed = signRequest({ method, path, rawQuery: query, headers }, creds, init.payloadHash ?? (init.body ? UNSIGNED : EMPTY_SHA256));
-    const url = `${base.origin}${uriEncode(path, true)}${query ? `?${query}` : ""}`;
-    const res = await fetch(url, { method, headers: { ...headers, ...signed }, body: init.body, signal: init.signal, duplex: "half" } as RequestInit);
-    if (res.status >= 500) {
-      await res.arrayBuffer().catch(() => undefined);
-      throw new Error(`the S3 upstream answered ${res.status} to ${method} ${path}`);
+  /** The bucket's objects after `after` in key order (keys kept by hash are in the catalog, not here). */
+  async function* scan(scope: Scope, after: string): AsyncGenerator<ScanEntry> {
+    const prefix = prefixOf(scope);
+    for await (const e of list(prefix, after ? prefix + after : "", scope.signal)) {
+      const key = e.key.slice(prefix.length);
+      if (key === "" || (!o.prefixOf && (key.startsWith(`${HASHED_DIR}/`) || !isPlainPath(key)))) continue;
+      yield { key, size: e.size, etag: e.etag, version: String(BigInt(e.modifiedMs) * 1_000_000n) };
     }
-    return res;
   }
 
-  async function listUnder(prefix: string, max: number): Promise<CatalogEntry[]> {
+  async function listUnder(scope: Scope, max: number): Promise<CatalogEntry[]> {
     const out: CatalogEntry[] = [];
-    let token = "";
-    do {
-      const q = [`list-type=2`, `prefix=${uriEncode(prefix, false)}`, ...(token ? [`continuation-token=${uriEncode(token, false)}`] : [])].sort().join("&");
-      const res = await call("GET", "", q);
-      const xml = await res.text();
-      if (res.status !== 200) throw new Error(`the S3 upstream refused to list ${prefix}: ${res.status}`);
-      for (const m of xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
-        const k = /<Key>([^<]*)<\/Key>/.exec(m[1])?.[1] ?? "";
-        const key = xmlUnescape(k).slice(prefix.length);
-        const size = Number(/<Size>(\d+)<\/Size>/.exec(m[1])?.[1] ?? 0);
-        const modified = Date.parse(/<LastModified>([^<]*)<\/LastModified>/.exec(m[1])?.[1] ?? "") || 0;
-        if (!isPlainPath(key)) continue; // kept by hash (the catalog has it), or no key could be read back from it
-        out.push({ key, size, contentType: mimeTypeOf(key), version: BigInt(modified) * 1_000_000n });
-        if (out.length >= max) return out;
-      }
-      token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? (/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(xml)?.[1] ?? "") : "";
-    } while (token);
+    for await (const e of scan(scope, "")) {
+      out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
+      if (out.length >= max) break;
+    }
     return out;
   }
 
@@ -153,11 +127,13 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
       await res.arrayBuffer();
       return res.status === 204 || res.status === 200;
     },
-    listFiles: (scope, max) => listUnder(`${scope.org}/${scope.bucket}/`, max),
+    listFiles: listUnder,
+    scan,
     createBucket: async () => undefined, // a prefix needs no making
     async removeBucket(scope) {
-      for (const f of await listUnder(`${scope.org}/${scope.bucket}/`, Number.MAX_SAFE_INTEGER)) {
-        const res = await call("DELETE", upstreamKey(scope, f.key));
+      // Every upstream key under the prefix, those kept by hash included.
+      for await (const e of list(prefixOf(scope))) {
+        const res = await call("DELETE", e.key);
         await res.arrayBuffer();
       }
     },

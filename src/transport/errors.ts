@@ -12,6 +12,7 @@ const CODE_OF: Readonly<Record<ErrorKind, Code>> = {
   not_found: Code.NotFound,
   already_exists: Code.AlreadyExists,
   failed_precondition: Code.FailedPrecondition,
+  unimplemented: Code.Unimplemented,
   permission_denied: Code.PermissionDenied,
   unauthenticated: Code.Unauthenticated,
   resource_exhausted: Code.ResourceExhausted,

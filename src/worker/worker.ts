@@ -63,6 +63,8 @@ export interface WorkerConfig {
 export interface WorkerDeps {
   repo: Repository;
   objects: ObjectStore;
+  /** The store a job's object is read from (its source's); `objects` when not given. */
+  objectsFor?: (job: Job) => Promise<ObjectStore | undefined>;
   /** URL for the LISTEN connection. */
   connectionString: string;
   embedder: (options: Readonly<Record<string, string>>) => Embedder;
@@ -314,7 +316,9 @@ export class Worker {
       if (executor.readsObject) {
         try {
           const maxBytes = Math.min(this.config.maxObjectBytes, executor.readLimit?.(job.key, this.config.limits) ?? Number.MAX_SAFE_INTEGER);
-          object = await this.deps.objects.open(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
+          const store = this.deps.objectsFor ? await this.deps.objectsFor(job) : this.deps.objects;
+          if (!store) throw new PermanentError("read", `source "${job.sourceId}" of object "${job.key}" no longer exists`);
+          object = await store.open(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
         } catch (err) {
           if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);
           throw err;

@@ -19,6 +19,8 @@ export interface PgRepositoryOptions {
   /** Server-side statement timeout (ms). */
   statementTimeoutMs?: number;
   applicationName?: string;
+  /** Share this pool (another store over the same connections) instead of opening one. */
+  pool?: Pool;
 }
 
 /**
@@ -50,6 +52,10 @@ export class PgDb {
   readonly pool: Pool;
 
   constructor(opts: PgRepositoryOptions) {
+    if (opts.pool) {
+      this.pool = opts.pool;
+      return;
+    }
     const config: PoolConfig = {
       connectionString: opts.connectionString,
       max: opts.poolSize ?? 10,

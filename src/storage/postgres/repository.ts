@@ -14,7 +14,8 @@ import { isConnectionError } from "./pg-errors";
 import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY } from "./db";
 import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
-import { num, toBucket, toJob, toObject, toPipeline, toRule, toToken } from "./rows";
+import { SyncStore } from "./sync-store";
+import { jobInsertParams, num, toBucket, toJob, toObject, toPipeline, toRule, toToken } from "./rows";
 
 /** Column names the partial updates may write, by domain field. */
 const RULE_UPDATE_COLUMNS: Readonly<Record<keyof RuleFields, string>> = {
@@ -65,6 +66,7 @@ export class PgRepository extends PgDb implements Repository {
   private readonly pipelineCache = new Map<string, { value: Pipeline; at: number }>();
   private readonly rulesCache = new Map<string, { value: BoundRule[]; at: number }>();
   private readonly inserts: PendingInsert[] = [];
+  readonly sync = new SyncStore(this.pool);
   private insertsInFlight = 0;
 
   /**
@@ -93,24 +95,9 @@ export class PgRepository extends PgDb implements Repository {
   }
 
   private async insertBatch(batch: PendingInsert[]): Promise<void> {
-    const col = <K extends keyof NewJob>(k: K) => batch.map((p) => p.job[k]);
     let rows: QueryResultRow[];
     try {
-      rows = await this.q(SQL.JOB_INSERT_BATCH, [
-        col("jobId"),
-        col("bucket"),
-        col("key"),
-        col("pipelineId"),
-        col("pipelineName"),
-        col("pipelineKind"),
-        col("template"),
-        col("ruleId"),
-        batch.map((p) => JSON.stringify(p.job.options)),
-        col("requestId"),
-        col("createdAt"),
-        col("org"),
-        col("traceId"),
-      ]);
+      rows = await this.q(SQL.JOB_INSERT_BATCH, jobInsertParams(batch.map((p) => p.job)));
     } catch (err) {
       // One bad row must not fail its neighbours: retry each alone, unless the database is gone.
       if (batch.length > 1 && !isConnectionError(err) && !(err instanceof DomainError && err.kind === "unavailable")) {
@@ -155,6 +142,7 @@ export class PgRepository extends PgDb implements Repository {
           ["status", filter.status],
           ["pipeline_id", filter.pipelineId],
           ["rule_id", filter.ruleId],
+          ["source_id", filter.sourceId],
         ],
       },
       page,
@@ -563,11 +551,7 @@ export class PgRepository extends PgDb implements Repository {
       if (b.rowCount === 0) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
       await client.query(SQL.OBJECT_UPSERT, [scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt]);
       if (jobs.length === 0) return [];
-      const col = <K extends keyof NewJob>(k: K) => jobs.map((j) => j[k]);
-      const { rows } = await client.query(SQL.JOB_INSERT_BATCH, [
-        col("jobId"), col("bucket"), col("key"), col("pipelineId"), col("pipelineName"), col("pipelineKind"), col("template"), col("ruleId"),
-        jobs.map((j) => JSON.stringify(j.options)), col("requestId"), col("createdAt"), col("org"), col("traceId"),
-      ]);
+      const { rows } = await client.query(SQL.JOB_INSERT_BATCH, jobInsertParams(jobs));
       return rows.map(toJob);
     }, []);
   }

@@ -2,7 +2,7 @@
 import type { QueryResultRow } from "pg";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, StoredObject } from "../../domain/bucket";
-import type { Job, JobStatus } from "../../domain/job";
+import type { Job, JobStatus, NewJob } from "../../domain/job";
 import type { BoundRule, Pipeline } from "../../domain/pipeline";
 
 /** A bigint column (pg returns strings) or a count as a number. */
@@ -38,7 +38,20 @@ export function toJob(r: QueryResultRow): Job {
     updatedAt: num(r.updated_at),
     startedAt: num(r.started_at),
     finishedAt: num(r.finished_at),
+    sourceId: r.source_id ?? "",
+    objectVersion: r.object_version ?? "",
+    retryOf: r.retry_of ?? "",
   };
+}
+
+/** The JOB_INSERT_BATCH parameters of a batch of new jobs (one array per column). */
+export function jobInsertParams(jobs: readonly NewJob[]): unknown[] {
+  const col = <K extends keyof NewJob>(k: K) => jobs.map((j) => j[k]);
+  return [
+    col("jobId"), col("bucket"), col("key"), col("pipelineId"), col("pipelineName"), col("pipelineKind"), col("template"), col("ruleId"),
+    jobs.map((j) => JSON.stringify(j.options)), col("requestId"), col("createdAt"), col("org"), col("traceId"),
+    jobs.map((j) => j.sourceId ?? ""), jobs.map((j) => j.objectVersion ?? ""), jobs.map((j) => j.retryOf ?? ""),
+  ];
 }
 
 export function toRule(r: QueryResultRow): BoundRule {

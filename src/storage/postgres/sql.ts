@@ -16,7 +16,7 @@ export const CHANNEL_CONFIG = "k3_config";
 export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
   template, rule_id, options, request_id, trace_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
-  created_at, updated_at, started_at, finished_at`;
+  created_at, updated_at, started_at, finished_at, source_id, object_version, retry_of`;
 
 /**
  * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
@@ -27,10 +27,13 @@ export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id
 export const JOB_INSERT_BATCH = `
 WITH ins AS (
   INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
-                    options, request_id, trace_id, created_at, updated_at)
-  SELECT j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, c
+                    options, request_id, trace_id, created_at, updated_at, source_id, object_version, retry_of)
+  -- A job with no source (a direct trigger) belongs to its bucket's internal source.
+  SELECT j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, c,
+         CASE WHEN s <> '' THEN s ELSE coalesce((SELECT internal_source_id FROM buckets WHERE org = g AND name = b), '') END, v, rt
   FROM unnest($1::text[], $12::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::jsonb[], $10::text[], $13::text[], $11::bigint[]) AS u(j, g, b, k, p, pn, pk, t, r, o, rq, tr, c)
+              $9::jsonb[], $10::text[], $13::text[], $11::bigint[], $14::text[], $15::text[], $16::text[])
+       AS u(j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, s, v, rt)
   ON CONFLICT (org, bucket, request_id) WHERE request_id <> '' DO NOTHING
   RETURNING ${JOB_COLUMNS}
 )
@@ -67,7 +70,8 @@ export const RULE_GET_BY_ID = `SELECT ${RULE_COLUMNS} FROM ${RULE_FROM} WHERE r.
 
 export const RULE_LIST_ENABLED_DIRECT = `
 SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}
-WHERE r.org = $1 AND r.bucket = $2 AND r.enabled AND r.source_id = ''
+WHERE r.org = $1 AND r.bucket = $2 AND r.enabled
+  AND (r.source_id = '' OR r.source_id = (SELECT internal_source_id FROM buckets WHERE org = $1 AND name = $2))
 ORDER BY r.priority DESC, r.created_at, r.rule_id`;
 
 export const RULE_DELETE = `DELETE FROM rules WHERE org = $1 AND bucket = $2 AND rule_id = $3`;
@@ -276,14 +280,14 @@ export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(1798533315)`;
  */
 export const JOB_COUNTS_COMPACT = `
 WITH moved AS (
-  DELETE FROM job_count_deltas RETURNING org, bucket, status, pipeline_id, rule_id, n
+  DELETE FROM job_count_deltas RETURNING org, bucket, status, pipeline_id, rule_id, source_id, n
 ), summed AS (
-  SELECT org, bucket, status, pipeline_id, rule_id, sum(n)::bigint AS n FROM moved
-  GROUP BY org, bucket, status, pipeline_id, rule_id
+  SELECT org, bucket, status, pipeline_id, rule_id, source_id, sum(n)::bigint AS n FROM moved
+  GROUP BY org, bucket, status, pipeline_id, rule_id, source_id
 )
-INSERT INTO job_counts AS c (org, bucket, status, pipeline_id, rule_id, n)
+INSERT INTO job_counts AS c (org, bucket, status, pipeline_id, rule_id, source_id, n)
 SELECT * FROM summed
-ON CONFLICT (org, bucket, status, pipeline_id, rule_id) DO UPDATE SET n = c.n + EXCLUDED.n`;
+ON CONFLICT (org, bucket, status, pipeline_id, rule_id, source_id) DO UPDATE SET n = c.n + EXCLUDED.n`;
 
 export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
 

@@ -250,7 +250,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     const now = deps.now();
     const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
-    const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now);
+    const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now, version);
     try {
       await repo.objectPut(scope, { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now }, jobs);
     } catch (err) {

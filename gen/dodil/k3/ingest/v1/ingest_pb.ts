@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/ingest/v1/ingest.proto.
  */
 export const file_dodil_k3_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kb2RpbC9rMy9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJkb2RpbC5rMy5pbmdlc3QudjEiKAoJT2JqZWN0UmVmEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkimQUKCUluZ2VzdEpvYhIOCgZqb2JfaWQYASABKAkSLQoGb2JqZWN0GAIgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLk9iamVjdFJlZhIwCgZzdGF0dXMYAyABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAQgASgJEhUKDXBpcGVsaW5lX25hbWUYBSABKAkSFQoNcGlwZWxpbmVfa2luZBgGIAEoCRIPCgdydWxlX2lkGAcgASgJEhYKDmNodW5rc19jcmVhdGVkGAggASgFEhoKEmVtYmVkZGluZ3NfY3JlYXRlZBgJIAEoBRIUCgxyb3dzX3dyaXR0ZW4YCiABKAUSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEhEKCXRocmVhZF9pZBgNIAEoCRIVCg12ZWN0b3Jfc3RhdHVzGA4gASgJEhMKC291dHB1dF9zaXplGA8gASgFEhgKEGJhdGNoZXNfcmVjZWl2ZWQYECABKAUSGgoSZW1iZWRkaW5nc193cml0dGVuGBEgASgFEg0KBWVycm9yGBIgASgJEhUKDWVycm9yX2RldGFpbHMYEyABKAkSEAoIYXR0ZW1wdHMYFCABKAUSEgoKc3RhcnRlZF9hdBgVIAEoAxITCgtmaW5pc2hlZF9hdBgWIAEoAxI7CgdvcHRpb25zGBcgAygLMiouZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYi5PcHRpb25zRW50cnkSEgoKcmVxdWVzdF9pZBgYIAEoCRouCgxPcHRpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI6CgpQYWdpbmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgBIAEoCRITCgt0b3RhbF9jb3VudBgCIAEoAyKHAgoUVHJpZ2dlckluZ2VzdFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEi0KBm9iamVjdBgCIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5PYmplY3RSZWYSEwoLcGlwZWxpbmVfaWQYAyABKAkSDwoHcnVsZV9pZBgEIAEoCRJGCgdvcHRpb25zGAUgAygLMjUuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3RSZXF1ZXN0Lk9wdGlvbnNFbnRyeRISCgpyZXF1ZXN0X2lkGAYgASgJGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkMKFVRyaWdnZXJJbmdlc3RSZXNwb25zZRIqCgNqb2IYASABKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iIjgKFkdldEluZ2VzdFN0YXR1c1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBmpvYl9pZBgCIAEoCSJFChdHZXRJbmdlc3RTdGF0dXNSZXNwb25zZRIqCgNqb2IYASABKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iIq0BChVMaXN0SW5nZXN0Sm9ic1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEjcKDXN0YXR1c19maWx0ZXIYAiABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAMgASgJEg8KB3J1bGVfaWQYBCABKAkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkieQoWTGlzdEluZ2VzdEpvYnNSZXNwb25zZRIrCgRqb2JzGAEgAygLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYhIyCgpwYWdpbmF0aW9uGAIgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlBhZ2luYXRpb24iOAoWQ2FuY2VsSW5nZXN0Sm9iUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGam9iX2lkGAIgASgJIkUKF0NhbmNlbEluZ2VzdEpvYlJlc3BvbnNlEioKA2pvYhgBIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RKb2IiOwoLUnVsZUJpbmRpbmcSFQoNcGlwZWxpbmVfbmFtZRgBIAEoCRIVCg1waXBlbGluZV9raW5kGAIgASgJIpEDCgpJbmdlc3RSdWxlEg8KB3J1bGVfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEhEKCXNvdXJjZV9pZBgDIAEoCRITCgtwaXBlbGluZV9pZBgEIAEoCRIMCgRuYW1lGAUgASgJEhMKC2Rlc2NyaXB0aW9uGAYgASgJEhgKEGluY2x1ZGVfcGF0dGVybnMYByADKAkSGAoQZXhjbHVkZV9wYXR0ZXJucxgIIAMoCRIaChJpbmNsdWRlX21pbWVfdHlwZXMYCSADKAkSGgoSZXhjbHVkZV9taW1lX3R5cGVzGAogAygJEhYKDm1pbl9zaXplX2J5dGVzGAsgASgDEhYKDm1heF9zaXplX2J5dGVzGAwgASgDEg8KB2VuYWJsZWQYDSABKAgSEAoIcHJpb3JpdHkYDiABKAUSMAoHYmluZGluZxgPIAEoCzIfLmRvZGlsLmszLmluZ2VzdC52MS5SdWxlQmluZGluZxISCgpjcmVhdGVkX2F0GBAgASgDEhIKCnVwZGF0ZWRfYXQYESABKAMiHAoKU3RyaW5nTGlzdBIOCgZ2YWx1ZXMYASADKAkivgIKEUNyZWF0ZVJ1bGVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkSEwoLcGlwZWxpbmVfaWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIYChBpbmNsdWRlX3BhdHRlcm5zGAYgAygJEhgKEGV4Y2x1ZGVfcGF0dGVybnMYByADKAkSGgoSaW5jbHVkZV9taW1lX3R5cGVzGAggAygJEhoKEmV4Y2x1ZGVfbWltZV90eXBlcxgJIAMoCRIWCg5taW5fc2l6ZV9ieXRlcxgKIAEoAxIWCg5tYXhfc2l6ZV9ieXRlcxgLIAEoAxIUCgdlbmFibGVkGAwgASgISACIAQESEAoIcHJpb3JpdHkYDSABKAVCCgoIX2VuYWJsZWQiQgoSQ3JlYXRlUnVsZVJlc3BvbnNlEiwKBHJ1bGUYASABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0UnVsZSJxChBMaXN0UnVsZXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkSEwoLcGlwZWxpbmVfaWQYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkidgoRTGlzdFJ1bGVzUmVzcG9uc2USLQoFcnVsZXMYASADKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0UnVsZRIyCgpwYWdpbmF0aW9uGAIgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlBhZ2luYXRpb24iMQoOR2V0UnVsZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEg8KB3J1bGVfaWQYAiABKAkiPwoPR2V0UnVsZVJlc3BvbnNlEiwKBHJ1bGUYASABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0UnVsZSLcBAoRVXBkYXRlUnVsZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEg8KB3J1bGVfaWQYAiABKAkSFgoJc291cmNlX2lkGAMgASgJSACIAQESGAoLcGlwZWxpbmVfaWQYBCABKAlIAYgBARIRCgRuYW1lGAUgASgJSAKIAQESGAoLZGVzY3JpcHRpb24YBiABKAlIA4gBARI4ChBpbmNsdWRlX3BhdHRlcm5zGAcgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOAoQZXhjbHVkZV9wYXR0ZXJucxgIIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5TdHJpbmdMaXN0EjoKEmluY2x1ZGVfbWltZV90eXBlcxgJIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5TdHJpbmdMaXN0EjoKEmV4Y2x1ZGVfbWltZV90eXBlcxgKIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5TdHJpbmdMaXN0EhsKDm1pbl9zaXplX2J5dGVzGAsgASgDSASIAQESGwoObWF4X3NpemVfYnl0ZXMYDCABKANIBYgBARIUCgdlbmFibGVkGA0gASgISAaIAQESFQoIcHJpb3JpdHkYDiABKAVIB4gBAUIMCgpfc291cmNlX2lkQg4KDF9waXBlbGluZV9pZEIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CEQoPX21pbl9zaXplX2J5dGVzQhEKD19tYXhfc2l6ZV9ieXRlc0IKCghfZW5hYmxlZEILCglfcHJpb3JpdHkiQgoSVXBkYXRlUnVsZVJlc3BvbnNlEiwKBHJ1bGUYASABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0UnVsZSI0ChFEZWxldGVSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCSIUChJEZWxldGVSdWxlUmVzcG9uc2Uq1QEKDEluZ2VzdFN0YXR1cxIdChlJTkdFU1RfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSU5HRVNUX1NUQVRVU19QRU5ESU5HEAESHAoYSU5HRVNUX1NUQVRVU19QUk9DRVNTSU5HEAISGwoXSU5HRVNUX1NUQVRVU19DT01QTEVURUQQAxIYChRJTkdFU1RfU1RBVFVTX0ZBSUxFRBAEEhkKFUlOR0VTVF9TVEFUVVNfUEFSVElBTBAFEhsKF0lOR0VTVF9TVEFUVVNfQ0FOQ0VMTEVEEAYywwkKDUluZ2VzdFNlcnZpY2USgQEKDVRyaWdnZXJJbmdlc3QSKC5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckluZ2VzdFJlcXVlc3QaKS5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckluZ2VzdFJlc3BvbnNlIhuC0+STAhU6ASoiEC97YnVja2V0fS9pbmdlc3QSlQEKD0dldEluZ2VzdFN0YXR1cxIqLmRvZGlsLmszLmluZ2VzdC52MS5HZXRJbmdlc3RTdGF0dXNSZXF1ZXN0GisuZG9kaWwuazMuaW5nZXN0LnYxLkdldEluZ2VzdFN0YXR1c1Jlc3BvbnNlIimQAgGC0+STAiASHi97YnVja2V0fS9pbmdlc3Qvam9icy97am9iX2lkfRKJAQoOTGlzdEluZ2VzdEpvYnMSKS5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdEluZ2VzdEpvYnNSZXF1ZXN0GiouZG9kaWwuazMuaW5nZXN0LnYxLkxpc3RJbmdlc3RKb2JzUmVzcG9uc2UiIJACAYLT5JMCFxIVL3tidWNrZXR9L2luZ2VzdC9qb2JzEpwBCg9DYW5jZWxJbmdlc3RKb2ISKi5kb2RpbC5rMy5pbmdlc3QudjEuQ2FuY2VsSW5nZXN0Sm9iUmVxdWVzdBorLmRvZGlsLmszLmluZ2VzdC52MS5DYW5jZWxJbmdlc3RKb2JSZXNwb25zZSIwgtPkkwIqOgEqIiUve2J1Y2tldH0vaW5nZXN0L2pvYnMve2pvYl9pZH06Y2FuY2VsEncKCkNyZWF0ZVJ1bGUSJS5kb2RpbC5rMy5pbmdlc3QudjEuQ3JlYXRlUnVsZVJlcXVlc3QaJi5kb2RpbC5rMy5pbmdlc3QudjEuQ3JlYXRlUnVsZVJlc3BvbnNlIhqC0+STAhQ6ASoiDy97YnVja2V0fS9ydWxlcxJ0CglMaXN0UnVsZXMSJC5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdFJ1bGVzUmVxdWVzdBolLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0UnVsZXNSZXNwb25zZSIakAIBgtPkkwIREg8ve2J1Y2tldH0vcnVsZXMSeAoHR2V0UnVsZRIiLmRvZGlsLmszLmluZ2VzdC52MS5HZXRSdWxlUmVxdWVzdBojLmRvZGlsLmszLmluZ2VzdC52MS5HZXRSdWxlUmVzcG9uc2UiJJACAYLT5JMCGxIZL3tidWNrZXR9L3J1bGVzL3tydWxlX2lkfRKBAQoKVXBkYXRlUnVsZRIlLmRvZGlsLmszLmluZ2VzdC52MS5VcGRhdGVSdWxlUmVxdWVzdBomLmRvZGlsLmszLmluZ2VzdC52MS5VcGRhdGVSdWxlUmVzcG9uc2UiJILT5JMCHjoBKjIZL3tidWNrZXR9L3J1bGVzL3tydWxlX2lkfRJ+CgpEZWxldGVSdWxlEiUuZG9kaWwuazMuaW5nZXN0LnYxLkRlbGV0ZVJ1bGVSZXF1ZXN0GiYuZG9kaWwuazMuaW5nZXN0LnYxLkRlbGV0ZVJ1bGVSZXNwb25zZSIhgtPkkwIbKhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9QlgKFWlvLmRvZGlsLmszLmluZ2VzdC52MVABWj1naXRodWIuY29tL2RvZGlsL2szLWluZ2VzdC9nZW4vZ28vZG9kaWwvazMvaW5nZXN0L3YxO2luZ2VzdHYxYgZwcm90bzM", [file_google_api_annotations]);
+  fileDesc("Ch9kb2RpbC9rMy9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJkb2RpbC5rMy5pbmdlc3QudjEiKAoJT2JqZWN0UmVmEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAki1gUKCUluZ2VzdEpvYhIOCgZqb2JfaWQYASABKAkSLQoGb2JqZWN0GAIgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLk9iamVjdFJlZhIwCgZzdGF0dXMYAyABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAQgASgJEhUKDXBpcGVsaW5lX25hbWUYBSABKAkSFQoNcGlwZWxpbmVfa2luZBgGIAEoCRIPCgdydWxlX2lkGAcgASgJEhYKDmNodW5rc19jcmVhdGVkGAggASgFEhoKEmVtYmVkZGluZ3NfY3JlYXRlZBgJIAEoBRIUCgxyb3dzX3dyaXR0ZW4YCiABKAUSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEhEKCXRocmVhZF9pZBgNIAEoCRIVCg12ZWN0b3Jfc3RhdHVzGA4gASgJEhMKC291dHB1dF9zaXplGA8gASgFEhgKEGJhdGNoZXNfcmVjZWl2ZWQYECABKAUSGgoSZW1iZWRkaW5nc193cml0dGVuGBEgASgFEg0KBWVycm9yGBIgASgJEhUKDWVycm9yX2RldGFpbHMYEyABKAkSEAoIYXR0ZW1wdHMYFCABKAUSEgoKc3RhcnRlZF9hdBgVIAEoAxITCgtmaW5pc2hlZF9hdBgWIAEoAxI7CgdvcHRpb25zGBcgAygLMiouZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYi5PcHRpb25zRW50cnkSEgoKcmVxdWVzdF9pZBgYIAEoCRIRCglzb3VyY2VfaWQYGSABKAkSFgoOb2JqZWN0X3ZlcnNpb24YGiABKAkSEAoIcmV0cnlfb2YYGyABKAkaLgoMT3B0aW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOgoKUGFnaW5hdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YASABKAkSEwoLdG90YWxfY291bnQYAiABKAMihwIKFFRyaWdnZXJJbmdlc3RSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRItCgZvYmplY3QYAiABKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuT2JqZWN0UmVmEhMKC3BpcGVsaW5lX2lkGAMgASgJEg8KB3J1bGVfaWQYBCABKAkSRgoHb3B0aW9ucxgFIAMoCzI1LmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0UmVxdWVzdC5PcHRpb25zRW50cnkSEgoKcmVxdWVzdF9pZBgGIAEoCRouCgxPcHRpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJDChVUcmlnZ2VySW5nZXN0UmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiI4ChZHZXRJbmdlc3RTdGF0dXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZqb2JfaWQYAiABKAkiRQoXR2V0SW5nZXN0U3RhdHVzUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiLAAQoVTGlzdEluZ2VzdEpvYnNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRI3Cg1zdGF0dXNfZmlsdGVyGAIgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxITCgtwaXBlbGluZV9pZBgDIAEoCRIPCgdydWxlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJEhEKCXNvdXJjZV9pZBgHIAEoCSJ5ChZMaXN0SW5nZXN0Sm9ic1Jlc3BvbnNlEisKBGpvYnMYASADKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiI4ChZDYW5jZWxJbmdlc3RKb2JSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZqb2JfaWQYAiABKAkiRQoXQ2FuY2VsSW5nZXN0Sm9iUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiI7CgtSdWxlQmluZGluZxIVCg1waXBlbGluZV9uYW1lGAEgASgJEhUKDXBpcGVsaW5lX2tpbmQYAiABKAkikQMKCkluZ2VzdFJ1bGUSDwoHcnVsZV9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSEQoJc291cmNlX2lkGAMgASgJEhMKC3BpcGVsaW5lX2lkGAQgASgJEgwKBG5hbWUYBSABKAkSEwoLZGVzY3JpcHRpb24YBiABKAkSGAoQaW5jbHVkZV9wYXR0ZXJucxgHIAMoCRIYChBleGNsdWRlX3BhdHRlcm5zGAggAygJEhoKEmluY2x1ZGVfbWltZV90eXBlcxgJIAMoCRIaChJleGNsdWRlX21pbWVfdHlwZXMYCiADKAkSFgoObWluX3NpemVfYnl0ZXMYCyABKAMSFgoObWF4X3NpemVfYnl0ZXMYDCABKAMSDwoHZW5hYmxlZBgNIAEoCBIQCghwcmlvcml0eRgOIAEoBRIwCgdiaW5kaW5nGA8gASgLMh8uZG9kaWwuazMuaW5nZXN0LnYxLlJ1bGVCaW5kaW5nEhIKCmNyZWF0ZWRfYXQYECABKAMSEgoKdXBkYXRlZF9hdBgRIAEoAyIcCgpTdHJpbmdMaXN0Eg4KBnZhbHVlcxgBIAMoCSK+AgoRQ3JlYXRlUnVsZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIMCgRuYW1lGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEhgKEGluY2x1ZGVfcGF0dGVybnMYBiADKAkSGAoQZXhjbHVkZV9wYXR0ZXJucxgHIAMoCRIaChJpbmNsdWRlX21pbWVfdHlwZXMYCCADKAkSGgoSZXhjbHVkZV9taW1lX3R5cGVzGAkgAygJEhYKDm1pbl9zaXplX2J5dGVzGAogASgDEhYKDm1heF9zaXplX2J5dGVzGAsgASgDEhQKB2VuYWJsZWQYDCABKAhIAIgBARIQCghwcmlvcml0eRgNIAEoBUIKCghfZW5hYmxlZCJCChJDcmVhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlInEKEExpc3RSdWxlc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJ2ChFMaXN0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiIxCg5HZXRSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCSI/Cg9HZXRSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlItwEChFVcGRhdGVSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIWCglzb3VyY2VfaWQYAyABKAlIAIgBARIYCgtwaXBlbGluZV9pZBgEIAEoCUgBiAEBEhEKBG5hbWUYBSABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgGIAEoCUgDiAEBEjgKEGluY2x1ZGVfcGF0dGVybnMYByABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuU3RyaW5nTGlzdBI4ChBleGNsdWRlX3BhdHRlcm5zGAggASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSaW5jbHVkZV9taW1lX3R5cGVzGAkgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSZXhjbHVkZV9taW1lX3R5cGVzGAogASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSGwoObWluX3NpemVfYnl0ZXMYCyABKANIBIgBARIbCg5tYXhfc2l6ZV9ieXRlcxgMIAEoA0gFiAEBEhQKB2VuYWJsZWQYDSABKAhIBogBARIVCghwcmlvcml0eRgOIAEoBUgHiAEBQgwKCl9zb3VyY2VfaWRCDgoMX3BpcGVsaW5lX2lkQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIRCg9fbWluX3NpemVfYnl0ZXNCEQoPX21heF9zaXplX2J5dGVzQgoKCF9lbmFibGVkQgsKCV9wcmlvcml0eSJCChJVcGRhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlIjQKEURlbGV0ZVJ1bGVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhQKEkRlbGV0ZVJ1bGVSZXNwb25zZSJgChdUcmlnZ2VyRGlzY292ZXJ5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCWZ1bGxfc3luYxgDIAEoCBIPCgdydWxlX2lkGAQgASgJIk0KGFRyaWdnZXJEaXNjb3ZlcnlSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSEAoIYWNjZXB0ZWQYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJ9ChdUcmlnZ2VySW5nZXN0aW9uUmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEg8KB3J1bGVfaWQYAyABKAkSFAoMcmV0cnlfZmFpbGVkGAQgASgIEhgKEHNvdXJjZV9vYmplY3RfaWQYBSABKAkiZQoYVHJpZ2dlckluZ2VzdGlvblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB21lc3NhZ2UYAiABKAkSEgoKZGlzcGF0Y2hlZBgDIAEoAxISCgpjb25zaWRlcmVkGAQgASgDIjkKFEdldFN5bmNTdGF0dXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiygIKCURpc2NvdmVyeRIUCgxkaXNjb3ZlcnlfaWQYASABKAkSDQoFc3RhdGUYAiABKAkSEQoJZnVsbF9zeW5jGAMgASgIEg8KB3J1bGVfaWQYBCABKAkSDwoHc2Nhbm5lZBgFIAEoAxITCgtuZXdfb2JqZWN0cxgGIAEoAxIQCghtb2RpZmllZBgHIAEoAxIRCgl1bmNoYW5nZWQYCCABKAMSDwoHZGVsZXRlZBgJIAEoAxIOCgZmYWlsZWQYCiABKAMSEgoKZGlzcGF0Y2hlZBgLIAEoAxISCgpjcmVhdGVkX2F0GAwgASgDEhIKCnN0YXJ0ZWRfYXQYDSABKAMSEwoLZmluaXNoZWRfYXQYDiABKAMSDQoFZXJyb3IYDyABKAkSFgoOY2hlY2twb2ludF9rZXkYECABKAkSEAoIYXR0ZW1wdHMYESABKAUiiwMKFUdldFN5bmNTdGF0dXNSZXNwb25zZRIRCglzb3VyY2VfaWQYASABKAkSDwoHc3luY2luZxgCIAEoCBIuCgdjdXJyZW50GAMgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRIrCgRsYXN0GAQgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRJMCgpqb2JfY291bnRzGAUgAygLMjguZG9kaWwuazMuaW5nZXN0LnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZS5Kb2JDb3VudHNFbnRyeRIVCg10b3RhbF9vYmplY3RzGAYgASgDEhcKD2luZGV4ZWRfb2JqZWN0cxgHIAEoAxIUCgxsYXN0X3N5bmNfYXQYCCABKAMSFwoPbGFzdF9zdWNjZXNzX2F0GAkgASgDEhIKCmxhc3RfZXJyb3IYCiABKAkaMAoOSm9iQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASrVAQoMSW5nZXN0U3RhdHVzEh0KGUlOR0VTVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVJTkdFU1RfU1RBVFVTX1BFTkRJTkcQARIcChhJTkdFU1RfU1RBVFVTX1BST0NFU1NJTkcQAhIbChdJTkdFU1RfU1RBVFVTX0NPTVBMRVRFRBADEhgKFElOR0VTVF9TVEFUVVNfRkFJTEVEEAQSGQoVSU5HRVNUX1NUQVRVU19QQVJUSUFMEAUSGwoXSU5HRVNUX1NUQVRVU19DQU5DRUxMRUQQBjKdDQoNSW5nZXN0U2VydmljZRKBAQoNVHJpZ2dlckluZ2VzdBIoLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0UmVxdWVzdBopLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0UmVzcG9uc2UiG4LT5JMCFToBKiIQL3tidWNrZXR9L2luZ2VzdBKVAQoPR2V0SW5nZXN0U3RhdHVzEiouZG9kaWwuazMuaW5nZXN0LnYxLkdldEluZ2VzdFN0YXR1c1JlcXVlc3QaKy5kb2RpbC5rMy5pbmdlc3QudjEuR2V0SW5nZXN0U3RhdHVzUmVzcG9uc2UiKZACAYLT5JMCIBIeL3tidWNrZXR9L2luZ2VzdC9qb2JzL3tqb2JfaWR9EokBCg5MaXN0SW5nZXN0Sm9icxIpLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0SW5nZXN0Sm9ic1JlcXVlc3QaKi5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdEluZ2VzdEpvYnNSZXNwb25zZSIgkAIBgtPkkwIXEhUve2J1Y2tldH0vaW5nZXN0L2pvYnMSnAEKD0NhbmNlbEluZ2VzdEpvYhIqLmRvZGlsLmszLmluZ2VzdC52MS5DYW5jZWxJbmdlc3RKb2JSZXF1ZXN0GisuZG9kaWwuazMuaW5nZXN0LnYxLkNhbmNlbEluZ2VzdEpvYlJlc3BvbnNlIjCC0+STAio6ASoiJS97YnVja2V0fS9pbmdlc3Qvam9icy97am9iX2lkfTpjYW5jZWwSdwoKQ3JlYXRlUnVsZRIlLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVSdWxlUmVxdWVzdBomLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVSdWxlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3tidWNrZXR9L3J1bGVzEnQKCUxpc3RSdWxlcxIkLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0UnVsZXNSZXF1ZXN0GiUuZG9kaWwuazMuaW5nZXN0LnYxLkxpc3RSdWxlc1Jlc3BvbnNlIhqQAgGC0+STAhESDy97YnVja2V0fS9ydWxlcxJ4CgdHZXRSdWxlEiIuZG9kaWwuazMuaW5nZXN0LnYxLkdldFJ1bGVSZXF1ZXN0GiMuZG9kaWwuazMuaW5nZXN0LnYxLkdldFJ1bGVSZXNwb25zZSIkkAIBgtPkkwIbEhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9EoEBCgpVcGRhdGVSdWxlEiUuZG9kaWwuazMuaW5nZXN0LnYxLlVwZGF0ZVJ1bGVSZXF1ZXN0GiYuZG9kaWwuazMuaW5nZXN0LnYxLlVwZGF0ZVJ1bGVSZXNwb25zZSIkgtPkkwIeOgEqMhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9En4KCkRlbGV0ZVJ1bGUSJS5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlUnVsZVJlcXVlc3QaJi5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlUnVsZVJlc3BvbnNlIiGC0+STAhsqGS97YnVja2V0fS9ydWxlcy97cnVsZV9pZH0SoAEKEFRyaWdnZXJEaXNjb3ZlcnkSKy5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckRpc2NvdmVyeVJlcXVlc3QaLC5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckRpc2NvdmVyeVJlc3BvbnNlIjGC0+STAis6ASoiJi97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9L2Rpc2NvdmVyEp4BChBUcmlnZ2VySW5nZXN0aW9uEisuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3Rpb25SZXF1ZXN0GiwuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3Rpb25SZXNwb25zZSIvgtPkkwIpOgEqIiQve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfS9pbmdlc3QSkwEKDUdldFN5bmNTdGF0dXMSKC5kb2RpbC5rMy5pbmdlc3QudjEuR2V0U3luY1N0YXR1c1JlcXVlc3QaKS5kb2RpbC5rMy5pbmdlc3QudjEuR2V0U3luY1N0YXR1c1Jlc3BvbnNlIi2QAgGC0+STAiQSIi97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9L3N5bmNCWAoVaW8uZG9kaWwuazMuaW5nZXN0LnYxUAFaPWdpdGh1Yi5jb20vZG9kaWwvazMtaW5nZXN0L2dlbi9nby9kb2RpbC9rMy9pbmdlc3QvdjE7aW5nZXN0djFiBnByb3RvMw", [file_google_api_annotations]);
 
 /**
  * An object in a bucket.
@@ -189,6 +189,27 @@ export type IngestJob = Message<"dodil.k3.ingest.v1.IngestJob"> & {
    * @generated from field: string request_id = 24;
    */
   requestId: string;
+
+  /**
+   * The source the object came from (the bucket's internal source for uploads and triggers).
+   *
+   * @generated from field: string source_id = 25;
+   */
+  sourceId: string;
+
+  /**
+   * The version of the object the job was created for (its etag or modification stamp).
+   *
+   * @generated from field: string object_version = 26;
+   */
+  objectVersion: string;
+
+  /**
+   * The job this one replays (TriggerIngestion with retry_failed), if any.
+   *
+   * @generated from field: string retry_of = 27;
+   */
+  retryOf: string;
 };
 
 /**
@@ -374,6 +395,11 @@ export type ListIngestJobsRequest = Message<"dodil.k3.ingest.v1.ListIngestJobsRe
    * @generated from field: string page_token = 6;
    */
   pageToken: string;
+
+  /**
+   * @generated from field: string source_id = 7;
+   */
+  sourceId: string;
 };
 
 /**
@@ -930,6 +956,351 @@ export const DeleteRuleResponseSchema: GenMessage<DeleteRuleResponse> = /*@__PUR
   messageDesc(file_dodil_k3_ingest_v1_ingest, 23);
 
 /**
+ * @generated from message dodil.k3.ingest.v1.TriggerDiscoveryRequest
+ */
+export type TriggerDiscoveryRequest = Message<"dodil.k3.ingest.v1.TriggerDiscoveryRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string source_id = 2;
+   */
+  sourceId: string;
+
+  /**
+   * Ignore the checkpoint: dispatch every object again.
+   *
+   * @generated from field: bool full_sync = 3;
+   */
+  fullSync: boolean;
+
+  /**
+   * Dispatch through this rule only.
+   *
+   * @generated from field: string rule_id = 4;
+   */
+  ruleId: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.TriggerDiscoveryRequest.
+ * Use `create(TriggerDiscoveryRequestSchema)` to create a new message.
+ */
+export const TriggerDiscoveryRequestSchema: GenMessage<TriggerDiscoveryRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 24);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.TriggerDiscoveryResponse
+ */
+export type TriggerDiscoveryResponse = Message<"dodil.k3.ingest.v1.TriggerDiscoveryResponse"> & {
+  /**
+   * The discovery's id ("disc_…"); with accepted false, the id of the one already running.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: bool accepted = 2;
+   */
+  accepted: boolean;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.TriggerDiscoveryResponse.
+ * Use `create(TriggerDiscoveryResponseSchema)` to create a new message.
+ */
+export const TriggerDiscoveryResponseSchema: GenMessage<TriggerDiscoveryResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 25);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.TriggerIngestionRequest
+ */
+export type TriggerIngestionRequest = Message<"dodil.k3.ingest.v1.TriggerIngestionRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string source_id = 2;
+   */
+  sourceId: string;
+
+  /**
+   * Limit to this rule.
+   *
+   * @generated from field: string rule_id = 3;
+   */
+  ruleId: string;
+
+  /**
+   * Replay the objects whose latest job FAILED or is PARTIAL.
+   *
+   * @generated from field: bool retry_failed = 4;
+   */
+  retryFailed: boolean;
+
+  /**
+   * Only this discovered object (its key).
+   *
+   * @generated from field: string source_object_id = 5;
+   */
+  sourceObjectId: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.TriggerIngestionRequest.
+ * Use `create(TriggerIngestionRequestSchema)` to create a new message.
+ */
+export const TriggerIngestionRequestSchema: GenMessage<TriggerIngestionRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 26);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.TriggerIngestionResponse
+ */
+export type TriggerIngestionResponse = Message<"dodil.k3.ingest.v1.TriggerIngestionResponse"> & {
+  /**
+   * @generated from field: bool accepted = 1;
+   */
+  accepted: boolean;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * Jobs created by this call.
+   *
+   * @generated from field: int64 dispatched = 3;
+   */
+  dispatched: bigint;
+
+  /**
+   * Objects looked at.
+   *
+   * @generated from field: int64 considered = 4;
+   */
+  considered: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.TriggerIngestionResponse.
+ * Use `create(TriggerIngestionResponseSchema)` to create a new message.
+ */
+export const TriggerIngestionResponseSchema: GenMessage<TriggerIngestionResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 27);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.GetSyncStatusRequest
+ */
+export type GetSyncStatusRequest = Message<"dodil.k3.ingest.v1.GetSyncStatusRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string source_id = 2;
+   */
+  sourceId: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.GetSyncStatusRequest.
+ * Use `create(GetSyncStatusRequestSchema)` to create a new message.
+ */
+export const GetSyncStatusRequestSchema: GenMessage<GetSyncStatusRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 28);
+
+/**
+ * One discovery of a source and what it found.
+ *
+ * @generated from message dodil.k3.ingest.v1.Discovery
+ */
+export type Discovery = Message<"dodil.k3.ingest.v1.Discovery"> & {
+  /**
+   * @generated from field: string discovery_id = 1;
+   */
+  discoveryId: string;
+
+  /**
+   * "pending", "running", "completed", "failed" or "cancelled".
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: bool full_sync = 3;
+   */
+  fullSync: boolean;
+
+  /**
+   * @generated from field: string rule_id = 4;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: int64 scanned = 5;
+   */
+  scanned: bigint;
+
+  /**
+   * @generated from field: int64 new_objects = 6;
+   */
+  newObjects: bigint;
+
+  /**
+   * @generated from field: int64 modified = 7;
+   */
+  modified: bigint;
+
+  /**
+   * @generated from field: int64 unchanged = 8;
+   */
+  unchanged: bigint;
+
+  /**
+   * @generated from field: int64 deleted = 9;
+   */
+  deleted: bigint;
+
+  /**
+   * @generated from field: int64 failed = 10;
+   */
+  failed: bigint;
+
+  /**
+   * Jobs dispatched so far.
+   *
+   * @generated from field: int64 dispatched = 11;
+   */
+  dispatched: bigint;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 created_at = 12;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: int64 started_at = 13;
+   */
+  startedAt: bigint;
+
+  /**
+   * @generated from field: int64 finished_at = 14;
+   */
+  finishedAt: bigint;
+
+  /**
+   * @generated from field: string error = 15;
+   */
+  error: string;
+
+  /**
+   * The last key the discovery has committed; it resumes after it.
+   *
+   * @generated from field: string checkpoint_key = 16;
+   */
+  checkpointKey: string;
+
+  /**
+   * Attempts started (more than one after a crash or hand-back).
+   *
+   * @generated from field: int32 attempts = 17;
+   */
+  attempts: number;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.Discovery.
+ * Use `create(DiscoverySchema)` to create a new message.
+ */
+export const DiscoverySchema: GenMessage<Discovery> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 29);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.GetSyncStatusResponse
+ */
+export type GetSyncStatusResponse = Message<"dodil.k3.ingest.v1.GetSyncStatusResponse"> & {
+  /**
+   * @generated from field: string source_id = 1;
+   */
+  sourceId: string;
+
+  /**
+   * True while a discovery is pending or running.
+   *
+   * @generated from field: bool syncing = 2;
+   */
+  syncing: boolean;
+
+  /**
+   * The discovery that is pending or running, if any.
+   *
+   * @generated from field: dodil.k3.ingest.v1.Discovery current = 3;
+   */
+  current?: Discovery | undefined;
+
+  /**
+   * The last discovery that ended.
+   *
+   * @generated from field: dodil.k3.ingest.v1.Discovery last = 4;
+   */
+  last?: Discovery | undefined;
+
+  /**
+   * The source's jobs by status name ("INGEST_STATUS_COMPLETED": 12, …).
+   *
+   * @generated from field: map<string, int64> job_counts = 5;
+   */
+  jobCounts: { [key: string]: bigint };
+
+  /**
+   * @generated from field: int64 total_objects = 6;
+   */
+  totalObjects: bigint;
+
+  /**
+   * @generated from field: int64 indexed_objects = 7;
+   */
+  indexedObjects: bigint;
+
+  /**
+   * @generated from field: int64 last_sync_at = 8;
+   */
+  lastSyncAt: bigint;
+
+  /**
+   * @generated from field: int64 last_success_at = 9;
+   */
+  lastSuccessAt: bigint;
+
+  /**
+   * @generated from field: string last_error = 10;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.GetSyncStatusResponse.
+ * Use `create(GetSyncStatusResponseSchema)` to create a new message.
+ */
+export const GetSyncStatusResponseSchema: GenMessage<GetSyncStatusResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 30);
+
+/**
  * Lifecycle state of an ingest job.
  *
  * @generated from enum dodil.k3.ingest.v1.IngestStatus
@@ -1075,6 +1446,40 @@ export const IngestService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRuleRequestSchema;
     output: typeof DeleteRuleResponseSchema;
+  },
+  /**
+   * Starts a discovery of a source: it lists the source, compares each object with the
+   * source's checkpoint, dispatches jobs for new and modified objects that match the rules,
+   * removes the outputs of deleted ones and moves the checkpoint forward. Asynchronous:
+   * follow it with GetSyncStatus.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.TriggerDiscovery
+   */
+  triggerDiscovery: {
+    methodKind: "unary";
+    input: typeof TriggerDiscoveryRequestSchema;
+    output: typeof TriggerDiscoveryResponseSchema;
+  },
+  /**
+   * Dispatches objects discovery already found: those with no successful job for their
+   * current version, or (retry_failed) those whose latest job FAILED or is PARTIAL.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.TriggerIngestion
+   */
+  triggerIngestion: {
+    methodKind: "unary";
+    input: typeof TriggerIngestionRequestSchema;
+    output: typeof TriggerIngestionResponseSchema;
+  },
+  /**
+   * The state of a source's discoveries and its jobs.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.GetSyncStatus
+   */
+  getSyncStatus: {
+    methodKind: "unary";
+    input: typeof GetSyncStatusRequestSchema;
+    output: typeof GetSyncStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dodil_k3_ingest_v1_ingest, 0);

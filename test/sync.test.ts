@@ -1,0 +1,150 @@
+/**
+ * Sources and sync over REST, on a real server with its worker: a folder bucket's internal
+ * source discovers files dropped in by hand (once), spawns nothing when nothing changed,
+ * spawns exactly the touched ones, removes the chunks of deleted ones; full_sync
+ * re-dispatches everything; TriggerIngestion with retry_failed replays exactly the failed
+ * jobs as linked jobs; bad input is answered by name; a second trigger while one runs is
+ * refused naming the running one.
+ */
+import { rmSync, utimesSync } from "node:fs";
+import { join } from "node:path";
+import { Client } from "pg";
+import { jsonClient, type J } from "./helpers/http";
+import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
+
+jest.setTimeout(180_000);
+
+let s: TestServers;
+const B = "kb-sync";
+const N = 1000;
+const http = jsonClient(() => s.httpUrl);
+let internal = "";
+let embed = "";
+
+beforeAll(async () => {
+  s = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50", K3_WORKER_CONCURRENCY: "8", K3_DISCOVERY_BATCH: "200" });
+  internal = (await http("POST", "/admin/buckets", { name: B })).json.bucket.internalSourceId;
+  embed = (await http("POST", `/${B}/pipelines`, { name: "embed", scriptum_template: "text_embedding_index" })).json.pipeline.pipelineId;
+  await http("POST", `/${B}/rules`, { name: "all", pipeline_id: embed, include_patterns: ["**"] });
+  // Files dropped into the bucket's folder by hand: only a discovery finds them.
+  for (let i = 0; i < N; i++) s.putObject(B, `notes/n${String(i).padStart(4, "0")}.txt`, `note number ${i} about sync`);
+  s.putObject(B, "broken/a.pdf", "%PDF-1.4 not really");
+  s.putObject(B, "broken/b.pdf", "%PDF-1.4 not really either");
+});
+afterAll(() => s.stop());
+
+/** Starts a discovery and waits for it to end; returns its final state. */
+async function discover(body: J = {}): Promise<J> {
+  const started = await http("POST", `/${B}/sources/${internal}/discover`, body);
+  expect(started).toMatchObject({ status: 200, json: { accepted: true, message: "Discovery scan started" } });
+  const id = started.json.jobId;
+  expect(id).toMatch(/^disc_/);
+  return waitFor(`discovery ${id}`, async () => {
+    const st = (await http("GET", `/${B}/sources/${internal}/sync`)).json;
+    return !st.syncing && st.last?.discoveryId === id ? st.last : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 100 });
+}
+
+async function allTerminal(): Promise<J> {
+  return waitFor("every job to end", async () => {
+    const st = (await http("GET", `/${B}/sources/${internal}/sync`)).json;
+    const c = st.jobCounts ?? {};
+    return !c.INGEST_STATUS_PENDING && !c.INGEST_STATUS_PROCESSING ? st : undefined;
+  }, { timeoutMs: 120_000, intervalMs: 200 });
+}
+
+async function jobCount(): Promise<number> {
+  return Number((await http("GET", `/${B}/ingest/jobs?source_id=${internal}&page_size=1`)).json.pagination.totalCount);
+}
+
+test("the internal source of a folder bucket: discover once, nothing twice, the touched ten, the deleted five, full_sync", async () => {
+  const source = (await http("GET", `/${B}/sources/${internal}`)).json.source;
+  expect(source).toMatchObject({ provider: "SOURCE_PROVIDER_INTERNAL_S3", syncIntervalSeconds: "0", enabled: true, status: "SOURCE_STATUS_ACTIVE" });
+
+  const first = await discover();
+  expect(first).toMatchObject({ state: "completed", scanned: String(N + 2), newObjects: String(N + 2), modified: "0", unchanged: "0", deleted: "0", dispatched: String(N + 2) });
+  const st = await allTerminal();
+  expect(st.jobCounts).toEqual({ INGEST_STATUS_COMPLETED: String(N), INGEST_STATUS_FAILED: "2" });
+  expect(st).toMatchObject({ totalObjects: String(N + 2), indexedObjects: String(N) });
+  expect(Number(st.lastSuccessAt)).toBeGreaterThan(0);
+
+  const second = await discover();
+  expect(second).toMatchObject({ state: "completed", scanned: String(N + 2), newObjects: "0", modified: "0", unchanged: String(N + 2), dispatched: "0" });
+  expect(await jobCount()).toBe(N + 2);
+
+  const dir = join(s.dataDir, "buckets", B, "notes");
+  const later = new Date(Date.now() + 60_000);
+  for (let i = 0; i < 10; i++) utimesSync(join(dir, `n${String(i * 7).padStart(4, "0")}.txt`), later, later);
+  const third = await discover();
+  expect(third).toMatchObject({ modified: "10", unchanged: String(N - 8), dispatched: "10" });
+  expect(await jobCount()).toBe(N + 12);
+  await allTerminal();
+
+  // Chunks of the five files removed by hand go with them.
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    const gone = ["n0500", "n0501", "n0502", "n0503", "n0504"].map((n) => `notes/${n}.txt`);
+    const chunks = async () => Number((await db.query("SELECT count(*) AS n FROM vector_chunks WHERE object_key = ANY($1)", [gone])).rows[0].n);
+    expect(await chunks()).toBe(5);
+    for (const k of gone) rmSync(join(s.dataDir, "buckets", B, k));
+    const fourth = await discover();
+    expect(fourth).toMatchObject({ deleted: "5", dispatched: "0" });
+    expect(await chunks()).toBe(0);
+    expect((await http("GET", `/${B}/objects/notes/n0500.txt/info`)).status).toBe(404);
+  } finally {
+    await db.end();
+  }
+
+  const full = await discover({ full_sync: true });
+  expect(full).toMatchObject({ unchanged: String(N - 3), dispatched: String(N - 3) });
+  await allTerminal();
+});
+
+test("TriggerIngestion: nothing to do when all is indexed; retry_failed replays exactly the failed jobs, linked", async () => {
+  const before = await jobCount();
+  const plain = await http("POST", `/${B}/sources/${internal}/ingest`, {});
+  // Only the two broken PDFs lack a successful job for their current version.
+  expect(plain.json).toMatchObject({ accepted: true, dispatched: "2" });
+  await allTerminal();
+  // A replay of a failed object is linked to the failure it retries.
+  const failed = (await http("GET", `/${B}/ingest/jobs?source_id=${internal}&status_filter=INGEST_STATUS_FAILED&page_size=100`)).json.jobs as J[];
+  const latestFailed = ["broken/a.pdf", "broken/b.pdf"].map((k) => failed.find((j) => j.object.key === k) as J);
+  expect(latestFailed.every((j) => j.retryOf !== "" && failed.some((f) => f.jobId === j.retryOf))).toBe(true);
+  const retry = await http("POST", `/${B}/sources/${internal}/ingest`, { retry_failed: true });
+  expect(retry.json).toMatchObject({ accepted: true, dispatched: "2" });
+  const replays = ((await http("GET", `/${B}/ingest/jobs?source_id=${internal}&page_size=3`)).json.jobs as J[]).slice(0, 2);
+  expect(replays.map((j) => j.retryOf).sort()).toEqual(latestFailed.map((j) => j.jobId).sort());
+  const one = (await http("GET", `/${B}/ingest/jobs/${replays[0].jobId}`)).json.job;
+  expect(one).toMatchObject({ sourceId: internal, retryOf: replays[0].retryOf, object: { key: expect.stringMatching(/^broken\//) } });
+  expect(await jobCount()).toBe(before + 4);
+  await allTerminal();
+  // One object only.
+  const single = await http("POST", `/${B}/sources/${internal}/ingest`, { retry_failed: true, source_object_id: "broken/a.pdf" });
+  expect(single.json).toMatchObject({ dispatched: "1", considered: "1" });
+  await allTerminal();
+});
+
+test("bad input: unknown source, another bucket's source, unknown rule, the internal source's delete, a discovery already running", async () => {
+  expect(await http("POST", `/${B}/sources/src_nope/discover`, {})).toMatchObject({ status: 404, json: { message: expect.stringMatching(/source_id "src_nope" not found in bucket "kb-sync"/) } });
+  s.putObject("kb-other", "x.txt", "x");
+  const otherInternal = (await http("GET", "/kb-other/sources")).json.sources[0].sourceId;
+  expect((await http("GET", `/${B}/sources/${otherInternal}`)).status).toBe(404);
+  expect((await http("POST", `/${B}/sources/${otherInternal}/ingest`, {})).status).toBe(404);
+  expect(await http("POST", `/${B}/sources/${internal}/discover`, { rule_id: "rule_nope" })).toMatchObject({ status: 404, json: { message: expect.stringMatching(/rule_id "rule_nope" is not an enabled rule/) } });
+  expect(await http("DELETE", `/${B}/sources/${internal}`)).toMatchObject({ status: 400, json: { code: "failed_precondition" } });
+  expect(await http("POST", `/${B}/sources`, { provider: "SOURCE_PROVIDER_GITHUB", name: "gh" })).toMatchObject({ status: 501, json: { code: "unimplemented", message: expect.stringMatching(/SOURCE_PROVIDER_GITHUB sources are not implemented by this server; accepted: SOURCE_PROVIDER_EXTERNAL_S3/) } });
+  expect(await http("POST", `/${B}/sources`, { provider: "SOURCE_PROVIDER_EXTERNAL_S3", name: "x", external_s3: { endpoint: "ftp://h", bucket: "b", access_key_id: "k", secret_access_key: "s" } })).toMatchObject({ status: 400, json: { message: expect.stringMatching(/external_s3\.endpoint "ftp:\/\/h" must be an http\(s\) base URL/) } });
+  expect(await http("POST", `/${B}/rules`, { name: "r", pipeline_id: embed, source_id: "src_nope" })).toMatchObject({ status: 404 });
+
+  // Two triggers at once: one is accepted, the other names it.
+  const [a, b] = await Promise.all([http("POST", `/${B}/sources/${internal}/discover`, {}), http("POST", `/${B}/sources/${internal}/discover`, {})]);
+  const accepted = [a, b].filter((r) => r.json.accepted);
+  const refused = [a, b].filter((r) => !r.json.accepted);
+  expect(accepted).toHaveLength(1);
+  expect(refused).toHaveLength(1);
+  expect(refused[0].json.jobId).toBe(accepted[0].json.jobId);
+  expect(refused[0].json.message).toContain(accepted[0].json.jobId);
+  await waitFor("the discovery to end", async () => ((await http("GET", `/${B}/sources/${internal}/sync`)).json.syncing ? undefined : true), { timeoutMs: 60_000 });
+});
