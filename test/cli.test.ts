@@ -5,6 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -124,4 +125,39 @@ test("buckets create/ls/get/rm and objects put/ls/info/get/url/rm through the CL
   expect((await cli(["objects", "get", "-b", "kb-cli-store", "notes/note.txt", "-"])).code).toBe(5);
   expect((await cli(["buckets", "rm", "kb-cli-store"])).code).toBe(0);
   expect((await cli(["buckets", "get", "kb-cli-store"])).code).toBe(5);
+});
+
+test("sources and sync through the CLI: list, discover --wait with progress and exit code, status, ingest, an external source's secret from the environment", async () => {
+  const listed = await cli(["sources", "list", "-b", B, "-o", "json"]);
+  expect(listed.code).toBe(0);
+  const internal = JSON.parse(listed.stdout).sources[0];
+  expect(internal.provider).toBe("SOURCE_PROVIDER_INTERNAL_S3");
+  s.putObject(B, "docs/dropped.txt", "dropped in by hand");
+  const discovered = await cli(["sync", "discover", "-b", B, internal.sourceId, "--wait"]);
+  expect(discovered.code).toBe(0);
+  expect(discovered.stderr).toMatch(/disc_\w+ {2}completed {2}scanned \d+/);
+  const status = await cli(["sync", "status", "-b", B, internal.sourceId]);
+  expect(status.stdout).toMatch(new RegExp(`^${internal.sourceId}\\s+false\\s+\\d+`, "m"));
+  const ingest = await cli(["sync", "ingest", "-b", B, internal.sourceId, "--retry-failed", "-o", "json"]);
+  expect(JSON.parse(ingest.stdout)).toMatchObject({ accepted: true });
+  const closed = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+  const created = await cli(
+    ["sources", "create", "-b", B, "--name", "elsewhere", "--root", "kb/", "--s3-endpoint", `http://127.0.0.1:${closed}`, "--s3-bucket", "elsewhere", "--access-key-id", "AKEXAMPLE", "-o", "json"],
+    { K3_SOURCE_SECRET_ACCESS_KEY: "from-the-environment" },
+  );
+  expect(created.code).toBe(0);
+  const ext = JSON.parse(created.stdout).source;
+  expect(ext).toMatchObject({ provider: "SOURCE_PROVIDER_EXTERNAL_S3", rootPath: "kb/", externalS3: { accessKeyId: "AKEXAMPLE" } });
+  expect(created.stdout).not.toContain("from-the-environment");
+  // The endpoint refuses connections: the discovery fails, and --wait says so with exit code 1.
+  const failed = await cli(["sync", "discover", "-b", B, ext.sourceId, "--wait"]);
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toMatch(/failed {2}.*error: the S3 server could not be reached \(ECONNREFUSED\)/);
+  expect((await cli(["sources", "delete", "-b", B, ext.sourceId])).code).toBe(0);
+  expect((await cli(["sources", "get", "-b", B, ext.sourceId])).code).toBe(5);
 });

@@ -141,7 +141,7 @@ describe("across processes", () => {
     const shared = dataDir();
     const mk = () => build(loadConfig({ DATABASE_URL: db.url, K3_DATA_DIR: shared, K3_HOST: "127.0.0.1", K3_HTTP_PORT: "0", K3_GRPC_PORT: "0", K3_AUTH: "off", K3_POLL_MS: "50" }), createLogger("silent"));
     const apps: App[] = [mk(), mk()];
-    const ports = [];
+    const ports: number[] = [];
     for (const a of apps) ports.push((await a.start()).httpPort);
     try {
       const http = jsonClient(() => `http://127.0.0.1:${ports[0]}`);

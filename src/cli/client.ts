@@ -22,6 +22,8 @@ import {
 import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSchema } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { StorageService } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { bucketCommand, objectCommand } from "./storage-commands";
+import { sourceCommand, syncCommand } from "./sync-commands";
+import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
 const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
   jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all]
@@ -34,7 +36,11 @@ const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T o
               [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
   buckets     create NAME [-d DESCRIPTION] | ls | get NAME | rm NAME [--force]
   objects     put -b BUCKET FILE [-k KEY] | get -b BUCKET KEY [FILE|-] | ls -b BUCKET [--prefix P]
-              | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]`;
+              | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]
+  sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
+              [--s3-endpoint URL --s3-bucket B --s3-region R --access-key-id K]   (secret: K3_SOURCE_SECRET_ACCESS_KEY)
+  sync        discover -b BUCKET SOURCE_ID [--full] [--rule RULE] [--wait] | status -b BUCKET SOURCE_ID
+              | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]`;
 
 class UsageError extends Error {}
 
@@ -111,6 +117,15 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         key: { type: "string", short: "k" },
         prefix: { type: "string" },
         expires: { type: "string" },
+        root: { type: "string" },
+        interval: { type: "string" },
+        "s3-endpoint": { type: "string" },
+        "s3-bucket": { type: "string" },
+        "s3-region": { type: "string" },
+        "access-key-id": { type: "string" },
+        full: { type: "boolean" },
+        "retry-failed": { type: "boolean" },
+        object: { type: "string" },
       },
     });
   } catch (e) {
@@ -247,6 +262,37 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         table,
       };
       return group === "buckets" ? await bucketCommand(ctx, verb) : await objectCommand(ctx, verb);
+    }
+    if (group === "sources" || group === "sync") {
+      const ctx = {
+        sources: createClient(SourceService, transport),
+        ingest,
+        asJson,
+        out,
+        err,
+        env,
+        bucket,
+        args: rest,
+        flags: {
+          name: v.name,
+          description: v.description,
+          root: v.root,
+          interval: v.interval,
+          s3Endpoint: v["s3-endpoint"],
+          s3Bucket: v["s3-bucket"],
+          s3Region: v["s3-region"],
+          accessKeyId: v["access-key-id"],
+          full: v.full,
+          rule: v.rule,
+          retryFailed: v["retry-failed"],
+          object: v.object,
+          wait: v.wait,
+          json: v.json === undefined ? undefined : bodyOf(v),
+        },
+        usage: (message: string) => new UsageError(message),
+        table,
+      };
+      return group === "sources" ? await sourceCommand(ctx, verb) : await syncCommand(ctx, verb);
     }
     if (group === "pipelines") return await pipelineCommand(pipelines, verb, bucket, id, v, asJson, out);
     if (group === "rules") return await ruleCommand(ingest, verb, bucket, id, v, asJson, out);

@@ -63,7 +63,8 @@ export function createS3Client(o: S3Location) {
       res = await fetch(url, { method, headers: { ...headers, ...signed }, body: init.body, signal: init.signal, duplex: "half" } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const c = (err as { cause?: { code?: string; message?: string } }).cause;
+      const cause = c?.code ?? c?.message ?? (err as Error).message;
       throw new S3ClientError(`the S3 server could not be reached (${cause})`, 0);
     }
     if (res.status >= 500) {
