@@ -2,6 +2,7 @@
  * GET /openapi.json: an OpenAPI 3.1 document, valid by a well-kept validator, with every
  * REST route of the descriptors and schemas that follow the protobuf JSON mapping.
  */
+import { SourceService } from "../gen/dodil/k3/source/v1/source_pb";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { getOption, hasOption } from "@bufbuild/protobuf";
@@ -26,7 +27,7 @@ test("the document validates as OpenAPI 3.1", () => {
 
 test("every google.api.http route is in it, with its path parameters", () => {
   let routes = 0;
-  for (const service of [IngestService, PipelineService]) {
+  for (const service of [IngestService, PipelineService, SourceService]) {
     for (const method of service.methods) {
       if (!hasOption(method, httpRule)) continue;
       const rule = getOption(method, httpRule);
@@ -39,7 +40,7 @@ test("every google.api.http route is in it, with its path parameters", () => {
       expect(Boolean(op.requestBody)).toBe(rule.body === "*");
     }
   }
-  expect(routes).toBe(14);
+  expect(routes).toBe(22); // 11 of IngestService, 6 of PipelineService, 5 of SourceService
 });
 
 test("schemas follow the JSON mapping: counters numbers, timestamps strings, enums by name", () => {
@@ -49,7 +50,7 @@ test("schemas follow the JSON mapping: counters numbers, timestamps strings, enu
   expect(job.status.enum).toContain("INGEST_STATUS_COMPLETED");
   expect(job.object).toEqual({ $ref: "#/components/schemas/dodil.k3.ingest.v1.ObjectRef" });
   const list = doc.paths["/{bucket}/ingest/jobs"].get;
-  expect(list.parameters.map((p: J) => p.name)).toEqual(["bucket", "status_filter", "pipeline_id", "rule_id", "page_size", "page_token"]);
+  expect(list.parameters.map((p: J) => p.name)).toEqual(["bucket", "status_filter", "pipeline_id", "rule_id", "page_size", "page_token", "source_id"]);
   expect(doc.components.schemas["dodil.k3.ingest.v1.Pagination"].properties.totalCount.type).toBe("string");
   expect(doc.components.securitySchemes.bearerAuth).toEqual({ type: "http", scheme: "bearer" });
 });

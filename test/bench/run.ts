@@ -24,10 +24,11 @@ import { encodePageToken } from "../../src/domain/page-token";
 import { flateBomb } from "../helpers/fixtures";
 import { migrate } from "../../src/storage/postgres/migrate";
 import { connectClients, grpcCall } from "../helpers/clients";
+import { scenario9 } from "./discovery";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9").split(",").map(Number);
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -565,6 +566,11 @@ async function main() {
     if (ONLY.includes(5)) await scenario5(pg.adminUrl);
     if (ONLY.includes(7)) await scenario7(pg.adminUrl);
     if (ONLY.includes(8)) await scenario8(pg.adminUrl);
+    if (ONLY.includes(9)) {
+      const nine = await scenario9(pg.adminUrl, log);
+      rows.push(...nine.rows);
+      results.scenario9 = nine.results;
+    }
   } finally {
     await pg.stop();
   }
