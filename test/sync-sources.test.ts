@@ -57,7 +57,9 @@ describe("an external S3-compatible source", () => {
     await put("/team-docs/kb/guide.txt", "external words ".repeat(20));
     await put("/team-docs/kb/deep/faq.md", "# FAQ\n\nanswers from elsewhere");
     await put("/team-docs/outside/skip.txt", "not under the root path");
-    s = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50" }, { logLines: lines });
+    for (let i = 0; i < 300; i++) await put(`/team-docs/many/m${String(i).padStart(3, "0")}.txt`, `many ${i}`);
+    // Small batches, so that a discovery of "many/" is still running when the test deletes its source.
+    s = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50", K3_DISCOVERY_BATCH: "5" }, { logLines: lines });
   });
   afterAll(async () => {
     await s?.stop();
@@ -114,6 +116,32 @@ describe("an external S3-compatible source", () => {
     await db.connect();
     try {
       expect((await db.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = 'kb-ext' AND object_key = 'guide.txt'")).rows[0].n).toBe(0);
+    } finally {
+      await db.end();
+    }
+  });
+
+  test("a source deleted during its discovery stops it cleanly: cancelled, nothing of it left", async () => {
+    await http("POST", "/admin/buckets", { name: "kb-gone" });
+    const src = (await http("POST", "/kb-gone/sources", { provider: "SOURCE_PROVIDER_EXTERNAL_S3", name: "many", root_path: "many/", external_s3: { endpoint, bucket: "team-docs", access_key_id: UP.accessKeyId, secret_access_key: UP.secretAccessKey } })).json.source;
+    const disc = (await http("POST", `/kb-gone/sources/${src.sourceId}/discover`, {})).json.jobId;
+    await waitFor("the discovery to be under way", async () => {
+      const cur = (await http("GET", `/kb-gone/sources/${src.sourceId}/sync`)).json.current;
+      return cur && Number(cur.scanned) > 0 ? true : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 5 });
+    expect((await http("DELETE", `/kb-gone/sources/${src.sourceId}`)).status).toBe(200);
+    expect((await http("GET", `/kb-gone/sources/${src.sourceId}`)).status).toBe(404);
+    const db = new Client({ connectionString: s.db.url });
+    await db.connect();
+    try {
+      const row = await waitFor("the discovery to stop", async () => {
+        const r = (await db.query("SELECT state, lease_owner FROM discoveries WHERE discovery_id = $1", [disc])).rows[0];
+        return r && r.state !== "running" ? r : undefined;
+      }, { timeoutMs: 10_000 });
+      expect(row).toEqual({ state: "cancelled", lease_owner: null });
+      await new Promise((r) => setTimeout(r, 300)); // a batch in flight when it was cancelled must not land
+      expect((await db.query("SELECT count(*)::int AS n FROM source_objects WHERE source_id = $1", [src.sourceId])).rows[0].n).toBe(0);
+      expect((await db.query("SELECT count(*)::int AS n FROM jobs WHERE source_id = $1 AND status IN ('pending', 'processing')", [src.sourceId])).rows[0].n).toBe(0);
     } finally {
       await db.end();
     }
