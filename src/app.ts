@@ -45,6 +45,9 @@ import { DiscoveryRunner } from "./sync/discovery";
 import { createSourceObjects } from "./sync/source-objects";
 import { createSourceService } from "./service/source-service";
 import { SourceService } from "../gen/dodil/k3/source/v1/source_pb";
+import { VectorService } from "../gen/dodil/k3/vector/v1/vector_pb";
+import { createVectorService } from "./service/vector-service";
+import { VectorIndex } from "./search/vector-index";
 
 /** A built, not yet started, process. */
 export interface App {
@@ -237,6 +240,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           secrets,
           publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}`,
           discoveryCreated: () => discoveries?.kick(),
+          vectorIndex: new VectorIndex(r.vector),
+          embedderFor: embedderFactory(config),
+          embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
         };
         const ready = async () => {
           await r.ping();
@@ -248,6 +254,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           registerService(PipelineService, createPipelineService(deps), log, auth, m, limiter),
           registerService(StorageService, createStorageService(deps), log, auth, m, limiter),
           registerService(SourceService, createSourceService(deps), log, auth, m, limiter),
+          registerService(VectorService, createVectorService(deps), log, auth, m, limiter),
         ];
         http = createHttpServer(entries, {
           log,

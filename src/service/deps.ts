@@ -1,4 +1,6 @@
 import type { ObjectStore } from "../storage/object-store";
+import type { VectorIndex } from "../search/vector-index";
+import type { Embedder } from "../worker/embedder";
 import type { Repository } from "../storage/repository";
 import type { SecretBox } from "../storage/secrets";
 
@@ -14,4 +16,10 @@ export interface ServiceDeps {
   publicUrl?: () => string;
   /** Tells this process's discovery runner (if any) that a discovery was created. */
   discoveryCreated?: () => void;
+  /** This process's in-memory vector index (search). */
+  vectorIndex?: VectorIndex;
+  /** The embedder a pipeline's options select (search embeds query texts with it). */
+  embedderFor?: (options: Readonly<Record<string, string>>) => Embedder;
+  /** The remote embedder's default model, when one is configured. */
+  embeddingModel?: string;
 }

@@ -3,7 +3,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { PipelineService, type UpdatePipelineRequest } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
-import type { PipelineFields } from "../domain/pipeline";
+import type { Scope } from "../domain/job";
+import type { Pipeline, PipelineFields } from "../domain/pipeline";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkLength, checkOptionMap, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import { pipelinePagination, pipelineToProto } from "./convert";
@@ -18,6 +19,33 @@ function checkPipelineName(name: string): void {
   if (name.length > 200) throw new InvalidArgument(`name is longer than 200 characters`, "name");
 }
 
+
+/** Checks and creates a pipeline of a template (CreatePipeline, AddVectorPipeline). */
+export async function insertPipeline(
+  deps: ServiceDeps,
+  scope: Scope,
+  f: { name: string; description: string; template: string; options: Record<string, string>; storeEntityId: string },
+): Promise<Pipeline> {
+  checkPipelineName(f.name);
+  checkLength(f.description, MAX_TEXT, "description");
+  const template = getTemplate(f.template);
+  checkOptionMap(f.options);
+  checkTemplateOptions(template, f.options);
+  const createdAt = deps.now();
+  return deps.repo.pipelineInsert({
+    pipelineId: newId("pipe", createdAt),
+    org: scope.org,
+    bucket: scope.bucket,
+    name: f.name,
+    description: f.description,
+    template: template.name,
+    options: f.options,
+    storeEntityId: f.storeEntityId,
+    storeEntityKind: template.kind,
+    createdAt,
+    updatedAt: createdAt,
+  });
+}
 
 /** Builds the PipelineService implementation over the given dependencies. */
 export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof PipelineService> {
@@ -47,23 +75,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
         default:
           throw new InvalidArgument("one of scriptum_template or spawn_from_template is required", "scriptum_template");
       }
-      const template = getTemplate(templateName);
-      checkOptionMap(options);
-      checkTemplateOptions(template, options);
-      const createdAt = now();
-      const pipeline = await repo.pipelineInsert({
-        pipelineId: newId("pipe", createdAt),
-        org: scope.org,
-        bucket: req.bucket,
-        name: req.name,
-        description: req.description,
-        template: template.name,
-        options,
-        storeEntityId: req.storeEntityId,
-        storeEntityKind: template.kind,
-        createdAt,
-        updatedAt: createdAt,
-      });
+      const pipeline = await insertPipeline(deps, scope, { name: req.name, description: req.description, template: templateName, options, storeEntityId: req.storeEntityId });
       return { pipeline: pipelineToProto(pipeline) };
     },
 

@@ -4,6 +4,7 @@
  */
 import type { Cursor } from "../domain/page-token";
 import type { SyncStore } from "./postgres/sync-store";
+import type { VectorStore } from "./postgres/vector-store";
 import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../domain/bucket";
@@ -45,6 +46,8 @@ export interface PipelineFilter {
 export interface Repository {
   /** Sources, checkpoints and discoveries (postgres/sync-store.ts), on the same connections. */
   readonly sync: SyncStore;
+  /** Engines, collection versions and chunks for search (postgres/vector-store.ts). */
+  readonly vector: VectorStore;
   /** Inserts the job, or returns the existing one with the same (bucket, requestId). */
   jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }>;
   jobGetById(scope: Scope, jobId: string): Promise<Job | undefined>;

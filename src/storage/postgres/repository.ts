@@ -15,6 +15,7 @@ import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY } from "./db";
 import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
 import { SyncStore } from "./sync-store";
+import { VectorStore } from "./vector-store";
 import { jobInsertParams, num, toBucket, toJob, toObject, toPipeline, toRule, toToken } from "./rows";
 
 /** Column names the partial updates may write, by domain field. */
@@ -67,6 +68,7 @@ export class PgRepository extends PgDb implements Repository {
   private readonly rulesCache = new Map<string, { value: BoundRule[]; at: number }>();
   private readonly inserts: PendingInsert[] = [];
   readonly sync = new SyncStore(this.pool);
+  readonly vector = new VectorStore(this.pool);
   private insertsInFlight = 0;
 
   /**

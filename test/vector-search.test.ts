@@ -1,0 +1,192 @@
+/**
+ * Search what was ingested, as a K3 client runs it over plain HTTP with a bearer token:
+ * create bucket → AddVectorPipeline → rule on its embedPipelineId → upload (text,
+ * Markdown, HTML, PDF) → search. The document holding the words comes first; top_k and
+ * min_score hold; deleting or changing an object changes the results at once; another
+ * organization sees nothing; hybrid search puts a rare exact term above a dense near
+ * match; bad queries are refused by name. Every door answers the same search.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { newToken } from "../src/domain/auth";
+import { VectorService } from "../gen/dodil/k3/vector/v1/vector_pb";
+import { DOORS, connectClients } from "./helpers/clients";
+import { makePdf } from "./helpers/fixtures";
+import { jsonClient, type J } from "./helpers/http";
+import { startEmbedderServer, type EmbedderServer } from "./helpers/embedder-server";
+import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
+
+jest.setTimeout(120_000);
+
+const TOPICS: Array<[string, string]> = [
+  ["biology", "photosynthesis turns light into chemical energy in the chlorophyll of green leaves"],
+  ["astronomy", "a neutron star is the collapsed core of a massive supergiant star"],
+  ["cooking", "knead the bread dough and let the yeast rise before baking"],
+  ["sailing", "trim the mainsail and tack upwind when the breeze shifts"],
+  ["finance", "the central bank raised interest rates to curb inflation"],
+  ["music", "the violin sonata modulates from minor to major in the finale"],
+  ["geology", "basalt forms when lava cools quickly at the surface"],
+  ["medicine", "antibiotics treat bacterial infections but not viral ones"],
+  ["chess", "the sicilian defence answers the king pawn opening"],
+  ["gardening", "prune roses in late winter and mulch the beds"],
+  ["law", "the contract terminates upon material breach and written notice"],
+  ["football", "the striker scored a header from the corner kick"],
+];
+
+let s: TestServers;
+let http: ReturnType<typeof jsonClient>;
+let token = "";
+const B = "kb-search";
+const upload = (key: string, body: string | Buffer, type: string) =>
+  fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
+
+async function settled(): Promise<void> {
+  await waitFor("every job to end", async () => {
+    const jobs = (await http("GET", `/${B}/ingest/jobs?page_size=1000`)).json.jobs as J[];
+    return jobs.every((j) => j.status !== "INGEST_STATUS_PENDING" && j.status !== "INGEST_STATUS_PROCESSING") ? true : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 100 });
+}
+
+const search = (body: J) => http("POST", `/${B}/vector/search`, body);
+
+beforeAll(async () => {
+  s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "50" });
+  token = readFileSync(join(s.dataDir, "admin-token"), "utf8").trim();
+  http = jsonClient(() => s.httpUrl, { authorization: `Bearer ${token}` });
+});
+afterAll(() => s.stop());
+
+test("create bucket → AddVectorPipeline → rule → upload → search, over HTTP with a bearer token", async () => {
+  expect((await http("POST", "/admin/buckets", { name: B })).status).toBe(200);
+  expect((await http("GET", `/${B}/vector`)).status).toBe(404);
+  const added = await http("POST", `/${B}/vector/pipelines`, { name: "docs", template_id: "text_embedding_index" });
+  expect(added).toMatchObject({ status: 200, json: { embedPipelineName: "text_embedding_index", collection: { name: "docs", dimensions: 384, distanceMetric: "cosine" } } });
+  const pipe = added.json.embedPipelineId;
+  expect((await http("POST", `/${B}/rules`, { name: "all", pipeline_id: pipe, include_patterns: ["**"] })).status).toBe(200);
+  for (const [i, [topic, text]] of TOPICS.entries()) {
+    const kind = i % 4;
+    const res =
+      kind === 0 ? await upload(`docs/${topic}.txt`, `${text}.`, "text/plain")
+      : kind === 1 ? await upload(`docs/${topic}.md`, `# ${topic}\n\n${text}.`, "text/markdown")
+      : kind === 2 ? await upload(`docs/${topic}.html`, `<html><body><h1>${topic}</h1><p>${text}.</p></body></html>`, "text/html")
+      : await upload(`docs/${topic}.pdf`, makePdf([[text]]), "application/pdf");
+    expect(res.status).toBe(200);
+  }
+  await settled();
+  const engine = (await http("GET", `/${B}/vector`)).json.engine;
+  expect(engine).toMatchObject({ engineId: expect.stringMatching(/^eng_/), status: "ENGINE_STATUS_ACTIVE", store: "postgresql", collections: ["docs"] });
+  const configured = await http("POST", `/${B}/vector`, { mode: "ENGINE_MODE_AUTO" });
+  expect(configured.json).toMatchObject({ created: false, engine: { engineId: engine.engineId }, message: expect.stringMatching(/configured already; nothing changed/) });
+  const cols = (await http("GET", `/${B}/vector/collections`)).json.collections;
+  expect(cols).toMatchObject([{ name: "docs", embedPipelineId: pipe, chunkCount: "12", objectCount: "12" }]);
+
+  for (const [topic, query] of [["biology", "chlorophyll photosynthesis"], ["chess", "sicilian defence opening"], ["sailing", "mainsail upwind"], ["geology", "basalt lava"]]) {
+    const r = await search({ text: query, top_k: 3, include_content: true });
+    expect(r.status).toBe(200);
+    expect(r.json.results).toHaveLength(3);
+    expect(r.json.results[0]).toMatchObject({ object: { bucket: B, key: expect.stringMatching(new RegExp(`^docs/${topic}\\.`)) }, collectionName: "docs", pipelineId: pipe, chunkIndex: 0 });
+    expect(r.json.results[0].content).toContain(query.split(" ")[0]);
+  }
+  // min_score holds; without include_content no text is sent.
+  const strict = await search({ text: "chlorophyll photosynthesis", search_mode: "SEARCH_MODE_VECTOR", min_score: 0.3 });
+  expect(strict.json.results.length).toBeGreaterThanOrEqual(1);
+  expect(strict.json.results.every((x: J) => x.score >= 0.3 && (x.content ?? "") === "")).toBe(true);
+  expect((await search({ text: "chlorophyll photosynthesis", search_mode: "SEARCH_MODE_VECTOR", min_score: 0.99 })).json.results ?? []).toEqual([]);
+  // A filter on the key prefix.
+  const md = await search({ text: "the", top_k: 50, filter: { key_prefix: "docs/astronomy" } });
+  expect(md.json.results.map((x: J) => x.object.key)).toEqual(["docs/astronomy.md"]);
+});
+
+test("deleting or changing an object changes the results at once", async () => {
+  const first = async (q: string) => (await search({ text: q, top_k: 1, search_mode: "SEARCH_MODE_VECTOR" })).json.results?.[0]?.object.key;
+  expect(await first("antibiotics bacterial infections")).toBe("docs/medicine.pdf");
+  expect((await fetch(`${s.httpUrl}/${B}/docs/medicine.pdf`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } })).status).toBe(204);
+  expect(await first("antibiotics bacterial infections")).not.toBe("docs/medicine.pdf");
+  expect((await upload("docs/football.txt", "quantum entanglement links distant particles", "text/plain")).status).toBe(200);
+  await settled();
+  expect(await first("quantum entanglement")).toBe("docs/football.txt");
+  expect(await first("striker header corner")).not.toBe("docs/football.txt");
+});
+
+test("one organization never sees another's chunks; every door answers the same", async () => {
+  const { token: other, tokenId, secretHash } = newToken();
+  await s.app.repo().tokenInsert({ tokenId, org: "acme", secretHash, name: "acme", grants: [{ bucket: "*", role: "admin" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
+  const theirs = jsonClient(() => s.httpUrl, { authorization: `Bearer ${other}` });
+  const r = await theirs("POST", `/${B}/vector/search`, { text: "chlorophyll photosynthesis" });
+  expect(r.status).toBe(404);
+  expect(JSON.stringify(r.json)).not.toContain("chlorophyll");
+
+  const clients = connectClients(s.httpUrl, s.grpcAddress);
+  try {
+    const answers = [];
+    for (const door of DOORS) {
+      const res = await clients.call(door, VectorService, "Search", { bucket: B, text: "neutron star supergiant", topK: 2 }, { authorization: `Bearer ${token}` });
+      expect({ door, ok: res.ok }).toEqual({ door, ok: true });
+      answers.push(JSON.stringify(((res as { ok: true; body: J }).body.results as J[]).map((x) => [x.object.key, x.chunkIndex])));
+    }
+    expect(new Set(answers).size).toBe(1);
+    expect(answers[0]).toContain("docs/astronomy.md");
+  } finally {
+    clients.close();
+  }
+});
+
+test("bad queries are refused by name", async () => {
+  const cases: Array<[J, number, RegExp]> = [
+    [{}, 400, /exactly one of text or vector is required/],
+    [{ text: "x", top_k: 1001 }, 400, /top_k 1001 must be from 1 to 1000/],
+    [{ vector: { values: [1, 2, 3] } }, 400, /the query vector has 3 dimensions; collection "docs" has 384/],
+    [{ vector: { values: [1, "NaN", 3] } }, 400, /vector\.values\[1\] is NaN; only finite numbers are accepted/],
+    [{ text: "x", collection_name: "nope" }, 404, /collection_name "nope": no collection of bucket "kb-search"/],
+    [{ vector: { values: new Array(384).fill(0.1) }, search_mode: "SEARCH_MODE_HYBRID" }, 400, /SEARCH_MODE_HYBRID needs a text query/],
+    [{ text: "x".repeat(16_385) }, 400, /text is 16385 characters long; at most 16384 are allowed/],
+  ];
+  for (const [body, status, message] of cases) {
+    const r = await search(body);
+    expect({ body: JSON.stringify(body).slice(0, 60), status: r.status, message: r.json.message }).toEqual({ body: JSON.stringify(body).slice(0, 60), status, message: expect.stringMatching(message) });
+  }
+  // The fix for one: the collection named, and a vector of its dimension.
+  expect((await search({ vector: { values: new Array(384).fill(0.1) }, collection_name: "docs" })).status).toBe(200);
+});
+
+describe("hybrid search with a dense embedder that likes the wrong document", () => {
+  let e: EmbedderServer;
+  let h: TestServers;
+  beforeAll(async () => {
+    e = await startEmbedderServer(8);
+    h = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50", K3_EMBEDDINGS_URL: e.url });
+  });
+  afterAll(async () => {
+    await h.stop();
+    await e.close();
+  });
+
+  test("a rare exact term outranks a dense near match in HYBRID; VECTOR alone prefers the near match; a down embedder is UNAVAILABLE without its URL", async () => {
+    const api = jsonClient(() => h.httpUrl);
+    await api("POST", "/admin/buckets", { name: "kb-hybrid" });
+    const pipe = (await api("POST", "/kb-hybrid/vector/pipelines", { name: "notes", template_id: "text_embedding_index" })).json.embedPipelineId;
+    await api("POST", "/kb-hybrid/rules", { name: "all", pipeline_id: pipe, include_patterns: ["**"] });
+    // The fake embedder maps a text to [characters, words, 1, 0 …]: a text shaped like the
+    // query is its nearest neighbour, whatever its words.
+    const query = "zyxquorum minutes";
+    const docs: Record<string, string> = {
+      "near.txt": "board agendas", // same shape as the query, none of its words
+      "exact.txt": "the zyxquorum was reached after a long debate about the budget and the schedule",
+      "other.txt": "lunch menus for the whole of the coming month in the canteen on floor two",
+    };
+    for (const [key, text] of Object.entries(docs)) expect((await fetch(`${h.httpUrl}/kb-hybrid/${key}`, { method: "PUT", body: text })).status).toBe(200);
+    await waitFor("the jobs", async () => {
+      const jobs = (await api("GET", "/kb-hybrid/ingest/jobs")).json.jobs as J[];
+      return jobs.length === 3 && jobs.every((j) => j.status === "INGEST_STATUS_COMPLETED") ? true : undefined;
+    }, { timeoutMs: 30_000 });
+    const keys = async (mode: string) => ((await api("POST", "/kb-hybrid/vector/search", { text: query, search_mode: mode })).json.results as J[]).map((r) => r.object.key);
+    expect((await keys("SEARCH_MODE_VECTOR"))[0]).toBe("near.txt");
+    expect((await keys("SEARCH_MODE_HYBRID"))[0]).toBe("exact.txt");
+    expect((await keys("SEARCH_MODE_AUTO"))[0]).toBe("exact.txt");
+    e.failNext(5, 503);
+    const down = await api("POST", "/kb-hybrid/vector/search", { text: query });
+    expect(down).toMatchObject({ status: 503, json: { code: "unavailable", message: expect.stringMatching(/the embedder of collection "notes" could not embed the query; retry later/) } });
+    expect(down.json.message).not.toContain(e.url);
+  });
+});
