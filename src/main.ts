@@ -12,7 +12,7 @@ import { createLogger } from "./log";
 async function main(): Promise<void> {
   // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
   const arg = process.argv[2];
-  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "sync"].includes(arg ?? "")) {
+  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "sync", "search"].includes(arg ?? "")) {
     process.exit(await runClientCli(process.argv.slice(2), process.env));
   }
   if (arg === "migrate") {

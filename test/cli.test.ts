@@ -161,3 +161,17 @@ test("sources and sync through the CLI: list, discover --wait with progress and 
   expect((await cli(["sources", "delete", "-b", B, ext.sourceId])).code).toBe(0);
   expect((await cli(["sources", "get", "-b", B, ext.sourceId])).code).toBe(5);
 });
+
+test("search prints key, page, score and a snippet; -o json is the API's answer; bad --top-k is a usage error", async () => {
+  const r = await cli(["search", "words to embed", "-b", B, "--top-k", "2"]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^KEY\s+PAGE\s+SCORE\s+SNIPPET$/m);
+  expect(r.stdout).toMatch(/^docs\/a\.txt\s+-\s+0\.\d{4}\s+some words to embed/m);
+  const j = await cli(["search", "words", "to", "embed", "-b", B, "--vector", "-o", "json"]);
+  const answer = JSON.parse(j.stdout);
+  expect(answer.searchMode).toBe("SEARCH_MODE_VECTOR");
+  expect(answer.results[0]).toMatchObject({ object: { key: "docs/a.txt" }, collectionName: "embed" });
+  const bad = await cli(["search", "x", "-b", B, "--top-k", "5000"]);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/--top-k 5000 must be a whole number from 1 to 1000/);
+});

@@ -23,6 +23,8 @@ import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSche
 import { StorageService } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { bucketCommand, objectCommand } from "./storage-commands";
 import { sourceCommand, syncCommand } from "./sync-commands";
+import { searchCommand } from "./search-command";
+import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
 const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
@@ -40,7 +42,8 @@ const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T o
   sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
               [--s3-endpoint URL --s3-bucket B --s3-region R --access-key-id K]   (secret: K3_SOURCE_SECRET_ACCESS_KEY)
   sync        discover -b BUCKET SOURCE_ID [--full] [--rule RULE] [--wait] | status -b BUCKET SOURCE_ID
-              | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]`;
+              | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]
+  search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]`;
 
 class UsageError extends Error {}
 
@@ -126,6 +129,10 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         full: { type: "boolean" },
         "retry-failed": { type: "boolean" },
         object: { type: "string" },
+        "top-k": { type: "string" },
+        hybrid: { type: "boolean" },
+        vector: { type: "boolean" },
+        collection: { type: "string" },
       },
     });
   } catch (e) {
@@ -262,6 +269,14 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         table,
       };
       return group === "buckets" ? await bucketCommand(ctx, verb) : await objectCommand(ctx, verb);
+    }
+    if (group === "search") {
+      const query = [verb, ...rest].filter((x) => x !== undefined).join(" ");
+      const vector = createClient(VectorService, transport);
+      return await searchCommand(
+        { vector, bucket: bucket(), query, topK: v["top-k"], hybrid: v.hybrid, vectorOnly: v.vector, collection: v.collection, asJson, out, table },
+        (message) => new UsageError(message),
+      );
     }
     if (group === "sources" || group === "sync") {
       const ctx = {
