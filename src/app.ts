@@ -240,7 +240,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           secrets,
           publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}`,
           discoveryCreated: () => discoveries?.kick(),
-          vectorIndex: new VectorIndex(r.vector),
+          vectorIndex: new VectorIndex(r.vector, config.searchCacheBytes),
           embedderFor: embedderFactory(config),
           embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
         };

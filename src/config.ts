@@ -45,6 +45,8 @@ export interface Config {
   jobRetentionMs: number;
   retentionIntervalMs: number;
   worker: WorkerConfig;
+  /** Bytes of vectors each API instance keeps in memory for search (K3_SEARCH_CACHE_MB). */
+  searchCacheBytes: number;
   /** Discoveries of sources: idle poll (at most 1 s, the scheduled-poll resolution), lease, batch size. */
   discovery: DiscoveryConfig;
   embeddings: {
@@ -184,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
         maxVectorValues: positiveInt(env, "K3_MAX_VECTOR_VALUES", 16_777_216),
       }),
     }),
+    searchCacheBytes: positiveInt(env, "K3_SEARCH_CACHE_MB", 1024) * 2 ** 20,
     discovery: Object.freeze({
       pollMs: Math.min(positiveInt(env, "K3_POLL_MS", 2_000), 1_000),
       leaseMs: positiveInt(env, "K3_LEASE_MS", 30_000),

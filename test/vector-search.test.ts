@@ -12,6 +12,7 @@ import { newToken } from "../src/domain/auth";
 import { VectorService } from "../gen/dodil/k3/vector/v1/vector_pb";
 import { DOORS, connectClients } from "./helpers/clients";
 import { makePdf } from "./helpers/fixtures";
+import { VectorIndex } from "../src/search/vector-index";
 import { jsonClient, type J } from "./helpers/http";
 import { startEmbedderServer, type EmbedderServer } from "./helpers/embedder-server";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -148,6 +149,23 @@ test("bad queries are refused by name", async () => {
   }
   // The fix for one: the collection named, and a vector of its dimension.
   expect((await search({ vector: { values: new Array(384).fill(0.1) }, collection_name: "docs" })).status).toBe(200);
+});
+
+test("the in-memory index stays within its byte budget: least recently searched collections go, and come back intact", async () => {
+  const notes = (await http("POST", `/${B}/vector/pipelines`, { name: "notes", template_id: "text_embedding_index" })).json.embedPipelineId;
+  await http("POST", `/${B}/rules`, { name: "notes", pipeline_id: notes, include_patterns: ["extra/**"] });
+  expect((await upload("extra/one.txt", "an extra note about tide tables", "text/plain")).status).toBe(200);
+  await settled();
+  const docs = ((await http("GET", `/${B}/vector/collections`)).json.collections as J[]).find((c) => c.name === "docs")!.collectionId;
+  const index = new VectorIndex(s.app.repo().vector, 1); // one byte: only the collection just searched stays
+  const scope = { org: "default", bucket: B };
+  const q = new Float32Array(384).fill(0.05);
+  const first = await index.search(scope, [docs], q, 5, () => true);
+  const docsBytes = index.heldBytes();
+  expect(docsBytes).toBeGreaterThan(0);
+  await index.search(scope, [notes], q, 5, () => true);
+  expect(index.heldBytes()).toBeLessThan(docsBytes); // docs dropped, notes (one chunk) held
+  expect(await index.search(scope, [docs], q, 5, () => true)).toEqual(first);
 });
 
 describe("hybrid search with a dense embedder that likes the wrong document", () => {

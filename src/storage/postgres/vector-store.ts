@@ -22,7 +22,21 @@ export interface ObjectChunks {
   key: string;
   jobId: string;
   indexes: number[];
-  vectors: number[][];
+  vectors: Float32Array[];
+}
+
+/**
+ * Decodes a one-dimensional real[] from its binary send form (array_send): a 12-byte
+ * header (dimensions, null flag, element type), length and lower bound of the dimension,
+ * then each element as a 4-byte length and a big-endian float. Several times faster than
+ * parsing the text form, which is what a collection's first search waits for.
+ */
+export function decodeRealArray(b: Buffer): Float32Array {
+  if (b.length < 12 || b.readInt32BE(0) === 0) return new Float32Array(0);
+  const n = b.readInt32BE(12);
+  const out = new Float32Array(n);
+  for (let i = 0, at = 20; i < n; i++, at += 8) out[i] = b.readInt32BE(at) === 4 ? b.readFloatBE(at + 4) : 0;
+  return out;
 }
 
 export class VectorStore extends PgDb {
@@ -61,7 +75,7 @@ export class VectorStore extends PgDb {
   /** The chunks of some objects of a collection. */
   async chunksOf(scope: Scope, pipelineId: string, keys: string[]): Promise<ObjectChunks[]> {
     const rows = await this.q(
-      `SELECT object_key, job_id, chunk_index, embedding FROM vector_chunks
+      `SELECT object_key, job_id, chunk_index, array_send(embedding) AS embedding FROM vector_chunks
        WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = ANY($4::text[]) ORDER BY object_key, chunk_index`,
       [scope.org, scope.bucket, pipelineId, keys],
       scope.signal,
@@ -71,7 +85,7 @@ export class VectorStore extends PgDb {
       let o = out.get(r.object_key);
       if (!o) out.set(r.object_key, (o = { key: r.object_key, jobId: r.job_id, indexes: [], vectors: [] }));
       o.indexes.push(r.chunk_index);
-      o.vectors.push(r.embedding as number[]);
+      o.vectors.push(decodeRealArray(r.embedding as Buffer));
     }
     return [...out.values()];
   }
@@ -90,25 +104,37 @@ export class VectorStore extends PgDb {
   /**
    * Full-text ranking of the chunks of some collections: each chunk scores the sum of the
    * inverse document frequencies (BM25's) of the query terms it holds, so a rare exact term
-   * outranks common ones. Best first.
+   * outranks common ones. The document frequencies first (one count per term), then the
+   * chunks matching any term (through the GIN index), scored. Best first. Terms are letters
+   * and digits only (they go in as parameters all the same).
    */
   async textRanking(scope: Scope, pipelineIds: string[], terms: string[], limit: number, keyPrefix: string): Promise<Array<{ pipelineId: string; key: string; chunkIndex: number }>> {
     if (terms.length === 0) return [];
+    const where = "org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])";
+    const base = [scope.org, scope.bucket, pipelineIds];
+    // Each count is answered from an index (the primary key's prefix, the GIN index of the terms).
+    const [total, ...dfs] = await Promise.all([
+      this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where}`, base, scope.signal),
+      ...terms.map((t) => this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where} AND content_tsv @@ to_tsquery('simple', $4)`, [...base, t], scope.signal)),
+    ]);
+    const n = num(total[0]?.n);
+    const stats: Record<string, unknown> = Object.fromEntries(dfs.map((r, i) => [`df${i}`, r[0]?.n]));
+    // A term in more than half of the chunks tells them apart by almost nothing (its idf is
+    // near 0) and would make every chunk a match to score: it is left out.
+    const weighted = terms.map((t, i) => ({ t, df: num(stats[`df${i}`]) })).filter((x) => x.df > 0 && x.df <= Math.max(1, n / 2));
+    if (weighted.length === 0) return [];
+    const values: unknown[] = [...base, keyPrefix, limit, weighted.map((x) => x.t).join(" | ")];
+    const score = weighted
+      .map((x) => {
+        values.push(x.t, Math.log(1 + (n - x.df + 0.5) / (x.df + 0.5)));
+        return `CASE WHEN content_tsv @@ to_tsquery('simple', $${values.length - 1}) THEN $${values.length}::float8 ELSE 0 END`;
+      })
+      .join(" + ");
     const rows = await this.q(
-      `WITH scope AS (
-         SELECT pipeline_id, object_key, chunk_index, content_tsv FROM vector_chunks
-         WHERE org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])
-       ), n AS (SELECT count(*)::float8 AS n FROM scope),
-       t AS (SELECT to_tsquery('simple', term) AS q FROM unnest($4::text[]) AS term),
-       w AS (SELECT t.q, ln(1 + (n.n - df.df + 0.5) / (df.df + 0.5)) AS idf
-             FROM t CROSS JOIN n CROSS JOIN LATERAL (SELECT count(*)::float8 AS df FROM scope WHERE scope.content_tsv @@ t.q) AS df
-             WHERE df.df > 0)
-       SELECT s.pipeline_id, s.object_key, s.chunk_index, sum(w.idf) AS score
-       FROM scope s JOIN w ON s.content_tsv @@ w.q
-       WHERE starts_with(s.object_key, $6)
-       GROUP BY s.pipeline_id, s.object_key, s.chunk_index
-       ORDER BY score DESC, s.object_key, s.chunk_index LIMIT $5`,
-      [scope.org, scope.bucket, pipelineIds, terms, limit, keyPrefix],
+      `SELECT pipeline_id, object_key, chunk_index, ${score} AS score FROM vector_chunks
+       WHERE ${where} AND content_tsv @@ to_tsquery('simple', $6) AND starts_with(object_key, $4)
+       ORDER BY score DESC, object_key, chunk_index LIMIT $5`,
+      values,
       scope.signal,
     );
     return rows.map((r) => ({ pipelineId: r.pipeline_id, key: r.object_key, chunkIndex: r.chunk_index }));
