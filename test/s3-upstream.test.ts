@@ -65,7 +65,7 @@ test("uploads land upstream, come back from it, and a worker elsewhere completes
   expect((await http("POST", "/admin/buckets", { name: "kb-up" })).status).toBe(200);
   const pipe = (await http("POST", "/kb-up/pipelines", { name: "embed", scriptum_template: "text_embedding_index", options: { chunk_size: "100", chunk_overlap: "0" } })).json.pipeline.pipelineId;
   await http("POST", "/kb-up/rules", { name: "docs", pipeline_id: pipe, include_patterns: ["docs/**"] });
-  const text = "upstream words ".repeat(20); // 300 characters: 3 chunks
+  const text = "upstream words ".repeat(20); // 300 characters: 4 chunks of whole words (6, 6, 6, 2 times "upstream words")
   const put = await fetch(`${s.httpUrl}/kb-up/docs/a b.txt`, { method: "PUT", headers: { "content-type": "text/plain" }, body: text });
   expect(put.status).toBe(200);
   // The bytes are upstream, under <org>/<bucket>/<key>, and not on the API's disk.
@@ -78,7 +78,7 @@ test("uploads land upstream, come back from it, and a worker elsewhere completes
     const jobs = (await http("GET", "/kb-up/ingest/jobs")).json.jobs as J[];
     return jobs[0] && ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED"].includes(jobs[0].status) ? jobs[0] : undefined;
   });
-  expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 3 });
+  expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 4 });
   const got = await fetch(`${s.httpUrl}/kb-up/docs/a%20b.txt`, { headers: { range: "bytes=0-7" } });
   expect(got.status).toBe(206);
   expect(await got.text()).toBe("upstream");

@@ -99,6 +99,28 @@ test("create bucket → AddVectorPipeline → rule → upload → search, over H
   expect(md.json.results.map((x: J) => x.object.key)).toEqual(["docs/astronomy.md"]);
 });
 
+test("results say where the chunk lies: PDF page, Markdown heading path, offsets; chunks hold whole words", async () => {
+  // Page 1 is long enough that the page break ends the first chunk (default size 1,000).
+  const cover = Array.from({ length: 12 }, (_, i) => `Cover line ${i} says nothing in particular about anything at all here.`);
+  const pdf = makePdf([cover, ["Indemnification obligations survive termination of the agreement.", "Each party bears its own costs of enforcement and of collection.", "Notices go to the addresses written on the signature page below."]]);
+  expect((await upload("guide/contract.pdf", pdf, "application/pdf")).status).toBe(200);
+  const intro = Array.from({ length: 20 }, (_, i) => `Intro sentence ${i} explains the purpose.`).join(" ");
+  const md = `# Guide\n\n${intro}\n\n## Install\n\nRun the installer with xylophonic flags. ${"Then wait a while. ".repeat(12)}\n\n## Usage\n\nStart it.`;
+  expect((await upload("guide/readme.md", md, "text/markdown")).status).toBe(200);
+  const long = Array.from({ length: 60 }, (_, i) => `word${i} remedy liability`).join(" ");
+  expect((await upload("guide/long.txt", long, "text/plain")).status).toBe(200);
+  await settled();
+  const hit = async (q: string) => (await search({ text: q, top_k: 1, include_content: true, filter: { key_prefix: "guide/" } })).json.results[0];
+  expect(await hit("indemnification survive")).toMatchObject({ object: { key: "guide/contract.pdf" }, page: 2 });
+  const mdHit = await hit("xylophonic installer");
+  expect(mdHit).toMatchObject({ object: { key: "guide/readme.md" }, heading: "Guide > Install" });
+  expect([...md].slice(mdHit.charStart, mdHit.charEnd).join("")).toBe(mdHit.content);
+  // Chunks of the default size (1,000) begin and end with whole words.
+  const pieces = ((await search({ text: "remedy liability", top_k: 10, include_content: true, filter: { key_prefix: "guide/long" } })).json.results as J[]).map((r) => r.content as string);
+  expect(pieces.length).toBeGreaterThan(0);
+  for (const p of pieces) expect(p).toMatch(/^word\d+ .* liability$/s);
+});
+
 test("deleting or changing an object changes the results at once", async () => {
   const first = async (q: string) => (await search({ text: q, top_k: 1, search_mode: "SEARCH_MODE_VECTOR" })).json.results?.[0]?.object.key;
   expect(await first("antibiotics bacterial infections")).toBe("docs/medicine.pdf");

@@ -47,7 +47,7 @@ beforeAll(async () => {
   pool = s.app.repo().pool;
   embed = (await http("POST", `/${B}/pipelines`, { name: "embed", scriptum_template: "text_embedding_index", options: { chunk_size: "100", chunk_overlap: "0", batch_size: "2" } }))
     .json.pipeline.pipelineId;
-  s.putObject(B, "docs/a.txt", "alpha ".repeat(50)); // 300 characters: 3 chunks, 2 batches
+  s.putObject(B, "docs/a.txt", "alpha ".repeat(50)); // 300 characters: 4 chunks of whole words (16, 16, 16, 2), 2 batches
 });
 afterAll(async () => {
   await s.stop();
@@ -62,10 +62,10 @@ test("an embedder that fails with 503 twice: the job retries and completes", asy
   fake.failNext(2, 503);
   const id = await trigger("docs/a.txt");
   const job = await finished(id);
-  expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", attempts: 3, chunksCreated: 3, embeddingsWritten: 3, error: "" });
+  expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", attempts: 3, chunksCreated: 4, embeddingsWritten: 4, error: "" });
   expect(fake.calls.slice(-4).map((c) => c.status)).toEqual([503, 503, 200, 200]);
   expect(fake.calls.at(-1)?.model).toBe("test-model");
-  expect(await chunkCount("docs/a.txt")).toBe(3);
+  expect(await chunkCount("docs/a.txt")).toBe(4);
   // A COMPLETED job cannot be cancelled.
   const cancel = await http("POST", `/${B}/ingest/jobs/${id}:cancel`);
   expect(cancel.status).toBe(400);

@@ -134,6 +134,11 @@ export interface VectorChunk {
   index: number;
   text: string;
   vector: number[];
+  /** Code-point offsets in the extracted text, PDF page (1-based, 0 unknown), Markdown heading path. */
+  start?: number;
+  end?: number;
+  page?: number;
+  heading?: string;
 }
 
 /** What a pipeline run produced, for the engine to write together with the job's end state. */

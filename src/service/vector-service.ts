@@ -251,7 +251,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
         ranked = [...fused.values()].sort((a, b) => b.score - a.score);
       }
       ranked = ranked.filter((h) => h.score >= req.minScore).slice(0, topK);
-      const contents = req.includeContent ? await store.contents(scope, ranked) : new Map<string, string>();
+      const places = await store.places(scope, ranked, req.includeContent);
       const names = new Map(usable.map((p) => [p.pipelineId, p.name]));
       const results = ranked.map(
         (h) =>
@@ -261,7 +261,11 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
             chunkIndex: h.chunkIndex,
             collectionName: names.get(h.pipelineId) ?? "",
             pipelineId: h.pipelineId,
-            content: contents.get(refKey(h)) ?? "",
+            content: places.get(refKey(h))?.content ?? "",
+            page: places.get(refKey(h))?.page ?? 0,
+            heading: places.get(refKey(h))?.heading ?? "",
+            charStart: places.get(refKey(h))?.charStart ?? 0,
+            charEnd: places.get(refKey(h))?.charEnd ?? 0,
           }) as SearchResult,
       );
       return { results, searchMode: mode, collectionStatuses: statuses, tookMs: Math.round(performance.now() - started) };

@@ -1,24 +1,36 @@
 /**
- * Character chunking: windows of `size` characters that start every `size - overlap`
- * characters; the last window is the first that reaches the end of the text. So a text
- * of 2,500 characters with size 1,000 and overlap 150 gives windows starting at 0, 850
- * and 1,700: three chunks. Characters are code points; the text is never exploded into
- * an array of one-character strings.
+ * Chunking that keeps words whole: each chunk is at most `size` characters (code points)
+ * and ends, by preference, at a paragraph break, else after a sentence (looking back no
+ * further than half a step for either), else between two words; only a word longer than a
+ * chunk is cut.
+ * The next chunk starts `overlap` characters before the end, moved forward to the start of
+ * a word (after a paragraph break it starts with the next paragraph, not overlapping). Each chunk carries its offsets in the text (code points, end exclusive, without
+ * the whitespace around it). The text is never exploded into one-character strings.
  */
 
-/** How many chunks chunkText makes of `length` characters (to check caps before chunking). */
+/** One chunk and where it lies in the text. */
+export interface Chunk {
+  text: string;
+  start: number;
+  end: number;
+}
+
+/** How many chunks fixed windows would make of `length` characters (the estimate checked before chunking). */
 export function chunkCount(length: number, size: number, overlap: number): number {
   if (length === 0) return 0;
   if (length <= size) return 1;
   return Math.ceil((length - size) / (size - overlap)) + 1;
 }
 
-/** Splits text into overlapping chunks of at most `size` characters (code points). */
-export function chunkText(text: string, size: number, overlap: number): string[] {
+const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13 || c === 0xa0 || c === 0x3000 || c === 0x2028 || c === 0x2029;
+const isSentenceEnd = (c: number) => c === 46 || c === 33 || c === 63 || c === 0x3002; // . ! ? 。
+
+/** Splits text into chunks of at most `size` characters that overlap by about `overlap`. */
+export function chunkSpans(text: string, size: number, overlap: number): Chunk[] {
   if (size <= 0 || overlap < 0 || overlap >= size) {
     throw new RangeError(`chunk size ${size} and overlap ${overlap} do not make a forward step`);
   }
-  // Offsets of code points in UTF-16 units; plain slicing when there is no surrogate pair.
+  // Offsets of code points in UTF-16 units; plain indexes when there is no surrogate pair.
   let offsets: Int32Array | undefined;
   let length = text.length;
   if (/[\ud800-\udfff]/.test(text)) {
@@ -33,11 +45,45 @@ export function chunkText(text: string, size: number, overlap: number): string[]
     length = n;
   }
   const at = (cp: number) => (offsets ? offsets[Math.min(cp, length)] : Math.min(cp, length));
-  const chunks: string[] = [];
-  const step = size - overlap;
-  for (let start = 0; start < length; start += step) {
-    chunks.push(text.slice(at(start), at(start + size)));
-    if (start + size >= length) break;
+  const code = (cp: number) => (cp < 0 || cp >= length ? 32 : text.charCodeAt(at(cp)));
+  // A chunk never ends before this many characters past its overlap: every step moves on.
+  const minStep = Math.max(1, Math.floor((size - overlap) / 2));
+
+  /**
+   * The best end in [floor, hard]: a paragraph break, a sentence end, a space; else the last
+   * space after `start` (a shorter chunk rather than a cut word); else `hard`.
+   */
+  function bestEnd(start: number, floor: number, hard: number): number {
+    for (let p = hard; p >= floor; p--) if (code(p - 1) === 10 && code(p - 2) === 10) return p;
+    for (let p = hard; p >= floor; p--) if (isSpace(code(p)) && isSentenceEnd(code(p - 1))) return p;
+    if (isSpace(code(hard))) return hard;
+    for (let p = hard; p > start; p--) if (isSpace(code(p - 1))) return p;
+    return hard;
+  }
+
+  const chunks: Chunk[] = [];
+  let s = 0;
+  while (s < length && isSpace(code(s))) s++;
+  while (s < length) {
+    let e = Math.min(s + size, length);
+    if (e < length) e = bestEnd(s, Math.min(e, s + overlap + minStep), e);
+    let te = e;
+    while (te > s && isSpace(code(te - 1))) te--;
+    if (te > s) chunks.push({ text: text.slice(at(s), at(te)), start: s, end: te });
+    if (e >= length) break;
+    // A chunk that ended at a paragraph break (or a page: pages are paragraphs) is not
+    // overlapped into: the next one starts with the next paragraph.
+    const paragraph = code(e - 1) === 10 && code(e - 2) === 10;
+    let next = paragraph ? e : Math.max(s + 1, e - overlap);
+    // Into the overlap at the start of a word, never mid-word.
+    while (next < e && !isSpace(code(next - 1))) next++;
+    while (next < length && isSpace(code(next))) next++;
+    s = next;
   }
   return chunks;
+}
+
+/** The chunks' texts only. */
+export function chunkText(text: string, size: number, overlap: number): string[] {
+  return chunkSpans(text, size, overlap).map((c) => c.text);
 }

@@ -133,7 +133,7 @@ export function jsonToText(value: unknown): string[] {
 }
 
 /** The text of a PDF, through pdfjs (ESM-only, hence the dynamic import). */
-async function pdfText(data: Uint8Array, key: string): Promise<string> {
+async function pdfText(data: Uint8Array, key: string): Promise<{ text: string; pageStarts: number[] }> {
   const { getDocument } = (await import("pdfjs-dist/legacy/build/pdf.mjs")) as typeof import("pdfjs-dist");
   let doc;
   try {
@@ -149,11 +149,54 @@ async function pdfText(data: Uint8Array, key: string): Promise<string> {
     for (const item of content.items) {
       if ("str" in item) text += item.str + (item.hasEOL ? "\n" : "");
     }
-    pages.push(text.trim());
+    pages.push(text.replace(/\r\n?/g, "\n").trim());
     page.cleanup();
   }
   await doc.destroy();
-  return pages.join("\n\n");
+  // Where each page starts in the joined text, in code points (what chunk offsets count).
+  const pageStarts: number[] = [];
+  let at = 0;
+  for (const p of pages) {
+    pageStarts.push(at);
+    at += codePoints(p) + 2;
+  }
+  return { text: pages.join("\n\n"), pageStarts };
+}
+
+/** The number of code points of a string. */
+function codePoints(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+
+/** A document's text and what is known of its structure (offsets in code points). */
+export interface ExtractedDocument {
+  text: string;
+  /** PDF: where each page starts. */
+  pageStarts: number[];
+  /** Markdown: each heading, where it starts, and its level. */
+  headings: Array<{ at: number; level: number; title: string }>;
+}
+
+/** The headings of Markdown text (ATX `#` lines outside code fences). */
+function markdownHeadings(text: string): ExtractedDocument["headings"] {
+  const out: ExtractedDocument["headings"] = [];
+  let at = 0;
+  let fenced = false;
+  for (const line of text.split("\n")) {
+    if (/^\s{0,3}(```|~~~)/.test(line)) fenced = !fenced;
+    const m = fenced ? null : /^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$/.exec(line);
+    if (m && m[2]) out.push({ at, level: m[1].length, title: m[2].slice(0, 200) });
+    at += codePoints(line) + 1;
+  }
+  return out;
 }
 
 /** Checks that the extension is one the embedding pipeline reads. */
@@ -170,14 +213,20 @@ export function checkTextExtension(key: string): string {
 
 /** Extracts the text of an object from its bytes (its key decides the format). */
 export async function extractText(data: Uint8Array, key: string, limits: ParseLimits): Promise<string> {
+  return (await extractDocument(data, key, limits)).text;
+}
+
+/** Extracts an object's text with its pages (PDF) or headings (Markdown). */
+export async function extractDocument(data: Uint8Array, key: string, limits: ParseLimits): Promise<ExtractedDocument> {
   const ext = checkTextExtension(key);
   // UTF-8 never has more characters than bytes; past four bytes a character the text is too long for sure.
   if (ext !== ".pdf" && data.length > limits.maxTextChars * 4) {
     throw new PermanentError("extract", `object "${key}" holds more than ${limits.maxTextChars} characters of text; the limit is K3_MAX_TEXT_CHARS`);
   }
   let text: string;
+  let pageStarts: number[] = [];
   if (ext === ".pdf") {
-    text = await pdfText(data, key);
+    ({ text, pageStarts } = await pdfText(data, key));
   } else {
     const raw = decodeUtf8(data, key);
     if (ext === ".html" || ext === ".htm") text = htmlToText(raw);
@@ -187,5 +236,11 @@ export async function extractText(data: Uint8Array, key: string, limits: ParseLi
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("extract", `object "${key}" holds ${text.length} characters of text; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
-  return text.replace(/\r\n?/g, "\n").trim();
+  if (ext === ".pdf") {
+    // Pages are trimmed already; only leading empty pages move the start.
+    const lead = codePoints(text) - codePoints(text.trimStart());
+    return { text: text.trim(), pageStarts: pageStarts.map((p) => Math.max(0, p - lead)), headings: [] };
+  }
+  text = text.replace(/\r\n?/g, "\n").trim();
+  return { text, pageStarts, headings: ext === ".md" || ext === ".markdown" ? markdownHeadings(text) : [] };
 }

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     if (task === "text") {
       const r = await textTask(data, params as TextTaskParams);
       const v = r.vectors;
-      await reply({ ok: true, pieces: r.pieces, vectorCount: v ? v.length : -1 }, v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : undefined);
+      await reply({ ok: true, pieces: r.pieces, places: r.places, vectorCount: v ? v.length : -1 }, v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : undefined);
     } else {
       // Rows are JSON texts, which never hold a raw line break: one per line.
       const { rows } = rowsTask(data, params as RowsTaskParams);

@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { PermanentError, TransientError } from "./failures";
-import type { RowsTaskParams, TextTaskParams, TextTaskResult } from "./tasks";
+import type { ChunkPlace, RowsTaskParams, TextTaskParams, TextTaskResult } from "./tasks";
 
 /** Limits of one sandboxed run. */
 export interface SandboxLimits {
@@ -70,7 +70,7 @@ function entry(): { script: string; execArgv: string[] } {
 }
 
 interface Reply {
-  header: { ok: boolean; permanent?: boolean; stage?: string; outOfMemory?: boolean; message?: string; pieces?: string[]; rowCount?: number; vectorCount?: number };
+  header: { ok: boolean; permanent?: boolean; stage?: string; outOfMemory?: boolean; message?: string; pieces?: string[]; places?: ChunkPlace[]; rowCount?: number; vectorCount?: number };
   tail: Buffer;
 }
 
@@ -156,11 +156,12 @@ export async function textTaskSandboxed(data: SandboxInput, p: TextTaskParams, s
   const r = await run("text", p, data, p.key, signal, limits);
   if (!r.header.ok) throw failure(r, p.key, limits);
   const pieces = r.header.pieces ?? [];
+  const places = r.header.places ?? [];
   const count = r.header.vectorCount ?? -1;
-  if (count < 0) return { pieces };
+  if (count < 0) return { pieces, places };
   const copy = new Uint8Array(count * 4);
   copy.set(r.tail.subarray(0, count * 4));
-  return { pieces, vectors: new Float32Array(copy.buffer) };
+  return { pieces, places, vectors: new Float32Array(copy.buffer) };
 }
 
 /** Runs the rows task in a sandbox process. */

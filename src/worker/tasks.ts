@@ -4,9 +4,9 @@
  * hostile file can cost its own bounded process, never the server's event loop or heap.
  * Every cap is checked before the allocation it protects.
  */
-import { chunkCount, chunkText } from "./chunk";
+import { chunkCount, chunkSpans } from "./chunk";
 import { hashEmbed } from "./embedder";
-import { extractText, type ParseLimits } from "./extract";
+import { extractDocument, type ExtractedDocument, type ParseLimits } from "./extract";
 import { PermanentError } from "./failures";
 import { parseRows } from "./rows";
 
@@ -23,27 +23,51 @@ export interface TextTaskParams {
   maxVectorValues: number;
 }
 
-/** The chunks of an object's text, and their local embeddings when asked for (`dims` floats each). */
+/** Where a chunk lies: code-point offsets, its PDF page (1-based, 0 unknown), its heading path. */
+export interface ChunkPlace {
+  start: number;
+  end: number;
+  page: number;
+  heading: string;
+}
+
+/** The chunks of an object's text, where they lie, and their local embeddings when asked for (`dims` floats each). */
 export interface TextTaskResult {
   pieces: string[];
+  places: ChunkPlace[];
   vectors?: Float32Array;
+}
+
+/** The page and heading path at a chunk's start. */
+function placeOf(doc: ExtractedDocument, start: number, end: number, cursor: { page: number; heading: number; path: string[] }): ChunkPlace {
+  while (cursor.page + 1 < doc.pageStarts.length && doc.pageStarts[cursor.page + 1] <= start) cursor.page++;
+  while (cursor.heading < doc.headings.length && doc.headings[cursor.heading].at <= start) {
+    const h = doc.headings[cursor.heading++];
+    cursor.path = [...cursor.path.slice(0, h.level - 1), h.title];
+  }
+  return { start, end, page: doc.pageStarts.length ? cursor.page + 1 : 0, heading: cursor.path.filter(Boolean).join(" > ") };
 }
 
 /** Extracts, chunks and (locally) embeds an object's text. */
 export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<TextTaskResult> {
-  const text = await extractText(data, p.key, p.limits);
-  const count = chunkCount(text.length, p.chunkSize, p.overlap);
-  if (count * p.dims > p.maxVectorValues) {
-    throw new PermanentError(
+  const doc = await extractDocument(data, p.key, p.limits);
+  const tooMany = (count: number) =>
+    new PermanentError(
       "chunk",
       `object "${p.key}" would make ${count} chunks of ${p.dims} dimensions (${count * p.dims} vector values); the limit is ${p.maxVectorValues} (K3_MAX_VECTOR_VALUES): raise chunk_size or lower dimensions`,
     );
-  }
-  const pieces = chunkText(text, p.chunkSize, p.overlap);
-  if (p.localDims === 0) return { pieces };
+  // Checked before chunking (fixed windows' count), and again on the real count before any vector exists.
+  const estimate = chunkCount(doc.text.length, p.chunkSize, p.overlap);
+  if (estimate * p.dims > p.maxVectorValues) throw tooMany(estimate);
+  const chunks = chunkSpans(doc.text, p.chunkSize, p.overlap);
+  if (chunks.length * p.dims > p.maxVectorValues) throw tooMany(chunks.length);
+  const cursor = { page: 0, heading: 0, path: [] as string[] };
+  const places = chunks.map((c) => placeOf(doc, c.start, c.end, cursor));
+  const pieces = chunks.map((c) => c.text);
+  if (p.localDims === 0) return { pieces, places };
   const vectors = new Float32Array(pieces.length * p.localDims);
   pieces.forEach((piece, i) => hashEmbed(piece, p.localDims, vectors, i * p.localDims));
-  return { pieces, vectors };
+  return { pieces, places, vectors };
 }
 
 /** Input of the rows task. */

@@ -34,6 +34,10 @@ export async function writeOutput(client: PoolClient, job: Job, output: Exclude<
         batch.map((c) => c.index),
         batch.map((c) => c.text),
         vectors,
+        batch.map((c) => c.start ?? 0),
+        batch.map((c) => c.end ?? 0),
+        batch.map((c) => c.page ?? 0),
+        batch.map((c) => c.heading ?? ""),
       ]);
       counters.batchesReceived++;
       counters.embeddingsWritten += batch.length;

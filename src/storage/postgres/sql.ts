@@ -246,9 +246,10 @@ RETURNING j.job_id, j.status`;
 export const VECTOR_DELETE = `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
 
 export const VECTOR_INSERT_BATCH = `
-INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
-SELECT $1, $2, $3, $4, i, c, translate(e, '[]', '{}')::real[], $5, $6
-FROM unnest($7::int[], $8::text[], $9::text[]) AS u(i, c, e)`;
+INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at,
+                           char_start, char_end, page, heading)
+SELECT $1, $2, $3, $4, i, c, translate(e, '[]', '{}')::real[], $5, $6, cs, ce, pg, h
+FROM unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::int[], $13::text[]) AS u(i, c, e, cs, ce, pg, h)`;
 
 export const WAREHOUSE_DELETE = `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
 

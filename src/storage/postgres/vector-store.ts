@@ -17,6 +17,15 @@ export interface EngineRow {
   updatedAt: number;
 }
 
+/** Where a chunk lies, and its text when asked for. */
+export interface ChunkPlaceRow {
+  content: string;
+  page: number;
+  heading: string;
+  charStart: number;
+  charEnd: number;
+}
+
 /** One object's chunks as loaded: chunk indexes and their vectors, row after row. */
 export interface ObjectChunks {
   key: string;
@@ -140,17 +149,22 @@ export class VectorStore extends PgDb {
     return rows.map((r) => ({ pipelineId: r.pipeline_id, key: r.object_key, chunkIndex: r.chunk_index }));
   }
 
-  /** The text of some chunks, keyed `pipeline \0 key \0 index`. */
-  async contents(scope: Scope, refs: Array<{ pipelineId: string; key: string; chunkIndex: number }>): Promise<Map<string, string>> {
+  /** Where some chunks lie (and their text, when asked for), keyed `pipeline \0 key \0 index`. */
+  async places(scope: Scope, refs: Array<{ pipelineId: string; key: string; chunkIndex: number }>, withContent: boolean): Promise<Map<string, ChunkPlaceRow>> {
     if (refs.length === 0) return new Map();
     const rows = await this.q(
-      `SELECT c.pipeline_id, c.object_key, c.chunk_index, c.content FROM vector_chunks c
+      `SELECT c.pipeline_id, c.object_key, c.chunk_index, ${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end FROM vector_chunks c
        JOIN unnest($3::text[], $4::text[], $5::int[]) AS r(p, k, i) ON c.pipeline_id = r.p AND c.object_key = r.k AND c.chunk_index = r.i
        WHERE c.org = $1 AND c.bucket = $2`,
       [scope.org, scope.bucket, refs.map((r) => r.pipelineId), refs.map((r) => r.key), refs.map((r) => r.chunkIndex)],
       scope.signal,
     );
-    return new Map(rows.map((r) => [`${r.pipeline_id}\u0000${r.object_key}\u0000${r.chunk_index}`, r.content as string]));
+    return new Map(
+      rows.map((r) => [
+        `${r.pipeline_id}\u0000${r.object_key}\u0000${r.chunk_index}`,
+        { content: r.content as string, page: r.page as number, heading: r.heading as string, charStart: r.char_start as number, charEnd: r.char_end as number },
+      ]),
+    );
   }
 
   /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`. */

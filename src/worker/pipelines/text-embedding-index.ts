@@ -38,13 +38,13 @@ export const textEmbeddingIndex: PipelineExecutor = {
     };
     const object = objectOf(ctx);
     const isolate = object.size > ctx.limits.inlineBytes || extname(ctx.job.key).toLowerCase() === ".pdf";
-    const { pieces, vectors } = isolate
+    const { pieces, places, vectors } = isolate
       ? await textTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox)
       : await textTask(await object.readAll(), params);
     ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: 0 });
     const chunks: VectorChunk[] = [];
     if (vectors) {
-      pieces.forEach((text, i) => chunks.push({ index: i, text, vector: Array.from(vectors.subarray(i * dims, (i + 1) * dims)) }));
+      pieces.forEach((text, i) => chunks.push({ index: i, text, vector: Array.from(vectors.subarray(i * dims, (i + 1) * dims)), ...places[i] }));
       ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length });
       return { status: "completed", output: { kind: "vector", chunks, batchSize }, chunksCreated: pieces.length, embeddingsCreated: chunks.length, vectorStatus: "success", error: "", errorDetails: "" };
     }
@@ -63,7 +63,7 @@ export const textEmbeddingIndex: PipelineExecutor = {
         lastFailure = err;
         continue;
       }
-      batch.forEach((t, i) => chunks.push({ index: start + i, text: t, vector: got[i] }));
+      batch.forEach((t, i) => chunks.push({ index: start + i, text: t, vector: got[i], ...places[start + i] }));
       ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length });
     }
     const partial = failedBatches > 0;

@@ -13,6 +13,13 @@ CREATE TABLE vector_engines (
   PRIMARY KEY (org, bucket)
 );
 
+-- Where each chunk lies in its object's text: code-point offsets, PDF page, heading path.
+ALTER TABLE vector_chunks
+  ADD COLUMN char_start integer NOT NULL DEFAULT 0,
+  ADD COLUMN char_end   integer NOT NULL DEFAULT 0,
+  ADD COLUMN page       integer NOT NULL DEFAULT 0,
+  ADD COLUMN heading    text NOT NULL DEFAULT '';
+
 ALTER TABLE vector_chunks ADD COLUMN content_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED;
 CREATE INDEX vector_chunks_tsv_idx ON vector_chunks USING gin (content_tsv);
 
