@@ -22,7 +22,7 @@ import {
 import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSchema } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { StorageService } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { bucketCommand, objectCommand } from "./storage-commands";
-import { sourceCommand, syncCommand } from "./sync-commands";
+import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { searchCommand } from "./search-command";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
@@ -279,34 +279,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       );
     }
     if (group === "sources" || group === "sync") {
-      const ctx = {
-        sources: createClient(SourceService, transport),
-        ingest,
-        asJson,
-        out,
-        err,
-        env,
-        bucket,
-        args: rest,
-        flags: {
-          name: v.name,
-          description: v.description,
-          root: v.root,
-          interval: v.interval,
-          s3Endpoint: v["s3-endpoint"],
-          s3Bucket: v["s3-bucket"],
-          s3Region: v["s3-region"],
-          accessKeyId: v["access-key-id"],
-          full: v.full,
-          rule: v.rule,
-          retryFailed: v["retry-failed"],
-          object: v.object,
-          wait: v.wait,
-          json: v.json === undefined ? undefined : bodyOf(v),
-        },
-        usage: (message: string) => new UsageError(message),
-        table,
-      };
+      const ctx = { sources: createClient(SourceService, transport), ingest, asJson, out, err, env, bucket, args: rest, flags: syncFlags(v, bodyOf), usage: (m: string) => new UsageError(m), table };
       return group === "sources" ? await sourceCommand(ctx, verb) : await syncCommand(ctx, verb);
     }
     if (group === "pipelines") return await pipelineCommand(pipelines, verb, bucket, id, v, asJson, out);

@@ -42,6 +42,28 @@ export interface SyncCommandContext {
   table(rows: string[][]): string;
 }
 
+/** The flags of the sources and sync commands, from the parsed command line. */
+export function syncFlags(v: Record<string, string | boolean | string[] | undefined>, bodyOf: (v: Record<string, string | boolean | string[] | undefined>) => JsonObject): SyncCommandContext["flags"] {
+  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const bool = (k: string) => (typeof v[k] === "boolean" ? (v[k] as boolean) : undefined);
+  return {
+    name: str("name"),
+    description: str("description"),
+    root: str("root"),
+    interval: str("interval"),
+    s3Endpoint: str("s3-endpoint"),
+    s3Bucket: str("s3-bucket"),
+    s3Region: str("s3-region"),
+    accessKeyId: str("access-key-id"),
+    full: bool("full"),
+    rule: str("rule"),
+    retryFailed: bool("retry-failed"),
+    object: str("object"),
+    wait: bool("wait"),
+    json: v.json === undefined ? undefined : bodyOf(v),
+  };
+}
+
 const HEADER = ["SOURCE", "PROVIDER", "NAME", "STATUS", "OBJECTS", "INDEXED", "INTERVAL"];
 const row = (s: Source) => [
   s.sourceId,

@@ -8,21 +8,17 @@
  *   heartbeat, output, end state) is fenced by that id, so a stale run — even this
  *   worker's own, after its lease expired and the job came back to it — can never write.
  *   Lease and schedule times come from the database clock.
- * - Wake-up: LISTEN/NOTIFY on inserts and retries starts an idle worker in milliseconds;
- *   polling every `pollMs` is the fallback.
- * - Lease: a heartbeat every third of a lease renews the leases of running attempts. An
+ * - Wake-up: LISTEN/NOTIFY on inserts and retries (polling every `pollMs` as the fallback). Lease: a heartbeat every third of a lease renews the leases of running attempts. An
  *   attempt missing from the heartbeat's answer was taken away (its lease expired and it
  *   was rescued), so its run is aborted and never writes. The heartbeat also reports
  *   cancels, the fallback for a lost cancel NOTIFY.
- * - Rescue: every worker periodically returns jobs whose lease expired (a killed worker)
- *   to PENDING, or to FAILED when their attempts are used up.
+ * - Rescue: expired leases (a killed worker) go back to PENDING, or FAILED past their attempts.
  * - End: the output and the final state are written in one transaction, one object at a
  *   time (newest object version wins), ending with the attempt-guarded update of the job
  *   row, so heartbeats and cancels never wait behind a long write; a transient failure
  *   goes back to PENDING with exponential backoff and jitter, a permanent one (or the last
  *   attempt) ends FAILED, and a cancel asked for meanwhile ends CANCELLED on every path.
- * - Stop: stop claiming, let running jobs finish within the grace period, then abort the
- *   rest and hand them back to PENDING.
+ * - Stop: stop claiming, let running jobs finish within the grace period, hand the rest back.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -31,7 +27,6 @@ import type { Job, RunOutcome } from "../domain/job";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
-import type { ObjectStore } from "../storage/object-store";
 import { CHANNEL_CANCEL, CHANNEL_JOBS } from "../storage/postgres/sql";
 import type { Repository } from "../storage/repository";
 import type { Embedder } from "./embedder";
@@ -39,7 +34,7 @@ import { AbortReason, PermanentError, describeFailure } from "./failures";
 import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
 import type { ExecutorLimits } from "./pipelines/types";
-import { ObjectUnreadable, type ObjectHandle } from "../storage/object-store";
+import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "../storage/object-store";
 
 /** Tunables of a worker. */
 export interface WorkerConfig {
@@ -63,7 +58,7 @@ export interface WorkerConfig {
 export interface WorkerDeps {
   repo: Repository;
   objects: ObjectStore;
-  /** The store a job's object is read from (its source's); `objects` when not given. */
+  /** The store a job's object is read from (its source's; `objects` when not given). */
   objectsFor?: (job: Job) => Promise<ObjectStore | undefined>;
   /** URL for the LISTEN connection. */
   connectionString: string;
@@ -317,7 +312,7 @@ export class Worker {
         try {
           const maxBytes = Math.min(this.config.maxObjectBytes, executor.readLimit?.(job.key, this.config.limits) ?? Number.MAX_SAFE_INTEGER);
           const store = this.deps.objectsFor ? await this.deps.objectsFor(job) : this.deps.objects;
-          if (!store) throw new PermanentError("read", `source "${job.sourceId}" of object "${job.key}" no longer exists`);
+          if (!store) throw new PermanentError("read", `the source "${job.sourceId}" of object "${job.key}" no longer exists`);
           object = await store.open(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
         } catch (err) {
           if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);

@@ -2,17 +2,14 @@
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
  * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads,
- * with S3's headers, XML and error codes.
- *
- * Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
+ * with S3's headers, XML and error codes. Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
  * query) with a token's access key (`tokens create --s3`): the same organization, bucket
  * grants and roles as every other door.
  *
  * An upload (plain or aws-chunked) is staged and checked (upload-body.ts), fsynced and
- * renamed into place; then its catalog row and the jobs of the bucket's matching rules
- * are written in one transaction, and only then is it acknowledged. A client that goes
- * away mid-upload leaves no object and no job. Deleting an object removes its outputs at
- * every destination and cancels its unfinished jobs.
+ * renamed into place; its catalog row and the jobs of the matching rules are committed
+ * together before it is acknowledged. A client that goes away mid-upload leaves nothing.
+ * Deleting an object removes its outputs and cancels its unfinished jobs.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
