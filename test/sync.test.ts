@@ -9,6 +9,9 @@
 import { rmSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "pg";
+import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
+import { SourceService } from "../gen/dodil/k3/source/v1/source_pb";
+import { connectClients, DOORS } from "./helpers/clients";
 import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
@@ -147,4 +150,23 @@ test("bad input: unknown source, another bucket's source, unknown rule, the inte
   expect(refused[0].json.jobId).toBe(accepted[0].json.jobId);
   expect(refused[0].json.message).toContain(accepted[0].json.jobId);
   await waitFor("the discovery to end", async () => ((await http("GET", `/${B}/sources/${internal}/sync`)).json.syncing ? undefined : true), { timeoutMs: 60_000 });
+});
+
+test("every door serves the sources and sync RPCs alike", async () => {
+  const clients = connectClients(s.httpUrl, s.grpcAddress);
+  try {
+    const seen = new Set<string>();
+    for (const door of DOORS) {
+      const list = await clients.call(door, SourceService, "ListSources", { bucket: B });
+      const status = await clients.call(door, IngestService, "GetSyncStatus", { bucket: B, sourceId: internal });
+      expect({ door, list: list.ok, status: status.ok }).toEqual({ door, list: true, status: true });
+      const sources = (list as { body: J }).body.sources as J[];
+      seen.add(JSON.stringify([sources[0].sourceId, sources[0].provider, (status as { body: J }).body.totalObjects]));
+      const missing = await clients.call(door, SourceService, "GetSource", { bucket: B, sourceId: "src_nope" });
+      expect({ door, ok: missing.ok, code: (missing as { code?: string }).code }).toEqual({ door, ok: false, code: "not_found" });
+    }
+    expect(seen.size).toBe(1);
+  } finally {
+    clients.close();
+  }
 });

@@ -1,5 +1,5 @@
 /**
- * Scenario 9: discovery of a bucket's internal source at 100,000 files dropped into its
+ * Scenario 9: discovery of a bucket's internal source at 100,000 files (BENCH_DISCOVERY_OBJECTS) dropped into its
  * folder by hand — all new (each dispatched to a no-op pipeline through a rule), then again
  * with nothing changed — against the baseline of the same folder simply walked (readdir
  * + lstat of every file) in this process, with the server's peak RSS meanwhile.
@@ -23,8 +23,8 @@ async function walk(dir: string): Promise<number> {
 }
 
 export async function scenario9(adminUrl: string, log: (s: string) => void): Promise<{ rows: Row[]; results: Record<string, number> }> {
-  log("scenario 9: discovery of 100,000 files");
-  const N = 100_000;
+  const N = Number(process.env.BENCH_DISCOVERY_OBJECTS ?? 100_000);
+  log(`scenario 9: discovery of ${N.toLocaleString("en")} files`);
   const url = await freshDatabase(adminUrl, "k3_bench_discovery");
   const server = await startServer("serve", url, { K3_WORKER_CONCURRENCY: "8", K3_POLL_MS: "100" });
   const base = `http://127.0.0.1:${server.httpPort}`;
