@@ -121,18 +121,22 @@ export class VectorStore extends PgDb {
     if (terms.length === 0) return [];
     const where = "org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])";
     const base = [scope.org, scope.bucket, pipelineIds];
-    // Each count is answered from an index (the primary key's prefix, the GIN index of the terms).
+    // Each count is answered from an index (the primary key's prefix, the GIN index of the
+    // terms) and stops at COMMON: past it a term is common, its idf is taken at the cap, and
+    // it only adds to the score of chunks a rarer term found (matching on it would mean
+    // scoring most of the collection).
+    const COMMON = 2000;
     const [total, ...dfs] = await Promise.all([
       this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where}`, base, scope.signal),
-      ...terms.map((t) => this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where} AND content_tsv @@ to_tsquery('simple', $4)`, [...base, t], scope.signal)),
+      ...terms.map((t) =>
+        this.q(`SELECT count(*) AS n FROM (SELECT 1 FROM vector_chunks WHERE ${where} AND content_tsv @@ to_tsquery('simple', $4) LIMIT ${COMMON}) AS m`, [...base, t], scope.signal),
+      ),
     ]);
     const n = num(total[0]?.n);
-    const stats: Record<string, unknown> = Object.fromEntries(dfs.map((r, i) => [`df${i}`, r[0]?.n]));
-    // A term in more than half of the chunks tells them apart by almost nothing (its idf is
-    // near 0) and would make every chunk a match to score: it is left out.
-    const weighted = terms.map((t, i) => ({ t, df: num(stats[`df${i}`]) })).filter((x) => x.df > 0 && x.df <= Math.max(1, n / 2));
-    if (weighted.length === 0) return [];
-    const values: unknown[] = [...base, keyPrefix, limit, weighted.map((x) => x.t).join(" | ")];
+    const weighted = terms.map((t, i) => ({ t, df: num(dfs[i][0]?.n) })).filter((x) => x.df > 0 && x.df <= Math.max(1, n / 2));
+    const matchers = weighted.filter((x) => x.df < COMMON);
+    if (matchers.length === 0) return [];
+    const values: unknown[] = [...base, keyPrefix, limit, matchers.map((x) => x.t).join(" | ")];
     const score = weighted
       .map((x) => {
         values.push(x.t, Math.log(1 + (n - x.df + 0.5) / (x.df + 0.5)));
@@ -153,9 +157,11 @@ export class VectorStore extends PgDb {
   async places(scope: Scope, refs: Array<{ pipelineId: string; key: string; chunkIndex: number }>, withContent: boolean): Promise<Map<string, ChunkPlaceRow>> {
     if (refs.length === 0) return new Map();
     const rows = await this.q(
-      `SELECT c.pipeline_id, c.object_key, c.chunk_index, ${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end FROM vector_chunks c
-       JOIN unnest($3::text[], $4::text[], $5::int[]) AS r(p, k, i) ON c.pipeline_id = r.p AND c.object_key = r.k AND c.chunk_index = r.i
-       WHERE c.org = $1 AND c.bucket = $2`,
+      // LATERAL: one primary-key lookup per result, never a scan of the collection.
+      `SELECT c.pipeline_id, c.object_key, c.chunk_index, ${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end
+       FROM unnest($3::text[], $4::text[], $5::int[]) AS r(p, k, i)
+       CROSS JOIN LATERAL (SELECT * FROM vector_chunks v
+                           WHERE v.org = $1 AND v.bucket = $2 AND v.pipeline_id = r.p AND v.object_key = r.k AND v.chunk_index = r.i) AS c`,
       [scope.org, scope.bucket, refs.map((r) => r.pipelineId), refs.map((r) => r.key), refs.map((r) => r.chunkIndex)],
       scope.signal,
     );
