@@ -7,13 +7,12 @@
  */
 import { createHash, createHmac } from "node:crypto";
 import { Readable } from "node:stream";
-import { newAccessKey, newToken } from "../src/domain/auth";
 import { decodeAwsChunked, type ChunkedResult } from "../src/s3/aws-chunked";
 import { newChecksum } from "../src/s3/checksums";
 import { signRequest } from "../src/s3/sigv4";
-import { loadSecretBox } from "../src/storage/secrets";
 import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
+import { insertToken } from "./helpers/tokens";
 
 jest.setTimeout(60_000);
 
@@ -94,12 +93,9 @@ describe("through the byte plane", () => {
   const B = "kb-chunked";
   beforeAll(async () => {
     s = await startServers({ K3_AUTH: "on" });
-    const { token, tokenId, secretHash } = newToken();
-    const key = newAccessKey();
-    const secretSealed = loadSecretBox(s.dataDir, undefined).seal(key.secret);
-    await s.app.repo().tokenInsert({ tokenId, org: "default", secretHash, name: "t", grants: [{ bucket: "*", role: "admin" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key.accessKeyId, secretSealed });
-    bearer = token;
-    Object.assign(keys, { id: key.accessKeyId, secret: key.secret });
+    const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
+    bearer = t.token;
+    Object.assign(keys, { id: t.id, secret: t.secret });
     expect((await jsonClient(() => s.httpUrl, { authorization: `Bearer ${bearer}` })("POST", "/admin/buckets", { name: B })).status).toBe(200);
   });
   afterAll(() => s.stop());

@@ -10,11 +10,11 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { newAccessKey, newToken, type Grant } from "../src/domain/auth";
-import { loadSecretBox } from "../src/storage/secrets";
+import type { Grant } from "../src/domain/auth";
 import { makePdf } from "./helpers/fixtures";
 import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
+import { insertToken } from "./helpers/tokens";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(120_000);
@@ -27,13 +27,7 @@ const B = "kb-bytes";
 const TERMINAL = ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED", "INGEST_STATUS_PARTIAL", "INGEST_STATUS_CANCELLED"];
 const work = mkdtempSync(join(tmpdir(), "k3-s3-client-"));
 
-async function token(org: string, grants: Grant[], s3 = false): Promise<{ token: string; id: string; secret: string }> {
-  const { token: t, tokenId, secretHash } = newToken();
-  const key = s3 ? newAccessKey() : undefined;
-  const sealed = key ? loadSecretBox(s.dataDir, undefined).seal(key.secret) : undefined;
-  await s.app.repo().tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed: sealed });
-  return { token: t, id: key?.accessKeyId ?? "", secret: key?.secret ?? "" };
-}
+const token = (org: string, grants: Grant[], s3 = false) => insertToken(s, org, grants, s3);
 
 /** The AWS CLI against the server, with credentials in its environment only. */
 function aws(args: string[], creds = keys) {

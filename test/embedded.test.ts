@@ -4,23 +4,14 @@
  * superuser password is a random one kept in a 0600 file.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, chmodSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "pg";
-import { startProcess, type Child } from "./helpers/processes";
+import { freePort, startProcess, type Child } from "./helpers/processes";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(120_000);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let child: Child | undefined;
 let dataDir: string;

@@ -11,10 +11,9 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
-import { newAccessKey, newToken } from "../src/domain/auth";
-import { loadSecretBox } from "../src/storage/secrets";
 import { jsonClient, keyPathOf, rawRequest, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
+import { insertToken } from "./helpers/tokens";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(120_000);
@@ -61,12 +60,9 @@ const api = (method: string, path: string, body?: unknown) => jsonClient(() => s
 
 beforeAll(async () => {
   s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "100" });
-  const { token, tokenId, secretHash } = newToken();
-  const key = newAccessKey();
-  const secretSealed = loadSecretBox(s.dataDir, undefined).seal(key.secret);
-  await s.app.repo().tokenInsert({ tokenId, org: "default", secretHash, name: "t", grants: [{ bucket: "*", role: "admin" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key.accessKeyId, secretSealed });
-  bearer = token;
-  Object.assign(keys, { id: key.accessKeyId, secret: key.secret });
+  const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
+  bearer = t.token;
+  Object.assign(keys, { id: t.id, secret: t.secret });
   expect((await api("POST", "/admin/buckets", { name: B })).status).toBe(200);
 });
 afterAll(async () => {

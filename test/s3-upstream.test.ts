@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build, type App } from "../src/app";
@@ -15,18 +14,11 @@ import { createLogger } from "../src/log";
 import { readClaim, signRequest, verifySigV4 } from "../src/s3/sigv4";
 import { jsonClient, keyPathOf, rawRequest, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
+import { freePort } from "./helpers/processes";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(90_000);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const UP = { bucket: "k3-upstream", accessKeyId: "upstream-key", secretAccessKey: "upstream-secret", region: "us-east-1" };
 let moto: ChildProcess;

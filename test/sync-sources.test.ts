@@ -8,7 +8,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "pg";
@@ -18,20 +17,12 @@ import { createLogger } from "../src/log";
 import { signRequest } from "../src/s3/sigv4";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { jsonClient, type J } from "./helpers/http";
-import { startProcess } from "./helpers/processes";
+import { freePort, startProcess } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(180_000);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe("an external S3-compatible source", () => {
   const UP = { accessKeyId: "ext-key", secretAccessKey: "ext-secret-do-not-leak", region: "us-east-1" };

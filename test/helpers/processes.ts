@@ -1,5 +1,6 @@
 /** Runs the server (or a worker) as a real child process on the TypeScript sources. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { join } from "node:path";
 
 const ROOT = join(__dirname, "..", "..");
@@ -39,4 +40,14 @@ export async function startProcess(command: "serve" | "api" | "worker", env: Rec
     });
   });
   return { proc, output: () => out, exited };
+}
+
+/** A loopback port nothing listens on (for servers a test starts, or a refused connection). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
