@@ -170,3 +170,23 @@ test("every door serves the sources and sync RPCs alike", async () => {
     clients.close();
   }
 });
+
+test("ListIngestJobs?source_id= pages through the source's jobs with keyset tokens and an exact total", async () => {
+  const ids = new Set<string>();
+  let token = "";
+  let total = 0;
+  do {
+    const page = (await http("GET", `/${B}/ingest/jobs?source_id=${internal}&page_size=400${token ? `&page_token=${token}` : ""}`)).json;
+    for (const j of page.jobs as J[]) {
+      expect(j.sourceId).toBe(internal);
+      ids.add(j.jobId);
+    }
+    total = Number(page.pagination.totalCount);
+    token = page.pagination.nextPageToken ?? "";
+  } while (token);
+  expect(ids.size).toBe(total);
+  expect(total).toBeGreaterThan(2000);
+  // A token of the source listing is refused for another filter, by name.
+  const first = (await http("GET", `/${B}/ingest/jobs?source_id=${internal}&page_size=1`)).json.pagination.nextPageToken;
+  expect((await http("GET", `/${B}/ingest/jobs?page_size=1&page_token=${first}`)).json.message).toMatch(/page_token was issued for different filters/);
+});

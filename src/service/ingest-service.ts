@@ -182,7 +182,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         status,
         pipelineId: req.pipelineId || undefined,
         ruleId: req.ruleId || undefined,
-        sourceId: req.sourceId || undefined,
+        // Only when given: page tokens issued before the source filter existed stay valid.
+        ...(req.sourceId ? { sourceId: req.sourceId } : {}),
       };
       const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
       return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
