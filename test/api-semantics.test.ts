@@ -124,6 +124,26 @@ test("concurrent triggers with one request_id create one job", async () => {
   expect(ids.has(other.json.job.jobId)).toBe(false);
 });
 
+test("a request_id reused for a different request is refused, naming what differs; the same request gets its job back", async () => {
+  s.putObject(B, "docs/other.txt", "another object");
+  const first = await http("POST", `/${B}/ingest`, { object: { key: "docs/small.txt" }, pipeline_id: embed, request_id: "pay-once", options: { chunk_size: "500" } });
+  expect(first.status).toBe(200);
+  const again = await http("POST", `/${B}/ingest`, { object: { key: "docs/small.txt" }, pipeline_id: embed, request_id: "pay-once", options: { chunk_size: "500" } });
+  expect(again.json.job.jobId).toBe(first.json.job.jobId);
+  const otherKey = await http("POST", `/${B}/ingest`, { object: { key: "docs/other.txt" }, pipeline_id: embed, request_id: "pay-once" });
+  expect(otherKey).toMatchObject({
+    status: 409,
+    json: { code: "already_exists", message: `request_id "pay-once" already created job ${first.json.job.jobId} for a different request: object.key "docs/other.txt" (it was "docs/small.txt"); send a new request_id for a new request` },
+  });
+  const otherOptions = await http("POST", `/${B}/ingest`, { object: { key: "docs/small.txt" }, pipeline_id: embed, request_id: "pay-once", options: { chunk_size: "800" } });
+  expect(otherOptions.json.message).toMatch(/options\["chunk_size"\]/);
+  // Racing requests with one request_id and different objects: one job, the others refused.
+  const race = await Promise.all(["docs/small.txt", "docs/other.txt", "docs/small.txt", "docs/other.txt"].map((key) => http("POST", `/${B}/ingest`, { object: { key }, pipeline_id: embed, request_id: "raced" })));
+  const winners = new Set(race.filter((r) => r.status === 200).map((r) => r.json.job.object.key));
+  expect(winners.size).toBe(1);
+  expect(race.filter((r) => r.status === 409)).toHaveLength(2);
+});
+
 test("objects behind symlinks that leave the bucket do not exist", async () => {
   const outside = join(s.dataDir, "secret.txt");
   writeFileSync(outside, "top secret");

@@ -1,7 +1,7 @@
 /** IngestService, written once as a Connect ServiceImpl and served by every door. */
 import type { ServiceImpl } from "@connectrpc/connect";
 import { IngestService, type StringList, type UpdateRuleRequest } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
-import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
 import { newJob } from "./upload-jobs";
 import { isTerminal, type Job, type Scope } from "../domain/job";
@@ -45,6 +45,24 @@ function checkSizes(min: number, max: number): void {
       "max_size_bytes",
     );
   }
+}
+
+/**
+ * The job a request_id already names, when the retry is the same request: same object, and
+ * the pipeline, rule and options it asked for (if it asked). Otherwise the key was reused
+ * for something else, which is refused as payment APIs refuse it, rather than answering
+ * with a job that is not what this request wanted.
+ */
+function sameRequest(job: Job, req: { requestId: string; object?: { key: string }; pipelineId: string; ruleId: string; options: Record<string, string> }): Job {
+  const differs: string[] = [];
+  if (req.object?.key !== job.key) differs.push(`object.key ${quote(req.object?.key ?? "")} (it was ${quote(job.key)})`);
+  if (req.pipelineId && req.pipelineId !== job.pipelineId) differs.push(`pipeline_id ${quote(req.pipelineId)} (it was ${quote(job.pipelineId)})`);
+  if (req.ruleId && req.ruleId !== job.ruleId) differs.push(`rule_id ${quote(req.ruleId)} (it was ${quote(job.ruleId)})`);
+  for (const [k, v] of Object.entries(req.options)) if (job.options[k] !== v) differs.push(`options[${quote(k)}]`);
+  if (differs.length) {
+    throw new AlreadyExists(`request_id ${quote(req.requestId)} already created job ${job.jobId} for a different request: ${differs.join(", ")}; send a new request_id for a new request`);
+  }
+  return job;
 }
 
 /** A job's size in a list answer, roughly: its free-form parts plus the fixed fields. */
@@ -150,17 +168,18 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkLength(req.requestId, 128, "request_id");
       if (req.requestId !== "") {
         const earlier = await repo.jobGetByRequestId(scope, req.requestId);
-        if (earlier) return { job: jobToProto(earlier) };
+        if (earlier) return { job: jobToProto(sameRequest(earlier, req)) };
       }
       const info = await objects.stat(scope, key);
       if (!info) throw new NotFound(`object ${quote(key)} not found in bucket ${quote(req.bucket)}`);
       const { pipeline, ruleId } = await resolvePipeline(scope, req, { key, ...info });
       const options = { ...pipeline.options, ...req.options };
       checkTemplateOptions(getTemplate(pipeline.template, "pipeline template"), options);
-      const { job } = await repo.jobInsert(
+      const { job, created } = await repo.jobInsert(
         newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now() }),
       );
-      return { job: jobToProto(job) };
+      // Lost a race for the request_id: the winner is the answer only if it is the same request.
+      return { job: jobToProto(created ? job : sameRequest(job, req)) };
     },
 
     async getIngestStatus(req, ctx) {

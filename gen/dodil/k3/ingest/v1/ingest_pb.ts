@@ -288,7 +288,8 @@ export type TriggerIngestRequest = Message<"dodil.k3.ingest.v1.TriggerIngestRequ
 
   /**
    * Idempotency key: a retry with the same request_id in the same bucket returns the
-   * job created the first time.
+   * job created the first time; the same request_id with a different object, pipeline,
+   * rule or options is ALREADY_EXISTS.
    *
    * @generated from field: string request_id = 6;
    */
