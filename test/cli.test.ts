@@ -175,3 +175,20 @@ test("search prints key, page, score and a snippet; -o json is the API's answer;
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/--top-k 5000 must be a whole number from 1 to 1000/);
 });
+
+test("rules update and pipelines update take every documented flag; a flag a command does not take is refused by name", async () => {
+  const rule = JSON.parse((await cli(["rules", "create", "-b", B, "--name", "r1", "-p", pipelineId, "--include", "a/**", "-o", "json"])).stdout).rule;
+  const updated = await cli(["rules", "update", "-b", B, rule.ruleId, "--name", "r2", "--include", "b/**", "--include", "c/**", "--exclude", "b/tmp/**", "--mime", "text/*", "--priority", "7", "-o", "json"]);
+  expect(updated.code).toBe(0);
+  expect(JSON.parse(updated.stdout).rule).toMatchObject({ name: "r2", includePatterns: ["b/**", "c/**"], excludePatterns: ["b/tmp/**"], includeMimeTypes: ["text/*"], priority: 7 });
+  const p = await cli(["pipelines", "update", "-b", B, pipelineId, "--option", "chunk_size=700", "--name", "embed2", "-o", "json"]);
+  expect(p.code).toBe(0);
+  // --option sets its key and keeps the others.
+  expect(JSON.parse(p.stdout).pipeline).toMatchObject({ name: "embed2", options: { chunk_size: "700", chunk_overlap: "50" } });
+  const stray = await cli(["rules", "update", "-b", B, rule.ruleId, "--template", "noop"]);
+  expect(stray.code).toBe(2);
+  expect(stray.stderr).toMatch(/^rules does not take --template; it takes --bucket, --name, --pipeline, --include, --exclude, --mime, --priority, --json/);
+  expect((await cli(["jobs", "get", "-b", B, "job_x", "--wait"])).stderr).toMatch(/jobs get does not take --wait/);
+  await cli(["rules", "delete", "-b", B, rule.ruleId]);
+  await cli(["pipelines", "update", "-b", B, pipelineId, "--name", "embed"]);
+});

@@ -7,21 +7,15 @@
  * a waited-for job did not complete, 2 for usage errors.
  */
 import { parseArgs } from "node:util";
-import { create, fromJson, toJson, type DescMessage, type JsonObject } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { create, toJson, type DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import {
-  CreateRuleRequestSchema,
-  GetIngestStatusResponseSchema,
-  IngestJobSchema,
-  IngestService,
-  IngestStatus,
-  UpdateRuleRequestSchema,
-  type IngestJob,
-} from "../../gen/dodil/k3/ingest/v1/ingest_pb";
-import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSchema } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { GetIngestStatusResponseSchema, IngestJobSchema, IngestService, IngestStatus, type IngestJob } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
+import { PipelineService } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { StorageService } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { bucketCommand, objectCommand } from "./storage-commands";
+import { bodyOf, parseOptions, render, table, UsageError, type Out } from "./common";
+import { pipelineCommand, ruleCommand } from "./config-commands";
 import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { searchCommand } from "./search-command";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
@@ -45,9 +39,37 @@ const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T o
               | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]
   search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]`;
 
-class UsageError extends Error {}
 
-type Out = { write(s: string): unknown };
+
+/** The flags each command takes, besides --endpoint, --token and -o. */
+const TAKES: Record<string, string[]> = {
+  "jobs list": ["bucket", "status", "pipeline", "rule", "all"],
+  "jobs get": ["bucket"],
+  "jobs cancel": ["bucket"],
+  "jobs retry": ["bucket", "status", "pipeline", "rule"],
+  trigger: ["bucket", "pipeline", "rule", "option", "wait"],
+  pipelines: ["bucket", "name", "template", "option", "json"],
+  "rules list": ["bucket", "pipeline"],
+  rules: ["bucket", "name", "pipeline", "include", "exclude", "mime", "priority", "json"],
+  buckets: ["description", "force"],
+  objects: ["bucket", "key", "prefix", "expires"],
+  sources: ["bucket", "name", "description", "root", "interval", "s3-endpoint", "s3-bucket", "s3-region", "access-key-id", "json"],
+  "sync discover": ["bucket", "full", "rule", "wait"],
+  "sync ingest": ["bucket", "rule", "retry-failed", "object"],
+  "sync status": ["bucket"],
+  search: ["bucket", "top-k", "hybrid", "vector", "collection"],
+};
+
+/** A usage message naming a flag the command does not take, or undefined when all fit. */
+function flagsNotTaken(group: string | undefined, verb: string | undefined, given: string[]): string | undefined {
+  const takes = TAKES[`${group} ${verb}`] ?? TAKES[group ?? ""];
+  if (!takes) return undefined;
+  const stray = given.filter((f) => !["endpoint", "token", "output"].includes(f) && !takes.includes(f));
+  if (stray.length === 0) return undefined;
+  const name = TAKES[`${group} ${verb}`] ? `${group} ${verb}` : group;
+  return `${name} does not take ${stray.map((f) => `--${f}`).join(", ")}; it takes ${takes.map((f) => `--${f}`).join(", ")}`;
+}
+
 
 const STATUS_NAMES = Object.keys(IngestStatus).filter((k) => Number.isNaN(Number(k)));
 
@@ -61,26 +83,6 @@ function parseStatus(text: string): IngestStatus {
     throw new UsageError(`--status ${JSON.stringify(text)} must be one of ${STATUS_NAMES.filter((s) => s !== "UNSPECIFIED").join(", ")}`);
   }
   return IngestStatus[short as keyof typeof IngestStatus];
-}
-
-function parseOptions(pairs: string[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const p of pairs ?? []) {
-    const eq = p.indexOf("=");
-    if (eq <= 0) throw new UsageError(`--option ${JSON.stringify(p)} must look like key=value`);
-    out[p.slice(0, eq)] = p.slice(eq + 1);
-  }
-  return out;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") + "\n";
-}
-
-/** Writes a reply as the API's JSON (-o json) or as a table of `header` and `rows`. */
-function render(out: Out, asJson: boolean, schema: DescMessage, msg: Parameters<typeof toJson>[1], header: string[], rows: string[][]): void {
-  out.write(asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : table([header, ...rows]));
 }
 
 const JOB_HEADER = ["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"];
@@ -141,6 +143,11 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
   }
   const { values: v, positionals } = parsed;
   const [group, verb, ...rest] = positionals;
+  const unknown = flagsNotTaken(group, verb, Object.keys(v).filter((k) => v[k as keyof typeof v] !== undefined));
+  if (unknown) {
+    err.write(`${unknown}\n${USAGE}\n`);
+    return 2;
+  }
   const asJson = (v.output ?? "table") === "json";
   if (v.output && !["table", "json"].includes(v.output)) {
     err.write(`-o ${v.output}: use table or json\n`);
@@ -296,129 +303,4 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
   }
 }
 
-type Values = Record<string, string | boolean | string[] | undefined>;
 
-/** The --json body (the API's own request JSON) merged under the flags' fields. */
-function bodyOf(v: Values): JsonObject {
-  if (typeof v.json !== "string") return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(v.json);
-  } catch {
-    throw new UsageError(`--json is not valid JSON`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new UsageError("--json must be a JSON object");
-  return parsed as JsonObject;
-}
-
-async function pipelineCommand(
-  c: Client<typeof PipelineService>,
-  verb: string | undefined,
-  bucket: () => string,
-  id: (what: string) => string,
-  v: Values,
-  asJson: boolean,
-  out: Out,
-): Promise<number> {
-  const show = (schema: DescMessage, msg: Parameters<typeof toJson>[1], rows: string[][]) =>
-    render(out, asJson, schema, msg, ["PIPELINE", "NAME", "TEMPLATE", "KIND"], rows);
-  const row = (p: { pipelineId: string; name: string; scriptumTemplate: string; storeEntityKind: string }) => [p.pipelineId, p.name, p.scriptumTemplate, p.storeEntityKind || "-"];
-  const m = PipelineService.method;
-  switch (verb) {
-    case "list": {
-      const res = await c.listPipelines({ bucket: bucket(), pageSize: 1000 });
-      show(m.listPipelines.output, res, res.pipelines.map(row));
-      return 0;
-    }
-    case "get": {
-      const res = await c.getPipeline({ bucket: bucket(), pipelineId: id("PIPELINE_ID") });
-      show(m.getPipeline.output, res, [row(res.pipeline!)]);
-      return 0;
-    }
-    case "create": {
-      const res = await c.createPipeline(
-        fromJson(CreatePipelineRequestSchema, {
-          name: String(v.name ?? ""),
-          ...(v.template ? { scriptumTemplate: String(v.template) } : {}),
-          options: parseOptions(v.option as string[] | undefined),
-          ...bodyOf(v),
-          bucket: bucket(),
-        }),
-      );
-      show(m.createPipeline.output, res, [row(res.pipeline!)]);
-      return 0;
-    }
-    case "update": {
-      const res = await c.updatePipeline(fromJson(UpdatePipelineRequestSchema, { ...bodyOf(v), bucket: bucket(), pipelineId: id("PIPELINE_ID") }));
-      show(m.updatePipeline.output, res, [row(res.pipeline!)]);
-      return 0;
-    }
-    case "delete":
-      await c.deletePipeline({ bucket: bucket(), pipelineId: id("PIPELINE_ID") });
-      out.write(asJson ? "{}\n" : "deleted\n");
-      return 0;
-  }
-  throw new UsageError(`unknown pipelines command ${verb ?? ""}`);
-}
-
-async function ruleCommand(
-  c: Client<typeof IngestService>,
-  verb: string | undefined,
-  bucket: () => string,
-  id: (what: string) => string,
-  v: Values,
-  asJson: boolean,
-  out: Out,
-): Promise<number> {
-  const show = (schema: DescMessage, msg: Parameters<typeof toJson>[1], rows: string[][]) =>
-    render(out, asJson, schema, msg, ["RULE", "NAME", "PIPELINE", "PRIORITY", "ENABLED", "MATCH"], rows);
-  const row = (r: { ruleId: string; name: string; pipelineId: string; priority: number; enabled: boolean; includePatterns: string[]; includeMimeTypes: string[] }) => [
-    r.ruleId,
-    r.name,
-    r.pipelineId,
-    String(r.priority),
-    String(r.enabled),
-    [...r.includePatterns, ...r.includeMimeTypes].join(" ") || "*",
-  ];
-  const m = IngestService.method;
-  switch (verb) {
-    case "list": {
-      const res = await c.listRules({ bucket: bucket(), pipelineId: String(v.pipeline ?? ""), pageSize: 1000 });
-      show(m.listRules.output, res, res.rules.map(row));
-      return 0;
-    }
-    case "get": {
-      const res = await c.getRule({ bucket: bucket(), ruleId: id("RULE_ID") });
-      show(m.getRule.output, res, [row(res.rule!)]);
-      return 0;
-    }
-    case "create": {
-      const priority = v.priority === undefined ? 0 : Number(v.priority);
-      if (!Number.isInteger(priority)) throw new UsageError(`--priority ${String(v.priority)} is not an integer`);
-      const res = await c.createRule(
-        fromJson(CreateRuleRequestSchema, {
-          name: String(v.name ?? ""),
-          pipelineId: String(v.pipeline ?? ""),
-          includePatterns: (v.include as string[] | undefined) ?? [],
-          excludePatterns: (v.exclude as string[] | undefined) ?? [],
-          includeMimeTypes: (v.mime as string[] | undefined) ?? [],
-          priority,
-          ...bodyOf(v),
-          bucket: bucket(),
-        }),
-      );
-      show(m.createRule.output, res, [row(res.rule!)]);
-      return 0;
-    }
-    case "update": {
-      const res = await c.updateRule(fromJson(UpdateRuleRequestSchema, { ...bodyOf(v), bucket: bucket(), ruleId: id("RULE_ID") }));
-      show(m.updateRule.output, res, [row(res.rule!)]);
-      return 0;
-    }
-    case "delete":
-      await c.deleteRule({ bucket: bucket(), ruleId: id("RULE_ID") });
-      out.write(asJson ? "{}\n" : "deleted\n");
-      return 0;
-  }
-  throw new UsageError(`unknown rules command ${verb ?? ""}`);
-}
