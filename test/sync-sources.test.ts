@@ -173,10 +173,11 @@ describe("across processes", () => {
       await c.connect();
       const rows = (await c.query("SELECT created_at::bigint AS at FROM discoveries WHERE source_id = $1 ORDER BY created_at", [internal])).rows.map((r) => Number(r.at));
       await c.end();
-      // One per elapsed period: never two in the same second, from either instance.
+      // One per elapsed period, from either instance: two in one period would be
+      // milliseconds apart; a loaded machine delays a creation by a little, not by half a period.
       expect(rows.length).toBeGreaterThanOrEqual(4);
       expect(rows.length).toBeLessThanOrEqual(6);
-      for (let i = 1; i < rows.length; i++) expect(rows[i] - rows[i - 1]).toBeGreaterThanOrEqual(950);
+      for (let i = 1; i < rows.length; i++) expect(rows[i] - rows[i - 1]).toBeGreaterThanOrEqual(500);
       expect(rows[0]).toBeGreaterThanOrEqual(since);
     } finally {
       for (const a of apps) await a.stop();

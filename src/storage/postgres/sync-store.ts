@@ -373,7 +373,10 @@ export class SyncStore extends PgDb {
    */
   async sourcesDue(now: number): Promise<Source[]> {
     const rows = await this.q(
-      `UPDATE sources s SET next_sync_at = $1 + s.sync_interval_seconds * 1000
+      // Periods stay aligned to the schedule (not to when a poll got there), unless behind.
+      `UPDATE sources s SET next_sync_at = CASE WHEN s.next_sync_at + s.sync_interval_seconds * 1000 > $1
+                                                THEN s.next_sync_at + s.sync_interval_seconds * 1000
+                                                ELSE $1 + s.sync_interval_seconds * 1000 END
        FROM (SELECT source_id FROM sources WHERE enabled AND sync_interval_seconds > 0 AND next_sync_at <= $1
              ORDER BY next_sync_at LIMIT 20 FOR UPDATE SKIP LOCKED) AS due
        WHERE s.source_id = due.source_id RETURNING ${SOURCE_COLUMNS.split(",").map((c) => `s.${c.trim()}`).join(", ")}`,
