@@ -185,3 +185,21 @@ test("counters are visible while the job is PROCESSING", async () => {
   }, { timeoutMs: 60_000 });
   expect(done).toMatchObject({ status: "INGEST_STATUS_COMPLETED", embeddingsWritten: 5000, batchesReceived: 5000 });
 });
+
+test("misspelled option keys are refused with the nearest one and the list; numbers in an options map are taken as their text on REST", async () => {
+  const bad = await http("POST", `/${B}/pipelines`, { name: "typo", scriptum_template: "text_embedding_index", options: { chunksize: "1000" } });
+  expect(bad).toMatchObject({
+    status: 400,
+    json: { code: "invalid_argument", message: 'options["chunksize"] is not an option of template text_embedding_index; did you mean "chunk_size"? its options are chunk_size, chunk_overlap, batch_size, dimensions, embedding_model' },
+  });
+  const noop = await http("POST", `/${B}/pipelines`, { name: "noop-opt", scriptum_template: "noop", options: { batchsize: "10" } });
+  expect(noop.json.message).toMatch(/options\["batchsize"\] is not an option of template noop; it takes no options/);
+  const numbers = await http("POST", `/${B}/pipelines`, { name: "numbers", scriptum_template: "text_embedding_index", options: { chunk_size: 2000, chunk_overlap: 100 } });
+  expect(numbers).toMatchObject({ status: 200, json: { pipeline: { options: { chunk_size: "2000", chunk_overlap: "100" } } } });
+  const patched = await http("PATCH", `/${B}/pipelines/${numbers.json.pipeline.pipelineId}`, { options: { values: { chunk_size: 1500, chunk_sise: 3 } } });
+  expect(patched.json.message).toMatch(/options\["chunk_sise"\] is not an option of template text_embedding_index; did you mean "chunk_size"\?/);
+  // A per-trigger overlay is checked the same way.
+  s.putObject(B, "docs/typo.txt", "a few words");
+  const trigger = await http("POST", `/${B}/ingest`, { object: { key: "docs/typo.txt" }, pipeline_id: numbers.json.pipeline.pipelineId, options: { chunksize: "500" } });
+  expect(trigger).toMatchObject({ status: 400, json: { message: expect.stringMatching(/options\["chunksize"\] is not an option of template text_embedding_index; did you mean "chunk_size"\?/) } });
+});

@@ -67,9 +67,41 @@ export function getTemplate(name: string, field = "scriptum_template"): Template
   return t;
 }
 
+/** Levenshtein distance, for "did you mean" (short strings only). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
 /**
- * Checks the values of the options the template understands; unknown keys pass through
- * untouched (they may be meant for a later version of the template). Throws
+ * Refuses option keys the template does not know (a misspelled `chunksize` would otherwise
+ * be stored and silently ignored), naming the nearest known key and listing them all.
+ */
+export function checkOptionKeys(template: TemplateSpec, keys: Iterable<string>, field = "options"): void {
+  const known = Object.keys(template.options);
+  for (const key of keys) {
+    if (Object.hasOwn(template.options, key)) continue;
+    const near = known.map((k) => [k, distance(key.toLowerCase().replace(/[-\s]/g, "_"), k)] as const).sort((x, y) => x[1] - y[1])[0];
+    const hint = near && near[1] <= Math.max(2, Math.floor(near[0].length / 3)) ? `did you mean "${near[0]}"? ` : "";
+    throw new InvalidArgument(
+      `${field}["${key.slice(0, 80)}"] is not an option of template ${template.name}; ${hint}${known.length ? `its options are ${known.join(", ")}` : "it takes no options"}`,
+      `${field}.${key.slice(0, 80)}`,
+    );
+  }
+}
+
+/**
+ * Checks the values of the options the template understands (keys are checkOptionKeys'
+ * business: a pipeline stored before keys were checked still runs). Throws
  * InvalidArgument naming the option and value.
  */
 export function checkTemplateOptions(

@@ -7,7 +7,7 @@ import { newJob } from "./upload-jobs";
 import { isTerminal, type Job, type Scope } from "../domain/job";
 import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
 import { checkMimePattern, compileGlob, globChars, MAX_GLOB_CHARS_PER_BUCKET, MAX_RULES_PER_BUCKET, pickRule, type ObjectFacts } from "../domain/rules";
-import { checkTemplateOptions, getTemplate } from "../domain/templates";
+import { checkOptionKeys, checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkLength, checkObjectKey, checkOptionMap, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import { int64ToNumber, ingestPagination, jobToProto, ruleToProto, statusFromProto, statusName } from "./convert";
 import { requestIdKey, scopeOf } from "./caller";
@@ -174,7 +174,9 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       if (!info) throw new NotFound(`object ${quote(key)} not found in bucket ${quote(req.bucket)}`);
       const { pipeline, ruleId } = await resolvePipeline(scope, req, { key, ...info });
       const options = { ...pipeline.options, ...req.options };
-      checkTemplateOptions(getTemplate(pipeline.template, "pipeline template"), options);
+      const template = getTemplate(pipeline.template, "pipeline template");
+      checkOptionKeys(template, Object.keys(req.options));
+      checkTemplateOptions(template, options);
       const { job, created } = await repo.jobInsert(
         newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now() }),
       );

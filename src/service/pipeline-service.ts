@@ -5,7 +5,7 @@ import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors"
 import { newId } from "../domain/ids";
 import type { Scope } from "../domain/job";
 import type { Pipeline, PipelineFields } from "../domain/pipeline";
-import { checkTemplateOptions, getTemplate } from "../domain/templates";
+import { checkOptionKeys, checkTemplateOptions, getTemplate } from "../domain/templates";
 import { checkBucket, checkId, checkLength, checkOptionMap, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import { pipelinePagination, pipelineToProto } from "./convert";
 import { scopeOf } from "./caller";
@@ -30,6 +30,7 @@ export async function insertPipeline(
   checkLength(f.description, MAX_TEXT, "description");
   const template = getTemplate(f.template);
   checkOptionMap(f.options);
+  checkOptionKeys(template, Object.keys(f.options));
   checkTemplateOptions(template, f.options);
   const createdAt = deps.now();
   return deps.repo.pipelineInsert({
@@ -124,6 +125,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       patch.storeEntityKind = template.kind;
       const options = patch.options ?? current.options;
       checkOptionMap(options);
+      if (patch.options || patch.template) checkOptionKeys(template, Object.keys(options));
       checkTemplateOptions(template, options);
       const p = await repo.pipelineUpdate(scope, req.pipelineId, patch, now());
       if (!p) throw notFound(req.bucket, req.pipelineId);

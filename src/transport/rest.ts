@@ -267,10 +267,27 @@ async function decodeRequest(
   if (route.body !== "*") applyQuery(schema, json, query, bound);
   else if ([...query.keys()].length > 0) throw invalid(`unknown query parameter "${[...query.keys()][0]}" for ${schema.name}`);
   try {
-    return fromJson(schema, json, { ignoreUnknownFields: false });
+    return fromJson(schema, coerceStringMaps(schema, json), { ignoreUnknownFields: false });
   } catch (err) {
     throw invalid(`invalid ${schema.name}: ${messageFieldError(schema, json) ?? (err as Error).message}`);
   }
+}
+
+/**
+ * Option maps are map<string, string>, and people type `"chunk_size": 2000`: on this door
+ * numbers and booleans in a string map are taken as their text (what `"2000"` would be).
+ */
+function coerceStringMaps(schema: DescMessage, json: JsonObject): JsonObject {
+  for (const f of schema.fields) {
+    const v = json[f.jsonName] ?? json[f.name];
+    if (v === null || typeof v !== "object" || Array.isArray(v)) continue;
+    if (f.fieldKind === "map" && f.mapKind === "scalar" && f.scalar === ScalarType.STRING) {
+      for (const [k, x] of Object.entries(v)) if (typeof x === "number" || typeof x === "boolean") (v as JsonObject)[k] = String(x);
+    } else if (f.fieldKind === "message") {
+      coerceStringMaps(f.message, v as JsonObject);
+    }
+  }
+  return json;
 }
 
 /**
