@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** Process entry: loads the configuration, starts the server, stops it on SIGINT/SIGTERM. */
 import { build } from "./app";
-import { runClientCli } from "./cli/client";
+import { runClientCli, USAGE } from "./cli/client";
+import { VERSION } from "./version";
 import { runTokensCli } from "./cli/tokens";
 import { migrate } from "./storage/postgres/migrate";
 import { PgRepository } from "./storage/postgres/repository";
@@ -9,9 +10,38 @@ import { startEmbeddedPostgres } from "./storage/postgres/embedded";
 import { loadConfig } from "./config";
 import { createLogger } from "./log";
 
+const HELP = `k3-ingest ${VERSION} — a server for the K3 ingest API, and its command line.
+
+Server (configured by K3_* variables; see the README):
+  k3-ingest serve              API and worker in one process (npm start)
+  k3-ingest api | worker       the API only, or a worker only
+  k3-ingest migrate            apply the database migrations and exit
+  k3-ingest tokens create|list|revoke …   API tokens (and --s3 access keys)
+
+Client, against a running server:
+${USAGE.split("\n").slice(1).join("\n")}
+
+  k3-ingest help COMMAND | COMMAND --help     the usage of one command
+  k3-ingest --version
+
+Examples:
+  k3-ingest buckets create kb-docs
+  k3-ingest objects put -b kb-docs ./report.pdf -k reports/q3.pdf
+  k3-ingest search "quarterly revenue" -b kb-docs --top-k 5`;
+
 async function main(): Promise<void> {
   // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
   const arg = process.argv[2];
+  if (arg === undefined || arg === "help" || arg === "--help" || arg === "-h") {
+    const group = arg === "help" ? process.argv[3] : undefined;
+    if (group && group !== "serve") process.exit(await runClientCli([group, "--help"], process.env));
+    process.stdout.write(`${HELP}\n`);
+    process.exit(0);
+  }
+  if (arg === "--version" || arg === "-v" || arg === "version") {
+    process.stdout.write(`k3-ingest ${VERSION}\n`);
+    process.exit(0);
+  }
   if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "sync", "search"].includes(arg ?? "")) {
     process.exit(await runClientCli(process.argv.slice(2), process.env));
   }
@@ -40,7 +70,7 @@ async function main(): Promise<void> {
   }
   const roles: Record<string, string> = { serve: "all", all: "all", api: "api", worker: "worker" };
   if (arg !== undefined && !(arg in roles)) {
-    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}; use serve, api, worker, migrate, tokens, jobs, trigger, rules, pipelines, buckets or objects\n`);
+    process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}\n${HELP}\n`);
     process.exit(2);
   }
   let config;

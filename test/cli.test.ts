@@ -192,3 +192,24 @@ test("rules update and pipelines update take every documented flag; a flag a com
   await cli(["rules", "delete", "-b", B, rule.ruleId]);
   await cli(["pipelines", "update", "-b", B, pipelineId, "--name", "embed"]);
 });
+
+test("help and version: bare k3-ingest, --help, help GROUP, GROUP --help, --version; a group without its command", async () => {
+  const bare = await cli([]);
+  expect(bare.code).toBe(0);
+  expect(bare.stdout).toMatch(/^k3-ingest \d+\.\d+\.\d+ — a server for the K3 ingest API/);
+  expect(bare.stdout).toMatch(/k3-ingest serve {14}API and worker in one process/);
+  expect((await cli(["--help"])).stdout).toBe(bare.stdout);
+  expect((await cli(["-h"])).stdout).toBe(bare.stdout);
+  const version = await cli(["--version"]);
+  expect(version.stdout).toMatch(/^k3-ingest \d+\.\d+\.\d+\n$/);
+  const rules = await cli(["help", "rules"]);
+  expect(rules.stdout).toMatch(/^usage: k3-ingest rules …/);
+  expect(rules.stdout).not.toMatch(/jobs list/);
+  expect((await cli(["rules", "--help"])).stdout).toBe(rules.stdout);
+  const jobs = await cli(["jobs"]);
+  expect(jobs.code).toBe(2);
+  expect(jobs.stderr).toMatch(/^k3-ingest jobs needs a command\nusage: k3-ingest jobs …[\s\S]*jobs list/);
+  const unknown = await cli(["frobnicate"]);
+  expect(unknown.code).toBe(2);
+  expect(unknown.stderr).toMatch(/^k3-ingest: unknown command "frobnicate"\nk3-ingest \d/);
+});

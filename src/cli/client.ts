@@ -21,7 +21,7 @@ import { searchCommand } from "./search-command";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
-const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
+export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
   jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all]
   jobs get    -b BUCKET JOB_ID
   jobs cancel -b BUCKET JOB_ID
@@ -39,7 +39,18 @@ const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T o
               | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]
   search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]`;
 
-
+/** The usage lines of one command group (`jobs`, `rules` …), or undefined for an unknown one. */
+export function groupUsage(group: string): string | undefined {
+  const lines = USAGE.split("\n").slice(1);
+  const out: string[] = [];
+  let inGroup = false;
+  for (const line of lines) {
+    const head = /^ {2}(\S+)/.exec(line)?.[1];
+    if (head) inGroup = head === group;
+    if (inGroup) out.push(line);
+  }
+  return out.length ? `usage: k3-ingest ${group} …   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)\n${out.join("\n")}` : undefined;
+}
 
 /** The flags each command takes, besides --endpoint, --token and -o. */
 const TAKES: Record<string, string[]> = {
@@ -94,6 +105,17 @@ function jobRow(j: IngestJob): string[] {
 
 /** Runs a client command; resolves with the exit code. */
 export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  // `k3-ingest jobs --help` (or -h) prints the group's usage; `k3-ingest jobs` alone too, as an error.
+  const group0 = argv[0] ?? "";
+  if (argv.includes("--help") || argv.includes("-h")) {
+    out.write(`${groupUsage(group0) ?? USAGE}\n`);
+    return 0;
+  }
+  const needsVerb = ["jobs", "pipelines", "rules", "buckets", "objects", "sources", "sync"];
+  if (needsVerb.includes(group0) && argv.length === 1) {
+    err.write(`k3-ingest ${group0} needs a command\n${groupUsage(group0)}\n`);
+    return 2;
+  }
   let parsed;
   try {
     parsed = parseArgs({
