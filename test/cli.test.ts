@@ -213,3 +213,19 @@ test("help and version: bare k3-ingest, --help, help GROUP, GROUP --help, --vers
   expect(unknown.code).toBe(2);
   expect(unknown.stderr).toMatch(/^k3-ingest: unknown command "frobnicate"\nk3-ingest \d/);
 });
+
+test("the CLI finds the admin token beside the server's data, and -p / --rule take names", async () => {
+  // No --token, no DODIL_TOKEN: the admin-token file under K3_DATA_DIR is used.
+  const listed = await cli(["buckets", "ls", "-o", "json"], { DODIL_TOKEN: "", K3_DATA_DIR: s.dataDir });
+  expect(listed.code).toBe(0);
+  expect(JSON.parse(listed.stdout).buckets.map((b: { name: string }) => b.name)).toContain(B);
+  const withoutToken = await cli(["buckets", "ls"], { DODIL_TOKEN: "", K3_DATA_DIR: "/nonexistent" });
+  expect(withoutToken.code).toBe(16);
+  // A pipeline by name.
+  const byName = await cli(["trigger", "-b", B, "docs/a.txt", "-p", "embed", "-o", "json"]);
+  expect(byName.code).toBe(0);
+  expect(JSON.parse(byName.stdout).job.pipelineId).toBe(pipelineId);
+  const unknown = await cli(["trigger", "-b", B, "docs/a.txt", "-p", "no-such-pipeline"]);
+  expect(unknown.code).toBe(2);
+  expect(unknown.stderr).toMatch(/-p "no-such-pipeline": bucket kb-cli has no pipeline of that id or name/);
+});

@@ -6,6 +6,8 @@
  * code of a failed call (3 invalid argument, 5 not found, 16 unauthenticated, …), 1 when
  * a waited-for job did not complete, 2 for usage errors.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { create, toJson, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -50,6 +52,15 @@ export function groupUsage(group: string): string | undefined {
     if (inGroup) out.push(line);
   }
   return out.length ? `usage: k3-ingest ${group} …   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)\n${out.join("\n")}` : undefined;
+}
+
+/** The admin token a server wrote beside its data (K3_DATA_DIR, default .k3-data), when readable. */
+function adminTokenBeside(env: NodeJS.ProcessEnv): string {
+  try {
+    return readFileSync(join(env.K3_DATA_DIR || ".k3-data", "admin-token"), "utf8").trim();
+  } catch {
+    return "";
+  }
 }
 
 /** The flags each command takes, besides --endpoint, --token and -o. */
@@ -175,7 +186,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     err.write(`-o ${v.output}: use table or json\n`);
     return 2;
   }
-  const token = v.token ?? env.DODIL_TOKEN ?? "";
+  const token = v.token || env.DODIL_TOKEN || adminTokenBeside(env);
   const endpoint = v.endpoint ?? env.K3_ENDPOINT ?? "http://localhost:8080";
   const transport = createConnectTransport({
     baseUrl: endpoint,
@@ -201,6 +212,17 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
   };
 
   try {
+    // -p and --rule take a name as well as an id (when the name is the bucket's only one).
+    if (v.pipeline && !v.pipeline.startsWith("pipe_") && v.bucket) {
+      const named = (await pipelines.listPipelines({ bucket: v.bucket, pageSize: 1000 })).pipelines.filter((p) => p.name === v.pipeline);
+      if (named.length !== 1) throw new UsageError(`-p ${JSON.stringify(v.pipeline)}: bucket ${v.bucket} has no pipeline of that id or name`);
+      v.pipeline = named[0].pipelineId;
+    }
+    if (v.rule && !v.rule.startsWith("rule_") && v.bucket) {
+      const named = (await ingest.listRules({ bucket: v.bucket, pageSize: 1000 })).rules.filter((r) => r.name === v.rule);
+      if (named.length !== 1) throw new UsageError(`--rule ${JSON.stringify(v.rule)}: bucket ${v.bucket} has ${named.length ? "several rules" : "no rule"} of that name; give its id`);
+      v.rule = named[0].ruleId;
+    }
     if (group === "jobs" && verb === "list") {
       const jobs: IngestJob[] = [];
       let pageToken = "";
