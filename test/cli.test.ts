@@ -229,3 +229,29 @@ test("the CLI finds the admin token beside the server's data, and -p / --rule ta
   expect(unknown.code).toBe(2);
   expect(unknown.stderr).toMatch(/-p "no-such-pipeline": bucket kb-cli has no pipeline of that id or name/);
 });
+
+test("trigger takes several keys, --prefix and --glob, counts first and wants --yes above 100 objects", async () => {
+  const two = await cli(["trigger", "-b", B, "docs/a.txt", "docs/nope.txt", "-p", "embed"]);
+  expect(two.code).toBe(1);
+  expect(two.stdout).toMatch(/1 of 2 triggered, 1 refused/);
+  expect(two.stderr).toMatch(/docs\/nope\.txt: NotFound: object "docs\/nope\.txt" not found/);
+  // Uploaded (the listing is the bucket's catalog, as ListObjects shows it).
+  for (let i = 0; i < 101; i++) {
+    const put = await fetch(`${s.httpUrl}/${B}/many/m${i}.txt`, { method: "PUT", headers: { authorization: `Bearer ${token}` }, body: `many ${i}` });
+    expect(put.status).toBe(200);
+  }
+  const refused = await cli(["trigger", "-b", B, "--glob", "many/*.txt", "-p", "embed"]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/^101 objects match; pass --yes to trigger them all/);
+  const all = await cli(["trigger", "-b", B, "--glob", "many/*.txt", "-p", "embed", "--yes", "-o", "json"]);
+  expect(all.code).toBe(0);
+  const answer = JSON.parse(all.stdout);
+  expect(answer).toMatchObject({ count: 101, failed: [] });
+  expect(new Set(answer.jobs.map((j: { object: { key: string } }) => j.object.key)).size).toBe(101);
+  const prefixed = await cli(["trigger", "-b", B, "--prefix", "many/m10", "-p", "embed", "-o", "json"]);
+  expect(JSON.parse(prefixed.stdout).jobs.map((j: { object: { key: string } }) => j.object.key).sort()).toEqual(["many/m10.txt", "many/m100.txt"]);
+  // --request-id makes one trigger idempotent.
+  const r1 = JSON.parse((await cli(["trigger", "-b", B, "docs/a.txt", "-p", "embed", "--request-id", "cli-once", "-o", "json"])).stdout).job.jobId;
+  const r2 = JSON.parse((await cli(["trigger", "-b", B, "docs/a.txt", "-p", "embed", "--request-id", "cli-once", "-o", "json"])).stdout).job.jobId;
+  expect(r2).toBe(r1);
+});

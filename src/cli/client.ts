@@ -20,6 +20,7 @@ import { bodyOf, parseOptions, render, table, UsageError, type Out } from "./com
 import { pipelineCommand, ruleCommand } from "./config-commands";
 import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { searchCommand } from "./search-command";
+import { triggerMany } from "./trigger-many";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
@@ -28,7 +29,8 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
   jobs get    -b BUCKET JOB_ID
   jobs cancel -b BUCKET JOB_ID
   jobs retry  -b BUCKET --status FAILED|PARTIAL [-p PIPELINE] [--rule RULE]
-  trigger     -b BUCKET KEY [-p PIPELINE | --rule RULE] [--option k=v …] [--wait]
+  trigger     -b BUCKET KEY [-p PIPELINE | --rule RULE] [--option k=v …] [--request-id ID] [--wait]
+              | -b BUCKET KEY KEY … | --prefix P | --glob 'docs/**/*.pdf'  [--yes above 100 objects]
   pipelines list|get|create|update|delete -b BUCKET [ID] [--name N] [--template T] [--option k=v …] [--json BODY]
   rules       list|get|create|update|delete -b BUCKET [ID] [--name N] [-p PIPELINE] [--include GLOB …]
               [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
@@ -69,7 +71,7 @@ const TAKES: Record<string, string[]> = {
   "jobs get": ["bucket"],
   "jobs cancel": ["bucket"],
   "jobs retry": ["bucket", "status", "pipeline", "rule"],
-  trigger: ["bucket", "pipeline", "rule", "option", "wait"],
+  trigger: ["bucket", "pipeline", "rule", "option", "wait", "request-id", "prefix", "glob", "yes"],
   pipelines: ["bucket", "name", "template", "option", "json"],
   "rules list": ["bucket", "pipeline"],
   rules: ["bucket", "name", "pipeline", "include", "exclude", "mime", "priority", "json"],
@@ -164,6 +166,9 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         full: { type: "boolean" },
         "retry-failed": { type: "boolean" },
         object: { type: "string" },
+        glob: { type: "string" },
+        yes: { type: "boolean" },
+        "request-id": { type: "string" },
         "top-k": { type: "string" },
         hybrid: { type: "boolean" },
         vector: { type: "boolean" },
@@ -275,12 +280,20 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     }
     if (group === "trigger") {
       if (v.pipeline && v.rule) throw new UsageError("use -p PIPELINE or --rule RULE, not both");
+      const keys = [verb, ...rest].filter((k): k is string => k !== undefined);
+      if (keys.length > 1 || v.prefix !== undefined || v.glob !== undefined) {
+        if (v.wait || v["request-id"]) throw new UsageError("--wait and --request-id take one KEY; several keys, --prefix and --glob trigger without them");
+        const request = { pipelineId: v.pipeline ?? "", ruleId: v.rule ?? "", options: parseOptions(v.option) };
+        const storage = createClient(StorageService, transport);
+        return await triggerMany({ ingest, storage, bucket: bucket(), keys, prefix: v.prefix, glob: v.glob, yes: v.yes, request, asJson, out, err, table, row: jobRow, header: JOB_HEADER });
+      }
       const res = await ingest.triggerIngest({
         bucket: bucket(),
         object: { key: id("KEY") },
         pipelineId: v.pipeline ?? "",
         ruleId: v.rule ?? "",
         options: parseOptions(v.option),
+        requestId: v["request-id"] ?? "",
       });
       let job = res.job!;
       if (!v.wait) {
