@@ -19,7 +19,7 @@ data="$work/data"
 mkdir -p "$data/buckets/kb-python/docs"
 printf 'Python users trigger ingests over gRPC. %.0s' $(seq 1 20) >"$data/buckets/kb-python/docs/hello.txt"
 env -u DATABASE_URL K3_DATA_DIR="$data" K3_HOST=127.0.0.1 K3_HTTP_PORT="$http" K3_GRPC_PORT="$grpc" K3_EMBEDDED_PG_PORT="$pg" \
-  node dist/src/main.js >"$work/server.log" 2>&1 &
+  node dist/src/main.js serve >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
