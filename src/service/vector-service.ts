@@ -83,9 +83,10 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
     );
   }
 
-  async function collectionOf(scope: Scope, idOrName: string, field: string): Promise<Pipeline> {
+  /** The collection `idOrName` among `among` (default: the bucket's). */
+  async function collectionOf(scope: Scope, idOrName: string, field: string, among?: Pipeline[]): Promise<Pipeline> {
     checkRequired(idOrName, field);
-    const p = (await vectorPipelines(scope)).find((x) => x.pipelineId === idOrName || x.name === idOrName);
+    const p = (among ?? (await vectorPipelines(scope))).find((x) => x.pipelineId === idOrName || x.name === idOrName);
     if (!p) throw new NotFound(`${field} ${quote(idOrName)}: no collection of bucket ${quote(scope.bucket)} has that id or name`);
     return p;
   }
@@ -207,7 +208,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       await buckets.get(scope);
 
       let pipelines = await vectorPipelines(scope);
-      if (req.collectionName) pipelines = [await collectionOf(scope, req.collectionName, "collection_name")];
+      if (req.collectionName) pipelines = [await collectionOf(scope, req.collectionName, "collection_name", pipelines)];
       const statuses: CollectionStatus[] = [];
       const queries = await queryVectors(pipelines, text, vector, scope.signal ?? new AbortController().signal);
       const usable: Pipeline[] = [];

@@ -137,6 +137,16 @@ const realpath = (p: string) =>
   new Promise<string>((resolve, reject) => realpathCb.native(p, (err, r) => (err ? reject(err) : resolve(r))));
 const stat = (p: string) => new Promise<Stats>((resolve, reject) => statCb(p, (err, s) => (err ? reject(err) : resolve(s))));
 
+/** The first `max` objects of a scan as catalog entries (what adopting a bucket records); both stores list through it. */
+export async function catalogOf(scan: AsyncIterable<ScanEntry>, max: number): Promise<CatalogEntry[]> {
+  const out: CatalogEntry[] = [];
+  for await (const e of scan) {
+    out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
 /** The folder of a bucket under the data dir. */
 export function bucketDir(dataDir: string, scope: Scope): string {
   return scope.org === DEFAULT_ORG
@@ -276,14 +286,6 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     }
     yield* walk(bucketDir(dataDir, scope), "");
   }
-  async function listFiles(scope: Scope, max: number): Promise<CatalogEntry[]> {
-    const out: CatalogEntry[] = [];
-    for await (const e of scan(scope, "")) {
-      out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
-      if (out.length >= max) break;
-    }
-    return out;
-  }
   const staging = createStaging(dataDir);
 
   /**
@@ -340,7 +342,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     dropUpload: staging.dropUpload,
     sweepStaging: staging.sweep,
     remove,
-    listFiles,
+    listFiles: (scope, max) => catalogOf(scan(scope, ""), max),
     scan,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),
     removeBucket: (scope) => rm(bucketDir(dataDir, scope), { recursive: true, force: true }),

@@ -12,10 +12,9 @@ import { createReadStream } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { mimeTypeOf } from "../domain/mime";
-import type { CatalogEntry } from "../domain/bucket";
 import type { Scope } from "../domain/job";
 import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
-import { ObjectUnreadable, type ObjectHandle, type ObjectStore, type ScanEntry } from "./object-store";
+import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type ScanEntry } from "./object-store";
 import { createS3Client, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
 
@@ -45,15 +44,6 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
       if (key === "" || (!o.prefixOf && (key.startsWith(`${HASHED_DIR}/`) || !isPlainPath(key)))) continue;
       yield { key, size: e.size, etag: e.etag, version: String(BigInt(e.modifiedMs) * 1_000_000n) };
     }
-  }
-
-  async function listUnder(scope: Scope, max: number): Promise<CatalogEntry[]> {
-    const out: CatalogEntry[] = [];
-    for await (const e of scan(scope, "")) {
-      out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
-      if (out.length >= max) break;
-    }
-    return out;
   }
 
   async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer): Promise<bigint> {
@@ -127,7 +117,7 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
       await res.arrayBuffer();
       return res.status === 204 || res.status === 200;
     },
-    listFiles: listUnder,
+    listFiles: (scope, max) => catalogOf(scan(scope, ""), max),
     scan,
     createBucket: async () => undefined, // a prefix needs no making
     async removeBucket(scope) {
