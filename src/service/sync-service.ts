@@ -8,7 +8,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { IngestService } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
-import type { JobStatus, NewJob } from "../domain/job";
+import type { JobStatus, NewJob, Scope } from "../domain/job";
 import type { Discovery } from "../domain/source";
 import { checkBucket, checkLength, checkObjectKey, quote } from "../domain/validate";
 import { createBuckets } from "./buckets";
@@ -52,7 +52,7 @@ export function createSyncMethods(deps: ServiceDeps): SyncMethods {
   const buckets = createBuckets(deps);
 
   /** Checks rule_id names an enabled rule that applies to the source. */
-  async function routingFor(scope: Parameters<typeof loadRouting>[1], sourceId: string, ruleId: string) {
+  async function routingFor(scope: Scope, sourceId: string, ruleId: string) {
     checkLength(ruleId, 128, "rule_id");
     const routing = await loadRouting(repo, scope, sourceId, ruleId);
     if (ruleId && routing.rules.length === 0) {
