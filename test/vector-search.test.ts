@@ -99,7 +99,7 @@ test("create bucket → AddVectorPipeline → rule → upload → search, over H
   expect(md.json.results.map((x: J) => x.object.key)).toEqual(["docs/astronomy.md"]);
 });
 
-test("results say where the chunk lies: PDF page, Markdown heading path, offsets; chunks hold whole words", async () => {
+test("results say where the chunk lies: PDF page, Markdown and HTML heading paths, offsets; chunks hold whole words", async () => {
   // Page 1 is long enough that the page break ends the first chunk (default size 1,000).
   const cover = Array.from({ length: 12 }, (_, i) => `Cover line ${i} says nothing in particular about anything at all here.`);
   const pdf = makePdf([cover, ["Indemnification obligations survive termination of the agreement.", "Each party bears its own costs of enforcement and of collection.", "Notices go to the addresses written on the signature page below."]]);
@@ -107,6 +107,8 @@ test("results say where the chunk lies: PDF page, Markdown heading path, offsets
   const intro = Array.from({ length: 20 }, (_, i) => `Intro sentence ${i} explains the purpose.`).join(" ");
   const md = `# Guide\n\n${intro}\n\n## Install\n\nRun the installer with xylophonic flags. ${"Then wait a while. ".repeat(12)}\n\n## Usage\n\nStart it.`;
   expect((await upload("guide/readme.md", md, "text/markdown")).status).toBe(200);
+  const html = `<html><head><title>t</title><style>h2{}</style></head><body><h1>Field &amp; Notes</h1><p>${intro}</p><h2>Tides</h2><p>${"Water rises twice a day. ".repeat(38)}</p><h3>Spring <em>tides</em></h3><p>Syzygy brings the highest perigean waters.</p><h2>Winds</h2><p>Calm.</p></body></html>`;
+  expect((await upload("guide/field.html", html, "text/html")).status).toBe(200);
   const long = Array.from({ length: 60 }, (_, i) => `word${i} remedy liability`).join(" ");
   expect((await upload("guide/long.txt", long, "text/plain")).status).toBe(200);
   await settled();
@@ -115,6 +117,10 @@ test("results say where the chunk lies: PDF page, Markdown heading path, offsets
   const mdHit = await hit("xylophonic installer");
   expect(mdHit).toMatchObject({ object: { key: "guide/readme.md" }, heading: "Guide > Install" });
   expect([...md].slice(mdHit.charStart, mdHit.charEnd).join("")).toBe(mdHit.content);
+  const htmlHit = await hit("syzygy perigean");
+  expect(htmlHit).toMatchObject({ object: { key: "guide/field.html" }, heading: "Field & Notes > Tides > Spring tides" });
+  expect(htmlHit.content).toContain("Syzygy brings the highest perigean waters.");
+  expect(htmlHit.content).not.toMatch(/[\u0001\u0002<]/);
   // Chunks of the default size (1,000) begin and end with whole words.
   const pieces = ((await search({ text: "remedy liability", top_k: 10, include_content: true, filter: { key_prefix: "guide/long" } })).json.results as J[]).map((r) => r.content as string);
   expect(pieces.length).toBeGreaterThan(0);

@@ -1,28 +1,102 @@
 /**
- * Exact vector search in memory, kept in step with PostgreSQL. Each collection (vector
- * pipeline) is held as one Float32Array block per object, with each chunk's norm; before
- * every search the collection's version (bumped by every write of its chunks) is read, and
- * when it moved, the objects whose current job changed are reloaded and the deleted ones
- * dropped (object_outputs says which), so a committed chunk is searchable at the next
+ * Vector search in memory, kept in step with PostgreSQL (the source of truth).
+ *
+ * Each collection (vector pipeline) holds its chunks as 8-bit codes: every vector scaled so
+ * its largest component is ±127 (cosine does not see the scale), one byte per dimension, in
+ * segments of about 16 MB. A search scans every code exactly with usearch's SIMD kernels
+ * (about 32 ms per million chunks of 384 dimensions on one core), keeps twice the asked
+ * number of candidates, and reranks those with their real vectors read from PostgreSQL, so
+ * scores are exact cosines and the only loss is a true neighbour quantized below twice k
+ * (recall 1.0 in the bench at 100,000 and 1,000,000). No graph to build, nothing that
+ * depends on the data's shape, a quarter of the memory of the vectors themselves.
+ *
+ * Before every search the collection's version (bumped by every write of its chunks) is
+ * read; when it moved, the objects whose current job changed are reloaded and the deleted
+ * ones dropped (object_outputs says which), so a committed chunk is searchable at the next
  * search, on every instance, and a crash leaves nothing to repair: the memory is rebuilt
- * from the table. Scoring is cosine similarity over every chunk (exact: recall 1).
+ * from the table.
  */
+import { exactSearch, MetricKind } from "usearch";
 import type { Scope } from "../domain/job";
-import type { VectorStore } from "../storage/postgres/vector-store";
+import { chunkRefKey, type VectorStore } from "../storage/postgres/vector-store";
 
-interface ObjectBlock {
+/** A run of one object's chunks inside a segment. */
+interface Part {
+  seg: Segment;
+  start: number;
+  count: number;
+}
+
+interface ObjectEntry {
+  key: string;
   jobId: string;
   dims: number;
-  indexes: Int32Array;
-  vectors: Float32Array;
-  norms: Float32Array;
+  parts: Part[];
+}
+
+/** Rows of codes of one dimension; rows of removed objects are dead until compaction. */
+class Segment {
+  codes: Int8Array;
+  owners: Array<ObjectEntry | null>;
+  chunks: Int32Array;
+  used = 0;
+  live = 0;
+  constructor(
+    readonly dims: number,
+    readonly maxRows: number,
+    rows: number,
+  ) {
+    this.codes = new Int8Array(rows * dims);
+    this.owners = new Array<ObjectEntry | null>(rows).fill(null);
+    this.chunks = new Int32Array(rows);
+  }
+  get rows(): number {
+    return this.chunks.length;
+  }
+  bytes(): number {
+    return this.codes.byteLength + this.chunks.byteLength + this.owners.length * 8;
+  }
+  /** Room for `n` more rows, growing geometrically up to `maxRows`. */
+  reserve(n: number): void {
+    if (this.used + n <= this.rows) return;
+    let rows = Math.max(this.rows, 64);
+    while (rows < this.used + n) rows *= 2;
+    rows = Math.min(rows, this.maxRows);
+    const codes = new Int8Array(rows * this.dims);
+    codes.set(this.codes.subarray(0, this.used * this.dims));
+    const chunks = new Int32Array(rows);
+    chunks.set(this.chunks.subarray(0, this.used));
+    this.codes = codes;
+    this.chunks = chunks;
+    this.owners.length = rows;
+    this.owners.fill(null, this.used);
+  }
+  /** Moves the live rows down over the dead ones, and the parts with them. */
+  compact(): void {
+    const d = this.dims;
+    let w = 0;
+    for (let r = 0; r < this.used; r++) {
+      const owner = this.owners[r];
+      if (!owner) continue;
+      const part = owner.parts.find((p) => p.seg === this && p.start === r);
+      if (part) part.start = w;
+      if (w !== r) {
+        this.codes.copyWithin(w * d, r * d, (r + 1) * d);
+        this.chunks[w] = this.chunks[r];
+        this.owners[w] = owner;
+      }
+      w++;
+    }
+    this.owners.fill(null, w, this.used);
+    this.used = w;
+  }
 }
 
 interface CollectionIndex {
   version: number;
-  objects: Map<string, ObjectBlock>;
-  /** Bytes its blocks hold, as of its last refresh. */
-  bytes: number;
+  objects: Map<string, ObjectEntry>;
+  /** Segments per dimension (a collection's model may have changed between ingests). */
+  groups: Map<number, Segment[]>;
   lastUsed: number;
   /** Serialises refreshes of this collection. */
   refreshing?: Promise<void>;
@@ -37,21 +111,40 @@ export interface Hit {
 }
 
 const LOAD_BATCH = 500;
+/** Bytes of codes per segment: a scan of one is a millisecond or two, then other work runs. */
+const SEGMENT_BYTES = 16 * 2 ** 20;
+/** Dead rows a segment may hold before it is compacted (and at least this share of its rows). */
+const DEAD_ROWS = 64;
 
-/** Keeps the best `k` hits (a small sorted array: k is at most 1,000). */
-class TopK {
-  readonly hits: Hit[] = [];
-  constructor(private readonly k: number) {}
-  floor(): number {
-    return this.hits.length < this.k ? -Infinity : this.hits[this.hits.length - 1].score;
+/** The 8-bit codes of a vector into `out` at `at`; false for a zero vector (it matches nothing). */
+export function quantize(v: Float32Array, dims: number, out: Int8Array, at: number): boolean {
+  let max = 0;
+  for (let d = 0; d < dims; d++) max = Math.max(max, Math.abs(v[d]));
+  if (max === 0) return false;
+  const scale = 127 / max;
+  for (let d = 0; d < dims; d++) out[at + d] = Math.round(v[d] * scale);
+  return true;
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let d = 0; d < a.length; d++) {
+    dot += a[d] * b[d];
+    na += a[d] * a[d];
+    nb += b[d] * b[d];
   }
-  add(h: Hit): void {
-    if (h.score <= this.floor()) return;
-    let i = this.hits.length;
-    while (i > 0 && this.hits[i - 1].score < h.score) i--;
-    this.hits.splice(i, 0, h);
-    if (this.hits.length > this.k) this.hits.pop();
-  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
+
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Candidates of one scan: owner and chunk, best first after the merge. */
+interface Candidate {
+  owner: ObjectEntry;
+  chunkIndex: number;
+  distance: number;
 }
 
 export class VectorIndex {
@@ -63,10 +156,16 @@ export class VectorIndex {
     private readonly maxBytes = 1024 * 2 ** 20,
   ) {}
 
+  private static bytesOf(c: CollectionIndex): number {
+    let n = 0;
+    for (const segs of c.groups.values()) for (const s of segs) n += s.bytes();
+    return n + c.objects.size * 160;
+  }
+
   /** Bytes held, all collections together. */
   heldBytes(): number {
     let n = 0;
-    for (const c of this.collections.values()) n += c.bytes;
+    for (const c of this.collections.values()) n += VectorIndex.bytesOf(c);
     return n;
   }
 
@@ -76,14 +175,50 @@ export class VectorIndex {
     for (const [id, c] of byAge) {
       if (total <= this.maxBytes) break;
       this.collections.delete(id);
-      total -= c.bytes;
+      total -= VectorIndex.bytesOf(c);
     }
+  }
+
+  private static remove(col: CollectionIndex, o: ObjectEntry): void {
+    col.objects.delete(o.key);
+    for (const p of o.parts) {
+      p.seg.owners.fill(null, p.start, p.start + p.count);
+      p.seg.live -= p.count;
+      if (p.seg.used - p.seg.live > Math.max(DEAD_ROWS, p.seg.used / 8)) p.seg.compact();
+    }
+  }
+
+  private static add(col: CollectionIndex, key: string, jobId: string, indexes: number[], vectors: Float32Array[]): void {
+    const dims = vectors[0].length;
+    let segs = col.groups.get(dims);
+    if (!segs) col.groups.set(dims, (segs = []));
+    const maxRows = Math.max(256, Math.floor(SEGMENT_BYTES / dims));
+    const o: ObjectEntry = { key, jobId, dims, parts: [] };
+    let i = 0;
+    while (i < vectors.length) {
+      let seg = segs[segs.length - 1];
+      if (!seg || seg.used === seg.maxRows) segs.push((seg = new Segment(dims, maxRows, 0)));
+      const n = Math.min(vectors.length - i, seg.maxRows - seg.used);
+      seg.reserve(n);
+      const part: Part = { seg, start: seg.used, count: 0 };
+      for (const end = i + n; i < end; i++) {
+        const v = vectors[i];
+        if (v.length !== dims || !quantize(v, dims, seg.codes, seg.used * dims)) continue;
+        seg.chunks[seg.used] = indexes[i];
+        seg.owners[seg.used] = o;
+        seg.used++;
+        part.count++;
+      }
+      seg.live += part.count;
+      if (part.count > 0) o.parts.push(part);
+    }
+    if (o.parts.length > 0) col.objects.set(key, o);
   }
 
   private async refresh(scope: Scope, pipelineId: string, version: number): Promise<CollectionIndex> {
     const id = `${scope.org}\u0000${scope.bucket}\u0000${pipelineId}`;
     let c = this.collections.get(id);
-    if (!c) this.collections.set(id, (c = { version: -1, objects: new Map(), bytes: 0, lastUsed: 0 }));
+    if (!c) this.collections.set(id, (c = { version: -1, objects: new Map(), groups: new Map(), lastUsed: 0 }));
     const col = c;
     col.lastUsed = Date.now();
     while (col.version !== version) {
@@ -93,33 +228,15 @@ export class VectorIndex {
       }
       col.refreshing = (async () => {
         const outputs = await this.store.outputs(scope, pipelineId);
-        for (const key of col.objects.keys()) if (!outputs.has(key)) col.objects.delete(key);
-        const stale = [...outputs].filter(([key, jobId]) => col.objects.get(key)?.jobId !== jobId).map(([key]) => key);
+        for (const o of [...col.objects.values()]) if (outputs.get(o.key) !== o.jobId) VectorIndex.remove(col, o);
+        const stale = [...outputs].filter(([key]) => !col.objects.has(key)).map(([key]) => key);
         for (let i = 0; i < stale.length; i += LOAD_BATCH) {
-          const batch = stale.slice(i, i + LOAD_BATCH);
-          const loaded = new Map((await this.store.chunksOf(scope, pipelineId, batch)).map((o) => [o.key, o]));
-          for (const key of batch) {
-            const o = loaded.get(key);
-            if (!o || o.vectors.length === 0) {
-              col.objects.delete(key);
-              continue;
-            }
-            const dims = o.vectors[0].length;
-            const vectors = new Float32Array(o.vectors.length * dims);
-            const norms = new Float32Array(o.vectors.length);
-            o.vectors.forEach((v, r) => {
-              vectors.set(v.subarray(0, dims), r * dims);
-              let n = 0;
-              for (let d = 0; d < dims; d++) n += v[d] * v[d];
-              norms[r] = Math.sqrt(n);
-            });
-            col.objects.set(key, { jobId: o.jobId, dims, indexes: Int32Array.from(o.indexes), vectors, norms });
+          for (const o of await this.store.chunksOf(scope, pipelineId, stale.slice(i, i + LOAD_BATCH))) {
+            if (o.vectors.length > 0) VectorIndex.add(col, o.key, o.jobId, o.indexes, o.vectors);
           }
         }
         // Written while we read: the next search sees the version move again and catches up.
         col.version = version;
-        col.bytes = 0;
-        for (const o of col.objects.values()) col.bytes += o.vectors.byteLength + o.norms.byteLength + o.indexes.byteLength + 64;
       })().finally(() => (col.refreshing = undefined));
       await col.refreshing;
       this.evict(col);
@@ -127,54 +244,129 @@ export class VectorIndex {
     return col;
   }
 
-  /** The dimension of a collection's chunks (0 when it holds none), after bringing it up to date. */
+  /** The dimension of a collection's chunks (its largest group; 0 when it holds none), after bringing it up to date. */
   async dimensionOf(scope: Scope, pipelineId: string): Promise<number> {
     const versions = await this.store.versions(scope, [pipelineId]);
     const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
-    for (const o of col.objects.values()) return o.dims;
-    return 0;
+    let best = 0;
+    let rows = 0;
+    for (const [dims, segs] of col.groups) {
+      const n = segs.reduce((s, g) => s + g.live, 0);
+      if (n > rows) [best, rows] = [dims, n];
+    }
+    return best;
+  }
+
+  /** The chunks the given collections hold now, when all are held (as of their last refresh). */
+  liveChunks(scope: Scope, pipelineIds: string[]): number | undefined {
+    let n = 0;
+    for (const pipelineId of pipelineIds) {
+      const col = this.collections.get(`${scope.org}\u0000${scope.bucket}\u0000${pipelineId}`);
+      if (!col || col.version < 0) return undefined;
+      for (const segs of col.groups.values()) for (const seg of segs) n += seg.live;
+    }
+    return n;
+  }
+
+  /** The `want` best codes of `codes` (rows of `dims`), as row numbers and distances. */
+  private static scan(codes: Int8Array, rows: number, query: Int8Array, want: number): { rows: BigUint64Array; distances: Float32Array } {
+    const m = exactSearch(codes.subarray(0, rows * query.length), query, query.length, Math.min(want, rows), MetricKind.Cos, 1);
+    return { rows: m.keys, distances: m.distances };
   }
 
   /**
-   * The `k` chunks most similar to `query` (cosine) across the given collections whose
-   * chunks have the query's dimension; `accept` filters objects by key.
+   * Candidates among every live row of the segments: each segment scanned whole, asking for
+   * enough more than `want` to cover its dead rows.
    */
-  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept: (key: string) => boolean): Promise<Hit[]> {
-    const versions = await this.store.versions(scope, pipelineIds);
-    let qn = 0;
-    for (let d = 0; d < query.length; d++) qn += query[d] * query[d];
-    qn = Math.sqrt(qn);
-    const top = new TopK(k);
-    if (qn === 0) return [];
-    for (const pipelineId of pipelineIds) {
-      const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
-      const dims = query.length;
-      for (const [key, o] of col.objects) {
-        if (o.dims !== dims || !accept(key)) continue;
-        const v = o.vectors;
-        for (let r = 0; r < o.indexes.length; r++) {
-          const base = r * dims;
-          // Four running sums: independent additions the CPU can overlap.
-          let a0 = 0;
-          let a1 = 0;
-          let a2 = 0;
-          let a3 = 0;
-          let d = 0;
-          for (; d + 3 < dims; d += 4) {
-            a0 += v[base + d] * query[d];
-            a1 += v[base + d + 1] * query[d + 1];
-            a2 += v[base + d + 2] * query[d + 2];
-            a3 += v[base + d + 3] * query[d + 3];
-          }
-          for (; d < dims; d++) a0 += v[base + d] * query[d];
-          const dot = a0 + a1 + a2 + a3;
-          const norm = o.norms[r];
-          if (norm === 0) continue;
-          const score = dot / (norm * qn);
-          if (score > top.floor()) top.add({ pipelineId, key, chunkIndex: o.indexes[r], score });
+  private static async scanSegments(segs: Segment[], query: Int8Array, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
+    const out: Candidate[] = [];
+    for (const seg of segs) {
+      if (seg.live === 0) continue;
+      const m = VectorIndex.scan(seg.codes, seg.used, query, want + (seg.used - seg.live));
+      for (let i = 0; i < m.rows.length; i++) {
+        const r = Number(m.rows[i]);
+        const owner = seg.owners[r];
+        if (owner && accept(owner)) out.push({ owner, chunkIndex: seg.chunks[r], distance: m.distances[i] });
+      }
+      await yieldToOthers();
+    }
+    return out;
+  }
+
+  /** Candidates among the given objects only: their rows copied together, then scanned. */
+  private static async scanObjects(objects: ObjectEntry[], dims: number, query: Int8Array, want: number): Promise<Candidate[]> {
+    const out: Candidate[] = [];
+    const batchRows = Math.max(256, Math.floor(SEGMENT_BYTES / dims));
+    let codes = new Int8Array(0);
+    let owners: ObjectEntry[] = [];
+    let chunks: number[] = [];
+    const flush = async () => {
+      if (owners.length === 0) return;
+      const m = VectorIndex.scan(codes, owners.length, query, want);
+      for (let i = 0; i < m.rows.length; i++) {
+        const r = Number(m.rows[i]);
+        out.push({ owner: owners[r], chunkIndex: chunks[r], distance: m.distances[i] });
+      }
+      owners = [];
+      chunks = [];
+      await yieldToOthers();
+    };
+    for (const o of objects) {
+      for (const p of o.parts) {
+        for (let r = p.start; r < p.start + p.count; r++) {
+          if (owners.length === batchRows) await flush();
+          if (codes.length < batchRows * dims) codes = new Int8Array(batchRows * dims);
+          codes.set(p.seg.codes.subarray(r * dims, (r + 1) * dims), owners.length * dims);
+          owners.push(o);
+          chunks.push(p.seg.chunks[r]);
         }
       }
     }
-    return top.hits;
+    await flush();
+    return out;
+  }
+
+  /**
+   * The `k` chunks most similar to `query` (cosine, exact) across the given collections whose
+   * chunks have the query's dimension; `accept`, when given, filters objects by key.
+   */
+  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean): Promise<Hit[]> {
+    const dims = query.length;
+    const q = new Int8Array(dims);
+    if (k <= 0 || !quantize(query, dims, q, 0)) return [];
+    const versions = await this.store.versions(scope, pipelineIds);
+    // Twice k, and never fewer than 32: room for the neighbours quantization pushed down.
+    const want = Math.max(2 * k, 32);
+    const candidates: Array<Candidate & { pipelineId: string }> = [];
+    for (const pipelineId of pipelineIds) {
+      const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
+      const segs = col.groups.get(dims) ?? [];
+      let found: Candidate[];
+      if (!accept) {
+        found = await VectorIndex.scanSegments(segs, q, want, () => true);
+      } else {
+        const all = [...col.objects.values()].filter((o) => o.dims === dims);
+        const chosen = all.filter((o) => accept(o.key));
+        const rows = chosen.reduce((s, o) => s + o.parts.reduce((t, p) => t + p.count, 0), 0);
+        // Most objects pass: scan everything, asking for enough to keep `want` after the filter;
+        // few pass, or that dropped too many of the best: scan exactly those that pass.
+        found = chosen.length * 2 >= all.length ? await VectorIndex.scanSegments(segs, q, Math.ceil((want * all.length) / Math.max(1, chosen.length)) * 2, (o) => accept(o.key)) : [];
+        if (found.length < Math.min(want, rows)) found = await VectorIndex.scanObjects(chosen, dims, q, want);
+      }
+      for (const c of found) candidates.push({ ...c, pipelineId });
+    }
+    candidates.sort((a, b) => a.distance - b.distance);
+    const top = candidates.slice(0, want);
+    // The exact cosine of each candidate, from its real vector.
+    const refs = top.map((c) => ({ pipelineId: c.pipelineId, key: c.owner.key, chunkIndex: c.chunkIndex }));
+    const vectors = await this.store.embeddings(scope, refs);
+    const hits: Hit[] = [];
+    for (const r of refs) {
+      const v = vectors.get(chunkRefKey(r.pipelineId, r.key, r.chunkIndex));
+      // A chunk replaced since the refresh is gone from the table: the next search reloads its object.
+      if (v && v.length === dims) hits.push({ ...r, score: cosine(v, query) });
+    }
+    hits.sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.chunkIndex - b.chunkIndex));
+    return hits.slice(0, k);
   }
 }

@@ -21,6 +21,7 @@ import type { Scope } from "../domain/job";
 import type { Pipeline } from "../domain/pipeline";
 import { checkBucket, checkLength, checkRequired, quote } from "../domain/validate";
 import type { Hit } from "../search/vector-index";
+import { chunkRefKey, type ChunkRef } from "../storage/postgres/vector-store";
 import { createBuckets } from "./buckets";
 import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
@@ -33,7 +34,7 @@ const RRF_K = 60;
 const TEMPLATES = ["text_embedding_index"];
 const KNOWN_ELSEWHERE = ["code_embedding_index", "visual_embedding_index", "face_embedding_index", "object_embedding_index"];
 
-const refKey = (h: { pipelineId: string; key: string; chunkIndex: number }) => `${h.pipelineId}\u0000${h.key}\u0000${h.chunkIndex}`;
+const refKey = (h: ChunkRef) => chunkRefKey(h.pipelineId, h.key, h.chunkIndex);
 
 /** Word tokens of a query for full-text ranking (letters and digits only, so they are safe in a tsquery). */
 function terms(text: string): string[] {
@@ -232,14 +233,15 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const prefix = req.filter?.keyPrefix ?? "";
       const meta = req.filter?.metadata ?? {};
       const allowed = Object.keys(meta).length ? await store.keysWithMetadata(scope, meta) : undefined;
-      const accept = (key: string) => key.startsWith(prefix) && (!allowed || allowed.has(key));
+      const accept = prefix || allowed ? (key: string) => key.startsWith(prefix) && (!allowed || allowed.has(key)) : undefined;
       const candidates = mode === SearchMode.HYBRID ? Math.min(MAX_TOP_K, Math.max(topK * 4, 100)) : topK;
       const dense: Hit[] = [];
       for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept)));
       dense.sort((a, b) => b.score - a.score);
       let ranked: Hit[] = dense.slice(0, candidates);
       if (mode === SearchMode.HYBRID) {
-        const textHits = (await store.textRanking(scope, usable.map((p) => p.pipelineId), terms(text ?? ""), candidates, prefix)).filter((h) => !allowed || allowed.has(h.key));
+        const ids = usable.map((p) => p.pipelineId);
+        const textHits = (await store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids))).filter((h) => !allowed || allowed.has(h.key));
         const fused = new Map<string, Hit>();
         const add = (list: Array<{ pipelineId: string; key: string; chunkIndex: number }>) =>
           list.forEach((h, i) => {

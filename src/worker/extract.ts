@@ -38,8 +38,18 @@ const ENTITIES: Readonly<Record<string, string>> = { amp: "&", lt: "<", gt: ">",
 const DROP_WITH_CONTENT = new Set(["script", "style", "head", "template"]);
 const BREAKS = new Set(["br", "/p", "/div", "/li", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6", "/tr", "/table", "/section", "/article", "/blockquote", "/pre"]);
 
-/** Plain text of an HTML document, in one pass (every search moves forward). */
-export function htmlToText(html: string): string {
+/** Marks around a heading's text in htmlToText's output (control characters no HTML text keeps). */
+const HEADING_OPEN = "\u0001";
+const HEADING_CLOSE = "\u0002";
+const HEADING_TAG = /^h[1-6]$/;
+
+/**
+ * Plain text of an HTML document, in one pass (every search moves forward). With `marks`,
+ * each h1–h6 heading's text is wrapped in HEADING_OPEN + level digit … HEADING_CLOSE, for
+ * takeHeadingMarks to turn into headings.
+ */
+export function htmlToText(html: string, marks = false): string {
+  if (marks) html = html.replace(/[\u0001\u0002]/g, " ");
   const lower = html.toLowerCase();
   const out: string[] = [];
   let i = 0;
@@ -70,6 +80,8 @@ export function htmlToText(html: string): string {
       continue;
     }
     if (BREAKS.has(name)) out.push("\n");
+    if (marks && HEADING_TAG.test(name)) out.push(`\n${HEADING_OPEN}${name[1]}`);
+    if (marks && name[0] === "/" && HEADING_TAG.test(name.slice(1))) out.splice(out.length - 1, 0, HEADING_CLOSE);
     i = gt + 1;
   }
   return out
@@ -77,7 +89,7 @@ export function htmlToText(html: string): string {
     .replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{1,10});/gi, (m, e: string) => {
       if (e[0] === "#") {
         const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-        return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : m;
+        return code > 2 && code <= 0x10ffff ? String.fromCodePoint(code) : code > 0 && code <= 2 ? " " : m;
       }
       return ENTITIES[e.toLowerCase()] ?? m;
     })
@@ -181,7 +193,7 @@ export interface ExtractedDocument {
   text: string;
   /** PDF: where each page starts. */
   pageStarts: number[];
-  /** Markdown: each heading, where it starts, and its level. */
+  /** Markdown and HTML: each heading, where it starts, and its level. */
   headings: Array<{ at: number; level: number; title: string }>;
 }
 
@@ -197,6 +209,44 @@ function markdownHeadings(text: string): ExtractedDocument["headings"] {
     at += codePoints(line) + 1;
   }
   return out;
+}
+
+/**
+ * Takes the heading marks of htmlToText(…, true) out of its text: the text without them,
+ * and each heading with where it starts (in code points), its level and its title. A
+ * heading opened and never closed ends at the next heading or the end.
+ */
+export function takeHeadingMarks(marked: string): { text: string; headings: ExtractedDocument["headings"] } {
+  const headings: ExtractedDocument["headings"] = [];
+  const parts: string[] = [];
+  let at = 0;
+  let from = 0;
+  let open: { at: number; level: number; start: number } | undefined;
+  const close = (end: number) => {
+    if (!open) return;
+    const title = marked.slice(open.start, end).replace(/\s+/g, " ").trim();
+    if (title) headings.push({ at: open.at, level: open.level, title: title.slice(0, 200) });
+    open = undefined;
+  };
+  for (let i = 0; i < marked.length; i++) {
+    const c = marked[i];
+    if (c !== HEADING_OPEN && c !== HEADING_CLOSE) continue;
+    const piece = marked.slice(from, i);
+    parts.push(piece);
+    at += codePoints(piece);
+    if (c === HEADING_OPEN) {
+      close(i);
+      open = { at, level: Number(marked[i + 1]) || 1, start: i + 2 };
+      from = i + 2;
+      i++;
+    } else {
+      close(i);
+      from = i + 1;
+    }
+  }
+  close(marked.length);
+  parts.push(marked.slice(from));
+  return { text: parts.join(""), headings };
 }
 
 /** Checks that the extension is one the embedding pipeline reads. */
@@ -216,7 +266,7 @@ export async function extractText(data: Uint8Array, key: string, limits: ParseLi
   return (await extractDocument(data, key, limits)).text;
 }
 
-/** Extracts an object's text with its pages (PDF) or headings (Markdown). */
+/** Extracts an object's text with its pages (PDF) or headings (Markdown, HTML). */
 export async function extractDocument(data: Uint8Array, key: string, limits: ParseLimits): Promise<ExtractedDocument> {
   const ext = checkTextExtension(key);
   // UTF-8 never has more characters than bytes; past four bytes a character the text is too long for sure.
@@ -229,7 +279,7 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
     ({ text, pageStarts } = await pdfText(data, key));
   } else {
     const raw = decodeUtf8(data, key);
-    if (ext === ".html" || ext === ".htm") text = htmlToText(raw);
+    if (ext === ".html" || ext === ".htm") text = htmlToText(raw, true);
     else if (ext === ".json") text = jsonToText(parseJson(raw, `object "${key}"`, "extract")).join("\n");
     else text = raw;
   }
@@ -242,5 +292,6 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
     return { text: text.trim(), pageStarts: pageStarts.map((p) => Math.max(0, p - lead)), headings: [] };
   }
   text = text.replace(/\r\n?/g, "\n").trim();
+  if (ext === ".html" || ext === ".htm") return { pageStarts, ...takeHeadingMarks(text) };
   return { text, pageStarts, headings: ext === ".md" || ext === ".markdown" ? markdownHeadings(text) : [] };
 }

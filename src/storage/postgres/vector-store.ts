@@ -26,6 +26,16 @@ export interface ChunkPlaceRow {
   charEnd: number;
 }
 
+/** A chunk of a collection, by primary key. */
+export interface ChunkRef {
+  pipelineId: string;
+  key: string;
+  chunkIndex: number;
+}
+
+/** The key of a chunk in the maps answered here. */
+export const chunkRefKey = (pipelineId: string, key: string, chunkIndex: number): string => `${pipelineId}\u0000${key}\u0000${chunkIndex}`;
+
 /** One object's chunks as loaded: chunk indexes and their vectors, row after row. */
 export interface ObjectChunks {
   key: string;
@@ -117,7 +127,7 @@ export class VectorStore extends PgDb {
    * chunks matching any term (through the GIN index), scored. Best first. Terms are letters
    * and digits only (they go in as parameters all the same).
    */
-  async textRanking(scope: Scope, pipelineIds: string[], terms: string[], limit: number, keyPrefix: string): Promise<Array<{ pipelineId: string; key: string; chunkIndex: number }>> {
+  async textRanking(scope: Scope, pipelineIds: string[], terms: string[], limit: number, keyPrefix: string, chunks?: number): Promise<Array<{ pipelineId: string; key: string; chunkIndex: number }>> {
     if (terms.length === 0) return [];
     const where = "org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])";
     const base = [scope.org, scope.bucket, pipelineIds];
@@ -126,8 +136,9 @@ export class VectorStore extends PgDb {
     // it only adds to the score of chunks a rarer term found (matching on it would mean
     // scoring most of the collection).
     const COMMON = 2000;
+    // The collections' size: from the caller when it knows it (the index holds it), counted otherwise.
     const [total, ...dfs] = await Promise.all([
-      this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where}`, base, scope.signal),
+      chunks !== undefined ? [{ n: chunks }] : this.q(`SELECT count(*) AS n FROM vector_chunks WHERE ${where}`, base, scope.signal),
       ...terms.map((t) =>
         this.q(`SELECT count(*) AS n FROM (SELECT 1 FROM vector_chunks WHERE ${where} AND content_tsv @@ to_tsquery('simple', $4) LIMIT ${COMMON}) AS m`, [...base, t], scope.signal),
       ),
@@ -153,24 +164,35 @@ export class VectorStore extends PgDb {
     return rows.map((r) => ({ pipelineId: r.pipeline_id, key: r.object_key, chunkIndex: r.chunk_index }));
   }
 
-  /** Where some chunks lie (and their text, when asked for), keyed `pipeline \0 key \0 index`. */
-  async places(scope: Scope, refs: Array<{ pipelineId: string; key: string; chunkIndex: number }>, withContent: boolean): Promise<Map<string, ChunkPlaceRow>> {
-    if (refs.length === 0) return new Map();
-    const rows = await this.q(
-      // LATERAL: one primary-key lookup per result, never a scan of the collection.
-      `SELECT c.pipeline_id, c.object_key, c.chunk_index, ${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end
+  /** Some chunks' rows by primary key, with the given columns of `vector_chunks` (as `c`). */
+  private async lookup(scope: Scope, refs: ChunkRef[], columns: string): Promise<Array<Record<string, any>>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    if (refs.length === 0) return [];
+    return this.q(
+      // LATERAL: one primary-key lookup per chunk, never a scan of the collection.
+      `SELECT c.pipeline_id, c.object_key, c.chunk_index, ${columns}
        FROM unnest($3::text[], $4::text[], $5::int[]) AS r(p, k, i)
        CROSS JOIN LATERAL (SELECT * FROM vector_chunks v
                            WHERE v.org = $1 AND v.bucket = $2 AND v.pipeline_id = r.p AND v.object_key = r.k AND v.chunk_index = r.i) AS c`,
       [scope.org, scope.bucket, refs.map((r) => r.pipelineId), refs.map((r) => r.key), refs.map((r) => r.chunkIndex)],
       scope.signal,
     );
+  }
+
+  /** Where some chunks lie (and their text, when asked for), keyed `pipeline \0 key \0 index`. */
+  async places(scope: Scope, refs: ChunkRef[], withContent: boolean): Promise<Map<string, ChunkPlaceRow>> {
+    const rows = await this.lookup(scope, refs, `${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end`);
     return new Map(
       rows.map((r) => [
-        `${r.pipeline_id}\u0000${r.object_key}\u0000${r.chunk_index}`,
+        chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index),
         { content: r.content as string, page: r.page as number, heading: r.heading as string, charStart: r.char_start as number, charEnd: r.char_end as number },
       ]),
     );
+  }
+
+  /** Some chunks' vectors, keyed as places are. */
+  async embeddings(scope: Scope, refs: ChunkRef[]): Promise<Map<string, Float32Array>> {
+    const rows = await this.lookup(scope, refs, "array_send(c.embedding) AS embedding");
+    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), decodeRealArray(r.embedding as Buffer)]));
   }
 
   /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`. */

@@ -1,0 +1,122 @@
+/**
+ * The in-memory vector index against exact cosine scoring done here, on chunks written
+ * straight into PostgreSQL as a pipeline writes them: the same top k with the same exact
+ * scores, unfiltered and under filters that pass few or most objects; after objects are
+ * removed or re-ingested (rows compacted, stale ones gone); and a second index (another
+ * instance) answers the same.
+ */
+import { Client } from "pg";
+import { VectorIndex } from "../src/search/vector-index";
+import { startServers, type TestServers } from "./helpers/servers";
+
+jest.setTimeout(120_000);
+
+const DIMS = 48;
+const P = "pipe_index_test";
+const scope = { org: "default", bucket: "kb-index" };
+
+/** A seeded generator (mulberry32): the same vectors on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+const rand = seeded(7);
+const vec = () => Array.from({ length: DIMS }, rand);
+
+let s: TestServers;
+let db: Client;
+/** What the table holds: key → chunk vectors. */
+const truth = new Map<string, number[][]>();
+
+async function write(key: string, job: string, vectors: number[][]): Promise<void> {
+  await db.query("DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4", [scope.org, scope.bucket, P, key]);
+  await db.query(
+    `INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
+     SELECT $1, $2, $3, $4, i - 1, 'chunk', ARRAY(SELECT json_array_elements_text($5::json -> (i - 1))::real), $6, 0 FROM generate_series(1, $7) AS i`,
+    [scope.org, scope.bucket, P, key, JSON.stringify(vectors), job, vectors.length],
+  );
+  await db.query(
+    `INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, updated_at) VALUES ($1, $2, $3, $4, $5, 0)
+     ON CONFLICT (org, bucket, pipeline_id, object_key) DO UPDATE SET job_id = EXCLUDED.job_id`,
+    [scope.org, scope.bucket, P, key, job],
+  );
+  truth.set(key, vectors);
+}
+
+async function remove(key: string): Promise<void> {
+  await db.query("DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4", [scope.org, scope.bucket, P, key]);
+  await db.query("DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4", [scope.org, scope.bucket, P, key]);
+  truth.delete(key);
+}
+
+/** The exact top k here: key#chunk and score. */
+function exact(q: number[], k: number, accept: (key: string) => boolean): Array<[string, number]> {
+  const qn = Math.hypot(...q);
+  const all: Array<[string, number]> = [];
+  for (const [key, vs] of truth) {
+    if (!accept(key)) continue;
+    vs.forEach((v, i) => all.push([`${key}#${i}`, v.reduce((s, x, d) => s + x * q[d], 0) / (Math.hypot(...v) * qn)]));
+  }
+  return all.sort((a, b) => b[1] - a[1]).slice(0, k);
+}
+
+async function expectExact(index: VectorIndex, k: number, accept: (key: string) => boolean, queries = 8): Promise<void> {
+  for (let i = 0; i < queries; i++) {
+    const q = vec();
+    const got = (await index.search(scope, [P], Float32Array.from(q), k, accept)).map((h) => [`${h.key}#${h.chunkIndex}`, Number(h.score.toFixed(4))]);
+    expect(got).toEqual(exact(q, k, accept).map(([id, score]) => [id, Number(score.toFixed(4))]));
+  }
+}
+
+beforeAll(async () => {
+  s = await startServers();
+  db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  // 1,500 objects of 1 to 8 chunks, written in a few statements.
+  for (let o = 0; o < 1500; o++) await write(`doc/${String(o).padStart(4, "0")}`, "job_a", Array.from({ length: 1 + (o % 8) }, vec));
+});
+afterAll(async () => {
+  await db.end();
+  await s.stop();
+});
+
+test("the index answers what exact scoring answers: the same chunks, the same scores, for top 1, 10 and 100", async () => {
+  const index = new VectorIndex(s.app.repo().vector);
+  for (const k of [1, 10, 100]) await expectExact(index, k, () => true, 4);
+});
+
+test("filters that pass few objects and filters that pass most answer exactly too", async () => {
+  const index = new VectorIndex(s.app.repo().vector);
+  await expectExact(index, 10, (key) => key.startsWith("doc/00")); // 100 objects of 1,500
+  await expectExact(index, 10, (key) => !key.endsWith("7")); // nine in ten
+  await expectExact(index, 10, (key) => key === "doc/0042");
+  await expectExact(index, 10, () => false, 1);
+});
+
+test("removed and re-ingested objects leave the answers at once, on this index and on a fresh one", async () => {
+  const index = new VectorIndex(s.app.repo().vector);
+  await expectExact(index, 10, () => true, 2);
+  const bytesBefore = index.heldBytes();
+  // Two in three objects go (their rows die and segments compact), a tenth are re-ingested.
+  for (let o = 0; o < 1500; o++) {
+    const key = `doc/${String(o).padStart(4, "0")}`;
+    if (o % 3 !== 0) await remove(key);
+    else if (o % 10 === 0) await write(key, "job_b", Array.from({ length: 3 }, vec));
+  }
+  await expectExact(index, 10, () => true);
+  await expectExact(index, 20, (key) => key.startsWith("doc/01"));
+  expect(index.heldBytes()).toBeLessThanOrEqual(bytesBefore);
+  await expectExact(new VectorIndex(s.app.repo().vector), 10, () => true);
+});
+
+test("a zero query matches nothing; a query of another dimension finds nothing", async () => {
+  const index = new VectorIndex(s.app.repo().vector);
+  expect(await index.search(scope, [P], new Float32Array(DIMS), 10, () => true)).toEqual([]);
+  expect(await index.search(scope, [P], Float32Array.from(vec().slice(1)), 10, () => true)).toEqual([]);
+  expect(await index.dimensionOf(scope, P)).toBe(DIMS);
+});
