@@ -12,7 +12,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
 import { StorageService } from "../gen/dodil/k3/storage/v1/storage_pb";
-import type { Config } from "./config";
+import { portInUse, type Config } from "./config";
 import { DEFAULT_ORG, newToken } from "./domain/auth";
 import { createLogger, type Logger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
@@ -279,7 +279,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         });
         const h = http;
         await new Promise<void>((resolve, reject) => {
-          h.once("error", reject);
+          h.once("error", (err) => reject(portInUse(err, config.httpPort, "K3_HTTP_PORT")));
           h.listen(config.httpPort, config.host, () => resolve());
         });
         grpc = createGrpcServer(entries, {
@@ -289,7 +289,9 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           shutdownSignal: shutdown.signal,
           reflectionAuth: config.auth && config.reflectionAuth ? auth : undefined,
         });
-        grpcPort = await bindGrpc(grpc, config.host, config.grpcPort);
+        grpcPort = await bindGrpc(grpc, config.host, config.grpcPort).catch((err: unknown) => {
+          throw portInUse(err, config.grpcPort, "K3_GRPC_PORT");
+        });
         httpPort = (h.address() as AddressInfo).port;
         boundHttpPort = httpPort;
       }

@@ -200,3 +200,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     }),
   });
 }
+
+/** A start that cannot go on, said in one line that names what to change. */
+export class StartupError extends Error {
+  override name = "StartupError";
+}
+
+/** `err` as the one line "port N is in use; set VARIABLE" when it says the port is taken. */
+export function portInUse(err: unknown, port: number, variable: string): unknown {
+  const taken = (err as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE" || /EADDRINUSE|address already in use/i.test(String((err as Error | undefined)?.message));
+  return taken ? new StartupError(`port ${port} is in use; set ${variable}`) : err;
+}

@@ -7,7 +7,9 @@ import { runTokensCli } from "./cli/tokens";
 import { migrate } from "./storage/postgres/migrate";
 import { PgRepository } from "./storage/postgres/repository";
 import { startEmbeddedPostgres } from "./storage/postgres/embedded";
-import { loadConfig } from "./config";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig, StartupError, type Config } from "./config";
 import { createLogger } from "./log";
 
 const HELP = `k3-ingest ${VERSION} — a server for the K3 ingest API, and its command line.
@@ -98,12 +100,27 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
   try {
-    await app.start();
+    const { httpPort, grpcPort } = await app.start();
+    if (process.stderr.isTTY) process.stderr.write(banner(config, httpPort, grpcPort));
   } catch (err) {
-    log.error("start failed", { err });
+    if (err instanceof StartupError) process.stderr.write(`k3-ingest: ${err.message}\n`);
+    else log.error("start failed", { err });
     await app.stop().catch(() => undefined);
     process.exit(1);
   }
+}
+
+/** What a person starting the server on a terminal wants to know (the logs stay JSON). */
+function banner(config: Config, httpPort: number, grpcPort: number): string {
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
+  const token = join(config.dataDir, "admin-token");
+  const lines = [`k3-ingest ${VERSION} (${config.role === "all" ? "API and worker" : config.role === "api" ? "API only" : "worker only"})`];
+  if (config.role !== "worker") {
+    lines.push(`  HTTP (REST, Connect, gRPC-Web, S3)  http://${host}:${httpPort}`, `  gRPC (reflection on)                ${host}:${grpcPort}`);
+    if (existsSync(token)) lines.push(`  admin token                         ${token}   export DODIL_TOKEN=$(cat ${token})`);
+  }
+  lines.push(`  data                                ${config.dataDir}`, `  database                            ${config.databaseUrl ? "DATABASE_URL" : `embedded PostgreSQL (port ${config.embeddedPgPort})`}`, "  stop with Ctrl-C; logs follow as JSON", "");
+  return lines.join("\n");
 }
 
 void main();

@@ -38,7 +38,7 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: "missing object", method: "TriggerIngest", request: () => ({ bucket: B }), code: "invalid_argument", http: 400, message: /^object is required$/ },
+  { name: "missing object", method: "TriggerIngest", request: () => ({ bucket: B }), code: "invalid_argument", http: 400, message: /^object is required \(or retry_of, the id of a job to replay\)$/ },
   { name: "missing key", method: "TriggerIngest", request: () => ({ bucket: B, object: { bucket: B } }), code: "invalid_argument", http: 400, message: /^object\.key is required$/ },
   {
     name: "bucket mismatch",

@@ -1,14 +1,19 @@
 /**
  * The k3-ingest command against a running server, as a user runs it: trigger --wait shows
- * a job from PENDING to COMPLETED; jobs list/get, retry of failed jobs, rules and pipelines
- * CRUD; exit codes follow the gRPC code of the failure.
+ * a job from PENDING to COMPLETED; jobs list/get, retry of failed jobs (the newest per
+ * object, permanent failures left unless asked, a dry run that counts what a run does, each
+ * replay linked to the job it retries), rules and pipelines CRUD; exit codes follow the gRPC
+ * code of the failure.
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { createTestDb } from "./helpers/db";
+import { freePort } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, "..");
@@ -83,12 +88,89 @@ test("jobs list and get, as a table and as JSON", async () => {
   expect(got.job.jobId).toBe(id);
 });
 
-test("jobs retry re-triggers the objects of the failed jobs", async () => {
-  const r = await cli(["jobs", "retry", "-b", B, "--status", "FAILED", "-o", "json"]);
-  expect(r.code).toBe(0);
-  expect(JSON.parse(r.stdout)).toEqual({ matched: 1, queued: 1 });
-  const json = JSON.parse((await cli(["jobs", "list", "-b", B, "-o", "json"])).stdout);
-  expect(json.jobs.filter((j: { object: { key: string } }) => j.object.key === "docs/broken.pdf")).toHaveLength(2);
+test("a job says whether its output is the live one; deleting a pipeline says what it removes, removes it, or keeps it with --keep-outputs", async () => {
+  const D = "kb-cli-del";
+  s.putObject(D, "notes/n.txt", "tide tables and harbour notes ".repeat(20));
+  const make = async (name: string) => JSON.parse((await cli(["pipelines", "create", "-b", D, "--name", name, "--template", "text_embedding_index", "-o", "json"])).stdout).pipeline.pipelineId as string;
+  const [gone, kept] = [await make("gone"), await make("kept")];
+  for (const p of [gone, gone, kept]) expect((await cli(["trigger", "-b", D, "notes/n.txt", "-p", p, "--wait"])).code).toBe(0);
+  const listed = JSON.parse((await cli(["jobs", "list", "-b", D, "-p", gone, "-o", "json"])).stdout).jobs as Array<{ jobId: string; outputCurrent: boolean; chunksCreated: number }>;
+  // Newest first: the second run's output replaced the first's.
+  expect(listed.map((j) => j.outputCurrent)).toEqual([true, false]);
+  expect(JSON.parse((await cli(["jobs", "get", "-b", D, listed[1].jobId, "-o", "json"])).stdout).job.outputCurrent).toBe(false);
+  const chunks = listed[0].chunksCreated;
+
+  const dry = await cli(["pipelines", "delete", "-b", D, gone, "--dry-run"]);
+  expect(dry.stdout.trim()).toBe(`would delete pipeline ${gone} with its 2 jobs, ${chunks} chunks and 0 rows`);
+  expect(JSON.parse((await cli(["jobs", "list", "-b", D, "-o", "json"])).stdout).totalCount).toBe("3");
+  const del = JSON.parse((await cli(["pipelines", "delete", "-b", D, gone, "-o", "json"])).stdout);
+  expect(del).toEqual({ dryRun: false, deletedJobs: 2, deletedChunks: chunks, deletedRows: 0, outputsKept: false });
+  expect(JSON.parse((await cli(["jobs", "list", "-b", D, "-o", "json"])).stdout).totalCount).toBe("1");
+  expect((await cli(["pipelines", "get", "-b", D, gone])).code).toBe(5);
+
+  const keep = await cli(["pipelines", "delete", "-b", D, kept, "--keep-outputs"]);
+  expect(keep.stdout.trim()).toBe(`deleted pipeline ${kept}; its 1 jobs, ${chunks} chunks and 0 rows stay (--keep-outputs)`);
+  const left = JSON.parse((await cli(["jobs", "list", "-b", D, "-o", "json"])).stdout).jobs;
+  expect(left).toHaveLength(1);
+  expect(left[0]).toMatchObject({ pipelineId: kept, outputCurrent: true });
+  expect((await cli(["pipelines", "delete", "-b", D, kept, "--force"])).code).toBe(2);
+});
+
+test("jobs list says there is more and how to get it", async () => {
+  const P = "kb-cli-page";
+  for (let i = 0; i < 55; i++) s.putObject(P, `o/${String(i).padStart(2, "0")}.bin`, "x");
+  const noop = JSON.parse((await cli(["pipelines", "create", "-b", P, "--name", "nothing", "--template", "noop", "-o", "json"])).stdout).pipeline.pipelineId;
+  expect((await cli(["trigger", "-b", P, "--prefix", "o/", "-p", noop])).code).toBe(0);
+  const first = await cli(["jobs", "list", "-b", P]);
+  const hint = /^50 of 55 — use --all, or --page-token (\S+) for the next page$/m.exec(first.stdout);
+  expect(hint).not.toBeNull();
+  const second = await cli(["jobs", "list", "-b", P, "--page-token", hint![1]]);
+  expect(second.stdout).toMatch(/^5 of 55$/m);
+  expect((await cli(["jobs", "list", "-b", P, "--all"])).stdout).toMatch(/^55 of 55$/m);
+  expect((await cli(["jobs", "list", "-b", P, "--all", "--page-token", hint![1]])).code).toBe(2);
+});
+
+test("jobs cancel says where the job ends", async () => {
+  const a = await startServers(); // API only: the job stays PENDING
+  try {
+    a.putObject("kb-cancel", "x.bin", "x");
+    const env = { K3_ENDPOINT: a.httpUrl, DODIL_TOKEN: "" };
+    const noop = JSON.parse((await cli(["pipelines", "create", "-b", "kb-cancel", "--name", "n", "--template", "noop", "-o", "json"], env)).stdout).pipeline.pipelineId;
+    const job = JSON.parse((await cli(["trigger", "-b", "kb-cancel", "x.bin", "-p", noop, "-o", "json"], env)).stdout).job.jobId;
+    const c = await cli(["jobs", "cancel", "-b", "kb-cancel", job], env);
+    expect(c.stdout).toMatch(new RegExp(`^job ${job} is CANCELLED$`, "m"));
+  } finally {
+    await a.stop();
+  }
+});
+
+test("serve on a terminal says where it listens, where the token and the data are", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { spawn } = await import("node:child_process");
+  const dir = mkdtempSync(join(tmpdir(), "k3-banner-"));
+  const db = await createTestDb(); // its own: the first start on an empty token table writes the admin token
+  const cmd = [process.execPath, "-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), "api"].join(" ");
+  // `script` gives the server a terminal, as a person starting it has.
+  const child = spawn("script", ["-qfec", cmd, "/dev/null"], {
+    env: { ...process.env, DATABASE_URL: db.url, K3_AUTH: "on", K3_DATA_DIR: dir, K3_HOST: "127.0.0.1", K3_HTTP_PORT: "0", K3_GRPC_PORT: "0" },
+    detached: true,
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += String(d)));
+  try {
+    await waitFor("the banner", async () => (/stop with Ctrl-C/.test(out) ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
+    expect(out).toMatch(/k3-ingest \S+ \(API only\)/);
+    expect(out).toMatch(/HTTP \(REST, Connect, gRPC-Web, S3\)\s+http:\/\/127\.0\.0\.1:\d+/);
+    expect(out).toMatch(/gRPC \(reflection on\)\s+127\.0\.0\.1:\d+/);
+    expect(out).toContain(`admin token                         ${join(dir, "admin-token")}`);
+    expect(out).toMatch(/database\s+DATABASE_URL/);
+  } finally {
+    process.kill(-child.pid!, "SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+    await db.drop();
+  }
 });
 
 test("exit codes follow the gRPC code", async () => {
@@ -254,4 +336,124 @@ test("trigger takes several keys, --prefix and --glob, counts first and wants --
   const r1 = JSON.parse((await cli(["trigger", "-b", B, "docs/a.txt", "-p", "embed", "--request-id", "cli-once", "-o", "json"])).stdout).job.jobId;
   const r2 = JSON.parse((await cli(["trigger", "-b", B, "docs/a.txt", "-p", "embed", "--request-id", "cli-once", "-o", "json"])).stdout).job.jobId;
   expect(r2).toBe(r1);
+});
+
+describe("jobs retry", () => {
+  // A server whose embedder is down: text jobs fail on a cause that may pass (transient),
+  // a corrupt PDF on one that cannot (permanent). Two attempts each, 1.2 s apart.
+  let r: TestServers;
+  const RB = "kb-retry";
+  type Job = { jobId: string; status: string; object: { key: string }; retryOf: string; ruleId: string; permanentFailure: boolean };
+  const rcli = (args: string[]) => cli(args, { K3_ENDPOINT: r.httpUrl, DODIL_TOKEN: token });
+  const jobs = async (): Promise<Job[]> => JSON.parse((await rcli(["jobs", "list", "-b", RB, "--all", "-o", "json"])).stdout).jobs;
+  const ended = () =>
+    waitFor("every job to end", async () => ((await jobs()).every((j) => /FAILED|COMPLETED|PARTIAL|CANCELLED/.test(j.status)) ? true : undefined), { timeoutMs: 30_000, intervalMs: 100 });
+  let pdfRule = "";
+
+  beforeAll(async () => {
+    r = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "2", K3_RETRY_BASE_MS: "1200", K3_EMBEDDINGS_URL: `http://127.0.0.1:${await freePort()}` });
+    token = readFileSync(join(r.dataDir, "admin-token"), "utf8").trim();
+    r.putObject(RB, "docs/t1.txt", "words ".repeat(50));
+    r.putObject(RB, "docs/t2.txt", "more words ".repeat(50));
+    r.putObject(RB, "docs/bad.pdf", "not a pdf");
+    const pipe = JSON.parse((await rcli(["pipelines", "create", "-b", RB, "--name", "embed", "--template", "text_embedding_index", "-o", "json"])).stdout).pipeline.pipelineId;
+    pdfRule = JSON.parse((await rcli(["rules", "create", "-b", RB, "--name", "pdfs", "-p", pipe, "--include", "**/*.pdf", "-o", "json"])).stdout).rule.ruleId;
+    await rcli(["rules", "create", "-b", RB, "--name", "texts", "-p", pipe, "--include", "**/*.txt"]);
+    expect((await rcli(["trigger", "-b", RB, "docs/t1.txt", "docs/t2.txt", "docs/bad.pdf"])).code).toBe(0);
+    await ended();
+  });
+  afterAll(async () => {
+    await r.stop();
+    token = readFileSync(join(s.dataDir, "admin-token"), "utf8").trim();
+  });
+
+  test("a failure says whether a retry can fix it", async () => {
+    const byKey = new Map((await jobs()).map((j) => [j.object.key, j]));
+    expect(byKey.get("docs/bad.pdf")).toMatchObject({ status: "INGEST_STATUS_FAILED", permanentFailure: true });
+    expect(byKey.get("docs/t1.txt")).toMatchObject({ status: "INGEST_STATUS_FAILED", permanentFailure: false, attempts: 2 });
+    expect(byKey.get("docs/bad.pdf")).toMatchObject({ attempts: 1 });
+  });
+
+  test("the jobs table shows attempts, created and finished in local time, and the duration", async () => {
+    const t = (await rcli(["jobs", "list", "-b", RB])).stdout;
+    expect(t.split("\n")[0]).toMatch(/^JOB\s+STATUS\s+KEY\s+PIPELINE\s+COUNTERS\s+ATTEMPTS\s+CREATED\s+FINISHED\s+DURATION\s+ERROR$/);
+    const row = t.split("\n").find((l) => l.includes("docs/t1.txt"))!;
+    const [created, finished] = row.match(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/g)!;
+    expect(created <= finished).toBe(true);
+    expect(row).toMatch(/chunks \d+ embedded 0\s+2\s+\d{4}-.*\d(\.\d)?(ms|s)\s+embedder unreachable/);
+  });
+
+  test("--status takes only what can be retried", async () => {
+    const bad = await rcli(["jobs", "retry", "-b", RB, "--status", "COMPLETED"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/takes --status FAILED, PARTIAL or CANCELLED.*COMPLETED jobs have nothing to retry/);
+  });
+
+  test("a dry run counts what a run then does; the run links each replay to the job it retries; a second run retries only the newest", async () => {
+    const before = await jobs();
+    const dry = await rcli(["jobs", "retry", "-b", RB, "--dry-run", "-o", "json"]);
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, matched: 3, retried: 2, permanentSkipped: 1, superseded: 0, refused: [] });
+    expect(await jobs()).toHaveLength(before.length);
+    const human = await rcli(["jobs", "retry", "-b", RB, "--dry-run"]);
+    expect(human.stdout).toMatch(/would retry 2 of 3 FAILED\/PARTIAL jobs/);
+    expect(human.stdout).toMatch(/1 permanent failures left .*--include-permanent/);
+
+    const run = JSON.parse((await rcli(["jobs", "retry", "-b", RB, "-o", "json"])).stdout);
+    expect(run).toMatchObject({ dryRun: false, matched: 3, retried: 2, permanentSkipped: 1 });
+    const old = new Map(before.map((j) => [j.object.key, j.jobId]));
+    expect(run.jobs.map((j: Job) => [j.object.key, j.retryOf]).sort()).toEqual([
+      ["docs/t1.txt", old.get("docs/t1.txt")],
+      ["docs/t2.txt", old.get("docs/t2.txt")],
+    ]);
+    await ended();
+    // Five FAILED jobs now, but only two objects' newest are transient failures.
+    expect(JSON.parse((await rcli(["jobs", "retry", "-b", RB, "--dry-run", "-o", "json"])).stdout)).toMatchObject({ matched: 5, retried: 2, permanentSkipped: 1 });
+    // The replaced job itself is refused by id, naming the newer one.
+    const stale = await rcli(["jobs", "retry", "-b", RB, old.get("docs/t1.txt")!]);
+    expect(stale.code).toBe(9);
+    expect(stale.stderr).toMatch(/is not the newest job of object "docs\/t1\.txt".*retry that one/);
+  });
+
+  test("a rule deleted since does not stop a retry: the replay runs the pipeline, and --include-permanent takes permanent failures", async () => {
+    const bad = (await jobs()).find((j) => j.object.key === "docs/bad.pdf")!;
+    expect(bad.ruleId).toBe(pdfRule);
+    expect((await rcli(["rules", "delete", "-b", RB, pdfRule])).code).toBe(0);
+    const one = await rcli(["jobs", "retry", "-b", RB, bad.jobId, "-o", "json"]);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.stdout).job).toMatchObject({ object: { key: "docs/bad.pdf" }, retryOf: bad.jobId, ruleId: "" });
+    await ended();
+    const all = JSON.parse((await rcli(["jobs", "retry", "-b", RB, "--include-permanent", "--dry-run", "-o", "json"])).stdout);
+    expect(all).toMatchObject({ retried: 3, permanentSkipped: 0, refused: [] });
+  });
+
+  test("trigger --wait shows the attempt, the error and when it runs again while a job is retried", async () => {
+    const w = await rcli(["trigger", "-b", RB, "docs/t2.txt", "--wait"]);
+    expect(w.code).toBe(1);
+    expect(w.stderr).toMatch(/INGEST_STATUS_PENDING\s+chunks \d+ embedded 0\s+attempt 1\s+retry at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d after: embedder unreachable/);
+    expect(w.stderr).toMatch(/ended INGEST_STATUS_FAILED: embedder unreachable.*\(gave up after 2 attempts\)/);
+  });
+
+  test("retry_of over REST: validate_only creates nothing; a job still running, a COMPLETED one or a different object is refused by name", async () => {
+    const rest = (body: unknown) =>
+      fetch(`${r.httpUrl}/${RB}/ingest`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (x) => ({ status: x.status, json: (await x.json()) as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const newest = (await jobs()).find((j) => j.object.key === "docs/t1.txt")!;
+    const count = (await jobs()).length;
+    const dry = await rest({ retry_of: newest.jobId, validate_only: true });
+    expect(dry).toMatchObject({ status: 200, json: { job: { jobId: "", retryOf: newest.jobId, object: { key: "docs/t1.txt" }, status: "INGEST_STATUS_PENDING" } } });
+    expect(await jobs()).toHaveLength(count);
+    const other = await rest({ retry_of: newest.jobId, object: { key: "docs/t2.txt" } });
+    expect(other.status).toBe(400);
+    expect(other.json.message).toMatch(/object\.key "docs\/t2\.txt" is not the replayed job's "docs\/t1\.txt"/);
+    const missing = await rest({ retry_of: "job_nope" });
+    expect(missing.status).toBe(404);
+    expect(missing.json.message).toMatch(/retry_of "job_nope" is not a job of bucket "kb-retry"/);
+    // A COMPLETED job (a noop pipeline completes anything).
+    r.putObject(RB, "docs/ok.bin", "x");
+    const noopPipe = JSON.parse((await rcli(["pipelines", "create", "-b", RB, "--name", "nothing", "--template", "noop", "-o", "json"])).stdout).pipeline.pipelineId;
+    const done = JSON.parse((await rcli(["trigger", "-b", RB, "docs/ok.bin", "-p", noopPipe, "--wait", "-o", "json"])).stdout).job;
+    const completed = await rest({ retry_of: done.jobId });
+    expect(completed.status).toBe(400);
+    expect(completed.json.message).toMatch(/is INGEST_STATUS_COMPLETED; retry_of replays a FAILED, PARTIAL or CANCELLED job/);
+  });
 });

@@ -86,3 +86,54 @@ test("kill -9 of the embedded postmaster heals without a restart of ours; the pa
   child.proc.kill("SIGTERM");
   expect(await child.exited).toBe(0);
 });
+
+/** Runs `serve` until it exits or starts; resolves with its exit code and output. */
+async function serveOnce(env: Record<string, string>): Promise<{ started: Child | undefined; code?: number | string; output: string }> {
+  try {
+    const started = await startProcess("serve", env);
+    return { started, output: started.output() };
+  } catch (err) {
+    const message = (err as Error).message;
+    const code = /exited \(([^)]+)\)/.exec(message)?.[1];
+    return { started: undefined, code: code === undefined ? undefined : Number(code), output: message };
+  }
+}
+
+test("a port already taken is one line naming its variable; a start that failed after initdb leaves nothing a later start trips on", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "k3-embedded-taken-"));
+  chmodSync(dir, 0o755);
+  const { createServer } = await import("node:net");
+  const blocker = createServer();
+  const taken = await new Promise<number>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as { port: number }).port)));
+  const ports = { http: await freePort(), grpc: await freePort(), pg: await freePort() };
+  const env = (over: Record<string, string>) => ({
+    DATABASE_URL: "",
+    K3_DATA_DIR: dir,
+    K3_HOST: "127.0.0.1",
+    K3_HTTP_PORT: String(ports.http),
+    K3_GRPC_PORT: String(ports.grpc),
+    K3_EMBEDDED_PG_PORT: String(ports.pg),
+    ...over,
+  });
+  try {
+    for (const variable of ["K3_EMBEDDED_PG_PORT", "K3_HTTP_PORT", "K3_GRPC_PORT"]) {
+      const r = await serveOnce(env({ [variable]: String(taken) }));
+      expect({ variable, code: r.code }).toEqual({ variable, code: 1 });
+      expect(r.output).toContain(`k3-ingest: port ${taken} is in use; set ${variable}\n`);
+    }
+    // The first of those failed after initdb: the cluster exists, its database k3 was never
+    // made. The next start makes it and starts at once.
+    const t0 = Date.now();
+    const ok = await serveOnce(env({}));
+    expect(ok.started).toBeDefined();
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    const token = readFileSync(join(dir, "admin-token"), "utf8").trim();
+    const res = await fetch(`http://127.0.0.1:${ports.http}/admin/buckets`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    ok.started!.proc.kill("SIGTERM");
+    await ok.started!.exited;
+  } finally {
+    blocker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

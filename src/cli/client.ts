@@ -21,17 +21,21 @@ import { pipelineCommand, ruleCommand } from "./config-commands";
 import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { searchCommand } from "./search-command";
 import { triggerMany } from "./trigger-many";
+import { retryCommand, retryStatuses } from "./retry-command";
+import { cancelOutcome, JOB_HEADER, jobRow, parseStatus, progressLine, statusName, TERMINAL } from "./job-view";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
 export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
-  jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all]
+  jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all | --page-token T]
   jobs get    -b BUCKET JOB_ID
   jobs cancel -b BUCKET JOB_ID
-  jobs retry  -b BUCKET --status FAILED|PARTIAL [-p PIPELINE] [--rule RULE]
+  jobs retry  -b BUCKET [JOB_ID | --status FAILED|PARTIAL|CANCELLED] [-p PIPELINE] [--rule RULE]
+              [--include-permanent] [--dry-run]
   trigger     -b BUCKET KEY [-p PIPELINE | --rule RULE] [--option k=v …] [--request-id ID] [--wait]
               | -b BUCKET KEY KEY … | --prefix P | --glob 'docs/**/*.pdf'  [--yes above 100 objects]
   pipelines list|get|create|update|delete -b BUCKET [ID] [--name N] [--template T] [--option k=v …] [--json BODY]
+              | delete -b BUCKET ID [--keep-outputs] [--dry-run]   (deletes its jobs and outputs unless kept)
   rules       list|get|create|update|delete -b BUCKET [ID] [--name N] [-p PIPELINE] [--include GLOB …]
               [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
   buckets     create NAME [-d DESCRIPTION] | ls | get NAME | rm NAME [--force]
@@ -67,11 +71,12 @@ function adminTokenBeside(env: NodeJS.ProcessEnv): string {
 
 /** The flags each command takes, besides --endpoint, --token and -o. */
 const TAKES: Record<string, string[]> = {
-  "jobs list": ["bucket", "status", "pipeline", "rule", "all"],
+  "jobs list": ["bucket", "status", "pipeline", "rule", "all", "page-token"],
   "jobs get": ["bucket"],
   "jobs cancel": ["bucket"],
-  "jobs retry": ["bucket", "status", "pipeline", "rule"],
+  "jobs retry": ["bucket", "status", "pipeline", "rule", "include-permanent", "dry-run"],
   trigger: ["bucket", "pipeline", "rule", "option", "wait", "request-id", "prefix", "glob", "yes"],
+  "pipelines delete": ["bucket", "keep-outputs", "dry-run"],
   pipelines: ["bucket", "name", "template", "option", "json"],
   "rules list": ["bucket", "pipeline"],
   rules: ["bucket", "name", "pipeline", "include", "exclude", "mime", "priority", "json"],
@@ -94,27 +99,6 @@ function flagsNotTaken(group: string | undefined, verb: string | undefined, give
   return `${name} does not take ${stray.map((f) => `--${f}`).join(", ")}; it takes ${takes.map((f) => `--${f}`).join(", ")}`;
 }
 
-
-const STATUS_NAMES = Object.keys(IngestStatus).filter((k) => Number.isNaN(Number(k)));
-
-function statusName(s: IngestStatus): string {
-  return `INGEST_STATUS_${IngestStatus[s]}`;
-}
-
-function parseStatus(text: string): IngestStatus {
-  const short = text.toUpperCase().replace(/^INGEST_STATUS_/, "");
-  if (!STATUS_NAMES.includes(short) || short === "UNSPECIFIED") {
-    throw new UsageError(`--status ${JSON.stringify(text)} must be one of ${STATUS_NAMES.filter((s) => s !== "UNSPECIFIED").join(", ")}`);
-  }
-  return IngestStatus[short as keyof typeof IngestStatus];
-}
-
-const JOB_HEADER = ["JOB", "STATUS", "KEY", "PIPELINE", "COUNTERS", "ERROR"];
-
-function jobRow(j: IngestJob): string[] {
-  const counters = j.pipelineKind === "warehouse" ? `rows ${j.rowsWritten}` : `chunks ${j.chunksCreated} embedded ${j.embeddingsWritten}`;
-  return [j.jobId, statusName(j.status).replace("INGEST_STATUS_", ""), j.object?.key ?? "", j.pipelineName, counters, j.error];
-}
 
 /** Runs a client command; resolves with the exit code. */
 export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
@@ -173,6 +157,10 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         hybrid: { type: "boolean" },
         vector: { type: "boolean" },
         collection: { type: "string" },
+        "include-permanent": { type: "boolean" },
+        "dry-run": { type: "boolean" },
+        "keep-outputs": { type: "boolean" },
+        "page-token": { type: "string" },
       },
     });
   } catch (e) {
@@ -229,8 +217,10 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       v.rule = named[0].ruleId;
     }
     if (group === "jobs" && verb === "list") {
+      if (v.all && v["page-token"]) throw new UsageError("--all lists every page; --page-token starts at one: give one of them");
       const jobs: IngestJob[] = [];
-      let pageToken = "";
+      let pageToken = v["page-token"] ?? "";
+      let next = "";
       let total = 0n;
       do {
         const res = await ingest.listIngestJobs({
@@ -243,40 +233,39 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         });
         jobs.push(...res.jobs);
         total = res.pagination?.totalCount ?? 0n;
-        pageToken = v.all ? (res.pagination?.nextPageToken ?? "") : "";
+        next = res.pagination?.nextPageToken ?? "";
+        pageToken = v.all ? next : "";
       } while (pageToken);
-      if (asJson) out.write(JSON.stringify({ jobs: jobs.map((j) => toJson(IngestJobSchema, j, { alwaysEmitImplicit: true })), totalCount: String(total) }, null, 2) + "\n");
-      else out.write(table([JOB_HEADER, ...jobs.map(jobRow)]) + `${jobs.length} of ${total}\n`);
+      if (asJson) {
+        out.write(JSON.stringify({ jobs: jobs.map((j) => toJson(IngestJobSchema, j, { alwaysEmitImplicit: true })), totalCount: String(total), nextPageToken: next }, null, 2) + "\n");
+      } else {
+        out.write(table([JOB_HEADER, ...jobs.map(jobRow)]) + `${jobs.length} of ${total}${next ? ` — use --all, or --page-token ${next} for the next page` : ""}\n`);
+      }
       return 0;
     }
     if (group === "jobs" && (verb === "get" || verb === "cancel")) {
       const res =
         verb === "get" ? await ingest.getIngestStatus({ bucket: bucket(), jobId: id("JOB_ID") }) : await ingest.cancelIngestJob({ bucket: bucket(), jobId: id("JOB_ID") });
       showJob(IngestService.method.getIngestStatus.output, res, res.job!);
+      if (verb === "cancel" && !asJson) out.write(cancelOutcome(res.job!) + "\n");
       return 0;
     }
     if (group === "jobs" && verb === "retry") {
-      if (!v.status) throw new UsageError("--status FAILED|PARTIAL is required");
-      const status = parseStatus(v.status);
-      let pageToken = "";
-      const seen = new Set<string>();
-      let queued = 0;
-      const jobs: IngestJob[] = [];
-      do {
-        const res = await ingest.listIngestJobs({ bucket: bucket(), statusFilter: status, pipelineId: v.pipeline ?? "", ruleId: v.rule ?? "", pageSize: 1000, pageToken });
-        jobs.push(...res.jobs);
-        pageToken = res.pagination?.nextPageToken ?? "";
-      } while (pageToken);
-      // The docs' replay recipe: trigger each object again with the pipeline (and rule) its job ran.
-      for (const j of jobs) {
-        const key = `${j.object?.key}\u0000${j.pipelineId}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        await ingest.triggerIngest({ bucket: bucket(), object: { key: j.object?.key ?? "" }, pipelineId: j.pipelineId, ruleId: j.ruleId, options: j.options });
-        queued++;
-      }
-      out.write(asJson ? JSON.stringify({ matched: jobs.length, queued }) + "\n" : `re-triggered ${queued} objects from ${jobs.length} ${statusName(status)} jobs\n`);
-      return 0;
+      return await retryCommand({
+        ingest,
+        bucket: bucket(),
+        jobId: rest[0],
+        statuses: retryStatuses(v.status === undefined ? undefined : parseStatus(v.status)),
+        pipelineId: v.pipeline ?? "",
+        ruleId: v.rule ?? "",
+        includePermanent: v["include-permanent"] ?? false,
+        dryRun: v["dry-run"] ?? false,
+        asJson,
+        out,
+        table,
+        row: jobRow,
+        header: JOB_HEADER,
+      });
     }
     if (group === "trigger") {
       if (v.pipeline && v.rule) throw new UsageError("use -p PIPELINE or --rule RULE, not both");
@@ -302,13 +291,12 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       }
       let last = "";
       const show = () => {
-        const line = `${job.jobId}  ${statusName(job.status)}  ${jobRow(job)[4]}`;
+        const line = progressLine(job);
         if (line !== last) err.write(line + "\n");
         last = line;
       };
       show();
-      const terminal = [IngestStatus.COMPLETED, IngestStatus.FAILED, IngestStatus.PARTIAL, IngestStatus.CANCELLED];
-      while (!terminal.includes(job.status)) {
+      while (!TERMINAL.includes(job.status)) {
         await new Promise((r) => setTimeout(r, 200));
         job = (await ingest.getIngestStatus({ bucket: bucket(), jobId: job.jobId })).job!;
         show();

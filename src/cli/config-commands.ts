@@ -56,10 +56,22 @@ export async function pipelineCommand(
       show(m.updatePipeline.output, res, [row(res.pipeline!)]);
       return 0;
     }
-    case "delete":
-      await c.deletePipeline({ bucket: bucket(), pipelineId: id("PIPELINE_ID") });
-      out.write(asJson ? "{}\n" : "deleted\n");
+    case "delete": {
+      const pipelineId = id("PIPELINE_ID");
+      const dryRun = v["dry-run"] === true;
+      const res = await c.deletePipeline({ bucket: bucket(), pipelineId, keepOutputs: v["keep-outputs"] === true, validateOnly: dryRun });
+      if (asJson) {
+        out.write(JSON.stringify({ dryRun, deletedJobs: Number(res.deletedJobs), deletedChunks: Number(res.deletedChunks), deletedRows: Number(res.deletedRows), outputsKept: res.outputsKept }) + "\n");
+        return 0;
+      }
+      const what = `${res.deletedJobs} jobs, ${res.deletedChunks} chunks and ${res.deletedRows} rows`;
+      out.write(
+        res.outputsKept
+          ? `${dryRun ? "would delete" : "deleted"} pipeline ${pipelineId}; its ${what} ${dryRun ? "would stay" : "stay"} (--keep-outputs)\n`
+          : `${dryRun ? "would delete" : "deleted"} pipeline ${pipelineId} with its ${what}\n`,
+      );
       return 0;
+    }
   }
   throw new UsageError(`unknown pipelines command ${verb ?? ""}`);
 }

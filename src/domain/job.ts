@@ -98,6 +98,10 @@ export interface Job extends JobCounters {
   objectVersion: string;
   /** The job this one replays, if any. */
   retryOf: string;
+  /** FAILED for a cause a retry cannot fix. */
+  permanentFailure: boolean;
+  /** When a PENDING job whose last attempt failed runs again (0 otherwise). */
+  nextAttemptAt: number;
 }
 
 /** The fields a caller supplies to create a job; the rest start at their zero value. */
@@ -159,4 +163,31 @@ export interface RunOutcome {
   /** For PARTIAL: what failed. */
   error: string;
   errorDetails: string;
+}
+
+/** A new job as it stands before its first run (what a validate_only trigger answers, without its id). */
+export function unstartedJob(j: NewJob): Job {
+  return {
+    sourceId: "",
+    objectVersion: "",
+    retryOf: "",
+    ...j,
+    status: "pending",
+    updatedAt: j.createdAt,
+    startedAt: 0,
+    finishedAt: 0,
+    threadId: "",
+    vectorStatus: "",
+    error: "",
+    errorDetails: "",
+    attempts: 0,
+    chunksCreated: 0,
+    embeddingsCreated: 0,
+    rowsWritten: 0,
+    outputSize: 0,
+    batchesReceived: 0,
+    embeddingsWritten: 0,
+    permanentFailure: false,
+    nextAttemptAt: 0,
+  };
 }

@@ -49,7 +49,8 @@ export function statusName(status: JobStatus): string {
 }
 
 /** Domain job -> IngestJob message. */
-export function jobToProto(j: Job): IngestJob {
+/** A job as the API shows it; `outputCurrent`: whether its output is its object's live one (when looked up). */
+export function jobToProto(j: Job, outputCurrent = false): IngestJob {
   return create(IngestJobSchema, {
     jobId: j.jobId,
     object: { bucket: j.bucket, key: j.key },
@@ -78,6 +79,9 @@ export function jobToProto(j: Job): IngestJob {
     sourceId: j.sourceId,
     objectVersion: j.objectVersion,
     retryOf: j.retryOf,
+    permanentFailure: j.permanentFailure,
+    outputCurrent,
+    nextAttemptAt: BigInt(j.nextAttemptAt),
   });
 }
 

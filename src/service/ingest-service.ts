@@ -4,7 +4,7 @@ import { IngestService, type StringList, type UpdateRuleRequest } from "../../ge
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { newId } from "../domain/ids";
 import { newJob } from "./upload-jobs";
-import { isTerminal, type Job, type Scope } from "../domain/job";
+import { isTerminal, unstartedJob, type Job, type Scope } from "../domain/job";
 import type { BoundRule, Pipeline, RuleFields } from "../domain/pipeline";
 import { checkMimePattern, compileGlob, globChars, MAX_GLOB_CHARS_PER_BUCKET, MAX_RULES_PER_BUCKET, pickRule, type ObjectFacts } from "../domain/rules";
 import { checkOptionKeys, checkTemplateOptions, getTemplate } from "../domain/templates";
@@ -120,6 +120,42 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     return r;
   }
 
+  /**
+   * What a replay (retry_of) runs: the ended job's object, its pipeline as it is now (a
+   * retry after fixing a pipeline takes the fix), and its rule unless deleted since. Only
+   * the newest job of an object with a pipeline is replayed: an older one was superseded.
+   */
+  async function replayOf(
+    scope: Scope,
+    req: { retryOf: string; object?: { key: string }; pipelineId: string; ruleId: string; options: Record<string, string> },
+  ): Promise<{ key: string; pipeline: Pipeline; ruleId: string }> {
+    const old = await repo.jobGetById(scope, req.retryOf);
+    if (!old) throw new NotFound(`retry_of ${quote(req.retryOf)} is not a job of bucket ${quote(scope.bucket)}`);
+    if (old.status !== "failed" && old.status !== "partial" && old.status !== "cancelled") {
+      throw new FailedPrecondition(`job ${quote(old.jobId)} is ${statusName(old.status)}; retry_of replays a FAILED, PARTIAL or CANCELLED job`);
+    }
+    const given: Array<[string, string, string]> = [
+      ["object.key", req.object?.key ?? "", old.key],
+      ["pipeline_id", req.pipelineId, old.pipelineId],
+      ["rule_id", req.ruleId, old.ruleId],
+    ];
+    for (const [field, value, was] of given) {
+      if (value !== "" && value !== was) {
+        throw new InvalidArgument(`${field} ${quote(value)} is not the replayed job's ${quote(was)}; retry_of replays the job as it was: leave ${field} empty`, field);
+      }
+    }
+    const newest = (await repo.objectIndexStatus(scope, old.key)).find((s) => s.pipelineId === old.pipelineId);
+    if (newest && newest.jobId !== old.jobId) {
+      throw new FailedPrecondition(
+        `job ${quote(old.jobId)} is not the newest job of object ${quote(old.key)} with pipeline ${quote(old.pipelineId)}: job ${quote(newest.jobId)} (${statusName(newest.status)}) is; retry that one`,
+      );
+    }
+    const pipeline = await repo.pipelineGetById(scope, old.pipelineId);
+    if (!pipeline) throw new FailedPrecondition(`pipeline ${quote(old.pipelineId)} of job ${quote(old.jobId)} was deleted; trigger object ${quote(old.key)} with another pipeline`);
+    const rule = old.ruleId ? await repo.ruleGetById(scope, old.ruleId) : undefined;
+    return { key: old.key, pipeline, ruleId: rule && rule.pipelineId === pipeline.pipelineId ? rule.ruleId : "" };
+  }
+
   /** Picks the pipeline (and rule) a trigger runs, following the spec's resolution order. */
   async function resolvePipeline(
     scope: Scope,
@@ -155,33 +191,37 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     async triggerIngest(req, ctx) {
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
-      if (!req.object) throw new InvalidArgument("object is required", "object");
-      if (req.object.bucket !== "" && req.object.bucket !== req.bucket) {
+      checkLength(req.retryOf, 128, "retry_of");
+      const replayed = req.retryOf ? await replayOf(scope, req) : undefined;
+      const object = replayed ? { bucket: req.bucket, key: replayed.key } : req.object;
+      if (!object) throw new InvalidArgument("object is required (or retry_of, the id of a job to replay)", "object");
+      if (object.bucket !== "" && object.bucket !== req.bucket) {
         throw new InvalidArgument(
-          `object.bucket ${quote(req.object.bucket)} does not match the bucket of the path ${quote(req.bucket)}`,
+          `object.bucket ${quote(object.bucket)} does not match the bucket of the path ${quote(req.bucket)}`,
           "object.bucket",
         );
       }
-      const key = req.object.key;
+      const key = object.key;
       checkObjectKey(key);
       checkOptionMap(req.options);
       checkLength(req.requestId, 128, "request_id");
+      const asked = { ...req, object, pipelineId: replayed?.pipeline.pipelineId ?? req.pipelineId, ruleId: replayed?.ruleId ?? req.ruleId };
       if (req.requestId !== "") {
         const earlier = await repo.jobGetByRequestId(scope, req.requestId);
-        if (earlier) return { job: jobToProto(sameRequest(earlier, req)) };
+        if (earlier) return { job: jobToProto(sameRequest(earlier, asked)) };
       }
       const info = await objects.stat(scope, key);
       if (!info) throw new NotFound(`object ${quote(key)} not found in bucket ${quote(req.bucket)}`);
-      const { pipeline, ruleId } = await resolvePipeline(scope, req, { key, ...info });
+      const { pipeline, ruleId } = replayed ?? (await resolvePipeline(scope, req, { key, ...info }));
       const options = { ...pipeline.options, ...req.options };
       const template = getTemplate(pipeline.template, "pipeline template");
       checkOptionKeys(template, Object.keys(req.options));
       checkTemplateOptions(template, options);
-      const { job, created } = await repo.jobInsert(
-        newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now() }),
-      );
+      const planned = newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now(), retryOf: req.retryOf });
+      if (req.validateOnly) return { job: jobToProto(unstartedJob({ ...planned, jobId: "" })) };
+      const { job, created } = await repo.jobInsert(planned);
       // Lost a race for the request_id: the winner is the answer only if it is the same request.
-      return { job: jobToProto(created ? job : sameRequest(job, req)) };
+      return { job: jobToProto(created ? job : sameRequest(job, asked)) };
     },
 
     async getIngestStatus(req, ctx) {
@@ -190,7 +230,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkRequired(req.jobId, "job_id");
       const job = await repo.jobGetById(scope, req.jobId);
       if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
-      return { job: jobToProto(job) };
+      const current = await repo.jobsWithCurrentOutput(scope, [job]);
+      return { job: jobToProto(job, current.has(job.jobId)) };
     },
 
     async listIngestJobs(req, ctx) {
@@ -207,7 +248,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         ...(req.sourceId ? { sourceId: req.sourceId } : {}),
       };
       const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
-      return { jobs: page.items.map(jobToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
+      const current = await repo.jobsWithCurrentOutput(scope, page.items);
+      return { jobs: page.items.map((j) => jobToProto(j, current.has(j.jobId))), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
     async cancelIngestJob(req, ctx) {

@@ -136,14 +136,14 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const res = await repo.pipelineDelete(scope, req.pipelineId);
+      const res = await repo.pipelineDelete(scope, req.pipelineId, { keepOutputs: req.keepOutputs, validateOnly: req.validateOnly });
       if (res === "not_found") throw notFound(req.bucket, req.pipelineId);
-      if (res !== "deleted") {
+      if (Array.isArray(res)) {
         throw new FailedPrecondition(
           `pipeline ${quote(req.pipelineId)} is still bound by rules (${res.join(", ")}); delete them or bind them to another pipeline first`,
         );
       }
-      return {};
+      return { deletedJobs: BigInt(res.jobs), deletedChunks: BigInt(res.chunks), deletedRows: BigInt(res.rows), outputsKept: res.kept };
     },
   };
 }

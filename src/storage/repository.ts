@@ -89,7 +89,8 @@ export interface Repository {
    * Deletes the pipeline unless a rule (enabled or not) binds it. Returns "deleted",
    * "not_found", or the IDs of the rules that still bind it.
    */
-  pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]>;
+  /** Deletes a pipeline (with its jobs and outputs unless kept); the ids of the rules that bind it when they stop it. */
+  pipelineDelete(scope: Scope, pipelineId: string, how: PipelineDeleteOptions): Promise<PipelineDeleted | "not_found" | string[]>;
 
   // ---- the worker's side: every write is fenced by the attempt (thread id), times come
   // ---- from the database clock
@@ -114,7 +115,7 @@ export interface Repository {
    */
   jobCompleteMany(p: { items: Array<{ jobId: string; threadId: string; outcome: RunOutcome }> }): Promise<Set<string>>;
   /** Ends a failed attempt: PENDING again in `retryDelayMs` when given, otherwise FAILED (CANCELLED if asked meanwhile). */
-  jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number }): Promise<Job | undefined>;
+  jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number; permanent?: boolean }): Promise<Job | undefined>;
   /** Ends a running attempt as CANCELLED after its worker stopped it on request. */
   jobCancelRunning(p: { jobId: string; threadId: string }): Promise<Job | undefined>;
   /** Hands running attempts back to PENDING (shutdown); the interrupted attempt does not count. */
@@ -160,6 +161,8 @@ export interface Repository {
   objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean>;
   /** Per pipeline, the latest job of an object. */
   objectIndexStatus(scope: Scope, key: string): Promise<ObjectIndexStatus[]>;
+  /** Which of these jobs wrote their object's live output for their pipeline. */
+  jobsWithCurrentOutput(scope: Scope, jobs: readonly Job[]): Promise<Set<string>>;
   mpuCreate(scope: Scope, upload: MultipartUpload): Promise<void>;
   mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined>;
   mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void>;
@@ -187,4 +190,18 @@ export interface Repository {
   /** Resolves when the database answers. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** How a pipeline is deleted. */
+export interface PipelineDeleteOptions {
+  keepOutputs: boolean;
+  validateOnly: boolean;
+}
+
+/** What a pipeline's delete removed (or, kept or validate-only, what there is). */
+export interface PipelineDeleted {
+  jobs: number;
+  chunks: number;
+  rows: number;
+  kept: boolean;
 }

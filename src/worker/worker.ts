@@ -378,7 +378,7 @@ export class Worker {
       const retry = !f.permanent && job.attempts < this.config.maxAttempts;
       const retryDelayMs = retry ? retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
       const error = retry || f.permanent ? f.error : `${f.error} (gave up after ${job.attempts} attempts)`;
-      const ended = await repo.jobFailAttempt({ ...attempt, error, errorDetails: f.errorDetails, retryDelayMs });
+      const ended = await repo.jobFailAttempt({ ...attempt, error, errorDetails: f.errorDetails, retryDelayMs, permanent: f.permanent });
       if (!ended) {
         log.warn("job attempt failed after it was taken away; nothing recorded", { error });
         return;

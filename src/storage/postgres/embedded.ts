@@ -23,7 +23,9 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readd
 import { arch, platform, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { createServer } from "node:net";
 import { Client } from "pg";
+import { portInUse, StartupError } from "../../config";
 
 /** A running (or shared) embedded server. */
 export interface EmbeddedPostgres {
@@ -300,27 +302,37 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     }
   };
 
+  // Taken by anything else: one line naming the variable, before PostgreSQL says it in twenty.
+  await new Promise<void>((resolveProbe, rejectProbe) => {
+    const probe = createServer();
+    probe.once("error", (err) => rejectProbe(portInUse(err, opts.port, "K3_EMBEDDED_PG_PORT")));
+    probe.listen(opts.port, "127.0.0.1", () => probe.close(() => resolveProbe()));
+  });
   try {
     await launch();
   } catch (err) {
+    const taken = portInUse(err, opts.port, "K3_EMBEDDED_PG_PORT");
+    if (taken instanceof StartupError) throw taken;
     throw new Error(`embedded PostgreSQL failed to start on port ${opts.port}: ${(err as Error).message}`);
   }
 
-  const admin = async (password: string, sql: string) => {
+  const admin = async (password: string, sql: string, params: unknown[] = []) => {
     const c = new Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres` });
     await c.connect();
     try {
-      await c.query(sql);
+      return (await c.query(sql, params)).rowCount ?? 0;
     } finally {
       await c.end();
     }
   };
-  if (fresh) {
-    if (database !== "postgres") await admin(pw.password, `CREATE DATABASE ${database}`);
-  } else if (pw.fresh) {
+  if (!fresh && pw.fresh) {
     // A cluster of an earlier version, made with the old fixed password: replace it.
     await admin("postgres", `ALTER ROLE postgres PASSWORD ${quoteLiteral(pw.password)}`);
     warn(`the embedded PostgreSQL now has a random superuser password, kept in ${join(opts.dataDir, "pg-password")}`);
+  }
+  // Whenever it is missing: a first start that failed after initdb left a cluster without it.
+  if ((await admin(pw.password, "SELECT 1 FROM pg_database WHERE datname = $1", [database])) === 0) {
+    await admin(pw.password, `CREATE DATABASE "${database.replaceAll('"', '""')}"`);
   }
 
   return {

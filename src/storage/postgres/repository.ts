@@ -8,7 +8,7 @@ import type { Job, JobCounters, JobFilter, JobStatus, NewJob, RunOutcome, Scope 
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
-import type { Page, PageParams, PipelineFilter, Repository, RuleFilter } from "../repository";
+import type { Page, PageParams, PipelineDeleted, PipelineDeleteOptions, PipelineFilter, Repository, RuleFilter } from "../repository";
 import { DomainError, NotFound } from "../../domain/errors";
 import { isConnectionError } from "./pg-errors";
 import * as SQL from "./sql";
@@ -247,8 +247,8 @@ export class PgRepository extends PgDb implements Repository {
     return new Set(rows.map((r) => r.job_id as string));
   }
 
-  async jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number }): Promise<Job | undefined> {
-    const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.threadId, p.error, p.errorDetails, p.retryDelayMs ?? 0]);
+  async jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number; permanent?: boolean }): Promise<Job | undefined> {
+    const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.threadId, p.error, p.errorDetails, p.retryDelayMs ?? 0, p.permanent ?? false]);
     if (rows[0]?.status === "pending") await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
@@ -442,15 +442,24 @@ export class PgRepository extends PgDb implements Repository {
     return rows[0] ? toPipeline(rows[0]) : undefined;
   }
 
-  async pipelineDelete(scope: Scope, pipelineId: string): Promise<"deleted" | "not_found" | string[]> {
-    const deleted = await this.q(SQL.PIPELINE_DELETE, [scope.org, scope.bucket, pipelineId], scope.signal);
-    if (deleted.length > 0) {
-      await this.configChanged(scope);
-      return "deleted";
-    }
-    if (!(await this.pipelineGetById(scope, pipelineId))) return "not_found";
-    const rules = await this.q(SQL.PIPELINE_BINDING_RULES, [scope.org, scope.bucket, pipelineId], scope.signal);
-    return rules.map((r) => r.rule_id as string);
+  async pipelineDelete(scope: Scope, pipelineId: string, how: PipelineDeleteOptions): Promise<PipelineDeleted | "not_found" | string[]> {
+    let answer: PipelineDeleted | "not_found" | string[] = "not_found";
+    const args = [scope.org, scope.bucket, pipelineId];
+    await this.tx(async (client) => {
+      const counts = (await client.query(SQL.PIPELINE_OUTPUT_COUNTS, args)).rows[0];
+      const found: PipelineDeleted = { jobs: num(counts.jobs), chunks: num(counts.chunks), rows: num(counts.rows), kept: how.keepOutputs };
+      if (!how.keepOutputs && !how.validateOnly) for (const sql of SQL.PIPELINE_DELETE_OUTPUTS) await client.query(sql, args);
+      // Last, and only while no rule binds it (checked in the same statement).
+      if ((await client.query(SQL.PIPELINE_DELETE, args)).rowCount === 0) {
+        const exists = (await client.query("SELECT 1 FROM pipelines WHERE org = $1 AND bucket = $2 AND pipeline_id = $3", args)).rowCount;
+        answer = exists ? (await client.query(SQL.PIPELINE_BINDING_RULES, args)).rows.map((r) => r.rule_id as string) : "not_found";
+        return ROLLBACK_ONLY;
+      }
+      answer = found;
+      return how.validateOnly ? ROLLBACK_ONLY : true;
+    }, false);
+    if (typeof answer === "object" && !Array.isArray(answer) && !how.validateOnly) await this.configChanged(scope);
+    return answer;
   }
 
   async bucketInsert(b: BucketRow): Promise<Bucket> {
@@ -572,6 +581,12 @@ export class PgRepository extends PgDb implements Repository {
       return { found: (del.rowCount ?? 0) > 0, running };
     }, { found: false, running: [] as string[] });
     return found || running.length > 0;
+  }
+
+  async jobsWithCurrentOutput(scope: Scope, jobs: readonly Job[]): Promise<Set<string>> {
+    if (jobs.length === 0) return new Set();
+    const rows = await this.q(SQL.JOBS_WITH_CURRENT_OUTPUT, [scope.org, scope.bucket, jobs.map((j) => j.pipelineId), jobs.map((j) => j.key), jobs.map((j) => j.jobId)], scope.signal);
+    return new Set(rows.map((r) => r.job_id as string));
   }
 
   async objectIndexStatus(scope: Scope, key: string): Promise<ObjectIndexStatus[]> {

@@ -41,6 +41,8 @@ export function toJob(r: QueryResultRow): Job {
     sourceId: r.source_id ?? "",
     objectVersion: r.object_version ?? "",
     retryOf: r.retry_of ?? "",
+    permanentFailure: r.permanent_failure ?? false,
+    nextAttemptAt: r.status === "pending" && r.attempts > 0 ? num(r.run_after) : 0,
   };
 }
 

@@ -16,7 +16,7 @@ export const CHANNEL_CONFIG = "k3_config";
 export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
   template, rule_id, options, request_id, trace_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
-  created_at, updated_at, started_at, finished_at, source_id, object_version, retry_of`;
+  created_at, updated_at, started_at, finished_at, source_id, object_version, retry_of, permanent_failure, run_after`;
 
 /**
  * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
@@ -96,6 +96,20 @@ DELETE FROM pipelines p
 WHERE p.org = $1 AND p.bucket = $2 AND p.pipeline_id = $3
   AND NOT EXISTS (SELECT 1 FROM rules r WHERE r.org = p.org AND r.bucket = p.bucket AND r.pipeline_id = p.pipeline_id)
 RETURNING p.pipeline_id`;
+
+/** A pipeline's jobs, chunks and rows (what deleting it removes). */
+export const PIPELINE_OUTPUT_COUNTS = `
+SELECT (SELECT count(*) FROM jobs WHERE org = $1 AND bucket = $2 AND pipeline_id = $3) AS jobs,
+       (SELECT count(*) FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3) AS chunks,
+       (SELECT count(*) FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND pipeline_id = $3) AS rows`;
+
+/** A pipeline's outputs and jobs, in an order that keeps the counts' triggers consistent. */
+export const PIPELINE_DELETE_OUTPUTS = [
+  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`,
+  `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`,
+  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`,
+  `DELETE FROM jobs WHERE org = $1 AND bucket = $2 AND pipeline_id = $3`,
+];
 
 export const PIPELINE_BINDING_RULES = `
 SELECT rule_id FROM rules WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 ORDER BY created_at LIMIT 20`;
@@ -195,6 +209,7 @@ UPDATE jobs SET
   finished_at = CASE WHEN $5::bigint > 0 AND NOT cancel_requested THEN 0 ELSE ${DB_NOW} END,
   error = CASE WHEN cancel_requested THEN 'cancelled while processing' ELSE $3 END,
   error_details = CASE WHEN cancel_requested THEN '' ELSE $4 END,
+  permanent_failure = $6::boolean AND NOT cancel_requested,
   vector_status = CASE WHEN pipeline_kind = 'vector' AND ($5::bigint = 0 OR cancel_requested) THEN 'failed' ELSE vector_status END,
   lease_owner = NULL, lease_expires_at = NULL, updated_at = ${DB_NOW}
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'
@@ -407,6 +422,11 @@ export const RULE_LIST_ENABLED_FOR_SOURCE = `
 SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}
 WHERE r.org = $1 AND r.bucket = $2 AND r.enabled AND (r.source_id = '' OR r.source_id = $3)
 ORDER BY r.priority DESC, r.created_at, r.rule_id`;
+
+/** Of some jobs, those whose output is their object's live output (primary-key lookups). */
+export const JOBS_WITH_CURRENT_OUTPUT = `
+SELECT o.job_id FROM unnest($3::text[], $4::text[], $5::text[]) AS r(p, k, j)
+JOIN object_outputs o ON o.org = $1 AND o.bucket = $2 AND o.pipeline_id = r.p AND o.object_key = r.k AND o.job_id = r.j`;
 
 /** Per pipeline, the latest job of an object. */
 export const OBJECT_INDEX_STATUS = `
