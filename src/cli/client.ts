@@ -7,6 +7,7 @@
  * a waited-for job did not complete, 2 for usage errors.
  */
 import { readFileSync } from "node:fs";
+import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { create, toJson, type DescMessage } from "@bufbuild/protobuf";
@@ -343,9 +344,33 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       return 2;
     }
     const ce = ConnectError.from(e);
+    if (/EPIPE|ECONNRESET|socket hang up|Parse Error|HPE_/i.test(ce.rawMessage) && (await speaksOnlyHttp2(endpoint))) {
+      err.write(`Unavailable: ${endpoint} speaks only HTTP/2 gRPC: that is the gRPC port; the CLI talks to the HTTP port (K3_HTTP_PORT, default 8080): --endpoint http://HOST:8080\n`);
+      return Code.Unavailable;
+    }
     err.write(`${Code[ce.code]}: ${ce.rawMessage}\n`);
     return ce.code;
   }
+}
+
+/** Whether the endpoint answers an HTTP/2 connection preface (a gRPC port does; the HTTP port answers HTTP/1.1). */
+function speaksOnlyHttp2(endpoint: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let session: ClientHttp2Session | undefined;
+    const done = (yes: boolean) => {
+      clearTimeout(timer);
+      session?.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    try {
+      session = http2Connect(endpoint);
+      session.once("remoteSettings", () => done(true));
+      session.once("error", () => done(false));
+    } catch {
+      done(false);
+    }
+  });
 }
 
 

@@ -3,6 +3,7 @@
  * options it understands. Executors live in src/worker; this module only knows names,
  * kinds and option rules, so the API can validate a pipeline or a trigger up front.
  */
+import { nearest } from "./suggest";
 import { InvalidArgument } from "./errors";
 
 /** How one option value is checked. */
@@ -67,21 +68,6 @@ export function getTemplate(name: string, field = "scriptum_template"): Template
   return t;
 }
 
-/** Levenshtein distance, for "did you mean" (short strings only). */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length];
-}
-
 /**
  * Refuses option keys the template does not know (a misspelled `chunksize` would otherwise
  * be stored and silently ignored), naming the nearest known key and listing them all.
@@ -90,8 +76,8 @@ export function checkOptionKeys(template: TemplateSpec, keys: Iterable<string>, 
   const known = Object.keys(template.options);
   for (const key of keys) {
     if (Object.hasOwn(template.options, key)) continue;
-    const near = known.map((k) => [k, distance(key.toLowerCase().replace(/[-\s]/g, "_"), k)] as const).sort((x, y) => x[1] - y[1])[0];
-    const hint = near && near[1] <= Math.max(2, Math.floor(near[0].length / 3)) ? `did you mean "${near[0]}"? ` : "";
+    const near = nearest(key, known);
+    const hint = near ? `did you mean "${near}"? ` : "";
     throw new InvalidArgument(
       `${field}["${key.slice(0, 80)}"] is not an option of template ${template.name}; ${hint}${known.length ? `its options are ${known.join(", ")}` : "it takes no options"}`,
       `${field}.${key.slice(0, 80)}`,

@@ -235,13 +235,16 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const allowed = Object.keys(meta).length ? await store.keysWithMetadata(scope, meta) : undefined;
       const accept = prefix || allowed ? (key: string) => key.startsWith(prefix) && (!allowed || allowed.has(key)) : undefined;
       const candidates = mode === SearchMode.HYBRID ? Math.min(MAX_TOP_K, Math.max(topK * 4, 100)) : topK;
+      const ids = usable.map((p) => p.pipelineId);
+      // The full-text ranking runs in PostgreSQL while this thread scans the vectors.
+      const textRanked = mode === SearchMode.HYBRID ? store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids)) : undefined;
+      textRanked?.catch(() => undefined); // awaited below; not unhandled if the scan throws first
       const dense: Hit[] = [];
       for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept)));
       dense.sort((a, b) => b.score - a.score);
       let ranked: Hit[] = dense.slice(0, candidates);
-      if (mode === SearchMode.HYBRID) {
-        const ids = usable.map((p) => p.pipelineId);
-        const textHits = (await store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids))).filter((h) => !allowed || allowed.has(h.key));
+      if (textRanked) {
+        const textHits = (await textRanked).filter((h) => !allowed || allowed.has(h.key));
         const fused = new Map<string, Hit>();
         const add = (list: Array<{ pipelineId: string; key: string; chunkIndex: number }>) =>
           list.forEach((h, i) => {

@@ -9,10 +9,10 @@
  * shared/notes/performance.md) and its reply is written as canonical JSON with every
  * field emitted.
  */
+import { decodeJson } from "./json-errors";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   create,
-  fromJson,
   getOption,
   hasOption,
   ScalarType,
@@ -200,7 +200,8 @@ function applyQuery(schema: DescMessage, json: JsonObject, query: URLSearchParam
   }
 }
 
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+/** A request's whole body, refused past `maxBytes`. */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (declared > maxBytes) {
     throw new ConnectError(`request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`, Code.ResourceExhausted);
@@ -267,9 +268,9 @@ async function decodeRequest(
   if (route.body !== "*") applyQuery(schema, json, query, bound);
   else if ([...query.keys()].length > 0) throw invalid(`unknown query parameter "${[...query.keys()][0]}" for ${schema.name}`);
   try {
-    return fromJson(schema, coerceStringMaps(schema, json), { ignoreUnknownFields: false });
+    return decodeJson(schema, coerceStringMaps(schema, json));
   } catch (err) {
-    throw invalid(`invalid ${schema.name}: ${messageFieldError(schema, json) ?? (err as Error).message}`);
+    throw invalid(`invalid ${schema.name}: ${(err as Error).message}`);
   }
 }
 
@@ -290,24 +291,6 @@ function coerceStringMaps(schema: DescMessage, json: JsonObject): JsonObject {
   return json;
 }
 
-/**
- * protobuf's JSON decoder names the field for most type errors, but not when a message
- * field holds a non-object; this finds that case so the reply can name the field.
- */
-function messageFieldError(schema: DescMessage, json: JsonValue, prefix = ""): string | undefined {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return undefined;
-  for (const [key, value] of Object.entries(json)) {
-    const field = findField(schema, key);
-    if (!field || field.fieldKind !== "message" || value === null) continue;
-    const path = `${prefix}${field.name}`;
-    if (typeof value !== "object" || Array.isArray(value)) {
-      return `field ${path} must be a JSON object, got ${JSON.stringify(value).slice(0, 80)}`;
-    }
-    const inner = messageFieldError(field.message, value, `${path}.`);
-    if (inner) return inner;
-  }
-  return undefined;
-}
 
 /** Writes a JSON reply. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
