@@ -144,6 +144,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
+  let healthTimer: NodeJS.Timeout | undefined;
   let discoveries: DiscoveryRunner | undefined;
   let workerRepo: PgRepository | undefined;
   let tokenListener: Listener | undefined;
@@ -307,6 +308,14 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           config.worker,
         );
         worker.start();
+        const healthFile = config.healthFile;
+        if (healthFile) {
+          const w = worker;
+          healthTimer = setInterval(() => {
+            if (w.healthy(3 * config.worker.pollMs + 10_000)) writeFileSync(healthFile, `${new Date().toISOString()}\n`);
+          }, 2_000);
+          healthTimer.unref();
+        }
         discoveries = new DiscoveryRunner({ repo: workerRepo, sync: workerRepo.sync, sources, log }, config.discovery);
         discoveries.start();
       }
@@ -318,6 +327,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       return { httpPort, grpcPort };
     },
     async stop() {
+      clearInterval(healthTimer);
       draining.abort();
       // Both doors stop accepting at once and drain their in-flight calls; calls still
       // running after the drain deadline are aborted (UNAVAILABLE) and their connections closed.

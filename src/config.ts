@@ -34,6 +34,8 @@ export interface Config {
   dataDir: string;
   /** Port of the embedded PostgreSQL (only used without databaseUrl). */
   embeddedPgPort: number;
+  /** A file a worker touches every few seconds while its claim loop reaches the database (for container healthchecks); unset: none. */
+  healthFile: string | undefined;
   logLevel: LogLevel;
   maxBodyBytes: number;
   dbPoolSize: number;
@@ -144,6 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     grpcPort: port(env, "K3_GRPC_PORT", 50051),
     dataDir: resolve(env.K3_DATA_DIR || "./.k3-data"),
     embeddedPgPort: port(env, "K3_EMBEDDED_PG_PORT", 54329),
+    healthFile: env.K3_HEALTH_FILE || undefined,
     logLevel,
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),

@@ -7,7 +7,7 @@ import { runTokensCli } from "./cli/tokens";
 import { migrate } from "./storage/postgres/migrate";
 import { PgRepository } from "./storage/postgres/repository";
 import { startEmbeddedPostgres } from "./storage/postgres/embedded";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, StartupError, type Config } from "./config";
 import { createLogger } from "./log";
@@ -18,6 +18,7 @@ Server (configured by K3_* variables; see the README):
   k3-ingest serve              API and worker in one process (npm start)
   k3-ingest api | worker       the API only, or a worker only
   k3-ingest migrate            apply the database migrations and exit
+  k3-ingest db-url             the database URL (DATABASE_URL, or the embedded one's), for psql
   k3-ingest tokens create|list|revoke …   API tokens (and --s3 access keys)
 
 Client, against a running server:
@@ -61,6 +62,22 @@ async function main(): Promise<void> {
       process.stderr.write(`k3-ingest migrate: ${(err as Error).message}\n`);
       process.exit(1);
     }
+  }
+  if (arg === "db-url") {
+    // Where the outputs are: the database to point psql or a BI tool at.
+    const config = loadConfig(process.env);
+    if (config.databaseUrl) {
+      process.stdout.write(`${config.databaseUrl}\n`);
+      process.exit(0);
+    }
+    const pwFile = join(config.dataDir, "pg-password");
+    if (!existsSync(pwFile)) {
+      process.stderr.write(`k3-ingest db-url: no embedded database in ${config.dataDir} yet (no pg-password); start the server first, or set DATABASE_URL\n`);
+      process.exit(1);
+    }
+    const password = encodeURIComponent(readFileSync(pwFile, "utf8").trim());
+    process.stdout.write(`postgres://postgres:${password}@127.0.0.1:${config.embeddedPgPort}/k3\n`);
+    process.exit(0);
   }
   if (arg === "tokens") {
     try {

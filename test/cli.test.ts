@@ -173,6 +173,24 @@ test("serve on a terminal says where it listens, where the token and the data ar
   }
 });
 
+test("db-url prints the database to point psql at, or says there is none yet", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const withUrl = await cli(["db-url"], { DATABASE_URL: "postgres://u@db.example:5432/k3" });
+  expect(withUrl).toMatchObject({ code: 0, stdout: "postgres://u@db.example:5432/k3\n" });
+  const dir = mkdtempSync(join(tmpdir(), "k3-dburl-"));
+  try {
+    const none = await cli(["db-url"], { DATABASE_URL: "", K3_DATA_DIR: dir });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no embedded database in .* yet \(no pg-password\); start the server first, or set DATABASE_URL/);
+    writeFileSync(join(dir, "pg-password"), "s3cr/t\n");
+    const embedded = await cli(["db-url"], { DATABASE_URL: "", K3_DATA_DIR: dir, K3_EMBEDDED_PG_PORT: "54400" });
+    expect(embedded.stdout).toBe("postgres://postgres:s3cr%2Ft@127.0.0.1:54400/k3\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("exit codes follow the gRPC code", async () => {
   expect((await cli(["jobs", "get", "-b", B, "job_missing"])).code).toBe(5);
   const unauth = await cli(["jobs", "list", "-b", B], { DODIL_TOKEN: "" });

@@ -1,5 +1,6 @@
 /**
- * docker-compose.yml cannot be run here (no Docker engine), so its structure is checked:
+ * docker-compose.yml cannot be run here (no Docker engine), so its structure is checked
+ * (test/packaging.test.ts runs its worker healthcheck against a real worker):
  * PostgreSQL, one API and one separate worker, health checks, named volumes, and every
  * reference (depends_on, volumes, DATABASE_URL host) pointing at something declared.
  */
@@ -10,15 +11,18 @@ import { parse } from "yaml";
 // Compose files are untyped YAML; the checks below look at each field they use.
 type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const compose = parse(readFileSync(join(__dirname, "..", "docker-compose.yml"), "utf8")) as Y;
+// Merge keys (`<<: *k3`) as Compose reads them.
+const compose = parse(readFileSync(join(__dirname, "..", "docker-compose.yml"), "utf8"), { merge: true }) as Y;
 const services = compose.services as Record<string, Y>;
 
 test("it declares PostgreSQL, the API and a separate worker", () => {
   expect(Object.keys(services).sort()).toEqual(["k3-ingest", "k3-worker", "postgres"]);
   expect(services.postgres.image).toMatch(/^postgres:\d+/);
-  expect(services["k3-ingest"].environment.K3_ROLE).toBe("api");
+  // Both run the image of the Dockerfile; the command picks the role.
+  expect(services["k3-ingest"].build).toBe(".");
+  expect(services["k3-ingest"].command).toEqual(["api"]);
   expect(services["k3-ingest"].ports).toEqual(expect.arrayContaining(["8080:8080", "50051:50051"]));
-  expect(services["k3-worker"].command.join(" ")).toMatch(/main\.js worker$/);
+  expect(services["k3-worker"].command).toEqual(["worker"]);
   expect(services["k3-worker"].ports).toBeUndefined();
 });
 
@@ -44,7 +48,8 @@ test("both k3 services use the postgres service and the same data volume; named 
     expect(url.username).toBe(pg.POSTGRES_USER);
     expect(url.password).toBe(pg.POSTGRES_PASSWORD);
     expect(url.pathname).toBe(`/${pg.POSTGRES_DB}`);
-    expect(services[name].environment.K3_DATA_DIR).toBe("/data");
+    // K3_DATA_DIR is the image's (Dockerfile ENV), where the volume goes.
+    expect(readFileSync(join(__dirname, "..", "Dockerfile"), "utf8")).toMatch(/^ENV .*K3_DATA_DIR=\/data/m);
     expect(services[name].volumes).toContain("k3-data:/data");
   }
   const declared = Object.keys(compose.volumes);

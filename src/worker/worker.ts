@@ -99,6 +99,8 @@ export class Worker {
   private readonly running = new Map<string, Running>();
   private readonly now: () => number;
   private state: "idle" | "running" | "stopping" | "stopped" = "idle";
+  /** When the claim loop last reached the database (or found every slot busy). */
+  private lastHealthyAt = 0;
   private loopDone: Promise<void> = Promise.resolve();
   private stopDone: Promise<void> | undefined;
   private wakePending = false;
@@ -225,6 +227,7 @@ export class Worker {
         try {
           const jobs = await this.deps.repo.jobClaimAvailable({ owner: this.id, limit: free, leaseMs: this.config.leaseMs });
           backoffMs = 0;
+          this.lastHealthyAt = Date.now();
           for (const job of jobs) this.launch(job);
           if (jobs.length === free) continue; // there may be more
         } catch (err) {
@@ -234,9 +237,16 @@ export class Worker {
           await this.waitForWake(backoffMs);
           continue;
         }
+      } else {
+        this.lastHealthyAt = Date.now(); // every slot busy: running, not claiming
       }
       await this.waitForWake(this.config.pollMs);
     }
+  }
+
+  /** Whether the claim loop reached the database within `withinMs` (what a worker's healthcheck asks). */
+  healthy(withinMs: number): boolean {
+    return this.state === "running" && Date.now() - this.lastHealthyAt <= withinMs;
   }
 
   private launch(job: Job): void {
