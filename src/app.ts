@@ -145,6 +145,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let grpc: GrpcServer | undefined;
   let worker: Worker | undefined;
   let healthTimer: NodeJS.Timeout | undefined;
+  let vectorIndex: VectorIndex | undefined;
   let discoveries: DiscoveryRunner | undefined;
   let workerRepo: PgRepository | undefined;
   let tokenListener: Listener | undefined;
@@ -241,7 +242,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           secrets,
           publicUrl: () => config.publicUrl ?? `http://localhost:${boundHttpPort}`,
           discoveryCreated: () => discoveries?.kick(),
-          vectorIndex: new VectorIndex(r.vector, config.searchCacheBytes),
+          vectorIndex: (vectorIndex = new VectorIndex(r.vector, config.searchCacheBytes)),
           embedderFor: embedderFactory(config),
           embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
         };
@@ -366,6 +367,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       const w = worker;
       worker = undefined;
       await w?.stop();
+      await vectorIndex?.close();
+      vectorIndex = undefined;
       await tokenListener?.stop();
       tokenListener = undefined;
       clearInterval(compactTimer);

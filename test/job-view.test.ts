@@ -3,11 +3,11 @@
  * the error and the next retry while it waits for one, and where a cancelled job ends.
  * (test/cli.test.ts watches real jobs; these are the states a test cannot hold still.)
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { IngestJobSchema, IngestStatus } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { cancelOutcome, duration, localTime, progressLine } from "../src/cli/job-view";
 
-const job = (over: Partial<Parameters<typeof create<typeof IngestJobSchema>>[1]>) => create(IngestJobSchema, { jobId: "job_1", pipelineKind: "vector", ...over });
+const job = (over: MessageInitShape<typeof IngestJobSchema>) => create(IngestJobSchema, { jobId: "job_1", pipelineKind: "vector", ...over });
 
 test("a running job shows the percent of its chunks embedded", () => {
   expect(progressLine(job({ status: IngestStatus.PROCESSING, chunksCreated: 40, embeddingsCreated: 10, attempts: 1 }))).toBe("job_1  INGEST_STATUS_PROCESSING  chunks 40 embedded 0  25%");

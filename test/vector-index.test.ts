@@ -30,6 +30,12 @@ const vec = () => Array.from({ length: DIMS }, rand);
 
 let s: TestServers;
 let db: Client;
+const made: VectorIndex[] = [];
+const newIndex = (...args: ConstructorParameters<typeof VectorIndex>) => {
+  const index = new VectorIndex(...args);
+  made.push(index);
+  return index;
+};
 /** What the table holds: key → chunk vectors. */
 const truth = new Map<string, number[][]>();
 
@@ -81,25 +87,37 @@ beforeAll(async () => {
   for (let o = 0; o < 1500; o++) await write(`doc/${String(o).padStart(4, "0")}`, "job_a", Array.from({ length: 1 + (o % 8) }, vec));
 });
 afterAll(async () => {
+  for (const index of made) await index.close();
   await db.end();
   await s.stop();
 });
 
-test("the index answers what exact scoring answers: the same chunks, the same scores, for top 1, 10 and 100", async () => {
-  const index = new VectorIndex(s.app.repo().vector);
+// Small segments (256 rows): most are full, and every other full one lives on the scan thread.
+const SMALL = { segmentBytes: 256 * DIMS };
+const LAYOUTS: Array<[string, { threads?: number; segmentBytes?: number }]> = [
+  ["one segment, this thread", { threads: 0 }],
+  ["small segments shared with the scan thread", { threads: 1, ...SMALL }],
+];
+
+test.each(LAYOUTS)("the index answers what exact scoring answers: the same chunks, the same scores, for top 1, 10 and 100 (%s)", async (_name, opts) => {
+  const index = newIndex(s.app.repo().vector, undefined, opts);
   for (const k of [1, 10, 100]) await expectExact(index, k, () => true, 4);
+  await expectExact(index, 10, (key) => key.startsWith("doc/00")); // 100 objects of 1,500
+  const { here, away } = index.placement();
+  if (opts.threads) expect(away / (here + away)).toBeGreaterThan(0.4);
+  else expect(away).toBe(0);
 });
 
-test("filters that pass few objects and filters that pass most answer exactly too", async () => {
-  const index = new VectorIndex(s.app.repo().vector);
+test.each(LAYOUTS)("filters that pass few objects and filters that pass most answer exactly too (%s)", async (_name, opts) => {
+  const index = newIndex(s.app.repo().vector, undefined, opts);
   await expectExact(index, 10, (key) => key.startsWith("doc/00")); // 100 objects of 1,500
   await expectExact(index, 10, (key) => !key.endsWith("7")); // nine in ten
   await expectExact(index, 10, (key) => key === "doc/0042");
   await expectExact(index, 10, () => false, 1);
 });
 
-test("removed and re-ingested objects leave the answers at once, on this index and on a fresh one", async () => {
-  const index = new VectorIndex(s.app.repo().vector);
+test("removed and re-ingested objects leave the answers at once, on this index and on a fresh one (segments compacted here and on the scan thread)", async () => {
+  const index = newIndex(s.app.repo().vector, undefined, { threads: 1, ...SMALL });
   await expectExact(index, 10, () => true, 2);
   const bytesBefore = index.heldBytes();
   // Two in three objects go (their rows die and segments compact), a tenth are re-ingested.
@@ -111,11 +129,13 @@ test("removed and re-ingested objects leave the answers at once, on this index a
   await expectExact(index, 10, () => true);
   await expectExact(index, 20, (key) => key.startsWith("doc/01"));
   expect(index.heldBytes()).toBeLessThanOrEqual(bytesBefore);
-  await expectExact(new VectorIndex(s.app.repo().vector), 10, () => true);
+  expect(index.placement().away).toBeGreaterThan(0);
+  await expectExact(newIndex(s.app.repo().vector, undefined, { threads: 0 }), 10, () => true);
+  await expectExact(newIndex(s.app.repo().vector, undefined, { threads: 1, ...SMALL }), 10, () => true);
 });
 
 test("a zero query matches nothing; a query of another dimension finds nothing", async () => {
-  const index = new VectorIndex(s.app.repo().vector);
+  const index = newIndex(s.app.repo().vector);
   expect(await index.search(scope, [P], new Float32Array(DIMS), 10, () => true)).toEqual([]);
   expect(await index.search(scope, [P], Float32Array.from(vec().slice(1)), 10, () => true)).toEqual([]);
   expect(await index.dimensionOf(scope, P)).toBe(DIMS);

@@ -194,6 +194,7 @@ test("the in-memory index stays within its byte budget: least recently searched 
   await index.search(scope, [notes], q, 5, () => true);
   expect(index.heldBytes()).toBeLessThan(docsBytes); // docs dropped, notes (one chunk) held
   expect(await index.search(scope, [docs], q, 5, () => true)).toEqual(first);
+  await index.close();
 });
 
 describe("hybrid search with a dense embedder that likes the wrong document", () => {

@@ -4,7 +4,8 @@
  * Each collection (vector pipeline) holds its chunks as 8-bit codes: every vector scaled so
  * its largest component is ±127 (cosine does not see the scale), one byte per dimension, in
  * segments of about 16 MB. A search scans every code exactly with usearch's SIMD kernels
- * (about 32 ms per million chunks of 384 dimensions on one core), keeps twice the asked
+ * (about 32 ms per million chunks of 384 dimensions on one core; full segments are shared
+ * out to a scan thread, scan-threads.ts, which scans its half meanwhile), keeps twice the asked
  * number of candidates, and reranks those with their real vectors read from PostgreSQL, so
  * scores are exact cosines and the only loss is a true neighbour quantized below twice k
  * (recall 1.0 in the bench at 100,000 and 1,000,000). No graph to build, nothing that
@@ -16,7 +17,8 @@
  * search, on every instance, and a crash leaves nothing to repair: the memory is rebuilt
  * from the table.
  */
-import { exactSearch, MetricKind } from "usearch";
+import { cpus } from "node:os";
+import { ScanThread, scanCodes, type ScanResult } from "./scan-threads";
 import type { Scope } from "../domain/job";
 import { chunkRefKey, type VectorStore } from "../storage/postgres/vector-store";
 
@@ -34,13 +36,20 @@ interface ObjectEntry {
   parts: Part[];
 }
 
-/** Rows of codes of one dimension; rows of removed objects are dead until compaction. */
+let segmentIds = 0;
+
+/**
+ * Rows of codes of one dimension; rows of removed objects are dead until compaction. A full
+ * segment may live on the scan thread (`away`): its codes are there, its rows' owners here.
+ */
 class Segment {
+  readonly id = segmentIds++;
   codes: Int8Array;
   owners: Array<ObjectEntry | null>;
   chunks: Int32Array;
   used = 0;
   live = 0;
+  away = false;
   constructor(
     readonly dims: number,
     readonly maxRows: number,
@@ -54,7 +63,7 @@ class Segment {
     return this.chunks.length;
   }
   bytes(): number {
-    return this.codes.byteLength + this.chunks.byteLength + this.owners.length * 8;
+    return this.rows * this.dims + this.chunks.byteLength + this.owners.length * 8;
   }
   /** Room for `n` more rows, growing geometrically up to `maxRows`. */
   reserve(n: number): void {
@@ -66,29 +75,39 @@ class Segment {
     codes.set(this.codes.subarray(0, this.used * this.dims));
     const chunks = new Int32Array(rows);
     chunks.set(this.chunks.subarray(0, this.used));
+    const owners = this.owners.slice(0, this.used);
+    owners.length = rows;
     this.codes = codes;
     this.chunks = chunks;
-    this.owners.length = rows;
-    this.owners.fill(null, this.used);
+    this.owners = owners.fill(null, this.used);
   }
-  /** Moves the live rows down over the dead ones, and the parts with them. */
-  compact(): void {
+  /**
+   * Moves the live rows down over the dead ones, and the parts with them, into new arrays (a
+   * scan in flight keeps the old ones, whose rows keep their meaning). Returns the old row
+   * numbers kept, in order: what the scan thread applies to a segment it holds.
+   */
+  compact(): Int32Array {
     const d = this.dims;
+    const keep = new Int32Array(this.live);
+    const codes = this.away ? this.codes : new Int8Array(this.rows * d);
+    const chunks = new Int32Array(this.rows);
+    const owners = new Array<ObjectEntry | null>(this.rows).fill(null);
     let w = 0;
     for (let r = 0; r < this.used; r++) {
       const owner = this.owners[r];
       if (!owner) continue;
       const part = owner.parts.find((p) => p.seg === this && p.start === r);
       if (part) part.start = w;
-      if (w !== r) {
-        this.codes.copyWithin(w * d, r * d, (r + 1) * d);
-        this.chunks[w] = this.chunks[r];
-        this.owners[w] = owner;
-      }
-      w++;
+      if (!this.away) codes.set(this.codes.subarray(r * d, (r + 1) * d), w * d);
+      chunks[w] = this.chunks[r];
+      owners[w] = owner;
+      keep[w++] = r;
     }
-    this.owners.fill(null, w, this.used);
+    this.codes = codes;
+    this.chunks = chunks;
+    this.owners = owners;
     this.used = w;
+    return keep.subarray(0, w);
   }
 }
 
@@ -140,6 +159,9 @@ function cosine(a: Float32Array, b: Float32Array): number {
 
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** The scan thread stopped during a search: the search starts again without it. */
+class ScanThreadLost extends Error {}
+
 /** Candidates of one scan: owner and chunk, best first after the merge. */
 interface Candidate {
   owner: ObjectEntry;
@@ -151,15 +173,46 @@ export class VectorIndex {
   private readonly collections = new Map<string, CollectionIndex>();
 
   /** `maxBytes`: past it, the least recently searched collections are dropped (reloaded when next searched). */
+  private thread: ScanThread | undefined;
+  private threadLost = false;
+
+  private readonly threads: number;
+  private readonly segmentBytes: number;
+
+  /**
+   * `maxBytes`: past it, the least recently searched collections are dropped (reloaded when
+   * next searched). `threads`: scan threads besides this one (default one on a multi-core
+   * machine, none on one core); `segmentBytes`: codes per segment (16 MB).
+   */
   constructor(
     private readonly store: VectorStore,
     private readonly maxBytes = 1024 * 2 ** 20,
-  ) {}
+    opts: { threads?: number; segmentBytes?: number } = {},
+  ) {
+    this.threads = Math.min(1, opts.threads ?? (cpus().length > 1 ? 1 : 0));
+    this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES;
+  }
 
   private static bytesOf(c: CollectionIndex): number {
     let n = 0;
     for (const segs of c.groups.values()) for (const s of segs) n += s.bytes();
     return n + c.objects.size * 160;
+  }
+
+  /** Stops the scan thread; the index empties and would rebuild on this thread. */
+  async close(): Promise<void> {
+    const t = this.thread;
+    this.thread = undefined;
+    this.threadLost = true;
+    this.collections.clear();
+    await t?.close();
+  }
+
+  /** Live rows held on this thread and on the scan thread, all collections together. */
+  placement(): { here: number; away: number } {
+    const out = { here: 0, away: 0 };
+    for (const c of this.collections.values()) for (const segs of c.groups.values()) for (const seg of segs) out[seg.away ? "away" : "here"] += seg.live;
+    return out;
   }
 
   /** Bytes held, all collections together. */
@@ -175,24 +228,53 @@ export class VectorIndex {
     for (const [id, c] of byAge) {
       if (total <= this.maxBytes) break;
       this.collections.delete(id);
+      for (const segs of c.groups.values()) for (const seg of segs) if (seg.away) this.thread?.drop(seg.id);
       total -= VectorIndex.bytesOf(c);
     }
   }
 
-  private static remove(col: CollectionIndex, o: ObjectEntry): void {
+  /** The scan thread, started on first use on a machine with more than one core; undefined once lost. */
+  private scanThread(): ScanThread | undefined {
+    if (this.thread === undefined && !this.threadLost && this.threads > 0) {
+      this.thread = new ScanThread(() => {
+        // Its segments are gone with it: everything is rebuilt here from PostgreSQL.
+        this.thread = undefined;
+        this.threadLost = true;
+        this.collections.clear();
+      });
+    }
+    return this.thread?.alive ? this.thread : undefined;
+  }
+
+  private remove(col: CollectionIndex, o: ObjectEntry): void {
     col.objects.delete(o.key);
     for (const p of o.parts) {
       p.seg.owners.fill(null, p.start, p.start + p.count);
       p.seg.live -= p.count;
-      if (p.seg.used - p.seg.live > Math.max(DEAD_ROWS, p.seg.used / 8)) p.seg.compact();
+      if (p.seg.used - p.seg.live > Math.max(DEAD_ROWS, p.seg.used / 8)) {
+        const keep = p.seg.compact();
+        if (p.seg.away) this.thread?.compact(p.seg.id, keep, p.seg.dims);
+      }
     }
   }
 
-  private static add(col: CollectionIndex, key: string, jobId: string, indexes: number[], vectors: Float32Array[]): void {
+  /** A full segment goes to the scan thread while fewer full ones are there than here. */
+  private balance(segs: Segment[], seg: Segment): void {
+    const thread = seg.used === seg.maxRows && !seg.away ? this.scanThread() : undefined;
+    if (!thread) return;
+    const away = segs.filter((x) => x.away).length;
+    const here = segs.filter((x) => !x.away && x.used === x.maxRows).length;
+    if (away >= here) return;
+    thread.adopt(seg.id, seg.codes.subarray(0, seg.used * seg.dims));
+    seg.codes = new Int8Array(0);
+    seg.away = true;
+  }
+
+  private add(col: CollectionIndex, key: string, jobId: string, indexes: number[], vectors: Float32Array[]): void {
     const dims = vectors[0].length;
     let segs = col.groups.get(dims);
     if (!segs) col.groups.set(dims, (segs = []));
-    const maxRows = Math.max(256, Math.floor(SEGMENT_BYTES / dims));
+    const maxRows = Math.max(256, Math.floor(this.segmentBytes / dims));
     const o: ObjectEntry = { key, jobId, dims, parts: [] };
     let i = 0;
     while (i < vectors.length) {
@@ -211,6 +293,7 @@ export class VectorIndex {
       }
       seg.live += part.count;
       if (part.count > 0) o.parts.push(part);
+      this.balance(segs, seg);
     }
     if (o.parts.length > 0) col.objects.set(key, o);
   }
@@ -228,11 +311,11 @@ export class VectorIndex {
       }
       col.refreshing = (async () => {
         const outputs = await this.store.outputs(scope, pipelineId);
-        for (const o of [...col.objects.values()]) if (outputs.get(o.key) !== o.jobId) VectorIndex.remove(col, o);
+        for (const o of [...col.objects.values()]) if (outputs.get(o.key) !== o.jobId) this.remove(col, o);
         const stale = [...outputs].filter(([key]) => !col.objects.has(key)).map(([key]) => key);
         for (let i = 0; i < stale.length; i += LOAD_BATCH) {
           for (const o of await this.store.chunksOf(scope, pipelineId, stale.slice(i, i + LOAD_BATCH))) {
-            if (o.vectors.length > 0) VectorIndex.add(col, o.key, o.jobId, o.indexes, o.vectors);
+            if (o.vectors.length > 0) this.add(col, o.key, o.jobId, o.indexes, o.vectors);
           }
         }
         // Written while we read: the next search sees the version move again and catches up.
@@ -268,41 +351,58 @@ export class VectorIndex {
     return n;
   }
 
-  /** The `want` best codes of `codes` (rows of `dims`), as row numbers and distances. */
-  private static scan(codes: Int8Array, rows: number, query: Int8Array, want: number): { rows: BigUint64Array; distances: Float32Array } {
-    const m = exactSearch(codes.subarray(0, rows * query.length), query, query.length, Math.min(want, rows), MetricKind.Cos, 1);
-    return { rows: m.keys, distances: m.distances };
-  }
-
   /**
    * Candidates among every live row of the segments: each segment scanned whole, asking for
-   * enough more than `want` to cover its dead rows.
+   * enough more than `want` to cover its dead rows; the scan thread scans the segments it
+   * holds while this thread scans the others. What each segment holds is taken before the
+   * scan: rows added or compacted meanwhile go to new arrays.
    */
-  private static async scanSegments(segs: Segment[], query: Int8Array, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
+  private async scanSegments(segs: Segment[], query: Int8Array, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
+    const held = segs.filter((s) => s.live > 0).map((s) => ({ seg: s, codes: s.codes, owners: s.owners, chunks: s.chunks, rows: s.used, want: want + (s.used - s.live) }));
+    const away = held.filter((h) => h.seg.away);
+    const there = away.length ? this.requireThread().scan(query, away.map((h) => ({ seg: h.seg.id, rows: h.rows, want: h.want }))) : Promise.resolve([]);
+    there.catch(() => undefined); // awaited below
     const out: Candidate[] = [];
-    for (const seg of segs) {
-      if (seg.live === 0) continue;
-      const m = VectorIndex.scan(seg.codes, seg.used, query, want + (seg.used - seg.live));
+    const take = (h: (typeof held)[number], m: ScanResult) => {
       for (let i = 0; i < m.rows.length; i++) {
         const r = Number(m.rows[i]);
-        const owner = seg.owners[r];
-        if (owner && accept(owner)) out.push({ owner, chunkIndex: seg.chunks[r], distance: m.distances[i] });
+        const owner = h.owners[r];
+        if (owner && accept(owner)) out.push({ owner, chunkIndex: h.chunks[r], distance: m.distances[i] });
       }
+    };
+    for (const h of held) {
+      if (h.seg.away) continue;
+      take(h, scanCodes(h.codes, h.rows, query, h.want));
       await yieldToOthers();
     }
+    (await there).forEach((m, k) => take(away[k], m));
     return out;
   }
 
-  /** Candidates among the given objects only: their rows copied together, then scanned. */
-  private static async scanObjects(objects: ObjectEntry[], dims: number, query: Int8Array, want: number): Promise<Candidate[]> {
+  private requireThread(): ScanThread {
+    const t = this.thread;
+    if (!t?.alive) throw new ScanThreadLost();
+    return t;
+  }
+
+  /** Candidates among the given objects only: their rows copied together (here, and on the scan thread for its segments), then scanned. */
+  private async scanObjects(objects: ObjectEntry[], dims: number, query: Int8Array, want: number): Promise<Candidate[]> {
     const out: Candidate[] = [];
-    const batchRows = Math.max(256, Math.floor(SEGMENT_BYTES / dims));
+    // The scan thread's rows: asked for first, gathered there.
+    const ranges: Array<{ seg: number; start: number; count: number }> = [];
+    const remote: Array<{ owner: ObjectEntry; seg: Segment; start: number; count: number }> = [];
+    for (const o of objects) for (const p of o.parts) if (p.seg.away) remote.push({ owner: o, seg: p.seg, start: p.start, count: p.count });
+    for (const r of remote) ranges.push({ seg: r.seg.id, start: r.start, count: r.count });
+    const rowsOf = remote.flatMap((r) => Array.from({ length: r.count }, (_, i) => ({ owner: r.owner, chunkIndex: r.seg.chunks[r.start + i] })));
+    const there = ranges.length ? this.requireThread().gather(query, want, ranges) : Promise.resolve(undefined);
+    there.catch(() => undefined); // awaited below
+    const batchRows = Math.max(256, Math.floor(this.segmentBytes / dims));
     let codes = new Int8Array(0);
     let owners: ObjectEntry[] = [];
     let chunks: number[] = [];
     const flush = async () => {
       if (owners.length === 0) return;
-      const m = VectorIndex.scan(codes, owners.length, query, want);
+      const m = scanCodes(codes, owners.length, query, want);
       for (let i = 0; i < m.rows.length; i++) {
         const r = Number(m.rows[i]);
         out.push({ owner: owners[r], chunkIndex: chunks[r], distance: m.distances[i] });
@@ -313,6 +413,7 @@ export class VectorIndex {
     };
     for (const o of objects) {
       for (const p of o.parts) {
+        if (p.seg.away) continue;
         for (let r = p.start; r < p.start + p.count; r++) {
           if (owners.length === batchRows) await flush();
           if (codes.length < batchRows * dims) codes = new Int8Array(batchRows * dims);
@@ -323,7 +424,24 @@ export class VectorIndex {
       }
     }
     await flush();
+    const m = await there;
+    if (m) for (let i = 0; i < m.rows.length; i++) out.push({ ...rowsOf[Number(m.rows[i])], distance: m.distances[i] });
     return out;
+  }
+
+  /** One collection's candidates for the 8-bit query `q`. */
+  private async candidates(scope: Scope, pipelineId: string, version: number, q: Int8Array, want: number, accept?: (key: string) => boolean): Promise<Candidate[]> {
+    const dims = q.length;
+    const col = await this.refresh(scope, pipelineId, version);
+    const segs = col.groups.get(dims) ?? [];
+    if (!accept) return this.scanSegments(segs, q, want, () => true);
+    const all = [...col.objects.values()].filter((o) => o.dims === dims);
+    const chosen = all.filter((o) => accept(o.key));
+    const rows = chosen.reduce((s, o) => s + o.parts.reduce((t, p) => t + p.count, 0), 0);
+    // Most objects pass: scan everything, asking for enough to keep `want` after the filter;
+    // few pass, or that dropped too many of the best: scan exactly those that pass.
+    const found = chosen.length * 2 >= all.length ? await this.scanSegments(segs, q, Math.ceil((want * all.length) / Math.max(1, chosen.length)) * 2, (o) => accept(o.key)) : [];
+    return found.length < Math.min(want, rows) ? this.scanObjects(chosen, dims, q, want) : found;
   }
 
   /**
@@ -339,19 +457,13 @@ export class VectorIndex {
     const want = Math.max(2 * k, 32);
     const candidates: Array<Candidate & { pipelineId: string }> = [];
     for (const pipelineId of pipelineIds) {
-      const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
-      const segs = col.groups.get(dims) ?? [];
       let found: Candidate[];
-      if (!accept) {
-        found = await VectorIndex.scanSegments(segs, q, want, () => true);
-      } else {
-        const all = [...col.objects.values()].filter((o) => o.dims === dims);
-        const chosen = all.filter((o) => accept(o.key));
-        const rows = chosen.reduce((s, o) => s + o.parts.reduce((t, p) => t + p.count, 0), 0);
-        // Most objects pass: scan everything, asking for enough to keep `want` after the filter;
-        // few pass, or that dropped too many of the best: scan exactly those that pass.
-        found = chosen.length * 2 >= all.length ? await VectorIndex.scanSegments(segs, q, Math.ceil((want * all.length) / Math.max(1, chosen.length)) * 2, (o) => accept(o.key)) : [];
-        if (found.length < Math.min(want, rows)) found = await VectorIndex.scanObjects(chosen, dims, q, want);
+      try {
+        found = await this.candidates(scope, pipelineId, versions.get(pipelineId) ?? 0, q, want, accept);
+      } catch (err) {
+        // The scan thread went away mid-search: the collection is rebuilt here, once.
+        if (!(err instanceof ScanThreadLost)) throw err;
+        found = await this.candidates(scope, pipelineId, versions.get(pipelineId) ?? 0, q, want, accept);
       }
       for (const c of found) candidates.push({ ...c, pipelineId });
     }
