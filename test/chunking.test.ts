@@ -5,6 +5,7 @@
  * included).
  */
 import { chunkSpans } from "../src/worker/chunk";
+import { textTask } from "../src/worker/tasks";
 
 const PROSE = [
   "The party in breach shall pay damages. No limitation of liability applies to fraud.",
@@ -52,4 +53,23 @@ test("only a word longer than a chunk is cut; offsets point at the chunk's own t
   expect(chunks.map((c) => c.text)).toEqual(["short", "x".repeat(30), "x".repeat(30), `${"x".repeat(15)} tail`]);
   const emoji = "😀 party 🎉 time ✨ again and again 🚀 launch";
   for (const c of chunkSpans(emoji, 12, 3)) expect(cps(emoji).slice(c.start, c.end).join("")).toBe(c.text);
+});
+
+test("a CSV's chunks each start with its header line and hold whole rows, every row once", async () => {
+  const header = "invoice,customer,city,amount";
+  const rows = Array.from({ length: 60 }, (_, i) => `inv-${1000 + i},Customer number ${i},Springfield,${(i * 37.5).toFixed(2)}`);
+  const csv = [header, ...rows].join("\n");
+  const r = await textTask(Buffer.from(csv), { key: "ledger/2026.csv", chunkSize: 300, overlap: 60, limits: { maxTextChars: 1e6, maxRows: 1e6 }, localDims: 0, dims: 8, maxVectorValues: 1e6 });
+  expect(r.pieces.length).toBeGreaterThan(5);
+  const seen: string[] = [];
+  r.pieces.forEach((piece, i) => {
+    expect(cps(piece).length).toBeLessThanOrEqual(300);
+    const [first, ...lines] = piece.split("\n");
+    expect(first).toBe(header);
+    for (const line of lines) expect(rows).toContain(line);
+    seen.push(...lines);
+    // Offsets point at the rows in the object's text (the header is repeated, not pointed at).
+    expect(cps(csv).slice(r.places[i].start, r.places[i].end).join("")).toBe(lines.join("\n"));
+  });
+  expect(seen).toEqual(rows);
 });

@@ -19,97 +19,9 @@
  */
 import { cpus } from "node:os";
 import { ScanThread, scanCodes, type ScanResult } from "./scan-threads";
+import { quantize, Segment, type ObjectEntry, type Part } from "./segments";
 import type { Scope } from "../domain/job";
 import { chunkRefKey, type VectorStore } from "../storage/postgres/vector-store";
-
-/** A run of one object's chunks inside a segment. */
-interface Part {
-  seg: Segment;
-  start: number;
-  count: number;
-}
-
-interface ObjectEntry {
-  key: string;
-  jobId: string;
-  dims: number;
-  parts: Part[];
-}
-
-let segmentIds = 0;
-
-/**
- * Rows of codes of one dimension; rows of removed objects are dead until compaction. A full
- * segment may live on the scan thread (`away`): its codes are there, its rows' owners here.
- */
-class Segment {
-  readonly id = segmentIds++;
-  codes: Int8Array;
-  owners: Array<ObjectEntry | null>;
-  chunks: Int32Array;
-  used = 0;
-  live = 0;
-  away = false;
-  constructor(
-    readonly dims: number,
-    readonly maxRows: number,
-    rows: number,
-  ) {
-    this.codes = new Int8Array(rows * dims);
-    this.owners = new Array<ObjectEntry | null>(rows).fill(null);
-    this.chunks = new Int32Array(rows);
-  }
-  get rows(): number {
-    return this.chunks.length;
-  }
-  bytes(): number {
-    return this.rows * this.dims + this.chunks.byteLength + this.owners.length * 8;
-  }
-  /** Room for `n` more rows, growing geometrically up to `maxRows`. */
-  reserve(n: number): void {
-    if (this.used + n <= this.rows) return;
-    let rows = Math.max(this.rows, 64);
-    while (rows < this.used + n) rows *= 2;
-    rows = Math.min(rows, this.maxRows);
-    const codes = new Int8Array(rows * this.dims);
-    codes.set(this.codes.subarray(0, this.used * this.dims));
-    const chunks = new Int32Array(rows);
-    chunks.set(this.chunks.subarray(0, this.used));
-    const owners = this.owners.slice(0, this.used);
-    owners.length = rows;
-    this.codes = codes;
-    this.chunks = chunks;
-    this.owners = owners.fill(null, this.used);
-  }
-  /**
-   * Moves the live rows down over the dead ones, and the parts with them, into new arrays (a
-   * scan in flight keeps the old ones, whose rows keep their meaning). Returns the old row
-   * numbers kept, in order: what the scan thread applies to a segment it holds.
-   */
-  compact(): Int32Array {
-    const d = this.dims;
-    const keep = new Int32Array(this.live);
-    const codes = this.away ? this.codes : new Int8Array(this.rows * d);
-    const chunks = new Int32Array(this.rows);
-    const owners = new Array<ObjectEntry | null>(this.rows).fill(null);
-    let w = 0;
-    for (let r = 0; r < this.used; r++) {
-      const owner = this.owners[r];
-      if (!owner) continue;
-      const part = owner.parts.find((p) => p.seg === this && p.start === r);
-      if (part) part.start = w;
-      if (!this.away) codes.set(this.codes.subarray(r * d, (r + 1) * d), w * d);
-      chunks[w] = this.chunks[r];
-      owners[w] = owner;
-      keep[w++] = r;
-    }
-    this.codes = codes;
-    this.chunks = chunks;
-    this.owners = owners;
-    this.used = w;
-    return keep.subarray(0, w);
-  }
-}
 
 interface CollectionIndex {
   version: number;
@@ -134,16 +46,6 @@ const LOAD_BATCH = 500;
 const SEGMENT_BYTES = 16 * 2 ** 20;
 /** Dead rows a segment may hold before it is compacted (and at least this share of its rows). */
 const DEAD_ROWS = 64;
-
-/** The 8-bit codes of a vector into `out` at `at`; false for a zero vector (it matches nothing). */
-export function quantize(v: Float32Array, dims: number, out: Int8Array, at: number): boolean {
-  let max = 0;
-  for (let d = 0; d < dims; d++) max = Math.max(max, Math.abs(v[d]));
-  if (max === 0) return false;
-  const scale = 127 / max;
-  for (let d = 0; d < dims; d++) out[at + d] = Math.round(v[d] * scale);
-  return true;
-}
 
 function cosine(a: Float32Array, b: Float32Array): number {
   let dot = 0;
@@ -329,15 +231,27 @@ export class VectorIndex {
 
   /** The dimension of a collection's chunks (its largest group; 0 when it holds none), after bringing it up to date. */
   async dimensionOf(scope: Scope, pipelineId: string): Promise<number> {
-    const versions = await this.store.versions(scope, [pipelineId]);
-    const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
-    let best = 0;
-    let rows = 0;
-    for (const [dims, segs] of col.groups) {
-      const n = segs.reduce((s, g) => s + g.live, 0);
-      if (n > rows) [best, rows] = [dims, n];
+    return (await this.dimensionsOf(scope, [pipelineId])).dims.get(pipelineId) ?? 0;
+  }
+
+  /**
+   * Each collection's dimension after bringing it up to date, and the versions read for
+   * that (one read for all): a search given them does not read them again.
+   */
+  async dimensionsOf(scope: Scope, pipelineIds: string[]): Promise<{ dims: Map<string, number>; versions: Map<string, number> }> {
+    const versions = await this.store.versions(scope, pipelineIds);
+    const dims = new Map<string, number>();
+    for (const pipelineId of pipelineIds) {
+      const col = await this.refresh(scope, pipelineId, versions.get(pipelineId) ?? 0);
+      let best = 0;
+      let rows = 0;
+      for (const [d, segs] of col.groups) {
+        const n = segs.reduce((s, g) => s + g.live, 0);
+        if (n > rows) [best, rows] = [d, n];
+      }
+      dims.set(pipelineId, best);
     }
-    return best;
+    return { dims, versions };
   }
 
   /** The chunks the given collections hold now, when all are held (as of their last refresh). */
@@ -446,13 +360,14 @@ export class VectorIndex {
 
   /**
    * The `k` chunks most similar to `query` (cosine, exact) across the given collections whose
-   * chunks have the query's dimension; `accept`, when given, filters objects by key.
+   * chunks have the query's dimension; `accept`, when given, filters objects by key;
+   * `versions`, when given, are the collections' versions just read (dimensionsOf).
    */
-  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean): Promise<Hit[]> {
+  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean, known?: Map<string, number>): Promise<Hit[]> {
     const dims = query.length;
     const q = new Int8Array(dims);
     if (k <= 0 || !quantize(query, dims, q, 0)) return [];
-    const versions = await this.store.versions(scope, pipelineIds);
+    const versions = known ?? (await this.store.versions(scope, pipelineIds));
     // Twice k, and never fewer than 32: room for the neighbours quantization pushed down.
     const want = Math.max(2 * k, 32);
     const candidates: Array<Candidate & { pipelineId: string }> = [];

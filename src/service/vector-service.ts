@@ -206,15 +206,15 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const mode: SearchMode = req.searchMode === SearchMode.UNSPECIFIED || req.searchMode === SearchMode.AUTO ? (text !== undefined ? SearchMode.HYBRID : SearchMode.VECTOR) : req.searchMode;
       if (mode === SearchMode.HYBRID && text === undefined) throw new InvalidArgument("search_mode SEARCH_MODE_HYBRID needs a text query (full-text ranking has no words in a vector)", "search_mode");
       if (mode !== SearchMode.HYBRID && mode !== SearchMode.VECTOR) throw new InvalidArgument(`search_mode ${req.searchMode} is not a SearchMode`, "search_mode");
-      await buckets.get(scope);
-
-      let pipelines = await vectorPipelines(scope);
+      // The bucket's existence and its collections, in one round trip's time.
+      let [, pipelines] = await Promise.all([buckets.get(scope), vectorPipelines(scope)]);
       if (req.collectionName) pipelines = [await collectionOf(scope, req.collectionName, "collection_name", pipelines)];
       const statuses: CollectionStatus[] = [];
       const queries = await queryVectors(pipelines, text, vector, scope.signal ?? new AbortController().signal);
       const usable: Pipeline[] = [];
+      const held = await index.dimensionsOf(scope, pipelines.map((p) => p.pipelineId));
       for (const p of pipelines) {
-        const dims = await index.dimensionOf(scope, p.pipelineId);
+        const dims = held.dims.get(p.pipelineId) ?? 0;
         const q = queries.get(p.pipelineId) as Float32Array;
         if (dims !== 0 && dims !== q.length) {
           if (req.collectionName) throw new InvalidArgument(`the query vector has ${q.length} dimensions; collection ${quote(p.name)} has ${dims}`, "vector.values");
@@ -240,7 +240,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const textRanked = mode === SearchMode.HYBRID ? store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids)) : undefined;
       textRanked?.catch(() => undefined); // awaited below; not unhandled if the scan throws first
       const dense: Hit[] = [];
-      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept)));
+      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept, held.versions)));
       dense.sort((a, b) => b.score - a.score);
       let ranked: Hit[] = dense.slice(0, candidates);
       if (textRanked) {

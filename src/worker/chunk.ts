@@ -25,8 +25,11 @@ export function chunkCount(length: number, size: number, overlap: number): numbe
 const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13 || c === 0xa0 || c === 0x3000 || c === 0x2028 || c === 0x2029;
 const isSentenceEnd = (c: number) => c === 46 || c === 33 || c === 63 || c === 0x3002; // . ! ? 。
 
-/** Splits text into chunks of at most `size` characters that overlap by about `overlap`. */
-export function chunkSpans(text: string, size: number, overlap: number): Chunk[] {
+/**
+ * Splits text into chunks of at most `size` characters that overlap by about `overlap`.
+ * `lines`: every line break counts as a paragraph break (CSV rows stay whole and apart).
+ */
+export function chunkSpans(text: string, size: number, overlap: number, lines = false): Chunk[] {
   if (size <= 0 || overlap < 0 || overlap >= size) {
     throw new RangeError(`chunk size ${size} and overlap ${overlap} do not make a forward step`);
   }
@@ -54,7 +57,7 @@ export function chunkSpans(text: string, size: number, overlap: number): Chunk[]
    * space after `start` (a shorter chunk rather than a cut word); else `hard`.
    */
   function bestEnd(start: number, floor: number, hard: number): number {
-    for (let p = hard; p >= floor; p--) if (code(p - 1) === 10 && code(p - 2) === 10) return p;
+    for (let p = hard; p >= floor; p--) if (code(p - 1) === 10 && (lines || code(p - 2) === 10)) return p;
     for (let p = hard; p >= floor; p--) if (isSpace(code(p)) && isSentenceEnd(code(p - 1))) return p;
     if (isSpace(code(hard))) return hard;
     for (let p = hard; p > start; p--) if (isSpace(code(p - 1))) return p;
@@ -73,7 +76,7 @@ export function chunkSpans(text: string, size: number, overlap: number): Chunk[]
     if (e >= length) break;
     // A chunk that ended at a paragraph break (or a page: pages are paragraphs) is not
     // overlapped into: the next one starts with the next paragraph.
-    const paragraph = code(e - 1) === 10 && code(e - 2) === 10;
+    const paragraph = code(e - 1) === 10 && (lines || code(e - 2) === 10);
     let next = paragraph ? e : Math.max(s + 1, e - overlap);
     // Into the overlap at the start of a word, never mid-word.
     while (next < e && !isSpace(code(next - 1))) next++;

@@ -4,7 +4,7 @@
  * hostile file can cost its own bounded process, never the server's event loop or heap.
  * Every cap is checked before the allocation it protects.
  */
-import { chunkCount, chunkSpans } from "./chunk";
+import { chunkCount, chunkSpans, type Chunk } from "./chunk";
 import { hashEmbed } from "./embedder";
 import { extractDocument, type ExtractedDocument, type ParseLimits } from "./extract";
 import { PermanentError } from "./failures";
@@ -48,6 +48,21 @@ function placeOf(doc: ExtractedDocument, start: number, end: number, cursor: { p
   return { start, end, page: doc.pageStarts.length ? cursor.page + 1 : 0, heading: cursor.path.filter(Boolean).join(" > ") };
 }
 
+/** A CSV's header line, when it leaves room for rows (at most half a chunk). */
+function csvHeader(text: string, chunkSize: number): string | undefined {
+  const end = text.indexOf("\n");
+  const header = end < 0 ? "" : text.slice(0, end).replace(/\r$/, "");
+  return header && [...header].length <= chunkSize / 2 ? header : undefined;
+}
+
+/** The rows of a CSV (after its header) in chunks that leave room for the header; offsets in the whole text. */
+function csvChunks(text: string, header: string, chunkSize: number, overlap: number): Chunk[] {
+  const skip = text.indexOf("\n") + 1;
+  const shift = [...text.slice(0, skip)].length;
+  const size = chunkSize - [...header].length - 1;
+  return chunkSpans(text.slice(skip), size, Math.min(overlap, Math.floor(size / 2)), true).map((c) => ({ ...c, start: c.start + shift, end: c.end + shift }));
+}
+
 /** Extracts, chunks and (locally) embeds an object's text. */
 export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<TextTaskResult> {
   const doc = await extractDocument(data, p.key, p.limits);
@@ -59,11 +74,13 @@ export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<Tex
   // Checked before chunking (fixed windows' count), and again on the real count before any vector exists.
   const estimate = chunkCount(doc.text.length, p.chunkSize, p.overlap);
   if (estimate * p.dims > p.maxVectorValues) throw tooMany(estimate);
-  const chunks = chunkSpans(doc.text, p.chunkSize, p.overlap);
+  const header = p.key.toLowerCase().endsWith(".csv") ? csvHeader(doc.text, p.chunkSize) : undefined;
+  const chunks = header ? csvChunks(doc.text, header, p.chunkSize, p.overlap) : chunkSpans(doc.text, p.chunkSize, p.overlap);
   if (chunks.length * p.dims > p.maxVectorValues) throw tooMany(chunks.length);
   const cursor = { page: 0, heading: 0, path: [] as string[] };
   const places = chunks.map((c) => placeOf(doc, c.start, c.end, cursor));
-  const pieces = chunks.map((c) => c.text);
+  // A CSV chunk is its header line and whole rows, so every chunk says what its columns are.
+  const pieces = chunks.map((c) => (header ? `${header}\n${c.text}` : c.text));
   if (p.localDims === 0) return { pieces, places };
   const vectors = new Float32Array(pieces.length * p.localDims);
   pieces.forEach((piece, i) => hashEmbed(piece, p.localDims, vectors, i * p.localDims));
