@@ -460,9 +460,16 @@ describe("jobs retry", () => {
     const dry = await rest({ retry_of: newest.jobId, validate_only: true });
     expect(dry).toMatchObject({ status: 200, json: { job: { jobId: "", retryOf: newest.jobId, object: { key: "docs/t1.txt" }, status: "INGEST_STATUS_PENDING" } } });
     expect(await jobs()).toHaveLength(count);
+    // A replay sent twice with its request_id is one job, though it is no longer the newest.
+    const once = await rest({ retry_of: newest.jobId, request_id: "replay-1" });
+    expect(once).toMatchObject({ status: 200, json: { job: { retryOf: newest.jobId } } });
+    const twice = await rest({ retry_of: newest.jobId, request_id: "replay-1" });
+    expect(twice).toMatchObject({ status: 200, json: { job: { jobId: once.json.job.jobId } } });
+    expect((await rest({ retry_of: once.json.job.jobId, request_id: "replay-1" })).status).toBe(409);
     const other = await rest({ retry_of: newest.jobId, object: { key: "docs/t2.txt" } });
     expect(other.status).toBe(400);
     expect(other.json.message).toMatch(/object\.key "docs\/t2\.txt" is not the replayed job's "docs\/t1\.txt"/);
+    await ended();
     const missing = await rest({ retry_of: "job_nope" });
     expect(missing.status).toBe(404);
     expect(missing.json.message).toMatch(/retry_of "job_nope" is not a job of bucket "kb-retry"/);

@@ -192,6 +192,13 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkLength(req.retryOf, 128, "retry_of");
+      checkLength(req.requestId, 128, "request_id");
+      if (req.retryOf && req.requestId) {
+        // A replay sent again: its job is no longer the newest, so the answer is the earlier one, before any replay check.
+        const earlier = await repo.jobGetByRequestId(scope, req.requestId);
+        if (earlier && earlier.retryOf === req.retryOf) return { job: jobToProto(earlier) };
+        if (earlier) throw new AlreadyExists(`request_id ${quote(req.requestId)} already created job ${earlier.jobId} for a different request (retry_of ${quote(earlier.retryOf)}); send a new request_id for a new request`);
+      }
       const replayed = req.retryOf ? await replayOf(scope, req) : undefined;
       const object = replayed ? { bucket: req.bucket, key: replayed.key } : req.object;
       if (!object) throw new InvalidArgument("object is required (or retry_of, the id of a job to replay)", "object");
@@ -204,7 +211,6 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       const key = object.key;
       checkObjectKey(key);
       checkOptionMap(req.options);
-      checkLength(req.requestId, 128, "request_id");
       const asked = { ...req, object, pipelineId: replayed?.pipeline.pipelineId ?? req.pipelineId, ruleId: replayed?.ruleId ?? req.ruleId };
       if (req.requestId !== "") {
         const earlier = await repo.jobGetByRequestId(scope, req.requestId);
