@@ -21,7 +21,7 @@ import { cpus } from "node:os";
 import { ScanThread, scanCodes, type ScanResult } from "./scan-threads";
 import { quantize, Segment, type ObjectEntry, type Part } from "./segments";
 import type { Scope } from "../domain/job";
-import { chunkRefKey, type VectorStore } from "../storage/postgres/vector-store";
+import { chunkRefKey, type ChunkPlaceRow, type VectorStore } from "../storage/postgres/vector-store";
 
 interface CollectionIndex {
   version: number;
@@ -39,6 +39,8 @@ export interface Hit {
   key: string;
   chunkIndex: number;
   score: number;
+  /** Where the chunk lies (read with its vector for the rerank). */
+  place?: ChunkPlaceRow;
 }
 
 const LOAD_BATCH = 500;
@@ -363,7 +365,7 @@ export class VectorIndex {
    * chunks have the query's dimension; `accept`, when given, filters objects by key;
    * `versions`, when given, are the collections' versions just read (dimensionsOf).
    */
-  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean, known?: Map<string, number>): Promise<Hit[]> {
+  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean, known?: Map<string, number>, withContent = false): Promise<Hit[]> {
     const dims = query.length;
     const q = new Int8Array(dims);
     if (k <= 0 || !quantize(query, dims, q, 0)) return [];
@@ -386,12 +388,12 @@ export class VectorIndex {
     const top = candidates.slice(0, want);
     // The exact cosine of each candidate, from its real vector.
     const refs = top.map((c) => ({ pipelineId: c.pipelineId, key: c.owner.key, chunkIndex: c.chunkIndex }));
-    const vectors = await this.store.embeddings(scope, refs);
+    const rows = await this.store.embeddings(scope, refs, withContent);
     const hits: Hit[] = [];
     for (const r of refs) {
-      const v = vectors.get(chunkRefKey(r.pipelineId, r.key, r.chunkIndex));
+      const row = rows.get(chunkRefKey(r.pipelineId, r.key, r.chunkIndex));
       // A chunk replaced since the refresh is gone from the table: the next search reloads its object.
-      if (v && v.length === dims) hits.push({ ...r, score: cosine(v, query) });
+      if (row && row.vector.length === dims) hits.push({ ...r, score: cosine(row.vector, query), place: row.place });
     }
     hits.sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.chunkIndex - b.chunkIndex));
     return hits.slice(0, k);

@@ -21,7 +21,7 @@ import type { Scope } from "../domain/job";
 import type { Pipeline } from "../domain/pipeline";
 import { checkBucket, checkLength, checkRequired, quote } from "../domain/validate";
 import type { Hit } from "../search/vector-index";
-import { chunkRefKey, type ChunkRef } from "../storage/postgres/vector-store";
+import { chunkRefKey, type ChunkPlaceRow, type ChunkRef } from "../storage/postgres/vector-store";
 import { createBuckets } from "./buckets";
 import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
@@ -240,24 +240,27 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const textRanked = mode === SearchMode.HYBRID ? store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids)) : undefined;
       textRanked?.catch(() => undefined); // awaited below; not unhandled if the scan throws first
       const dense: Hit[] = [];
-      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept, held.versions)));
+      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept, held.versions, req.includeContent)));
       dense.sort((a, b) => b.score - a.score);
       let ranked: Hit[] = dense.slice(0, candidates);
       if (textRanked) {
         const textHits = (await textRanked).filter((h) => !allowed || allowed.has(h.key));
         const fused = new Map<string, Hit>();
-        const add = (list: Array<{ pipelineId: string; key: string; chunkIndex: number }>) =>
+        const add = (list: Array<ChunkRef & { place?: ChunkPlaceRow }>) =>
           list.forEach((h, i) => {
             const k = refKey(h);
             const prev = fused.get(k);
-            fused.set(k, { pipelineId: h.pipelineId, key: h.key, chunkIndex: h.chunkIndex, score: (prev?.score ?? 0) + 1 / (RRF_K + i + 1) });
+            fused.set(k, { pipelineId: h.pipelineId, key: h.key, chunkIndex: h.chunkIndex, score: (prev?.score ?? 0) + 1 / (RRF_K + i + 1), place: prev?.place ?? h.place });
           });
         add(ranked);
         add(textHits);
         ranked = [...fused.values()].sort((a, b) => b.score - a.score);
       }
       ranked = ranked.filter((h) => h.score >= req.minScore).slice(0, topK);
-      const places = await store.places(scope, ranked, req.includeContent);
+      // Places came with the dense hits' vectors; only full-text hits still need theirs.
+      const missing = ranked.filter((h) => !h.place);
+      const places = missing.length ? await store.places(scope, missing, req.includeContent) : new Map<string, ChunkPlaceRow>();
+      for (const h of missing) h.place = places.get(refKey(h));
       const names = new Map(usable.map((p) => [p.pipelineId, p.name]));
       const results = ranked.map(
         (h) =>
@@ -267,11 +270,11 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
             chunkIndex: h.chunkIndex,
             collectionName: names.get(h.pipelineId) ?? "",
             pipelineId: h.pipelineId,
-            content: places.get(refKey(h))?.content ?? "",
-            page: places.get(refKey(h))?.page ?? 0,
-            heading: places.get(refKey(h))?.heading ?? "",
-            charStart: places.get(refKey(h))?.charStart ?? 0,
-            charEnd: places.get(refKey(h))?.charEnd ?? 0,
+            content: h.place?.content ?? "",
+            page: h.place?.page ?? 0,
+            heading: h.place?.heading ?? "",
+            charStart: h.place?.charStart ?? 0,
+            charEnd: h.place?.charEnd ?? 0,
           }) as SearchResult,
       );
       return { results, searchMode: mode, collectionStatuses: statuses, tookMs: Math.round(performance.now() - started) };

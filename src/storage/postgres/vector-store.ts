@@ -58,6 +58,12 @@ export function decodeRealArray(b: Buffer): Float32Array {
   return out;
 }
 
+const placeColumns = (withContent: boolean) => `${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end`;
+
+function toPlace(r: Record<string, unknown>): ChunkPlaceRow {
+  return { content: r.content as string, page: r.page as number, heading: r.heading as string, charStart: r.char_start as number, charEnd: r.char_end as number };
+}
+
 export class VectorStore extends PgDb {
   constructor(pool: Pool) {
     super({ connectionString: "", pool });
@@ -180,19 +186,14 @@ export class VectorStore extends PgDb {
 
   /** Where some chunks lie (and their text, when asked for), keyed `pipeline \0 key \0 index`. */
   async places(scope: Scope, refs: ChunkRef[], withContent: boolean): Promise<Map<string, ChunkPlaceRow>> {
-    const rows = await this.lookup(scope, refs, `${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end`);
-    return new Map(
-      rows.map((r) => [
-        chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index),
-        { content: r.content as string, page: r.page as number, heading: r.heading as string, charStart: r.char_start as number, charEnd: r.char_end as number },
-      ]),
-    );
+    const rows = await this.lookup(scope, refs, placeColumns(withContent));
+    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), toPlace(r)]));
   }
 
-  /** Some chunks' vectors, keyed as places are. */
-  async embeddings(scope: Scope, refs: ChunkRef[]): Promise<Map<string, Float32Array>> {
-    const rows = await this.lookup(scope, refs, "array_send(c.embedding) AS embedding");
-    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), decodeRealArray(r.embedding as Buffer)]));
+  /** Some chunks' vectors and where they lie (their text too, when asked for), keyed as places are: a search's rerank and its results' places in one read. */
+  async embeddings(scope: Scope, refs: ChunkRef[], withContent = false): Promise<Map<string, { vector: Float32Array; place: ChunkPlaceRow }>> {
+    const rows = await this.lookup(scope, refs, `array_send(c.embedding) AS embedding, ${placeColumns(withContent)}`);
+    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), { vector: decodeRealArray(r.embedding as Buffer), place: toPlace(r) }]));
   }
 
   /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`. */
