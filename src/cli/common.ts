@@ -1,7 +1,5 @@
 /** What the client commands share: usage errors, option and --json parsing, tables and JSON output. */
-import { toJson, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { decodeJson } from "../transport/json-errors";
+import { toJson, type DescMessage, type JsonObject } from "@bufbuild/protobuf";
 
 export type Out = { write(s: string): unknown };
 
@@ -43,14 +41,3 @@ export function bodyOf(v: Values): JsonObject {
   return parsed as JsonObject;
 }
 
-/**
- * A request message from the JSON the command built (flags and `--json`): refused the way
- * the server refuses a REST body (INVALID_ARGUMENT, the field named, what it takes).
- */
-export function requestFrom<T extends DescMessage>(schema: T, json: JsonValue): ReturnType<typeof decodeJson<T>> {
-  try {
-    return decodeJson(schema, json);
-  } catch (err) {
-    throw new ConnectError(`invalid ${schema.name}: ${(err as Error).message}`, Code.InvalidArgument);
-  }
-}

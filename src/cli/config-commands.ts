@@ -6,7 +6,8 @@ import type { DescMessage, JsonObject, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { CreateRuleRequestSchema, IngestService, UpdateRuleRequestSchema } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { CreatePipelineRequestSchema, PipelineService, UpdatePipelineRequestSchema } from "../../gen/dodil/k3/pipeline/v1/pipeline_pb";
-import { bodyOf, parseOptions, render, requestFrom, UsageError, type Out, type Values } from "./common";
+import { bodyOf, parseOptions, render, UsageError, type Out, type Values } from "./common";
+import { decodeJson } from "../transport/json-errors";
 
 export async function pipelineCommand(
   c: Client<typeof PipelineService>,
@@ -34,7 +35,7 @@ export async function pipelineCommand(
     }
     case "create": {
       const res = await c.createPipeline(
-        requestFrom(CreatePipelineRequestSchema, {
+        decodeJson(CreatePipelineRequestSchema, {
           name: String(v.name ?? ""),
           ...(v.template ? { scriptumTemplate: String(v.template) } : {}),
           options: parseOptions(v.option as string[] | undefined),
@@ -51,7 +52,7 @@ export async function pipelineCommand(
       // --option k=v sets those keys and keeps the others (the API replaces the whole map).
       const options: JsonObject = Object.keys(set).length ? { options: { values: { ...(await c.getPipeline({ bucket: bucket(), pipelineId })).pipeline?.options, ...set } } } : {};
       const res = await c.updatePipeline(
-        requestFrom(UpdatePipelineRequestSchema, { ...(v.name !== undefined ? { name: String(v.name) } : {}), ...(v.template ? { scriptumTemplate: String(v.template) } : {}), ...options, ...bodyOf(v), bucket: bucket(), pipelineId }),
+        decodeJson(UpdatePipelineRequestSchema, { ...(v.name !== undefined ? { name: String(v.name) } : {}), ...(v.template ? { scriptumTemplate: String(v.template) } : {}), ...options, ...bodyOf(v), bucket: bucket(), pipelineId }),
       );
       show(m.updatePipeline.output, res, [row(res.pipeline!)]);
       return 0;
@@ -116,7 +117,7 @@ export async function ruleCommand(
     case "create": {
       const priority = v.priority === undefined ? 0 : integer(v.priority);
       const res = await c.createRule(
-        requestFrom(CreateRuleRequestSchema, {
+        decodeJson(CreateRuleRequestSchema, {
           name: String(v.name ?? ""),
           pipelineId: String(v.pipeline ?? ""),
           includePatterns: (v.include as string[] | undefined) ?? [],
@@ -142,7 +143,7 @@ export async function ruleCommand(
           includeMimeTypes: list("mime"),
         }).filter(([, x]) => x !== undefined),
       );
-      const res = await c.updateRule(requestFrom(UpdateRuleRequestSchema, { ...flags, ...bodyOf(v), bucket: bucket(), ruleId: id("RULE_ID") }));
+      const res = await c.updateRule(decodeJson(UpdateRuleRequestSchema, { ...flags, ...bodyOf(v), bucket: bucket(), ruleId: id("RULE_ID") }));
       show(m.updateRule.output, res, [row(res.rule!)]);
       return 0;
     }

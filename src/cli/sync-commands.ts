@@ -7,7 +7,7 @@
  */
 import { toJson, type DescMessage, type JsonObject } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { requestFrom } from "./common";
+import { decodeJson } from "../transport/json-errors";
 import { IngestService, type Discovery } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { CreateSourceRequestSchema, SourceProvider, SourceService, SourceStatus, UpdateSourceRequestSchema, type Source } from "../../gen/dodil/k3/source/v1/source_pb";
 
@@ -123,13 +123,13 @@ export async function sourceCommand(c: SyncCommandContext, verb: string | undefi
       return 0;
     }
     case "create": {
-      const req = requestFrom(CreateSourceRequestSchema, { provider: "SOURCE_PROVIDER_EXTERNAL_S3", ...fieldsOf(c), bucket });
+      const req = decodeJson(CreateSourceRequestSchema, { provider: "SOURCE_PROVIDER_EXTERNAL_S3", ...fieldsOf(c), bucket });
       const res = await c.sources.createSource(req);
       show(c, m.createSource.output, res, [HEADER, row(res.source!)]);
       return 0;
     }
     case "update": {
-      const req = requestFrom(UpdateSourceRequestSchema, { ...fieldsOf(c), bucket, sourceId: sourceId(c) });
+      const req = decodeJson(UpdateSourceRequestSchema, { ...fieldsOf(c), bucket, sourceId: sourceId(c) });
       const res = await c.sources.updateSource(req);
       show(c, m.updateSource.output, res, [HEADER, row(res.source!)]);
       return 0;

@@ -60,7 +60,7 @@ function jsonProblem(input: DescMessage, body: Buffer): string | undefined {
     decodeJson(input, json);
     return undefined;
   } catch (err) {
-    return `invalid ${input.name}: ${(err as Error).message}`;
+    return ConnectError.from(err).rawMessage;
   }
 }
 

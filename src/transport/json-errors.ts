@@ -6,6 +6,7 @@
  * CLI's `--json`, so all three say the same; protobuf-es's own message is the fallback.
  */
 import { fromJson, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { nearest } from "../domain/suggest";
 
 function findField(schema: DescMessage, name: string): DescField | undefined {
@@ -69,13 +70,13 @@ export function explainJson(schema: DescMessage, json: JsonValue, prefix = ""): 
   return undefined;
 }
 
-/** fromJson that fails with explainJson's words (the decoder's own as a fallback). */
+/** fromJson that fails with INVALID_ARGUMENT "invalid <Message>: " and explainJson's words (the decoder's own as a fallback). */
 export function decodeJson<T extends DescMessage>(schema: T, json: JsonValue): ReturnType<typeof fromJson<T>> {
   try {
     return fromJson(schema, json, { ignoreUnknownFields: false });
   } catch (err) {
     // protobuf-es names the field by its full name: keep the field's own.
     const own = (err as Error).message.replace(/^cannot decode (message|field) ([\w.]+) from JSON: /, (_m, kind: string, name: string) => (kind === "field" ? `${name.split(".").pop()}: ` : ""));
-    throw new Error(explainJson(schema, json) ?? own);
+    throw new ConnectError(`invalid ${schema.name}: ${explainJson(schema, json) ?? own}`, Code.InvalidArgument);
   }
 }

@@ -267,11 +267,7 @@ async function decodeRequest(
   }
   if (route.body !== "*") applyQuery(schema, json, query, bound);
   else if ([...query.keys()].length > 0) throw invalid(`unknown query parameter "${[...query.keys()][0]}" for ${schema.name}`);
-  try {
-    return decodeJson(schema, coerceStringMaps(schema, json));
-  } catch (err) {
-    throw invalid(`invalid ${schema.name}: ${(err as Error).message}`);
-  }
+  return decodeJson(schema, coerceStringMaps(schema, json));
 }
 
 /**
