@@ -18,6 +18,10 @@ import { createLogger, type Logger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { startListener, type Listener } from "./storage/postgres/listener";
 import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
+import { CHANNEL_EVENTS, CHANNEL_WEBHOOKS } from "./storage/postgres/event-store";
+import { JobHub } from "./service/job-hub";
+import { WebhookDeliverer } from "./webhooks/delivery";
+import { createWebhookPolicy } from "./webhooks/url-policy";
 import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
@@ -118,23 +122,23 @@ async function migrateWhenReachable(repo: PgRepository, waitMs: number, log: Log
 }
 
 /**
- * Retention: deletes finished jobs older than the retention in batches of 500 with a
- * pause between batches, so writers are never locked out for long.
+ * Retention: deletes what is older than the retention in batches of 500 with a pause
+ * between batches, so writers are never locked out for long.
  */
-async function pruneFinishedJobs(repo: PgRepository, retentionMs: number, log: Logger): Promise<void> {
+async function pruneInBatches(what: string, prune: (before: number, limit: number) => Promise<number>, retentionMs: number, log: Logger): Promise<void> {
   const before = Date.now() - retentionMs;
   let total = 0;
   try {
     for (let i = 0; i < 1000; i++) {
-      const n = await repo.jobPruneFinished(before, 500);
+      const n = await prune(before, 500);
       total += n;
       if (n < 500) break;
       await new Promise((r) => setTimeout(r, 20));
     }
   } catch (err) {
-    log.warn("pruning finished jobs failed", { err: (err as Error).message });
+    log.warn(`pruning ${what} failed`, { err: (err as Error).message });
   }
-  if (total > 0) log.info("pruned finished jobs past retention", { pruned: total, finishedBefore: before });
+  if (total > 0) log.info(`pruned ${what} past retention`, { pruned: total, before });
 }
 
 /** Builds the application for the configuration. */
@@ -149,6 +153,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
   let discoveries: DiscoveryRunner | undefined;
   let workerRepo: PgRepository | undefined;
   let tokenListener: Listener | undefined;
+  let deliverer: WebhookDeliverer | undefined;
   let compactTimer: NodeJS.Timeout | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
   let metrics: Metrics | undefined;
@@ -198,12 +203,15 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           .finally(() => (compacting = false));
       }, 1000);
       compactTimer.unref();
-      if (config.jobRetentionMs > 0) {
+      if (config.jobRetentionMs > 0 || config.eventRetentionMs > 0) {
         let pruning = false;
         pruneTimer = setInterval(() => {
           if (pruning) return;
           pruning = true;
-          pruneFinishedJobs(r, config.jobRetentionMs, log).finally(() => (pruning = false));
+          void (async () => {
+            if (config.jobRetentionMs > 0) await pruneInBatches("finished jobs", (b, n) => r.jobPruneFinished(b, n), config.jobRetentionMs, log);
+            if (config.eventRetentionMs > 0) await pruneInBatches("job events", (b, n) => r.events.prune(b, n), config.eventRetentionMs, log);
+          })().finally(() => (pruning = false));
         }, config.retentionIntervalMs);
         pruneTimer.unref();
       }
@@ -222,18 +230,31 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           auth = createOpenAuthenticator();
           log.warn("AUTH IS OFF (K3_AUTH=off): anyone who can reach the ports can read and change everything");
         }
-        // Other instances announce token, pipeline and rule changes; drop what we cached.
+        const h0 = new JobHub(r.events, log);
+        draining.signal.addEventListener("abort", () => h0.close(), { once: true });
+        const webhookPolicy = createWebhookPolicy(config.webhooks.allow);
+        const d0 = (deliverer = new WebhookDeliverer({ store: r.events, secrets, policy: webhookPolicy, log, now: () => Date.now() }, config.webhooks));
+        // One LISTEN connection per process: other instances announce token, pipeline and
+        // rule changes (drop what we cached), job events (for watchers) and owed webhooks.
         const a = auth;
         tokenListener = startListener({
           connectionString: url,
-          channels: [CHANNEL_TOKENS, CHANNEL_CONFIG],
-          onNotify: (channel) => (channel === CHANNEL_TOKENS ? a.invalidate() : r.invalidateConfig()),
+          channels: [CHANNEL_TOKENS, CHANNEL_CONFIG, CHANNEL_EVENTS, CHANNEL_WEBHOOKS],
+          onNotify: (channel, payload) => {
+            if (channel === CHANNEL_EVENTS) h0.notify(payload);
+            else if (channel === CHANNEL_WEBHOOKS) d0.kick();
+            else if (channel === CHANNEL_TOKENS) a.invalidate();
+            else r.invalidateConfig();
+          },
           onReconnect: () => {
             a.invalidate();
             r.invalidateConfig();
+            h0.reconnected();
+            d0.kick();
           },
           log,
         });
+        d0.start();
         let boundHttpPort = config.httpPort;
         const deps = {
           repo: r,
@@ -245,6 +266,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           vectorIndex: (vectorIndex = new VectorIndex(r.vector, config.searchCacheBytes)),
           embedderFor: embedderFactory(config),
           embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
+          hub: h0,
+          webhooks: webhookPolicy,
         };
         const ready = async () => {
           await r.ping();
@@ -369,6 +392,8 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       await w?.stop();
       await vectorIndex?.close();
       vectorIndex = undefined;
+      await deliverer?.stop();
+      deliverer = undefined;
       await tokenListener?.stop();
       tokenListener = undefined;
       clearInterval(compactTimer);

@@ -45,7 +45,11 @@ export interface Config {
   dbWaitMs: number;
   /** Finished jobs older than this (ms) are pruned; 0 keeps them forever. */
   jobRetentionMs: number;
+  /** Job events older than this (ms) are pruned (resume points before them are refused); 0 keeps them. */
+  eventRetentionMs: number;
   retentionIntervalMs: number;
+  /** Webhook delivery: the host allow-list (K3_WEBHOOK_ALLOW), retry schedule base, attempts, POST timeout. */
+  webhooks: { allow: readonly string[]; retryBaseMs: number; maxAttempts: number; timeoutMs: number };
   worker: WorkerConfig;
   /** Bytes of vectors each API instance keeps in memory for search (K3_SEARCH_CACHE_MB). */
   searchCacheBytes: number;
@@ -115,13 +119,13 @@ function s3Upstream(env: NodeJS.ProcessEnv): Config["s3"] {
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
-/** K3_JOB_RETENTION: a duration like 30d, 12h, 90m or 45s; "off" or 0 keeps jobs forever. */
-function retention(env: NodeJS.ProcessEnv): number {
-  const raw = (env.K3_JOB_RETENTION ?? "").trim();
-  if (raw === "") return 30 * 86_400_000;
+/** A retention (K3_JOB_RETENTION, K3_EVENT_RETENTION): a duration like 30d, 12h, 90m or 45s; "off" or 0 keeps forever. */
+function retention(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): number {
+  const raw = (env[name] ?? "").trim();
+  if (raw === "") return fallbackMs;
   if (raw === "off" || raw === "0") return 0;
   const m = /^(\d+)([smhd])$/.exec(raw);
-  if (!m) throw new Error(`K3_JOB_RETENTION=${JSON.stringify(raw)} must look like 30d, 12h, 15m, 90s, or off`);
+  if (!m) throw new Error(`${name}=${JSON.stringify(raw)} must look like 30d, 12h, 15m, 90s, or off`);
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
 }
 
@@ -152,7 +156,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
     dbWorkerPoolSize: positiveInt(env, "K3_DB_WORKER_POOL_SIZE", 6),
     dbWaitMs: positiveInt(env, "K3_DB_WAIT_MS", 60_000),
-    jobRetentionMs: retention(env),
+    jobRetentionMs: retention(env, "K3_JOB_RETENTION", 30 * 86_400_000),
+    eventRetentionMs: retention(env, "K3_EVENT_RETENTION", 86_400_000),
+    webhooks: Object.freeze({
+      allow: (env.K3_WEBHOOK_ALLOW ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
+      retryBaseMs: positiveInt(env, "K3_WEBHOOK_RETRY_BASE_MS", 5_000),
+      maxAttempts: positiveInt(env, "K3_WEBHOOK_MAX_ATTEMPTS", 8),
+      timeoutMs: positiveInt(env, "K3_WEBHOOK_TIMEOUT_MS", 10_000),
+    }),
     retentionIntervalMs: positiveInt(env, "K3_RETENTION_INTERVAL_MS", 60_000),
     role,
     auth: onOff(env, "K3_AUTH", true),

@@ -15,7 +15,8 @@ export type ErrorKind =
   | "unavailable"
   | "deadline_exceeded"
   | "cancelled"
-  | "unimplemented";
+  | "unimplemented"
+  | "out_of_range";
 
 /** Base class of every error the domain raises on purpose. */
 export class DomainError extends Error {
@@ -85,6 +86,13 @@ export class Unauthenticated extends DomainError {
 export class PermissionDenied extends DomainError {
   constructor(message: string) {
     super("permission_denied", message);
+  }
+}
+
+/** A position (a resume point) outside what the server still holds. */
+export class OutOfRange extends DomainError {
+  constructor(message: string) {
+    super("out_of_range", message);
   }
 }
 

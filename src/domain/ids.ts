@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"; // Crockford base32, lower case
 
 /** The type prefixes of our opaque IDs. */
-export type IdPrefix = "job" | "pipe" | "rule" | "thread" | "src" | "disc" | "eng";
+export type IdPrefix = "job" | "pipe" | "rule" | "thread" | "src" | "disc" | "eng" | "wh";
 
 /**
  * Returns a new ID `<prefix>_<26 chars>`: 10 chars of millisecond time then 16 random

@@ -102,6 +102,16 @@ export interface Job extends JobCounters {
   permanentFailure: boolean;
   /** When a PENDING job whose last attempt failed runs again (0 otherwise). */
   nextAttemptAt: number;
+  /** What a PROCESSING job is doing (absent otherwise, or before its first report). */
+  progress?: JobProgress;
+}
+
+/** The stage of a running job: "extracting", "embedding", "writing"; done of total units when known. */
+export interface JobProgress {
+  stage: string;
+  done: number;
+  total: number;
+  unit: string;
 }
 
 /** The fields a caller supplies to create a job; the rest start at their zero value. */

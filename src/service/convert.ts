@@ -82,6 +82,7 @@ export function jobToProto(j: Job, outputCurrent = false): IngestJob {
     permanentFailure: j.permanentFailure,
     outputCurrent,
     nextAttemptAt: BigInt(j.nextAttemptAt),
+    progress: j.progress,
   });
 }
 

@@ -3,6 +3,8 @@ import type { VectorIndex } from "../search/vector-index";
 import type { Embedder } from "../worker/embedder";
 import type { Repository } from "../storage/repository";
 import type { SecretBox } from "../storage/secrets";
+import type { JobHub } from "./job-hub";
+import type { WebhookPolicy } from "../webhooks/url-policy";
 
 /** What the service implementations depend on. */
 export interface ServiceDeps {
@@ -22,4 +24,8 @@ export interface ServiceDeps {
   embedderFor?: (options: Readonly<Record<string, string>>) => Embedder;
   /** The remote embedder's default model, when one is configured. */
   embeddingModel?: string;
+  /** This process's fan-out of job events (watches and long polls). */
+  hub?: JobHub;
+  /** Webhook URL policy (K3_WEBHOOK_ALLOW). */
+  webhooks?: WebhookPolicy;
 }

@@ -15,6 +15,8 @@ import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
 import { sourceOf } from "./source-service";
 import { createSyncMethods } from "./sync-service";
+import { createWatchMethods, MAX_WAIT_MS } from "./watch-service";
+import { createWebhookMethods } from "./webhook-service";
 
 const MAX_PATTERNS = 100;
 const MAX_NAME = 200;
@@ -75,6 +77,7 @@ function jobBytes(j: Job): number {
 /** Builds the IngestService implementation over the given dependencies. */
 export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof IngestService> {
   const { repo, objects, now } = deps;
+  const watch = createWatchMethods(deps);
 
   async function pipelineOf(scope: Scope, pipelineId: string, field: string): Promise<Pipeline> {
     const p = await repo.pipelineGetById(scope, pipelineId);
@@ -234,7 +237,10 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.jobId, "job_id");
-      const job = await repo.jobGetById(scope, req.jobId);
+      if (req.waitMs < 0 || req.waitMs > MAX_WAIT_MS) {
+        throw new InvalidArgument(`wait_ms ${req.waitMs} is out of range; pass 0 (answer at once) to ${MAX_WAIT_MS} milliseconds`, "wait_ms");
+      }
+      const job = req.waitMs > 0 ? await watch.waitForJob(scope, req.jobId, req.waitMs, ctx.signal) : await repo.jobGetById(scope, req.jobId);
       if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
       const current = await repo.jobsWithCurrentOutput(scope, [job]);
       return { job: jobToProto(job, current.has(job.jobId)) };
@@ -362,6 +368,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       return {};
     },
 
+    watchIngestJobs: watch.watchIngestJobs,
+    ...createWebhookMethods(deps),
     ...createSyncMethods(deps),
   };
 }

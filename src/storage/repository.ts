@@ -5,7 +5,8 @@
 import type { Cursor } from "../domain/page-token";
 import type { SyncStore } from "./postgres/sync-store";
 import type { VectorStore } from "./postgres/vector-store";
-import type { Job, JobCounters, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
+import type { EventStore } from "./postgres/event-store";
+import type { Job, JobCounters, JobProgress, JobFilter, NewJob, RunOutcome, Scope } from "../domain/job";
 import type { StoredToken } from "../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../domain/pipeline";
@@ -48,6 +49,8 @@ export interface Repository {
   readonly sync: SyncStore;
   /** Engines, collection versions and chunks for search (postgres/vector-store.ts). */
   readonly vector: VectorStore;
+  /** Job events for watchers and the webhook outbox (postgres/event-store.ts). */
+  readonly events: EventStore;
   /** Inserts the job, or returns the existing one with the same (bucket, requestId). */
   jobInsert(job: NewJob): Promise<{ job: Job; created: boolean }>;
   jobGetById(scope: Scope, jobId: string): Promise<Job | undefined>;
@@ -100,7 +103,7 @@ export interface Repository {
   /** Extends the leases of the given attempts; those missing from the answer are gone (taken away or ended). */
   jobHeartbeat(p: { threadIds: string[]; leaseMs: number }): Promise<Array<{ jobId: string; threadId: string; cancelRequested: boolean }>>;
   /** Publishes progress counters of a running attempt; false when the attempt is gone. */
-  jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated"> }): Promise<boolean>;
+  jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">; progress?: JobProgress }): Promise<boolean>;
   /**
    * Writes the attempt's output to its destination (replacing the object's previous
    * output) and ends the job, in one transaction, one object at a time. When the current

@@ -19,6 +19,7 @@ const CODE_OF: Readonly<Record<ErrorKind, Code>> = {
   unavailable: Code.Unavailable,
   deadline_exceeded: Code.DeadlineExceeded,
   cancelled: Code.Canceled,
+  out_of_range: Code.OutOfRange,
 };
 
 const HTTP_STATUS: Readonly<Record<Code, number>> = {

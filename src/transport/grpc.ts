@@ -14,7 +14,7 @@ import type { Authenticator } from "./auth";
 import { CALL_DONE, toConnectError } from "./errors";
 import { addHealthService } from "./health";
 import { Health } from "../../gen/grpc/health/v1/health_pb";
-import type { ServiceEntry, UnaryHandler } from "./services";
+import type { ServiceEntry, StreamHandler, UnaryHandler } from "./services";
 
 /** Options of the gRPC door. */
 export interface GrpcOptions {
@@ -62,7 +62,7 @@ function metadataToHeaders(md: grpc.Metadata): Headers {
 }
 
 /** Sends the handler's response headers (x-request-id, …) as the call's initial metadata. */
-function sendHeaders(call: grpc.ServerUnaryCall<Uint8Array, Uint8Array>, headers: Headers): void {
+function sendHeaders(call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, headers: Headers): void {
   const md = new grpc.Metadata();
   headers.forEach((v, k) => md.set(k, v));
   call.sendMetadata(md);
@@ -85,34 +85,74 @@ function reflectionPackage(entries: readonly ServiceEntry[]): Record<string, { f
   return pkg;
 }
 
-function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHandler, opts: GrpcOptions) {
-  const path = `/${entry.service.typeName}/${method.name}`;
-  return (call: grpc.ServerUnaryCall<Uint8Array, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
-    const abort = new AbortController();
-    call.on("cancelled", () => abort.abort(new ConnectError("client cancelled the call", Code.Canceled)));
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
+/** The decoded request and handler context of a call (the call's cancel and deadline abort it). */
+function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, opts: GrpcOptions) {
+  const abort = new AbortController();
+  call.on("cancelled", () => abort.abort(new ConnectError("client cancelled the call", Code.Canceled)));
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
+  const auths = call.metadata.get("authorization").length;
+  if (auths > 1) throw new ConnectError(`send exactly one authorization header; this call has ${auths}`, Code.InvalidArgument);
+  let input;
+  try {
+    input = fromBinary(method.input, call.request);
+  } catch (err) {
+    throw new ConnectError(`request is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+  const ctx = createHandlerContext({
+    service: entry.service,
+    method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: `/${entry.service.typeName}/${method.name}`,
+    timeoutMs,
+    requestHeader: metadataToHeaders(call.metadata),
+    requestSignal: abort.signal,
+    shutdownSignal: opts.shutdownSignal,
+  });
+  return { input, ctx };
+}
+
+/** A server-streaming method: each message written as it comes, the stream's error as the call's status. */
+function streamHandler(entry: ServiceEntry, method: DescMethod, handler: StreamHandler, opts: GrpcOptions) {
+  return (call: grpc.ServerWritableStream<Uint8Array, Uint8Array>) => {
+    let ctx: ReturnType<typeof createHandlerContext> | undefined;
+    let headersSent = false;
+    const sendHeadersOnce = () => {
+      if (headersSent || !ctx) return;
+      headersSent = true;
+      sendHeaders(call, ctx.responseHeader);
+    };
     const run = async () => {
-      const auths = call.metadata.get("authorization").length;
-      if (auths > 1) throw new ConnectError(`send exactly one authorization header; this call has ${auths}`, Code.InvalidArgument);
-      let input;
-      try {
-        input = fromBinary(method.input, call.request);
-      } catch (err) {
-        throw new ConnectError(`request is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
+      const made = callContext(entry, method, call, opts);
+      ctx = made.ctx;
+      for await (const out of handler(made.input, ctx)) {
+        sendHeadersOnce();
+        if (call.cancelled) return;
+        const bytes = toBinary(method.output, create(method.output, out as never));
+        // Backpressure: a slow reader pauses the stream here (and its events queue in the hub, bounded).
+        if (!call.write(bytes)) await new Promise((resolve) => call.once("drain", resolve));
       }
-      const ctx = createHandlerContext({
-        service: entry.service,
-        method,
-        protocolName: "grpc",
-        requestMethod: "POST",
-        url: path,
-        timeoutMs,
-        requestHeader: metadataToHeaders(call.metadata),
-        requestSignal: abort.signal,
-        shutdownSignal: opts.shutdownSignal,
-      });
+    };
+    run().then(
+      () => {
+        sendHeadersOnce();
+        call.end();
+      },
+      (err: unknown) => {
+        sendHeadersOnce();
+        const ce = toConnectError(err, opts.log);
+        call.emit("error", { code: ce.code as number as grpc.status, details: ce.rawMessage });
+      },
+    ).finally(() => ctx?.abort(CALL_DONE));
+  };
+}
+
+function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHandler, opts: GrpcOptions) {
+  return (call: grpc.ServerUnaryCall<Uint8Array, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
+    const run = async () => {
+      const { input, ctx } = callContext(entry, method, call, opts);
       try {
         const out = await handler(input, ctx);
         sendHeaders(call, ctx.responseHeader);
@@ -145,11 +185,15 @@ export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOpt
   for (const entry of entries) {
     const definition: Record<string, grpc.MethodDefinition<Uint8Array, Uint8Array>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};
-    for (const [method, handler] of entry.methods) {
+    const all: Array<[DescMethod, UnaryHandler | StreamHandler, boolean]> = [
+      ...[...entry.methods].map(([m, h]): [DescMethod, UnaryHandler, boolean] => [m, h, false]),
+      ...[...entry.streams].map(([m, h]): [DescMethod, StreamHandler, boolean] => [m, h, true]),
+    ];
+    for (const [method, handler, streaming] of all) {
       definition[method.name] = {
         path: `/${entry.service.typeName}/${method.name}`,
         requestStream: false,
-        responseStream: false,
+        responseStream: streaming,
         // Decoding happens in the handler, so a malformed message is INVALID_ARGUMENT
         // rather than grpc-js's INTERNAL deserialization error.
         requestSerialize: (b: Uint8Array) => Buffer.from(b),
@@ -158,7 +202,9 @@ export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOpt
         responseDeserialize: (b: Buffer) => b,
         originalName: method.localName,
       };
-      handlers[method.name] = unaryHandler(entry, method, handler, opts);
+      handlers[method.name] = streaming
+        ? streamHandler(entry, method, handler as StreamHandler, opts)
+        : unaryHandler(entry, method, handler as UnaryHandler, opts);
     }
     server.addService(definition as grpc.ServiceDefinition, handlers);
   }

@@ -27,7 +27,8 @@ import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import type { Logger } from "../log";
 import { CALL_DONE, errorBody, httpStatusOf, toConnectError } from "./errors";
-import type { ServiceEntry, UnaryHandler } from "./services";
+import type { ServiceEntry, StreamHandler, UnaryHandler } from "./services";
+import { serveEventStream } from "./sse";
 
 /** A path segment: a literal, a field bound to one segment, or (`{key=**}`) to one or more. */
 type Segment = { literal: string } | { field: string; multi?: boolean };
@@ -41,7 +42,9 @@ export interface RestRoute {
   body: string;
   entry: ServiceEntry;
   method: DescMethod;
-  handler: UnaryHandler;
+  handler: UnaryHandler | StreamHandler;
+  /** A server-streaming method, served as Server-Sent Events. */
+  streaming: boolean;
 }
 
 /** Parses `/{bucket}/ingest/jobs/{job_id}:cancel` into segments and a custom verb. */
@@ -70,7 +73,11 @@ export function parseTemplate(template: string): { segments: Segment[]; verb: st
 export function buildRoutes(entries: readonly ServiceEntry[]): RestRoute[] {
   const routes: RestRoute[] = [];
   for (const entry of entries) {
-    for (const [method, handler] of entry.methods) {
+    const all: Array<[DescMethod, UnaryHandler | StreamHandler, boolean]> = [
+      ...[...entry.methods].map(([m, h]): [DescMethod, UnaryHandler, boolean] => [m, h, false]),
+      ...[...entry.streams].map(([m, h]): [DescMethod, StreamHandler, boolean] => [m, h, true]),
+    ];
+    for (const [method, handler, streaming] of all) {
       if (!hasOption(method, httpRule)) continue;
       const rule = getOption(method, httpRule);
       const p = rule.pattern;
@@ -85,7 +92,7 @@ export function buildRoutes(entries: readonly ServiceEntry[]): RestRoute[] {
       } else {
         continue;
       }
-      routes.push({ httpMethod, template, ...parseTemplate(template), body: rule.body, entry, method, handler });
+      routes.push({ httpMethod, template, ...parseTemplate(template), body: rule.body, entry, method, handler, streaming });
     }
   }
   // More literal segments first, so /{b}/ingest/jobs wins over /{b}/{x}/jobs-like shapes.
@@ -364,7 +371,11 @@ export function createRestHandler(
         requestSignal: abort.signal,
         shutdownSignal: opts.shutdownSignal,
       });
-      const out = await route.handler(input, ctx);
+      if (route.streaming) {
+        await serveEventStream(route.method, (route.handler as StreamHandler)(withLastEventId(input, req), ctx), ctx, res, opts.log);
+        return true;
+      }
+      const out = await (route.handler as UnaryHandler)(input, ctx);
       // Handlers may return init shapes; create() turns them into full messages.
       const message = create(route.method.output, out as never);
       const headers: Record<string, string> = {};
@@ -381,6 +392,14 @@ export function createRestHandler(
     }
     return true;
   };
+}
+
+/** An SSE reconnect's Last-Event-ID header as the request's resume_after, unless the query sets one. */
+function withLastEventId(input: unknown, req: IncomingMessage): unknown {
+  const last = req.headers["last-event-id"];
+  const msg = input as { resumeAfter?: string };
+  if (typeof last === "string" && last !== "" && msg.resumeAfter === "") msg.resumeAfter = last.trim();
+  return input;
 }
 
 /** Node's incoming headers as a Fetch Headers object. */

@@ -19,13 +19,17 @@ import { codeName, toConnectError } from "./errors";
 
 /** A unary handler: request message in, response init shape out. */
 export type UnaryHandler = (req: unknown, ctx: HandlerContext) => Promise<unknown>;
+/** A server-streaming handler: request message in, response init shapes out until it returns. */
+export type StreamHandler = (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
 
 /** One service and its implementation keyed by method local name. */
 export interface ServiceEntry {
   service: DescService;
   methods: ReadonlyMap<DescMethod, UnaryHandler>;
+  /** The server-streaming methods (WatchIngestJobs). */
+  streams: ReadonlyMap<DescMethod, StreamHandler>;
   /** The implementation object, as Connect's router expects it. */
-  impl: Record<string, UnaryHandler>;
+  impl: Record<string, UnaryHandler | StreamHandler>;
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -63,41 +67,76 @@ export function registerService(
   limiter?: RateLimiter,
 ): ServiceEntry {
   const methods = new Map<DescMethod, UnaryHandler>();
-  const wrapped: Record<string, UnaryHandler> = {};
+  const streams = new Map<DescMethod, StreamHandler>();
+  const wrapped: Record<string, UnaryHandler | StreamHandler> = {};
+  /** Authenticates and authorizes a call; the caller lands on the context. */
+  const admit = async (method: DescMethod, req: unknown, ctx: HandlerContext) => {
+    const caller = await auth.authenticate(ctx.requestHeader);
+    checkStringFields(method.input, req);
+    const bucket = bucketOf(req);
+    if (bucket === undefined) {
+      // Org-wide calls (ListBuckets): the service shows only what the caller's grants reach.
+      checkOrganization(caller, ctx.requestHeader);
+    } else {
+      checkBucket(bucket, "bucket" in (req as object) ? "bucket" : "name");
+      authorize(caller, ctx.requestHeader, bucket, method);
+    }
+    if (limiter && requiredRole(method) !== "reader") {
+      const wait = limiter.take(caller.tokenId || "anonymous");
+      if (wait > 0) {
+        ctx.responseHeader.set("retry-after", String(wait));
+        throw new ResourceExhausted(`this token made too many write calls; retry in ${wait} s (K3_WRITE_RATE_LIMIT)`);
+      }
+    }
+    ctx.values.set(callerKey, caller);
+  };
+  /** Turns a thrown error into the ConnectError the client sees (logged once). */
+  const failure = (method: DescMethod, requestId: string, ctx: HandlerContext, err: unknown) => {
+    const ce = toConnectError(err, log.child({ requestId, method: method.name }));
+    if (ce.code === Code.Unauthenticated) ctx.responseHeader.set("www-authenticate", 'Bearer realm="k3-ingest"');
+    return ce;
+  };
+  const begin = (ctx: HandlerContext) => {
+    const requestId = requestIdOf(ctx.requestHeader);
+    ctx.responseHeader.set("x-request-id", requestId);
+    ctx.values.set(requestIdKey, requestId);
+    return requestId;
+  };
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary methods are supported`);
-    const fn = (impl as Record<string, UnaryHandler | undefined>)[method.localName];
+    const kind = method.methodKind;
+    if (kind !== "unary" && kind !== "server_streaming") throw new Error(`${method.name}: only unary and server-streaming methods are supported`);
+    const fn = (impl as Record<string, ((req: unknown, ctx: HandlerContext) => unknown) | undefined>)[method.localName];
     if (!fn) throw new Error(`${service.typeName}.${method.name} has no implementation`);
+    if (kind === "server_streaming") {
+      const stream: StreamHandler = async function* (req, ctx) {
+        const requestId = begin(ctx);
+        let code = "ok";
+        try {
+          await admit(method, req, ctx);
+          yield* fn.call(impl, req, ctx) as AsyncIterable<unknown>;
+        } catch (err) {
+          const ce = failure(method, requestId, ctx, err);
+          code = codeName(ce.code);
+          throw ce;
+        } finally {
+          log.debug("rpc stream ended", { requestId, method: method.name, door: ctx.protocolName, code });
+          metrics?.rpcs.inc({ method: method.name, code, door: ctx.protocolName });
+        }
+      };
+      streams.set(method, stream);
+      wrapped[method.localName] = stream;
+      continue;
+    }
     const handler: UnaryHandler = async (req, ctx) => {
       const started = performance.now();
       let code = "ok";
-      const requestId = requestIdOf(ctx.requestHeader);
-      ctx.responseHeader.set("x-request-id", requestId);
-      ctx.values.set(requestIdKey, requestId);
+      const requestId = begin(ctx);
       try {
-        const caller = await auth.authenticate(ctx.requestHeader);
-        checkStringFields(method.input, req);
-        const bucket = bucketOf(req);
-        if (bucket === undefined) {
-          // Org-wide calls (ListBuckets): the service shows only what the caller's grants reach.
-          checkOrganization(caller, ctx.requestHeader);
-        } else {
-          checkBucket(bucket, "bucket" in (req as object) ? "bucket" : "name");
-          authorize(caller, ctx.requestHeader, bucket, method);
-        }
-        if (limiter && requiredRole(method) !== "reader") {
-          const wait = limiter.take(caller.tokenId || "anonymous");
-          if (wait > 0) {
-            ctx.responseHeader.set("retry-after", String(wait));
-            throw new ResourceExhausted(`this token made too many write calls; retry in ${wait} s (K3_WRITE_RATE_LIMIT)`);
-          }
-        }
-        ctx.values.set(callerKey, caller);
+        await admit(method, req, ctx);
         return await fn.call(impl, req, ctx);
       } catch (err) {
-        const ce = toConnectError(err, log.child({ requestId, method: method.name }));
+        const ce = failure(method, requestId, ctx, err);
         code = codeName(ce.code);
-        if (ce.code === Code.Unauthenticated) ctx.responseHeader.set("www-authenticate", 'Bearer realm="k3-ingest"');
         throw ce;
       } finally {
         log.debug("rpc", { requestId, method: method.name, door: ctx.protocolName, code, ms: Math.round(performance.now() - started) });
@@ -111,5 +150,5 @@ export function registerService(
     methods.set(method, handler);
     wrapped[method.localName] = handler;
   }
-  return { service, methods, impl: wrapped };
+  return { service, methods, streams, impl: wrapped };
 }

@@ -34,6 +34,7 @@ import { AbortReason, PermanentError, describeFailure } from "./failures";
 import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
 import type { ExecutorLimits } from "./pipelines/types";
+import { ProgressReporter } from "./progress";
 import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "../storage/object-store";
 
 /** Tunables of a worker. */
@@ -287,9 +288,7 @@ export class Worker {
     const attempt = { jobId: job.jobId, threadId: job.threadId };
     const started = this.now();
     log.debug("job started", { template: job.template, attempt: job.attempts, thread: job.threadId });
-    let lastProgress = 0;
-    let pendingProgress: { chunksCreated: number; embeddingsCreated: number } | undefined;
-    let progressWrite: Promise<unknown> = Promise.resolve();
+    const progress = new ProgressReporter((s) => repo.jobRecordProgress({ ...attempt, ...s }), PROGRESS_INTERVAL_MS, () => this.now());
     let slotHeld = true;
     const releaseSlot = () => {
       if (!slotHeld) return;
@@ -297,15 +296,6 @@ export class Worker {
       this.executing--;
       this.deps.metrics?.workerBusy.set(this.executing);
       this.wake();
-    };
-    const flushProgress = () => {
-      const counters = pendingProgress;
-      if (!counters) return;
-      pendingProgress = undefined;
-      lastProgress = this.now();
-      progressWrite = progressWrite
-        .then(() => repo.jobRecordProgress({ ...attempt, counters }))
-        .catch(() => undefined);
     };
     let object: ObjectHandle | undefined;
     let sourceVersion = 0n;
@@ -338,10 +328,7 @@ export class Worker {
         localEmbedding: this.deps.localEmbedding,
         signal,
         embedder: this.deps.embedder,
-        progress: (counters) => {
-          pendingProgress = counters;
-          if (this.now() - lastProgress >= PROGRESS_INTERVAL_MS) flushProgress();
-        },
+        progress: (r) => progress.report(r),
         log,
         limits: this.config.limits,
       });
@@ -349,7 +336,8 @@ export class Worker {
       object = undefined;
       releaseSlot();
       signal.throwIfAborted();
-      await progressWrite;
+      const writes = outcome.output.kind === "vector" ? outcome.output.chunks.length : outcome.output.kind === "warehouse" ? outcome.output.rows.length : 0;
+      await progress.stop(outcome.output.kind === "none" ? undefined : { stage: "writing", done: 0, total: writes, unit: outcome.output.kind === "vector" ? "chunks" : "rows" });
       if (outcome.output.kind === "none") {
         // Nothing to write at a destination: end it together with other such runs.
         if (await this.completeBatched(job, outcome)) {
@@ -373,7 +361,7 @@ export class Worker {
       await object?.close();
       object = undefined;
       releaseSlot();
-      await progressWrite;
+      await progress.stop();
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       if (reason instanceof AbortReason) {
         if (reason.kind === "cancel") {

@@ -65,3 +65,22 @@ export async function startServers(
     },
   };
 }
+
+/** Another instance on the same database as `s` (its own ports and data dir). */
+export async function startPeer(s: TestServers, env: Record<string, string> = {}): Promise<{ app: App; httpUrl: string; grpcAddress: string; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "k3-test-peer-"));
+  const app = build(
+    loadConfig({ DATABASE_URL: s.db.url, K3_HOST: "127.0.0.1", K3_HTTP_PORT: "0", K3_GRPC_PORT: "0", K3_DATA_DIR: dataDir, K3_DB_POOL_SIZE: "4", K3_ROLE: "api", K3_AUTH: "off", ...env }),
+    createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent"),
+  );
+  const { httpPort, grpcPort } = await app.start();
+  return {
+    app,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    grpcAddress: `127.0.0.1:${grpcPort}`,
+    async stop() {
+      await app.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

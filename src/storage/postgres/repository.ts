@@ -4,7 +4,7 @@
  * in destinations.ts; this class holds the operations, by entity.
  */
 import type { PoolClient, QueryResultRow } from "pg";
-import type { Job, JobCounters, JobFilter, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
+import type { Job, JobCounters, JobFilter, JobProgress, JobStatus, NewJob, RunOutcome, Scope } from "../../domain/job";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry, MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import type { BoundRule, Pipeline, PipelineFields, Rule, RuleFields } from "../../domain/pipeline";
@@ -16,6 +16,7 @@ import { PgDb, ROLLBACK_ONLY } from "./db";
 import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
 import { SyncStore } from "./sync-store";
 import { VectorStore } from "./vector-store";
+import { EventStore } from "./event-store";
 import { jobInsertParams, num, toBucket, toJob, toObject, toPipeline, toRule, toToken } from "./rows";
 
 /** Column names the partial updates may write, by domain field. */
@@ -69,6 +70,7 @@ export class PgRepository extends PgDb implements Repository {
   private readonly inserts: PendingInsert[] = [];
   readonly sync = new SyncStore(this.pool);
   readonly vector = new VectorStore(this.pool);
+  readonly events = new EventStore(this.pool);
   private insertsInFlight = 0;
 
   /**
@@ -183,8 +185,9 @@ export class PgRepository extends PgDb implements Repository {
     return rows.map((r) => ({ jobId: r.job_id as string, threadId: r.thread_id as string, cancelRequested: r.cancel_requested as boolean }));
   }
 
-  async jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated"> }): Promise<boolean> {
-    const changed = await this.exec(SQL.JOB_PROGRESS, [p.jobId, p.threadId, p.counters.chunksCreated, p.counters.embeddingsCreated]);
+  async jobRecordProgress(p: { jobId: string; threadId: string; counters: Pick<JobCounters, "chunksCreated" | "embeddingsCreated">; progress?: JobProgress }): Promise<boolean> {
+    const s = p.progress ?? { stage: "", done: 0, total: 0, unit: "" };
+    const changed = await this.exec(SQL.JOB_PROGRESS, [p.jobId, p.threadId, p.counters.chunksCreated, p.counters.embeddingsCreated, s.stage, s.done, s.total, s.unit]);
     return changed > 0;
   }
 

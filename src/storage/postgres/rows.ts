@@ -43,6 +43,7 @@ export function toJob(r: QueryResultRow): Job {
     retryOf: r.retry_of ?? "",
     permanentFailure: r.permanent_failure ?? false,
     nextAttemptAt: r.status === "pending" && r.attempts > 0 ? num(r.run_after) : 0,
+    ...(r.status === "processing" && r.stage ? { progress: { stage: r.stage, done: r.stage_done, total: r.stage_total, unit: r.stage_unit } } : {}),
   };
 }
 

@@ -16,7 +16,8 @@ export const CHANNEL_CONFIG = "k3_config";
 export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id, pipeline_name, pipeline_kind,
   template, rule_id, options, request_id, trace_id, chunks_created, embeddings_created, rows_written, output_size,
   batches_received, embeddings_written, thread_id, vector_status, error, error_details, attempts,
-  created_at, updated_at, started_at, finished_at, source_id, object_version, retry_of, permanent_failure, run_after`;
+  created_at, updated_at, started_at, finished_at, source_id, object_version, retry_of, permanent_failure, run_after,
+  stage, stage_done, stage_total, stage_unit`;
 
 /**
  * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
@@ -152,6 +153,7 @@ UPDATE jobs j SET
   thread_id = 'thread_' || replace(gen_random_uuid()::text, '-', ''),
   chunks_created = 0, embeddings_created = 0, rows_written = 0, output_size = 0,
   batches_received = 0, embeddings_written = 0, vector_status = '',
+  stage = '', stage_done = 0, stage_total = 0, stage_unit = '',
   updated_at = greatest(now.ms, j.created_at)
 FROM picked, now
 WHERE j.job_id = picked.job_id
@@ -163,9 +165,10 @@ UPDATE jobs SET lease_expires_at = ${DB_NOW} + $2
 WHERE thread_id = ANY($1::text[]) AND status = 'processing'
 RETURNING job_id, thread_id, cancel_requested`;
 
-/** Progress counters of a running attempt. */
+/** Progress counters and stage of a running attempt. */
 export const JOB_PROGRESS = `
-UPDATE jobs SET chunks_created = $3, embeddings_created = $4, updated_at = ${DB_NOW}
+UPDATE jobs SET chunks_created = $3, embeddings_created = $4, stage = $5, stage_done = $6, stage_total = $7, stage_unit = $8,
+  updated_at = ${DB_NOW}
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'`;
 
 /**

@@ -27,6 +27,7 @@ export const structuredRows: PipelineExecutor = {
     }
     const params: RowsTaskParams = { key: ctx.job.key, format, limits: ctx.limits.parse };
     const object = objectOf(ctx);
+    ctx.progress({ stage: "extracting" });
     const { rows } =
       object.size > ctx.limits.inlineBytes ? await rowsTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox) : rowsTask(await object.readAll(), params);
     return {

@@ -37,15 +37,16 @@ export const textEmbeddingIndex: PipelineExecutor = {
       maxVectorValues: ctx.limits.maxVectorValues,
     };
     const object = objectOf(ctx);
+    ctx.progress({ stage: "extracting" });
     const isolate = object.size > ctx.limits.inlineBytes || extname(ctx.job.key).toLowerCase() === ".pdf";
     const { pieces, places, vectors } = isolate
       ? await textTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox)
       : await textTask(await object.readAll(), params);
-    ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: 0 });
+    ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: 0, stage: "embedding", done: 0, total: pieces.length, unit: "chunks" });
     const chunks: VectorChunk[] = [];
     if (vectors) {
       pieces.forEach((text, i) => chunks.push({ index: i, text, vector: Array.from(vectors.subarray(i * dims, (i + 1) * dims)), ...places[i] }));
-      ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length });
+      ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length, done: chunks.length });
       return { status: "completed", output: { kind: "vector", chunks, batchSize }, chunksCreated: pieces.length, embeddingsCreated: chunks.length, vectorStatus: "success", error: "", errorDetails: "" };
     }
     const embedder = ctx.embedder(ctx.options);
@@ -64,7 +65,7 @@ export const textEmbeddingIndex: PipelineExecutor = {
         continue;
       }
       batch.forEach((t, i) => chunks.push({ index: start + i, text: t, vector: got[i], ...places[start + i] }));
-      ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length });
+      ctx.progress({ chunksCreated: pieces.length, embeddingsCreated: chunks.length, done: chunks.length });
     }
     const partial = failedBatches > 0;
     const failure = lastFailure ? describeFailure(lastFailure) : undefined;

@@ -3,6 +3,7 @@ import type { Job, RunOutcome } from "../../domain/job";
 import type { Logger } from "../../log";
 import type { ObjectHandle } from "../../storage/object-store";
 import type { Embedder } from "../embedder";
+import type { ProgressReport } from "../progress";
 import type { ParseLimits } from "../extract";
 import type { SandboxLimits } from "../sandbox";
 
@@ -29,8 +30,8 @@ export interface RunContext {
   signal: AbortSignal;
   /** The embedder configured for this server, for the given options. */
   embedder(options: Readonly<Record<string, string>>): Embedder;
-  /** Publishes counters while the job runs (throttled by the engine). */
-  progress(counters: { chunksCreated: number; embeddingsCreated: number }): void;
+  /** Publishes counters and the stage while the job runs (throttled by the engine). */
+  progress(report: ProgressReport): void;
   log: Logger;
   limits: ExecutorLimits;
 }

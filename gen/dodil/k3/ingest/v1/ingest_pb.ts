@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/ingest/v1/ingest.proto.
  */
 export const file_dodil_k3_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kb2RpbC9rMy9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJkb2RpbC5rMy5pbmdlc3QudjEiKAoJT2JqZWN0UmVmEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkiogYKCUluZ2VzdEpvYhIOCgZqb2JfaWQYASABKAkSLQoGb2JqZWN0GAIgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLk9iamVjdFJlZhIwCgZzdGF0dXMYAyABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAQgASgJEhUKDXBpcGVsaW5lX25hbWUYBSABKAkSFQoNcGlwZWxpbmVfa2luZBgGIAEoCRIPCgdydWxlX2lkGAcgASgJEhYKDmNodW5rc19jcmVhdGVkGAggASgFEhoKEmVtYmVkZGluZ3NfY3JlYXRlZBgJIAEoBRIUCgxyb3dzX3dyaXR0ZW4YCiABKAUSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEhEKCXRocmVhZF9pZBgNIAEoCRIVCg12ZWN0b3Jfc3RhdHVzGA4gASgJEhMKC291dHB1dF9zaXplGA8gASgFEhgKEGJhdGNoZXNfcmVjZWl2ZWQYECABKAUSGgoSZW1iZWRkaW5nc193cml0dGVuGBEgASgFEg0KBWVycm9yGBIgASgJEhUKDWVycm9yX2RldGFpbHMYEyABKAkSEAoIYXR0ZW1wdHMYFCABKAUSEgoKc3RhcnRlZF9hdBgVIAEoAxITCgtmaW5pc2hlZF9hdBgWIAEoAxI7CgdvcHRpb25zGBcgAygLMiouZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYi5PcHRpb25zRW50cnkSEgoKcmVxdWVzdF9pZBgYIAEoCRIRCglzb3VyY2VfaWQYGSABKAkSFgoOb2JqZWN0X3ZlcnNpb24YGiABKAkSEAoIcmV0cnlfb2YYGyABKAkSGQoRcGVybWFuZW50X2ZhaWx1cmUYHCABKAgSFgoOb3V0cHV0X2N1cnJlbnQYHSABKAgSFwoPbmV4dF9hdHRlbXB0X2F0GB4gASgDGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjoKClBhZ2luYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAEgASgJEhMKC3RvdGFsX2NvdW50GAIgASgDIrACChRUcmlnZ2VySW5nZXN0UmVxdWVzdBIOCgZidWNrZXQYASABKAkSLQoGb2JqZWN0GAIgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLk9iamVjdFJlZhITCgtwaXBlbGluZV9pZBgDIAEoCRIPCgdydWxlX2lkGAQgASgJEkYKB29wdGlvbnMYBSADKAsyNS5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckluZ2VzdFJlcXVlc3QuT3B0aW9uc0VudHJ5EhIKCnJlcXVlc3RfaWQYBiABKAkSEAoIcmV0cnlfb2YYByABKAkSFQoNdmFsaWRhdGVfb25seRgIIAEoCBouCgxPcHRpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJDChVUcmlnZ2VySW5nZXN0UmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiI4ChZHZXRJbmdlc3RTdGF0dXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZqb2JfaWQYAiABKAkiRQoXR2V0SW5nZXN0U3RhdHVzUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiLAAQoVTGlzdEluZ2VzdEpvYnNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRI3Cg1zdGF0dXNfZmlsdGVyGAIgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxITCgtwaXBlbGluZV9pZBgDIAEoCRIPCgdydWxlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJEhEKCXNvdXJjZV9pZBgHIAEoCSJ5ChZMaXN0SW5nZXN0Sm9ic1Jlc3BvbnNlEisKBGpvYnMYASADKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiI4ChZDYW5jZWxJbmdlc3RKb2JSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZqb2JfaWQYAiABKAkiRQoXQ2FuY2VsSW5nZXN0Sm9iUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiI7CgtSdWxlQmluZGluZxIVCg1waXBlbGluZV9uYW1lGAEgASgJEhUKDXBpcGVsaW5lX2tpbmQYAiABKAkikQMKCkluZ2VzdFJ1bGUSDwoHcnVsZV9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSEQoJc291cmNlX2lkGAMgASgJEhMKC3BpcGVsaW5lX2lkGAQgASgJEgwKBG5hbWUYBSABKAkSEwoLZGVzY3JpcHRpb24YBiABKAkSGAoQaW5jbHVkZV9wYXR0ZXJucxgHIAMoCRIYChBleGNsdWRlX3BhdHRlcm5zGAggAygJEhoKEmluY2x1ZGVfbWltZV90eXBlcxgJIAMoCRIaChJleGNsdWRlX21pbWVfdHlwZXMYCiADKAkSFgoObWluX3NpemVfYnl0ZXMYCyABKAMSFgoObWF4X3NpemVfYnl0ZXMYDCABKAMSDwoHZW5hYmxlZBgNIAEoCBIQCghwcmlvcml0eRgOIAEoBRIwCgdiaW5kaW5nGA8gASgLMh8uZG9kaWwuazMuaW5nZXN0LnYxLlJ1bGVCaW5kaW5nEhIKCmNyZWF0ZWRfYXQYECABKAMSEgoKdXBkYXRlZF9hdBgRIAEoAyIcCgpTdHJpbmdMaXN0Eg4KBnZhbHVlcxgBIAMoCSK+AgoRQ3JlYXRlUnVsZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIMCgRuYW1lGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEhgKEGluY2x1ZGVfcGF0dGVybnMYBiADKAkSGAoQZXhjbHVkZV9wYXR0ZXJucxgHIAMoCRIaChJpbmNsdWRlX21pbWVfdHlwZXMYCCADKAkSGgoSZXhjbHVkZV9taW1lX3R5cGVzGAkgAygJEhYKDm1pbl9zaXplX2J5dGVzGAogASgDEhYKDm1heF9zaXplX2J5dGVzGAsgASgDEhQKB2VuYWJsZWQYDCABKAhIAIgBARIQCghwcmlvcml0eRgNIAEoBUIKCghfZW5hYmxlZCJCChJDcmVhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlInEKEExpc3RSdWxlc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJ2ChFMaXN0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiIxCg5HZXRSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCSI/Cg9HZXRSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlItwEChFVcGRhdGVSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIWCglzb3VyY2VfaWQYAyABKAlIAIgBARIYCgtwaXBlbGluZV9pZBgEIAEoCUgBiAEBEhEKBG5hbWUYBSABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgGIAEoCUgDiAEBEjgKEGluY2x1ZGVfcGF0dGVybnMYByABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuU3RyaW5nTGlzdBI4ChBleGNsdWRlX3BhdHRlcm5zGAggASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSaW5jbHVkZV9taW1lX3R5cGVzGAkgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSZXhjbHVkZV9taW1lX3R5cGVzGAogASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSGwoObWluX3NpemVfYnl0ZXMYCyABKANIBIgBARIbCg5tYXhfc2l6ZV9ieXRlcxgMIAEoA0gFiAEBEhQKB2VuYWJsZWQYDSABKAhIBogBARIVCghwcmlvcml0eRgOIAEoBUgHiAEBQgwKCl9zb3VyY2VfaWRCDgoMX3BpcGVsaW5lX2lkQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIRCg9fbWluX3NpemVfYnl0ZXNCEQoPX21heF9zaXplX2J5dGVzQgoKCF9lbmFibGVkQgsKCV9wcmlvcml0eSJCChJVcGRhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlIjQKEURlbGV0ZVJ1bGVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhQKEkRlbGV0ZVJ1bGVSZXNwb25zZSJgChdUcmlnZ2VyRGlzY292ZXJ5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCWZ1bGxfc3luYxgDIAEoCBIPCgdydWxlX2lkGAQgASgJIk0KGFRyaWdnZXJEaXNjb3ZlcnlSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSEAoIYWNjZXB0ZWQYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJ9ChdUcmlnZ2VySW5nZXN0aW9uUmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEg8KB3J1bGVfaWQYAyABKAkSFAoMcmV0cnlfZmFpbGVkGAQgASgIEhgKEHNvdXJjZV9vYmplY3RfaWQYBSABKAkiZQoYVHJpZ2dlckluZ2VzdGlvblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB21lc3NhZ2UYAiABKAkSEgoKZGlzcGF0Y2hlZBgDIAEoAxISCgpjb25zaWRlcmVkGAQgASgDIjkKFEdldFN5bmNTdGF0dXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiygIKCURpc2NvdmVyeRIUCgxkaXNjb3ZlcnlfaWQYASABKAkSDQoFc3RhdGUYAiABKAkSEQoJZnVsbF9zeW5jGAMgASgIEg8KB3J1bGVfaWQYBCABKAkSDwoHc2Nhbm5lZBgFIAEoAxITCgtuZXdfb2JqZWN0cxgGIAEoAxIQCghtb2RpZmllZBgHIAEoAxIRCgl1bmNoYW5nZWQYCCABKAMSDwoHZGVsZXRlZBgJIAEoAxIOCgZmYWlsZWQYCiABKAMSEgoKZGlzcGF0Y2hlZBgLIAEoAxISCgpjcmVhdGVkX2F0GAwgASgDEhIKCnN0YXJ0ZWRfYXQYDSABKAMSEwoLZmluaXNoZWRfYXQYDiABKAMSDQoFZXJyb3IYDyABKAkSFgoOY2hlY2twb2ludF9rZXkYECABKAkSEAoIYXR0ZW1wdHMYESABKAUiiwMKFUdldFN5bmNTdGF0dXNSZXNwb25zZRIRCglzb3VyY2VfaWQYASABKAkSDwoHc3luY2luZxgCIAEoCBIuCgdjdXJyZW50GAMgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRIrCgRsYXN0GAQgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRJMCgpqb2JfY291bnRzGAUgAygLMjguZG9kaWwuazMuaW5nZXN0LnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZS5Kb2JDb3VudHNFbnRyeRIVCg10b3RhbF9vYmplY3RzGAYgASgDEhcKD2luZGV4ZWRfb2JqZWN0cxgHIAEoAxIUCgxsYXN0X3N5bmNfYXQYCCABKAMSFwoPbGFzdF9zdWNjZXNzX2F0GAkgASgDEhIKCmxhc3RfZXJyb3IYCiABKAkaMAoOSm9iQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASrVAQoMSW5nZXN0U3RhdHVzEh0KGUlOR0VTVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVJTkdFU1RfU1RBVFVTX1BFTkRJTkcQARIcChhJTkdFU1RfU1RBVFVTX1BST0NFU1NJTkcQAhIbChdJTkdFU1RfU1RBVFVTX0NPTVBMRVRFRBADEhgKFElOR0VTVF9TVEFUVVNfRkFJTEVEEAQSGQoVSU5HRVNUX1NUQVRVU19QQVJUSUFMEAUSGwoXSU5HRVNUX1NUQVRVU19DQU5DRUxMRUQQBjKdDQoNSW5nZXN0U2VydmljZRKBAQoNVHJpZ2dlckluZ2VzdBIoLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0UmVxdWVzdBopLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0UmVzcG9uc2UiG4LT5JMCFToBKiIQL3tidWNrZXR9L2luZ2VzdBKVAQoPR2V0SW5nZXN0U3RhdHVzEiouZG9kaWwuazMuaW5nZXN0LnYxLkdldEluZ2VzdFN0YXR1c1JlcXVlc3QaKy5kb2RpbC5rMy5pbmdlc3QudjEuR2V0SW5nZXN0U3RhdHVzUmVzcG9uc2UiKZACAYLT5JMCIBIeL3tidWNrZXR9L2luZ2VzdC9qb2JzL3tqb2JfaWR9EokBCg5MaXN0SW5nZXN0Sm9icxIpLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0SW5nZXN0Sm9ic1JlcXVlc3QaKi5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdEluZ2VzdEpvYnNSZXNwb25zZSIgkAIBgtPkkwIXEhUve2J1Y2tldH0vaW5nZXN0L2pvYnMSnAEKD0NhbmNlbEluZ2VzdEpvYhIqLmRvZGlsLmszLmluZ2VzdC52MS5DYW5jZWxJbmdlc3RKb2JSZXF1ZXN0GisuZG9kaWwuazMuaW5nZXN0LnYxLkNhbmNlbEluZ2VzdEpvYlJlc3BvbnNlIjCC0+STAio6ASoiJS97YnVja2V0fS9pbmdlc3Qvam9icy97am9iX2lkfTpjYW5jZWwSdwoKQ3JlYXRlUnVsZRIlLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVSdWxlUmVxdWVzdBomLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVSdWxlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3tidWNrZXR9L3J1bGVzEnQKCUxpc3RSdWxlcxIkLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0UnVsZXNSZXF1ZXN0GiUuZG9kaWwuazMuaW5nZXN0LnYxLkxpc3RSdWxlc1Jlc3BvbnNlIhqQAgGC0+STAhESDy97YnVja2V0fS9ydWxlcxJ4CgdHZXRSdWxlEiIuZG9kaWwuazMuaW5nZXN0LnYxLkdldFJ1bGVSZXF1ZXN0GiMuZG9kaWwuazMuaW5nZXN0LnYxLkdldFJ1bGVSZXNwb25zZSIkkAIBgtPkkwIbEhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9EoEBCgpVcGRhdGVSdWxlEiUuZG9kaWwuazMuaW5nZXN0LnYxLlVwZGF0ZVJ1bGVSZXF1ZXN0GiYuZG9kaWwuazMuaW5nZXN0LnYxLlVwZGF0ZVJ1bGVSZXNwb25zZSIkgtPkkwIeOgEqMhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9En4KCkRlbGV0ZVJ1bGUSJS5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlUnVsZVJlcXVlc3QaJi5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlUnVsZVJlc3BvbnNlIiGC0+STAhsqGS97YnVja2V0fS9ydWxlcy97cnVsZV9pZH0SoAEKEFRyaWdnZXJEaXNjb3ZlcnkSKy5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckRpc2NvdmVyeVJlcXVlc3QaLC5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckRpc2NvdmVyeVJlc3BvbnNlIjGC0+STAis6ASoiJi97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9L2Rpc2NvdmVyEp4BChBUcmlnZ2VySW5nZXN0aW9uEisuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3Rpb25SZXF1ZXN0GiwuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3Rpb25SZXNwb25zZSIvgtPkkwIpOgEqIiQve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfS9pbmdlc3QSkwEKDUdldFN5bmNTdGF0dXMSKC5kb2RpbC5rMy5pbmdlc3QudjEuR2V0U3luY1N0YXR1c1JlcXVlc3QaKS5kb2RpbC5rMy5pbmdlc3QudjEuR2V0U3luY1N0YXR1c1Jlc3BvbnNlIi2QAgGC0+STAiQSIi97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9L3N5bmNCWAoVaW8uZG9kaWwuazMuaW5nZXN0LnYxUAFaPWdpdGh1Yi5jb20vZG9kaWwvazMtaW5nZXN0L2dlbi9nby9kb2RpbC9rMy9pbmdlc3QvdjE7aW5nZXN0djFiBnByb3RvMw", [file_google_api_annotations]);
+  fileDesc("Ch9kb2RpbC9rMy9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJkb2RpbC5rMy5pbmdlc3QudjEiKAoJT2JqZWN0UmVmEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAki2AYKCUluZ2VzdEpvYhIOCgZqb2JfaWQYASABKAkSLQoGb2JqZWN0GAIgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLk9iamVjdFJlZhIwCgZzdGF0dXMYAyABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAQgASgJEhUKDXBpcGVsaW5lX25hbWUYBSABKAkSFQoNcGlwZWxpbmVfa2luZBgGIAEoCRIPCgdydWxlX2lkGAcgASgJEhYKDmNodW5rc19jcmVhdGVkGAggASgFEhoKEmVtYmVkZGluZ3NfY3JlYXRlZBgJIAEoBRIUCgxyb3dzX3dyaXR0ZW4YCiABKAUSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEhEKCXRocmVhZF9pZBgNIAEoCRIVCg12ZWN0b3Jfc3RhdHVzGA4gASgJEhMKC291dHB1dF9zaXplGA8gASgFEhgKEGJhdGNoZXNfcmVjZWl2ZWQYECABKAUSGgoSZW1iZWRkaW5nc193cml0dGVuGBEgASgFEg0KBWVycm9yGBIgASgJEhUKDWVycm9yX2RldGFpbHMYEyABKAkSEAoIYXR0ZW1wdHMYFCABKAUSEgoKc3RhcnRlZF9hdBgVIAEoAxITCgtmaW5pc2hlZF9hdBgWIAEoAxI7CgdvcHRpb25zGBcgAygLMiouZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYi5PcHRpb25zRW50cnkSEgoKcmVxdWVzdF9pZBgYIAEoCRIRCglzb3VyY2VfaWQYGSABKAkSFgoOb2JqZWN0X3ZlcnNpb24YGiABKAkSEAoIcmV0cnlfb2YYGyABKAkSGQoRcGVybWFuZW50X2ZhaWx1cmUYHCABKAgSFgoOb3V0cHV0X2N1cnJlbnQYHSABKAgSFwoPbmV4dF9hdHRlbXB0X2F0GB4gASgDEjQKCHByb2dyZXNzGB8gASgLMiIuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFByb2dyZXNzGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkoKDkluZ2VzdFByb2dyZXNzEg0KBXN0YWdlGAEgASgJEgwKBGRvbmUYAiABKAUSDQoFdG90YWwYAyABKAUSDAoEdW5pdBgEIAEoCSI6CgpQYWdpbmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgBIAEoCRITCgt0b3RhbF9jb3VudBgCIAEoAyKwAgoUVHJpZ2dlckluZ2VzdFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEi0KBm9iamVjdBgCIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5PYmplY3RSZWYSEwoLcGlwZWxpbmVfaWQYAyABKAkSDwoHcnVsZV9pZBgEIAEoCRJGCgdvcHRpb25zGAUgAygLMjUuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJJbmdlc3RSZXF1ZXN0Lk9wdGlvbnNFbnRyeRISCgpyZXF1ZXN0X2lkGAYgASgJEhAKCHJldHJ5X29mGAcgASgJEhUKDXZhbGlkYXRlX29ubHkYCCABKAgaLgoMT3B0aW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQwoVVHJpZ2dlckluZ2VzdFJlc3BvbnNlEioKA2pvYhgBIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RKb2IiSQoWR2V0SW5nZXN0U3RhdHVzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGam9iX2lkGAIgASgJEg8KB3dhaXRfbXMYAyABKAUiRQoXR2V0SW5nZXN0U3RhdHVzUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiLAAQoVTGlzdEluZ2VzdEpvYnNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRI3Cg1zdGF0dXNfZmlsdGVyGAIgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxITCgtwaXBlbGluZV9pZBgDIAEoCRIPCgdydWxlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJEhEKCXNvdXJjZV9pZBgHIAEoCSJ5ChZMaXN0SW5nZXN0Sm9ic1Jlc3BvbnNlEisKBGpvYnMYASADKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiI4ChZDYW5jZWxJbmdlc3RKb2JSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZqb2JfaWQYAiABKAkiRQoXQ2FuY2VsSW5nZXN0Sm9iUmVzcG9uc2USKgoDam9iGAEgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdEpvYiI7CgtSdWxlQmluZGluZxIVCg1waXBlbGluZV9uYW1lGAEgASgJEhUKDXBpcGVsaW5lX2tpbmQYAiABKAkikQMKCkluZ2VzdFJ1bGUSDwoHcnVsZV9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSEQoJc291cmNlX2lkGAMgASgJEhMKC3BpcGVsaW5lX2lkGAQgASgJEgwKBG5hbWUYBSABKAkSEwoLZGVzY3JpcHRpb24YBiABKAkSGAoQaW5jbHVkZV9wYXR0ZXJucxgHIAMoCRIYChBleGNsdWRlX3BhdHRlcm5zGAggAygJEhoKEmluY2x1ZGVfbWltZV90eXBlcxgJIAMoCRIaChJleGNsdWRlX21pbWVfdHlwZXMYCiADKAkSFgoObWluX3NpemVfYnl0ZXMYCyABKAMSFgoObWF4X3NpemVfYnl0ZXMYDCABKAMSDwoHZW5hYmxlZBgNIAEoCBIQCghwcmlvcml0eRgOIAEoBRIwCgdiaW5kaW5nGA8gASgLMh8uZG9kaWwuazMuaW5nZXN0LnYxLlJ1bGVCaW5kaW5nEhIKCmNyZWF0ZWRfYXQYECABKAMSEgoKdXBkYXRlZF9hdBgRIAEoAyIcCgpTdHJpbmdMaXN0Eg4KBnZhbHVlcxgBIAMoCSK+AgoRQ3JlYXRlUnVsZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIMCgRuYW1lGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEhgKEGluY2x1ZGVfcGF0dGVybnMYBiADKAkSGAoQZXhjbHVkZV9wYXR0ZXJucxgHIAMoCRIaChJpbmNsdWRlX21pbWVfdHlwZXMYCCADKAkSGgoSZXhjbHVkZV9taW1lX3R5cGVzGAkgAygJEhYKDm1pbl9zaXplX2J5dGVzGAogASgDEhYKDm1heF9zaXplX2J5dGVzGAsgASgDEhQKB2VuYWJsZWQYDCABKAhIAIgBARIQCghwcmlvcml0eRgNIAEoBUIKCghfZW5hYmxlZCJCChJDcmVhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlInEKEExpc3RSdWxlc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRITCgtwaXBlbGluZV9pZBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJ2ChFMaXN0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbiIxCg5HZXRSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCSI/Cg9HZXRSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlItwEChFVcGRhdGVSdWxlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIWCglzb3VyY2VfaWQYAyABKAlIAIgBARIYCgtwaXBlbGluZV9pZBgEIAEoCUgBiAEBEhEKBG5hbWUYBSABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgGIAEoCUgDiAEBEjgKEGluY2x1ZGVfcGF0dGVybnMYByABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuU3RyaW5nTGlzdBI4ChBleGNsdWRlX3BhdHRlcm5zGAggASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSaW5jbHVkZV9taW1lX3R5cGVzGAkgASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSOgoSZXhjbHVkZV9taW1lX3R5cGVzGAogASgLMh4uZG9kaWwuazMuaW5nZXN0LnYxLlN0cmluZ0xpc3QSGwoObWluX3NpemVfYnl0ZXMYCyABKANIBIgBARIbCg5tYXhfc2l6ZV9ieXRlcxgMIAEoA0gFiAEBEhQKB2VuYWJsZWQYDSABKAhIBogBARIVCghwcmlvcml0eRgOIAEoBUgHiAEBQgwKCl9zb3VyY2VfaWRCDgoMX3BpcGVsaW5lX2lkQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIRCg9fbWluX3NpemVfYnl0ZXNCEQoPX21heF9zaXplX2J5dGVzQgoKCF9lbmFibGVkQgsKCV9wcmlvcml0eSJCChJVcGRhdGVSdWxlUmVzcG9uc2USLAoEcnVsZRgBIAEoCzIeLmRvZGlsLmszLmluZ2VzdC52MS5Jbmdlc3RSdWxlIjQKEURlbGV0ZVJ1bGVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhQKEkRlbGV0ZVJ1bGVSZXNwb25zZSJgChdUcmlnZ2VyRGlzY292ZXJ5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCWZ1bGxfc3luYxgDIAEoCBIPCgdydWxlX2lkGAQgASgJIk0KGFRyaWdnZXJEaXNjb3ZlcnlSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSEAoIYWNjZXB0ZWQYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJ9ChdUcmlnZ2VySW5nZXN0aW9uUmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEg8KB3J1bGVfaWQYAyABKAkSFAoMcmV0cnlfZmFpbGVkGAQgASgIEhgKEHNvdXJjZV9vYmplY3RfaWQYBSABKAkiZQoYVHJpZ2dlckluZ2VzdGlvblJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB21lc3NhZ2UYAiABKAkSEgoKZGlzcGF0Y2hlZBgDIAEoAxISCgpjb25zaWRlcmVkGAQgASgDIjkKFEdldFN5bmNTdGF0dXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiygIKCURpc2NvdmVyeRIUCgxkaXNjb3ZlcnlfaWQYASABKAkSDQoFc3RhdGUYAiABKAkSEQoJZnVsbF9zeW5jGAMgASgIEg8KB3J1bGVfaWQYBCABKAkSDwoHc2Nhbm5lZBgFIAEoAxITCgtuZXdfb2JqZWN0cxgGIAEoAxIQCghtb2RpZmllZBgHIAEoAxIRCgl1bmNoYW5nZWQYCCABKAMSDwoHZGVsZXRlZBgJIAEoAxIOCgZmYWlsZWQYCiABKAMSEgoKZGlzcGF0Y2hlZBgLIAEoAxISCgpjcmVhdGVkX2F0GAwgASgDEhIKCnN0YXJ0ZWRfYXQYDSABKAMSEwoLZmluaXNoZWRfYXQYDiABKAMSDQoFZXJyb3IYDyABKAkSFgoOY2hlY2twb2ludF9rZXkYECABKAkSEAoIYXR0ZW1wdHMYESABKAUiiwMKFUdldFN5bmNTdGF0dXNSZXNwb25zZRIRCglzb3VyY2VfaWQYASABKAkSDwoHc3luY2luZxgCIAEoCBIuCgdjdXJyZW50GAMgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRIrCgRsYXN0GAQgASgLMh0uZG9kaWwuazMuaW5nZXN0LnYxLkRpc2NvdmVyeRJMCgpqb2JfY291bnRzGAUgAygLMjguZG9kaWwuazMuaW5nZXN0LnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZS5Kb2JDb3VudHNFbnRyeRIVCg10b3RhbF9vYmplY3RzGAYgASgDEhcKD2luZGV4ZWRfb2JqZWN0cxgHIAEoAxIUCgxsYXN0X3N5bmNfYXQYCCABKAMSFwoPbGFzdF9zdWNjZXNzX2F0GAkgASgDEhIKCmxhc3RfZXJyb3IYCiABKAkaMAoOSm9iQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASLAAQoWV2F0Y2hJbmdlc3RKb2JzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGam9iX2lkGAIgASgJEjcKDXN0YXR1c19maWx0ZXIYAyABKA4yIC5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0U3RhdHVzEhMKC3BpcGVsaW5lX2lkGAQgASgJEg8KB3J1bGVfaWQYBSABKAkSEQoJc291cmNlX2lkGAYgASgJEhQKDHJlc3VtZV9hZnRlchgHIAEoCSKJAQoXV2F0Y2hJbmdlc3RKb2JzUmVzcG9uc2USMAoEdHlwZRgBIAEoDjIiLmRvZGlsLmszLmluZ2VzdC52MS5XYXRjaEV2ZW50VHlwZRIqCgNqb2IYAiABKAsyHS5kb2RpbC5rMy5pbmdlc3QudjEuSW5nZXN0Sm9iEhAKCGV2ZW50X2lkGAMgASgJIoMBCgdXZWJob29rEhIKCndlYmhvb2tfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgsKA3VybBgDIAEoCRIOCgZldmVudHMYBCADKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSEgoKY3JlYXRlZF9hdBgGIAEoAxIOCgZzZWNyZXQYByABKAkiWAoUQ3JlYXRlV2ViaG9va1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA3VybBgCIAEoCRIOCgZldmVudHMYAyADKAkSEwoLZGVzY3JpcHRpb24YBCABKAkiRQoVQ3JlYXRlV2ViaG9va1Jlc3BvbnNlEiwKB3dlYmhvb2sYASABKAsyGy5kb2RpbC5rMy5pbmdlc3QudjEuV2ViaG9vayIlChNMaXN0V2ViaG9va3NSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCSJFChRMaXN0V2ViaG9va3NSZXNwb25zZRItCgh3ZWJob29rcxgBIAMoCzIbLmRvZGlsLmszLmluZ2VzdC52MS5XZWJob29rIjoKFERlbGV0ZVdlYmhvb2tSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRISCgp3ZWJob29rX2lkGAIgASgJIhcKFURlbGV0ZVdlYmhvb2tSZXNwb25zZSJpChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRISCgp3ZWJob29rX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlUKDldlYmhvb2tBdHRlbXB0EgoKAmF0GAEgASgDEhMKC3N0YXR1c19jb2RlGAIgASgFEg0KBWVycm9yGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgFIuYBCg9XZWJob29rRGVsaXZlcnkSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgpldmVudF90eXBlGAIgASgJEg4KBmpvYl9pZBgDIAEoCRINCgVzdGF0ZRgEIAEoCRIQCghhdHRlbXB0cxgFIAEoBRISCgpjcmVhdGVkX2F0GAYgASgDEhcKD25leHRfYXR0ZW1wdF9hdBgHIAEoAxIUCgxkZWxpdmVyZWRfYXQYCCABKAMSNwoLYXR0ZW1wdF9sb2cYCSADKAsyIi5kb2RpbC5rMy5pbmdlc3QudjEuV2ViaG9va0F0dGVtcHQijAEKHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjcKCmRlbGl2ZXJpZXMYASADKAsyIy5kb2RpbC5rMy5pbmdlc3QudjEuV2ViaG9va0RlbGl2ZXJ5EjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5pbmdlc3QudjEuUGFnaW5hdGlvbirVAQoMSW5nZXN0U3RhdHVzEh0KGUlOR0VTVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVJTkdFU1RfU1RBVFVTX1BFTkRJTkcQARIcChhJTkdFU1RfU1RBVFVTX1BST0NFU1NJTkcQAhIbChdJTkdFU1RfU1RBVFVTX0NPTVBMRVRFRBADEhgKFElOR0VTVF9TVEFUVVNfRkFJTEVEEAQSGQoVSU5HRVNUX1NUQVRVU19QQVJUSUFMEAUSGwoXSU5HRVNUX1NUQVRVU19DQU5DRUxMRUQQBiqLAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVdBVENIX0VWRU5UX1RZUEVfU05BUFNIT1QQARIbChdXQVRDSF9FVkVOVF9UWVBFX1NZTkNFRBACEhsKF1dBVENIX0VWRU5UX1RZUEVfQ0hBTkdFEAMygxMKDUluZ2VzdFNlcnZpY2USgQEKDVRyaWdnZXJJbmdlc3QSKC5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckluZ2VzdFJlcXVlc3QaKS5kb2RpbC5rMy5pbmdlc3QudjEuVHJpZ2dlckluZ2VzdFJlc3BvbnNlIhuC0+STAhU6ASoiEC97YnVja2V0fS9pbmdlc3QSlQEKD0dldEluZ2VzdFN0YXR1cxIqLmRvZGlsLmszLmluZ2VzdC52MS5HZXRJbmdlc3RTdGF0dXNSZXF1ZXN0GisuZG9kaWwuazMuaW5nZXN0LnYxLkdldEluZ2VzdFN0YXR1c1Jlc3BvbnNlIimQAgGC0+STAiASHi97YnVja2V0fS9pbmdlc3Qvam9icy97am9iX2lkfRKJAQoOTGlzdEluZ2VzdEpvYnMSKS5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdEluZ2VzdEpvYnNSZXF1ZXN0GiouZG9kaWwuazMuaW5nZXN0LnYxLkxpc3RJbmdlc3RKb2JzUmVzcG9uc2UiIJACAYLT5JMCFxIVL3tidWNrZXR9L2luZ2VzdC9qb2JzEpwBCg9DYW5jZWxJbmdlc3RKb2ISKi5kb2RpbC5rMy5pbmdlc3QudjEuQ2FuY2VsSW5nZXN0Sm9iUmVxdWVzdBorLmRvZGlsLmszLmluZ2VzdC52MS5DYW5jZWxJbmdlc3RKb2JSZXNwb25zZSIwgtPkkwIqOgEqIiUve2J1Y2tldH0vaW5nZXN0L2pvYnMve2pvYl9pZH06Y2FuY2VsEncKCkNyZWF0ZVJ1bGUSJS5kb2RpbC5rMy5pbmdlc3QudjEuQ3JlYXRlUnVsZVJlcXVlc3QaJi5kb2RpbC5rMy5pbmdlc3QudjEuQ3JlYXRlUnVsZVJlc3BvbnNlIhqC0+STAhQ6ASoiDy97YnVja2V0fS9ydWxlcxJ0CglMaXN0UnVsZXMSJC5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdFJ1bGVzUmVxdWVzdBolLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0UnVsZXNSZXNwb25zZSIakAIBgtPkkwIREg8ve2J1Y2tldH0vcnVsZXMSeAoHR2V0UnVsZRIiLmRvZGlsLmszLmluZ2VzdC52MS5HZXRSdWxlUmVxdWVzdBojLmRvZGlsLmszLmluZ2VzdC52MS5HZXRSdWxlUmVzcG9uc2UiJJACAYLT5JMCGxIZL3tidWNrZXR9L3J1bGVzL3tydWxlX2lkfRKBAQoKVXBkYXRlUnVsZRIlLmRvZGlsLmszLmluZ2VzdC52MS5VcGRhdGVSdWxlUmVxdWVzdBomLmRvZGlsLmszLmluZ2VzdC52MS5VcGRhdGVSdWxlUmVzcG9uc2UiJILT5JMCHjoBKjIZL3tidWNrZXR9L3J1bGVzL3tydWxlX2lkfRJ+CgpEZWxldGVSdWxlEiUuZG9kaWwuazMuaW5nZXN0LnYxLkRlbGV0ZVJ1bGVSZXF1ZXN0GiYuZG9kaWwuazMuaW5nZXN0LnYxLkRlbGV0ZVJ1bGVSZXNwb25zZSIhgtPkkwIbKhkve2J1Y2tldH0vcnVsZXMve3J1bGVfaWR9EqABChBUcmlnZ2VyRGlzY292ZXJ5EisuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJEaXNjb3ZlcnlSZXF1ZXN0GiwuZG9kaWwuazMuaW5nZXN0LnYxLlRyaWdnZXJEaXNjb3ZlcnlSZXNwb25zZSIxgtPkkwIrOgEqIiYve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfS9kaXNjb3ZlchKeAQoQVHJpZ2dlckluZ2VzdGlvbhIrLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0aW9uUmVxdWVzdBosLmRvZGlsLmszLmluZ2VzdC52MS5UcmlnZ2VySW5nZXN0aW9uUmVzcG9uc2UiL4LT5JMCKToBKiIkL3tidWNrZXR9L3NvdXJjZXMve3NvdXJjZV9pZH0vaW5nZXN0EpMBCg1HZXRTeW5jU3RhdHVzEiguZG9kaWwuazMuaW5nZXN0LnYxLkdldFN5bmNTdGF0dXNSZXF1ZXN0GikuZG9kaWwuazMuaW5nZXN0LnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZSItkAIBgtPkkwIkEiIve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfS9zeW5jEpQBCg9XYXRjaEluZ2VzdEpvYnMSKi5kb2RpbC5rMy5pbmdlc3QudjEuV2F0Y2hJbmdlc3RKb2JzUmVxdWVzdBorLmRvZGlsLmszLmluZ2VzdC52MS5XYXRjaEluZ2VzdEpvYnNSZXNwb25zZSImkAIBgtPkkwIdEhsve2J1Y2tldH0vaW5nZXN0L2pvYnM6d2F0Y2gwARKDAQoNQ3JlYXRlV2ViaG9vaxIoLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVXZWJob29rUmVxdWVzdBopLmRvZGlsLmszLmluZ2VzdC52MS5DcmVhdGVXZWJob29rUmVzcG9uc2UiHYLT5JMCFzoBKiISL3tidWNrZXR9L3dlYmhvb2tzEoABCgxMaXN0V2ViaG9va3MSJy5kb2RpbC5rMy5pbmdlc3QudjEuTGlzdFdlYmhvb2tzUmVxdWVzdBooLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0V2ViaG9va3NSZXNwb25zZSIdkAIBgtPkkwIUEhIve2J1Y2tldH0vd2ViaG9va3MSjQEKDURlbGV0ZVdlYmhvb2sSKC5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlV2ViaG9va1JlcXVlc3QaKS5kb2RpbC5rMy5pbmdlc3QudjEuRGVsZXRlV2ViaG9va1Jlc3BvbnNlIieC0+STAiEqHy97YnVja2V0fS93ZWJob29rcy97d2ViaG9va19pZH0SswEKFUxpc3RXZWJob29rRGVsaXZlcmllcxIwLmRvZGlsLmszLmluZ2VzdC52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GjEuZG9kaWwuazMuaW5nZXN0LnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlIjWQAgGC0+STAiwSKi97YnVja2V0fS93ZWJob29rcy97d2ViaG9va19pZH0vZGVsaXZlcmllc0JYChVpby5kb2RpbC5rMy5pbmdlc3QudjFQAVo9Z2l0aHViLmNvbS9kb2RpbC9rMy1pbmdlc3QvZ2VuL2dvL2RvZGlsL2szL2luZ2VzdC92MTtpbmdlc3R2MWIGcHJvdG8z", [file_google_api_annotations]);
 
 /**
  * An object in a bucket.
@@ -235,6 +235,13 @@ export type IngestJob = Message<"dodil.k3.ingest.v1.IngestJob"> & {
    * @generated from field: int64 next_attempt_at = 30;
    */
   nextAttemptAt: bigint;
+
+  /**
+   * What a PROCESSING job is doing now; empty otherwise.
+   *
+   * @generated from field: dodil.k3.ingest.v1.IngestProgress progress = 31;
+   */
+  progress?: IngestProgress | undefined;
 };
 
 /**
@@ -243,6 +250,46 @@ export type IngestJob = Message<"dodil.k3.ingest.v1.IngestJob"> & {
  */
 export const IngestJobSchema: GenMessage<IngestJob> = /*@__PURE__*/
   messageDesc(file_dodil_k3_ingest_v1_ingest, 1);
+
+/**
+ * The stage of a running job and how far it is, updated at a bounded rate.
+ *
+ * @generated from message dodil.k3.ingest.v1.IngestProgress
+ */
+export type IngestProgress = Message<"dodil.k3.ingest.v1.IngestProgress"> & {
+  /**
+   * "extracting", "embedding" or "writing" (or "running" for templates without stages).
+   *
+   * @generated from field: string stage = 1;
+   */
+  stage: string;
+
+  /**
+   * Units done in this stage and the total when known (0 when not).
+   *
+   * @generated from field: int32 done = 2;
+   */
+  done: number;
+
+  /**
+   * @generated from field: int32 total = 3;
+   */
+  total: number;
+
+  /**
+   * What the units are: "chunks", "rows" or "" (no count).
+   *
+   * @generated from field: string unit = 4;
+   */
+  unit: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.IngestProgress.
+ * Use `create(IngestProgressSchema)` to create a new message.
+ */
+export const IngestProgressSchema: GenMessage<IngestProgress> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 2);
 
 /**
  * Cursor pagination state of a list response.
@@ -270,7 +317,7 @@ export type Pagination = Message<"dodil.k3.ingest.v1.Pagination"> & {
  * Use `create(PaginationSchema)` to create a new message.
  */
 export const PaginationSchema: GenMessage<Pagination> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 2);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 3);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerIngestRequest
@@ -344,7 +391,7 @@ export type TriggerIngestRequest = Message<"dodil.k3.ingest.v1.TriggerIngestRequ
  * Use `create(TriggerIngestRequestSchema)` to create a new message.
  */
 export const TriggerIngestRequestSchema: GenMessage<TriggerIngestRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 3);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 4);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerIngestResponse
@@ -361,7 +408,7 @@ export type TriggerIngestResponse = Message<"dodil.k3.ingest.v1.TriggerIngestRes
  * Use `create(TriggerIngestResponseSchema)` to create a new message.
  */
 export const TriggerIngestResponseSchema: GenMessage<TriggerIngestResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 4);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 5);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetIngestStatusRequest
@@ -376,6 +423,14 @@ export type GetIngestStatusRequest = Message<"dodil.k3.ingest.v1.GetIngestStatus
    * @generated from field: string job_id = 2;
    */
   jobId: string;
+
+  /**
+   * Long poll: waits up to this many milliseconds (at most 60000) for the job to reach a
+   * terminal state, and answers as soon as it does; 0 answers at once.
+   *
+   * @generated from field: int32 wait_ms = 3;
+   */
+  waitMs: number;
 };
 
 /**
@@ -383,7 +438,7 @@ export type GetIngestStatusRequest = Message<"dodil.k3.ingest.v1.GetIngestStatus
  * Use `create(GetIngestStatusRequestSchema)` to create a new message.
  */
 export const GetIngestStatusRequestSchema: GenMessage<GetIngestStatusRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 5);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 6);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetIngestStatusResponse
@@ -400,7 +455,7 @@ export type GetIngestStatusResponse = Message<"dodil.k3.ingest.v1.GetIngestStatu
  * Use `create(GetIngestStatusResponseSchema)` to create a new message.
  */
 export const GetIngestStatusResponseSchema: GenMessage<GetIngestStatusResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 6);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 7);
 
 /**
  * @generated from message dodil.k3.ingest.v1.ListIngestJobsRequest
@@ -451,7 +506,7 @@ export type ListIngestJobsRequest = Message<"dodil.k3.ingest.v1.ListIngestJobsRe
  * Use `create(ListIngestJobsRequestSchema)` to create a new message.
  */
 export const ListIngestJobsRequestSchema: GenMessage<ListIngestJobsRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 7);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 8);
 
 /**
  * @generated from message dodil.k3.ingest.v1.ListIngestJobsResponse
@@ -473,7 +528,7 @@ export type ListIngestJobsResponse = Message<"dodil.k3.ingest.v1.ListIngestJobsR
  * Use `create(ListIngestJobsResponseSchema)` to create a new message.
  */
 export const ListIngestJobsResponseSchema: GenMessage<ListIngestJobsResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 8);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 9);
 
 /**
  * @generated from message dodil.k3.ingest.v1.CancelIngestJobRequest
@@ -495,7 +550,7 @@ export type CancelIngestJobRequest = Message<"dodil.k3.ingest.v1.CancelIngestJob
  * Use `create(CancelIngestJobRequestSchema)` to create a new message.
  */
 export const CancelIngestJobRequestSchema: GenMessage<CancelIngestJobRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 9);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 10);
 
 /**
  * @generated from message dodil.k3.ingest.v1.CancelIngestJobResponse
@@ -512,7 +567,7 @@ export type CancelIngestJobResponse = Message<"dodil.k3.ingest.v1.CancelIngestJo
  * Use `create(CancelIngestJobResponseSchema)` to create a new message.
  */
 export const CancelIngestJobResponseSchema: GenMessage<CancelIngestJobResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 10);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 11);
 
 /**
  * Display data about the pipeline a rule binds, derived by the server.
@@ -538,7 +593,7 @@ export type RuleBinding = Message<"dodil.k3.ingest.v1.RuleBinding"> & {
  * Use `create(RuleBindingSchema)` to create a new message.
  */
 export const RuleBindingSchema: GenMessage<RuleBinding> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 11);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 12);
 
 /**
  * A routing rule: objects that match it are ingested by its pipeline.
@@ -647,7 +702,7 @@ export type IngestRule = Message<"dodil.k3.ingest.v1.IngestRule"> & {
  * Use `create(IngestRuleSchema)` to create a new message.
  */
 export const IngestRuleSchema: GenMessage<IngestRule> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 12);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 13);
 
 /**
  * A list value whose presence is visible in an update.
@@ -666,7 +721,7 @@ export type StringList = Message<"dodil.k3.ingest.v1.StringList"> & {
  * Use `create(StringListSchema)` to create a new message.
  */
 export const StringListSchema: GenMessage<StringList> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 13);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 14);
 
 /**
  * @generated from message dodil.k3.ingest.v1.CreateRuleRequest
@@ -745,7 +800,7 @@ export type CreateRuleRequest = Message<"dodil.k3.ingest.v1.CreateRuleRequest"> 
  * Use `create(CreateRuleRequestSchema)` to create a new message.
  */
 export const CreateRuleRequestSchema: GenMessage<CreateRuleRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 14);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 15);
 
 /**
  * @generated from message dodil.k3.ingest.v1.CreateRuleResponse
@@ -762,7 +817,7 @@ export type CreateRuleResponse = Message<"dodil.k3.ingest.v1.CreateRuleResponse"
  * Use `create(CreateRuleResponseSchema)` to create a new message.
  */
 export const CreateRuleResponseSchema: GenMessage<CreateRuleResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 15);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 16);
 
 /**
  * @generated from message dodil.k3.ingest.v1.ListRulesRequest
@@ -799,7 +854,7 @@ export type ListRulesRequest = Message<"dodil.k3.ingest.v1.ListRulesRequest"> & 
  * Use `create(ListRulesRequestSchema)` to create a new message.
  */
 export const ListRulesRequestSchema: GenMessage<ListRulesRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 16);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 17);
 
 /**
  * @generated from message dodil.k3.ingest.v1.ListRulesResponse
@@ -821,7 +876,7 @@ export type ListRulesResponse = Message<"dodil.k3.ingest.v1.ListRulesResponse"> 
  * Use `create(ListRulesResponseSchema)` to create a new message.
  */
 export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 17);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 18);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetRuleRequest
@@ -843,7 +898,7 @@ export type GetRuleRequest = Message<"dodil.k3.ingest.v1.GetRuleRequest"> & {
  * Use `create(GetRuleRequestSchema)` to create a new message.
  */
 export const GetRuleRequestSchema: GenMessage<GetRuleRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 18);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 19);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetRuleResponse
@@ -860,7 +915,7 @@ export type GetRuleResponse = Message<"dodil.k3.ingest.v1.GetRuleResponse"> & {
  * Use `create(GetRuleResponseSchema)` to create a new message.
  */
 export const GetRuleResponseSchema: GenMessage<GetRuleResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 19);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 20);
 
 /**
  * Absent fields are left alone; a present scalar is written even when empty or zero; a
@@ -945,7 +1000,7 @@ export type UpdateRuleRequest = Message<"dodil.k3.ingest.v1.UpdateRuleRequest"> 
  * Use `create(UpdateRuleRequestSchema)` to create a new message.
  */
 export const UpdateRuleRequestSchema: GenMessage<UpdateRuleRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 20);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 21);
 
 /**
  * @generated from message dodil.k3.ingest.v1.UpdateRuleResponse
@@ -962,7 +1017,7 @@ export type UpdateRuleResponse = Message<"dodil.k3.ingest.v1.UpdateRuleResponse"
  * Use `create(UpdateRuleResponseSchema)` to create a new message.
  */
 export const UpdateRuleResponseSchema: GenMessage<UpdateRuleResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 21);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 22);
 
 /**
  * @generated from message dodil.k3.ingest.v1.DeleteRuleRequest
@@ -984,7 +1039,7 @@ export type DeleteRuleRequest = Message<"dodil.k3.ingest.v1.DeleteRuleRequest"> 
  * Use `create(DeleteRuleRequestSchema)` to create a new message.
  */
 export const DeleteRuleRequestSchema: GenMessage<DeleteRuleRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 22);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 23);
 
 /**
  * @generated from message dodil.k3.ingest.v1.DeleteRuleResponse
@@ -997,7 +1052,7 @@ export type DeleteRuleResponse = Message<"dodil.k3.ingest.v1.DeleteRuleResponse"
  * Use `create(DeleteRuleResponseSchema)` to create a new message.
  */
 export const DeleteRuleResponseSchema: GenMessage<DeleteRuleResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 23);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 24);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerDiscoveryRequest
@@ -1033,7 +1088,7 @@ export type TriggerDiscoveryRequest = Message<"dodil.k3.ingest.v1.TriggerDiscove
  * Use `create(TriggerDiscoveryRequestSchema)` to create a new message.
  */
 export const TriggerDiscoveryRequestSchema: GenMessage<TriggerDiscoveryRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 24);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 25);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerDiscoveryResponse
@@ -1062,7 +1117,7 @@ export type TriggerDiscoveryResponse = Message<"dodil.k3.ingest.v1.TriggerDiscov
  * Use `create(TriggerDiscoveryResponseSchema)` to create a new message.
  */
 export const TriggerDiscoveryResponseSchema: GenMessage<TriggerDiscoveryResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 25);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 26);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerIngestionRequest
@@ -1105,7 +1160,7 @@ export type TriggerIngestionRequest = Message<"dodil.k3.ingest.v1.TriggerIngesti
  * Use `create(TriggerIngestionRequestSchema)` to create a new message.
  */
 export const TriggerIngestionRequestSchema: GenMessage<TriggerIngestionRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 26);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 27);
 
 /**
  * @generated from message dodil.k3.ingest.v1.TriggerIngestionResponse
@@ -1141,7 +1196,7 @@ export type TriggerIngestionResponse = Message<"dodil.k3.ingest.v1.TriggerIngest
  * Use `create(TriggerIngestionResponseSchema)` to create a new message.
  */
 export const TriggerIngestionResponseSchema: GenMessage<TriggerIngestionResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 27);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 28);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetSyncStatusRequest
@@ -1163,7 +1218,7 @@ export type GetSyncStatusRequest = Message<"dodil.k3.ingest.v1.GetSyncStatusRequ
  * Use `create(GetSyncStatusRequestSchema)` to create a new message.
  */
 export const GetSyncStatusRequestSchema: GenMessage<GetSyncStatusRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 28);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 29);
 
 /**
  * One discovery of a source and what it found.
@@ -1272,7 +1327,7 @@ export type Discovery = Message<"dodil.k3.ingest.v1.Discovery"> & {
  * Use `create(DiscoverySchema)` to create a new message.
  */
 export const DiscoverySchema: GenMessage<Discovery> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 29);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 30);
 
 /**
  * @generated from message dodil.k3.ingest.v1.GetSyncStatusResponse
@@ -1342,7 +1397,430 @@ export type GetSyncStatusResponse = Message<"dodil.k3.ingest.v1.GetSyncStatusRes
  * Use `create(GetSyncStatusResponseSchema)` to create a new message.
  */
 export const GetSyncStatusResponseSchema: GenMessage<GetSyncStatusResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_ingest_v1_ingest, 30);
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 31);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.WatchIngestJobsRequest
+ */
+export type WatchIngestJobsRequest = Message<"dodil.k3.ingest.v1.WatchIngestJobsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * Watches this job only; the stream ends after its terminal state.
+   *
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * The filters of ListIngestJobs; unset means any.
+   *
+   * @generated from field: dodil.k3.ingest.v1.IngestStatus status_filter = 3;
+   */
+  statusFilter: IngestStatus;
+
+  /**
+   * @generated from field: string pipeline_id = 4;
+   */
+  pipelineId: string;
+
+  /**
+   * @generated from field: string rule_id = 5;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: string source_id = 6;
+   */
+  sourceId: string;
+
+  /**
+   * Resumes after this event_id (the last one received): the changes since are sent,
+   * instead of the current state. OUT_OF_RANGE when it is older than the retained events.
+   *
+   * @generated from field: string resume_after = 7;
+   */
+  resumeAfter: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.WatchIngestJobsRequest.
+ * Use `create(WatchIngestJobsRequestSchema)` to create a new message.
+ */
+export const WatchIngestJobsRequestSchema: GenMessage<WatchIngestJobsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 32);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.WatchIngestJobsResponse
+ */
+export type WatchIngestJobsResponse = Message<"dodil.k3.ingest.v1.WatchIngestJobsResponse"> & {
+  /**
+   * @generated from field: dodil.k3.ingest.v1.WatchEventType type = 1;
+   */
+  type: WatchEventType;
+
+  /**
+   * The job as it is after the event (unset on SYNCED).
+   *
+   * @generated from field: dodil.k3.ingest.v1.IngestJob job = 2;
+   */
+  job?: IngestJob | undefined;
+
+  /**
+   * The resume point after this message.
+   *
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.WatchIngestJobsResponse.
+ * Use `create(WatchIngestJobsResponseSchema)` to create a new message.
+ */
+export const WatchIngestJobsResponseSchema: GenMessage<WatchIngestJobsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 33);
+
+/**
+ * A webhook subscription of a bucket.
+ *
+ * @generated from message dodil.k3.ingest.v1.Webhook
+ */
+export type Webhook = Message<"dodil.k3.ingest.v1.Webhook"> & {
+  /**
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+
+  /**
+   * @generated from field: string bucket = 2;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string url = 3;
+   */
+  url: string;
+
+  /**
+   * Event types delivered: "ingest.job.completed", "ingest.job.failed",
+   * "ingest.job.partial", "ingest.job.cancelled" (the terminal ones, the default), and
+   * "ingest.job.changed" (every change).
+   *
+   * @generated from field: repeated string events = 4;
+   */
+  events: string[];
+
+  /**
+   * @generated from field: string description = 5;
+   */
+  description: string;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 created_at = 6;
+   */
+  createdAt: bigint;
+
+  /**
+   * "whsec_…": set only in the CreateWebhook answer.
+   *
+   * @generated from field: string secret = 7;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.Webhook.
+ * Use `create(WebhookSchema)` to create a new message.
+ */
+export const WebhookSchema: GenMessage<Webhook> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 34);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.CreateWebhookRequest
+ */
+export type CreateWebhookRequest = Message<"dodil.k3.ingest.v1.CreateWebhookRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * http or https; loopback and hosts outside K3_WEBHOOK_ALLOW (when set) are refused.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: repeated string events = 3;
+   */
+  events: string[];
+
+  /**
+   * @generated from field: string description = 4;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.CreateWebhookRequest.
+ * Use `create(CreateWebhookRequestSchema)` to create a new message.
+ */
+export const CreateWebhookRequestSchema: GenMessage<CreateWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 35);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.CreateWebhookResponse
+ */
+export type CreateWebhookResponse = Message<"dodil.k3.ingest.v1.CreateWebhookResponse"> & {
+  /**
+   * @generated from field: dodil.k3.ingest.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.CreateWebhookResponse.
+ * Use `create(CreateWebhookResponseSchema)` to create a new message.
+ */
+export const CreateWebhookResponseSchema: GenMessage<CreateWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 36);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.ListWebhooksRequest
+ */
+export type ListWebhooksRequest = Message<"dodil.k3.ingest.v1.ListWebhooksRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.ListWebhooksRequest.
+ * Use `create(ListWebhooksRequestSchema)` to create a new message.
+ */
+export const ListWebhooksRequestSchema: GenMessage<ListWebhooksRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 37);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.ListWebhooksResponse
+ */
+export type ListWebhooksResponse = Message<"dodil.k3.ingest.v1.ListWebhooksResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.ingest.v1.Webhook webhooks = 1;
+   */
+  webhooks: Webhook[];
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.ListWebhooksResponse.
+ * Use `create(ListWebhooksResponseSchema)` to create a new message.
+ */
+export const ListWebhooksResponseSchema: GenMessage<ListWebhooksResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 38);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.DeleteWebhookRequest
+ */
+export type DeleteWebhookRequest = Message<"dodil.k3.ingest.v1.DeleteWebhookRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string webhook_id = 2;
+   */
+  webhookId: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.DeleteWebhookRequest.
+ * Use `create(DeleteWebhookRequestSchema)` to create a new message.
+ */
+export const DeleteWebhookRequestSchema: GenMessage<DeleteWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 39);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.DeleteWebhookResponse
+ */
+export type DeleteWebhookResponse = Message<"dodil.k3.ingest.v1.DeleteWebhookResponse"> & {
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.DeleteWebhookResponse.
+ * Use `create(DeleteWebhookResponseSchema)` to create a new message.
+ */
+export const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 40);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.ListWebhookDeliveriesRequest
+ */
+export type ListWebhookDeliveriesRequest = Message<"dodil.k3.ingest.v1.ListWebhookDeliveriesRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string webhook_id = 2;
+   */
+  webhookId: string;
+
+  /**
+   * 0 means 50; at most 1000.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.ListWebhookDeliveriesRequest.
+ * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 41);
+
+/**
+ * One POST attempt of a delivery.
+ *
+ * @generated from message dodil.k3.ingest.v1.WebhookAttempt
+ */
+export type WebhookAttempt = Message<"dodil.k3.ingest.v1.WebhookAttempt"> & {
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 at = 1;
+   */
+  at: bigint;
+
+  /**
+   * The receiver's HTTP status; 0 when no answer came.
+   *
+   * @generated from field: int32 status_code = 2;
+   */
+  statusCode: number;
+
+  /**
+   * Why it failed ("" on success).
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+
+  /**
+   * @generated from field: int32 duration_ms = 4;
+   */
+  durationMs: number;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.WebhookAttempt.
+ * Use `create(WebhookAttemptSchema)` to create a new message.
+ */
+export const WebhookAttemptSchema: GenMessage<WebhookAttempt> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 42);
+
+/**
+ * One event to deliver to one subscription.
+ *
+ * @generated from message dodil.k3.ingest.v1.WebhookDelivery
+ */
+export type WebhookDelivery = Message<"dodil.k3.ingest.v1.WebhookDelivery"> & {
+  /**
+   * The webhook-id header: the same on every attempt (receivers deduplicate on it).
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string event_type = 2;
+   */
+  eventType: string;
+
+  /**
+   * @generated from field: string job_id = 3;
+   */
+  jobId: string;
+
+  /**
+   * "pending", "delivered" or "failed" (attempts exhausted).
+   *
+   * @generated from field: string state = 4;
+   */
+  state: string;
+
+  /**
+   * @generated from field: int32 attempts = 5;
+   */
+  attempts: number;
+
+  /**
+   * Unix epoch milliseconds.
+   *
+   * @generated from field: int64 created_at = 6;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: int64 next_attempt_at = 7;
+   */
+  nextAttemptAt: bigint;
+
+  /**
+   * @generated from field: int64 delivered_at = 8;
+   */
+  deliveredAt: bigint;
+
+  /**
+   * @generated from field: repeated dodil.k3.ingest.v1.WebhookAttempt attempt_log = 9;
+   */
+  attemptLog: WebhookAttempt[];
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.WebhookDelivery.
+ * Use `create(WebhookDeliverySchema)` to create a new message.
+ */
+export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 43);
+
+/**
+ * @generated from message dodil.k3.ingest.v1.ListWebhookDeliveriesResponse
+ */
+export type ListWebhookDeliveriesResponse = Message<"dodil.k3.ingest.v1.ListWebhookDeliveriesResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.ingest.v1.WebhookDelivery deliveries = 1;
+   */
+  deliveries: WebhookDelivery[];
+
+  /**
+   * @generated from field: dodil.k3.ingest.v1.Pagination pagination = 2;
+   */
+  pagination?: Pagination | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.ingest.v1.ListWebhookDeliveriesResponse.
+ * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_ingest_v1_ingest, 44);
 
 /**
  * Lifecycle state of an ingest job.
@@ -1393,6 +1871,45 @@ export enum IngestStatus {
  */
 export const IngestStatusSchema: GenEnum<IngestStatus> = /*@__PURE__*/
   enumDesc(file_dodil_k3_ingest_v1_ingest, 0);
+
+/**
+ * What a WatchIngestJobsResponse is.
+ *
+ * @generated from enum dodil.k3.ingest.v1.WatchEventType
+ */
+export enum WatchEventType {
+  /**
+   * @generated from enum value: WATCH_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The state of a matching job when the watch began.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_SNAPSHOT = 1;
+   */
+  SNAPSHOT = 1,
+
+  /**
+   * The initial state is complete; changes follow.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_SYNCED = 2;
+   */
+  SYNCED = 2,
+
+  /**
+   * A job changed (created, status, progress, error).
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_CHANGE = 3;
+   */
+  CHANGE = 3,
+}
+
+/**
+ * Describes the enum dodil.k3.ingest.v1.WatchEventType.
+ */
+export const WatchEventTypeSchema: GenEnum<WatchEventType> = /*@__PURE__*/
+  enumDesc(file_dodil_k3_ingest_v1_ingest, 1);
 
 /**
  * IngestService triggers, inspects and cancels ingest jobs and manages routing rules.
@@ -1524,6 +2041,64 @@ export const IngestService: GenService<{
     methodKind: "unary";
     input: typeof GetSyncStatusRequestSchema;
     output: typeof GetSyncStatusResponseSchema;
+  },
+  /**
+   * Streams the jobs of a bucket (or one job) as they change: first the current state of
+   * the matching jobs, then a SYNCED marker, then every change (status transitions,
+   * progress at a bounded rate, errors). Each message carries an event_id; a watch started
+   * again with resume_after = the last event_id seen misses nothing still retained. A watch
+   * of one job ends after the job's terminal state. Over REST this is Server-Sent Events
+   * (Last-Event-ID resumes).
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.WatchIngestJobs
+   */
+  watchIngestJobs: {
+    methodKind: "server_streaming";
+    input: typeof WatchIngestJobsRequestSchema;
+    output: typeof WatchIngestJobsResponseSchema;
+  },
+  /**
+   * Subscribes a URL to the bucket's job events: each is POSTed as JSON signed with the
+   * Standard Webhooks scheme (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256
+   * with the subscription's secret, returned once, here), retried with backoff from a
+   * durable outbox, at least once.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.CreateWebhook
+   */
+  createWebhook: {
+    methodKind: "unary";
+    input: typeof CreateWebhookRequestSchema;
+    output: typeof CreateWebhookResponseSchema;
+  },
+  /**
+   * Lists the webhook subscriptions of a bucket (secrets are not returned).
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.ListWebhooks
+   */
+  listWebhooks: {
+    methodKind: "unary";
+    input: typeof ListWebhooksRequestSchema;
+    output: typeof ListWebhooksResponseSchema;
+  },
+  /**
+   * Deletes a webhook subscription and its undelivered messages.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.DeleteWebhook
+   */
+  deleteWebhook: {
+    methodKind: "unary";
+    input: typeof DeleteWebhookRequestSchema;
+    output: typeof DeleteWebhookResponseSchema;
+  },
+  /**
+   * The deliveries of a subscription, newest first, each with its attempt log.
+   *
+   * @generated from rpc dodil.k3.ingest.v1.IngestService.ListWebhookDeliveries
+   */
+  listWebhookDeliveries: {
+    methodKind: "unary";
+    input: typeof ListWebhookDeliveriesRequestSchema;
+    output: typeof ListWebhookDeliveriesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dodil_k3_ingest_v1_ingest, 0);
