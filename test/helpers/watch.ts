@@ -138,7 +138,7 @@ export function startWatch(
   }
   // REST: Server-Sent Events.
   const { bucket, ...query } = request;
-  const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
+  const qs = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)])).toString();
   void (async () => {
     try {
       const res = await fetch(`${target.httpUrl}/${bucket}/ingest/jobs:watch${qs ? `?${qs}` : ""}`, {
