@@ -76,13 +76,27 @@ test("trigger --wait on a file that fails exits non-zero and prints the error", 
   expect(r.stderr).toMatch(/ended INGEST_STATUS_FAILED: PDF "docs\/broken\.pdf" is corrupt or unreadable/);
 });
 
+test("jobs watch JOB_ID streams the job's changes as JSON lines and exits when it ends", async () => {
+  const started = JSON.parse((await cli(["trigger", "-b", B, "docs/a.txt", "-p", pipelineId, "-o", "json"])).stdout).job;
+  const r = await cli(["jobs", "watch", "-b", B, started.jobId]);
+  expect(r.code).toBe(0);
+  const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines.some((l) => l.type === "WATCH_EVENT_TYPE_SYNCED")).toBe(true);
+  const last = lines.filter((l) => l.job).at(-1);
+  expect(last.job).toMatchObject({ jobId: started.jobId, status: "INGEST_STATUS_COMPLETED" });
+  expect(last.eventId).toMatch(/^\d+$/);
+  const bad = await cli(["jobs", "watch", "-b", B, "--resume-after", "later"]);
+  expect(bad.code).toBe(3);
+  expect(bad.stderr).toMatch(/resume_after "later" is not an event id/);
+});
+
 test("jobs list and get, as a table and as JSON", async () => {
   const table = await cli(["jobs", "list", "-b", B, "--status", "failed"]);
   expect(table.code).toBe(0);
   expect(table.stdout).toMatch(/FAILED\s+docs\/broken\.pdf/);
   expect(table.stdout).toMatch(/^1 of 1$/m);
   const json = JSON.parse((await cli(["jobs", "list", "-b", B, "--all", "-o", "json"])).stdout);
-  expect(json.totalCount).toBe("2");
+  expect(json.totalCount).toBe("3");
   const id = json.jobs[0].jobId;
   const got = JSON.parse((await cli(["jobs", "get", "-b", B, id, "-o", "json"])).stdout);
   expect(got.job.jobId).toBe(id);

@@ -23,7 +23,8 @@ import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { searchCommand } from "./search-command";
 import { triggerMany } from "./trigger-many";
 import { retryCommand, retryStatuses } from "./retry-command";
-import { cancelOutcome, JOB_HEADER, jobRow, parseStatus, progressLine, statusName, TERMINAL } from "./job-view";
+import { cancelOutcome, JOB_HEADER, jobRow, parseStatus, statusName } from "./job-view";
+import { waitForJob, watchCommand } from "./watch-command";
 import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
@@ -31,6 +32,8 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
   jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all | --page-token T]
   jobs get    -b BUCKET JOB_ID
   jobs cancel -b BUCKET JOB_ID
+  jobs watch  -b BUCKET [JOB_ID] [--status S] [-p PIPELINE] [--rule RULE] [--resume-after EVENT_ID]
+              (live lines on a terminal, JSON lines otherwise; Ctrl-C stops)
   jobs retry  -b BUCKET [JOB_ID | --status FAILED|PARTIAL|CANCELLED] [-p PIPELINE] [--rule RULE]
               [--include-permanent] [--dry-run]
   trigger     -b BUCKET KEY [-p PIPELINE | --rule RULE] [--option k=v …] [--request-id ID] [--wait]
@@ -74,6 +77,7 @@ function adminTokenBeside(env: NodeJS.ProcessEnv): string {
 const TAKES: Record<string, string[]> = {
   "jobs list": ["bucket", "status", "pipeline", "rule", "all", "page-token"],
   "jobs get": ["bucket"],
+  "jobs watch": ["bucket", "status", "pipeline", "rule", "resume-after"],
   "jobs cancel": ["bucket"],
   "jobs retry": ["bucket", "status", "pipeline", "rule", "include-permanent", "dry-run"],
   trigger: ["bucket", "pipeline", "rule", "option", "wait", "request-id", "prefix", "glob", "yes"],
@@ -158,6 +162,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         hybrid: { type: "boolean" },
         vector: { type: "boolean" },
         collection: { type: "string" },
+        "resume-after": { type: "string" },
         "include-permanent": { type: "boolean" },
         "dry-run": { type: "boolean" },
         "keep-outputs": { type: "boolean" },
@@ -251,6 +256,25 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       if (verb === "cancel" && !asJson) out.write(cancelOutcome(res.job!) + "\n");
       return 0;
     }
+    if (group === "jobs" && verb === "watch") {
+      const stop = new AbortController();
+      const onInt = () => stop.abort();
+      process.once("SIGINT", onInt);
+      try {
+        return await watchCommand(
+          ingest,
+          { bucket: bucket(), jobId: rest[0] ?? "", statusFilter: v.status ? parseStatus(v.status) : IngestStatus.UNSPECIFIED, pipelineId: v.pipeline ?? "", ruleId: v.rule ?? "", resumeAfter: v["resume-after"] ?? "" },
+          asJson,
+          out,
+          stop.signal,
+        );
+      } catch (e) {
+        if (stop.signal.aborted) return 0;
+        throw e;
+      } finally {
+        process.off("SIGINT", onInt);
+      }
+    }
     if (group === "jobs" && verb === "retry") {
       return await retryCommand({
         ingest,
@@ -290,18 +314,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         showJob(IngestService.method.triggerIngest.output, res, job);
         return 0;
       }
-      let last = "";
-      const show = () => {
-        const line = progressLine(job);
-        if (line !== last) err.write(line + "\n");
-        last = line;
-      };
-      show();
-      while (!TERMINAL.includes(job.status)) {
-        await new Promise((r) => setTimeout(r, 200));
-        job = (await ingest.getIngestStatus({ bucket: bucket(), jobId: job.jobId })).job!;
-        show();
-      }
+      job = await waitForJob(ingest, bucket(), job, err);
       showJob(GetIngestStatusResponseSchema, create(GetIngestStatusResponseSchema, { job }), job);
       if (job.status !== IngestStatus.COMPLETED) {
         err.write(`job ${job.jobId} ended ${statusName(job.status)}${job.error ? `: ${job.error}` : ""}\n`);

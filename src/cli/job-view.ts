@@ -20,8 +20,6 @@ export function parseStatus(text: string): IngestStatus {
   return IngestStatus[short as keyof typeof IngestStatus];
 }
 
-export const TERMINAL = [IngestStatus.COMPLETED, IngestStatus.FAILED, IngestStatus.PARTIAL, IngestStatus.CANCELLED];
-
 /** Epoch milliseconds as local time, to the second ("" for 0). */
 export function localTime(ms: bigint | number): string {
   const n = Number(ms);
@@ -69,7 +67,9 @@ export function jobRow(j: IngestJob): string[] {
  */
 export function progressLine(j: IngestJob): string {
   const parts = [j.jobId, statusName(j.status), counters(j)];
-  if (j.status === IngestStatus.PROCESSING && j.chunksCreated > 0) parts.push(`${Math.floor((100 * j.embeddingsCreated) / j.chunksCreated)}%`);
+  const p = j.progress;
+  if (j.status === IngestStatus.PROCESSING && p?.stage) parts.push(p.total > 0 ? `${p.stage} ${p.done}/${p.total} ${p.unit} (${Math.floor((100 * p.done) / p.total)}%)` : p.stage);
+  else if (j.status === IngestStatus.PROCESSING && j.chunksCreated > 0) parts.push(`${Math.floor((100 * j.embeddingsCreated) / j.chunksCreated)}%`);
   if (j.attempts > 1 || j.nextAttemptAt > 0n) parts.push(`attempt ${j.attempts}`);
   if (j.nextAttemptAt > 0n) parts.push(`retry at ${localTime(j.nextAttemptAt)} after: ${j.error}`);
   return parts.join("  ");
