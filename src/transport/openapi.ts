@@ -82,7 +82,10 @@ export function buildOpenApi(services: readonly DescService[], version: string):
         tags: [service.name],
         parameters,
         responses: {
-          "200": { description: "OK", content: { "application/json": { schema: { $ref: `#/components/schemas/${method.output.typeName}` } } } },
+          "200":
+            method.methodKind === "server_streaming"
+              ? { description: `Server-Sent Events: each event's data is a ${method.output.name} (id: its eventId; send it back as Last-Event-ID to resume)`, content: { "text/event-stream": { schema: { $ref: `#/components/schemas/${method.output.typeName}` } } } }
+              : { description: "OK", content: { "application/json": { schema: { $ref: `#/components/schemas/${method.output.typeName}` } } } },
           default: { description: "Error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
         },
       };

@@ -26,10 +26,11 @@ import { migrate } from "../../src/storage/postgres/migrate";
 import { connectClients, grpcCall } from "../helpers/clients";
 import { scenario9 } from "./discovery";
 import { scenario10 } from "./search";
+import { scenario11 } from "./watch";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11").split(",").map(Number);
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -576,6 +577,11 @@ async function main() {
       const ten = await scenario10(pg.adminUrl, log);
       rows.push(...ten.rows);
       results.scenario10 = ten.results;
+    }
+    if (ONLY.includes(11)) {
+      const eleven = await scenario11(pg.adminUrl, SECONDS, log);
+      rows.push(...eleven.rows);
+      results.scenario11 = eleven.results;
     }
   } finally {
     await pg.stop();

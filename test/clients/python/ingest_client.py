@@ -2,13 +2,13 @@
 
 Usage: ingest_client.py ADDRESS TOKEN BUCKET KEY
 Uses the bucket's "python-embed" text_embedding_index pipeline (created on the first run,
-found by name after), triggers an ingest of KEY, polls the job until it is terminal, lists
+found by name after), triggers an ingest of KEY, follows the job through the
+WatchIngestJobs stream until it is terminal (no polling: the stream ends then), lists
 the pipeline's jobs, and prints a JSON summary. Exits 0 when the job COMPLETED, 1
 otherwise. Runs again as often as you like.
 """
 import json
 import sys
-import time
 
 try:
     import grpc
@@ -20,13 +20,6 @@ except ImportError:
 
 from dodil.k3.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from dodil.k3.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-
-TERMINAL = {
-    ingest_pb2.INGEST_STATUS_COMPLETED,
-    ingest_pb2.INGEST_STATUS_FAILED,
-    ingest_pb2.INGEST_STATUS_PARTIAL,
-    ingest_pb2.INGEST_STATUS_CANCELLED,
-}
 
 
 def main(address: str, token: str, bucket: str, key: str) -> int:
@@ -59,14 +52,16 @@ def main(address: str, token: str, bucket: str, key: str) -> int:
             timeout=10,
         ).job
 
-        deadline = time.time() + 60
-        while job.status not in TERMINAL and time.time() < deadline:
-            time.sleep(0.1)
-            job = ingest.GetIngestStatus(
-                ingest_pb2.GetIngestStatusRequest(bucket=bucket, job_id=job.job_id),
-                metadata=metadata,
-                timeout=10,
-            ).job
+        # The stream sends the job as it is, a SYNCED marker, then each change, and ends
+        # after the terminal state.
+        watched = []
+        for message in ingest.WatchIngestJobs(
+            ingest_pb2.WatchIngestJobsRequest(bucket=bucket, job_id=job.job_id), metadata=metadata, timeout=60
+        ):
+            watched.append(ingest_pb2.WatchEventType.Name(message.type))
+            if message.HasField("job"):
+                job = message.job
+                watched[-1] += ":" + ingest_pb2.IngestStatus.Name(job.status)
 
         listed = ingest.ListIngestJobs(
             ingest_pb2.ListIngestJobsRequest(bucket=bucket, pipeline_id=pipeline.pipeline_id, page_size=10),
@@ -91,6 +86,7 @@ def main(address: str, token: str, bucket: str, key: str) -> int:
                 "listed": [j.job_id for j in listed.jobs],
                 "totalCount": listed.pagination.total_count,
                 "withoutToken": unauthenticated,
+                "watched": watched,
             }
         )
     )

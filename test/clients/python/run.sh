@@ -36,6 +36,8 @@ assert r["status"] == "INGEST_STATUS_COMPLETED", r
 assert r["chunksCreated"] == r["embeddingsWritten"] and r["chunksCreated"] > 1, r
 assert r["listed"][0] == r["jobId"] and r["totalCount"] == run, r
 assert r["withoutToken"] == "UNAUTHENTICATED", r
+assert "WATCH_EVENT_TYPE_SYNCED" in r["watched"], r
+assert r["watched"][-1].endswith("INGEST_STATUS_COMPLETED"), r
 print(f"python client, run {run}: 1 passed, 0 failed")
 '
 done

@@ -1,0 +1,133 @@
+/**
+ * Scenario 11: push instead of poll. Wake-to-client latency — trigger a noop job, then the
+ * moment a watcher sees it COMPLETED (SSE) or a long poll (wait_ms) answers — next to the
+ * 100 ms poll loop a client would otherwise run; then 1,000 SSE watchers on one API
+ * instance: their extra RSS, and trigger throughput with them open against without (the
+ * watchers watch other buckets of the same server, so every event is read by the hub and
+ * matched against them; none is written to them).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freshDatabase, h2load, percentile, rssOf, startServer } from "./lib";
+
+type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+
+export async function scenario11(adminUrl: string, seconds: number, log: (s: string) => void): Promise<{ rows: Row[]; results: Record<string, number> }> {
+  log("scenario 11: watchers and long polls against the poll loop");
+  const rows: Row[] = [];
+  const B = "kb-watch";
+  // Latency: one server with its worker.
+  {
+    const url = await freshDatabase(adminUrl, "k3_bench_watch");
+    const s = await startServer("serve", url, { K3_POLL_MS: "1000" });
+    const base = `http://127.0.0.1:${s.httpPort}`;
+    const headers = { authorization: `Bearer ${s.token}`, "content-type": "application/json" };
+    mkdirSync(join(s.dataDir, "buckets", B), { recursive: true });
+    writeFileSync(join(s.dataDir, "buckets", B, "a.txt"), "a");
+    const post = async (path: string, body: unknown) => (await (await fetch(base + path, { method: "POST", headers, body: JSON.stringify(body) })).json()) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const pipe = (await post(`/${B}/pipelines`, { name: "noop", scriptum_template: "noop" })).pipeline.pipelineId as string;
+    const trigger = async () => (await post(`/${B}/ingest`, { object: { key: "a.txt" }, pipeline_id: pipe })).job.jobId as string;
+    // One SSE watcher of the bucket, read line by line.
+    const abort = new AbortController();
+    const res = await fetch(`${base}/${B}/ingest/jobs:watch`, { headers, signal: abort.signal });
+    const waiting = new Map<string, () => void>();
+    void (async () => {
+      const dec = new TextDecoder();
+      let buf = "";
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += dec.decode(chunk, { stream: true });
+          for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+            const data = buf.slice(0, i).split("\n").find((l) => l.startsWith("data: "));
+            buf = buf.slice(i + 2);
+            if (!data) continue;
+            const m = JSON.parse(data.slice(6));
+            if (m.job?.status === "INGEST_STATUS_COMPLETED") waiting.get(m.job.jobId)?.();
+          }
+        }
+      } catch {
+        // aborted at the end
+      }
+    })();
+    const viaWatch: number[] = [];
+    const viaLongPoll: number[] = [];
+    const viaPoll: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const t0 = performance.now();
+      let seen!: () => void;
+      const done = new Promise<void>((r) => (seen = r));
+      const id = await trigger();
+      waiting.set(id, seen);
+      await done;
+      viaWatch.push(performance.now() - t0);
+      const t1 = performance.now();
+      const id2 = await trigger();
+      await fetch(`${base}/${B}/ingest/jobs/${id2}?wait_ms=30000`, { headers });
+      viaLongPoll.push(performance.now() - t1);
+      const t2 = performance.now();
+      const id3 = await trigger();
+      for (;;) {
+        const j = (await (await fetch(`${base}/${B}/ingest/jobs/${id3}`, { headers })).json()) as { job: { status: string } };
+        if (j.job.status === "INGEST_STATUS_COMPLETED") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      viaPoll.push(performance.now() - t2);
+    }
+    abort.abort();
+    await s.proc.stop();
+    const p = (xs: number[]) => `${fmt(percentile(xs, 50), 1)} / ${fmt(percentile(xs, 99), 1)} ms`;
+    rows.push({ scenario: "11 push", metric: "trigger → watcher sees COMPLETED (SSE), p50 / p99", value: p(viaWatch), baseline: `${p(viaPoll)} poll loop (100 ms)`, ratio: fmt(percentile(viaPoll, 50) / percentile(viaWatch, 50), 2) });
+    rows.push({ scenario: "11 push", metric: "trigger → long poll (wait_ms) answers COMPLETED, p50 / p99", value: p(viaLongPoll), baseline: `${p(viaPoll)} poll loop (100 ms)`, ratio: fmt(percentile(viaPoll, 50) / percentile(viaLongPoll, 50), 2) });
+  }
+  // 1,000 watchers: memory and trigger throughput, on an API-only server.
+  const url = await freshDatabase(adminUrl, "k3_bench_watchers");
+  const s = await startServer("api", url, {});
+  const base = `http://127.0.0.1:${s.httpPort}`;
+  const auth = { authorization: `Bearer ${s.token}` };
+  mkdirSync(join(s.dataDir, "buckets", B), { recursive: true });
+  writeFileSync(join(s.dataDir, "buckets", B, "a.txt"), "a");
+  const pipe = ((await (await fetch(`${base}/${B}/pipelines`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ name: "noop", scriptum_template: "noop" }) })).json()) as { pipeline: { pipelineId: string } }).pipeline.pipelineId;
+  const body = Buffer.from(JSON.stringify({ object: { key: "a.txt" }, pipeline_id: pipe }));
+  const load = () => h2load({ url: `${base}/${B}/ingest`, body, headers: { ...auth, "content-type": "application/json" }, seconds, http1: true });
+  const pid = s.proc.child.pid!;
+  const without = await load();
+  const rssBefore = rssOf(pid);
+  const abort = new AbortController();
+  let synced = 0;
+  const streams = Array.from({ length: 1000 }, async (_, i) => {
+    const res = await fetch(`${base}/kb-watched-${i % 10}/ingest/jobs:watch`, { headers: auth, signal: abort.signal });
+    try {
+      let counted = false;
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        if (!counted && Buffer.from(chunk).includes("event: synced")) {
+          counted = true;
+          synced++;
+        }
+      }
+    } catch {
+      // aborted at the end
+    }
+  });
+  for (let i = 0; synced < 1000 && i < 600; i++) await new Promise((r) => setTimeout(r, 50));
+  const rssWith = rssOf(pid);
+  const withWatchers = await load();
+  const rssAfterLoad = rssOf(pid);
+  abort.abort();
+  await Promise.allSettled(streams);
+  await s.proc.stop();
+  const rate = (r: { ok: number; seconds: number }) => r.ok / r.seconds;
+  const extraMb = (Math.max(rssWith, rssAfterLoad) - rssBefore) / 2 ** 20;
+  const cost = 1 - rate(withWatchers) / rate(without);
+  rows.push({ scenario: "11 push", metric: `1,000 SSE watchers (${synced} synced): extra RSS`, value: `${fmt(extraMb)} MB`, target: "< 100 MB", met: extraMb < 100 ? "yes" : "no" });
+  rows.push({
+    scenario: "11 push",
+    metric: "TriggerIngest (REST) with 1,000 watchers open vs none",
+    value: `${fmt(rate(withWatchers))}/s`,
+    baseline: `${fmt(rate(without))}/s without`,
+    ratio: fmt(rate(withWatchers) / rate(without), 2),
+    target: "< 5 % slower",
+    met: cost < 0.05 ? "yes" : "no",
+  });
+  return { rows, results: { extraMb, cost, synced } };
+}
