@@ -128,13 +128,14 @@ export class JobHub {
     if (set.size === 0) this.subs.delete(s.key);
   }
 
-  /** A NOTIFY on CHANNEL_EVENTS: the payload is "lo-hi". */
+  /** A NOTIFY on CHANNEL_EVENTS: the payload is "lo-hi", and " org bucket" when the events are of one bucket. */
   notify(payload: string): void {
-    const m = /^(\d+)-(\d+)$/.exec(payload);
+    const m = /^(\d+)-(\d+)(?: (\S+) (\S+))?$/.exec(payload);
     if (!m) return;
     const lo = Number(m[1]);
     const hi = Number(m[2]);
-    if (this.count === 0) {
+    // Nobody here watches (that bucket): nothing to read.
+    if (this.count === 0 || (m[3] !== undefined && !this.subs.has(`${m[3]}\u0000${m[4]}`))) {
       this.head = Math.max(this.head, hi);
       return;
     }
@@ -155,6 +156,18 @@ export class JobHub {
     for (const set of [...this.subs.values()]) for (const s of [...set]) s.end(this.closed);
   }
 
+  /** The (org, bucket) pairs with watchers here: the only events worth reading. */
+  private watchedBuckets(): { orgs: string[]; names: string[] } {
+    const orgs: string[] = [];
+    const names: string[] = [];
+    for (const key of this.subs.keys()) {
+      const [org, bucket] = key.split("\u0000");
+      orgs.push(org);
+      names.push(bucket);
+    }
+    return { orgs, names };
+  }
+
   private async drain(): Promise<void> {
     if (this.reading) return;
     this.reading = true;
@@ -170,7 +183,7 @@ export class JobHub {
         }
         let events: JobEvent[];
         try {
-          events = await this.store.range(lo, hi, READ_LIMIT);
+          events = await this.store.range(lo, hi, READ_LIMIT, this.watchedBuckets());
         } catch (err) {
           this.log.warn("reading job events failed; retrying", { err: (err as Error).message });
           this.pending.push(...ranges);

@@ -115,17 +115,20 @@ export async function scenario11(adminUrl: string, seconds: number, log: (s: str
   const rssAfterLoad = rssOf(pid);
   abort.abort();
   await Promise.allSettled(streams);
+  // Without again, so the order of the runs (a growing table) is not taken for the watchers' cost.
+  const withoutAgain = await load();
   await s.proc.stop();
   const rate = (r: { ok: number; seconds: number }) => r.ok / r.seconds;
+  const baseline = (rate(without) + rate(withoutAgain)) / 2;
   const extraMb = (Math.max(rssWith, rssAfterLoad) - rssBefore) / 2 ** 20;
-  const cost = 1 - rate(withWatchers) / rate(without);
+  const cost = 1 - rate(withWatchers) / baseline;
   rows.push({ scenario: "11 push", metric: `1,000 SSE watchers (${synced} synced): extra RSS`, value: `${fmt(extraMb)} MB`, target: "< 100 MB", met: extraMb < 100 ? "yes" : "no" });
   rows.push({
     scenario: "11 push",
     metric: "TriggerIngest (REST) with 1,000 watchers open vs none",
     value: `${fmt(rate(withWatchers))}/s`,
-    baseline: `${fmt(rate(without))}/s without`,
-    ratio: fmt(rate(withWatchers) / rate(without), 2),
+    baseline: `${fmt(baseline)}/s without (${fmt(rate(without))} before, ${fmt(rate(withoutAgain))} after)`,
+    ratio: fmt(rate(withWatchers) / baseline, 2),
     target: "< 5 % slower",
     met: cost < 0.05 ? "yes" : "no",
   });

@@ -77,11 +77,16 @@ export class EventStore extends PgDb {
     super({ connectionString: "", pool });
   }
 
-  /** Up to `limit` of the events numbered lo..hi that are visible now, joined to their jobs. */
-  async range(lo: number, hi: number, limit: number): Promise<JobEvent[]> {
+  /**
+   * Up to `limit` of the events numbered lo..hi that are visible now, of the given buckets
+   * (org, bucket pairs), joined to their jobs.
+   */
+  async range(lo: number, hi: number, limit: number, buckets: { orgs: string[]; names: string[] }): Promise<JobEvent[]> {
     const rows = await this.q(
-      `SELECT e.seq, ${J}, ${CURRENT} FROM job_events e JOIN jobs j ON j.job_id = e.job_id WHERE e.seq BETWEEN $1 AND $2 ORDER BY e.seq LIMIT $3`,
-      [lo, hi, limit],
+      `SELECT e.seq, ${J}, ${CURRENT} FROM job_events e JOIN jobs j ON j.job_id = e.job_id
+       WHERE e.seq BETWEEN $1 AND $2 AND (e.org, e.bucket) IN (SELECT * FROM unnest($4::text[], $5::text[]))
+       ORDER BY e.seq LIMIT $3`,
+      [lo, hi, limit, buckets.orgs, buckets.names],
     );
     return rows.map(toEvent);
   }

@@ -4,8 +4,9 @@
 --
 -- Statement-level triggers (one INSERT … SELECT and one NOTIFY per statement, however many
 -- jobs it touched) keep the cost off the job path: a claim of 32 jobs is one event insert.
--- The NOTIFY payload is the statement's range of event numbers ("lo-hi"); a process with
--- watchers reads those events joined to the jobs' current rows, once for all its watchers.
+-- The NOTIFY payload is the statement's range of event numbers ("lo-hi"), followed by
+-- " org bucket" when they are all of one bucket; a process with watchers of that bucket
+-- reads those events joined to the jobs' current rows, once for all its watchers.
 
 -- What a running job is doing, written with its progress counters at a bounded rate.
 ALTER TABLE jobs
@@ -74,10 +75,10 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_delivery_idx ON webhook_attempts (delivery_id, at);
 
--- Appends the events of the changed rows in `changed` (a temp view of the statement's
--- transition rows) and the deliveries they owe, then announces the range.
+-- Appends an event per inserted job, or per updated job whose visible state changed (not a
+-- lease renewal), and the webhook deliveries they owe; then announces the range.
 CREATE FUNCTION k3_job_events_append() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE lo bigint; hi bigint; owed bigint;
+DECLARE lo bigint; hi bigint; owed bigint; one_bucket text;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     WITH ins AS (
@@ -91,7 +92,9 @@ BEGIN
       JOIN webhooks w ON w.org = i.org AND w.bucket = i.bucket AND 'ingest.job.changed' = ANY (w.events)
       RETURNING 1
     )
-    SELECT (SELECT min(seq) FROM ins), (SELECT max(seq) FROM ins), (SELECT count(*) FROM hooks) INTO lo, hi, owed;
+    SELECT min(seq), max(seq), CASE WHEN min(org) = max(org) AND min(bucket) = max(bucket) THEN min(org) || ' ' || min(bucket) END,
+           (SELECT count(*) FROM hooks)
+      INTO lo, hi, one_bucket, owed FROM ins;
   ELSE
     WITH changed AS (
       SELECT n.* FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id
@@ -114,10 +117,12 @@ BEGIN
          OR (i.status IN ('completed', 'failed', 'partial', 'cancelled') AND ('ingest.job.' || i.status) = ANY (w.events))
       RETURNING 1
     )
-    SELECT (SELECT min(seq) FROM ins), (SELECT max(seq) FROM ins), (SELECT count(*) FROM hooks) INTO lo, hi, owed;
+    SELECT min(seq), max(seq), CASE WHEN min(org) = max(org) AND min(bucket) = max(bucket) THEN min(org) || ' ' || min(bucket) END,
+           (SELECT count(*) FROM hooks)
+      INTO lo, hi, one_bucket, owed FROM ins;
   END IF;
   IF lo IS NOT NULL THEN
-    PERFORM pg_notify('k3_job_events', lo || '-' || hi);
+    PERFORM pg_notify('k3_job_events', lo || '-' || hi || coalesce(' ' || one_bucket, ''));
   END IF;
   IF owed > 0 THEN
     PERFORM pg_notify('k3_webhooks', '');
