@@ -18,7 +18,7 @@ import { createLogger, type Logger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { startListener, type Listener } from "./storage/postgres/listener";
 import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
-import { CHANNEL_EVENTS, CHANNEL_WEBHOOKS } from "./storage/postgres/event-store";
+import { CHANNEL_WEBHOOKS } from "./storage/postgres/event-store";
 import { JobHub } from "./service/job-hub";
 import { WebhookDeliverer } from "./webhooks/delivery";
 import { createWebhookPolicy } from "./webhooks/url-policy";
@@ -210,7 +210,10 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           pruning = true;
           void (async () => {
             if (config.jobRetentionMs > 0) await pruneInBatches("finished jobs", (b, n) => r.jobPruneFinished(b, n), config.jobRetentionMs, log);
-            if (config.eventRetentionMs > 0) await pruneInBatches("job events", (b, n) => r.events.prune(b, n), config.eventRetentionMs, log);
+            if (config.eventRetentionMs > 0) {
+              await pruneInBatches("job events", (b, n) => r.events.prune(b, n), config.eventRetentionMs, log);
+              await pruneInBatches("ended webhook deliveries", (b, n) => r.events.pruneDeliveries(b, n), config.eventRetentionMs, log);
+            }
           })().finally(() => (pruning = false));
         }, config.retentionIntervalMs);
         pruneTimer.unref();
@@ -235,21 +238,20 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         const webhookPolicy = createWebhookPolicy(config.webhooks.allow);
         const d0 = (deliverer = new WebhookDeliverer({ store: r.events, secrets, policy: webhookPolicy, log, now: () => Date.now() }, config.webhooks));
         // One LISTEN connection per process: other instances announce token, pipeline and
-        // rule changes (drop what we cached), job events (for watchers) and owed webhooks.
+        // rule changes (drop what we cached) and owed webhook deliveries. (Watchers ride
+        // the hub's poll of job events, see service/job-hub.ts.)
         const a = auth;
         tokenListener = startListener({
           connectionString: url,
-          channels: [CHANNEL_TOKENS, CHANNEL_CONFIG, CHANNEL_EVENTS, CHANNEL_WEBHOOKS],
-          onNotify: (channel, payload) => {
-            if (channel === CHANNEL_EVENTS) h0.notify(payload);
-            else if (channel === CHANNEL_WEBHOOKS) d0.kick();
+          channels: [CHANNEL_TOKENS, CHANNEL_CONFIG, CHANNEL_WEBHOOKS],
+          onNotify: (channel) => {
+            if (channel === CHANNEL_WEBHOOKS) d0.kick();
             else if (channel === CHANNEL_TOKENS) a.invalidate();
             else r.invalidateConfig();
           },
           onReconnect: () => {
             a.invalidate();
             r.invalidateConfig();
-            h0.reconnected();
             d0.kick();
           },
           log,

@@ -196,6 +196,21 @@ test("a running job shows its stage and progress through Get, List and the watch
   }
 }, 60_000);
 
+test("a server that drains ends its watches with UNAVAILABLE, and a watch resumed elsewhere misses nothing", async () => {
+  const c = await startPeer(a, { K3_ROLE: "api", K3_DATA_DIR: a.dataDir });
+  const watch = startWatch("grpc", c, { bucket: B, pipeline_id: noop });
+  const synced = await watch.until((m) => m.type === "WATCH_EVENT_TYPE_SYNCED");
+  await c.stop();
+  expect(await watch.done()).toMatchObject({ code: "unavailable", message: expect.stringContaining("resume_after") });
+  const job = await trigger("docs/3.txt");
+  const elsewhere = startWatch("grpc", b, { bucket: B, pipeline_id: noop, resume_after: synced.eventId });
+  try {
+    await elsewhere.until((m) => m.job?.jobId === job.jobId && m.job.status === COMPLETED);
+  } finally {
+    elsewhere.close();
+  }
+});
+
 test("watchers see only their organization's jobs", async () => {
   const s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "50" });
   try {
@@ -225,9 +240,10 @@ test("watchers see only their organization's jobs", async () => {
 
 test("a watcher that falls too far behind is dropped with RESOURCE_EXHAUSTED and its resume point", async () => {
   const hub = new JobHub(a.app.repo().events, createLogger("silent"));
-  const sub = hub.subscribe({ org: "default", bucket: B });
+  // A bucket nothing happens in: only the events pushed here reach the watcher.
+  const sub = hub.subscribe({ org: "default", bucket: "kb-quiet" });
   const job = (await onA("GET", `/${B}/ingest/jobs?page_size=1`)).json.jobs[0];
-  const ev = { seq: 1, job: { ...job, org: "default", bucket: B, status: "completed" }, outputCurrent: false };
+  const ev = { seq: 1, job: { ...job, org: "default", bucket: "kb-quiet", status: "completed" }, outputCurrent: false };
   // It takes two events, then stops reading while 1,000 more arrive.
   sub.push({ ...ev, seq: 1 } as never);
   sub.push({ ...ev, seq: 2 } as never);

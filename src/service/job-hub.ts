@@ -1,9 +1,11 @@
 /**
  * One process's fan-out of job events to its watchers (WatchIngestJobs streams, SSE,
- * GetIngestStatus long polls). The process LISTENs once (the API's listener connection);
- * each NOTIFY names the range of events a committed statement appended, and the hub reads
- * those events — once, for every watcher — joined to the jobs' current rows, then hands
- * each to the watchers of its bucket. With no watcher it reads nothing.
+ * GetIngestStatus long polls). While it has watchers, the hub reads the events committed
+ * since its last read every POLL_MS — one small read for all of them, whatever their
+ * number — and the events of watched buckets joined to the jobs' current rows, then hands
+ * each to the watchers of its bucket. With no watcher it reads nothing. It polls rather
+ * than LISTENs because a NOTIFY in every job transaction serialises their commits (it
+ * halved single-row job inserts when measured); polling costs the job path nothing.
  *
  * A watcher's queue is bounded: one that falls MAX_QUEUE events behind is ended with
  * RESOURCE_EXHAUSTED (and the resume point it had reached) instead of growing memory.
@@ -17,6 +19,13 @@ import type { EventStore, JobEvent } from "../storage/postgres/event-store";
 export const MAX_QUEUE = 1000;
 /** Events read per statement when catching up. */
 const READ_LIMIT = 5000;
+/** How often a hub with watchers reads new events (the latency a watcher sees, at most). */
+const POLL_MS = 25;
+/** How long a skipped event number is looked for again (a transaction still in flight). */
+const HOLE_MS = 30_000;
+const MAX_HOLES = 10_000;
+/** A hub that starts reading looks back this many events, so nothing that committed late is missed. */
+const COLD_LOOKBACK = 500;
 
 /** A watcher's view of the events of one bucket, pulled as an async iterator. */
 export class Subscription {
@@ -90,15 +99,18 @@ export class Subscription {
 export class JobHub {
   private readonly subs = new Map<string, Set<Subscription>>();
   private count = 0;
+  /** The newest event number read; 0 while the hub is cold (no watcher since it last idled). */
   private head = 0;
-  private pending: Array<[number, number]> = [];
-  private reading = false;
-  private readonly seen = new Set<number>();
+  /** Numbers skipped by a read (a transaction still in flight, or rolled back) and since when. */
+  private readonly holes = new Map<number, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private polling = false;
   private closed: Error | undefined;
 
   constructor(
     private readonly store: EventStore,
     private readonly log: Logger,
+    private readonly pollMs = POLL_MS,
   ) {}
 
   /** Watchers in this process. */
@@ -118,6 +130,7 @@ export class JobHub {
     if (!set) this.subs.set(key, (set = new Set()));
     set.add(sub);
     this.count++;
+    this.timer ??= setTimeout(() => void this.poll(), 0);
     return sub;
   }
 
@@ -128,35 +141,14 @@ export class JobHub {
     if (set.size === 0) this.subs.delete(s.key);
   }
 
-  /** A NOTIFY on CHANNEL_EVENTS: the payload is "lo-hi", and " org bucket" when the events are of one bucket. */
-  notify(payload: string): void {
-    const m = /^(\d+)-(\d+)(?: (\S+) (\S+))?$/.exec(payload);
-    if (!m) return;
-    const lo = Number(m[1]);
-    const hi = Number(m[2]);
-    // Nobody here watches (that bucket): nothing to read.
-    if (this.count === 0 || (m[3] !== undefined && !this.subs.has(`${m[3]}\u0000${m[4]}`))) {
-      this.head = Math.max(this.head, hi);
-      return;
-    }
-    this.pending.push([lo, hi]);
-    void this.drain();
-  }
-
-  /** The listener reconnected: notifications sent meanwhile are lost, so read what followed the last one seen. */
-  reconnected(): void {
-    if (this.count === 0 || this.head === 0) return;
-    this.pending.push([this.head + 1, Number.MAX_SAFE_INTEGER]);
-    void this.drain();
-  }
-
   /** Ends every watcher (shutdown): they are told to reconnect elsewhere. */
   close(): void {
     this.closed = new ConnectError("the server is shutting down; watch again (with resume_after) on another instance", Code.Unavailable);
     for (const set of [...this.subs.values()]) for (const s of [...set]) s.end(this.closed);
+    if (this.timer) clearTimeout(this.timer);
   }
 
-  /** The (org, bucket) pairs with watchers here: the only events worth reading. */
+  /** The (org, bucket) pairs with watchers here: the only events worth reading in full. */
   private watchedBuckets(): { orgs: string[]; names: string[] } {
     const orgs: string[] = [];
     const names: string[] = [];
@@ -168,34 +160,48 @@ export class JobHub {
     return { orgs, names };
   }
 
-  private async drain(): Promise<void> {
-    if (this.reading) return;
-    this.reading = true;
+  /**
+   * One read of what committed since the last: the numbers after `head` and the holes left
+   * by earlier reads. A number skipped now may belong to a transaction still in flight, so
+   * it is looked for again on every read for HOLE_MS.
+   */
+  private async poll(): Promise<void> {
+    if (this.polling || this.closed) return;
+    this.polling = true;
     try {
-      while (this.pending.length > 0 && this.count > 0 && !this.closed) {
-        const ranges = this.pending;
-        this.pending = [];
-        let lo = Number.MAX_SAFE_INTEGER;
-        let hi = 0;
-        for (const [a, b] of ranges) {
-          lo = Math.min(lo, a);
-          hi = Math.max(hi, b);
-        }
-        let events: JobEvent[];
-        try {
-          events = await this.store.range(lo, hi, READ_LIMIT, this.watchedBuckets());
-        } catch (err) {
-          this.log.warn("reading job events failed; retrying", { err: (err as Error).message });
-          this.pending.push(...ranges);
-          await new Promise((r) => setTimeout(r, 500));
-          continue;
-        }
-        // A catch-up read may stop at READ_LIMIT: the rest is read next.
-        if (events.length === READ_LIMIT) this.pending.push([events[events.length - 1].seq + 1, hi]);
-        this.dispatch(events);
+      if (this.count === 0) {
+        // Idle: no reads at all; the next watcher starts from the then newest events.
+        this.head = 0;
+        this.holes.clear();
+        return;
       }
+      if (this.head === 0) this.head = Math.max(0, (await this.store.bounds()).head - COLD_LOOKBACK);
+      // A read that hits READ_LIMIT is followed by the next at once.
+      for (let found = READ_LIMIT; found === READ_LIMIT; ) {
+        const holes = [...this.holes.keys()];
+        const events = await this.store.newer(this.head, holes, READ_LIMIT);
+        found = events.filter((e) => e.seq > this.head).length;
+        const now = Date.now();
+        for (const seq of holes) if (now - (this.holes.get(seq) ?? now) > HOLE_MS) this.holes.delete(seq);
+        const wanted: number[] = [];
+        for (const e of events) {
+          if (e.seq > this.head) {
+            for (let gap = this.head + 1; gap < e.seq && this.holes.size < MAX_HOLES; gap++) this.holes.set(gap, now);
+            this.head = e.seq;
+          } else {
+            this.holes.delete(e.seq);
+          }
+          if (this.subs.has(`${e.org}\u0000${e.bucket}`)) wanted.push(e.seq);
+        }
+        if (wanted.length) this.dispatch(await this.store.bySeq(wanted, this.watchedBuckets()));
+      }
+    } catch (err) {
+      this.log.warn("reading job events failed; retrying", { err: (err as Error).message });
     } finally {
-      this.reading = false;
+      this.polling = false;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      if (this.count > 0 && !this.closed) this.timer = setTimeout(() => void this.poll(), this.pollMs);
     }
   }
 
@@ -203,15 +209,8 @@ export class JobHub {
     // One message per job per read: its latest event (each carries the job's current row).
     const latest = new Map<string, JobEvent>();
     for (const ev of events) {
-      this.head = Math.max(this.head, ev.seq);
-      if (this.seen.has(ev.seq)) continue;
-      this.seen.add(ev.seq);
       latest.delete(ev.job.jobId);
       latest.set(ev.job.jobId, ev);
-    }
-    if (this.seen.size > 200_000) {
-      const keep = this.head - 100_000;
-      for (const s of this.seen) if (s < keep) this.seen.delete(s);
     }
     for (const ev of latest.values()) {
       const set = this.subs.get(`${ev.job.org}\u0000${ev.job.bucket}`);

@@ -13,6 +13,7 @@ import { decodeJson } from "./json-errors";
 import { createRestHandler, readBody, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
 import { isSigV4 } from "../s3/sigv4";
+import { createConsole } from "./console";
 
 /** Options of the HTTP door. */
 export interface HttpOptions {
@@ -80,6 +81,7 @@ function headerCount(req: IncomingMessage, name: string): number {
 /** An http.Server serving health, REST, Connect and gRPC-Web. */
 export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOptions): Server {
   const rest = createRestHandler(entries, opts);
+  const consoleFiles = createConsole();
   const connect = connectNodeAdapter({
     routes(router) {
       for (const e of entries) router.service(e.service, e.impl as never);
@@ -135,6 +137,8 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         await opts.metrics(req, res);
         return;
       }
+      // The console (GET /console/…), unless the request is S3-signed (a bucket named "console").
+      if (!isSigV4(req.headers, req.url ?? "") && consoleFiles(req, res, path)) return;
       // Who serves what on the shared port: a SigV4-signed request, any PUT or HEAD, and
       // GET / are S3; otherwise a REST route wins (so GET /{bucket}/rules is the rule list,
       // not an object named "rules"), then the Connect paths, then S3 again.

@@ -1,7 +1,7 @@
 /**
  * Job events (migration 015) and the webhook outbox. Events are appended by triggers on
- * the jobs table in the transaction of each change; here they are read back — by range
- * (a NOTIFY names the range a statement appended), after a resume point, or pruned — always
+ * the jobs table in the transaction of each change; here they are read back — as they
+ * commit (the hub's poll), after a resume point, or pruned — always
  * joined to the job's current row, so a reader sees each job as it is now. Webhook
  * subscriptions, their deliveries (claimed with leases, so several instances deliver each
  * once) and the attempt log live here too. Shares the repository's pool.
@@ -12,8 +12,6 @@ import { PgDb } from "./db";
 import { num, toJob } from "./rows";
 import { JOB_COLUMNS } from "./sql";
 
-/** The NOTIFY channel the event triggers announce ranges on ("lo-hi"). */
-export const CHANNEL_EVENTS = "k3_job_events";
 /** The NOTIFY channel the triggers use when a change owes webhook deliveries. */
 export const CHANNEL_WEBHOOKS = "k3_webhooks";
 
@@ -77,16 +75,24 @@ export class EventStore extends PgDb {
     super({ connectionString: "", pool });
   }
 
-  /**
-   * Up to `limit` of the events numbered lo..hi that are visible now, of the given buckets
-   * (org, bucket pairs), joined to their jobs.
-   */
-  async range(lo: number, hi: number, limit: number, buckets: { orgs: string[]; names: string[] }): Promise<JobEvent[]> {
+  /** The numbers and buckets of up to `limit` events after `after`, and of those among `holes` that are visible now. */
+  async newer(after: number, holes: number[], limit: number): Promise<Array<{ seq: number; org: string; bucket: string }>> {
+    const rows = await this.q(
+      `(SELECT seq, org, bucket FROM job_events WHERE seq > $1 ORDER BY seq LIMIT $3)
+       UNION ALL (SELECT seq, org, bucket FROM job_events WHERE seq = ANY($2::bigint[]) AND seq <= $1)
+       ORDER BY seq`,
+      [after, holes, limit],
+    );
+    return rows.map((r) => ({ seq: num(r.seq), org: r.org, bucket: r.bucket }));
+  }
+
+  /** The events of these numbers, of the given buckets, joined to their jobs. */
+  async bySeq(seqs: number[], buckets: { orgs: string[]; names: string[] }): Promise<JobEvent[]> {
     const rows = await this.q(
       `SELECT e.seq, ${J}, ${CURRENT} FROM job_events e JOIN jobs j ON j.job_id = e.job_id
-       WHERE e.seq BETWEEN $1 AND $2 AND (e.org, e.bucket) IN (SELECT * FROM unnest($4::text[], $5::text[]))
-       ORDER BY e.seq LIMIT $3`,
-      [lo, hi, limit, buckets.orgs, buckets.names],
+       WHERE e.seq = ANY($1::bigint[]) AND (e.org, e.bucket) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+       ORDER BY e.seq`,
+      [seqs, buckets.orgs, buckets.names],
     );
     return rows.map(toEvent);
   }
@@ -121,6 +127,15 @@ export class EventStore extends PgDb {
       [before, limit],
     );
     return num(rows[0].n);
+  }
+
+  /** Deletes up to `limit` ended deliveries (and their attempt logs) created before `before`. */
+  async pruneDeliveries(before: number, limit: number): Promise<number> {
+    return this.exec(
+      `DELETE FROM webhook_deliveries WHERE delivery_id IN (
+         SELECT delivery_id FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1 ORDER BY delivery_id LIMIT $2)`,
+      [before, limit],
+    );
   }
 
   // ---- webhooks ----
