@@ -127,6 +127,7 @@ export function registerService(
       wrapped[method.localName] = stream;
       continue;
     }
+    const audited = requiredRole(method) !== "reader";
     const handler: UnaryHandler = async (req, ctx) => {
       const started = performance.now();
       let code = "ok";
@@ -140,6 +141,10 @@ export function registerService(
         throw ce;
       } finally {
         log.debug("rpc", { requestId, method: method.name, door: ctx.protocolName, code, ms: Math.round(performance.now() - started) });
+        // What the web console changes is audited: who (token), what, where, and the outcome.
+        if (audited && ctx.requestHeader.get("x-k3-client") === "console") {
+          log.info("console action", { requestId, method: method.name, bucket: bucketOf(req), token: ctx.values.get(callerKey)?.tokenId, code });
+        }
         if (metrics) {
           const door = ctx.protocolName;
           metrics.rpcs.inc({ method: method.name, code, door });
