@@ -187,6 +187,20 @@ test("serve on a terminal says where it listens, where the token and the data ar
   }
 });
 
+test("trigger --wait on a terminal keeps its progress on one line, rewritten in place", async () => {
+  const { spawn } = await import("node:child_process");
+  const cmd = [process.execPath, "-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), "trigger", "-b", B, "docs/a.txt", "-p", pipelineId, "--wait"].join(" ");
+  const child = spawn("script", ["-qfec", cmd, "/dev/null"], { env: { ...process.env, DODIL_TOKEN: token, K3_ENDPOINT: s.httpUrl } });
+  let out = "";
+  child.stdout.on("data", (d) => (out += String(d)));
+  const code = await new Promise((r) => child.once("exit", r));
+  expect(code).toBe(0);
+  // Each update returns to the start of the line and clears it; the last one stays, then the table.
+  expect(out).toContain("\r\x1b[K");
+  expect(out).toMatch(/\r\x1b\[Kjob_\w+\s+INGEST_STATUS_COMPLETED[^\n]*\r?\n/);
+  expect(out).toMatch(/COMPLETED\s+docs\/a\.txt/);
+});
+
 test("db-url prints the database to point psql at, or says there is none yet", async () => {
   const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");

@@ -35,10 +35,11 @@ beforeAll(async () => {
   reader = (await insertToken(s, "default", [{ bucket: "*", role: "reader" }])).token;
   api = jsonClient(() => s.httpUrl, { authorization: `Bearer ${admin}` });
   expect((await api("POST", "/admin/buckets", { name: B, description: "console test" })).status).toBe(200);
-  s.putObject(B, "docs/a.txt", "hello console");
-  s.putObject(B, "docs/b.txt", "second document");
-  s.putObject(B, "bad/1.pdf", "not a pdf");
-  s.putObject(B, "bad/2.pdf", "not a pdf either");
+  // Uploaded through the byte plane, as users do (no rules yet: no jobs).
+  for (const [key, body] of [["docs/a.txt", "hello console"], ["docs/b.txt", "second document"], ["bad/1.pdf", "not a pdf"], ["bad/2.pdf", "not a pdf either"]]) {
+    const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${admin}` }, body });
+    expect(put.status).toBe(200);
+  }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -125,6 +126,21 @@ test("failed jobs are filtered, counted, and bulk-retried after a confirmation; 
   await page.locator(".err").first().waitFor();
   expect(await page.locator("dl.fields").textContent()).toContain(retried[0].object.key);
   if (SHOTS) await page.screenshot({ path: join(SHOTS, "console-job.png"), fullPage: true });
+  await page.close();
+});
+
+test("the objects view lists keys by prefix with each object's latest job per pipeline", async () => {
+  const page = await signedIn(admin);
+  await page.goto(`${s.httpUrl}/console/#/b/${B}/objects`);
+  await page.getByLabel("Key prefix").fill("bad/");
+  await page.getByRole("button", { name: "List" }).click();
+  const rows = page.locator("tbody tr");
+  await rows.first().waitFor();
+  expect(await rows.count()).toBe(2);
+  // bad/1.pdf ran the embed pipeline (failed, then retried and failed again).
+  const first = rows.filter({ hasText: "bad/1.pdf" });
+  await first.getByText("embed:").waitFor();
+  await first.locator(".badge", { hasText: "FAILED" }).waitFor();
   await page.close();
 });
 

@@ -132,7 +132,7 @@ async function bucketsView() {
 
 function tabs(bucket, current) {
   const item = (id, label) => h("a", { href: `#/b/${enc(bucket)}/${id}`, "aria-current": current === id ? "page" : undefined }, label);
-  return h("nav", { class: "tabs", "aria-label": `Bucket ${bucket}` }, item("jobs", "Jobs"), item("config", "Pipelines & rules"), item("search", "Search"), item("charts", "Charts"));
+  return h("nav", { class: "tabs", "aria-label": `Bucket ${bucket}` }, item("jobs", "Jobs"), item("objects", "Objects"), item("config", "Pipelines & rules"), item("search", "Search"), item("charts", "Charts"));
 }
 
 function progressCell(j) {
@@ -336,6 +336,45 @@ async function jobView(bucket, jobId) {
   setLeave(gen, watchJobs(bucket, { job_id: jobId }, (m) => m.job && show(m.job)));
 }
 
+// ---- objects ----
+
+/** A bucket's objects by key prefix, each with the state of its latest job per pipeline. */
+async function objectsView(bucket, params) {
+  const gen = generation;
+  const prefix = params.get("prefix") ?? "";
+  const res = await api("GET", `/${enc(bucket)}/objects${query({ prefix, max_keys: 50, continuation_token: params.get("after") ?? "" })}`);
+  // Each object's index status comes from its info (one call each, eight at a time).
+  const infos = new Array(res.objects.length);
+  for (let i = 0; i < res.objects.length; i += 8) {
+    await Promise.all(res.objects.slice(i, i + 8).map(async (o, j) => {
+      const path = o.key.split("/").map(enc).join("/");
+      infos[i + j] = (await api("GET", `/${enc(bucket)}/objects/${path}/info`).catch(() => ({ object: o }))).object;
+    }));
+  }
+  const input = h("input", { id: "prefix", name: "prefix", value: prefix, size: 30 });
+  const status = (o) =>
+    (o.indexStatus ?? []).length
+      ? h("ul", { class: "plain" }, o.indexStatus.map((s) => h("li", {}, `${s.pipelineName}: `, h("a", { href: `#/b/${enc(bucket)}/jobs/${enc(s.jobId)}` }, h("span", { class: `badge s-${short(s.status).toLowerCase()}` }, short(s.status))), s.error ? ` ${s.error}` : "")))
+      : "not indexed";
+  render(
+    gen,
+    h("h2", {}, `Objects of ${bucket}`),
+    tabs(bucket, "objects"),
+    h("form", {
+        class: "filters",
+        onsubmit: (e) => {
+          e.preventDefault();
+          location.hash = `#/b/${enc(bucket)}/objects${query({ prefix: input.value })}`;
+        },
+      },
+      h("label", { for: "prefix" }, "Key prefix"), input, h("button", { type: "submit" }, "List"),
+    ),
+    h("table", {}, h("thead", {}, h("tr", {}, ...["Key", "Size", "Type", "Modified", "Index status (latest job per pipeline)"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, infos.map((o) => h("tr", {}, h("td", { class: "key" }, o.key), h("td", { class: "num" }, o.size), h("td", {}, o.contentType), h("td", {}, time(o.lastModified)), h("td", {}, status(o)))))),
+    res.nextContinuationToken ? h("p", { class: "paging" }, h("a", { href: `#/b/${enc(bucket)}/objects${query({ prefix, after: res.nextContinuationToken })}` }, "Next page")) : "",
+  );
+}
+
 // ---- pipelines and rules ----
 
 async function configView(bucket) {
@@ -532,6 +571,7 @@ async function route() {
     if (parts[0] !== "b" || !parts[1]) await bucketsView();
     else if (parts[2] === "jobs" && parts[3]) await jobView(parts[1], parts[3]);
     else if (parts[2] === "config") await configView(parts[1]);
+    else if (parts[2] === "objects") await objectsView(parts[1], params);
     else if (parts[2] === "search") await searchView(parts[1]);
     else if (parts[2] === "charts") await chartsView(parts[1]);
     else await jobsView(parts[1], params);

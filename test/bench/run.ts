@@ -27,10 +27,11 @@ import { connectClients, grpcCall } from "../helpers/clients";
 import { scenario9 } from "./discovery";
 import { scenario10 } from "./search";
 import { scenario11 } from "./watch";
+import { scenario12 } from "./console";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11,12").split(",").map(Number);
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -582,6 +583,11 @@ async function main() {
       const eleven = await scenario11(pg.adminUrl, SECONDS, log);
       rows.push(...eleven.rows);
       results.scenario11 = eleven.results;
+    }
+    if (ONLY.includes(12)) {
+      const twelve = await scenario12(pg.adminUrl, log);
+      rows.push(...twelve.rows);
+      results.scenario12 = twelve.results;
     }
   } finally {
     await pg.stop();
