@@ -233,7 +233,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           auth = createOpenAuthenticator();
           log.warn("AUTH IS OFF (K3_AUTH=off): anyone who can reach the ports can read and change everything");
         }
-        const h0 = new JobHub(r.events, log);
+        const h0 = new JobHub(r.events, log, config.watchPollMs);
         draining.signal.addEventListener("abort", () => h0.close(), { once: true });
         const webhookPolicy = createWebhookPolicy(config.webhooks.allow);
         const d0 = (deliverer = new WebhookDeliverer({ store: r.events, secrets, policy: webhookPolicy, log, now: () => Date.now() }, config.webhooks));

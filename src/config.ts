@@ -47,6 +47,8 @@ export interface Config {
   jobRetentionMs: number;
   /** Job events older than this (ms) are pruned (resume points before them are refused); 0 keeps them. */
   eventRetentionMs: number;
+  /** How often a process with watchers reads new job events (ms): their latency, at most. */
+  watchPollMs: number;
   retentionIntervalMs: number;
   /** Webhook delivery: the host allow-list (K3_WEBHOOK_ALLOW), retry schedule base, attempts, POST timeout. */
   webhooks: { allow: readonly string[]; retryBaseMs: number; maxAttempts: number; timeoutMs: number };
@@ -158,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     dbWaitMs: positiveInt(env, "K3_DB_WAIT_MS", 60_000),
     jobRetentionMs: retention(env, "K3_JOB_RETENTION", 30 * 86_400_000),
     eventRetentionMs: retention(env, "K3_EVENT_RETENTION", 86_400_000),
+    watchPollMs: positiveInt(env, "K3_WATCH_POLL_MS", 25),
     webhooks: Object.freeze({
       allow: (env.K3_WEBHOOK_ALLOW ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
       retryBaseMs: positiveInt(env, "K3_WEBHOOK_RETRY_BASE_MS", 5_000),
