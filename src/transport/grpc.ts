@@ -86,7 +86,7 @@ function reflectionPackage(entries: readonly ServiceEntry[]): Record<string, { f
 }
 
 /** The decoded request and handler context of a call (the call's cancel and deadline abort it). */
-function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, opts: GrpcOptions) {
+function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, opts: GrpcOptions, streaming = false) {
   const abort = new AbortController();
   call.on("cancelled", () => abort.abort(new ConnectError("client cancelled the call", Code.Canceled)));
   const deadline = call.getDeadline();
@@ -109,7 +109,9 @@ function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerU
     timeoutMs,
     requestHeader: metadataToHeaders(call.metadata),
     requestSignal: abort.signal,
-    shutdownSignal: opts.shutdownSignal,
+    // Streams are ended by the job hub on drain; thousands of long-lived links on the one
+    // shutdown signal would make every other call's link and unlink walk them all.
+    shutdownSignal: streaming ? undefined : opts.shutdownSignal,
   });
   return { input, ctx };
 }
@@ -125,7 +127,7 @@ function streamHandler(entry: ServiceEntry, method: DescMethod, handler: StreamH
       sendHeaders(call, ctx.responseHeader);
     };
     const run = async () => {
-      const made = callContext(entry, method, call, opts);
+      const made = callContext(entry, method, call, opts, true);
       ctx = made.ctx;
       for await (const out of handler(made.input, ctx)) {
         sendHeadersOnce();

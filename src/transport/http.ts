@@ -82,14 +82,21 @@ function headerCount(req: IncomingMessage, name: string): number {
 export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOptions): Server {
   const rest = createRestHandler(entries, opts);
   const consoleFiles = createConsole();
-  const connect = connectNodeAdapter({
-    routes(router) {
-      for (const e of entries) router.service(e.service, e.impl as never);
-    },
-    jsonOptions: { alwaysEmitImplicit: true, ignoreUnknownFields: false },
-    readMaxBytes: opts.maxBodyBytes,
-    shutdownSignal: opts.shutdownSignal,
-  });
+  const adapter = (streams: boolean) =>
+    connectNodeAdapter({
+      routes(router) {
+        for (const e of entries) router.service(e.service, e.impl as never);
+      },
+      jsonOptions: { alwaysEmitImplicit: true, ignoreUnknownFields: false },
+      readMaxBytes: opts.maxBodyBytes,
+      // Streams are ended by the job hub on drain: linking thousands of long-lived streams to
+      // the one shutdown signal would make every other call's link and unlink walk them all.
+      shutdownSignal: streams ? undefined : opts.shutdownSignal,
+    });
+  const connectUnary = adapter(false);
+  const connectStreams = adapter(true);
+  const streamPaths = new Set(entries.flatMap((e) => [...e.streams.keys()].map((m) => `/${e.service.typeName}/${m.name}`)));
+  const connect = (req: IncomingMessage, res: ServerResponse) => (streamPaths.has((req.url ?? "/").split("?")[0]) ? connectStreams : connectUnary)(req, res);
   const connectPaths = new Set(
     entries.flatMap((e) => e.service.methods.map((m) => `/${e.service.typeName}/${m.name}`)),
   );

@@ -369,7 +369,9 @@ export function createRestHandler(
         url,
         requestHeader: headersOf(req),
         requestSignal: abort.signal,
-        shutdownSignal: opts.shutdownSignal,
+        // A stream is ended by the hub on drain; linking thousands of long-lived streams to the one
+        // shutdown signal would make every other call's link and unlink walk them all.
+        shutdownSignal: route.streaming ? undefined : opts.shutdownSignal,
       });
       if (route.streaming) {
         await serveEventStream(route.method, (route.handler as StreamHandler)(withLastEventId(input, req), ctx), ctx, res, opts.log);
