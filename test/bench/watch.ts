@@ -92,8 +92,17 @@ export async function scenario11(adminUrl: string, seconds: number, log: (s: str
   writeFileSync(join(s.dataDir, "buckets", B, "a.txt"), "a");
   const pipe = ((await (await fetch(`${base}/${B}/pipelines`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ name: "noop", scriptum_template: "noop" }) })).json()) as { pipeline: { pipelineId: string } }).pipeline.pipelineId;
   const body = Buffer.from(JSON.stringify({ object: { key: "a.txt" }, pipeline_id: pipe }));
-  const load = () => h2load({ url: `${base}/${B}/ingest`, body, headers: { ...auth, "content-type": "application/json" }, seconds, http1: true });
   const pid = s.proc.child.pid!;
+  /** A trigger load, with the server's peak RSS while it ran. */
+  const load = async () => {
+    let peak = rssOf(pid);
+    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid))), 200);
+    try {
+      return { ...(await h2load({ url: `${base}/${B}/ingest`, body, headers: { ...auth, "content-type": "application/json" }, seconds, http1: true })), peak };
+    } finally {
+      clearInterval(sampler);
+    }
+  };
   const rate = (r: { ok: number; seconds: number }) => r.ok / r.seconds;
   const results: Record<string, number> = {};
   // The same 1,000 watchers two ways: SSE (1,000 HTTP/1.1 connections, as 1,000 browsers)
@@ -144,21 +153,22 @@ export async function scenario11(adminUrl: string, seconds: number, log: (s: str
   };
   for (const [door, start] of Object.entries(open)) {
     const without = await load();
-    const rssBefore = rssOf(pid);
+    const idleBefore = rssOf(pid);
     const w = start();
     for (let i = 0; w.synced() < 1000 && i < 600; i++) await new Promise((r) => setTimeout(r, 50));
-    const rssWith = rssOf(pid);
+    const idleExtraMb = (rssOf(pid) - idleBefore) / 2 ** 20;
     const withWatchers = await load();
-    const rssAfterLoad = rssOf(pid);
     const synced = w.synced();
     w.close();
     await Promise.race([w.streams, new Promise((r) => setTimeout(r, 5000))]);
     // Without again, so the order of the runs (a growing table) is not taken for the watchers' cost.
     const withoutAgain = await load();
     const baseline = (rate(without) + rate(withoutAgain)) / 2;
-    const extraMb = (Math.max(rssWith, rssAfterLoad) - rssBefore) / 2 ** 20;
+    // Peak RSS under the same load, with the watchers against without them (before and after).
+    const extraMb = (withWatchers.peak - Math.max(without.peak, withoutAgain.peak)) / 2 ** 20;
     const cost = 1 - rate(withWatchers) / baseline;
-    rows.push({ scenario: "11 push", metric: `1,000 ${door} watchers (${synced} synced): extra RSS`, value: `${fmt(extraMb)} MB`, target: "< 100 MB", met: extraMb < 100 ? "yes" : "no" });
+    const worst = Math.max(extraMb, idleExtraMb);
+    rows.push({ scenario: "11 push", metric: `1,000 ${door} watchers (${synced} synced): extra RSS when they open (idle) / extra peak RSS under the trigger load`, value: `${fmt(idleExtraMb)} / ${fmt(extraMb)} MB`, baseline: `peak ${fmt(Math.max(without.peak, withoutAgain.peak) / 2 ** 20)} MB without`, target: "< 100 MB", met: worst < 100 ? "yes" : "no" });
     rows.push({
       scenario: "11 push",
       metric: `TriggerIngest (REST) with 1,000 ${door} watchers open vs none`,
