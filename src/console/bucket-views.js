@@ -6,6 +6,28 @@ import { canWrite, fail, generation, h, render, say, setLeave, short, STATUSES, 
 /** Shows the current view again (after a change it lists). */
 const rerender = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
 
+/** A card form whose submit runs `create` (its answer is said), then shows the view again. */
+function createForm(title, fields, submit, create) {
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          say(await create());
+          rerender();
+        } catch (err) {
+          fail(err);
+        }
+      },
+    },
+    h("h3", {}, title),
+    ...fields,
+    h("button", { type: "submit" }, submit),
+  );
+}
+
 // ---- objects ----
 
 /** A bucket's objects by key prefix, each with the state of its latest job per pipeline. */
@@ -60,43 +82,25 @@ export async function configView(bucket) {
     const pname = h("input", { id: "pipe-name", required: true });
     const ptemplate = h("select", { id: "pipe-template" }, TEMPLATES.map((t) => h("option", { value: t }, t)));
     forms.push(
-      h("form", {
-          class: "card",
-          onsubmit: async (e) => {
-            e.preventDefault();
-            try {
-              await api("POST", `/${enc(bucket)}/pipelines`, { name: pname.value, scriptum_template: ptemplate.value });
-              say(`Pipeline ${pname.value} created.`);
-              rerender();
-            } catch (err) {
-              fail(err);
-            }
-          },
-        },
-        h("h3", {}, "New pipeline"), h("label", { for: "pipe-name" }, "Name"), pname, h("label", { for: "pipe-template" }, "Template"), ptemplate, h("button", { type: "submit" }, "Create pipeline"),
-      ),
+      createForm("New pipeline", [h("label", { for: "pipe-name" }, "Name"), pname, h("label", { for: "pipe-template" }, "Template"), ptemplate], "Create pipeline", async () => {
+        await api("POST", `/${enc(bucket)}/pipelines`, { name: pname.value, scriptum_template: ptemplate.value });
+        return `Pipeline ${pname.value} created.`;
+      }),
     );
     const rname = h("input", { id: "rule-name", required: true });
     const rpipe = h("select", { id: "rule-pipeline", required: true }, pipes.pipelines.map((p) => h("option", { value: p.pipelineId }, p.name)));
     const rinclude = h("input", { id: "rule-include", placeholder: "docs/**, *.pdf" });
     const rprio = h("input", { id: "rule-priority", type: "number", value: "0" });
     forms.push(
-      h("form", {
-          class: "card",
-          onsubmit: async (e) => {
-            e.preventDefault();
-            try {
-              const include = rinclude.value.split(",").map((s) => s.trim()).filter(Boolean);
-              await api("POST", `/${enc(bucket)}/rules`, { name: rname.value, pipeline_id: rpipe.value, include_patterns: include, priority: Number(rprio.value) });
-              say(`Rule ${rname.value} created.`);
-              rerender();
-            } catch (err) {
-              fail(err);
-            }
-          },
+      createForm(
+        "New rule",
+        [h("label", { for: "rule-name" }, "Name"), rname, h("label", { for: "rule-pipeline" }, "Pipeline"), rpipe, h("label", { for: "rule-include" }, "Include patterns (comma-separated)"), rinclude, h("label", { for: "rule-priority" }, "Priority"), rprio],
+        "Create rule",
+        async () => {
+          const include = rinclude.value.split(",").map((x) => x.trim()).filter(Boolean);
+          await api("POST", `/${enc(bucket)}/rules`, { name: rname.value, pipeline_id: rpipe.value, include_patterns: include, priority: Number(rprio.value) });
+          return `Rule ${rname.value} created.`;
         },
-        h("h3", {}, "New rule"), h("label", { for: "rule-name" }, "Name"), rname, h("label", { for: "rule-pipeline" }, "Pipeline"), rpipe,
-        h("label", { for: "rule-include" }, "Include patterns (comma-separated)"), rinclude, h("label", { for: "rule-priority" }, "Priority"), rprio, h("button", { type: "submit" }, "Create rule"),
       ),
     );
   }
