@@ -107,6 +107,7 @@ test("failed jobs are filtered, counted, and bulk-retried after a confirmation; 
   await page.goto(`${s.httpUrl}/console/#/b/${B}/jobs`);
   await page.getByLabel("Status").selectOption("FAILED");
   await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/status=FAILED/);
   await page.locator("tbody tr").first().waitFor();
   const shown = await page.locator("tbody tr").evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: { job: string } }).dataset.job));
   expect(shown.sort()).toEqual(failed.map((j) => j.jobId).sort());
@@ -134,6 +135,7 @@ test("the objects view lists keys by prefix with each object's latest job per pi
   await page.goto(`${s.httpUrl}/console/#/b/${B}/objects`);
   await page.getByLabel("Key prefix").fill("bad/");
   await page.getByRole("button", { name: "List" }).click();
+  await page.waitForURL(/prefix=bad/);
   const rows = page.locator("tbody tr");
   await rows.first().waitFor();
   expect(await rows.count()).toBe(2);

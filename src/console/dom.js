@@ -19,6 +19,8 @@ export function navigate() {
   leave();
   leave = () => {};
   statusBox.replaceChildren();
+  // Nothing of the previous view stays on screen while the next one loads.
+  main.replaceChildren(h("p", { class: "help", "aria-busy": "true" }, "Loading…"));
 }
 
 export function render(gen, ...nodes) {

@@ -74,6 +74,7 @@ export async function jobsView(bucket, params) {
     paging,
   );
   // Live: changes replace their row; new matching jobs appear on the first page.
+  let newest = Math.max(0, ...page.jobs.map((j) => Number(j.createdAt)));
   const stop = watchJobs(
     bucket,
     filter,
@@ -81,7 +82,10 @@ export async function jobsView(bucket, params) {
       if (!m.job) return;
       const row = tbody.querySelector(`tr[data-job="${CSS.escape(m.job.jobId)}"]`);
       if (row) row.replaceWith(jobRow(bucket, m.job));
-      else if (m.type === "WATCH_EVENT_TYPE_CHANGE" && !params.get("page")) {
+      else if (m.type === "WATCH_EVENT_TYPE_CHANGE" && !params.get("page") && Number(m.job.createdAt) >= newest) {
+        // A job newer than the first row belongs on top (the list is newest first); a change of
+        // an older job that is not on this page stays where it is listed.
+        newest = Number(m.job.createdAt);
         tbody.prepend(jobRow(bucket, m.job));
         total.textContent = String(Number(total.textContent) + 1);
       }
