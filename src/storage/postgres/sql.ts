@@ -368,7 +368,11 @@ export const BUCKET_NAMES_WITHOUT_ROW = `
 SELECT DISTINCT bucket FROM (
   SELECT bucket FROM pipelines WHERE org = $1
   UNION SELECT bucket FROM rules WHERE org = $1
-  UNION SELECT bucket FROM job_counts WHERE org = $1
+  -- Buckets that still have jobs: counts and deltas together (a deleted bucket leaves rows
+  -- that sum to 0 until the compaction folds them).
+  UNION SELECT bucket FROM (
+    SELECT bucket, n FROM job_counts WHERE org = $1 UNION ALL SELECT bucket, n FROM job_count_deltas WHERE org = $1
+  ) AS c GROUP BY bucket HAVING sum(n) <> 0
 ) AS used
 WHERE NOT EXISTS (SELECT 1 FROM buckets b WHERE b.org = $1 AND b.name = used.bucket)
 LIMIT 1000`;
@@ -379,6 +383,7 @@ export const BUCKET_DELETE_ALL = [
   `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2`,
   `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2`,
   `DELETE FROM jobs WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM webhooks WHERE org = $1 AND bucket = $2`,
   `DELETE FROM rules WHERE org = $1 AND bucket = $2`,
   `DELETE FROM pipelines WHERE org = $1 AND bucket = $2`,
   `DELETE FROM objects WHERE org = $1 AND bucket = $2`,
