@@ -5,12 +5,11 @@
  * running jobs finish or are handed back, the pools close and the process exits 0.
  */
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "pg";
 import { createTestDb, type TestDb } from "./helpers/db";
-import { startProcess, type Child } from "./helpers/processes";
+import { serveOn, type Child } from "./helpers/processes";
 import { waitFor } from "./helpers/wait";
 
 jest.setTimeout(120_000);
@@ -20,29 +19,15 @@ let db: TestDb;
 let dataDir: string;
 let pool: Pool;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function serve(extra: Record<string, string> = {}): Promise<{ child: Child; url: string; token: string }> {
-  const http = await freePort();
-  const child = await startProcess("serve", {
-    DATABASE_URL: db.url,
-    K3_DATA_DIR: dataDir,
-    K3_HOST: "127.0.0.1",
-    K3_HTTP_PORT: String(http),
-    K3_GRPC_PORT: String(await freePort()),
+  const { child, url } = await serveOn(db.url, dataDir, {
     K3_LEASE_MS: "1500",
     K3_POLL_MS: "100",
     K3_WORKER_GRACE_MS: "2000",
     ...extra,
   });
-  return { child, url: `http://127.0.0.1:${http}`, token: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
+  return { child, url, token: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
 }
 
 beforeAll(async () => {

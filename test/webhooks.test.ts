@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDb } from "./helpers/db";
 import { jsonClient, type J } from "./helpers/http";
-import { freePort, startProcess } from "./helpers/processes";
+import { serveOn } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -189,22 +189,14 @@ test("across a kill -9 of the server every terminal event is still delivered, at
   for (let i = 0; i < 20; i++) writeFileSync(join(dataDir, "buckets", B, `${i}.txt`), `doc ${i}`);
   // The receiver is slow, so POSTs are in flight when the server dies.
   const rx = await startReceiver(() => new Promise((r) => setTimeout(() => r(200), 300)));
-  const serve = async () => {
-    const port = await freePort();
-    const child = await startProcess("serve", {
-      DATABASE_URL: db.url,
-      K3_DATA_DIR: dataDir,
-      K3_HOST: "127.0.0.1",
-      K3_HTTP_PORT: String(port),
-      K3_GRPC_PORT: String(await freePort()),
+  const serve = () =>
+    serveOn(db.url, dataDir, {
       K3_POLL_MS: "50",
       K3_WEBHOOK_ALLOW: "127.0.0.1",
       K3_WEBHOOK_RETRY_BASE_MS: "100",
       K3_WEBHOOK_TIMEOUT_MS: "1000",
       K3_LEASE_MS: "1500",
     });
-    return { child, url: `http://127.0.0.1:${port}` };
-  };
   let server = await serve();
   try {
     const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();

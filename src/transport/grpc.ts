@@ -14,7 +14,7 @@ import type { Authenticator } from "./auth";
 import { CALL_DONE, toConnectError } from "./errors";
 import { addHealthService } from "./health";
 import { Health } from "../../gen/grpc/health/v1/health_pb";
-import type { ServiceEntry, StreamHandler, UnaryHandler } from "./services";
+import { handlersOf, type ServiceEntry, type StreamHandler, type UnaryHandler } from "./services";
 
 /** Options of the gRPC door. */
 export interface GrpcOptions {
@@ -187,11 +187,7 @@ export function createGrpcServer(entries: readonly ServiceEntry[], opts: GrpcOpt
   for (const entry of entries) {
     const definition: Record<string, grpc.MethodDefinition<Uint8Array, Uint8Array>> = {};
     const handlers: grpc.UntypedServiceImplementation = {};
-    const all: Array<[DescMethod, UnaryHandler | StreamHandler, boolean]> = [
-      ...[...entry.methods].map(([m, h]): [DescMethod, UnaryHandler, boolean] => [m, h, false]),
-      ...[...entry.streams].map(([m, h]): [DescMethod, StreamHandler, boolean] => [m, h, true]),
-    ];
-    for (const [method, handler, streaming] of all) {
+    for (const [method, handler, streaming] of handlersOf(entry)) {
       definition[method.name] = {
         path: `/${entry.service.typeName}/${method.name}`,
         requestStream: false,

@@ -27,7 +27,7 @@ import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import type { Logger } from "../log";
 import { CALL_DONE, errorBody, httpStatusOf, toConnectError } from "./errors";
-import type { ServiceEntry, StreamHandler, UnaryHandler } from "./services";
+import { handlersOf, type ServiceEntry, type StreamHandler, type UnaryHandler } from "./services";
 import { serveEventStream } from "./sse";
 
 /** A path segment: a literal, a field bound to one segment, or (`{key=**}`) to one or more. */
@@ -73,11 +73,7 @@ export function parseTemplate(template: string): { segments: Segment[]; verb: st
 export function buildRoutes(entries: readonly ServiceEntry[]): RestRoute[] {
   const routes: RestRoute[] = [];
   for (const entry of entries) {
-    const all: Array<[DescMethod, UnaryHandler | StreamHandler, boolean]> = [
-      ...[...entry.methods].map(([m, h]): [DescMethod, UnaryHandler, boolean] => [m, h, false]),
-      ...[...entry.streams].map(([m, h]): [DescMethod, StreamHandler, boolean] => [m, h, true]),
-    ];
-    for (const [method, handler, streaming] of all) {
+    for (const [method, handler, streaming] of handlersOf(entry)) {
       if (!hasOption(method, httpRule)) continue;
       const rule = getOption(method, httpRule);
       const p = rule.pattern;

@@ -57,6 +57,14 @@ function bucketOf(req: unknown): string | undefined {
   return undefined;
 }
 
+/** Every handler of an entry, unary and streaming, with whether it streams (what each door walks). */
+export function handlersOf(entry: ServiceEntry): Array<[DescMethod, UnaryHandler | StreamHandler, boolean]> {
+  return [
+    ...[...entry.methods].map(([m, h]): [DescMethod, UnaryHandler, boolean] => [m, h, false]),
+    ...[...entry.streams].map(([m, h]): [DescMethod, StreamHandler, boolean] => [m, h, true]),
+  ];
+}
+
 /** Wraps every method of `impl` so that thrown errors leave as ConnectErrors. */
 export function registerService(
   service: DescService,

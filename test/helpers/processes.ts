@@ -42,6 +42,20 @@ export async function startProcess(command: "serve" | "api" | "worker", env: Rec
   return { proc, output: () => out, exited };
 }
 
+/** `serve` on free loopback ports, on a database and data dir; resolves with its HTTP URL. */
+export async function serveOn(databaseUrl: string, dataDir: string, env: Record<string, string> = {}): Promise<{ child: Child; url: string }> {
+  const port = await freePort();
+  const child = await startProcess("serve", {
+    DATABASE_URL: databaseUrl,
+    K3_DATA_DIR: dataDir,
+    K3_HOST: "127.0.0.1",
+    K3_HTTP_PORT: String(port),
+    K3_GRPC_PORT: String(await freePort()),
+    ...env,
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
 /** A loopback port nothing listens on (for servers a test starts, or a refused connection). */
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
