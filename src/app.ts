@@ -270,6 +270,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
           hub: h0,
           webhooks: webhookPolicy,
+          log,
         };
         const ready = async () => {
           await r.ping();

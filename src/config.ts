@@ -37,6 +37,8 @@ export interface Config {
   /** A file a worker touches every few seconds while its claim loop reaches the database (for container healthchecks); unset: none. */
   healthFile: string | undefined;
   logLevel: LogLevel;
+  /** Log lines kept in memory for ListIngestJobLogs (K3_LOG_LINES; 0 keeps none). */
+  logLines: number;
   maxBodyBytes: number;
   dbPoolSize: number;
   /** PostgreSQL connections of the worker when it runs beside the API (its own pool). */
@@ -154,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     embeddedPgPort: port(env, "K3_EMBEDDED_PG_PORT", 54329),
     healthFile: env.K3_HEALTH_FILE || undefined,
     logLevel,
+    logLines: nonNegative(env, "K3_LOG_LINES", 10_000),
     maxBodyBytes: positiveInt(env, "K3_MAX_BODY_BYTES", 1024 * 1024),
     dbPoolSize: positiveInt(env, "K3_DB_POOL_SIZE", 10),
     dbWorkerPoolSize: positiveInt(env, "K3_DB_WORKER_POOL_SIZE", 6),

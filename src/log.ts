@@ -16,21 +16,55 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
   /** A logger whose lines all carry `fields` (a request id, a job id). */
   child(fields: Record<string, unknown>): Logger;
+  /** The last lines written, when this logger keeps them (K3_LOG_LINES). */
+  readonly recent?: LogRing;
 }
 
-function wrap(p: pino.Logger): Logger {
+/** The last `capacity` lines a process wrote, in memory (ListIngestJobLogs reads them). */
+export class LogRing {
+  private readonly lines: string[] = [];
+  private next = 0;
+
+  constructor(readonly capacity: number) {}
+
+  push(line: string): void {
+    this.lines[this.next] = line;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  /** The kept lines that `keep` accepts, oldest first, without their line ends. */
+  filter(keep: (line: string) => boolean): string[] {
+    const ordered = this.lines.length < this.capacity ? this.lines : [...this.lines.slice(this.next), ...this.lines.slice(0, this.next)];
+    return ordered.filter(keep).map((l) => l.replace(/\n$/, ""));
+  }
+}
+
+function wrap(p: pino.Logger, recent: LogRing | undefined): Logger {
   return {
     debug: (msg, fields) => p.debug(fields ?? {}, msg),
     info: (msg, fields) => p.info(fields ?? {}, msg),
     warn: (msg, fields) => p.warn(fields ?? {}, msg),
     error: (msg, fields) => p.error(fields ?? {}, msg),
-    child: (fields) => wrap(p.child(fields)),
+    child: (fields) => wrap(p.child(fields), recent),
+    recent,
   };
 }
 
-/** Creates a logger that writes lines at or above `level`, to stderr or through `write`. */
-export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
-  const destination = write ? { write: (s: string) => write(s.replace(/\n$/, "")) } : pino.destination({ dest: 2, sync: true });
+/**
+ * Creates a logger that writes lines at or above `level`, to stderr or through `write`,
+ * keeping the last `keep` of them in memory when `keep` > 0.
+ */
+export function createLogger(level: LogLevel, write?: (line: string) => void, keep = 0): Logger {
+  const out = write ? { write: (s: string) => write(s.replace(/\n$/, "")) } : pino.destination({ dest: 2, sync: true });
+  const recent = keep > 0 ? new LogRing(keep) : undefined;
+  const destination = recent
+    ? {
+        write: (s: string) => {
+          recent.push(s);
+          return out.write(s);
+        },
+      }
+    : out;
   return wrap(
     pino(
       {
@@ -43,5 +77,6 @@ export function createLogger(level: LogLevel, write?: (line: string) => void): L
       },
       destination,
     ),
+    recent,
   );
 }

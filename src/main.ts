@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     process.stderr.write(`k3-ingest: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logLines);
   const app = build(config, log);
   let stopping = false;
   const stop = async (signal: string) => {

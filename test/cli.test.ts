@@ -100,6 +100,10 @@ test("jobs list and get, as a table and as JSON", async () => {
   const id = json.jobs[0].jobId;
   const got = JSON.parse((await cli(["jobs", "get", "-b", B, id, "-o", "json"])).stdout);
   expect(got.job.jobId).toBe(id);
+  // --prefix narrows to keys starting with it (two jobs of docs/a.txt, one of docs/broken.pdf).
+  const narrowed = JSON.parse((await cli(["jobs", "list", "-b", B, "--prefix", "docs/a", "-o", "json"])).stdout);
+  expect(narrowed.totalCount).toBe("2");
+  expect(narrowed.jobs.map((j: { object: { key: string } }) => j.object.key)).toEqual(["docs/a.txt", "docs/a.txt"]);
 });
 
 test("a job says whether its output is the live one; deleting a pipeline says what it removes, removes it, or keeps it with --keep-outputs", async () => {

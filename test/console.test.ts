@@ -25,12 +25,14 @@ let browser: Browser;
 let admin: string;
 let reader: string;
 let api: ReturnType<typeof jsonClient>;
+const logLines: string[] = [];
 
 jest.setTimeout(120_000);
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (CI's .ci/run installs it), or set CHROMIUM_PATH`);
-  s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "1", K3_METRICS_AUTH: "on" });
+  // The server's log lines are kept (as a real process keeps them) for the job page's log section.
+  s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "1", K3_METRICS_AUTH: "on" }, { logLines });
   admin = (await insertToken(s, "default", [{ bucket: "*", role: "admin" }])).token;
   reader = (await insertToken(s, "default", [{ bucket: "*", role: "reader" }])).token;
   api = jsonClient(() => s.httpUrl, { authorization: `Bearer ${admin}` });
@@ -126,6 +128,13 @@ test("failed jobs are filtered, counted, and bulk-retried after a confirmation; 
   await page.getByRole("link", { name: retried[0].retryOf }).waitFor();
   await page.locator(".err").first().waitFor();
   expect(await page.locator("dl.fields").textContent()).toContain(retried[0].object.key);
+  // Its log lines, as the server logged them: the console's own (audited) retry call, and
+  // the worker's failed attempt.
+  const failedLine = page.locator("ol.log li", { hasText: "job failed" });
+  await failedLine.first().waitFor();
+  expect(await failedLine.first().textContent()).toContain(retried[0].jobId);
+  expect(await page.locator("ol.log li", { hasText: "console action" }).first().textContent()).toContain('"method":"TriggerIngest"');
+  expect(logLines.some((l) => l.includes('"job failed"') && l.includes(retried[0].jobId))).toBe(true);
   if (SHOTS) await page.screenshot({ path: join(SHOTS, "console-job.png"), fullPage: true });
   await page.close();
 });

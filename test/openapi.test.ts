@@ -40,7 +40,7 @@ test("every google.api.http route is in it, with its path parameters", () => {
       expect(Boolean(op.requestBody)).toBe(rule.body === "*");
     }
   }
-  expect(routes).toBe(27); // 16 of IngestService, 6 of PipelineService, 5 of SourceService
+  expect(routes).toBe(28); // 17 of IngestService, 6 of PipelineService, 5 of SourceService
   // The watch is a stream: Server-Sent Events, not one JSON answer.
   expect(Object.keys(doc.paths["/{bucket}/ingest/jobs:watch"].get.responses["200"].content)).toEqual(["text/event-stream"]);
 });
@@ -52,7 +52,7 @@ test("schemas follow the JSON mapping: counters numbers, timestamps strings, enu
   expect(job.status.enum).toContain("INGEST_STATUS_COMPLETED");
   expect(job.object).toEqual({ $ref: "#/components/schemas/dodil.k3.ingest.v1.ObjectRef" });
   const list = doc.paths["/{bucket}/ingest/jobs"].get;
-  expect(list.parameters.map((p: J) => p.name)).toEqual(["bucket", "status_filter", "pipeline_id", "rule_id", "page_size", "page_token", "source_id"]);
+  expect(list.parameters.map((p: J) => p.name)).toEqual(["bucket", "status_filter", "pipeline_id", "rule_id", "page_size", "page_token", "source_id", "key_prefix"]);
   expect(doc.components.schemas["dodil.k3.ingest.v1.Pagination"].properties.totalCount.type).toBe("string");
   expect(doc.components.securitySchemes.bearerAuth).toEqual({ type: "http", scheme: "bearer" });
 });

@@ -131,3 +131,60 @@ test("a token reused with other filters, or a forged one, is INVALID_ARGUMENT", 
   const second = ok(await list("rest", { pipelineId: pipeA, pageSize: 5, pageToken: token }));
   expect(second.jobs[0].jobId).toBe(expectedOrder(all.filter((j) => j.pipelineId === pipeA))[5]);
 });
+
+test("key_prefix lists exactly the jobs whose key starts with it, byte-wise, with an exact totalCount, on every door", async () => {
+  const P = "kb-prefixes";
+  // "%" and "_" are not wildcards; "docs-old" and "docs.x" sort between "docs/" keys in
+  // many locales but not byte-wise; "é" is two bytes.
+  const keys = ["docs/a.txt", "docs/b/c.txt", "docs-old/x.txt", "docs.x", "docs", "img/é.png", "img/%.png", "img/_x.png", "Docs/a.txt"];
+  expect((await fetch(`${s.httpUrl}/admin/buckets`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: P }) })).status).toBe(200);
+  // Through the byte plane: "docs" beside "docs/…" is a key the folder store keeps aside.
+  for (const key of keys) expect((await fetch(`${s.httpUrl}/${P}/${key.split("/").map(encodeURIComponent).join("/")}`, { method: "PUT", body: key })).status).toBe(200);
+  const pipe = ok(await clients.call("grpc", PipelineService, "CreatePipeline", { bucket: P, name: "p", scriptumTemplate: "noop" })).pipeline.pipelineId;
+  const jobs: Array<{ jobId: string; key: string; createdAt: string; status: string }> = [];
+  for (let round = 0; round < 3; round++) {
+    for (const key of keys) {
+      const job = ok(await clients.call("rest", IngestService, "TriggerIngest", { bucket: P, object: { key }, pipelineId: pipe })).job;
+      jobs.push({ jobId: job.jobId, key, createdAt: job.createdAt, status: "INGEST_STATUS_PENDING" });
+    }
+  }
+  for (const j of jobs.filter((_, i) => i % 4 === 0)) {
+    ok(await clients.call("grpc", IngestService, "CancelIngestJob", { bucket: P, jobId: j.jobId }));
+    j.status = "INGEST_STATUS_CANCELLED";
+  }
+  const order = (js: typeof jobs) => [...js].sort((a, b) => (a.createdAt === b.createdAt ? (a.jobId < b.jobId ? 1 : -1) : Number(b.createdAt) - Number(a.createdAt))).map((j) => j.jobId);
+  for (const [door, prefix, status] of [
+    ["grpc", "docs/", ""],
+    ["rest", "docs", ""],
+    ["connect", "img/%", ""],
+    ["rest", "img/_", ""],
+    ["grpc", "img/é", ""],
+    ["connect", "docs/", "INGEST_STATUS_CANCELLED"],
+    ["rest", "nothing/", ""],
+  ] as Array<[Door, string, string]>) {
+    const want = jobs.filter((j) => j.key.startsWith(prefix) && (!status || j.status === status));
+    const seen: string[] = [];
+    let token = "";
+    do {
+      const body = ok(await clients.call(door, IngestService, "ListIngestJobs", { bucket: P, keyPrefix: prefix, ...(status ? { statusFilter: status } : {}), pageSize: 2, pageToken: token }));
+      expect(body.pagination.totalCount).toBe(String(want.length));
+      seen.push(...body.jobs.map((j) => j.jobId));
+      for (const j of body.jobs) expect((j.object as unknown as { key: string }).key.startsWith(prefix)).toBe(true);
+      token = body.pagination.nextPageToken;
+    } while (token);
+    expect({ door, prefix, status, seen }).toEqual({ door, prefix, status, seen: order(want) });
+  }
+  // A page token belongs to its prefix.
+  const first = ok(await clients.call("rest", IngestService, "ListIngestJobs", { bucket: P, keyPrefix: "docs/", pageSize: 2 }));
+  const other = await clients.call("rest", IngestService, "ListIngestJobs", { bucket: P, keyPrefix: "img/", pageSize: 2, pageToken: first.pagination.nextPageToken });
+  expect(other).toMatchObject({ ok: false, code: "invalid_argument" });
+  // A prefix longer than a key can be is refused, naming the field.
+  const long = await clients.call("connect", IngestService, "ListIngestJobs", { bucket: P, keyPrefix: "x".repeat(1025) });
+  expect(long).toMatchObject({ ok: false, code: "invalid_argument" });
+  expect((long as { message: string }).message).toContain("key_prefix is 1025 characters long; at most 1024");
+  // Plain HTTP, as the console and curl send it.
+  const res = await fetch(`${s.httpUrl}/${P}/ingest/jobs?key_prefix=${encodeURIComponent("img/")}&page_size=100`);
+  const body = (await res.json()) as Body;
+  expect(res.status).toBe(200);
+  expect(body.pagination.totalCount).toBe(String(jobs.filter((j) => j.key.startsWith("img/")).length));
+});

@@ -143,6 +143,7 @@ function normalize(steps: Step[], bucket: string): unknown {
     if (key === "httpStatus") return undefined; // only REST has one; the bad-input suite checks it
     if (/At$/.test(key) && typeof value === "string" && value !== "0") return "TIME";
     if (key === "nextPageToken" && value !== "") return "TOKEN";
+    if (key === "traceId" && typeof value === "string") return /^req_[0-9a-f]+$/.test(value) ? "REQUEST" : value; // each call's own id
     return value;
   });
 }

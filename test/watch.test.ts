@@ -71,6 +71,21 @@ describe.each(DOORS)("a bucket watch through %s", (door) => {
     }
   });
 
+  test("a key_prefix watch sees only the jobs of keys under that prefix", async () => {
+    const watch = startWatch(door, b, { bucket: B, key_prefix: "docs/l" });
+    try {
+      await watch.until((m) => m.type === "WATCH_EVENT_TYPE_SYNCED");
+      const other = await trigger("docs/9.txt");
+      expect((await onA("GET", `/${B}/ingest/jobs/${other.jobId}?wait_ms=10000`)).json.job.status).toBe(COMPLETED);
+      const mine = await trigger("docs/long.txt");
+      // Events arrive in order: by the end of this job, the other job's whole life had passed the watch.
+      await watch.until((m) => m.job?.jobId === mine.jobId && m.job.status === COMPLETED);
+      expect(watch.messages.filter((m) => m.job).every((m) => m.job.object.key.startsWith("docs/l"))).toBe(true);
+    } finally {
+      watch.close();
+    }
+  });
+
   test("a watch of one job ends after its terminal state", async () => {
     const job = await trigger(`docs/${4 + DOORS.indexOf(door)}.txt`);
     const watch = startWatch(door, b, { bucket: B, job_id: job.jobId });

@@ -29,7 +29,7 @@ import { VectorService } from "../../gen/dodil/k3/vector/v1/vector_pb";
 import { SourceService } from "../../gen/dodil/k3/source/v1/source_pb";
 
 export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --token T or DODIL_TOKEN, -o table|json)
-  jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--all | --page-token T]
+  jobs list   -b BUCKET [--status FAILED] [-p PIPELINE] [--rule RULE] [--prefix KEYS/] [--all | --page-token T]
   jobs get    -b BUCKET JOB_ID
   jobs cancel -b BUCKET JOB_ID
   jobs watch  -b BUCKET [JOB_ID] [--status S] [-p PIPELINE] [--rule RULE] [--resume-after EVENT_ID]
@@ -75,7 +75,7 @@ function adminTokenBeside(env: NodeJS.ProcessEnv): string {
 
 /** The flags each command takes, besides --endpoint, --token and -o. */
 const TAKES: Record<string, string[]> = {
-  "jobs list": ["bucket", "status", "pipeline", "rule", "all", "page-token"],
+  "jobs list": ["bucket", "status", "pipeline", "rule", "prefix", "all", "page-token"],
   "jobs get": ["bucket"],
   "jobs watch": ["bucket", "status", "pipeline", "rule", "resume-after"],
   "jobs cancel": ["bucket"],
@@ -234,6 +234,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
           statusFilter: v.status ? parseStatus(v.status) : IngestStatus.UNSPECIFIED,
           pipelineId: v.pipeline ?? "",
           ruleId: v.rule ?? "",
+          keyPrefix: v.prefix ?? "",
           pageSize: v.all ? 1000 : 50,
           pageToken,
         });

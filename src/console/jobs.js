@@ -32,7 +32,7 @@ function jobRow(bucket, j) {
 
 export async function jobsView(bucket, params) {
   const gen = generation;
-  const filter = { status_filter: params.get("status") ? `INGEST_STATUS_${params.get("status")}` : "", pipeline_id: params.get("pipeline") ?? "", rule_id: params.get("rule") ?? "", source_id: params.get("source") ?? "" };
+  const filter = { status_filter: params.get("status") ? `INGEST_STATUS_${params.get("status")}` : "", pipeline_id: params.get("pipeline") ?? "", rule_id: params.get("rule") ?? "", source_id: params.get("source") ?? "", key_prefix: params.get("prefix") ?? "" };
   const [pipes, rules, write] = await Promise.all([api("GET", `/${enc(bucket)}/pipelines?page_size=1000`), api("GET", `/${enc(bucket)}/rules?page_size=1000`), canWrite(bucket)]);
   const page = await api("GET", `/${enc(bucket)}/ingest/jobs${query({ ...filter, page_size: 50, page_token: params.get("page") ?? "" })}`);
   const tbody = h("tbody", {}, page.jobs.map((j) => jobRow(bucket, j)));
@@ -47,13 +47,14 @@ export async function jobsView(bucket, params) {
       onsubmit: (e) => {
         e.preventDefault();
         const f = new FormData(e.target);
-        location.hash = `#/b/${enc(bucket)}/jobs${query({ status: f.get("status"), pipeline: f.get("pipeline"), rule: f.get("rule"), source: f.get("source") })}`;
+        location.hash = `#/b/${enc(bucket)}/jobs${query({ status: f.get("status"), pipeline: f.get("pipeline"), rule: f.get("rule"), source: f.get("source"), prefix: f.get("prefix") })}`;
       },
     },
     select("status", "Status", STATUSES.map((s) => [s, s]), params.get("status") ?? ""),
     select("pipeline", "Pipeline", pipes.pipelines.map((p) => [p.pipelineId, p.name]), filter.pipeline_id),
     select("rule", "Rule", rules.rules.map((r) => [r.ruleId, r.name]), filter.rule_id),
     h("label", {}, "Source ", h("input", { name: "source", value: filter.source_id, size: 12 })),
+    h("label", {}, "Key prefix ", h("input", { name: "prefix", value: filter.key_prefix, size: 16 })),
     h("button", { type: "submit" }, "Filter"),
   );
   const paging = h(
@@ -185,6 +186,7 @@ export async function jobView(bucket, jobId) {
         field("Next attempt", time(j.nextAttemptAt) || "—"),
         field("Output is live", j.outputCurrent ? "yes" : "no"),
         field("request_id (idempotency key)", j.requestId || "—"),
+        field("Trace id (x-request-id)", j.traceId || "—"),
       ),
       j.error ? h("section", {}, h("h3", {}, "Error"), h("p", { class: "err" }, j.error), h("pre", {}, j.errorDetails)) : "",
       chain.length ? h("section", {}, h("h3", {}, "Retry chain"), h("ol", {}, chain.map((c) => h("li", {}, h("a", { href: `#/b/${enc(bucket)}/jobs/${enc(c.jobId)}` }, c.jobId), ` ${short(c.status)} ${c.error}`)))) : "",
@@ -206,8 +208,35 @@ export async function jobView(bucket, jobId) {
       fail(err);
     }
   };
+  // The lines the answering instance still holds about the job; read again when it ends.
+  const logs = h("section", {}, h("h3", {}, "Log lines"));
+  const loadLogs = async () => {
+    const res = await api("GET", `/${enc(bucket)}/ingest/jobs/${enc(jobId)}/logs`).catch(() => undefined);
+    if (!res) return logs.replaceChildren(h("h3", {}, "Log lines"), h("p", { class: "help" }, "Not available."));
+    const line = (l) => {
+      try {
+        const { time: at, level, msg, ...rest } = JSON.parse(l);
+        return h("li", {}, h("code", {}, `${at} ${level} ${msg} ${JSON.stringify(rest)}`));
+      } catch {
+        return h("li", {}, h("code", {}, l));
+      }
+    };
+    logs.replaceChildren(
+      h("h3", {}, "Log lines"),
+      h("p", { class: "help" }, `${res.lines.length} line${res.lines.length === 1 ? "" : "s"} held by ${res.instance}. Other instances log this job with requestId ${res.traceId || "—"}.`),
+      res.lines.length ? h("ol", { class: "log" }, res.lines.map(line)) : "",
+    );
+  };
   show(job);
-  render(gen, h("h2", {}, `Job ${jobId}`), tabs(bucket, "jobs"), body);
-  setLeave(gen, watchJobs(bucket, { job_id: jobId }, (m) => m.job && show(m.job)));
+  render(gen, h("h2", {}, `Job ${jobId}`), tabs(bucket, "jobs"), body, logs);
+  void loadLogs();
+  setLeave(
+    gen,
+    watchJobs(bucket, { job_id: jobId }, (m) => {
+      if (!m.job) return;
+      show(m.job);
+      if (TERMINAL.has(short(m.job.status))) void loadLogs();
+    }),
+  );
 }
 

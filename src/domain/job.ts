@@ -141,6 +141,8 @@ export interface JobFilter {
   pipelineId?: string;
   ruleId?: string;
   sourceId?: string;
+  /** Object keys starting with this (byte-wise). */
+  keyPrefix?: string;
 }
 
 /** One chunk of text and its embedding, as written to the vector destination. */

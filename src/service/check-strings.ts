@@ -28,7 +28,7 @@ function checkString(value: string, field: string): void {
 }
 
 /** Object keys, prefixes and delimiters are S3 keys: any UTF-8 but NUL (checkObjectKey says the rest). */
-const KEY_FIELDS = new Set(["key", "prefix", "delimiter", "start_after"]);
+const KEY_FIELDS = new Set(["key", "prefix", "key_prefix", "delimiter", "start_after"]);
 
 function checkKeyString(value: string, field: string): void {
   const at = value.indexOf("\0");

@@ -79,6 +79,7 @@ export function jobToProto(j: Job, outputCurrent = false): IngestJob {
     sourceId: j.sourceId,
     objectVersion: j.objectVersion,
     retryOf: j.retryOf,
+    traceId: j.traceId,
     permanentFailure: j.permanentFailure,
     outputCurrent,
     nextAttemptAt: BigInt(j.nextAttemptAt),

@@ -1,3 +1,4 @@
+import type { Logger } from "../log";
 import type { ObjectStore } from "../storage/object-store";
 import type { VectorIndex } from "../search/vector-index";
 import type { Embedder } from "../worker/embedder";
@@ -28,4 +29,6 @@ export interface ServiceDeps {
   hub?: JobHub;
   /** Webhook URL policy (K3_WEBHOOK_ALLOW). */
   webhooks?: WebhookPolicy;
+  /** The process's logger: ListIngestJobLogs reads the lines it keeps. */
+  log?: Logger;
 }

@@ -16,6 +16,7 @@ import { servePage } from "./paging";
 import { sourceOf } from "./source-service";
 import { createSyncMethods } from "./sync-service";
 import { createWatchMethods, MAX_WAIT_MS } from "./watch-service";
+import { createJobLogMethods } from "./job-logs";
 import { createWebhookMethods } from "./webhook-service";
 
 const MAX_PATTERNS = 100;
@@ -248,6 +249,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
 
     async listIngestJobs(req, ctx) {
       checkBucket(req.bucket);
+      checkLength(req.keyPrefix, 1024, "key_prefix");
       const scope = scopeOf(ctx, req.bucket);
       const status = statusFromProto(req.statusFilter, "status_filter");
       const filter = {
@@ -258,6 +260,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         ruleId: req.ruleId || undefined,
         // Only when given: page tokens issued before the source filter existed stay valid.
         ...(req.sourceId ? { sourceId: req.sourceId } : {}),
+        ...(req.keyPrefix ? { keyPrefix: req.keyPrefix } : {}),
       };
       const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
       const current = await repo.jobsWithCurrentOutput(scope, page.items);
@@ -370,6 +373,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
 
     watchIngestJobs: watch.watchIngestJobs,
     ...createWebhookMethods(deps),
+    ...createJobLogMethods(deps),
     ...createSyncMethods(deps),
   };
 }

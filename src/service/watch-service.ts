@@ -53,6 +53,7 @@ export function createWatchMethods(deps: ServiceDeps) {
       pipelineId: req.pipelineId || undefined,
       ruleId: req.ruleId || undefined,
       ...(req.sourceId ? { sourceId: req.sourceId } : {}),
+      ...(req.keyPrefix ? { keyPrefix: req.keyPrefix } : {}),
     };
     const statuses: JobStatus[] = status ? [status] : ["pending", "processing"];
     const pages = await Promise.all(statuses.map((s) => repo.jobList({ ...base, status: s }, { limit: SNAPSHOT_LIMIT, signal: scope.signal })));
@@ -64,13 +65,15 @@ export function createWatchMethods(deps: ServiceDeps) {
     const scope = scopeOf(ctx, req.bucket);
     const status = statusFromProto(req.statusFilter, "status_filter");
     for (const [v, f] of [[req.jobId, "job_id"], [req.pipelineId, "pipeline_id"], [req.ruleId, "rule_id"], [req.sourceId, "source_id"]] as const) checkLength(v, 128, f);
+    checkLength(req.keyPrefix, 1024, "key_prefix");
     const resume = resumePoint(req.resumeAfter);
     const matches = (j: Job) =>
       (!req.jobId || j.jobId === req.jobId) &&
       (!status || j.status === status) &&
       (!req.pipelineId || j.pipelineId === req.pipelineId) &&
       (!req.ruleId || j.ruleId === req.ruleId) &&
-      (!req.sourceId || j.sourceId === req.sourceId);
+      (!req.sourceId || j.sourceId === req.sourceId) &&
+      j.key.startsWith(req.keyPrefix);
     const change = (type: WatchEventType, j: Job, eventId: number, current: boolean): Message => ({ type, job: jobToProto(j, current), eventId: String(eventId) });
     // Subscribed before anything is read, so no change falls between the read and the stream.
     const sub = hubOf(deps).subscribe(scope);

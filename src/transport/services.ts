@@ -151,7 +151,8 @@ export function registerService(
         log.debug("rpc", { requestId, method: method.name, door: ctx.protocolName, code, ms: Math.round(performance.now() - started) });
         // What the web console changes is audited: who (token), what, where, and the outcome.
         if (audited && ctx.requestHeader.get("x-k3-client") === "console") {
-          log.info("console action", { requestId, method: method.name, bucket: bucketOf(req), token: ctx.values.get(callerKey)?.tokenId, code });
+          const caller = ctx.values.get(callerKey);
+          log.info("console action", { requestId, method: method.name, org: caller?.org, bucket: bucketOf(req), token: caller?.tokenId, code });
         }
         if (metrics) {
           const door = ctx.protocolName;

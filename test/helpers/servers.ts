@@ -43,7 +43,7 @@ export async function startServers(
     ...env,
   });
   const logger = opts.logLines
-    ? createLogger("debug", (line) => opts.logLines!.push(line))
+    ? createLogger("debug", (line) => opts.logLines!.push(line), config.logLines)
     : createLogger(process.env.K3_TEST_LOG === "1" ? "debug" : "silent");
   const app = build(config, logger);
   const { httpPort, grpcPort } = await app.start();

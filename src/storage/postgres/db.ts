@@ -45,7 +45,12 @@ export interface ListSpec {
   alias: string;
   idColumn: string;
   filters: Array<[column: string, value: string | undefined]>;
+  /** A column and the prefix its value must start with (counted with COUNT(*), never from counters). */
+  prefix?: [column: string, value: string];
 }
+
+/** Rows of the newest-first walk a key-prefix page looks through before it reads the prefix's range. */
+const PREFIX_WALK = 2_000;
 
 /** A pool and the ways the repository runs statements on it. */
 export class PgDb {
@@ -198,27 +203,63 @@ export class PgDb {
   }
 
   protected async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+    const a = spec.alias;
     const where: string[] = [];
     const values: unknown[] = [];
     for (const [col, value] of spec.filters) {
       if (value === undefined) continue;
       values.push(value);
-      where.push(`${spec.alias}${col} = $${values.length}`);
+      where.push(`${a}${col} = $${values.length}`);
     }
-    const countWhere = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    let prefix = "";
+    if (spec.prefix) {
+      values.push(spec.prefix[1]);
+      prefix = `starts_with(${a}${spec.prefix[0]}, $${values.length})`;
+    }
+    const countWhere = where.length || prefix ? `WHERE ${[...where, ...(prefix ? [prefix] : [])].join(" AND ")}` : "";
     const countValues = [...values];
     if (page.after) {
       values.push(page.after.createdAt, page.after.id);
-      where.push(`(${spec.alias}created_at, ${spec.alias}${spec.idColumn}) < ($${values.length - 1}, $${values.length})`);
+      where.push(`(${a}created_at, ${a}${spec.idColumn}) < ($${values.length - 1}, $${values.length})`);
     }
     values.push(page.limit + 1);
-    const text = `SELECT ${spec.select} FROM ${spec.from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-      ORDER BY ${spec.alias}created_at DESC, ${spec.alias}${spec.idColumn} DESC LIMIT $${values.length}`;
-    const countText = spec.countFromCounters
+    const limit = `LIMIT $${values.length}`;
+    const order = `ORDER BY ${a}created_at DESC, ${a}${spec.idColumn} DESC`;
+    const countText = spec.countFromCounters && !prefix
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
+    const pageWhere = (extra: string[]) => (where.length || extra.length ? `WHERE ${[...where, ...extra].join(" AND ")}` : "");
+    const count = this.q(countText, countValues, page.signal);
+    count.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+    let rows: QueryResultRow[];
+    if (!prefix) {
+      rows = await this.q(`SELECT ${spec.select} FROM ${spec.from} ${pageWhere([])} ${order} ${limit}`, values, page.signal);
+    } else {
+      // Which plan is fast depends on where the prefix's jobs sit in time, which no estimate
+      // knows (a prefix of old jobs is far down the newest-first walk). So: the newest
+      // PREFIX_WALK jobs of the other filters first (bounded), and when they do not fill the
+      // page, the prefix's own index range sorted (cost grows with the prefix's jobs, not the
+      // bucket's; the "+ 0" keeps the planner from walking the time index instead).
+      const w = spec.prefix![0];
+      rows = await this.q(
+        `SELECT * FROM (SELECT ${spec.select} FROM ${spec.from} ${pageWhere([])} ${order} LIMIT ${PREFIX_WALK}) w
+         WHERE ${prefix.replace(`${a}${w}`, `w.${w}`)} ORDER BY w.created_at DESC, w.${spec.idColumn} DESC ${limit}`,
+        values,
+        page.signal,
+      );
+      if (rows.length <= page.limit) {
+        // Ids first (from the index alone when only the bucket filters), then their rows.
+        rows = await this.q(
+          `SELECT ${spec.select} FROM ${spec.from} WHERE ${a}${spec.idColumn} IN (
+             SELECT ${a}${spec.idColumn} FROM ${spec.from} ${pageWhere([prefix])} ORDER BY ${a}created_at + 0 DESC, ${a}${spec.idColumn} || '' DESC ${limit})
+           ${order}`,
+          values,
+          page.signal,
+        );
+      }
+    }
     const more = rows.length > page.limit;
-    return { items: rows.slice(0, page.limit).map(map), more, total: num(count[0]?.n) };
+    const total = num((await count)[0]?.n);
+    return { items: rows.slice(0, page.limit).map(map), more, total };
   }
 }

@@ -63,7 +63,7 @@ export interface DeliveryRow {
 
 const J = JOB_COLUMNS.split(",").map((c) => `j.${c.trim()}`).join(", ");
 const CURRENT = `EXISTS (SELECT 1 FROM object_outputs o WHERE o.org = j.org AND o.bucket = j.bucket AND o.pipeline_id = j.pipeline_id
-  AND o.object_key = j.object_key AND o.job_id = j.job_id) AS output_current`;
+  AND o.object_key = j.object_key COLLATE "default" AND o.job_id = j.job_id) AS output_current`;
 
 const toEvent = (r: QueryResultRow): JobEvent => ({ seq: num(r.seq), job: toJob(r), outputCurrent: r.output_current === true });
 

@@ -148,6 +148,7 @@ export class PgRepository extends PgDb implements Repository {
           ["rule_id", filter.ruleId],
           ["source_id", filter.sourceId],
         ],
+        ...(filter.keyPrefix ? { prefix: ["object_key", filter.keyPrefix] as [string, string] } : {}),
       },
       page,
       toJob,
