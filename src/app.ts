@@ -84,7 +84,7 @@ function embedderFactory(config: Readonly<Config>): (options: Readonly<Record<st
  */
 async function bootstrapAdminToken(repo: PgRepository, dataDir: string, log: Logger): Promise<void> {
   const { token, tokenId, secretHash } = newToken();
-  const created = await repo.tokenInsertIfNone({
+  const created = await repo.tokens.tokenInsertIfNone({
     tokenId,
     org: DEFAULT_ORG,
     secretHash,
@@ -198,7 +198,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       compactTimer = setInterval(() => {
         if (compacting) return;
         compacting = true;
-        r.jobCountsCompact()
+        r.jobs.jobCountsCompact()
           .catch((err: unknown) => log.debug("count compaction failed", { err: (err as Error).message }))
           .finally(() => (compacting = false));
       }, 1000);
@@ -209,7 +209,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           if (pruning) return;
           pruning = true;
           void (async () => {
-            if (config.jobRetentionMs > 0) await pruneInBatches("finished jobs", (b, n) => r.jobPruneFinished(b, n), config.jobRetentionMs, log);
+            if (config.jobRetentionMs > 0) await pruneInBatches("finished jobs", (b, n) => r.jobs.jobPruneFinished(b, n), config.jobRetentionMs, log);
             if (config.eventRetentionMs > 0) {
               await pruneInBatches("job events", (b, n) => r.events.prune(b, n), config.eventRetentionMs, log);
               await pruneInBatches("ended webhook deliveries", (b, n) => r.events.pruneDeliveries(b, n), config.eventRetentionMs, log);
@@ -247,11 +247,11 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           onNotify: (channel) => {
             if (channel === CHANNEL_WEBHOOKS) d0.kick();
             else if (channel === CHANNEL_TOKENS) a.invalidate();
-            else r.invalidateConfig();
+            else r.config.invalidateConfig();
           },
           onReconnect: () => {
             a.invalidate();
-            r.invalidateConfig();
+            r.config.invalidateConfig();
             d0.kick();
           },
           log,
@@ -286,7 +286,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         ];
         http = createHttpServer(entries, {
           log,
-          metrics: createMetricsEndpoint({ registry: m.registry, log, auth: config.metricsAuth ? auth : undefined, stats: r }),
+          metrics: createMetricsEndpoint({ registry: m.registry, log, auth: config.metricsAuth ? auth : undefined, stats: r.jobs }),
           openapi: buildOpenApi([...SERVICES], VERSION),
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,

@@ -37,7 +37,7 @@ function cli(...args: string[]) {
 
 async function insertToken(org: string, grants: Grant[], expiresAt = 0): Promise<string> {
   const { token, tokenId, secretHash } = newToken();
-  await s.app.repo().tokenInsert({ tokenId, org, secretHash, name: "test", grants, createdAt: Date.now(), expiresAt, revokedAt: 0 });
+  await s.app.repo().tokens.tokenInsert({ tokenId, org, secretHash, name: "test", grants, createdAt: Date.now(), expiresAt, revokedAt: 0 });
   return token;
 }
 
@@ -263,7 +263,7 @@ test("K3_REFLECTION_AUTH=on puts reflection behind a token", async () => {
 test("a token created while the server runs works at once (its cached absence is forgotten)", async () => {
   const { token, tokenId, secretHash } = newToken();
   expect(await clients.call("rest", IngestService, "ListIngestJobs", { bucket: B }, bearer(token))).toMatchObject({ code: "unauthenticated" });
-  await s.app.repo().tokenInsert({ tokenId, org: "default", secretHash, name: "late", grants: [{ bucket: B, role: "reader" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
+  await s.app.repo().tokens.tokenInsert({ tokenId, org: "default", secretHash, name: "late", grants: [{ bucket: B, role: "reader" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
   await waitFor("the new token to be accepted", async () =>
     (await clients.call("rest", IngestService, "ListIngestJobs", { bucket: B }, bearer(token))).ok ? true : undefined,
   );

@@ -16,7 +16,7 @@ const admin: Record<string, string> = {};
 
 async function token(org: string, grants: Grant[]): Promise<string> {
   const { token: t, tokenId, secretHash } = newToken();
-  await s.app.repo().tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
+  await s.app.repo().tokens.tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
   return t;
 }
 

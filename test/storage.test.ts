@@ -54,7 +54,7 @@ test("an unreachable database is UNAVAILABLE, quickly", async () => {
   const repo = new PgRepository({ connectionString: "postgres://postgres@127.0.0.1:1/none", connectTimeoutMs: 2000 });
   try {
     const started = Date.now();
-    await expect(repo.jobGetById({ org: "default", bucket: "kb" }, "job_x")).rejects.toBeInstanceOf(Unavailable);
+    await expect(repo.jobs.jobGetById({ org: "default", bucket: "kb" }, "job_x")).rejects.toBeInstanceOf(Unavailable);
     expect(Date.now() - started).toBeLessThan(3000);
   } finally {
     await repo.close();
@@ -65,7 +65,7 @@ test("an attempt whose lease was taken over — even by the same worker — cann
   const repo = new PgRepository({ connectionString: db.url });
   try {
     await migrate(repo.pool);
-    const { job } = await repo.jobInsert({
+    const { job } = await repo.jobs.jobInsert({
       jobId: "job_takeover",
       org: "default",
       bucket: "kb",
@@ -80,14 +80,14 @@ test("an attempt whose lease was taken over — even by the same worker — cann
       traceId: "",
       createdAt: 1000,
     });
-    const [a] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 50 });
+    const [a] = await repo.queue.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 50 });
     expect(a.jobId).toBe(job.jobId);
     expect(a.attempts).toBe(1);
     // A stalls; its lease expires (by the database's clock) and the job goes back to PENDING,
     // then to the same worker again: a new attempt.
     await new Promise((r) => setTimeout(r, 120));
-    expect(await repo.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
-    const [b] = await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 10_000 });
+    expect(await repo.queue.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 5 })).toEqual([{ jobId: job.jobId, status: "pending" }]);
+    const [b] = await repo.queue.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 10_000 });
     expect(b).toMatchObject({ jobId: job.jobId, attempts: 2 });
     expect(b.threadId).not.toBe(a.threadId);
 
@@ -102,22 +102,22 @@ test("an attempt whose lease was taken over — even by the same worker — cann
     };
     const stale = { jobId: job.jobId, threadId: a.threadId };
     // Everything the stale attempt tries now is refused and writes nothing.
-    expect(await repo.jobHeartbeat({ threadIds: [a.threadId], leaseMs: 100 })).toEqual([]);
-    expect(await repo.jobComplete({ job: a, outcome, sourceVersion: 1n })).toBeUndefined();
-    expect(await repo.jobFailAttempt({ ...stale, error: "x", errorDetails: "", retryDelayMs: 10 })).toBeUndefined();
-    expect(await repo.jobRecordProgress({ ...stale, counters: { chunksCreated: 9, embeddingsCreated: 9 } })).toBe(false);
-    expect(await repo.jobCompleteMany({ items: [{ ...stale, outcome: { ...outcome, output: { kind: "none" } } }] })).toEqual(new Set());
-    expect(await repo.jobRelease({ threadIds: [a.threadId] })).toBe(0);
+    expect(await repo.queue.jobHeartbeat({ threadIds: [a.threadId], leaseMs: 100 })).toEqual([]);
+    expect(await repo.queue.jobComplete({ job: a, outcome, sourceVersion: 1n })).toBeUndefined();
+    expect(await repo.queue.jobFailAttempt({ ...stale, error: "x", errorDetails: "", retryDelayMs: 10 })).toBeUndefined();
+    expect(await repo.queue.jobRecordProgress({ ...stale, counters: { chunksCreated: 9, embeddingsCreated: 9 } })).toBe(false);
+    expect(await repo.queue.jobCompleteMany({ items: [{ ...stale, outcome: { ...outcome, output: { kind: "none" } } }] })).toEqual(new Set());
+    expect(await repo.queue.jobRelease({ threadIds: [a.threadId] })).toBe(0);
     expect((await repo.pool.query("SELECT count(*)::int AS n FROM vector_chunks")).rows[0].n).toBe(0);
     expect((await repo.pool.query("SELECT status, attempts FROM jobs WHERE job_id = $1", [job.jobId])).rows[0]).toEqual({ status: "processing", attempts: 2 });
 
-    const done = await repo.jobComplete({ job: b, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } }, sourceVersion: 1n });
+    const done = await repo.queue.jobComplete({ job: b, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } }, sourceVersion: 1n });
     expect(done).toMatchObject({ status: "completed", embeddingsWritten: 1, batchesReceived: 1, outputSize: 5 + 8, attempts: 2 });
     const rows = (await repo.pool.query("SELECT content, embedding, job_id FROM vector_chunks")).rows;
     expect(rows).toEqual([{ content: "fresh", embedding: [0, 1], job_id: job.jobId }]);
     // A finished job cannot be claimed, rescued or cancelled-running again.
-    expect(await repo.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100 })).toEqual([]);
-    expect(await repo.jobCancelRunning({ jobId: job.jobId, threadId: b.threadId })).toBeUndefined();
+    expect(await repo.queue.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100 })).toEqual([]);
+    expect(await repo.queue.jobCancelRunning({ jobId: job.jobId, threadId: b.threadId })).toBeUndefined();
   } finally {
     await repo.close();
   }
@@ -128,14 +128,14 @@ test("the output of an older object version never replaces a newer one; the olde
   try {
     await migrate(repo.pool);
     const base = { org: "default", bucket: "kb-ver", key: "v.txt", pipelineId: "pipe_v", pipelineName: "v", pipelineKind: "vector", template: "text_embedding_index", ruleId: "", options: {}, requestId: "", traceId: "" };
-    await repo.jobInsert({ ...base, jobId: "job_ver_old", createdAt: 2000 });
-    await repo.jobInsert({ ...base, jobId: "job_ver_new", createdAt: 2001 });
-    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    await repo.jobs.jobInsert({ ...base, jobId: "job_ver_old", createdAt: 2000 });
+    await repo.jobs.jobInsert({ ...base, jobId: "job_ver_new", createdAt: 2001 });
+    const claimed = await repo.queue.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
     const byId = new Map(claimed.map((j) => [j.jobId, j]));
     const out = (text: string) => ({ status: "completed" as const, output: { kind: "vector" as const, chunks: [{ index: 0, text, vector: [1] }], batchSize: 10 }, chunksCreated: 1, embeddingsCreated: 1, vectorStatus: "success", error: "", errorDetails: "" });
     // The job that read the newer file finishes first; the one that read the older file after it.
-    expect(await repo.jobComplete({ job: byId.get("job_ver_new")!, outcome: out("new"), sourceVersion: 200n })).toMatchObject({ status: "completed", embeddingsWritten: 1 });
-    const old = await repo.jobComplete({ job: byId.get("job_ver_old")!, outcome: out("old"), sourceVersion: 100n });
+    expect(await repo.queue.jobComplete({ job: byId.get("job_ver_new")!, outcome: out("new"), sourceVersion: 200n })).toMatchObject({ status: "completed", embeddingsWritten: 1 });
+    const old = await repo.queue.jobComplete({ job: byId.get("job_ver_old")!, outcome: out("old"), sourceVersion: 100n });
     expect(old).toMatchObject({ status: "completed", embeddingsWritten: 0, rowsWritten: 0 });
     expect(old?.errorDetails).toMatch(/^superseded: job job_ver_new had already indexed a newer version of the object/);
     const rows = (await repo.pool.query("SELECT content, job_id FROM vector_chunks WHERE bucket = 'kb-ver'")).rows;
@@ -154,7 +154,7 @@ test("maintained job counts stay exact through inserts, state changes, deletes a
     const rules = ["", "rule_1", "rule_2"];
     await Promise.all(
       Array.from({ length: 150 }, (_, i) =>
-        repo.jobInsert({
+        repo.jobs.jobInsert({
           jobId: `job_count_${String(i).padStart(4, "0")}`,
           ...scope,
           key: "k",
@@ -171,18 +171,18 @@ test("maintained job counts stay exact through inserts, state changes, deletes a
       ),
     );
     const now = Date.now();
-    const claimed = await repo.jobClaimAvailable({ owner: "w", limit: 60, leaseMs: 60_000 });
+    const claimed = await repo.queue.jobClaimAvailable({ owner: "w", limit: 60, leaseMs: 60_000 });
     const none = { status: "completed" as const, output: { kind: "none" as const }, chunksCreated: 0, embeddingsCreated: 0, vectorStatus: "", error: "", errorDetails: "" };
-    for (const j of claimed.slice(0, 30)) await repo.jobComplete({ job: j, outcome: none, sourceVersion: 0n });
-    for (const j of claimed.slice(30, 40)) await repo.jobFailAttempt({ jobId: j.jobId, threadId: j.threadId, error: "x", errorDetails: "" });
-    for (let i = 100; i < 110; i++) await repo.jobCancel(scope, `job_count_${String(i).padStart(4, "0")}`, now);
+    for (const j of claimed.slice(0, 30)) await repo.queue.jobComplete({ job: j, outcome: none, sourceVersion: 0n });
+    for (const j of claimed.slice(30, 40)) await repo.queue.jobFailAttempt({ jobId: j.jobId, threadId: j.threadId, error: "x", errorDetails: "" });
+    for (let i = 100; i < 110; i++) await repo.jobs.jobCancel(scope, `job_count_${String(i).padStart(4, "0")}`, now);
     await repo.pool.query("DELETE FROM jobs WHERE job_id IN ('job_count_0140', 'job_count_0141', 'job_count_0142')");
 
     const check = async () => {
       for (const status of [undefined, "pending", "processing", "completed", "failed", "cancelled"] as const) {
         for (const pipelineId of [undefined, ...pipes]) {
           for (const ruleId of [undefined, ...rules.filter(Boolean)]) {
-            const page = await repo.jobList({ ...scope, status, pipelineId, ruleId }, { limit: 1 });
+            const page = await repo.jobs.jobList({ ...scope, status, pipelineId, ruleId }, { limit: 1 });
             const { rows } = await repo.pool.query(
               `SELECT count(*)::int AS n FROM jobs WHERE org = 'default' AND bucket = 'kb-counts'
                  AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR pipeline_id = $2) AND ($3::text IS NULL OR rule_id = $3)`,
@@ -194,7 +194,7 @@ test("maintained job counts stay exact through inserts, state changes, deletes a
       }
     };
     await check();
-    expect(await repo.jobCountsCompact()).toBe(true);
+    expect(await repo.jobs.jobCountsCompact()).toBe(true);
     expect((await repo.pool.query("SELECT count(*)::int AS n FROM job_count_deltas")).rows[0].n).toBe(0);
     await check();
   } finally {
@@ -218,14 +218,14 @@ test("retention prunes only finished jobs past their age, in batches, and keeps 
     const before = now - 30 * day;
     // Other tests of this file left one ancient finished job in another bucket; it goes too.
     const other = Number((await repo.pool.query("SELECT count(*) AS n FROM jobs WHERE bucket <> 'kb-retention' AND finished_at > 0 AND finished_at < $1", [before])).rows[0].n);
-    expect(await repo.jobPruneFinished(before, 20)).toBe(20);
-    expect(await repo.jobPruneFinished(before, 20)).toBe(10 + other);
-    expect(await repo.jobPruneFinished(before, 20)).toBe(0);
+    expect(await repo.jobs.jobPruneFinished(before, 20)).toBe(20);
+    expect(await repo.jobs.jobPruneFinished(before, 20)).toBe(10 + other);
+    expect(await repo.jobs.jobPruneFinished(before, 20)).toBe(0);
     const { rows } = await repo.pool.query("SELECT job_id FROM jobs WHERE bucket = 'kb-retention'");
     expect(rows.map((r) => r.job_id).sort()).toEqual([...ids.newDone, ...ids.oldPending].sort());
-    const page = await repo.jobList({ ...scope }, { limit: 1 });
+    const page = await repo.jobs.jobList({ ...scope }, { limit: 1 });
     expect(page.total).toBe(10);
-    const done = await repo.jobList({ ...scope, status: "completed" }, { limit: 1 });
+    const done = await repo.jobs.jobList({ ...scope, status: "completed" }, { limit: 1 });
     expect(done.total).toBe(5);
   } finally {
     await repo.close();

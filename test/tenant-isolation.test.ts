@@ -19,7 +19,7 @@ const admin: Record<string, string> = {};
 
 async function insertToken(server: TestServers, org: string, grants: Grant[]): Promise<string> {
   const { token, tokenId, secretHash } = newToken();
-  await server.app.repo().tokenInsert({ tokenId, org, secretHash, name: "test", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
+  await server.app.repo().tokens.tokenInsert({ tokenId, org, secretHash, name: "test", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
   return token;
 }
 
@@ -124,7 +124,7 @@ test("a group-commit batch holding one row PostgreSQL refuses answers every othe
     createdAt: Date.now(),
   });
   // Straight to the repository, past the door's validation: the batch itself must cope.
-  const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => repo.jobInsert(job(i, i === 7 ? { k: NUL } : { k: "v" }))));
+  const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => repo.jobs.jobInsert(job(i, i === 7 ? { k: NUL } : { k: "v" }))));
   expect(results.filter((r) => r.status === "rejected").length).toBe(1);
   expect(results[7].status).toBe("rejected");
 });
@@ -200,10 +200,10 @@ test("a job whose worker is lost twice ends FAILED saying so, instead of crash-l
     [id, "kb-crashy"],
   );
   for (let lost = 1; lost <= 2; lost++) {
-    const claimed = await repo.jobClaimAvailable({ owner: `doomed-${lost}`, limit: 100, leaseMs: 1 });
+    const claimed = await repo.queue.jobClaimAvailable({ owner: `doomed-${lost}`, limit: 100, leaseMs: 1 });
     expect(claimed.map((j) => j.jobId)).toContain(id);
     await new Promise((r) => setTimeout(r, 20));
-    await repo.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 2 });
+    await repo.queue.jobRescueExpired({ maxAttempts: 5, maxLostAttempts: 2 });
   }
   const { rows } = await pool.query("SELECT status, error, attempts FROM jobs WHERE job_id = $1", [id]);
   expect(rows[0]).toMatchObject({ status: "failed", attempts: 2 });

@@ -140,7 +140,7 @@ test("deleting or changing an object changes the results at once", async () => {
 
 test("one organization never sees another's chunks; every door answers the same", async () => {
   const { token: other, tokenId, secretHash } = newToken();
-  await s.app.repo().tokenInsert({ tokenId, org: "acme", secretHash, name: "acme", grants: [{ bucket: "*", role: "admin" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
+  await s.app.repo().tokens.tokenInsert({ tokenId, org: "acme", secretHash, name: "acme", grants: [{ bucket: "*", role: "admin" }], createdAt: Date.now(), expiresAt: 0, revokedAt: 0 });
   const theirs = jsonClient(() => s.httpUrl, { authorization: `Bearer ${other}` });
   const r = await theirs("POST", `/${B}/vector/search`, { text: "chlorophyll photosynthesis" });
   expect(r.status).toBe(404);

@@ -80,7 +80,7 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
       const { token, tokenId, secretHash } = newToken();
       const key = v.s3 ? newAccessKey() : undefined;
       const sealed = key ? loadSecretBox(config.dataDir, config.secretsKey).seal(key.secret) : undefined;
-      await repo.tokenInsert({ tokenId, org, secretHash, name: v.name ?? "", grants: [{ bucket, role }], createdAt: now, expiresAt, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed: sealed });
+      await repo.tokens.tokenInsert({ tokenId, org, secretHash, name: v.name ?? "", grants: [{ bucket, role }], createdAt: now, expiresAt, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed: sealed });
       if (v.json) out.write(JSON.stringify({ token, tokenId, org, bucket, role, expiresAt, ...(key ? { accessKeyId: key.accessKeyId, secretAccessKey: key.secret } : {}) }) + "\n");
       else {
         out.write(`${token}\n`);
@@ -91,7 +91,7 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
     }
     if (command === "list") {
       if (v.org) checkOrg(v.org, "--org");
-      const tokens = (await repo.tokenList(v.org)).map((t) => describe(t, now));
+      const tokens = (await repo.tokens.tokenList(v.org)).map((t) => describe(t, now));
       if (v.json) out.write(JSON.stringify(tokens) + "\n");
       else for (const t of tokens) out.write(`${t.tokenId}\t${t.org}\t${t.grants}\t${t.state}\texpires ${t.expiresAt}\t${t.name}\n`);
       return 0;
@@ -101,7 +101,7 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
       err.write(`revoke needs a TOKEN_ID\n${USAGE}\n`);
       return 2;
     }
-    if (!(await repo.tokenRevoke(tokenId, now))) {
+    if (!(await repo.tokens.tokenRevoke(tokenId, now))) {
       err.write(`no active token ${tokenId}\n`);
       return 5;
     }

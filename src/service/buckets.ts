@@ -32,31 +32,31 @@ export function createBuckets(deps: ServiceDeps): Buckets {
   }
 
   async function get(scope: Scope): Promise<Bucket> {
-    const found = await repo.bucketGet(scope);
+    const found = await repo.buckets.bucketGet(scope);
     if (found) return found;
     const files = await objects.listFiles(scope, MAX_ADOPTED_FILES);
-    const known = files.length > 0 || (await repo.bucketNamesWithoutRow(scope.org)).includes(scope.bucket);
+    const known = files.length > 0 || (await repo.buckets.bucketNamesWithoutRow(scope.org)).includes(scope.bucket);
     if (!known) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
-    await repo.bucketAdopt(newRow(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" }), files);
-    const adopted = await repo.bucketGet(scope);
+    await repo.buckets.bucketAdopt(newRow(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" }), files);
+    const adopted = await repo.buckets.bucketGet(scope);
     if (!adopted) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
     return adopted;
   }
 
   async function create(scope: Scope, fields: BucketFields): Promise<Bucket> {
-    if (await repo.bucketGet(scope)) throw new AlreadyExists(`bucket ${quote(scope.bucket)} already exists`);
+    if (await repo.buckets.bucketGet(scope)) throw new AlreadyExists(`bucket ${quote(scope.bucket)} already exists`);
     await objects.createBucket(scope);
     const row = newRow(scope, fields);
     const files = await objects.listFiles(scope, MAX_ADOPTED_FILES);
     if (files.length > 0) {
       // A folder of an earlier version under the same name: adopt it, with what it holds.
-      await repo.bucketAdopt(row, files);
-      const adopted = await repo.bucketUpdate(scope, fields, row.createdAt);
+      await repo.buckets.bucketAdopt(row, files);
+      const adopted = await repo.buckets.bucketUpdate(scope, fields, row.createdAt);
       if (!adopted) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
       return adopted;
     }
     try {
-      return await repo.bucketInsert(row);
+      return await repo.buckets.bucketInsert(row);
     } catch (err) {
       if (err instanceof AlreadyExists) throw new AlreadyExists(`bucket ${quote(scope.bucket)} already exists`);
       throw err;

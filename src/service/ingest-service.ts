@@ -81,13 +81,13 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
   const watch = createWatchMethods(deps);
 
   async function pipelineOf(scope: Scope, pipelineId: string, field: string): Promise<Pipeline> {
-    const p = await repo.pipelineGetById(scope, pipelineId);
+    const p = await repo.config.pipelineGetById(scope, pipelineId);
     if (!p) throw new NotFound(`${field} ${quote(pipelineId)} not found in bucket ${quote(scope.bucket)}`);
     return p;
   }
 
   async function boundPipeline(rule: BoundRule): Promise<Pipeline> {
-    const p = await repo.pipelineGetById(rule, rule.pipelineId);
+    const p = await repo.config.pipelineGetById(rule, rule.pipelineId);
     if (!p) {
       throw new FailedPrecondition(
         `rule ${quote(rule.ruleId)} binds pipeline ${quote(rule.pipelineId)}, which no longer exists`,
@@ -101,7 +101,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
    * MAX_RULES_PER_BUCKET rules and MAX_GLOB_CHARS_PER_BUCKET glob characters in all.
    */
   async function checkRuleBudget(scope: Scope, rule: Pick<RuleFields, "includePatterns" | "excludePatterns">, exceptRuleId?: string): Promise<void> {
-    const usage = await repo.ruleBucketUsage(scope, exceptRuleId);
+    const usage = await repo.config.ruleBucketUsage(scope, exceptRuleId);
     if (exceptRuleId === undefined && usage.rules >= MAX_RULES_PER_BUCKET) {
       throw new InvalidArgument(
         `bucket ${quote(scope.bucket)} already has ${usage.rules} rules; at most ${MAX_RULES_PER_BUCKET} rules are allowed per bucket`,
@@ -119,7 +119,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
 
   async function ruleOf(scope: Scope, ruleId: string): Promise<BoundRule> {
     checkId(ruleId, "rule", "rule_id");
-    const r = await repo.ruleGetById(scope, ruleId);
+    const r = await repo.config.ruleGetById(scope, ruleId);
     if (!r) throw new NotFound(`rule_id ${quote(ruleId)} not found in bucket ${quote(scope.bucket)}`);
     return r;
   }
@@ -133,7 +133,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     scope: Scope,
     req: { retryOf: string; object?: { key: string }; pipelineId: string; ruleId: string; options: Record<string, string> },
   ): Promise<{ key: string; pipeline: Pipeline; ruleId: string }> {
-    const old = await repo.jobGetById(scope, req.retryOf);
+    const old = await repo.jobs.jobGetById(scope, req.retryOf);
     if (!old) throw new NotFound(`retry_of ${quote(req.retryOf)} is not a job of bucket ${quote(scope.bucket)}`);
     if (old.status !== "failed" && old.status !== "partial" && old.status !== "cancelled") {
       throw new FailedPrecondition(`job ${quote(old.jobId)} is ${statusName(old.status)}; retry_of replays a FAILED, PARTIAL or CANCELLED job`);
@@ -148,15 +148,15 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         throw new InvalidArgument(`${field} ${quote(value)} is not the replayed job's ${quote(was)}; retry_of replays the job as it was: leave ${field} empty`, field);
       }
     }
-    const newest = (await repo.objectIndexStatus(scope, old.key)).find((s) => s.pipelineId === old.pipelineId);
+    const newest = (await repo.catalog.objectIndexStatus(scope, old.key)).find((s) => s.pipelineId === old.pipelineId);
     if (newest && newest.jobId !== old.jobId) {
       throw new FailedPrecondition(
         `job ${quote(old.jobId)} is not the newest job of object ${quote(old.key)} with pipeline ${quote(old.pipelineId)}: job ${quote(newest.jobId)} (${statusName(newest.status)}) is; retry that one`,
       );
     }
-    const pipeline = await repo.pipelineGetById(scope, old.pipelineId);
+    const pipeline = await repo.config.pipelineGetById(scope, old.pipelineId);
     if (!pipeline) throw new FailedPrecondition(`pipeline ${quote(old.pipelineId)} of job ${quote(old.jobId)} was deleted; trigger object ${quote(old.key)} with another pipeline`);
-    const rule = old.ruleId ? await repo.ruleGetById(scope, old.ruleId) : undefined;
+    const rule = old.ruleId ? await repo.config.ruleGetById(scope, old.ruleId) : undefined;
     return { key: old.key, pipeline, ruleId: rule && rule.pipelineId === pipeline.pipelineId ? rule.ruleId : "" };
   }
 
@@ -182,7 +182,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
     }
     // A rule whose pipeline is gone (a delete that raced a rule change) is passed over, so
     // lower-priority rules still get their turn.
-    const rule = pickRule((await repo.ruleListEnabledForDirect(scope)).filter((r) => r.bindingName !== ""), facts);
+    const rule = pickRule((await repo.config.ruleListEnabledForDirect(scope)).filter((r) => r.bindingName !== ""), facts);
     if (!rule) {
       throw new FailedPrecondition(
         `no enabled rule of bucket ${quote(scope.bucket)} matches object key ${quote(facts.key)} (${facts.mimeType}, ${facts.size} bytes); pass pipeline_id or rule_id, or create a rule`,
@@ -199,7 +199,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkLength(req.requestId, 128, "request_id");
       if (req.retryOf && req.requestId) {
         // A replay sent again: its job is no longer the newest, so the answer is the earlier one, before any replay check.
-        const earlier = await repo.jobGetByRequestId(scope, req.requestId);
+        const earlier = await repo.jobs.jobGetByRequestId(scope, req.requestId);
         if (earlier && earlier.retryOf === req.retryOf) return { job: jobToProto(earlier) };
         if (earlier) throw new AlreadyExists(`request_id ${quote(req.requestId)} already created job ${earlier.jobId} for a different request (retry_of ${quote(earlier.retryOf)}); send a new request_id for a new request`);
       }
@@ -217,7 +217,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkOptionMap(req.options);
       const asked = { ...req, object, pipelineId: replayed?.pipeline.pipelineId ?? req.pipelineId, ruleId: replayed?.ruleId ?? req.ruleId };
       if (req.requestId !== "") {
-        const earlier = await repo.jobGetByRequestId(scope, req.requestId);
+        const earlier = await repo.jobs.jobGetByRequestId(scope, req.requestId);
         if (earlier) return { job: jobToProto(sameRequest(earlier, asked)) };
       }
       const info = await objects.stat(scope, key);
@@ -229,7 +229,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkTemplateOptions(template, options);
       const planned = newJob({ scope, key, pipeline, ruleId, options, requestId: req.requestId, traceId: ctx.values.get(requestIdKey), createdAt: now(), retryOf: req.retryOf });
       if (req.validateOnly) return { job: jobToProto(unstartedJob({ ...planned, jobId: "" })) };
-      const { job, created } = await repo.jobInsert(planned);
+      const { job, created } = await repo.jobs.jobInsert(planned);
       // Lost a race for the request_id: the winner is the answer only if it is the same request.
       return { job: jobToProto(created ? job : sameRequest(job, asked)) };
     },
@@ -241,9 +241,9 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       if (req.waitMs < 0 || req.waitMs > MAX_WAIT_MS) {
         throw new InvalidArgument(`wait_ms ${req.waitMs} is out of range; pass 0 (answer at once) to ${MAX_WAIT_MS} milliseconds`, "wait_ms");
       }
-      const job = req.waitMs > 0 ? await watch.waitForJob(scope, req.jobId, req.waitMs, ctx.signal) : await repo.jobGetById(scope, req.jobId);
+      const job = req.waitMs > 0 ? await watch.waitForJob(scope, req.jobId, req.waitMs, ctx.signal) : await repo.jobs.jobGetById(scope, req.jobId);
       if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
-      const current = await repo.jobsWithCurrentOutput(scope, [job]);
+      const current = await repo.jobs.jobsWithCurrentOutput(scope, [job]);
       return { job: jobToProto(job, current.has(job.jobId)) };
     },
 
@@ -262,8 +262,8 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         ...(req.sourceId ? { sourceId: req.sourceId } : {}),
         ...(req.keyPrefix ? { keyPrefix: req.keyPrefix } : {}),
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
-      const current = await repo.jobsWithCurrentOutput(scope, page.items);
+      const page = await servePage(req, { ...filter }, (p) => repo.jobs.jobList(filter, { ...p, signal: scope.signal }), (j) => j.jobId, (j) => jobBytes(j));
+      const current = await repo.jobs.jobsWithCurrentOutput(scope, page.items);
       return { jobs: page.items.map((j) => jobToProto(j, current.has(j.jobId))), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
@@ -271,7 +271,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.jobId, "job_id");
-      const res = await repo.jobCancel(scope, req.jobId, now());
+      const res = await repo.jobs.jobCancel(scope, req.jobId, now());
       if (!res) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
       if (!res.changed && isTerminal(res.job.status)) {
         throw new FailedPrecondition(
@@ -309,7 +309,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       await pipelineOf(scope, req.pipelineId, "pipeline_id");
       await checkRuleBudget(scope, fields);
       const createdAt = now();
-      const rule = await repo.ruleInsert({
+      const rule = await repo.config.ruleInsert({
         ...fields,
         ruleId: newId("rule", createdAt),
         org: scope.org,
@@ -335,7 +335,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         sourceId: req.sourceId || undefined,
         pipelineId: req.pipelineId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.ruleList(filter, { ...p, signal: scope.signal }), (r) => r.ruleId);
+      const page = await servePage(req, { ...filter }, (p) => repo.config.ruleList(filter, { ...p, signal: scope.signal }), (r) => r.ruleId);
       return { rules: page.items.map(ruleToProto), pagination: ingestPagination(page.nextPageToken, page.total) };
     },
 
@@ -356,7 +356,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
         checkRequired(patch.pipelineId, "pipeline_id");
         await pipelineOf(scope, patch.pipelineId, "pipeline_id");
       }
-      const rule = await repo.ruleUpdate(scope, req.ruleId, patch, now());
+      const rule = await repo.config.ruleUpdate(scope, req.ruleId, patch, now());
       if (!rule) throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
       return { rule: ruleToProto(rule) };
     },
@@ -365,7 +365,7 @@ export function createIngestService(deps: ServiceDeps): ServiceImpl<typeof Inges
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkRequired(req.ruleId, "rule_id");
-      if (!(await repo.ruleDelete(scope, req.ruleId))) {
+      if (!(await repo.config.ruleDelete(scope, req.ruleId))) {
         throw new NotFound(`rule_id ${quote(req.ruleId)} not found in bucket ${quote(req.bucket)}`);
       }
       return {};

@@ -21,7 +21,7 @@ export function createJobLogMethods(deps: ServiceDeps) {
       checkRequired(req.jobId, "job_id");
       checkLength(req.jobId, 128, "job_id");
       const scope = scopeOf(ctx, req.bucket);
-      const job = await deps.repo.jobGetById(scope, req.jobId);
+      const job = await deps.repo.jobs.jobGetById(scope, req.jobId);
       if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
       const byJob = `"job":${JSON.stringify(job.jobId)}`;
       const byTrace = job.traceId ? `"requestId":${JSON.stringify(job.traceId)}` : undefined;

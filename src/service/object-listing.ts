@@ -33,7 +33,7 @@ export async function listObjectPage(repo: Repository, scope: Scope, p: { prefix
   let resumeAfter = "";
   const batch = Math.min(1000, limit + 1);
   outer: for (let round = 0; round < 1000; round++) {
-    const rows = await repo.objectList(scope, { prefix: p.prefix, after, limit: batch });
+    const rows = await repo.catalog.objectList(scope, { prefix: p.prefix, after, limit: batch });
     for (const o of rows) {
       if (objects.length + prefixes.length === limit) {
         truncated = true;

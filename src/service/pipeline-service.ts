@@ -33,7 +33,7 @@ export async function insertPipeline(
   checkOptionKeys(template, Object.keys(f.options));
   checkTemplateOptions(template, f.options);
   const createdAt = deps.now();
-  return deps.repo.pipelineInsert({
+  return deps.repo.config.pipelineInsert({
     pipelineId: newId("pipe", createdAt),
     org: scope.org,
     bucket: scope.bucket,
@@ -84,7 +84,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const p = await repo.pipelineGetById(scope, req.pipelineId);
+      const p = await repo.config.pipelineGetById(scope, req.pipelineId);
       if (!p) throw notFound(req.bucket, req.pipelineId);
       return { pipeline: pipelineToProto(p) };
     },
@@ -104,7 +104,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
         storeEntityKind: req.storeEntityKind || undefined,
         storeEntityId: req.storeEntityId || undefined,
       };
-      const page = await servePage(req, { ...filter }, (p) => repo.pipelineList(filter, { ...p, signal: scope.signal }), (p) => p.pipelineId);
+      const page = await servePage(req, { ...filter }, (p) => repo.config.pipelineList(filter, { ...p, signal: scope.signal }), (p) => p.pipelineId);
       return {
         pipelines: page.items.map(pipelineToProto),
         pagination: pipelinePagination(page.nextPageToken, page.total),
@@ -115,7 +115,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const current = await repo.pipelineGetById(scope, req.pipelineId);
+      const current = await repo.config.pipelineGetById(scope, req.pipelineId);
       if (!current) throw notFound(req.bucket, req.pipelineId);
       const patch = pipelinePatch(req);
       if (patch.name !== undefined) checkPipelineName(patch.name);
@@ -127,7 +127,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkOptionMap(options);
       if (patch.options || patch.template) checkOptionKeys(template, Object.keys(options));
       checkTemplateOptions(template, options);
-      const p = await repo.pipelineUpdate(scope, req.pipelineId, patch, now());
+      const p = await repo.config.pipelineUpdate(scope, req.pipelineId, patch, now());
       if (!p) throw notFound(req.bucket, req.pipelineId);
       return { pipeline: pipelineToProto(p) };
     },
@@ -136,7 +136,7 @@ export function createPipelineService(deps: ServiceDeps): ServiceImpl<typeof Pip
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       checkId(req.pipelineId, "pipe", "pipeline_id");
-      const res = await repo.pipelineDelete(scope, req.pipelineId, { keepOutputs: req.keepOutputs, validateOnly: req.validateOnly });
+      const res = await repo.config.pipelineDelete(scope, req.pipelineId, { keepOutputs: req.keepOutputs, validateOnly: req.validateOnly });
       if (res === "not_found") throw notFound(req.bucket, req.pipelineId);
       if (Array.isArray(res)) {
         throw new FailedPrecondition(

@@ -42,7 +42,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
 
   /** Adopts every bucket of the caller's org known only by its config or its folder. */
   async function adoptAll(org: string, caller: Caller): Promise<void> {
-    for (const name of await repo.bucketNamesWithoutRow(org)) {
+    for (const name of await repo.buckets.bucketNamesWithoutRow(org)) {
       if (allows(caller, name, "reader")) await bucketOf({ org, bucket: name }).catch(() => undefined);
     }
   }
@@ -68,7 +68,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       // A token with grants on some buckets only sees those.
       const names = visibleBuckets(caller);
       const filter = { org: caller.org, search: req.search, names };
-      const page = await servePage(req, { org: caller.org, search: req.search, names: names?.join(",") }, (p) => repo.bucketList(filter, { ...p, signal: ctx.signal }), (b) => b.name);
+      const page = await servePage(req, { org: caller.org, search: req.search, names: names?.join(",") }, (p) => repo.buckets.bucketList(filter, { ...p, signal: ctx.signal }), (b) => b.name);
       return { buckets: page.items.map(bucketToProto), pagination: storagePagination(page.nextPageToken, page.total) };
     },
 
@@ -77,7 +77,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       await bucketOf(scope);
       const patch = bucketPatch(req);
       if (patch.description !== undefined) checkLength(patch.description, MAX_TEXT, "description");
-      const b = await repo.bucketUpdate(scope, patch, now());
+      const b = await repo.buckets.bucketUpdate(scope, patch, now());
       if (!b) throw new NotFound(`bucket ${quote(req.name)} not found`);
       return { bucket: bucketToProto(b) };
     },
@@ -106,16 +106,16 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       const scope = scopeOf(ctx, req.bucket);
       checkObjectKey(req.key, "key");
       await bucketOf(scope);
-      const o = await repo.objectGet(scope, req.key);
+      const o = await repo.catalog.objectGet(scope, req.key);
       if (!o) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
-      return { object: objectInfoToProto(req.bucket, o, await repo.objectIndexStatus(scope, req.key)) };
+      return { object: objectInfoToProto(req.bucket, o, await repo.catalog.objectIndexStatus(scope, req.key)) };
     },
 
     async deleteObject(req, ctx) {
       const scope = scopeOf(ctx, req.bucket);
       checkObjectKey(req.key, "key");
       await bucketOf(scope);
-      const known = await repo.objectDelete(scope, req.key, now());
+      const known = await repo.catalog.objectDelete(scope, req.key, now());
       const removed = await objects.remove(scope, req.key);
       if (!known && !removed) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       return {};
@@ -127,7 +127,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       const seconds = int64ToNumber(req.expiresInSeconds, "expires_in_seconds");
       if (!deps.secrets || !deps.publicUrl) throw new Error("presigned URLs need the secret box and the public URL");
       await bucketOf(scope);
-      if (!(await repo.objectGet(scope, req.key))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
+      if (!(await repo.catalog.objectGet(scope, req.key))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       const expiresAt = now() + Math.min(seconds === 0 ? 3600 : seconds, 86_400) * 1000;
       const expires = Math.floor(expiresAt / 1000);
       const signature = deps.secrets.mac(presignedPayload(scope.org, req.bucket, req.key, expires));
@@ -138,7 +138,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
     async deleteBucket(req, ctx) {
       const scope = scopeOf(ctx, req.name);
       await bucketOf(scope);
-      const res = await repo.bucketDelete(scope, req.force);
+      const res = await repo.buckets.bucketDelete(scope, req.force);
       if (res === "not_found") throw new NotFound(`bucket ${quote(req.name)} not found`);
       if (res !== "deleted") {
         throw new FailedPrecondition(`bucket ${quote(req.name)} holds ${res.objects} objects; delete them first, or pass force to delete them with it`);

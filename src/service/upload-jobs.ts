@@ -55,12 +55,12 @@ export interface Routing {
 
 /** Loads the routing of a source (only rule `onlyRuleId`'s when given). */
 export async function loadRouting(repo: Repository, scope: Scope, sourceId: string, onlyRuleId = ""): Promise<Routing> {
-  const rules = [...(await repo.ruleListEnabledForSource(scope, sourceId))]
+  const rules = [...(await repo.config.ruleListEnabledForSource(scope, sourceId))]
     .filter((r) => r.bindingName !== "" && (onlyRuleId === "" || r.ruleId === onlyRuleId))
     .sort(compareRulePrecedence);
   const pipelines = new Map<string, Pipeline>();
   for (const id of new Set(rules.map((r) => r.pipelineId))) {
-    const p = await repo.pipelineGetById(scope, id);
+    const p = await repo.config.pipelineGetById(scope, id);
     if (p) pipelines.set(id, p);
   }
   return { scope, sourceId, rules: rules.filter((r) => pipelines.has(r.pipelineId)), pipelines };

@@ -54,7 +54,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
   const modelOf = (p: Pipeline) => p.options.embedding_model || deps.embeddingModel || "local-hash";
 
   async function vectorPipelines(scope: Scope): Promise<Pipeline[]> {
-    const page = await repo.pipelineList({ org: scope.org, bucket: scope.bucket, storeEntityKind: "vector" }, { limit: 1000, signal: scope.signal });
+    const page = await repo.config.pipelineList({ org: scope.org, bucket: scope.bucket, storeEntityKind: "vector" }, { limit: 1000, signal: scope.signal });
     return page.items.filter((p) => TEMPLATES.includes(p.template)).sort((a, b) => a.createdAt - b.createdAt);
   }
 

@@ -56,7 +56,7 @@ export function createWatchMethods(deps: ServiceDeps) {
       ...(req.keyPrefix ? { keyPrefix: req.keyPrefix } : {}),
     };
     const statuses: JobStatus[] = status ? [status] : ["pending", "processing"];
-    const pages = await Promise.all(statuses.map((s) => repo.jobList({ ...base, status: s }, { limit: SNAPSHOT_LIMIT, signal: scope.signal })));
+    const pages = await Promise.all(statuses.map((s) => repo.jobs.jobList({ ...base, status: s }, { limit: SNAPSHOT_LIMIT, signal: scope.signal })));
     return pages.flatMap((p) => p.items);
   }
 
@@ -102,22 +102,22 @@ export function createWatchMethods(deps: ServiceDeps) {
         after = Math.max(after, resume);
         // A job watch resumed after its job ended (an EventSource reconnecting) ends at once.
         if (req.jobId && !ended) {
-          const job = await repo.jobGetById(scope, req.jobId);
+          const job = await repo.jobs.jobGetById(scope, req.jobId);
           if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
           ended = isTerminal(job.status);
         }
         yield { type: WatchEventType.SYNCED, eventId: String(after) };
         if (ended) return;
       } else if (req.jobId) {
-        const job = await repo.jobGetById(scope, req.jobId);
+        const job = await repo.jobs.jobGetById(scope, req.jobId);
         if (!job) throw new NotFound(`job_id ${quote(req.jobId)} not found in bucket ${quote(req.bucket)}`);
-        const current = await repo.jobsWithCurrentOutput(scope, [job]);
+        const current = await repo.jobs.jobsWithCurrentOutput(scope, [job]);
         yield change(WatchEventType.SNAPSHOT, job, head, current.has(job.jobId));
         yield { type: WatchEventType.SYNCED, eventId: String(head) };
         if (isTerminal(job.status)) return;
       } else {
         const jobs = await snapshot(scope, req, status);
-        const current = await repo.jobsWithCurrentOutput(scope, jobs);
+        const current = await repo.jobs.jobsWithCurrentOutput(scope, jobs);
         for (const j of jobs) yield change(WatchEventType.SNAPSHOT, j, head, current.has(j.jobId));
         yield { type: WatchEventType.SYNCED, eventId: String(head) };
       }
@@ -141,7 +141,7 @@ export function createWatchMethods(deps: ServiceDeps) {
   async function waitForJob(scope: Scope, jobId: string, waitMs: number, signal: AbortSignal): Promise<Job | undefined> {
     const sub = hubOf(deps).subscribe(scope);
     try {
-      let job = await repo.jobGetById(scope, jobId);
+      let job = await repo.jobs.jobGetById(scope, jobId);
       const deadline = Date.now() + waitMs;
       while (job && !isTerminal(job.status)) {
         const left = deadline - Date.now();
@@ -150,7 +150,7 @@ export function createWatchMethods(deps: ServiceDeps) {
         if (!ev) break;
         if (ev.job.jobId === jobId) job = ev.job;
       }
-      return job && !isTerminal(job.status) ? repo.jobGetById(scope, jobId) : job;
+      return job && !isTerminal(job.status) ? repo.jobs.jobGetById(scope, jobId) : job;
     } finally {
       sub.end();
     }

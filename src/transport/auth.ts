@@ -75,7 +75,7 @@ export function createTokenAuthenticator(repo: Repository, now: () => number = D
     const key = hash.toString("hex");
     const hit = cache.get(key);
     if (hit && now() - hit.at < CACHE_TTL_MS) return hit.token;
-    const token = await repo.tokenFindByHash(hash);
+    const token = await repo.tokens.tokenFindByHash(hash);
     if (cache.size >= CACHE_MAX) cache.clear();
     // Unknown tokens are cached too, so guessing cannot turn into database load.
     cache.set(key, { token, at: now() });

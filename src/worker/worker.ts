@@ -23,12 +23,12 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { InvalidArgument } from "../domain/errors";
-import type { Job, RunOutcome } from "../domain/job";
+import type { Job } from "../domain/job";
 import { checkTemplateOptions, getTemplate } from "../domain/templates";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import { CHANNEL_CANCEL, CHANNEL_JOBS } from "../storage/postgres/sql";
-import type { Repository } from "../storage/repository";
+import type { WorkerRepository } from "../storage/repository";
 import type { Embedder } from "./embedder";
 import { AbortReason, PermanentError, describeFailure } from "./failures";
 import { startListener, type Listener } from "../storage/postgres/listener";
@@ -57,7 +57,7 @@ export interface WorkerConfig {
 
 /** What a worker depends on. */
 export interface WorkerDeps {
-  repo: Repository;
+  repo: WorkerRepository;
   objects: ObjectStore;
   /** The store a job's object is read from (its source's; `objects` when not given). */
   objectsFor?: (job: Job) => Promise<ObjectStore | undefined>;
@@ -78,15 +78,6 @@ interface Running {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
-const MAX_COMPLETION_BATCH = 500;
-
-interface PendingCompletion {
-  jobId: string;
-  threadId: string;
-  outcome: RunOutcome;
-  resolve: (completed: boolean) => void;
-  reject: (err: unknown) => void;
-}
 
 /** Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter". */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
@@ -109,14 +100,12 @@ export class Worker {
   private listener: Listener | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private rescueTimer: NodeJS.Timeout | undefined;
-  private readonly completions: PendingCompletion[] = [];
   /**
    * Jobs whose pipeline is still running. A job whose run has ended but whose outcome is
    * still being written no longer takes a slot, so the next claim overlaps the writes
    * (the jobs stay in `running`, leased and heart-beaten, until the write lands).
    */
   private executing = 0;
-  private completionsInFlight = 0;
 
   constructor(
     private readonly deps: WorkerDeps,
@@ -178,7 +167,7 @@ export class Worker {
     if (left.length > 0) {
       for (const r of left) r.abort.abort(new AbortReason("shutdown"));
       const ids = left.map((r) => r.job.jobId);
-      const released = await this.deps.repo
+      const released = await this.deps.repo.queue
         .jobRelease({ threadIds: left.map((r) => r.job.threadId) })
         .catch((err: unknown) => {
           this.deps.log.error("could not hand jobs back; their leases will expire", { err, jobs: ids });
@@ -226,7 +215,7 @@ export class Worker {
       const free = Math.min(this.config.concurrency - this.executing, 2 * this.config.concurrency - this.running.size);
       if (free >= batch || (free > 0 && this.executing === 0) || (free > 0 && this.config.concurrency <= 4)) {
         try {
-          const jobs = await this.deps.repo.jobClaimAvailable({ owner: this.id, limit: free, leaseMs: this.config.leaseMs });
+          const jobs = await this.deps.repo.queue.jobClaimAvailable({ owner: this.id, limit: free, leaseMs: this.config.leaseMs });
           backoffMs = 0;
           this.lastHealthyAt = Date.now();
           for (const job of jobs) this.launch(job);
@@ -288,7 +277,7 @@ export class Worker {
     const attempt = { jobId: job.jobId, threadId: job.threadId };
     const started = this.now();
     log.debug("job started", { template: job.template, attempt: job.attempts, thread: job.threadId });
-    const progress = new ProgressReporter((s) => repo.jobRecordProgress({ ...attempt, ...s }), PROGRESS_INTERVAL_MS, () => this.now());
+    const progress = new ProgressReporter((s) => repo.queue.jobRecordProgress({ ...attempt, ...s }), PROGRESS_INTERVAL_MS, () => this.now());
     let slotHeld = true;
     const releaseSlot = () => {
       if (!slotHeld) return;
@@ -340,13 +329,13 @@ export class Worker {
       await progress.stop(outcome.output.kind === "none" ? undefined : { stage: "writing", done: 0, total: writes, unit: outcome.output.kind === "vector" ? "chunks" : "rows" });
       if (outcome.output.kind === "none") {
         // Nothing to write at a destination: end it together with other such runs.
-        if (await this.completeBatched(job, outcome)) {
+        if (await this.deps.repo.queue.jobCompleteWithoutOutput({ jobId: job.jobId, threadId: job.threadId, outcome })) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: outcome.status }, (this.now() - started) / 1000);
           log.info("job finished", { status: outcome.status, ms: this.now() - started });
           return;
         }
       } else {
-        const finished = await repo.jobComplete({ job, outcome, sourceVersion });
+        const finished = await repo.queue.jobComplete({ job, outcome, sourceVersion });
         if (finished) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: finished.status }, (this.now() - started) / 1000);
           log.info("job finished", { status: finished.status, ms: this.now() - started });
@@ -354,7 +343,7 @@ export class Worker {
         }
       }
       // No longer ours to finish: a cancel arrived (end it), or the lease was lost (leave it).
-      if (!(await repo.jobCancelRunning(attempt))) {
+      if (!(await repo.queue.jobCancelRunning(attempt))) {
         log.warn("job lease lost before it could finish; its output was discarded", {});
       }
     } catch (err) {
@@ -365,7 +354,7 @@ export class Worker {
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       if (reason instanceof AbortReason) {
         if (reason.kind === "cancel") {
-          await repo.jobCancelRunning(attempt);
+          await repo.queue.jobCancelRunning(attempt);
           log.info("job cancelled while processing", {});
         } else if (reason.kind === "lease_lost") {
           log.warn("job lease lost; run aborted", {});
@@ -376,7 +365,7 @@ export class Worker {
       const retry = !f.permanent && job.attempts < this.config.maxAttempts;
       const retryDelayMs = retry ? retryDelay(job.attempts, this.config.retryBaseMs, this.config.retryMaxMs) : undefined;
       const error = retry || f.permanent ? f.error : `${f.error} (gave up after ${job.attempts} attempts)`;
-      const ended = await repo.jobFailAttempt({ ...attempt, error, errorDetails: f.errorDetails, retryDelayMs, permanent: f.permanent });
+      const ended = await repo.queue.jobFailAttempt({ ...attempt, error, errorDetails: f.errorDetails, retryDelayMs, permanent: f.permanent });
       if (!ended) {
         log.warn("job attempt failed after it was taken away; nothing recorded", { error });
         return;
@@ -391,39 +380,11 @@ export class Worker {
     }
   }
 
-  /**
-   * Group completion for output-less runs: one statement ends every run that finished
-   * while the previous statement was in flight, so a burst of short jobs costs a few
-   * round trips instead of one transaction each.
-   */
-  private completeBatched(job: Job, outcome: RunOutcome): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.completions.push({ jobId: job.jobId, threadId: job.threadId, outcome, resolve, reject });
-      this.flushCompletions();
-    });
-  }
-
-  private flushCompletions(): void {
-    if (this.completionsInFlight >= 2 || this.completions.length === 0) return;
-    this.completionsInFlight++;
-    const batch = this.completions.splice(0, MAX_COMPLETION_BATCH);
-    this.deps.repo
-      .jobCompleteMany({ items: batch })
-      .then(
-        (done) => batch.forEach((c) => c.resolve(done.has(c.jobId))),
-        (err: unknown) => batch.forEach((c) => c.reject(err)),
-      )
-      .finally(() => {
-        this.completionsInFlight--;
-        this.flushCompletions();
-      });
-  }
-
   private async heartbeat(): Promise<void> {
     const threads = [...this.running.keys()];
     if (threads.length === 0) return;
     try {
-      const held = await this.deps.repo.jobHeartbeat({ threadIds: threads, leaseMs: this.config.leaseMs });
+      const held = await this.deps.repo.queue.jobHeartbeat({ threadIds: threads, leaseMs: this.config.leaseMs });
       const still = new Map(held.map((h) => [h.threadId, h.cancelRequested]));
       for (const thread of threads) {
         if (!this.running.has(thread)) continue; // finished meanwhile
@@ -438,7 +399,7 @@ export class Worker {
   private async rescue(): Promise<void> {
     if (this.state !== "running") return;
     try {
-      const rescued = await this.deps.repo.jobRescueExpired({ maxAttempts: this.config.maxAttempts, maxLostAttempts: this.config.maxLostAttempts });
+      const rescued = await this.deps.repo.queue.jobRescueExpired({ maxAttempts: this.config.maxAttempts, maxLostAttempts: this.config.maxLostAttempts });
       if (rescued.length > 0) this.deps.log.warn("rescued jobs with expired leases", { jobs: rescued });
       for (const r of rescued) this.deps.metrics?.rescues.inc({ outcome: r.status });
     } catch (err) {

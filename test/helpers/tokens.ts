@@ -8,6 +8,6 @@ export async function insertToken(s: TestServers, org: string, grants: Grant[], 
   const { token, tokenId, secretHash } = newToken();
   const key = s3 ? newAccessKey() : undefined;
   const secretSealed = key ? loadSecretBox(s.dataDir, undefined).seal(key.secret) : undefined;
-  await s.app.repo().tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed });
+  await s.app.repo().tokens.tokenInsert({ tokenId, org, secretHash, name: "t", grants, createdAt: Date.now(), expiresAt: 0, revokedAt: 0, accessKeyId: key?.accessKeyId, secretSealed });
   return { token, id: key?.accessKeyId ?? "", secret: key?.secret ?? "" };
 }

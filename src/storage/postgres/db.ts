@@ -49,6 +49,25 @@ export interface ListSpec {
   prefix?: [column: string, value: string];
 }
 
+/**
+ * The `column = $n` assignments of a partial update: one for each field `patch` sets,
+ * its value (through `encode`) appended to `values`.
+ */
+export function setClauses<F extends string>(
+  columns: Readonly<Record<F, string>>,
+  patch: Partial<Record<F, unknown>>,
+  values: unknown[],
+  encode: (field: F, value: unknown) => unknown = (_f, v) => v,
+): string[] {
+  const sets: string[] = [];
+  for (const [field, column] of Object.entries(columns) as Array<[F, string]>) {
+    if (patch[field] === undefined) continue;
+    values.push(encode(field, patch[field]));
+    sets.push(`${column} = $${values.length}`);
+  }
+  return sets;
+}
+
 /** Rows of the newest-first walk a key-prefix page looks through before it reads the prefix's range. */
 const PREFIX_WALK = 2_000;
 
@@ -202,7 +221,7 @@ export class PgDb {
     });
   }
 
-  protected async list<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+  protected async keysetPage<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
     const a = spec.alias;
     const where: string[] = [];
     const values: unknown[] = [];

@@ -67,7 +67,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     if (isSigV4(req.headers, r.rawQuery)) {
       const claim = readClaim(req.headers, r.query);
-      const token = await repo.tokenFindByAccessKey(claim.accessKeyId);
+      const token = await repo.tokens.tokenFindByAccessKey(claim.accessKeyId);
       if (!token?.secretSealed) throw new S3Error("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.");
       if (token.revokedAt > 0) throw new S3Error("InvalidAccessKeyId", 403, "this access key was revoked");
       if (token.expiresAt > 0 && token.expiresAt <= deps.now()) throw new S3Error("ExpiredToken", 400, "this access key has expired");
@@ -107,7 +107,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function listBuckets(res: ServerResponse, caller: Caller, r: S3Request): Promise<void> {
-    const page = await repo.bucketList({ org: caller.org, search: "", names: visibleBuckets(caller) }, { limit: 1000 });
+    const page = await repo.buckets.bucketList({ org: caller.org, search: "", names: visibleBuckets(caller) }, { limit: 1000 });
     const items = page.items.map((b) => `<Bucket><Name>${xmlEscape(b.name)}</Name><CreationDate>${isoDate(b.createdAt)}</CreationDate></Bucket>`);
     sendXml(res, `<ListAllMyBucketsResult xmlns="${XMLNS}"><Owner><ID>${xmlEscape(caller.org)}</ID><DisplayName>${xmlEscape(caller.org)}</DisplayName></Owner><Buckets>${items.join("")}</Buckets></ListAllMyBucketsResult>`, r);
   }
@@ -172,7 +172,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const from: Scope = { org: scope.org, bucket: slash < 0 ? source : source.slice(0, slash), signal };
     const fromKey = slash < 0 ? "" : source.slice(slash + 1);
     authorize(caller, from.bucket, "reader");
-    const o = fromKey ? await repo.objectGet(from, fromKey) : undefined;
+    const o = fromKey ? await repo.catalog.objectGet(from, fromKey) : undefined;
     const handle = o && (await objects.open(from, fromKey, { maxBytes: deps.maxObjectBytes, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
     if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
     let staged: StagedObject;
@@ -208,7 +208,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     for (const key of keys) {
       try {
         checkObjectKey(key, "Key");
-        await repo.objectDelete(scope, key, deps.now());
+        await repo.catalog.objectDelete(scope, key, deps.now());
         await objects.remove(scope, key);
         if (!quiet) results.push(`<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`);
       } catch (err) {
@@ -231,8 +231,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
   async function storeObject(res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
     if (bucket.storageQuotaBytes > 0) {
       // Checked before the bytes take the key's place (concurrent uploads may overshoot by what is in flight).
-      const replaced = (await repo.objectGet(scope, r.key))?.size ?? 0;
-      const after = (await repo.bucketGet(scope))?.storageUsedBytes ?? 0;
+      const replaced = (await repo.catalog.objectGet(scope, r.key))?.size ?? 0;
+      const after = (await repo.buckets.bucketGet(scope))?.storageUsedBytes ?? 0;
       if (after - replaced + staged.size > bucket.storageQuotaBytes) {
         await staged.discard();
         throw new S3Error("QuotaExceeded", 403, `this upload would take bucket "${r.bucket}" past its storage quota of ${bucket.storageQuotaBytes} bytes (storageQuotaBytes)`);
@@ -249,7 +249,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
     const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now, version);
     try {
-      await repo.objectPut(scope, { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now }, jobs);
+      await repo.catalog.objectPut(scope, { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now }, jobs);
     } catch (err) {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
       throw err;
@@ -269,7 +269,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
-    const o = await repo.objectGet(scope, r.key);
+    const o = await repo.catalog.objectGet(scope, r.key);
     const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
     if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
     try {
@@ -313,7 +313,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       switch (r.method) {
         case "PUT": {
           authorize(caller, r.bucket, "admin");
-          if (await repo.bucketGet(scope)) throw new S3Error("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.");
+          if (await repo.buckets.bucketGet(scope)) throw new S3Error("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.");
           await buckets.create(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" });
           send(res, 200, { location: `/${r.bucket}`, "x-amz-request-id": r.requestId });
           return;
@@ -341,7 +341,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
         case "DELETE": {
           authorize(caller, r.bucket, "admin");
           await bucketOf(scope);
-          const result = await repo.bucketDelete(scope, false);
+          const result = await repo.buckets.bucketDelete(scope, false);
           if (typeof result === "object") throw new S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty");
           await objects.removeBucket(scope);
           send(res, 204, { "x-amz-request-id": r.requestId });
@@ -378,7 +378,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       case "DELETE":
         authorize(caller, r.bucket, "writer");
         await bucketOf(scope);
-        await repo.objectDelete(scope, r.key, deps.now());
+        await repo.catalog.objectDelete(scope, r.key, deps.now());
         await objects.remove(scope, r.key);
         send(res, 204, { "x-amz-request-id": r.requestId });
         return;

@@ -49,12 +49,12 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
   const { send, sendXml, readBody, stageChecked, storeObject } = io;
   if (r.method === "POST" && r.query.has("uploads")) {
     const uploadId = randomBytes(16).toString("hex");
-    await repo.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });
+    await repo.catalog.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });
     sendXml(res, `<InitiateMultipartUploadResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId></InitiateMultipartUploadResult>`, r);
     return;
   }
   const uploadId = r.query.get("uploadId") ?? "";
-  const upload = /^[0-9a-f]{32}$/.test(uploadId) ? await repo.mpuGet(scope, uploadId) : undefined;
+  const upload = /^[0-9a-f]{32}$/.test(uploadId) ? await repo.catalog.mpuGet(scope, uploadId) : undefined;
   if (!upload || upload.key !== r.key) throw new S3Error("NoSuchUpload", 404, "The specified multipart upload does not exist.");
   if (r.method === "PUT") {
     const n = Number(r.query.get("partNumber"));
@@ -62,17 +62,17 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
     const staged = await stageChecked(req, scope, claim, signal);
     await staged.keepAsPart(uploadId, n);
     const etag = staged.md5.toString("hex");
-    await repo.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
+    await repo.catalog.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
     send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
     return;
   }
   if (r.method === "GET") {
-    const parts = (await repo.mpuParts(uploadId)).map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>&quot;${p.etag}&quot;</ETag><Size>${p.size}</Size></Part>`);
+    const parts = (await repo.catalog.mpuParts(uploadId)).map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>&quot;${p.etag}&quot;</ETag><Size>${p.size}</Size></Part>`);
     sendXml(res, `<ListPartsResult xmlns="${XMLNS}"><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join("")}</ListPartsResult>`, r);
     return;
   }
   if (r.method === "DELETE") {
-    await repo.mpuDelete(uploadId);
+    await repo.catalog.mpuDelete(uploadId);
     await objects.dropUpload(uploadId);
     send(res, 204, { "x-amz-request-id": r.requestId });
     return;
@@ -83,7 +83,7 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
     etag: (m[2] ?? m[3]).replace(/&quot;|"/g, ""),
   }));
   if (wanted.length === 0) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema");
-  const have = new Map((await repo.mpuParts(uploadId)).map((p) => [p.partNumber, p]));
+  const have = new Map((await repo.catalog.mpuParts(uploadId)).map((p) => [p.partNumber, p]));
   let prev = 0;
   for (const w of wanted) {
     if (w.n <= prev) throw new S3Error("InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.");
@@ -99,6 +99,6 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
   await storeObject(res, scope, bucket, r, staged, etag, upload.contentType, upload.metadata, (e) =>
     `<CompleteMultipartUploadResult xmlns="${XMLNS}"><Location>/${xmlEscape(r.bucket)}/${xmlEscape(r.key)}</Location><Bucket>${xmlEscape(r.bucket)}</Bucket><Key>${xmlEscape(r.key)}</Key><ETag>&quot;${e}&quot;</ETag></CompleteMultipartUploadResult>`,
   );
-  await repo.mpuDelete(uploadId);
+  await repo.catalog.mpuDelete(uploadId);
   await objects.dropUpload(uploadId);
 }

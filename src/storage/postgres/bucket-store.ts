@@ -1,0 +1,117 @@
+/** Buckets: their rows, adoption of buckets that predate rows, listing, update and delete. */
+import type { Pool } from "pg";
+import type { Scope } from "../../domain/job";
+import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../../domain/bucket";
+import type { Page, PageParams } from "../repository";
+import * as SQL from "./sql";
+import { PgDb, ROLLBACK_ONLY, setClauses } from "./db";
+import { num, toBucket } from "./rows";
+import type { ConfigStore } from "./config-store";
+
+export class BucketStore extends PgDb {
+  /** `config` is told when a delete takes a bucket's pipelines and rules with it. */
+  constructor(
+    pool: Pool,
+    private readonly config: ConfigStore,
+  ) {
+    super({ connectionString: "", pool });
+  }
+
+  /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
+  async bucketInsert(b: BucketRow): Promise<Bucket> {
+    await this.tx(async (client) => {
+      await client.query(SQL.BUCKET_INSERT, [b.org, b.name, b.description, b.status, b.accessMode, b.storageQuotaBytes, b.internalSourceId, b.createdAt]);
+      await client.query(SQL.SOURCE_INSERT_INTERNAL, [b.internalSourceId, b.org, b.name, b.createdAt]);
+      return true;
+    }, false);
+    const stored = await this.bucketGet({ org: b.org, bucket: b.name });
+    if (!stored) throw new Error(`bucket ${b.name} vanished right after insert`);
+    return stored;
+  }
+
+  /**
+   * Makes the row of a bucket that existed before buckets had rows (a folder, or only its
+   * rules, pipelines and jobs), cataloguing the objects found on disk; nothing when it has one.
+   */
+  async bucketAdopt(b: BucketRow, found: readonly CatalogEntry[]): Promise<void> {
+    await this.tx(async (client) => {
+      const made = await client.query(SQL.BUCKET_INSERT_IF_NONE, [b.org, b.name, b.description, b.status, b.accessMode, b.storageQuotaBytes, b.internalSourceId, b.createdAt]);
+      if (made.rowCount === 0) return ROLLBACK_ONLY;
+      await client.query(SQL.SOURCE_INSERT_INTERNAL, [b.internalSourceId, b.org, b.name, b.createdAt]);
+      for (let i = 0; i < found.length; i += 1000) {
+        const part = found.slice(i, i + 1000);
+        await client.query(SQL.OBJECT_CATALOG_MANY, [
+          b.org,
+          b.name,
+          b.createdAt,
+          part.map((f) => f.key),
+          part.map((f) => f.size),
+          part.map((f) => f.contentType),
+          part.map((f) => f.version.toString()),
+        ]);
+      }
+      return true;
+    }, false);
+  }
+
+  async bucketGet(scope: Scope): Promise<Bucket | undefined> {
+    const rows = await this.q(`${SQL.BUCKET_SELECT} WHERE b.org = $1 AND b.name = $2`, [scope.org, scope.bucket], scope.signal);
+    return rows[0] ? toBucket(rows[0]) : undefined;
+  }
+
+  /** Buckets newest first, filtered by a case-insensitive search and, when given, by name. */
+  async bucketList(filter: { org: string; search: string; names?: readonly string[] }, page: PageParams): Promise<Page<Bucket>> {
+    const where = ["b.org = $1"];
+    const values: unknown[] = [filter.org];
+    if (filter.search !== "") {
+      values.push(`%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      where.push(`(b.name ILIKE $${values.length} OR b.description ILIKE $${values.length})`);
+    }
+    if (filter.names) {
+      values.push([...filter.names]);
+      where.push(`b.name = ANY($${values.length}::text[])`);
+    }
+    const countValues = [...values];
+    const countText = `SELECT count(*) AS n FROM buckets b WHERE ${where.join(" AND ")}`;
+    if (page.after) {
+      values.push(page.after.createdAt, page.after.id);
+      where.push(`(b.created_at, b.name) < ($${values.length - 1}, $${values.length})`);
+    }
+    values.push(page.limit + 1);
+    const text = `${SQL.BUCKET_SELECT} WHERE ${where.join(" AND ")} ORDER BY b.created_at DESC, b.name DESC LIMIT $${values.length}`;
+    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
+    return { items: rows.slice(0, page.limit).map(toBucket), more: rows.length > page.limit, total: num(count[0]?.n) };
+  }
+
+  async bucketUpdate(scope: Scope, patch: Partial<BucketFields>, nowMs: number): Promise<Bucket | undefined> {
+    const columns: Record<keyof BucketFields, string> = { description: "description", storageQuotaBytes: "storage_quota_bytes", accessMode: "access_mode" };
+    const values: unknown[] = [scope.org, scope.bucket, nowMs];
+    const sets = setClauses(columns, patch, values);
+    const rows = await this.q(`UPDATE buckets SET ${[...sets, "updated_at = $3"].join(", ")} WHERE org = $1 AND name = $2 RETURNING name`, values);
+    return rows[0] ? this.bucketGet(scope) : undefined;
+  }
+
+  /**
+   * Deletes a bucket with its sources, rules, pipelines, jobs, outputs and catalog.
+   * Refused (returns the object count) while it holds objects, unless forced.
+   */
+  async bucketDelete(scope: Scope, force: boolean): Promise<"deleted" | "not_found" | { objects: number }> {
+    const result = await this.tx<"deleted" | "not_found" | { objects: number }>(async (client) => {
+      // Locks the bucket row, so no upload can catalog an object into it meanwhile.
+      const b = await client.query("SELECT name FROM buckets WHERE org = $1 AND name = $2 FOR UPDATE", [scope.org, scope.bucket]);
+      if (b.rowCount === 0) return "not_found";
+      const usage = await client.query("SELECT objects FROM bucket_usage WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
+      const objects = num(usage.rows[0]?.objects);
+      if (objects > 0 && !force) return { objects };
+      for (const statement of SQL.BUCKET_DELETE_ALL) await client.query(statement, [scope.org, scope.bucket]);
+      return "deleted";
+    }, "not_found");
+    if (result === "deleted") await this.config.configChanged(scope);
+    return result;
+  }
+
+  /** Names of buckets the org has config or jobs for but no row yet (to adopt). */
+  async bucketNamesWithoutRow(org: string): Promise<string[]> {
+    return (await this.q(SQL.BUCKET_NAMES_WITHOUT_ROW, [org])).map((r) => r.bucket as string);
+  }
+}
