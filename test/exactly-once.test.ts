@@ -131,7 +131,9 @@ describe("a worker blocked past its lease gets the same job back", () => {
 describe("long final writes", () => {
   let s: TestServers;
   beforeAll(async () => {
-    s = await startServers({ K3_ROLE: "all", K3_LEASE_MS: "1000", K3_POLL_MS: "50", K3_SANDBOX_MEMORY_MB: "512", K3_MAX_TEXT_CHARS: "40000000" });
+    // The write takes 10+ s, many leases long; 3 s (not 1 s) keeps a machine busy with other
+    // test files from stalling the heartbeat past a whole lease, which is not what this tests.
+    s = await startServers({ K3_ROLE: "all", K3_LEASE_MS: "3000", K3_POLL_MS: "50", K3_SANDBOX_MEMORY_MB: "512", K3_MAX_TEXT_CHARS: "40000000" });
   });
   afterAll(() => s.stop());
 
