@@ -235,7 +235,7 @@ export class PgDb {
       values.push(spec.prefix[1]);
       prefix = `starts_with(${a}${spec.prefix[0]}, $${values.length})`;
     }
-    const countWhere = where.length || prefix ? `WHERE ${[...where, ...(prefix ? [prefix] : [])].join(" AND ")}` : "";
+    const countWhere = whereOf(prefix ? [...where, prefix] : where);
     const countValues = [...values];
     if (page.after) {
       values.push(page.after.createdAt, page.after.id);
@@ -247,38 +247,47 @@ export class PgDb {
     const countText = spec.countFromCounters && !prefix
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const pageWhere = (extra: string[]) => (where.length || extra.length ? `WHERE ${[...where, ...extra].join(" AND ")}` : "");
     const count = this.q(countText, countValues, page.signal);
     count.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
-    let rows: QueryResultRow[];
-    if (!prefix) {
-      rows = await this.q(`SELECT ${spec.select} FROM ${spec.from} ${pageWhere([])} ${order} ${limit}`, values, page.signal);
-    } else {
-      // Which plan is fast depends on where the prefix's jobs sit in time, which no estimate
-      // knows (a prefix of old jobs is far down the newest-first walk). So: the newest
-      // PREFIX_WALK jobs of the other filters first (bounded), and when they do not fill the
-      // page, the prefix's own index range sorted (cost grows with the prefix's jobs, not the
-      // bucket's; the "+ 0" keeps the planner from walking the time index instead).
-      const w = spec.prefix![0];
-      rows = await this.q(
-        `SELECT * FROM (SELECT ${spec.select} FROM ${spec.from} ${pageWhere([])} ${order} LIMIT ${PREFIX_WALK}) w
-         WHERE ${prefix.replace(`${a}${w}`, `w.${w}`)} ORDER BY w.created_at DESC, w.${spec.idColumn} DESC ${limit}`,
-        values,
-        page.signal,
-      );
-      if (rows.length <= page.limit) {
-        // Ids first (from the index alone when only the bucket filters), then their rows.
-        rows = await this.q(
-          `SELECT ${spec.select} FROM ${spec.from} WHERE ${a}${spec.idColumn} IN (
-             SELECT ${a}${spec.idColumn} FROM ${spec.from} ${pageWhere([prefix])} ORDER BY ${a}created_at + 0 DESC, ${a}${spec.idColumn} || '' DESC ${limit})
-           ${order}`,
-          values,
-          page.signal,
-        );
-      }
-    }
+    const rows = prefix
+      ? await this.prefixRows(spec, { where, prefix, order, limit, values }, page)
+      : await this.q(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values, page.signal);
     const more = rows.length > page.limit;
     const total = num((await count)[0]?.n);
     return { items: rows.slice(0, page.limit).map(map), more, total };
   }
+
+  /**
+   * A key-prefix page. Which plan is fast depends on where the prefix's rows sit in time,
+   * which no estimate knows (a prefix of old jobs is far down the newest-first walk). So:
+   * the newest PREFIX_WALK rows of the other filters first (bounded), and when they do not
+   * fill the page, the prefix's own index range sorted — cost growing with the prefix's
+   * rows, not the table's; ids first (from the index alone when only the bucket filters),
+   * and "+ 0" keeps the planner from walking the time index instead.
+   */
+  private async prefixRows(
+    spec: ListSpec,
+    sql: { where: string[]; prefix: string; order: string; limit: string; values: unknown[] },
+    page: PageParams,
+  ): Promise<QueryResultRow[]> {
+    const { where, prefix, order, limit, values } = sql;
+    const a = spec.alias;
+    const id = `${a}${spec.idColumn}`;
+    const walked = await this.q(
+      `SELECT * FROM (SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} LIMIT ${PREFIX_WALK}) AS ${a.replace(".", "") || "w"}
+       WHERE ${prefix} ${order} ${limit}`,
+      values,
+      page.signal,
+    );
+    if (walked.length > page.limit) return walked;
+    return this.q(
+      `SELECT ${spec.select} FROM ${spec.from} WHERE ${id} IN (
+         SELECT ${id} FROM ${spec.from} ${whereOf([...where, prefix])} ORDER BY ${a}created_at + 0 DESC, ${id} || '' DESC ${limit})
+       ${order}`,
+      values,
+      page.signal,
+    );
+  }
 }
+
+const whereOf = (conds: string[]) => (conds.length ? `WHERE ${conds.join(" AND ")}` : "");
