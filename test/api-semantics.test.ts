@@ -158,6 +158,15 @@ test("objects behind symlinks that leave the bucket do not exist", async () => {
   expect(inside.status).toBe(200);
   const dirAsObject = await http("POST", `/${B}/ingest`, { object: { key: "docs" }, pipeline_id: embed });
   expect(dirAsObject.status).toBe(404);
+  // A folder that is a link out of the bucket: the plain file in it is outside too.
+  mkdirSync(join(s.dataDir, "elsewhere"), { recursive: true });
+  writeFileSync(join(s.dataDir, "elsewhere", "x.txt"), "not the bucket's");
+  symlinkSync(join(s.dataDir, "elsewhere"), join(dir, "out"));
+  const throughFolder = await http("POST", `/${B}/ingest`, { object: { key: "links/out/x.txt" }, pipeline_id: embed });
+  expect(throughFolder.status).toBe(404);
+  // A folder that is a link to another folder of the same bucket is inside.
+  symlinkSync(join(s.dataDir, "buckets", B, "docs"), join(dir, "docs-again"));
+  expect((await http("POST", `/${B}/ingest`, { object: { key: "links/docs-again/small.txt" }, pipeline_id: embed })).status).toBe(200);
 });
 
 test("Connect serves read-only methods by GET", async () => {

@@ -5,7 +5,7 @@
  * path inside (key-path.ts: the key itself, or its hash when it is no plain path or clashes
  * with a folder); symlinks that lead out of the bucket folder are treated as missing objects.
  */
-import { constants, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
+import { constants, lstat as lstatCb, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
 import { createStaging, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
@@ -136,6 +136,7 @@ export interface ObjectStore {
 const realpath = (p: string) =>
   new Promise<string>((resolve, reject) => realpathCb.native(p, (err, r) => (err ? reject(err) : resolve(r))));
 const stat = (p: string) => new Promise<Stats>((resolve, reject) => statCb(p, (err, s) => (err ? reject(err) : resolve(s))));
+const lstatFast = (p: string) => new Promise<Stats | undefined>((resolve) => lstatCb(p, (err, s) => resolve(err ? undefined : s)));
 
 /** The first `max` objects of a scan as catalog entries (what adopting a bucket records); both stores list through it. */
 export async function catalogOf(scan: AsyncIterable<ScanEntry>, max: number): Promise<CatalogEntry[]> {
@@ -156,14 +157,16 @@ export function bucketDir(dataDir: string, scope: Scope): string {
 
 /** An ObjectStore over the data dir. Keys must already have passed checkObjectKey. */
 export function createFsObjectStore(dataDir: string): ObjectStore {
-  // The real path of a bucket folder changes rarely; keep it for a moment to save a syscall per object.
-  const bucketReal = new Map<string, { path: string; at: number }>();
-  async function realBucketDir(dir: string): Promise<string> {
-    const hit = bucketReal.get(dir);
+  // The real path of a folder (a bucket's, or one inside it) changes rarely; keep it for a
+  // moment to save the walk of its components on every object. Only a check: readers open
+  // the object without following links and check the descriptor (openPath).
+  const folderReal = new Map<string, { path: string; at: number }>();
+  async function realDir(dir: string): Promise<string> {
+    const hit = folderReal.get(dir);
     if (hit && Date.now() - hit.at < 2000) return hit.path;
     const path = await realpath(dir);
-    if (bucketReal.size > 10_000) bucketReal.clear();
-    bucketReal.set(dir, { path, at: Date.now() });
+    if (folderReal.size > 10_000) folderReal.clear();
+    folderReal.set(dir, { path, at: Date.now() });
     return path;
   }
   /** The real path of `rel` when it exists inside the bucket (links leading out count as missing). */
@@ -172,7 +175,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     let real: string;
     let realBucket: string;
     try {
-      [real, realBucket] = await Promise.all([realpath(join(dir, rel)), realBucketDir(dir)]);
+      [real, realBucket] = await Promise.all([realpath(join(dir, rel)), realDir(dir)]);
     } catch {
       return undefined;
     }
@@ -180,8 +183,15 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     return real;
   }
   async function statPath(scope: Scope, rel: string): Promise<Stats | undefined> {
-    // stat (which follows links) runs alongside the containment check instead of after it.
-    const [path, st] = await Promise.all([resolve(scope, rel), stat(join(bucketDir(dataDir, scope), rel)).catch(() => undefined)]);
+    // The common case, a plain file: lstat it, and check that its folder lies inside the
+    // bucket (both folders' real paths cached) — no walk of the path per call.
+    const dir = bucketDir(dataDir, scope);
+    const full = join(dir, rel);
+    const [own, folder, bucket] = await Promise.all([lstatFast(full), realDir(dirname(full)).catch(() => undefined), realDir(dir).catch(() => undefined)]);
+    if (!own || !folder || !bucket) return undefined;
+    if (!own.isSymbolicLink()) return own.isFile() && (folder === bucket || folder.startsWith(bucket + sep)) ? own : undefined;
+    // A link: where it leads decides (stat follows it alongside the containment check).
+    const [path, st] = await Promise.all([resolve(scope, rel), stat(full).catch(() => undefined)]);
     return path && st?.isFile() ? st : undefined;
   }
   async function statInside(scope: Scope, key: string): Promise<ObjectInfo | undefined> {
@@ -216,7 +226,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       if (!st.isFile()) throw new ObjectUnreadable(`object "${key}" is not a regular file`);
       // Where the descriptor really points: a directory swapped for a link on the way is caught here.
       const real = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => realpath(join(dir, rel)));
-      const realBucket = await realBucketDir(dir).catch(() => "");
+      const realBucket = await realDir(dir).catch(() => "");
       if (!realBucket || !real.startsWith(realBucket + sep)) {
         throw new ObjectUnreadable(`object "${key}" leads outside its bucket; it is not read`);
       }
