@@ -348,12 +348,15 @@ export function createRestHandler(
       return true;
     }
     const { route, params } = match;
-    const abort = new AbortController();
+    // A client that leaves aborts the call's context (no controller of our own to link).
+    let ctx: ReturnType<typeof createHandlerContext> | undefined;
+    let left = false;
     const onClose = () => {
-      if (!res.writableFinished) abort.abort(new ConnectError("client disconnected", Code.Canceled));
+      if (res.writableFinished) return;
+      left = true;
+      ctx?.abort(new ConnectError("client disconnected", Code.Canceled));
     };
     res.on("close", onClose);
-    let ctx: ReturnType<typeof createHandlerContext> | undefined;
     try {
       const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
       const input = await decodeRequest(route, params, req, query, opts.maxBodyBytes);
@@ -363,12 +366,12 @@ export function createRestHandler(
         protocolName: "rest",
         requestMethod: req.method ?? "GET",
         url,
-        requestHeader: headersOf(req),
-        requestSignal: abort.signal,
+        requestHeader: headerPairs(req),
         // A stream is ended by the hub on drain; linking thousands of long-lived streams to the one
         // shutdown signal would make every other call's link and unlink walk them all.
         shutdownSignal: route.streaming ? undefined : opts.shutdownSignal,
       });
+      if (left) ctx.abort(new ConnectError("client disconnected", Code.Canceled));
       if (route.streaming) {
         await serveEventStream(route.method, (route.handler as StreamHandler)(withLastEventId(input, req), ctx), ctx, res, opts.log);
         return true;
@@ -400,12 +403,18 @@ function withLastEventId(input: unknown, req: IncomingMessage): unknown {
   return input;
 }
 
-/** Node's incoming headers as a Fetch Headers object. */
-export function headersOf(req: IncomingMessage): Headers {
-  const h = new Headers();
+/** Node's incoming headers as name/value pairs (HTTP/2 pseudo-headers left out). */
+function headerPairs(req: IncomingMessage): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
   for (const [k, v] of Object.entries(req.headers)) {
     if (v === undefined || k.startsWith(":")) continue;
-    for (const value of Array.isArray(v) ? v : [v]) h.append(k, value);
+    if (Array.isArray(v)) for (const value of v) pairs.push([k, value]);
+    else pairs.push([k, v]);
   }
-  return h;
+  return pairs;
+}
+
+/** Node's incoming headers as a Fetch Headers object. */
+export function headersOf(req: IncomingMessage): Headers {
+  return new Headers(headerPairs(req));
 }
