@@ -34,8 +34,14 @@ export class LogRing {
 
   /** The kept lines that `keep` accepts, oldest first, without their line ends. */
   filter(keep: (line: string) => boolean): string[] {
-    const ordered = this.lines.length < this.capacity ? this.lines : [...this.lines.slice(this.next), ...this.lines.slice(0, this.next)];
-    return ordered.filter(keep).map((l) => l.replace(/\n$/, ""));
+    const out: string[] = [];
+    // Oldest first: from `next` on once the ring has wrapped, read in place.
+    const start = this.lines.length < this.capacity ? 0 : this.next;
+    for (let i = 0; i < this.lines.length; i++) {
+      const line = this.lines[(start + i) % this.lines.length];
+      if (keep(line)) out.push(line.replace(/\n$/, ""));
+    }
+    return out;
   }
 }
 

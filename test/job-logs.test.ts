@@ -14,6 +14,7 @@ import { connectClients, DOORS, type Clients } from "./helpers/clients";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { jsonClient, type J } from "./helpers/http";
 import { serveOn, type Child } from "./helpers/processes";
+import { LogRing } from "../src/log";
 
 jest.setTimeout(60_000);
 
@@ -111,4 +112,14 @@ test("another organization's token cannot read a job's lines, and an unknown job
   expect(((await res.json()) as J).message).toContain('job_id "job_nope" not found');
   const anonymous = await fetch(`${server.url}/${B}/ingest/jobs/job_nope/logs`);
   expect(anonymous.status).toBe(401);
+});
+
+test("a process keeps only its last K3_LOG_LINES lines, oldest first", () => {
+  const ring = new LogRing(3);
+  for (let i = 1; i <= 5; i++) ring.push(`{"n":${i}}\n`);
+  expect(ring.filter(() => true)).toEqual(['{"n":3}', '{"n":4}', '{"n":5}']);
+  expect(ring.filter((l) => l.includes("4"))).toEqual(['{"n":4}']);
+  const young = new LogRing(3);
+  young.push("a\n");
+  expect(young.filter(() => true)).toEqual(["a"]);
 });

@@ -69,15 +69,10 @@ export interface Repository {
   close(): Promise<void>;
 }
 
-/** What a worker needs: the queue it claims from, and the reads its runs make. */
-export interface WorkerRepository {
+/** What a worker needs: the queue it claims from, and the reads its runs make (the API's own stores). */
+export interface WorkerRepository extends Pick<Repository, "config" | "catalog" | "vector" | "ping" | "close"> {
   /** Claims, leases, heartbeats, progress and the end of attempts, fenced by the attempt. */
   readonly queue: JobQueue;
-  readonly config: ConfigStore;
-  readonly catalog: ObjectCatalog;
-  readonly vector: VectorStore;
-  ping(): Promise<void>;
-  close(): Promise<void>;
 }
 
 /** How a pipeline is deleted. */
