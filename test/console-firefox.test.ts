@@ -67,9 +67,8 @@ test(`Firefox ESR runs the console: a triggered job reaches COMPLETED live, and 
   await tab.until(`${id} COMPLETED in its row`, `return document.querySelector('tr[data-job="${id}"] .badge')?.textContent === "COMPLETED"`);
   expect(await tab.run<number>(`return performance.getEntriesByType("navigation").length`)).toBe(loads);
 
-  // Two more jobs, one under img/: the key prefix filter keeps the docs/ ones only.
+  // Two more jobs, one under img/: the key prefix filter (a fresh list from the server) keeps the docs/ ones only.
   for (const key of ["docs/b.txt", "img/c.txt"]) expect((await api("POST", `/${B}/ingest`, { object: { key }, pipeline_id: noop })).status).toBe(200);
-  await tab.until("three rows", `return document.querySelectorAll("tbody tr").length === 3`);
   await tab.run(`document.querySelector('input[name="prefix"]').value = "docs/";` + clickButton("Filter"));
   await tab.until("the filtered URL", `return location.hash.includes("prefix=docs%2F")`);
   const keys = await tab.until<string[]>("the docs/ rows", `const r = [...document.querySelectorAll("tbody tr td.key")].map((td) => td.textContent); return r.length === 2 && r`);
