@@ -69,7 +69,7 @@ test("a Connect timeout cancels the blocked query", async () => {
 test("a REST client that goes away cancels the blocked query", async () => {
   const abort = new AbortController();
   const pending = fetch(`${s.httpUrl}/${B}/ingest/jobs`, { signal: abort.signal }).catch((e: Error) => e);
-  await waitFor("the query to block on the lock", async () => ((await waitingQueries()) > 0 ? true : undefined), { timeoutMs: 5000 });
+  await waitFor("the query to block on the lock", async () => ((await waitingQueries()) > 0 ? true : undefined), { timeoutMs: 20_000 });
   abort.abort();
   expect(((await pending) as Error).name).toBe("AbortError");
   await waitFor("the server's query to be cancelled", async () => ((await waitingQueries()) === 0 ? true : undefined), { timeoutMs: 5000 });
