@@ -7,6 +7,7 @@
  */
 import { Client } from "pg";
 import { VectorIndex } from "../src/search/vector-index";
+import { seeded } from "./helpers/seeded";
 import { startServers, type TestServers } from "./helpers/servers";
 
 jest.setTimeout(120_000);
@@ -15,17 +16,8 @@ const DIMS = 48;
 const P = "pipe_index_test";
 const scope = { org: "default", bucket: "kb-index" };
 
-/** A seeded generator (mulberry32): the same vectors on every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
-}
-const rand = seeded(7);
+const next = seeded(7);
+const rand = () => next() - 0.5;
 const vec = () => Array.from({ length: DIMS }, rand);
 
 let s: TestServers;

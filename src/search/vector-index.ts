@@ -1,15 +1,16 @@
 /**
  * Vector search in memory, kept in step with PostgreSQL (the source of truth).
  *
- * Each collection (vector pipeline) holds its chunks as 8-bit codes: every vector scaled so
- * its largest component is ±127 (cosine does not see the scale), one byte per dimension, in
- * segments of about 16 MB. A search scans every code exactly with usearch's SIMD kernels
- * (about 32 ms per million chunks of 384 dimensions on one core; full segments are shared
- * out to a scan thread, scan-threads.ts, which scans its half meanwhile), keeps twice the asked
- * number of candidates, and reranks those with their real vectors read from PostgreSQL, so
- * scores are exact cosines and the only loss is a true neighbour quantized below twice k
- * (recall 1.0 in the bench at 100,000 and 1,000,000). No graph to build, nothing that
- * depends on the data's shape, a quarter of the memory of the vectors themselves.
+ * Each collection (vector pipeline) holds its chunks as 4-bit codes: every vector scaled so
+ * its largest component is ±7 (cosine does not see the scale), half a byte per dimension,
+ * in segments of about 16 MB (segments.ts, scan-kernel.cjs). A search scores every code
+ * with our WebAssembly SIMD kernel (about 16 ms per million chunks of 384 dimensions on one
+ * core; full segments are shared out to a scan thread, scan-threads.ts, which scans its half
+ * meanwhile), keeps four times the asked number of candidates, and reranks those with their
+ * real vectors read from PostgreSQL, so scores are exact cosines and the only loss is a
+ * true neighbour quantized below four times k (recall 1.0 in the bench at 100,000 and
+ * 1,000,000). No graph to build, nothing that depends on the data's shape, an eighth of the
+ * memory of the vectors themselves.
  *
  * Before every search the collection's version (bumped by every write of its chunks) is
  * read; when it moved, the objects whose current job changed are reloaded and the deleted
@@ -18,8 +19,9 @@
  * from the table.
  */
 import { cpus } from "node:os";
-import { ScanThread, scanCodes, type ScanResult } from "./scan-threads";
-import { quantize, Segment, type ObjectEntry, type Part } from "./segments";
+import { ScanThread } from "./scan-threads";
+import { CodeBlock, encodeQuery, rowBytes, type KernelQuery, type ScanResult } from "./scan-kernel.cjs";
+import { Segment, type ObjectEntry, type Part } from "./segments";
 import type { Scope } from "../domain/job";
 import { chunkRefKey, type ChunkPlaceRow, type VectorStore } from "../storage/postgres/vector-store";
 
@@ -70,7 +72,8 @@ class ScanThreadLost extends Error {}
 interface Candidate {
   owner: ObjectEntry;
   chunkIndex: number;
-  distance: number;
+  /** The kernel's score: the cosine to the 4-bit codes, times the query's norm. */
+  score: number;
 }
 
 export class VectorIndex {
@@ -157,7 +160,7 @@ export class VectorIndex {
       p.seg.live -= p.count;
       if (p.seg.used - p.seg.live > Math.max(DEAD_ROWS, p.seg.used / 8)) {
         const keep = p.seg.compact();
-        if (p.seg.away) this.thread?.compact(p.seg.id, keep, p.seg.dims);
+        if (p.seg.away) this.thread?.compact(p.seg.id, keep);
       }
     }
   }
@@ -168,9 +171,9 @@ export class VectorIndex {
     if (!thread) return;
     const away = segs.filter((x) => x.away).length;
     const here = segs.filter((x) => !x.away && x.used === x.maxRows).length;
-    if (away >= here) return;
-    thread.adopt(seg.id, seg.codes.subarray(0, seg.used * seg.dims));
-    seg.codes = new Int8Array(0);
+    if (away >= here || !seg.block) return;
+    thread.adopt(seg.id, seg.block.export(seg.used));
+    seg.block = undefined;
     seg.away = true;
   }
 
@@ -178,7 +181,7 @@ export class VectorIndex {
     const dims = vectors[0].length;
     let segs = col.groups.get(dims);
     if (!segs) col.groups.set(dims, (segs = []));
-    const maxRows = Math.max(256, Math.floor(this.segmentBytes / dims));
+    const maxRows = Math.max(256, Math.floor(this.segmentBytes / rowBytes(dims)));
     const o: ObjectEntry = { key, jobId, dims, parts: [] };
     let i = 0;
     while (i < vectors.length) {
@@ -189,7 +192,7 @@ export class VectorIndex {
       const part: Part = { seg, start: seg.used, count: 0 };
       for (const end = i + n; i < end; i++) {
         const v = vectors[i];
-        if (v.length !== dims || !quantize(v, dims, seg.codes, seg.used * dims)) continue;
+        if (v.length !== dims || !seg.block?.encode(seg.used, v)) continue;
         seg.chunks[seg.used] = indexes[i];
         seg.owners[seg.used] = o;
         seg.used++;
@@ -273,22 +276,22 @@ export class VectorIndex {
    * holds while this thread scans the others. What each segment holds is taken before the
    * scan: rows added or compacted meanwhile go to new arrays.
    */
-  private async scanSegments(segs: Segment[], query: Int8Array, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
-    const held = segs.filter((s) => s.live > 0).map((s) => ({ seg: s, codes: s.codes, owners: s.owners, chunks: s.chunks, rows: s.used, want: want + (s.used - s.live) }));
+  private async scanSegments(segs: Segment[], query: KernelQuery, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
+    const held = segs.filter((s) => s.live > 0).map((s) => ({ seg: s, block: s.block, owners: s.owners, chunks: s.chunks, rows: s.used, want: want + (s.used - s.live) }));
     const away = held.filter((h) => h.seg.away);
     const there = away.length ? this.requireThread().scan(query, away.map((h) => ({ seg: h.seg.id, rows: h.rows, want: h.want }))) : Promise.resolve([]);
     there.catch(() => undefined); // awaited below
     const out: Candidate[] = [];
     const take = (h: (typeof held)[number], m: ScanResult) => {
       for (let i = 0; i < m.rows.length; i++) {
-        const r = Number(m.rows[i]);
+        const r = m.rows[i];
         const owner = h.owners[r];
-        if (owner && accept(owner)) out.push({ owner, chunkIndex: h.chunks[r], distance: m.distances[i] });
+        if (owner && accept(owner)) out.push({ owner, chunkIndex: h.chunks[r], score: m.scores[i] });
       }
     };
     for (const h of held) {
-      if (h.seg.away) continue;
-      take(h, scanCodes(h.codes, h.rows, query, h.want));
+      if (!h.block) continue;
+      take(h, h.block.scan(query, h.rows, h.want));
       await yieldToOthers();
     }
     (await there).forEach((m, k) => take(away[k], m));
@@ -302,7 +305,7 @@ export class VectorIndex {
   }
 
   /** Candidates among the given objects only: their rows copied together (here, and on the scan thread for its segments), then scanned. */
-  private async scanObjects(objects: ObjectEntry[], dims: number, query: Int8Array, want: number): Promise<Candidate[]> {
+  private async scanObjects(objects: ObjectEntry[], dims: number, query: KernelQuery, want: number): Promise<Candidate[]> {
     const out: Candidate[] = [];
     // The scan thread's rows: asked for first, gathered there.
     const ranges: Array<{ seg: number; start: number; count: number }> = [];
@@ -312,16 +315,16 @@ export class VectorIndex {
     const rowsOf = remote.flatMap((r) => Array.from({ length: r.count }, (_, i) => ({ owner: r.owner, chunkIndex: r.seg.chunks[r.start + i] })));
     const there = ranges.length ? this.requireThread().gather(query, want, ranges) : Promise.resolve(undefined);
     there.catch(() => undefined); // awaited below
-    const batchRows = Math.max(256, Math.floor(this.segmentBytes / dims));
-    let codes = new Int8Array(0);
+    const batchRows = Math.max(256, Math.floor(this.segmentBytes / rowBytes(dims)));
+    let batch: CodeBlock | undefined;
     let owners: ObjectEntry[] = [];
     let chunks: number[] = [];
     const flush = async () => {
-      if (owners.length === 0) return;
-      const m = scanCodes(codes, owners.length, query, want);
+      if (owners.length === 0 || !batch) return;
+      const m = batch.scan(query, owners.length, want);
       for (let i = 0; i < m.rows.length; i++) {
-        const r = Number(m.rows[i]);
-        out.push({ owner: owners[r], chunkIndex: chunks[r], distance: m.distances[i] });
+        const r = m.rows[i];
+        out.push({ owner: owners[r], chunkIndex: chunks[r], score: m.scores[i] });
       }
       owners = [];
       chunks = [];
@@ -329,11 +332,12 @@ export class VectorIndex {
     };
     for (const o of objects) {
       for (const p of o.parts) {
-        if (p.seg.away) continue;
+        const from = p.seg.block;
+        if (!from) continue;
         for (let r = p.start; r < p.start + p.count; r++) {
           if (owners.length === batchRows) await flush();
-          if (codes.length < batchRows * dims) codes = new Int8Array(batchRows * dims);
-          codes.set(p.seg.codes.subarray(r * dims, (r + 1) * dims), owners.length * dims);
+          batch ??= new CodeBlock(dims, batchRows);
+          batch.copyRow(owners.length, from, r);
           owners.push(o);
           chunks.push(p.seg.chunks[r]);
         }
@@ -341,13 +345,13 @@ export class VectorIndex {
     }
     await flush();
     const m = await there;
-    if (m) for (let i = 0; i < m.rows.length; i++) out.push({ ...rowsOf[Number(m.rows[i])], distance: m.distances[i] });
+    if (m) for (let i = 0; i < m.rows.length; i++) out.push({ ...rowsOf[m.rows[i]], score: m.scores[i] });
     return out;
   }
 
-  /** One collection's candidates for the 8-bit query `q`. */
-  private async candidates(scope: Scope, pipelineId: string, version: number, q: Int8Array, want: number, accept?: (key: string) => boolean): Promise<Candidate[]> {
-    const dims = q.length;
+  /** One collection's candidates for the query `q`. */
+  private async candidates(scope: Scope, pipelineId: string, version: number, q: KernelQuery, want: number, accept?: (key: string) => boolean): Promise<Candidate[]> {
+    const dims = q.dims;
     const col = await this.refresh(scope, pipelineId, version);
     const segs = col.groups.get(dims) ?? [];
     if (!accept) return this.scanSegments(segs, q, want, () => true);
@@ -361,17 +365,21 @@ export class VectorIndex {
   }
 
   /**
-   * The `k` chunks most similar to `query` (cosine, exact) across the given collections whose
+   * The `k` chunks most similar to `query` (cosine) across the given collections whose
    * chunks have the query's dimension; `accept`, when given, filters objects by key;
-   * `versions`, when given, are the collections' versions just read (dimensionsOf).
+   * `versions`, when given, are the collections' versions just read (dimensionsOf). The
+   * best `exact` (default all k) are reranked with their real vectors: exact cosines, in
+   * exact order, with their places. The rest follow in the codes' order with the codes'
+   * cosine and no place: what a ranking that only needs the order (hybrid's) asks for.
    */
-  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean, known?: Map<string, number>, withContent = false): Promise<Hit[]> {
+  async search(scope: Scope, pipelineIds: string[], query: Float32Array, k: number, accept?: (key: string) => boolean, known?: Map<string, number>, withContent = false, exact = k): Promise<Hit[]> {
     const dims = query.length;
-    const q = new Int8Array(dims);
-    if (k <= 0 || !quantize(query, dims, q, 0)) return [];
+    const q = encodeQuery(query);
+    if (k <= 0 || !q) return [];
     const versions = known ?? (await this.store.versions(scope, pipelineIds));
-    // Twice k, and never fewer than 32: room for the neighbours quantization pushed down.
-    const want = Math.max(2 * k, 32);
+    // Room for the neighbours the 4-bit codes pushed down: four times what is reranked, never fewer than 64.
+    const pool = Math.max(4 * Math.min(exact, k), 64);
+    const want = Math.max(k, pool);
     const candidates: Array<Candidate & { pipelineId: string }> = [];
     for (const pipelineId of pipelineIds) {
       let found: Candidate[];
@@ -384,18 +392,21 @@ export class VectorIndex {
       }
       for (const c of found) candidates.push({ ...c, pipelineId });
     }
-    candidates.sort((a, b) => a.distance - b.distance);
-    const top = candidates.slice(0, want);
+    candidates.sort((a, b) => b.score - a.score);
+    const ref = (c: (typeof candidates)[number]) => ({ pipelineId: c.pipelineId, key: c.owner.key, chunkIndex: c.chunkIndex });
+    const top = candidates.slice(0, pool).map(ref);
     // The exact cosine of each candidate, from its real vector.
-    const refs = top.map((c) => ({ pipelineId: c.pipelineId, key: c.owner.key, chunkIndex: c.chunkIndex }));
-    const rows = await this.store.embeddings(scope, refs, withContent);
+    const rows = await this.store.embeddings(scope, top, withContent);
     const hits: Hit[] = [];
-    for (const r of refs) {
+    for (const r of top) {
       const row = rows.get(chunkRefKey(r.pipelineId, r.key, r.chunkIndex));
       // A chunk replaced since the refresh is gone from the table: the next search reloads its object.
       if (row && row.vector.length === dims) hits.push({ ...r, score: cosine(row.vector, query), place: row.place });
     }
     hits.sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.chunkIndex - b.chunkIndex));
-    return hits.slice(0, k);
+    const exactHits = hits.slice(0, Math.min(exact, k));
+    const rest = [...hits.slice(exactHits.length), ...candidates.slice(pool).map((c) => ({ ...ref(c), score: c.score / q.norm }))];
+    return [...exactHits, ...rest.slice(0, k - exactHits.length)];
   }
+
 }

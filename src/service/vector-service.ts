@@ -240,7 +240,8 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const textRanked = mode === SearchMode.HYBRID ? store.textRanking(scope, ids, terms(text ?? ""), candidates, prefix, index.liveChunks(scope, ids)) : undefined;
       textRanked?.catch(() => undefined); // awaited below; not unhandled if the scan throws first
       const dense: Hit[] = [];
-      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept, held.versions, req.includeContent)));
+      // The best topK of each collection get exact cosines; hybrid's extra candidates only lend their rank.
+      for (const p of usable) dense.push(...(await index.search(scope, [p.pipelineId], queries.get(p.pipelineId) as Float32Array, candidates, accept, held.versions, req.includeContent, topK)));
       dense.sort((a, b) => b.score - a.score);
       let ranked: Hit[] = dense.slice(0, candidates);
       if (textRanked) {
@@ -257,10 +258,12 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
         ranked = [...fused.values()].sort((a, b) => b.score - a.score);
       }
       ranked = ranked.filter((h) => h.score >= req.minScore).slice(0, topK);
-      // Places came with the dense hits' vectors; only full-text hits still need theirs.
+      // Places came with the reranked hits' vectors; full-text hits and hybrid's unreranked ones still need theirs.
       const missing = ranked.filter((h) => !h.place);
       const places = missing.length ? await store.places(scope, missing, req.includeContent) : new Map<string, ChunkPlaceRow>();
       for (const h of missing) h.place = places.get(refKey(h));
+      // A hit whose row is gone was deleted during this search: it is not an answer.
+      ranked = ranked.filter((h) => h.place);
       const names = new Map(usable.map((p) => [p.pipelineId, p.name]));
       const results = ranked.map(
         (h) =>

@@ -9,7 +9,10 @@
  * (3) 2,000 text objects end to end; (4) wake-up latency of an idle worker; (5) Get and
  * List at one million jobs, first page and 900,000 rows deep, for every filter combination.
  *
- * BENCH_SCENARIOS=1,2 runs a subset; BENCH_SECONDS sets the load duration (default 15).
+ * BENCH_SCENARIOS=1,2 runs a subset; BENCH_SECONDS sets the load duration (default 15);
+ * BENCH_WORKER_JOBS the jobs scenario 2 drains (default 20,000); BENCH_GATE=1 checks the
+ * queue's ratios against their floors (gate.ts) and exits 1 when one is below
+ * (`npm run bench:ci`, which CI runs).
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -27,11 +30,15 @@ import { connectClients, grpcCall } from "../helpers/clients";
 import { scenario9 } from "./discovery";
 import { scenario10 } from "./search";
 import { scenario11 } from "./watch";
+import { gate, type GateRatio } from "./gate";
 import { scenario12 } from "./console";
 import { benchPostgres, ensureH2load, freshDatabase, grpcFrame, h2load, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11,12").split(",").map(Number);
+const WORKER_JOBS = Number(process.env.BENCH_WORKER_JOBS ?? 20_000);
+/** The ratios the regression gate checks (gate.ts), as scenarios 1 and 2 measure them. */
+const gateRatios: GateRatio[] = [];
 const BUCKET = "kb-bench";
 
 type Row = { scenario: string; metric: string; value: string; baseline?: string; ratio?: string; target?: string; met?: string };
@@ -97,9 +104,10 @@ async function scenario1(adminUrl: string) {
   const raw = await rawInsertBaseline(url, pipelineId);
   const rawRate = raw.requests / raw.seconds;
   rows.push({ scenario: "1 trigger", metric: "raw pg single-row INSERT, 64 in flight (baseline a)", value: `${fmt(rawRate)} rows/s`, baseline: `p50 ${fmt(raw.p50ms, 2)} ms, p99 ${fmt(raw.p99ms, 2)} ms` });
-  const doors: Array<{ door: string; http1: boolean; body: Buffer; headers: Record<string, string>; path: string; port: (s: { grpcPort: number; httpPort: number }) => number }> = [
+  const doors: Array<{ door: string; short: string; http1: boolean; body: Buffer; headers: Record<string, string>; path: string; port: (s: { grpcPort: number; httpPort: number }) => number }> = [
     {
       door: "gRPC (grpc-js)",
+      short: "gRPC",
       http1: false,
       body: grpcFrame(toBinary(TriggerIngestRequestSchema, create(TriggerIngestRequestSchema, request))),
       headers: { "content-type": "application/grpc", te: "trailers" },
@@ -108,6 +116,7 @@ async function scenario1(adminUrl: string) {
     },
     {
       door: "Connect JSON (HTTP/1.1)",
+      short: "Connect",
       http1: true,
       body: Buffer.from(JSON.stringify(request)),
       headers: { "content-type": "application/json" },
@@ -116,6 +125,7 @@ async function scenario1(adminUrl: string) {
     },
     {
       door: "REST (HTTP/1.1)",
+      short: "REST",
       http1: true,
       body: Buffer.from(JSON.stringify({ object: request.object, pipelineId })),
       headers: { "content-type": "application/json" },
@@ -151,6 +161,7 @@ async function scenario1(adminUrl: string) {
       met: rate / echoRate >= 0.6 ? "yes" : "no",
     });
     out[d.door] = { trigger: trig, inserted, rate, echo: echoLoad, echoRate };
+    gateRatios.push({ name: `trigger ${d.short} / raw INSERT`, value: rate / rawRate }, { name: `trigger ${d.short} / echo`, value: rate / echoRate });
   }
   clearInterval(sampler);
   await new Promise((r) => setTimeout(r, 5000));
@@ -174,8 +185,8 @@ async function insertNoopJobs(url: string, n: number, pipelineId: string) {
 }
 
 async function scenario2(adminUrl: string) {
-  log("scenario 2: worker throughput, 20,000 no-op jobs");
-  const N = 20_000;
+  const N = WORKER_JOBS;
+  log(`scenario 2: worker throughput, ${N.toLocaleString("en")} no-op jobs`);
   // Ours: one worker process.
   const url = await freshDatabase(adminUrl, "k3_bench_worker");
   const pool = new Pool({ connectionString: url, max: 2 });
@@ -212,6 +223,7 @@ async function scenario2(adminUrl: string) {
     met: ours >= best ? "yes" : "no",
   });
   results.scenario2 = { ours, graphile, pgboss };
+  gateRatios.push({ name: "worker / graphile-worker", value: ours / graphile });
 }
 
 async function graphileWorkerBaseline(adminUrl: string, n: number): Promise<number> {
@@ -626,6 +638,11 @@ async function main() {
   ];
   process.stdout.write(lines.join("\n") + "\n");
   writeFileSync(join(__dirname, "results.json"), JSON.stringify({ machine, at: new Date().toISOString(), rows, results }, null, 2));
+  if (process.env.BENCH_GATE) {
+    const g = gate(gateRatios);
+    process.stdout.write(`\nregression gate (test/bench/gate.ts):\n${g.lines.join("\n")}\n`);
+    process.exit(g.passed ? 0 : 1);
+  }
   // The peers' libraries may keep timers alive; the run is over.
   process.exit(0);
 }
