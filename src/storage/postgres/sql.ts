@@ -194,10 +194,12 @@ SELECT 1 FROM jobs WHERE job_id = $1 AND thread_id = $2 AND status = 'processing
 
 /** Ends a live attempt; the last statement of the final transaction, so the job row is locked only briefly. */
 export const JOB_COMPLETE = `
+WITH now AS (SELECT ${DB_NOW} AS ms)
 UPDATE jobs SET
   status = $3, chunks_created = $4, embeddings_created = $5, rows_written = $6, output_size = $7,
   batches_received = $8, embeddings_written = $9, vector_status = $10, error = $11, error_details = $12,
-  lease_owner = NULL, lease_expires_at = NULL, finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = now.ms, updated_at = now.ms
+FROM now
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND NOT cancel_requested
 RETURNING ${JOB_COLUMNS}`;
 
@@ -206,30 +208,36 @@ RETURNING ${JOB_COLUMNS}`;
  * when a cancel was asked for meanwhile.
  */
 export const JOB_FAIL_ATTEMPT = `
+WITH now AS (SELECT ${DB_NOW} AS ms)
 UPDATE jobs SET
   status = CASE WHEN cancel_requested THEN 'cancelled' WHEN $5::bigint > 0 THEN 'pending' ELSE 'failed' END,
-  run_after = CASE WHEN $5::bigint > 0 THEN ${DB_NOW} + $5::bigint ELSE run_after END,
-  finished_at = CASE WHEN $5::bigint > 0 AND NOT cancel_requested THEN 0 ELSE ${DB_NOW} END,
+  run_after = CASE WHEN $5::bigint > 0 THEN now.ms + $5::bigint ELSE run_after END,
+  finished_at = CASE WHEN $5::bigint > 0 AND NOT cancel_requested THEN 0 ELSE now.ms END,
   error = CASE WHEN cancel_requested THEN 'cancelled while processing' ELSE $3 END,
   error_details = CASE WHEN cancel_requested THEN '' ELSE $4 END,
   permanent_failure = $6::boolean AND NOT cancel_requested,
   vector_status = CASE WHEN pipeline_kind = 'vector' AND ($5::bigint = 0 OR cancel_requested) THEN 'failed' ELSE vector_status END,
-  lease_owner = NULL, lease_expires_at = NULL, updated_at = ${DB_NOW}
+  lease_owner = NULL, lease_expires_at = NULL, updated_at = now.ms
+FROM now
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'
 RETURNING ${JOB_COLUMNS}`;
 
 /** A running attempt whose cancellation the worker has honoured. */
 export const JOB_CANCEL_RUNNING = `
+WITH now AS (SELECT ${DB_NOW} AS ms)
 UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
-  error = 'cancelled while processing', finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+  error = 'cancelled while processing', finished_at = now.ms, updated_at = now.ms
+FROM now
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND cancel_requested
 RETURNING ${JOB_COLUMNS}`;
 
 /** Hands attempts back at shutdown: PENDING again, and the interrupted attempt does not count. */
 export const JOB_RELEASE = `
+WITH now AS (SELECT ${DB_NOW} AS ms)
 UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
-  finished_at = CASE WHEN cancel_requested THEN ${DB_NOW} ELSE 0 END,
-  attempts = greatest(attempts - 1, 0), lease_owner = NULL, lease_expires_at = NULL, updated_at = ${DB_NOW}
+  finished_at = CASE WHEN cancel_requested THEN now.ms ELSE 0 END,
+  attempts = greatest(attempts - 1, 0), lease_owner = NULL, lease_expires_at = NULL, updated_at = now.ms
+FROM now
 WHERE thread_id = ANY($1::text[]) AND status = 'processing'`;
 
 /**
@@ -312,12 +320,13 @@ export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS 
 
 /** Ends many output-less attempts in one statement, each guarded by its attempt and cancel. */
 export const JOB_COMPLETE_MANY = `
+WITH now AS (SELECT ${DB_NOW} AS ms)
 UPDATE jobs j SET
   status = u.status, chunks_created = u.cc, embeddings_created = u.ec, rows_written = 0, output_size = 0,
   batches_received = 0, embeddings_written = 0, vector_status = u.vs, error = u.err, error_details = u.det,
-  lease_owner = NULL, lease_expires_at = NULL, finished_at = ${DB_NOW}, updated_at = ${DB_NOW}
+  lease_owner = NULL, lease_expires_at = NULL, finished_at = now.ms, updated_at = now.ms
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[])
-  AS u(id, thread, status, cc, ec, vs, err, det)
+  AS u(id, thread, status, cc, ec, vs, err, det), now
 WHERE j.job_id = u.id AND j.thread_id = u.thread AND j.status = 'processing' AND NOT j.cancel_requested
 RETURNING j.job_id`;
 
