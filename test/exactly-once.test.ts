@@ -8,7 +8,7 @@ import type { Pool } from "pg";
 import { build, type App } from "../src/app";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/log";
-import { JOB_RESCUE } from "../src/storage/postgres/sql";
+import { JOB_RESCUE } from "../src/storage/postgres/queue-sql";
 import { startEmbedderServer, type EmbedderServer } from "./helpers/embedder-server";
 import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";

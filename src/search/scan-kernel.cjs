@@ -29,6 +29,16 @@ function rowBytes(dims) {
   return blocksOf(dims) * 16;
 }
 
+/** The largest magnitude among the first `dims` components; NaN when one is not a number. */
+function maxAbs(v, dims) {
+  let max = 0;
+  for (let d = 0; d < dims; d++) max = Math.max(max, Math.abs(v[d]));
+  return max;
+}
+
+/** A vector worth encoding: some component not zero, none infinite or NaN. */
+const usable = (max) => max > 0 && Number.isFinite(max);
+
 /**
  * A query as the kernel reads it: 16-bit, zero-padded to whole blocks, with the correction
  * for the codes' +8 offset; undefined for a zero (or not finite) vector, which matches
@@ -37,9 +47,8 @@ function rowBytes(dims) {
 function encodeQuery(v) {
   const dims = v.length;
   const blocks = blocksOf(dims);
-  let max = 0;
-  for (let d = 0; d < dims; d++) max = Math.max(max, Math.abs(v[d]));
-  if (!(max > 0) || !Number.isFinite(max)) return undefined;
+  const max = maxAbs(v, dims);
+  if (!usable(max)) return undefined;
   const top = Math.min(32767, Math.floor(0x7fffffff / (16 * blocks * 32)));
   const scale = top / max;
   const q = new Int16Array(blocks * 32);
@@ -108,9 +117,8 @@ class CodeBlock {
   /** Writes `v` (of this block's dimension) as row `row`; false for a zero or not finite vector (it matches nothing). */
   encode(row, v) {
     const dims = this.dims;
-    let max = 0;
-    for (let d = 0; d < dims; d++) max = Math.max(max, Math.abs(v[d]));
-    if (!(max > 0) || !Number.isFinite(max)) return false;
+    const max = maxAbs(v, dims);
+    if (!usable(max)) return false;
     const scale = 7 / max;
     const at = row * this.rowBytes;
     // Padding dimensions hold code 0 (+8), as a query's padding holds 0.

@@ -315,7 +315,10 @@ export class VectorIndex {
     const rowsOf = remote.flatMap((r) => Array.from({ length: r.count }, (_, i) => ({ owner: r.owner, chunkIndex: r.seg.chunks[r.start + i] })));
     const there = ranges.length ? this.requireThread().gather(query, want, ranges) : Promise.resolve(undefined);
     there.catch(() => undefined); // awaited below
-    const batchRows = Math.max(256, Math.floor(this.segmentBytes / rowBytes(dims)));
+    // This thread's rows, a segment's worth at a time, in a block no larger than they need.
+    let here = 0;
+    for (const o of objects) for (const p of o.parts) if (!p.seg.away) here += p.count;
+    const batchRows = Math.min(here, Math.max(256, Math.floor(this.segmentBytes / rowBytes(dims))));
     let batch: CodeBlock | undefined;
     let owners: ObjectEntry[] = [];
     let chunks: number[] = [];

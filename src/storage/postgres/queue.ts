@@ -5,7 +5,8 @@
  */
 import type { Pool, PoolClient } from "pg";
 import type { Job, JobCounters, JobProgress, RunOutcome } from "../../domain/job";
-import * as SQL from "./sql";
+import * as SQL from "./queue-sql";
+import { CHANNEL_JOBS } from "./sql";
 import { PgDb, ROLLBACK_ONLY } from "./db";
 import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
 import { toJob } from "./rows";
@@ -132,7 +133,7 @@ export class JobQueue extends PgDb {
   /** Ends a failed attempt: PENDING again in `retryDelayMs` when given, otherwise FAILED (CANCELLED if asked meanwhile). */
   async jobFailAttempt(p: { jobId: string; threadId: string; error: string; errorDetails: string; retryDelayMs?: number; permanent?: boolean }): Promise<Job | undefined> {
     const rows = await this.q(SQL.JOB_FAIL_ATTEMPT, [p.jobId, p.threadId, p.error, p.errorDetails, p.retryDelayMs ?? 0, p.permanent ?? false]);
-    if (rows[0]?.status === "pending") await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    if (rows[0]?.status === "pending") await this.q("SELECT pg_notify($1, '')", [CHANNEL_JOBS]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
@@ -146,14 +147,14 @@ export class JobQueue extends PgDb {
   async jobRelease(p: { threadIds: string[] }): Promise<number> {
     if (p.threadIds.length === 0) return 0;
     const released = await this.exec(SQL.JOB_RELEASE, [p.threadIds]);
-    if (released > 0) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    if (released > 0) await this.q("SELECT pg_notify($1, '')", [CHANNEL_JOBS]);
     return released;
   }
 
   /** Returns jobs with expired leases to PENDING (or FAILED/CANCELLED). */
   async jobRescueExpired(p: { maxAttempts: number; maxLostAttempts: number }): Promise<Array<{ jobId: string; status: string }>> {
     const rows = await this.q(SQL.JOB_RESCUE, [p.maxAttempts, p.maxLostAttempts]);
-    if (rows.some((r) => r.status === "pending")) await this.q("SELECT pg_notify($1, '')", [SQL.CHANNEL_JOBS]);
+    if (rows.some((r) => r.status === "pending")) await this.q("SELECT pg_notify($1, '')", [CHANNEL_JOBS]);
     return rows.map((r) => ({ jobId: r.job_id as string, status: r.status as string }));
   }
 }
