@@ -7,7 +7,7 @@
  * shaped like real embeddings, outlier dimensions included.
  */
 import { readFileSync } from "node:fs";
-import { CodeBlock, encodeQuery } from "../src/search/scan-kernel.cjs";
+import { Best, CodeBlock, encodeQuery } from "../src/search/scan-kernel.cjs";
 import { seeded } from "./helpers/seeded";
 import { assembleKernel, KERNEL_BINARY } from "./helpers/wasm";
 
@@ -104,6 +104,34 @@ test("zero and not finite vectors match nothing; the best rows come best first, 
   many[100_002] = 1e9;
   const expected = many.map((v, r) => [r, v]).filter(([, v]) => !Number.isNaN(v)).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 70);
   expect(top(many, 70)).toEqual(expected);
+});
+
+test("one selection over several blocks keeps the best of them all, carrying its floor from block to block", () => {
+  // Three blocks of scores, as a search's segments leave them: the best rows are spread
+  // over all three, the last block's best comes last, ties and NaN in each.
+  const values = [
+    Array.from({ length: 30_001 }, (_, i) => (i % 11 === 5 ? NaN : (i * 104_729) % 30_011)),
+    Array.from({ length: 7 }, (_, i) => [40_000, NaN, 5, 30_000, 30_000, -2, 29_999][i]),
+    Array.from({ length: 50_000 }, (_, i) => (i === 49_999 ? 50_000 : i % 13 === 0 ? NaN : (i * 7_919) % 30_013)),
+  ];
+  const blocks = values.map((v) => {
+    const b = new CodeBlock(1, v.length);
+    b.scores.set(v);
+    return b;
+  });
+  const expected = values
+    .flatMap((v, tag) => v.map((score, row) => ({ tag, row, score })))
+    .filter((x) => !Number.isNaN(x.score))
+    .sort((a, b) => b.score - a.score || a.tag - b.tag || a.row - b.row)
+    .slice(0, 90);
+  const best = new Best(90);
+  blocks.forEach((b, tag) => best.take(b, values[tag].length, tag));
+  const m = best.result();
+  expect(Array.from(m.rows, (row, i) => ({ tag: m.tags[i], row, score: m.scores[i] }))).toEqual(expected);
+  // Fewer rows than asked for: all of them, best first, NaN left out.
+  const few = new Best(10);
+  few.take(blocks[1], 7, 4);
+  expect(Array.from(few.result().scores)).toEqual([40_000, 30_000, 30_000, 29_999, 5, -2]);
 });
 
 test("the rerank pool (four times k, at least 64) holds the true top 10 on embedding-shaped data with outlier dimensions", () => {

@@ -65,21 +65,79 @@ function encodeQuery(v) {
 /** Scores looked at per call of the kernel's `above` once a floor is known. */
 const BATCH = 16384;
 
-/** Keeps the `m` best of the first `n` candidates (row numbers `at`, scores `sc`) at their start, best first; answers how many. */
-function keepBest(at, sc, n, m) {
-  const order = new Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => sc[b] - sc[a] || at[a] - at[b]);
-  const k = Math.min(m, n);
-  const at2 = new Int32Array(k);
-  const sc2 = new Float32Array(k);
-  for (let w = 0; w < k; w++) {
-    at2[w] = at[order[w]];
-    sc2[w] = sc[order[w]];
+/**
+ * The best `want` rows among the scores of one or more blocks (a search's segments, taken
+ * one after another): row numbers, a caller's tag per block, scores. The floor set by the
+ * blocks already taken carries over, so past the first block only the few rows above it
+ * are looked at. A NaN score is never taken; ties go to the lower tag, then the lower row.
+ */
+class Best {
+  constructor(want) {
+    this.want = Math.max(0, want);
+    this.cap = Math.max(4 * this.want, 64);
+    this.at = new Int32Array(this.cap);
+    this.tags = new Int32Array(this.cap);
+    this.sc = new Float32Array(this.cap);
+    this.n = 0;
+    this.floor = -Infinity;
   }
-  at.set(at2);
-  sc.set(sc2);
-  return k;
+
+  /** Keeps the `want` best of those held, best first, and raises the floor to the last of them when there are that many. */
+  keep() {
+    const { at, tags, sc, n } = this;
+    const order = new Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => sc[b] - sc[a] || tags[a] - tags[b] || at[a] - at[b]);
+    const k = Math.min(this.want, n);
+    const next = { at: new Int32Array(k), tags: new Int32Array(k), sc: new Float32Array(k) };
+    for (let w = 0; w < k; w++) {
+      next.at[w] = at[order[w]];
+      next.tags[w] = tags[order[w]];
+      next.sc[w] = sc[order[w]];
+    }
+    at.set(next.at);
+    tags.set(next.tags);
+    sc.set(next.sc);
+    this.n = k;
+    if (k === this.want && k > 0) this.floor = sc[k - 1];
+  }
+
+  push(row, tag, score) {
+    this.at[this.n] = row;
+    this.tags[this.n] = tag;
+    this.sc[this.n] = score;
+    if (++this.n === this.cap) this.keep();
+  }
+
+  /** Offers the first `rows` scores of `block` (as its score() left them), tagged `tag`. */
+  take(block, rows, tag) {
+    if (this.want === 0) return;
+    const scores = block.scores;
+    let start = 0;
+    // Until `want` are held there is no floor: every row is a candidate.
+    for (; start < rows && this.floor === -Infinity; start++) {
+      const s = scores[start];
+      if (s === s) this.push(start, tag, s);
+    }
+    // Short batches while the floor may still rise fast, longer ones after.
+    for (let len = 4 * this.cap; start < rows; start += len, len = Math.min(2 * len, BATCH)) {
+      const found = block.above(block.scoresAt + start * 4, Math.min(len, rows - start), this.floor, block.hitsAt);
+      const hits = block.hits;
+      for (let i = 0; i < found; i++) {
+        const r = start + hits[i];
+        const s = scores[r];
+        // The floor may have risen since the batch began.
+        if (s > this.floor) this.push(r, tag, s);
+      }
+    }
+  }
+
+  /** The best rows taken, best first. */
+  result() {
+    this.keep();
+    const n = this.n;
+    return { rows: this.at.slice(0, n), tags: this.tags.slice(0, n), scores: this.sc.slice(0, n) };
+  }
 }
 
 /** Rows of one dimension's codes in a memory of their own, with room for the kernel's query and scores. */
@@ -171,57 +229,26 @@ class CodeBlock {
     return b;
   }
 
-  /**
-   * The `want` best of the first `rows` rows for `query` (encodeQuery, same dimension): row
-   * numbers and scores (cosine times the query's 16-bit norm), best first.
-   */
-  scan(query, rows, want) {
-    if (rows <= 0 || want <= 0) return { rows: new Int32Array(0), scores: new Float32Array(0) };
+  /** Scores the first `rows` rows for `query` (encodeQuery, same dimension) into `scores`: cosine times the query's 16-bit norm. */
+  score(query, rows) {
+    if (rows <= 0) return;
     this.query.set(query.q);
     this.kernel(this.codesAt, rows + (rows & 1), this.blocks, 0, this.invAt, this.scoresAt, query.corr);
+  }
+
+  /** The `want` best of the first `rows` rows for `query`: row numbers and scores, best first. */
+  scan(query, rows, want) {
+    this.score(query, rows);
     return this.top(rows, want);
   }
 
-  /**
-   * The `want` highest of the first `rows` scores (as scan() leaves them): row numbers and
-   * scores, best first; a NaN score is never taken. The first rows set a floor; past them
-   * only the rows above it are looked at, and the floor rises as better ones come.
-   */
+  /** The `want` highest of the first `rows` scores (as score() left them), best first; a NaN score is never taken. */
   top(rows, want) {
-    want = Math.min(want, rows);
-    if (want <= 0) return { rows: new Int32Array(0), scores: new Float32Array(0) };
-    const scores = this.scores;
-    const cap = Math.max(4 * want, 64);
-    const at = new Int32Array(cap);
-    const sc = new Float32Array(cap);
-    let n = 0;
-    const first = Math.min(rows, cap);
-    for (let r = 0; r < first; r++) {
-      if (scores[r] !== scores[r]) continue;
-      at[n] = r;
-      sc[n++] = scores[r];
-    }
-    n = keepBest(at, sc, n, want);
-    let floor = n === want ? sc[want - 1] : -Infinity;
-    // Short batches while the floor is still low, longer ones once it has risen.
-    for (let start = first, len = 4 * cap; start < rows; start += len, len = Math.min(2 * len, BATCH)) {
-      const found = this.above(this.scoresAt + start * 4, Math.min(len, rows - start), floor, this.hitsAt);
-      for (let i = 0; i < found; i++) {
-        const r = start + this.hits[i];
-        const s = scores[r];
-        // The floor may have risen since the batch began.
-        if (!(s > floor)) continue;
-        at[n] = r;
-        sc[n] = s;
-        if (++n === cap) {
-          n = keepBest(at, sc, n, want);
-          floor = sc[want - 1];
-        }
-      }
-    }
-    n = keepBest(at, sc, n, want);
-    return { rows: at.slice(0, n), scores: sc.slice(0, n) };
+    const best = new Best(Math.min(want, Math.max(rows, 0)));
+    best.take(this, rows, 0);
+    const { rows: at, scores } = best.result();
+    return { rows: at, scores };
   }
 }
 
-module.exports = { CodeBlock, encodeQuery, rowBytes };
+module.exports = { Best, CodeBlock, encodeQuery, rowBytes };

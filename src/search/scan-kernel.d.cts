@@ -23,6 +23,19 @@ export interface ExportedRows {
   inv: Float32Array<ArrayBuffer>;
 }
 
+/** The best rows of a scan over several blocks: each row's number and its block's tag, best first. */
+export interface TaggedResult extends ScanResult {
+  tags: Int32Array;
+}
+
+/** The best `want` rows among the scores of one or more blocks; the floor of those taken carries over to the next. */
+export class Best {
+  readonly want: number;
+  constructor(want: number);
+  take(block: CodeBlock, rows: number, tag: number): void;
+  result(): TaggedResult;
+}
+
 export function encodeQuery(v: ArrayLike<number>): KernelQuery | undefined;
 
 /** Bytes of codes of one row of `dims` dimensions. */
@@ -43,6 +56,7 @@ export class CodeBlock {
   export(rows: number): ExportedRows;
   static from(x: ExportedRows): CodeBlock;
   readonly scores: Float32Array;
+  score(query: KernelQuery, rows: number): void;
   scan(query: KernelQuery, rows: number, want: number): ScanResult;
   top(rows: number, want: number): ScanResult;
 }

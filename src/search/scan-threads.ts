@@ -8,15 +8,15 @@
  */
 import { Worker } from "node:worker_threads";
 import { join } from "node:path";
-import type { ExportedRows, KernelQuery, ScanResult } from "./scan-kernel.cjs";
+import type { ExportedRows, KernelQuery, ScanResult, TaggedResult } from "./scan-kernel.cjs";
 
 // Plain JavaScript for the thread (no TypeScript loader there); its messages:
 //   adopt {seg, rows: ExportedRows} · compact {seg, keep} · drop {seg}
-//   scan {id, query, parts: [{seg, rows, want}]} → {id, results}
+//   scan {id, query, want, parts: [{seg, rows}]} → {id, results: [the best of all parts, tagged by part]}
 //   gather {id, query, want, ranges: [{seg, start, count}]} → {id, results: [one]}
 const SOURCE = `
 const { parentPort } = require("node:worker_threads");
-const { CodeBlock } = require(${JSON.stringify(join(__dirname, "scan-kernel.cjs"))});
+const { Best, CodeBlock } = require(${JSON.stringify(join(__dirname, "scan-kernel.cjs"))});
 const segs = new Map();
 parentPort.on("message", (m) => {
   try {
@@ -24,7 +24,13 @@ parentPort.on("message", (m) => {
     else if (m.op === "drop") segs.delete(m.seg);
     else if (m.op === "compact") segs.set(m.seg, segs.get(m.seg).picked(m.keep));
     else if (m.op === "scan") {
-      parentPort.postMessage({ id: m.id, results: m.parts.map((p) => segs.get(p.seg).scan(m.query, p.rows, p.want)) });
+      const best = new Best(m.want);
+      m.parts.forEach((p, tag) => {
+        const block = segs.get(p.seg);
+        block.score(m.query, p.rows);
+        best.take(block, p.rows, tag);
+      });
+      parentPort.postMessage({ id: m.id, results: [best.result()] });
     } else if (m.op === "gather") {
       const total = m.ranges.reduce((s, r) => s + r.count, 0);
       if (total === 0) return parentPort.postMessage({ id: m.id, results: [] });
@@ -46,12 +52,12 @@ export class ScanThread {
   private readonly worker: Worker;
   private lost = false;
   private next = 0;
-  private readonly pending = new Map<number, { resolve(r: ScanResult[]): void; reject(e: Error): void }>();
+  private readonly pending = new Map<number, { resolve(r: TaggedResult[]): void; reject(e: Error): void }>();
 
   constructor(onLost: (why: string) => void) {
     this.worker = new Worker(SOURCE, { eval: true });
     this.worker.unref();
-    this.worker.on("message", (m: { id: number; results?: ScanResult[]; error?: string }) => {
+    this.worker.on("message", (m: { id: number; results?: TaggedResult[]; error?: string }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.results) p?.resolve(m.results);
@@ -93,7 +99,7 @@ export class ScanThread {
     if (!this.lost) this.worker.postMessage({ op: "drop", seg });
   }
 
-  private ask(message: object): Promise<ScanResult[]> {
+  private ask(message: object): Promise<TaggedResult[]> {
     if (this.lost) return Promise.reject(new Error("the scan thread is gone"));
     const id = this.next++;
     return new Promise((resolve, reject) => {
@@ -102,9 +108,9 @@ export class ScanThread {
     });
   }
 
-  /** The best rows of each held segment (its first `rows` rows). */
-  scan(query: KernelQuery, parts: Array<{ seg: number; rows: number; want: number }>): Promise<ScanResult[]> {
-    return this.ask({ op: "scan", query, parts });
+  /** The `want` best rows of held segments (the first `rows` rows of each), tagged by their place in `parts`. */
+  async scan(query: KernelQuery, want: number, parts: Array<{ seg: number; rows: number }>): Promise<TaggedResult> {
+    return (await this.ask({ op: "scan", query, want, parts }))[0];
   }
 
   /** The best of some rows of held segments, as if those rows were one block in the given order. */

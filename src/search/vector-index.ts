@@ -20,7 +20,7 @@
  */
 import { cpus } from "node:os";
 import { ScanThread } from "./scan-threads";
-import { CodeBlock, encodeQuery, rowBytes, type KernelQuery, type ScanResult } from "./scan-kernel.cjs";
+import { Best, CodeBlock, encodeQuery, rowBytes, type KernelQuery, type TaggedResult } from "./scan-kernel.cjs";
 import { Segment, type ObjectEntry, type Part } from "./segments";
 import type { Scope } from "../domain/job";
 import { chunkRefKey, type ChunkPlaceRow, type VectorStore } from "../storage/postgres/vector-store";
@@ -271,30 +271,38 @@ export class VectorIndex {
   }
 
   /**
-   * Candidates among every live row of the segments: each segment scanned whole, asking for
-   * enough more than `want` to cover its dead rows; the scan thread scans the segments it
-   * holds while this thread scans the others. What each segment holds is taken before the
-   * scan: rows added or compacted meanwhile go to new arrays.
+   * Candidates among every live row of the segments: the scan thread scans the segments it
+   * holds while this thread scans the others, each keeping its best `want` across its
+   * segments (plus as many as they hold dead rows, which a filter then drops). What each
+   * segment holds is taken before the scan: rows added or compacted meanwhile go to new arrays.
    */
   private async scanSegments(segs: Segment[], query: KernelQuery, want: number, accept: (o: ObjectEntry) => boolean): Promise<Candidate[]> {
-    const held = segs.filter((s) => s.live > 0).map((s) => ({ seg: s, block: s.block, owners: s.owners, chunks: s.chunks, rows: s.used, want: want + (s.used - s.live) }));
+    const held = segs.filter((s) => s.live > 0).map((s) => ({ seg: s, block: s.block, owners: s.owners, chunks: s.chunks, rows: s.used }));
+    const dead = (hs: typeof held) => hs.reduce((n, h) => n + h.rows - h.seg.live, 0);
     const away = held.filter((h) => h.seg.away);
-    const there = away.length ? this.requireThread().scan(query, away.map((h) => ({ seg: h.seg.id, rows: h.rows, want: h.want }))) : Promise.resolve([]);
+    const local = held.filter((h) => !h.seg.away);
+    const there = away.length ? this.requireThread().scan(query, want + dead(away), away.map((h) => ({ seg: h.seg.id, rows: h.rows }))) : Promise.resolve(undefined);
     there.catch(() => undefined); // awaited below
     const out: Candidate[] = [];
-    const take = (h: (typeof held)[number], m: ScanResult) => {
+    const take = (hs: typeof held, m: TaggedResult) => {
       for (let i = 0; i < m.rows.length; i++) {
+        const h = hs[m.tags[i]];
         const r = m.rows[i];
         const owner = h.owners[r];
         if (owner && accept(owner)) out.push({ owner, chunkIndex: h.chunks[r], score: m.scores[i] });
       }
     };
-    for (const h of held) {
+    const best = new Best(want + dead(local));
+    for (let tag = 0; tag < local.length; tag++) {
+      const h = local[tag];
       if (!h.block) continue;
-      take(h, h.block.scan(query, h.rows, h.want));
+      h.block.score(query, h.rows);
+      best.take(h.block, h.rows, tag);
       await yieldToOthers();
     }
-    (await there).forEach((m, k) => take(away[k], m));
+    take(local, best.result());
+    const m = await there;
+    if (m) take(away, m);
     return out;
   }
 
