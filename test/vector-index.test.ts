@@ -2,8 +2,8 @@
  * The in-memory vector index against exact cosine scoring done here, on chunks written
  * straight into PostgreSQL as a pipeline writes them: the same top k with the same exact
  * scores, unfiltered and under filters that pass few or most objects; after objects are
- * removed or re-ingested (rows compacted, stale ones gone); and a second index (another
- * instance) answers the same.
+ * removed or re-ingested (rows compacted, stale ones gone); keys with quotes, backslashes
+ * and non-ASCII letters among them; and a second index (another instance) answers the same.
  */
 import { Client } from "pg";
 import { VectorIndex } from "../src/search/vector-index";
@@ -43,7 +43,8 @@ async function write(key: string, job: string, vectors: number[][]): Promise<voi
      ON CONFLICT (org, bucket, pipeline_id, object_key) DO UPDATE SET job_id = EXCLUDED.job_id`,
     [scope.org, scope.bucket, P, key, job],
   );
-  truth.set(key, vectors);
+  // As PostgreSQL keeps them (real): scores here then differ from the index's only in the last bits, never at the fourth decimal.
+  truth.set(key, vectors.map((v) => v.map(Math.fround)));
 }
 
 async function remove(key: string): Promise<void> {
@@ -65,7 +66,7 @@ function exact(q: number[], k: number, accept: (key: string) => boolean): Array<
 
 async function expectExact(index: VectorIndex, k: number, accept: (key: string) => boolean, queries = 8): Promise<void> {
   for (let i = 0; i < queries; i++) {
-    const q = vec();
+    const q = vec().map(Math.fround);
     const got = (await index.search(scope, [P], Float32Array.from(q), k, accept)).map((h) => [`${h.key}#${h.chunkIndex}`, Number(h.score.toFixed(4))]);
     expect(got).toEqual(exact(q, k, accept).map(([id, score]) => [id, Number(score.toFixed(4))]));
   }
@@ -77,6 +78,7 @@ beforeAll(async () => {
   await db.connect();
   // 1,500 objects of 1 to 8 chunks, written in a few statements.
   for (let o = 0; o < 1500; o++) await write(`doc/${String(o).padStart(4, "0")}`, "job_a", Array.from({ length: 1 + (o % 8) }, vec));
+  for (const key of AWKWARD) await write(key, "job_a", Array.from({ length: 5 }, vec));
 });
 afterAll(async () => {
   for (const index of made) await index.close();
@@ -86,6 +88,8 @@ afterAll(async () => {
 
 // Small segments (256 rows): most are full, and every other full one lives on the scan thread.
 const SMALL = { segmentBytes: 256 * DIMS };
+/** Keys the index loads by literal (COPY takes no parameters): quotes, backslashes, non-ASCII. */
+const AWKWARD = [`doc/it's "quoted" \\ back\\slash`, "doc/ü日本語 €", "doc/x'); DROP TABLE vector_chunks; --"];
 const LAYOUTS: Array<[string, { threads?: number; segmentBytes?: number }]> = [
   ["one segment, this thread", { threads: 0 }],
   ["small segments shared with the scan thread", { threads: 1, ...SMALL }],
@@ -98,6 +102,15 @@ test.each(LAYOUTS)("the index answers what exact scoring answers: the same chunk
   const { here, away } = index.placement();
   if (opts.threads) expect(away / (here + away)).toBeGreaterThan(0.4);
   else expect(away).toBe(0);
+});
+
+test("objects whose keys hold quotes, backslashes and non-ASCII letters are loaded whole", async () => {
+  const index = newIndex(s.app.repo().vector, undefined, { threads: 0 });
+  for (const key of AWKWARD) {
+    const hits = await index.search(scope, [P], Float32Array.from(vec()), 10, (k) => k === key);
+    expect(hits.map((h) => `${h.key}#${h.chunkIndex}`).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `${key}#${i}`));
+  }
+  await expectExact(index, 10, (key) => AWKWARD.includes(key));
 });
 
 test.each(LAYOUTS)("filters that pass few objects and filters that pass most answer exactly too (%s)", async (_name, opts) => {

@@ -23,7 +23,7 @@ import { ScanThread } from "./scan-threads";
 import { Best, CodeBlock, encodeQuery, rowBytes, type KernelQuery, type TaggedResult } from "./scan-kernel.cjs";
 import { Segment, type ObjectEntry, type Part } from "./segments";
 import type { Scope } from "../domain/job";
-import { chunkRefKey, type ChunkPlaceRow, type VectorStore } from "../storage/postgres/vector-store";
+import { chunkRefKey, type ChunkPlaceRow, type ObjectChunks, type VectorStore } from "../storage/postgres/vector-store";
 
 interface CollectionIndex {
   version: number;
@@ -220,10 +220,21 @@ export class VectorIndex {
         const outputs = await this.store.outputs(scope, pipelineId);
         for (const o of [...col.objects.values()]) if (outputs.get(o.key) !== o.jobId) this.remove(col, o);
         const stale = [...outputs].filter(([key]) => !col.objects.has(key)).map(([key]) => key);
+        // Two batches are read ahead while one is added: PostgreSQL's backends encode rows
+        // on both cores while this thread decodes and quantizes.
+        const reads: Array<Promise<ObjectChunks[]>> = [];
+        const readAhead = (from: number) => {
+          if (from >= stale.length) return;
+          const r = this.store.chunksOf(scope, pipelineId, stale.slice(from, from + LOAD_BATCH));
+          r.catch(() => undefined); // awaited in turn; not unhandled if an earlier one throws first
+          reads.push(r);
+        };
+        readAhead(0);
+        readAhead(LOAD_BATCH);
         for (let i = 0; i < stale.length; i += LOAD_BATCH) {
-          for (const o of await this.store.chunksOf(scope, pipelineId, stale.slice(i, i + LOAD_BATCH))) {
-            if (o.vectors.length > 0) this.add(col, o.key, o.jobId, o.indexes, o.vectors);
-          }
+          const batch = await (reads.shift() as Promise<ObjectChunks[]>);
+          readAhead(i + 2 * LOAD_BATCH);
+          for (const o of batch) if (o.vectors.length > 0) this.add(col, o.key, o.jobId, o.indexes, o.vectors);
         }
         // Written while we read: the next search sees the version move again and catches up.
         col.version = version;

@@ -8,6 +8,8 @@
 import type { Pool } from "pg";
 import type { Scope } from "../../domain/job";
 import { PgDb } from "./db";
+import { copyOutBinary } from "./copy-out";
+import { mapPgError } from "./pg-errors";
 import { num } from "./rows";
 
 export interface EngineRow {
@@ -97,22 +99,34 @@ export class VectorStore extends PgDb {
     return new Map(rows.map((r) => [r.object_key as string, r.job_id as string]));
   }
 
-  /** The chunks of some objects of a collection. */
+  /**
+   * The chunks of some objects of a collection, for loading the search index: read with
+   * COPY's binary format, so each vector's bytes travel as they are (through the text
+   * protocol array_send's 3 KB of a 384-dimension vector became 6 KB of hex, encoded by
+   * PostgreSQL and decoded here). A row names its object by its place in `keys`, so no text
+   * crosses in the server's encoding.
+   */
   async chunksOf(scope: Scope, pipelineId: string, keys: string[]): Promise<ObjectChunks[]> {
-    const rows = await this.q(
-      `SELECT object_key, job_id, chunk_index, array_send(embedding) AS embedding FROM vector_chunks
-       WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = ANY($4::text[]) ORDER BY object_key, chunk_index`,
-      [scope.org, scope.bucket, pipelineId, keys],
-      scope.signal,
-    );
-    const out = new Map<string, ObjectChunks>();
-    for (const r of rows) {
-      let o = out.get(r.object_key);
-      if (!o) out.set(r.object_key, (o = { key: r.object_key, jobId: r.job_id, indexes: [], vectors: [] }));
-      o.indexes.push(r.chunk_index);
-      o.vectors.push(decodeRealArray(r.embedding as Buffer));
-    }
-    return [...out.values()];
+    if (keys.length === 0) return [];
+    const out: Array<ObjectChunks | undefined> = new Array(keys.length);
+    await this.withClient(async (client) => {
+      const lit = (v: string) => client.escapeLiteral(v);
+      const select = `SELECT k.n::int4, c.job_id, c.chunk_index, c.embedding
+        FROM unnest(ARRAY[${keys.map(lit).join(",")}]::text[]) WITH ORDINALITY AS k(key, n)
+        JOIN vector_chunks c ON c.org = ${lit(scope.org)} AND c.bucket = ${lit(scope.bucket)} AND c.pipeline_id = ${lit(pipelineId)} AND c.object_key = k.key
+        ORDER BY k.n, c.chunk_index`;
+      try {
+        await copyOutBinary(client, select, (row) => {
+          const i = (row[0] as Buffer).readInt32BE(0) - 1;
+          const o = (out[i] ??= { key: keys[i], jobId: (row[1] as Buffer).toString("latin1"), indexes: [], vectors: [] });
+          o.indexes.push((row[2] as Buffer).readInt32BE(0));
+          o.vectors.push(row[3] ? decodeRealArray(row[3]) : new Float32Array(0));
+        });
+      } catch (err) {
+        throw mapPgError(err);
+      }
+    }, scope.signal);
+    return out.filter((o): o is ObjectChunks => o !== undefined);
   }
 
   /** Chunks and objects of each collection, exact. */
