@@ -90,6 +90,13 @@ export class PgDb {
     this.pool = new Pool(config);
     // An idle client losing its connection must not crash the process.
     this.pool.on("error", () => undefined);
+    // Nor a client between checkout and its user's listener: pg-pool removes its own
+    // listener when it hands a new client out, and when the server's last handshake message
+    // and a FATAL (a shutdown terminating connections) arrive in one read, the FATAL is
+    // emitted before the promise of the checkout has even settled. Every client keeps this
+    // listener for its life; what a broken client means is handled where it is used (its
+    // next statement fails, and withClient destroys it).
+    this.pool.on("connect", (client) => client.on("error", () => undefined));
   }
 
   /**

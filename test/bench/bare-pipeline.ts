@@ -1,0 +1,47 @@
+/**
+ * What scenario 3 is measured against: the same extract + chunk + embed + insert code the
+ * worker runs for `text_embedding_index` (textTask with the local embedder, then
+ * writeOutput in a transaction), in a bare loop — no server, no queue, no job rows, no
+ * object store — with as many objects in flight as the worker runs. The end-to-end path can
+ * at best reach it.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Pool } from "pg";
+import { loadConfig } from "../../src/config";
+import type { Job, VectorChunk } from "../../src/domain/job";
+import { writeOutput } from "../../src/storage/postgres/destinations";
+import { textTask } from "../../src/worker/tasks";
+
+const DIMS = 384;
+
+/** Objects per second through the bare loop, `lanes` at a time; `dir` holds the `keys`. */
+export async function bareTextEmbedding(url: string, scope: { org: string; bucket: string }, dir: string, keys: string[], lanes: number): Promise<number> {
+  const limits = loadConfig({}).worker.limits;
+  const pool = new Pool({ connectionString: url, max: lanes });
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < keys.length) {
+        const key = keys[next++];
+        const bytes = await readFile(join(dir, key));
+        const { pieces, places, vectors } = await textTask(bytes, { key, chunkSize: 1000, overlap: 150, limits: limits.parse, localDims: DIMS, dims: DIMS, maxVectorValues: limits.maxVectorValues });
+        if (!vectors) throw new Error("the local embedder gave no vectors");
+        const chunks: VectorChunk[] = pieces.map((text, i) => ({ index: i, text, vector: Array.from(vectors.subarray(i * DIMS, (i + 1) * DIMS)), ...places[i] }));
+        const job = { org: scope.org, bucket: scope.bucket, pipelineId: "pipe_bare_loop", key, jobId: "job_bare_loop" } as Job;
+        const client = await pool.connect();
+        try {
+          await client.query("BEGIN");
+          await writeOutput(client, job, { kind: "vector", chunks, batchSize: 64 });
+          await client.query("COMMIT");
+        } finally {
+          client.release();
+        }
+      }
+    }),
+  );
+  const perSecond = keys.length / ((performance.now() - t0) / 1000);
+  await pool.end();
+  return perSecond;
+}
