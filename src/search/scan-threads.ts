@@ -3,8 +3,9 @@
  * search scans half its codes here and half there at the same time. Codes are not shared: a
  * full segment is handed over (a copy; the caller drops its own), and what changes it
  * afterwards (a compaction, a drop) is sent as a message. One thread's messages are
- * handled in order, so a scan sent after a compaction sees it. When the thread cannot start or stops, `onLost` is called and every
- * later call fails: the caller then keeps everything on its own thread.
+ * handled in order, so a scan sent after a compaction sees it. When the thread cannot start
+ * or stops, `onLost` is called and every later call fails: the caller then keeps everything
+ * on its own thread.
  */
 import { Worker } from "node:worker_threads";
 import { join } from "node:path";

@@ -430,5 +430,4 @@ export class VectorIndex {
     const rest = [...hits.slice(exactHits.length), ...candidates.slice(pool).map((c) => ({ ...ref(c), score: c.score / q.norm }))];
     return [...exactHits, ...rest.slice(0, k - exactHits.length)];
   }
-
 }
