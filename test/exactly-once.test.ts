@@ -163,7 +163,7 @@ describe("long final writes", () => {
     const t = await http("POST", `/${B}/ingest`, { object: { key: "long/cancel.csv" }, pipelineId: pipe });
     const pool: Pool = s.app.repo().pool;
     await waitFor("the final write to be running", async () => {
-      const { rows } = await pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%INSERT INTO warehouse_rows%' AND state = 'active' AND pid <> pg_backend_pid()");
+      const { rows } = await pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%k3_attempt_output(%' AND state = 'active' AND pid <> pg_backend_pid()");
       return rows.length > 0 ? true : undefined;
     }, { timeoutMs: 60_000, intervalMs: 10 });
     const started = performance.now();

@@ -3,6 +3,7 @@ import { Pool } from "pg";
 import { Unavailable } from "../src/domain/errors";
 import { migrate, migrationsDone } from "../src/storage/postgres/migrate";
 import { PgRepository } from "../src/storage/postgres/repository";
+import { ATTEMPT_OUTPUT, outputBatches } from "../src/storage/postgres/destinations";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
 
@@ -140,6 +141,52 @@ test("the output of an older object version never replaces a newer one; the olde
     expect(old?.errorDetails).toMatch(/^superseded: job job_ver_new had already indexed a newer version of the object/);
     const rows = (await repo.pool.query("SELECT content, job_id FROM vector_chunks WHERE bucket = 'kb-ver'")).rows;
     expect(rows).toEqual([{ content: "new", job_id: "job_ver_new" }]);
+  } finally {
+    await repo.close();
+  }
+});
+
+test("an output of several batches replaces the previous one whole; an attempt cancelled between batches writes nothing", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  try {
+    await migrate(repo.pool);
+    const base = { org: "default", bucket: "kb-multi", key: "m.txt", pipelineId: "pipe_m", pipelineName: "m", pipelineKind: "vector", template: "text_embedding_index", ruleId: "", options: {}, requestId: "", traceId: "" };
+    const chunks = (n: number, text: string) => Array.from({ length: n }, (_, i) => ({ index: i, text: `${text}${i}`, vector: [i, 1] }));
+    const out = (n: number, text: string) => ({ status: "completed" as const, output: { kind: "vector" as const, chunks: chunks(n, text), batchSize: 2 }, chunksCreated: n, embeddingsCreated: n, vectorStatus: "success", error: "", errorDetails: "" });
+    const contents = async () => (await repo.pool.query("SELECT content FROM vector_chunks WHERE bucket = 'kb-multi' ORDER BY chunk_index")).rows.map((r) => r.content);
+
+    await repo.jobs.jobInsert({ ...base, jobId: "job_multi_1", createdAt: 3000 });
+    const [first] = await repo.queue.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    expect(await repo.queue.jobComplete({ job: first, outcome: out(7, "a"), sourceVersion: 1n })).toMatchObject({ status: "completed", embeddingsWritten: 7, batchesReceived: 4 });
+    expect(await contents()).toEqual(["a0", "a1", "a2", "a3", "a4", "a5", "a6"]);
+
+    // A second run with fewer chunks: none of the first run's seven is left.
+    await repo.jobs.jobInsert({ ...base, jobId: "job_multi_2", createdAt: 3001 });
+    const [second] = await repo.queue.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    expect(await repo.queue.jobComplete({ job: second, outcome: out(3, "b"), sourceVersion: 2n })).toMatchObject({ embeddingsWritten: 3, batchesReceived: 2 });
+    expect(await contents()).toEqual(["b0", "b1", "b2"]);
+
+    // A third run is cancelled after its first batch went in: the last call refuses (SQLSTATE
+    // K3A01) and the transaction, first batch included, is undone.
+    await repo.jobs.jobInsert({ ...base, jobId: "job_multi_3", createdAt: 3002 });
+    const [third] = await repo.queue.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    const [batch1, batch2] = outputBatches(out(3, "c").output);
+    const call = (first: boolean, last: boolean, batch: unknown[]) =>
+      [first, last, "vector", "default", "kb-multi", "pipe_m", "m.txt", third.jobId, third.threadId, "3", ...batch, "completed", 3, 3, 0, 0, 2, 3, "success", "", ""];
+    const writer = await repo.pool.connect();
+    try {
+      await writer.query("BEGIN");
+      expect((await writer.query(ATTEMPT_OUTPUT, call(true, false, batch1))).rows[0]).toEqual({ outcome: "more", job_row: null });
+      expect((await repo.jobs.jobCancel({ org: "default", bucket: "kb-multi" }, third.jobId, Date.now()))?.job.status).toBe("processing");
+      await expect(writer.query(ATTEMPT_OUTPUT, call(false, true, batch2))).rejects.toMatchObject({ code: "K3A01" });
+      await writer.query("ROLLBACK");
+    } finally {
+      writer.release();
+    }
+    expect(await contents()).toEqual(["b0", "b1", "b2"]);
+    // Through the queue the same attempt is simply gone: nothing written, undefined.
+    expect(await repo.queue.jobComplete({ job: third, outcome: out(3, "c"), sourceVersion: 3n })).toBeUndefined();
+    expect(await contents()).toEqual(["b0", "b1", "b2"]);
   } finally {
     await repo.close();
   }

@@ -1,7 +1,7 @@
 /**
  * What scenario 3 is measured against: the same extract + chunk + embed + insert code the
- * worker runs for `text_embedding_index` (textTask with the local embedder, then
- * writeOutput in a transaction), in a bare loop — no server, no queue, no job rows, no
+ * worker runs for `text_embedding_index` (textTask with the local embedder, then the
+ * output's batches through k3_output_batch, the function the worker's own write wraps), in a bare loop — no server, no queue, no job rows, no
  * object store — with as many objects in flight as the worker runs. The end-to-end path can
  * at best reach it.
  */
@@ -9,8 +9,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Pool } from "pg";
 import { loadConfig } from "../../src/config";
-import type { Job, VectorChunk } from "../../src/domain/job";
-import { writeOutput } from "../../src/storage/postgres/destinations";
+import type { VectorChunk } from "../../src/domain/job";
+import { OUTPUT_BATCH, outputBatches, type Output } from "../../src/storage/postgres/destinations";
 import { textTask } from "../../src/worker/tasks";
 
 const DIMS = 384;
@@ -29,11 +29,17 @@ export async function bareTextEmbedding(url: string, scope: { org: string; bucke
         const { pieces, places, vectors } = await textTask(bytes, { key, chunkSize: 1000, overlap: 150, limits: limits.parse, localDims: DIMS, dims: DIMS, maxVectorValues: limits.maxVectorValues });
         if (!vectors) throw new Error("the local embedder gave no vectors");
         const chunks: VectorChunk[] = pieces.map((text, i) => ({ index: i, text, vector: Array.from(vectors.subarray(i * DIMS, (i + 1) * DIMS)), ...places[i] }));
-        const job = { org: scope.org, bucket: scope.bucket, pipelineId: "pipe_bare_loop", key, jobId: "job_bare_loop" } as Job;
+        const output: Output = { kind: "vector", chunks, batchSize: 64 };
+        const call = (first: boolean, batch: unknown[]) => [first, "vector", scope.org, scope.bucket, "pipe_bare_loop", key, "job_bare_loop", Date.now(), ...batch];
+        const batches = [...outputBatches(output)];
+        if (batches.length === 1) {
+          await pool.query(OUTPUT_BATCH, call(true, batches[0]));
+          continue;
+        }
         const client = await pool.connect();
         try {
           await client.query("BEGIN");
-          await writeOutput(client, job, { kind: "vector", chunks, batchSize: 64 });
+          for (const [i, batch] of batches.entries()) await client.query(OUTPUT_BATCH, call(i === 0, batch));
           await client.query("COMMIT");
         } finally {
           client.release();

@@ -1,7 +1,9 @@
-/** The destinations of the built-in pipelines: writing an attempt's output in its final transaction. */
-import type { PoolClient } from "pg";
-import type { Job, JobOutput } from "../../domain/job";
-import * as SQL from "./sql";
+/**
+ * The destinations of the built-in pipelines: an attempt's output cut into the batches the
+ * database functions of migration 017 write (k3_output_batch, and k3_attempt_output around
+ * it for a running attempt), and the counters the write reports.
+ */
+import type { JobOutput } from "../../domain/job";
 
 /** Counters the destination write produced. */
 export interface WriteCounters {
@@ -11,48 +13,85 @@ export interface WriteCounters {
   embeddingsWritten: number;
 }
 
-export const NO_WRITES: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
+export type Output = Exclude<JobOutput, { kind: "none" }>;
+
+/** What writing `output` reports: batches, embeddings or rows, and bytes at the destination. */
+export function outputCounters(output: Output): WriteCounters {
+  if (output.kind === "vector") {
+    return {
+      rowsWritten: 0,
+      batchesReceived: Math.ceil(output.chunks.length / output.batchSize),
+      embeddingsWritten: output.chunks.length,
+      // Bytes at the destination: the chunk text plus 4 bytes per vector component.
+      outputSize: output.chunks.reduce((n, c) => n + Buffer.byteLength(c.text) + 4 * c.vector.length, 0),
+    };
+  }
+  return {
+    rowsWritten: output.rows.length,
+    batchesReceived: Math.ceil(output.rows.length / output.batchSize),
+    embeddingsWritten: 0,
+    outputSize: output.rows.reduce((n, d) => n + Buffer.byteLength(d), 0),
+  };
+}
+
+/** How many calls write `output`: one per batch, and one (that only deletes) when it is empty. */
+export function batchCount(output: Output): number {
+  const n = output.kind === "vector" ? output.chunks.length : output.rows.length;
+  return Math.max(1, Math.ceil(n / output.batchSize));
+}
 
 /**
- * Writes a run's output, replacing what the same pipeline wrote for the same object
- * before. Runs inside the transaction that ends the job, so readers never see a mix of
- * old and new rows, and an attempt that loses its lease or is cancelled writes nothing.
+ * The batch columns of each call, in the functions' order (index, content, embedding as
+ * JSON, start, end, page, heading, data). Made one batch at a time, so a large output's
+ * JSON never exists all at once.
  */
-export async function writeOutput(client: PoolClient, job: Job, output: Exclude<JobOutput, { kind: "none" }>): Promise<WriteCounters> {
-  const now = Date.now();
-  const counters: WriteCounters = { rowsWritten: 0, outputSize: 0, batchesReceived: 0, embeddingsWritten: 0 };
-  const key = [job.org, job.bucket, job.pipelineId, job.key];
-  if (output.kind === "vector") {
-    await client.query(SQL.VECTOR_DELETE, key);
-    for (let i = 0; i < output.chunks.length; i += output.batchSize) {
-      const batch = output.chunks.slice(i, i + output.batchSize);
-      const vectors = batch.map((c) => JSON.stringify(c.vector));
-      await client.query(SQL.VECTOR_INSERT_BATCH, [
-        ...key,
-        job.jobId,
-        now,
+export function* outputBatches(output: Output): Generator<unknown[]> {
+  const count = batchCount(output);
+  for (let b = 0; b < count; b++) {
+    const from = b * output.batchSize;
+    if (output.kind === "vector") {
+      const batch = output.chunks.slice(from, from + output.batchSize);
+      yield [
         batch.map((c) => c.index),
         batch.map((c) => c.text),
-        vectors,
+        batch.map((c) => JSON.stringify(c.vector)),
         batch.map((c) => c.start ?? 0),
         batch.map((c) => c.end ?? 0),
         batch.map((c) => c.page ?? 0),
         batch.map((c) => c.heading ?? ""),
-      ]);
-      counters.batchesReceived++;
-      counters.embeddingsWritten += batch.length;
-      // Bytes at the destination: the chunk text plus 4 bytes per vector component.
-      counters.outputSize += batch.reduce((n, c) => n + Buffer.byteLength(c.text) + 4 * c.vector.length, 0);
-    }
-  } else if (output.kind === "warehouse") {
-    await client.query(SQL.WAREHOUSE_DELETE, key);
-    for (let i = 0; i < output.rows.length; i += output.batchSize) {
-      const docs = output.rows.slice(i, i + output.batchSize);
-      await client.query(SQL.WAREHOUSE_INSERT_BATCH, [...key, job.jobId, now, docs.map((_, j) => i + j), docs]);
-      counters.batchesReceived++;
-      counters.rowsWritten += docs.length;
-      counters.outputSize += docs.reduce((n, d) => n + Buffer.byteLength(d), 0);
+        null,
+      ];
+    } else {
+      const docs = output.rows.slice(from, from + output.batchSize);
+      yield [docs.map((_, j) => from + j), null, null, null, null, null, null, docs];
     }
   }
-  return counters;
 }
+
+/** The batch parameters' types, as both functions declare them. */
+const BATCH_TYPES = `$i::integer[], $i::text[], $i::text[], $i::integer[], $i::integer[], $i::integer[], $i::text[], $i::jsonb[]`;
+
+/** Numbers `$i` placeholders from `first` on. */
+function numbered(text: string, first: number): string {
+  let n = first;
+  return text.replace(/\$i/g, () => `$${n++}`);
+}
+
+/**
+ * One batch of an object's output outside any job (the bench's bare loop): the first
+ * batch deletes what the pipeline wrote for the object before.
+ * Parameters: first, kind, org, bucket, pipeline, key, job id, now (ms), then the batch.
+ */
+export const OUTPUT_BATCH = `SELECT k3_output_batch($1::boolean, $2, $3, $4, $5, $6, $7, $8::bigint, ${numbered(BATCH_TYPES, 9)})`;
+
+/**
+ * One batch of a running attempt's output (k3_attempt_output). Parameters: first, last,
+ * kind, org, bucket, pipeline, key, job id, thread id, object version, the batch, then the
+ * job's end: status, chunks, embeddings, rows, bytes, batches, embeddings written, vector
+ * status, error, error details.
+ */
+export const ATTEMPT_OUTPUT = `SELECT outcome, job_row FROM k3_attempt_output($1::boolean, $2::boolean, $3, $4, $5, $6, $7, $8, $9, $10::numeric,
+  ${numbered(BATCH_TYPES, 11)}, $19, $20::integer, $21::integer, $22::integer, $23::integer, $24::integer, $25::integer, $26, $27, $28)`;
+
+/** The SQLSTATE k3_attempt_output raises when the attempt ended while its output was written. */
+export const ATTEMPT_ENDED = "K3A01";

@@ -9,7 +9,7 @@
 import type { Pool, QueryResultRow } from "pg";
 import type { Job, Scope } from "../../domain/job";
 import { PgDb } from "./db";
-import { num, toJob } from "./rows";
+import { jobFromJson, num, toJob } from "./rows";
 import { JOB_COLUMNS } from "./sql";
 
 /** The NOTIFY channel the triggers use when a change owes webhook deliveries. */
@@ -66,9 +66,6 @@ const CURRENT = `EXISTS (SELECT 1 FROM object_outputs o WHERE o.org = j.org AND 
   AND o.object_key = j.object_key COLLATE "default" AND o.job_id = j.job_id) AS output_current`;
 
 const toEvent = (r: QueryResultRow): JobEvent => ({ seq: num(r.seq), job: toJob(r), outputCurrent: r.output_current === true });
-
-/** A jobs row as to_jsonb wrote it (bigints as numbers, options as an object) -> Job. */
-const jobFromJson = (j: Record<string, unknown>): Job => toJob(j as QueryResultRow);
 
 export class EventStore extends PgDb {
   constructor(pool: Pool) {

@@ -1,7 +1,7 @@
 /**
  * The worker's statements (queue.ts): claims, leases, heartbeats, progress and the end of
- * an attempt — each write fenced by the attempt's thread id — and the lock and bookkeeping
- * of an object's final output. Every time in them is the database's clock.
+ * an attempt — each write fenced by the attempt's thread id. (An attempt with output ends in
+ * one call of k3_attempt_output, migration 017.) Every time in them is the database's clock.
  */
 import { JOB_COLUMNS } from "./sql";
 
@@ -61,28 +61,7 @@ UPDATE jobs SET chunks_created = $3, embeddings_created = $4, stage = $5, stage_
   updated_at = ${DB_NOW}
 WHERE job_id = $1 AND thread_id = $2 AND status = 'processing'`;
 
-/**
- * Serialises the final writes of one object's output for one pipeline (transaction-level,
- * so it is released by COMMIT or ROLLBACK, also when the connection dies).
- */
-export const OBJECT_OUTPUT_LOCK = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3 || '/' || $4, 1798533317))`;
-
-/** The object version behind the current output, and the job that wrote it. */
-export const OBJECT_OUTPUT_GET = `
-SELECT job_id, source_version::text AS source_version FROM object_outputs
-WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
-
-export const OBJECT_OUTPUT_SET = `
-INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, source_version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6::numeric, ${DB_NOW})
-ON CONFLICT (org, bucket, pipeline_id, object_key)
-DO UPDATE SET job_id = EXCLUDED.job_id, source_version = EXCLUDED.source_version, updated_at = EXCLUDED.updated_at`;
-
-/** Is attempt $2 of job $1 still live (processing, not cancelled)? Locks nothing. */
-export const JOB_ATTEMPT_LIVE = `
-SELECT 1 FROM jobs WHERE job_id = $1 AND thread_id = $2 AND status = 'processing' AND NOT cancel_requested`;
-
-/** Ends a live attempt; the last statement of the final transaction, so the job row is locked only briefly. */
+/** Ends a live attempt that wrote no output (one with output ends in k3_attempt_output). */
 export const JOB_COMPLETE = `
 ${AT_NOW}
 UPDATE jobs SET

@@ -3,13 +3,13 @@
  * attempt. Every write is fenced by the attempt (its thread id), so a run that lost its
  * lease changes nothing; times come from the database clock.
  */
-import type { Pool, PoolClient } from "pg";
+import type { Pool, QueryResultRow } from "pg";
 import type { Job, JobCounters, JobProgress, RunOutcome } from "../../domain/job";
 import * as SQL from "./queue-sql";
 import { CHANNEL_JOBS } from "./sql";
 import { PgDb, ROLLBACK_ONLY } from "./db";
-import { NO_WRITES, writeOutput, type WriteCounters } from "./destinations";
-import { toJob } from "./rows";
+import { ATTEMPT_ENDED, ATTEMPT_OUTPUT, batchCount, outputBatches, outputCounters } from "./destinations";
+import { jobFromJson, toJob } from "./rows";
 import { Batcher } from "./batcher";
 
 /** An attempt that ended without output, to be written with others. */
@@ -57,53 +57,45 @@ export class JobQueue extends PgDb {
 
   /**
    * Writes the attempt's output to its destination (replacing the object's previous
-   * output) and ends the job, in one transaction, one object at a time. When the current
-   * output came from a newer version of the object (`sourceVersion`), the job completes
-   * as superseded and writes nothing. Undefined when the attempt is gone or a cancel was
-   * requested: then nothing is written.
+   * output) and ends the job, in one transaction, one object at a time (k3_attempt_output:
+   * one call for an output of one batch, otherwise one per batch in a transaction). When
+   * the current output came from a newer version of the object (`sourceVersion`), the job
+   * completes as superseded and writes nothing. Undefined when the attempt is gone or a
+   * cancel was requested: then nothing is written.
    */
   async jobComplete(p: { job: Job; outcome: RunOutcome; sourceVersion: bigint }): Promise<Job | undefined> {
     const { job, outcome: o } = p;
-    const complete = (client: PoolClient, w: WriteCounters, errorDetails = o.errorDetails) =>
-      client.query(SQL.JOB_COMPLETE, [
-        job.jobId,
-        job.threadId,
-        o.status,
-        o.chunksCreated,
-        o.embeddingsCreated,
-        w.rowsWritten,
-        w.outputSize,
-        w.batchesReceived,
-        w.embeddingsWritten,
-        o.vectorStatus,
-        o.error,
-        errorDetails,
-      ]);
     if (o.output.kind === "none") {
-      const { rows } = await this.withClient((client) => complete(client, NO_WRITES));
+      const rows = await this.q(SQL.JOB_COMPLETE, [job.jobId, job.threadId, o.status, o.chunksCreated, o.embeddingsCreated, 0, 0, 0, 0, o.vectorStatus, o.error, o.errorDetails]);
       return rows[0] ? toJob(rows[0]) : undefined;
     }
     const output = o.output;
-    const key = [job.org, job.bucket, job.pipelineId, job.key];
-    // One final write at a time per object: the lock is the object's, not the job row's,
-    // so heartbeats and cancels of this job never wait for the write; the job row is
-    // locked only by the guarded UPDATE at the very end.
-    return this.tx<Job | undefined>(async (client) => {
-      await client.query(SQL.OBJECT_OUTPUT_LOCK, key);
-      if ((await client.query(SQL.JOB_ATTEMPT_LIVE, [job.jobId, job.threadId])).rowCount === 0) return ROLLBACK_ONLY;
-      const current = (await client.query(SQL.OBJECT_OUTPUT_GET, key)).rows[0];
-      if (current && BigInt(current.source_version as string) > p.sourceVersion) {
-        // The output of a newer version of the object is already current: keep it.
-        const note = `superseded: job ${current.job_id as string} had already indexed a newer version of the object; this run's output was discarded`;
-        const { rows } = await complete(client, NO_WRITES, note);
-        return rows[0] ? toJob(rows[0]) : ROLLBACK_ONLY;
+    const w = outputCounters(output);
+    const count = batchCount(output);
+    const head = [output.kind, job.org, job.bucket, job.pipelineId, job.key, job.jobId, job.threadId, p.sourceVersion.toString()];
+    const end = [o.status, o.chunksCreated, o.embeddingsCreated, w.rowsWritten, w.outputSize, w.batchesReceived, w.embeddingsWritten, o.vectorStatus, o.error, o.errorDetails];
+    const params = (i: number, batch: unknown[]) => [i === 0, i === count - 1, ...head, ...batch, ...end];
+    // The object's lock is the object's, not the job row's, so heartbeats and cancels of
+    // this job never wait for the write; the job row is locked only at the very end.
+    const ended = (r: QueryResultRow) => (r.outcome === "done" ? jobFromJson(r.job_row) : undefined);
+    try {
+      if (count === 1) {
+        const [batch] = outputBatches(output);
+        return ended((await this.q(ATTEMPT_OUTPUT, params(0, batch)))[0]);
       }
-      const w = await writeOutput(client, job, output);
-      await client.query(SQL.OBJECT_OUTPUT_SET, [...key, job.jobId, p.sourceVersion.toString()]);
-      const { rows } = await complete(client, w);
-      // Cancelled or taken away while writing: nothing of this attempt stays.
-      return rows[0] ? toJob(rows[0]) : ROLLBACK_ONLY;
-    }, undefined);
+      return await this.tx<Job | undefined>(async (client) => {
+        let i = 0;
+        for (const batch of outputBatches(output)) {
+          const { rows } = await client.query(ATTEMPT_OUTPUT, params(i++, batch));
+          if (rows[0].outcome !== "more") return ended(rows[0]) ?? ROLLBACK_ONLY;
+        }
+        throw new Error(`k3_attempt_output asked for more than the ${count} batches of job ${job.jobId}`);
+      }, undefined);
+    } catch (err) {
+      // Cancelled or taken away while writing: the transaction is undone, nothing stays.
+      if ((err as { code?: unknown }).code === ATTEMPT_ENDED) return undefined;
+      throw err;
+    }
   }
 
   /** Ends an output-less attempt together with others ending now; false when it was gone or cancelled. */

@@ -47,6 +47,9 @@ export function toJob(r: QueryResultRow): Job {
   };
 }
 
+/** A jobs row as to_jsonb wrote it (bigints as numbers, options as an object) -> Job. */
+export const jobFromJson = (j: Record<string, unknown>): Job => toJob(j as QueryResultRow);
+
 /** The JOB_INSERT_BATCH parameters of a batch of new jobs (one array per column). */
 export function jobInsertParams(jobs: readonly NewJob[]): unknown[] {
   const col = <K extends keyof NewJob>(k: K) => jobs.map((j) => j[k]);

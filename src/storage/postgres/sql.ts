@@ -122,21 +122,6 @@ SELECT count(*)::int AS rules,
        coalesce(sum((SELECT coalesce(sum(length(p)), 0) FROM unnest(include_patterns || exclude_patterns) AS p)), 0)::int AS glob_chars
 FROM rules WHERE org = $1 AND bucket = $2 AND rule_id <> $3`;
 
-export const VECTOR_DELETE = `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
-
-export const VECTOR_INSERT_BATCH = `
-INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at,
-                           char_start, char_end, page, heading)
-SELECT $1, $2, $3, $4, i, c, translate(e, '[]', '{}')::real[], $5, $6, cs, ce, pg, h
-FROM unnest($7::int[], $8::text[], $9::text[], $10::int[], $11::int[], $12::int[], $13::text[]) AS u(i, c, e, cs, ce, pg, h)`;
-
-export const WAREHOUSE_DELETE = `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4`;
-
-export const WAREHOUSE_INSERT_BATCH = `
-INSERT INTO warehouse_rows (org, bucket, pipeline_id, object_key, row_index, data, job_id, created_at)
-SELECT $1, $2, $3, $4, i, d, $5, $6
-FROM unnest($7::int[], $8::jsonb[]) AS u(i, d)`;
-
 export const TOKEN_COLUMNS = `token_id, org, secret_hash, name, grants, created_at, expires_at, revoked_at, access_key_id, secret_sealed`;
 
 export const TOKEN_INSERT = `
