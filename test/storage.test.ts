@@ -187,6 +187,21 @@ test("an output of several batches replaces the previous one whole; an attempt c
     // Through the queue the same attempt is simply gone: nothing written, undefined.
     expect(await repo.queue.jobComplete({ job: third, outcome: out(3, "c"), sourceVersion: 3n })).toBeUndefined();
     expect(await contents()).toEqual(["b0", "b1", "b2"]);
+
+    // A cancel that lands while the one call of a one-batch output runs (played by a trigger
+    // on the chunks it inserts): the queue answers undefined and the call leaves nothing.
+    await repo.jobs.jobInsert({ ...base, jobId: "job_multi_4", createdAt: 3003 });
+    const [fourth] = await repo.queue.jobClaimAvailable({ owner: "w", limit: 10, leaseMs: 10_000 });
+    await repo.pool.query(`CREATE FUNCTION test_cancel_midway() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN UPDATE jobs SET cancel_requested = true WHERE job_id = NEW.job_id; RETURN NULL; END $$`);
+    await repo.pool.query("CREATE TRIGGER test_cancel_midway AFTER INSERT ON vector_chunks FOR EACH ROW EXECUTE FUNCTION test_cancel_midway()");
+    try {
+      expect(await repo.queue.jobComplete({ job: fourth, outcome: out(1, "d"), sourceVersion: 4n })).toBeUndefined();
+    } finally {
+      await repo.pool.query("DROP TRIGGER test_cancel_midway ON vector_chunks; DROP FUNCTION test_cancel_midway()");
+    }
+    expect(await contents()).toEqual(["b0", "b1", "b2"]);
+    expect((await repo.pool.query("SELECT status, cancel_requested FROM jobs WHERE job_id = 'job_multi_4'")).rows[0]).toEqual({ status: "processing", cancel_requested: false });
   } finally {
     await repo.close();
   }

@@ -136,6 +136,21 @@ export function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** CPU time (ms) a process has used, from /proc (user + system). */
+export function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
+/** CPU time (ms) the whole machine has been busy (user, nice, system, irq, softirq), summed over its cores. */
+export function machineBusyMs(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].split(/\s+/).slice(1).map(Number);
+  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1000) / CLOCK_TICKS;
+}
+
+/** USER_HZ: Linux reports process and machine times in hundredths of a second. */
+const CLOCK_TICKS = 100;
+
 /** Result of one h2load run. */
 export interface LoadResult {
   requests: number;
