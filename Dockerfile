@@ -23,7 +23,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
-ENV NODE_ENV=production K3_DATA_DIR=/data K3_HTTP_PORT=8080 K3_GRPC_PORT=50051 K3_HEALTH_FILE=/tmp/k3-worker-healthy
+# --max-semi-space-size=8: as package.json's start script (see the README, "Memory").
+ENV NODE_ENV=production NODE_OPTIONS=--max-semi-space-size=8 K3_DATA_DIR=/data K3_HTTP_PORT=8080 K3_GRPC_PORT=50051 K3_HEALTH_FILE=/tmp/k3-worker-healthy
 VOLUME /data
 EXPOSE 8080 50051
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/src/main.js"]

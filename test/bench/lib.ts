@@ -65,8 +65,14 @@ export interface Proc {
 }
 
 /** Spawns `node -r ts-register <script> ...args`; resolves once `ready(output)` holds. */
-export async function spawnTs(script: string, args: string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Proc> {
-  const child = spawn(process.execPath, ["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, script), ...args], {
+export function spawnTs(script: string, args: string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Proc> {
+  return spawnNode(["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, script), ...args], env, ready);
+}
+
+/** Spawns `node ...args`; resolves once `ready(output)` holds. */
+async function spawnNode(args: string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Proc> {
+  const script = args.find((a) => a.endsWith(".ts") || a.endsWith(".js")) ?? args.join(" ");
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -96,14 +102,29 @@ export async function spawnTs(script: string, args: string[], env: Record<string
   };
 }
 
-/** Starts the real server (a role of src/main.ts) on a database and a data dir of its own. */
+/**
+ * The server as `npm start` runs it: the build (made first when stale, as `npm start`
+ * does) under the Node flags of package.json's start script. Not through ts-register: its
+ * compiler alone adds ~30 MB to a process's resident memory, which the memory row would
+ * count.
+ */
+const SERVER_COMMAND: string[] = [
+  ...(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts.start as string).split(/\s+/).filter((w) => /^--[\w-]+(=\S+)?$/.test(w)),
+  join(ROOT, "dist", "src", "main.js"),
+];
+let built = false;
+
+/** Starts the real server (a role of src/main.ts, built) on a database and a data dir of its own. */
 export async function startServer(role: "api" | "worker" | "serve", databaseUrl: string, env: Record<string, string> = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "k3-bench-data-"));
   const httpPort = await freePort();
   const grpcPort = await freePort();
-  const proc = await spawnTs(
-    "src/main.ts",
-    [role],
+  if (!built) {
+    await run(process.execPath, [join(ROOT, "src", "build-if-stale.cjs")], { cwd: ROOT });
+    built = true;
+  }
+  const proc = await spawnNode(
+    [...SERVER_COMMAND, role],
     {
       DATABASE_URL: databaseUrl,
       K3_DATA_DIR: dataDir,

@@ -93,7 +93,7 @@ export class JobQueue extends PgDb {
       }, undefined);
     } catch (err) {
       // Cancelled or taken away while writing: the transaction is undone, nothing stays.
-      if ((err as { code?: unknown }).code === ATTEMPT_ENDED) return undefined;
+      if ((err as { code?: unknown } | undefined)?.code === ATTEMPT_ENDED) return undefined;
       throw err;
     }
   }
