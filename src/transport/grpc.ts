@@ -8,7 +8,8 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { create, fromBinary, toBinary, type DescFile, type DescMethod } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createCallContext, type CallContext } from "./call-context";
 import type { Logger } from "../log";
 import type { Authenticator } from "./auth";
 import { CALL_DONE, toConnectError } from "./errors";
@@ -62,9 +63,9 @@ function metadataToHeaders(md: grpc.Metadata): Headers {
 }
 
 /** Sends the handler's response headers (x-request-id, …) as the call's initial metadata. */
-function sendHeaders(call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, headers: Headers): void {
+function sendHeaders(call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, headers: Headers | undefined): void {
   const md = new grpc.Metadata();
-  headers.forEach((v, k) => md.set(k, v));
+  headers?.forEach((v, k) => md.set(k, v));
   call.sendMetadata(md);
 }
 
@@ -87,8 +88,6 @@ function reflectionPackage(entries: readonly ServiceEntry[]): Record<string, { f
 
 /** The decoded request and handler context of a call (the call's cancel and deadline abort it). */
 function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerUnaryCall<Uint8Array, Uint8Array> | grpc.ServerWritableStream<Uint8Array, Uint8Array>, opts: GrpcOptions, streaming = false) {
-  const abort = new AbortController();
-  call.on("cancelled", () => abort.abort(new ConnectError("client cancelled the call", Code.Canceled)));
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
   const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
@@ -100,7 +99,7 @@ function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerU
   } catch (err) {
     throw new ConnectError(`request is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
   }
-  const ctx = createHandlerContext({
+  const ctx = createCallContext({
     service: entry.service,
     method,
     protocolName: "grpc",
@@ -108,23 +107,26 @@ function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerU
     url: `/${entry.service.typeName}/${method.name}`,
     timeoutMs,
     requestHeader: metadataToHeaders(call.metadata),
-    requestSignal: abort.signal,
     // Streams are ended by the job hub on drain; thousands of long-lived links on the one
     // shutdown signal would make every other call's link and unlink walk them all.
     shutdownSignal: streaming ? undefined : opts.shutdownSignal,
   });
+  // grpc-js reports "cancelled" also after a call has ended; only a live call is aborted.
+  const cancelled = () => ctx.abort(new ConnectError("client cancelled the call", Code.Canceled));
+  if (call.cancelled) cancelled();
+  else call.on("cancelled", () => ctx.signal.aborted || cancelled());
   return { input, ctx };
 }
 
 /** A server-streaming method: each message written as it comes, the stream's error as the call's status. */
 function streamHandler(entry: ServiceEntry, method: DescMethod, handler: StreamHandler, opts: GrpcOptions) {
   return (call: grpc.ServerWritableStream<Uint8Array, Uint8Array>) => {
-    let ctx: ReturnType<typeof createHandlerContext> | undefined;
+    let ctx: CallContext | undefined;
     let headersSent = false;
     const sendHeadersOnce = () => {
       if (headersSent || !ctx) return;
       headersSent = true;
-      sendHeaders(call, ctx.responseHeader);
+      sendHeaders(call, ctx.responseHeaderIfAny());
     };
     const run = async () => {
       const made = callContext(entry, method, call, opts, true);
@@ -157,10 +159,10 @@ function unaryHandler(entry: ServiceEntry, method: DescMethod, handler: UnaryHan
       const { input, ctx } = callContext(entry, method, call, opts);
       try {
         const out = await handler(input, ctx);
-        sendHeaders(call, ctx.responseHeader);
+        sendHeaders(call, ctx.responseHeaderIfAny());
         return toBinary(method.output, create(method.output, out as never));
       } catch (err) {
-        sendHeaders(call, ctx.responseHeader);
+        sendHeaders(call, ctx.responseHeaderIfAny());
         throw err;
       } finally {
         // Unlinks the context from the shutdown signal and clears its deadline timer.

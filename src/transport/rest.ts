@@ -23,7 +23,8 @@ import {
   type JsonObject,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createCallContext, type CallContext } from "./call-context";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import type { Logger } from "../log";
 import { CALL_DONE, errorBody, httpStatusOf, toConnectError } from "./errors";
@@ -349,7 +350,7 @@ export function createRestHandler(
     }
     const { route, params } = match;
     // A client that leaves aborts the call's context (no controller of our own to link).
-    let ctx: ReturnType<typeof createHandlerContext> | undefined;
+    let ctx: CallContext | undefined;
     let left = false;
     const onClose = () => {
       if (res.writableFinished) return;
@@ -360,13 +361,13 @@ export function createRestHandler(
     try {
       const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
       const input = await decodeRequest(route, params, req, query, opts.maxBodyBytes);
-      ctx = createHandlerContext({
+      ctx = createCallContext({
         service: route.entry.service,
         method: route.method,
         protocolName: "rest",
         requestMethod: req.method ?? "GET",
         url,
-        requestHeader: headerPairs(req),
+        requestHeader: headersOf(req),
         // A stream is ended by the hub on drain; linking thousands of long-lived streams to the one
         // shutdown signal would make every other call's link and unlink walk them all.
         shutdownSignal: route.streaming ? undefined : opts.shutdownSignal,
@@ -380,11 +381,11 @@ export function createRestHandler(
       // Handlers may return init shapes; create() turns them into full messages.
       const message = create(route.method.output, out as never);
       const headers: Record<string, string> = {};
-      ctx.responseHeader.forEach((v, k) => (headers[k] = v));
+      ctx.responseHeaderIfAny()?.forEach((v, k) => (headers[k] = v));
       sendJson(res, 200, toJson(route.method.output, message, { alwaysEmitImplicit: true }), headers);
     } catch (err) {
       const headers: Record<string, string> = {};
-      ctx?.responseHeader.forEach((v, k) => (headers[k] = v));
+      ctx?.responseHeaderIfAny()?.forEach((v, k) => (headers[k] = v));
       if (!res.headersSent) sendError(res, toConnectError(err, opts.log), headers);
     } finally {
       res.off("close", onClose);
