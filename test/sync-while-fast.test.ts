@@ -1,7 +1,8 @@
 /**
  * The object store's lstat runs on the event loop only while it is fast (syncWhileFast in
- * src/storage/object-store.ts): a call slower than the limit sends the next ones to their
- * asynchronous form until the pause is over, so a slow disk cannot hold the loop.
+ * src/storage/object-store.ts): three calls slower than the limit within 32 send the next
+ * ones to their asynchronous form until the pause is over, so a slow disk cannot hold the
+ * loop; a lone slow call (the machine pausing the thread) does not.
  */
 import { syncWhileFast } from "../src/storage/object-store";
 
@@ -11,13 +12,13 @@ const busy = (ms: number) => {
   while (performance.now() < end);
 };
 
-test("a fast call stays synchronous; one over the limit sends the next ones to the asynchronous form until the pause ends", async () => {
-  let slow = false;
+test("lone slow calls stay synchronous; three slow ones within 32 send the next ones to the asynchronous form until the pause ends", async () => {
+  const slowAt = new Set<number>();
   const calls: string[] = [];
   const f = syncWhileFast(
     (x: number) => {
       calls.push(`sync ${x}`);
-      if (slow) busy(5);
+      if (slowAt.has(x)) busy(5);
       return x * 2;
     },
     async (x: number) => {
@@ -27,15 +28,19 @@ test("a fast call stays synchronous; one over the limit sends the next ones to t
     2,
     300,
   );
-  expect(f(1)).toBe(2);
-  expect(f(2)).toBe(4);
-  slow = true;
-  expect(f(3)).toBe(6); // answered, but took 5 ms
-  const during = f(4);
+  // Slow calls 40 apart: each is alone in its window, so every call stays synchronous.
+  for (const x of [1, 41, 81]) slowAt.add(x);
+  for (let x = 1; x <= 130; x++) expect(f(x)).toBe(x * 2);
+  expect(calls.every((c) => c.startsWith("sync"))).toBe(true);
+
+  // A slow disk: three slow calls in a row; the fourth call goes to the thread pool.
+  calls.length = 0;
+  for (const x of [131, 132, 133]) slowAt.add(x);
+  for (const x of [131, 132, 133]) expect(f(x)).toBe(x * 2);
+  const during = f(134);
   expect(during).toBeInstanceOf(Promise);
-  await expect(during).resolves.toBe(8);
-  slow = false;
+  await expect(during).resolves.toBe(268);
   await new Promise((r) => setTimeout(r, 350));
-  expect(f(5)).toBe(10);
-  expect(calls).toEqual(["sync 1", "sync 2", "sync 3", "async 4", "sync 5"]);
+  expect(f(135)).toBe(270);
+  expect(calls).toEqual(["sync 131", "sync 132", "sync 133", "async 134", "sync 135"]);
 });

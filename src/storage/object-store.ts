@@ -139,28 +139,45 @@ const stat = (p: string) => new Promise<Stats>((resolve, reject) => statCb(p, (e
 
 /**
  * A call made synchronously while it stays fast, and through its asynchronous form for
- * `pauseMs` after one synchronous call took longer than `maxMs`: for file-system calls that
- * take microseconds on a local disk with a warm cache, where the thread pool's round trip
- * costs more than the call, but that must never hold the event loop (which serves every
- * tenant) on a cold or remote disk.
+ * `pauseMs` once calls are slow: for file-system calls that take microseconds on a local
+ * disk with a warm cache, where the thread pool's round trip costs more than the call, but
+ * that must never hold the event loop (which serves every tenant) on a cold or remote disk.
+ * Slow means three calls over `maxMs` within 32: a single one is the machine pausing this
+ * thread (a busy core, a virtual CPU descheduled), which under load happens every few
+ * seconds and would otherwise keep the calls on the thread pool for good; a slow disk is
+ * slow on every call and is caught within three.
  */
 export function syncWhileFast<A, R>(sync: (a: A) => R, async: (a: A) => Promise<R>, maxMs: number, pauseMs: number): (a: A) => R | Promise<R> {
   let asyncUntil = 0;
+  let calls = 0;
+  const slow: number[] = []; // call numbers of the last SLOW_CALLS slow calls
   return (a) => {
     if (asyncUntil > 0 && Date.now() < asyncUntil) return async(a);
     const t = performance.now();
     const out = sync(a);
-    if (performance.now() - t > maxMs) asyncUntil = Date.now() + pauseMs;
+    calls++;
+    if (performance.now() - t > maxMs) {
+      slow.push(calls);
+      if (slow.length > SLOW_CALLS) slow.shift();
+      if (slow.length === SLOW_CALLS && calls - slow[0] < SLOW_WINDOW) {
+        asyncUntil = Date.now() + pauseMs;
+        slow.length = 0;
+      }
+    }
     return out;
   };
 }
+
+/** Slow calls within SLOW_WINDOW calls that send syncWhileFast's calls to the thread pool. */
+const SLOW_CALLS = 3;
+const SLOW_WINDOW = 32;
 
 /**
  * lstat of an object's path (undefined when nothing is there, or something on the way is
  * not a folder). TriggerIngest makes one per call: through the thread pool it cost a
  * quarter of the REST door's throughput on the bench machine (two thread wake-ups around a
  * 2 µs call, on cores busy with PostgreSQL), so it runs on this thread while it takes under
- * a millisecond; one slower sends lstats to the thread pool for a minute.
+ * a millisecond; three slower in 32 send lstats to the thread pool for a minute.
  */
 const lstatFast = syncWhileFast(
   (p: string) => {
