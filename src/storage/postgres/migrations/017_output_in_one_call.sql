@@ -38,11 +38,11 @@ END $$;
 
 -- One batch of a running attempt's output. With p_first: the object's output lock (held to
 -- the end of the transaction), the attempt's check (outcome 'gone': nothing written), and
--- the current output's version (outcome 'done' with the job ended as superseded when a
--- newer version of the object is already indexed). With p_last: the object's output
--- bookkeeping and the end of the attempt (outcome 'done', the job as JSON); when the
--- attempt was cancelled or taken away meanwhile, SQLSTATE K3A01 undoes the whole
--- transaction. Otherwise outcome 'more'.
+-- the current output's version: when a newer version of the object is already indexed,
+-- nothing is written and the job ends at once as superseded. With p_last (or superseded):
+-- the object's output bookkeeping and the end of the attempt (outcome 'done', the job as
+-- JSON); when the attempt was cancelled or taken away meanwhile, SQLSTATE K3A01 undoes the
+-- whole transaction. Otherwise outcome 'more'.
 CREATE FUNCTION k3_attempt_output(
   p_first boolean, p_last boolean, p_kind text, p_org text, p_bucket text, p_pipeline text, p_key text,
   p_job text, p_thread text, p_version numeric,
@@ -55,6 +55,7 @@ DECLARE
   now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;
   current_job text;
   current_version numeric;
+  superseded boolean := false;
   ended jobs;
 BEGIN
   IF p_first THEN
@@ -66,29 +67,24 @@ BEGIN
     END IF;
     SELECT o.job_id, o.source_version INTO current_job, current_version FROM object_outputs o
     WHERE o.org = p_org AND o.bucket = p_bucket AND o.pipeline_id = p_pipeline AND o.object_key = p_key;
-    IF FOUND AND current_version > p_version THEN
-      -- The output of a newer version of the object is already current: keep it.
-      UPDATE jobs SET
-        status = p_status, chunks_created = p_chunks, embeddings_created = p_embeddings, rows_written = 0, output_size = 0,
-        batches_received = 0, embeddings_written = 0, vector_status = p_vector_status, error = p_error,
-        error_details = 'superseded: job ' || current_job || ' had already indexed a newer version of the object; this run''s output was discarded',
-        lease_owner = NULL, lease_expires_at = NULL, finished_at = now_ms, updated_at = now_ms
-      WHERE job_id = p_job AND thread_id = p_thread AND status = 'processing' AND NOT cancel_requested
-      RETURNING * INTO ended;
-      RETURN QUERY SELECT CASE WHEN ended.job_id IS NULL THEN 'gone' ELSE 'done' END, CASE WHEN ended.job_id IS NULL THEN NULL ELSE to_jsonb(ended) END;
+    superseded := FOUND AND current_version > p_version;
+  END IF;
+  IF superseded THEN
+    -- The output of a newer version of the object is already current: keep it.
+    p_rows := 0; p_size := 0; p_batches := 0; p_written := 0;
+    p_details := 'superseded: job ' || current_job || ' had already indexed a newer version of the object; this run''s output was discarded';
+  ELSE
+    PERFORM k3_output_batch(p_first, p_kind, p_org, p_bucket, p_pipeline, p_key, p_job, now_ms,
+                            p_idx, p_content, p_embedding, p_start, p_end, p_page, p_heading, p_data);
+    IF NOT p_last THEN
+      RETURN QUERY SELECT 'more', NULL::jsonb;
       RETURN;
     END IF;
+    INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, source_version, updated_at)
+    VALUES (p_org, p_bucket, p_pipeline, p_key, p_job, p_version, now_ms)
+    ON CONFLICT (org, bucket, pipeline_id, object_key)
+    DO UPDATE SET job_id = EXCLUDED.job_id, source_version = EXCLUDED.source_version, updated_at = EXCLUDED.updated_at;
   END IF;
-  PERFORM k3_output_batch(p_first, p_kind, p_org, p_bucket, p_pipeline, p_key, p_job, now_ms,
-                          p_idx, p_content, p_embedding, p_start, p_end, p_page, p_heading, p_data);
-  IF NOT p_last THEN
-    RETURN QUERY SELECT 'more', NULL::jsonb;
-    RETURN;
-  END IF;
-  INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, source_version, updated_at)
-  VALUES (p_org, p_bucket, p_pipeline, p_key, p_job, p_version, now_ms)
-  ON CONFLICT (org, bucket, pipeline_id, object_key)
-  DO UPDATE SET job_id = EXCLUDED.job_id, source_version = EXCLUDED.source_version, updated_at = EXCLUDED.updated_at;
   UPDATE jobs SET
     status = p_status, chunks_created = p_chunks, embeddings_created = p_embeddings, rows_written = p_rows, output_size = p_size,
     batches_received = p_batches, embeddings_written = p_written, vector_status = p_vector_status, error = p_error,
