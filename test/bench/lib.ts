@@ -219,14 +219,22 @@ export function grpcFrame(message: Uint8Array): Buffer {
   return b;
 }
 
-/** Whether h2load is on the PATH; if not, tries Debian's nghttp2-client (the bench runs as root). */
-export async function ensureH2load(): Promise<void> {
+/**
+ * Makes sure `command` (run with `versionArgs`) works; if not, installs Debian's `pkg`
+ * (when running as root, as CI and the bench machines do) and checks again, so a missing
+ * tool fails here with its name instead of minutes into a run.
+ */
+export async function ensureDebianTool(command: string, versionArgs: string[], pkg: string): Promise<void> {
   try {
-    await run("h2load", ["--version"]);
+    await run(command, versionArgs);
+    return;
   } catch {
-    process.stderr.write("h2load not found; installing Debian's nghttp2-client\n");
-    await run("sh", ["-c", "apt-get install -y nghttp2-client >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null)"], {
-      timeout: 300_000,
-    });
+    process.stderr.write(`${command} not found; installing Debian's ${pkg}\n`);
+  }
+  try {
+    await run("sh", ["-c", `apt-get install -y ${pkg} >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y ${pkg} >/dev/null)`], { timeout: 600_000 });
+    await run(command, versionArgs);
+  } catch (err) {
+    throw new Error(`${command} is needed and could not be installed (apt-get install -y ${pkg}, as root): ${(err as Error).message.split("\n")[0]}`);
   }
 }
