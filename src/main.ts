@@ -10,7 +10,7 @@ import { startEmbeddedPostgres } from "./storage/postgres/embedded";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, StartupError, type Config } from "./config";
-import { createLogger } from "./log";
+import { createLogger, flushLogs } from "./log";
 
 const HELP = `k3-ingest ${VERSION} — a server for the K3 ingest API, and its command line.
 
@@ -118,8 +118,10 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   try {
     const { httpPort, grpcPort } = await app.start();
+    flushLogs(); // the banner after the start's log lines, not among them
     if (process.stderr.isTTY) process.stderr.write(banner(config, httpPort, grpcPort));
   } catch (err) {
+    flushLogs();
     if (err instanceof StartupError) process.stderr.write(`k3-ingest: ${err.message}\n`);
     else log.error("start failed", { err });
     await app.stop().catch(() => undefined);

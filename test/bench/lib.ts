@@ -131,11 +131,11 @@ export async function startServer(role: "api" | "worker" | "serve", databaseUrl:
       K3_HOST: "127.0.0.1",
       K3_HTTP_PORT: String(httpPort),
       K3_GRPC_PORT: String(grpcPort),
-      K3_LOG_LEVEL: "warn",
       ...env,
     },
-    // Logs stay at warn (a log line per job would measure stderr); the API is ready when
-    // /readyz answers, a worker as soon as it runs (its throughput is read from the database).
+    // Logs at the default level, as operators run it (a line per finished job); the API is
+    // ready when /readyz answers, a worker as soon as it runs (its throughput is read from
+    // the database).
     () => true,
   );
   if (role !== "worker") {
