@@ -193,14 +193,15 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       const r = repo;
       metrics = createMetrics();
       const m = metrics;
-      // Fold job count deltas every second (one process at a time does it).
+      // Fold job count and bucket usage deltas every second (one process at a time does each).
       let compacting = false;
       compactTimer = setInterval(() => {
         if (compacting) return;
         compacting = true;
-        r.jobs.jobCountsCompact()
-          .catch((err: unknown) => log.debug("count compaction failed", { err: (err as Error).message }))
-          .finally(() => (compacting = false));
+        void Promise.allSettled([r.jobs.jobCountsCompact(), r.buckets.usageCompact()]).then((done) => {
+          for (const d of done) if (d.status === "rejected") log.debug("count compaction failed", { err: (d.reason as Error).message });
+          compacting = false;
+        });
       }, 1000);
       compactTimer.unref();
       if (config.jobRetentionMs > 0 || config.eventRetentionMs > 0) {

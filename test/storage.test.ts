@@ -293,3 +293,59 @@ test("retention prunes only finished jobs past their age, in batches, and keeps 
     await repo.close();
   }
 });
+
+test("a bucket's usage stays exact through uploads, overwrites and deletes, before and after folding, and an upload held open does not hold up the bucket's others", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  const other = new Pool({ connectionString: db.url, max: 1 });
+  const held = await other.connect();
+  try {
+    await migrate(repo.pool);
+    const scope = { org: "default", bucket: "kb-usage" };
+    const now = Date.now();
+    await repo.buckets.bucketInsert({ ...scope, name: scope.bucket, description: "", status: "active", accessMode: "private", storageQuotaBytes: 0, internalSourceId: "src_usage", createdAt: now, updatedAt: now });
+    const put = (key: string, size: number) =>
+      repo.catalog.objectPut(scope, { key, size, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, []);
+    const usage = async () => {
+      const b = await repo.buckets.bucketGet(scope);
+      const { rows } = await repo.pool.query("SELECT count(*)::int AS n, coalesce(sum(size), 0)::int AS bytes FROM objects WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
+      expect({ objects: b?.objectCount, bytes: b?.storageUsedBytes }).toEqual({ objects: rows[0].n, bytes: rows[0].bytes });
+      return { objects: b!.objectCount, bytes: b!.storageUsedBytes };
+    };
+
+    // An upload whose transaction is still open (its object row written, not committed)...
+    await held.query("BEGIN");
+    await held.query("INSERT INTO objects (org, bucket, object_key, size, created_at, updated_at) VALUES ($1, $2, 'held.txt', 7, 1, 1)", [scope.org, scope.bucket]);
+    // ...and the bucket's other uploads go through meanwhile (a shared counter row made them wait for its commit).
+    const through = await Promise.race([
+      Promise.all(Array.from({ length: 10 }, (_, i) => put(`a/${i}.txt`, 100 + i))).then(() => "through"),
+      new Promise((r) => setTimeout(() => r("held up"), 5000)),
+    ]);
+    expect(through).toBe("through");
+    expect(await usage()).toEqual({ objects: 10, bytes: 1045 });
+    await held.query("COMMIT");
+    expect(await usage()).toEqual({ objects: 11, bytes: 1052 });
+
+    await put("a/0.txt", 5000); // an overwrite changes the bytes, not the count
+    await repo.pool.query("UPDATE objects SET metadata = '{\"x\": \"1\"}' WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
+    expect(await usage()).toEqual({ objects: 11, bytes: 5952 });
+    expect(await repo.catalog.objectDelete(scope, "a/1.txt", now)).toBe(true);
+    expect(await usage()).toEqual({ objects: 10, bytes: 5851 });
+
+    expect(await repo.buckets.usageCompact()).toBe(true);
+    expect((await repo.pool.query("SELECT count(*)::int AS n FROM bucket_usage_deltas")).rows[0].n).toBe(0);
+    expect(await usage()).toEqual({ objects: 10, bytes: 5851 });
+    await put("b.txt", 49);
+    expect(await usage()).toEqual({ objects: 11, bytes: 5900 });
+    expect(await repo.buckets.bucketDelete(scope, false)).toEqual({ objects: 11 });
+
+    // A forced delete takes the usage with it: the same name made again starts at zero.
+    expect(await repo.buckets.bucketDelete(scope, true)).toBe("deleted");
+    await repo.buckets.usageCompact();
+    await repo.buckets.bucketInsert({ ...scope, name: scope.bucket, description: "", status: "active", accessMode: "private", storageQuotaBytes: 0, internalSourceId: "src_usage2", createdAt: now, updatedAt: now });
+    expect(await usage()).toEqual({ objects: 0, bytes: 0 });
+  } finally {
+    held.release(true);
+    await other.end();
+    await repo.close();
+  }
+});

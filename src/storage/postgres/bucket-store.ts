@@ -100,14 +100,19 @@ export class BucketStore extends PgDb {
       // Locks the bucket row, so no upload can catalog an object into it meanwhile.
       const b = await client.query("SELECT name FROM buckets WHERE org = $1 AND name = $2 FOR UPDATE", [scope.org, scope.bucket]);
       if (b.rowCount === 0) return "not_found";
-      const usage = await client.query("SELECT objects FROM bucket_usage WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
-      const objects = num(usage.rows[0]?.objects);
+      const usage = await client.query(SQL.BUCKET_USAGE_GET, [scope.org, scope.bucket]);
+      const objects = num(usage.rows[0]?.object_count);
       if (objects > 0 && !force) return { objects };
       for (const statement of SQL.BUCKET_DELETE_ALL) await client.query(statement, [scope.org, scope.bucket]);
       return "deleted";
     }, "not_found");
     if (result === "deleted") await this.config.configChanged(scope);
     return result;
+  }
+
+  /** Folds bucket usage deltas into bucket_usage; false when another process is folding them. */
+  usageCompact(): Promise<boolean> {
+    return this.foldDeltas(SQL.BUCKET_USAGE_LOCK, SQL.BUCKET_USAGE_COMPACT);
   }
 
   /** Names of buckets the org has config or jobs for but no row yet (to adopt). */

@@ -228,6 +228,19 @@ export class PgDb {
     });
   }
 
+  /**
+   * Folds a deltas table into its totals: `fold` under the transaction-level try-lock
+   * `lock`, so one process at a time does it; false when another process holds the lock.
+   */
+  protected foldDeltas(lock: string, fold: string): Promise<boolean> {
+    return this.tx(async (client) => {
+      const { rows } = await client.query(lock);
+      if (!rows[0].locked) return false;
+      await client.query(fold);
+      return true;
+    }, false);
+  }
+
   protected async keysetPage<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
     const a = spec.alias;
     const where: string[] = [];

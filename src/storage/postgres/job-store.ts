@@ -138,12 +138,7 @@ export class JobStore extends PgDb {
   }
 
   /** Folds count deltas into job_counts; false when another process is compacting. */
-  async jobCountsCompact(): Promise<boolean> {
-    return this.tx(async (client) => {
-      const { rows } = await client.query(SQL.JOB_COUNTS_LOCK);
-      if (!rows[0].locked) return false;
-      await client.query(SQL.JOB_COUNTS_COMPACT);
-      return true;
-    }, false);
+  jobCountsCompact(): Promise<boolean> {
+    return this.foldDeltas(SQL.JOB_COUNTS_LOCK, SQL.JOB_COUNTS_COMPACT);
   }
 }

@@ -156,6 +156,38 @@ ON CONFLICT (org, bucket, status, pipeline_id, rule_id, source_id) DO UPDATE SET
 
 export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
 
+/** Folds the pending bucket usage deltas into bucket_usage, as JOB_COUNTS_COMPACT does the counts. */
+export const BUCKET_USAGE_COMPACT = `
+WITH moved AS (
+  DELETE FROM bucket_usage_deltas RETURNING org, bucket, objects, bytes
+), summed AS (
+  SELECT org, bucket, sum(objects)::bigint AS objects, sum(bytes)::bigint AS bytes FROM moved GROUP BY org, bucket
+)
+INSERT INTO bucket_usage AS u (org, bucket, objects, bytes)
+SELECT * FROM summed
+ON CONFLICT (org, bucket) DO UPDATE SET objects = u.objects + EXCLUDED.objects, bytes = u.bytes + EXCLUDED.bytes`;
+
+export const BUCKET_USAGE_LOCK = `SELECT pg_try_advisory_xact_lock(1798533318) AS locked`;
+
+/**
+ * A bucket's usage as columns object_count and storage_used_bytes, exact at the statement's
+ * snapshot (migration 018): the folded row plus the deltas not folded yet, joined to the
+ * bucket named by `org` and `bucket`. Per bucket, so a listing's LIMIT bounds the lookups
+ * (a view aggregating both tables made a page of buckets aggregate every bucket).
+ */
+const BUCKET_USAGE = (org: string, bucket: string) => ({
+  columns: `(coalesce(u.objects, 0) + coalesce(d.objects, 0))::bigint AS object_count,
+  (coalesce(u.bytes, 0) + coalesce(d.bytes, 0))::bigint AS storage_used_bytes`,
+  joins: `LEFT JOIN bucket_usage u ON u.org = ${org} AND u.bucket = ${bucket}
+LEFT JOIN LATERAL (SELECT sum(objects) AS objects, sum(bytes) AS bytes FROM bucket_usage_deltas ud WHERE ud.org = ${org} AND ud.bucket = ${bucket}) d ON true`,
+});
+
+/** Of bucket $2 in org $1: object_count and storage_used_bytes. */
+export const BUCKET_USAGE_GET = (() => {
+  const u = BUCKET_USAGE("k.org", "k.bucket");
+  return `SELECT ${u.columns} FROM (SELECT $1::text AS org, $2::text AS bucket) AS k ${u.joins}`;
+})();
+
 /**
  * Deletes up to $2 finished jobs that ended before $1, oldest first. SKIP LOCKED keeps the
  * pruner out of the way of any writer holding one of those rows; small batches keep each
@@ -172,14 +204,16 @@ DELETE FROM jobs WHERE job_id IN (
 )`;
 
 /** A bucket with its aggregates: exact counts from the catalog usage and the config tables. */
-export const BUCKET_SELECT = `
+export const BUCKET_SELECT = (() => {
+  const u = BUCKET_USAGE("b.org", "b.name");
+  return `
 SELECT b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
-  b.created_at, b.updated_at,
-  coalesce(u.objects, 0) AS object_count, coalesce(u.bytes, 0) AS storage_used_bytes,
+  b.created_at, b.updated_at, ${u.columns},
   (SELECT count(*) FROM sources s WHERE s.org = b.org AND s.bucket = b.name) AS source_count,
   (SELECT count(*) FROM rules r WHERE r.org = b.org AND r.bucket = b.name) AS rule_count,
   (SELECT count(*) FROM pipelines p WHERE p.org = b.org AND p.bucket = b.name AND p.store_entity_kind <> '') AS index_count
-FROM buckets b LEFT JOIN bucket_usage u ON u.org = b.org AND u.bucket = b.name`;
+FROM buckets b ${u.joins}`;
+})();
 
 export const BUCKET_INSERT = `
 INSERT INTO buckets (org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at)
@@ -222,6 +256,9 @@ export const BUCKET_DELETE_ALL = [
   `DELETE FROM rules WHERE org = $1 AND bucket = $2`,
   `DELETE FROM pipelines WHERE org = $1 AND bucket = $2`,
   `DELETE FROM objects WHERE org = $1 AND bucket = $2`,
+  // The deltas before the folded row: a compaction folding this bucket's deltas meanwhile
+  // is waited for here, so its upsert of the row is gone with the next statement.
+  `DELETE FROM bucket_usage_deltas WHERE org = $1 AND bucket = $2`,
   `DELETE FROM bucket_usage WHERE org = $1 AND bucket = $2`,
   `DELETE FROM sources WHERE org = $1 AND bucket = $2`,
   `DELETE FROM buckets WHERE org = $1 AND name = $2`,

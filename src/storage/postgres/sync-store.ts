@@ -180,8 +180,8 @@ export class SyncStore extends PgDb {
     const internal = s.provider === "internal_s3";
     const [totals, indexed] = await Promise.all([
       internal
-        ? this.q("SELECT coalesce(objects, 0) AS n, coalesce(bytes, 0) AS b FROM bucket_usage WHERE org = $1 AND bucket = $2", [s.org, s.bucket], signal)
-        : this.q("SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM source_objects WHERE source_id = $1", [s.sourceId], signal),
+        ? this.q(SQL.BUCKET_USAGE_GET, [s.org, s.bucket], signal)
+        : this.q("SELECT count(*) AS object_count, coalesce(sum(size), 0) AS storage_used_bytes FROM source_objects WHERE source_id = $1", [s.sourceId], signal),
       internal
         ? this.q(
             `SELECT count(*) AS n FROM objects o WHERE o.org = $1 AND o.bucket = $2 AND EXISTS (
@@ -198,7 +198,7 @@ export class SyncStore extends PgDb {
             signal,
           ),
     ]);
-    return { objects: num(totals[0]?.n), bytes: num(totals[0]?.b), indexed: num(indexed[0]?.n) };
+    return { objects: num(totals[0]?.object_count), bytes: num(totals[0]?.storage_used_bytes), indexed: num(indexed[0]?.n) };
   }
 
   /** The source's jobs by status (exact, from the counters). */
