@@ -5,7 +5,7 @@ import type { MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } f
 import { NotFound } from "../../domain/errors";
 import * as SQL from "./sql";
 import { PgDb } from "./db";
-import { jobInsertParams, num, toJob, toObject } from "./rows";
+import { jobFromJson, jobInsertParams, num, toObject } from "./rows";
 
 export class ObjectCatalog extends PgDb {
   constructor(pool: Pool) {
@@ -18,19 +18,17 @@ export class ObjectCatalog extends PgDb {
   }
 
   /**
-   * Records an uploaded object and creates its jobs, in one transaction: once it returns,
-   * both are durable. NotFound when the bucket has no row (or is being deleted).
+   * Records an uploaded object and creates its jobs, in one transaction (one statement):
+   * once it returns, both are durable. NotFound when the bucket has no row (or is being
+   * deleted).
    */
   async objectPut(scope: Scope, o: StoredObject, jobs: readonly NewJob[]): Promise<Job[]> {
-    return this.tx<Job[]>(async (client) => {
-      // Shares the bucket row with other uploads; a bucket delete (FOR UPDATE) waits for them, and they for it.
-      const b = await client.query("SELECT 1 FROM buckets WHERE org = $1 AND name = $2 FOR SHARE", [scope.org, scope.bucket]);
-      if (b.rowCount === 0) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
-      await client.query(SQL.OBJECT_UPSERT, [scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt]);
-      if (jobs.length === 0) return [];
-      const { rows } = await client.query(SQL.JOB_INSERT_BATCH, jobInsertParams(jobs));
-      return rows.map(toJob);
-    }, []);
+    const [r] = await this.q(SQL.OBJECT_PUT, [
+      ...jobInsertParams(jobs),
+      scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt,
+    ]);
+    if (!r.bucket_found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
+    return (r.jobs as Array<Record<string, unknown>>).map(jobFromJson);
   }
 
   /** Keys after `after` that start with `prefix`, in byte order. */

@@ -21,13 +21,10 @@ export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id
   stage, stage_done, stage_total, stage_unit`;
 
 /**
- * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
- * NOTIFY for the whole batch: PostgreSQL serialises the commits of notifying transactions,
- * so a NOTIFY per job would cost a group commit per job (shared/notes/performance.md).
- * Identical notifications within a transaction are folded into one.
+ * The INSERT of a batch of new jobs, parameters $1 to $16 (one array per column, as
+ * jobInsertParams makes them), inserting only when `when` holds; returns the rows.
  */
-export const JOB_INSERT_BATCH = `
-WITH ins AS (
+const jobsInsert = (when = "true") => `
   INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
                     options, request_id, trace_id, created_at, updated_at, source_id, object_version, retry_of)
   -- A job with no source (a direct trigger) belongs to its bucket's internal source.
@@ -36,8 +33,18 @@ WITH ins AS (
   FROM unnest($1::text[], $12::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::jsonb[], $10::text[], $13::text[], $11::bigint[], $14::text[], $15::text[], $16::text[])
        AS u(j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, s, v, rt)
+  WHERE ${when}
   ON CONFLICT (org, bucket, request_id) WHERE request_id <> '' DO NOTHING
-  RETURNING ${JOB_COLUMNS}
+  RETURNING ${JOB_COLUMNS}`;
+
+/**
+ * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
+ * NOTIFY for the whole batch: PostgreSQL serialises the commits of notifying transactions,
+ * so a NOTIFY per job would cost a group commit per job (shared/notes/performance.md).
+ * Identical notifications within a transaction are folded into one.
+ */
+export const JOB_INSERT_BATCH = `
+WITH ins AS (${jobsInsert()}
 )
 SELECT ins.* FROM ins CROSS JOIN (SELECT pg_notify('${CHANNEL_JOBS}', '')) AS wake`;
 
@@ -268,12 +275,29 @@ export const OBJECT_COLUMNS = `object_key, size, etag, content_type, metadata, v
 
 export const OBJECT_GET = `SELECT ${OBJECT_COLUMNS} FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3`;
 
-export const OBJECT_UPSERT = `
-INSERT INTO objects (org, bucket, object_key, size, etag, content_type, metadata, version, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $9)
-ON CONFLICT (org, bucket, object_key) DO UPDATE SET
-  size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
-  version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`;
+/**
+ * An uploaded object recorded and its jobs made, in one statement (one round trip, its own
+ * transaction): the bucket's row shared first (a bucket delete, which locks it, waits for
+ * the upload or the upload finds no bucket), then the catalog row (created or replaced),
+ * then the jobs ($1 to $16 as JOB_INSERT_BATCH; empty arrays for none), with one NOTIFY
+ * when there are any. Object: org $17, bucket $18, key $19, size $20, etag $21, content
+ * type $22, metadata $23, version $24, time $25. Answers bucket_found and the jobs as JSON.
+ */
+export const OBJECT_PUT = `
+WITH bucket AS (
+  SELECT 1 FROM buckets WHERE org = $17 AND name = $18 FOR SHARE
+), obj AS (
+  INSERT INTO objects (org, bucket, object_key, size, etag, content_type, metadata, version, created_at, updated_at)
+  SELECT $17, $18, $19, $20::bigint, $21, $22, $23::jsonb, $24::numeric, $25::bigint, $25::bigint FROM bucket
+  ON CONFLICT (org, bucket, object_key) DO UPDATE SET
+    size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
+    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+  RETURNING 1
+), ins AS (${jobsInsert("EXISTS (SELECT 1 FROM obj)")}
+)
+SELECT EXISTS (SELECT 1 FROM bucket) AS bucket_found,
+  (SELECT coalesce(jsonb_agg(to_jsonb(ins)), '[]'::jsonb) FROM ins) AS jobs,
+  (SELECT pg_notify('${CHANNEL_JOBS}', '') WHERE EXISTS (SELECT 1 FROM ins)) AS woke`;
 
 /** Keys after $3 under prefix $4, in key order (byte order: "C" collation). */
 export const OBJECT_LIST = `
