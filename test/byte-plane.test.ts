@@ -5,7 +5,7 @@
  * codes and change nothing.
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -156,6 +156,26 @@ test("curl with a bearer token: PUT with metadata, GET with Range, HEAD; DELETE 
   expect(missing.status).toBe(404);
   expect(await missing.text()).toMatch(/<Code>NoSuchKey<\/Code>/);
   expect((await fetch(url, { method: "DELETE", headers: auth })).status).toBe(204); // S3 deletes are idempotent
+});
+
+test("uploads leave nothing in staging, make the folders their keys need, and go on when the staging folder is removed meanwhile", async () => {
+  const auth = { authorization: `Bearer ${bearer}` };
+  const staging = join(s.dataDir, "tmp");
+  const uploads = () => (existsSync(staging) ? (readdirSync(staging) as string[]).filter((n) => n.startsWith("upload-")) : []);
+  const put = (key: string, body: string) => fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: auth, body });
+  expect((await put("staging/one.txt", "one")).status).toBe(200);
+  expect(uploads()).toEqual([]);
+  rmSync(staging, { recursive: true, force: true });
+  // A new folder three levels down, after the staging folder went away.
+  expect((await put("staging/new/deeper/two.txt", "two")).status).toBe(200);
+  expect(uploads()).toEqual([]);
+  expect(readFileSync(join(s.dataDir, "buckets", B, "staging", "new", "deeper", "two.txt"), "utf8")).toBe("two");
+  const got = await fetch(`${s.httpUrl}/${B}/staging/new/deeper/two.txt`, { headers: auth });
+  expect(await got.text()).toBe("two");
+  // Overwriting an object replaces it in place.
+  expect((await put("staging/one.txt", "one, again")).status).toBe(200);
+  expect(await (await fetch(`${s.httpUrl}/${B}/staging/one.txt`, { headers: auth })).text()).toBe("one, again");
+  expect(uploads()).toEqual([]);
 });
 
 test("boto3: put, get, list and delete; a presigned GET works with plain fetch until it expires or is tampered with", async () => {

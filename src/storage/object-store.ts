@@ -7,7 +7,7 @@
  */
 import { constants, lstat as lstatCb, lstatSync, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
-import { createStaging, syncDir, type TempFile } from "./staging";
+import { createStaging, removeFile, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
 import { dirname, join, sep } from "node:path";
 import { HASHED_DIR, hashedPath, isPlainPath } from "./key-path";
@@ -363,7 +363,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (isPlainPath(key)) {
       const placed = await renameInto(t.tmp, join(root, key));
       if (placed !== undefined) {
-        await rm(join(root, hashedPath(key)), { force: true });
+        await removeFile(join(root, hashedPath(key))); // an older copy under the hashed path, rarely there
         return placed;
       }
     }
@@ -374,10 +374,14 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   /** Renames `tmp` to `target` and syncs its folder; undefined when a folder or file stands in the way. */
   async function renameInto(tmp: string, target: string): Promise<bigint | undefined> {
     try {
-      await mkdir(dirname(target), { recursive: true });
       const existing = await lstat(target).catch(() => undefined);
       if (existing && !existing.isFile()) return undefined;
-      await rename(tmp, target);
+      await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err;
+        // The key's folder is not there yet (most uploads go to folders that are).
+        await mkdir(dirname(target), { recursive: true });
+        await rename(tmp, target);
+      });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR" || code === "ENAMETOOLONG") return undefined;

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, rename, rm, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ObjectTooLarge, type StagedObject } from "./object-store";
 
@@ -16,6 +16,13 @@ export interface TempFile {
   size: number;
   md5: Buffer;
   sha256: Buffer;
+}
+
+/** Removes a file; one that is not there is fine. */
+export function removeFile(path: string): Promise<void> {
+  return unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
 }
 
 /** Makes a folder's entries (a rename into it) durable. */
@@ -29,11 +36,21 @@ export function createStaging(dataDir: string) {
   const tmpDir = join(dataDir, "tmp");
   const partsDir = (uploadId: string) => join(tmpDir, `mpu-${uploadId}`);
 
+  /** Creates a new private temporary file; the staging folder is made when it is not there (yet, or any more). */
+  async function createTemp(): Promise<{ tmp: string; fh: FileHandle }> {
+    const tmp = join(tmpDir, `upload-${randomBytes(12).toString("hex")}`);
+    const create = () => open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const fh = await create().catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+      await mkdir(tmpDir, { recursive: true });
+      return create();
+    });
+    return { tmp, fh };
+  }
+
   /** Writes `body` to a new private temporary file, hashing it, within `maxBytes`; fsynced. */
   async function write(body: AsyncIterable<Buffer>, maxBytes: number, signal: AbortSignal): Promise<TempFile> {
-    await mkdir(tmpDir, { recursive: true });
-    const tmp = join(tmpDir, `upload-${randomBytes(12).toString("hex")}`);
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const { tmp, fh } = await createTemp();
     const md5 = createHash("md5");
     const sha = createHash("sha256");
     let size = 0;
@@ -50,7 +67,7 @@ export function createStaging(dataDir: string) {
       await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
-      await rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
     await fh.close();
@@ -59,7 +76,7 @@ export function createStaging(dataDir: string) {
 
   /** A StagedObject over a temporary file; `place` moves it where the store keeps `key` and returns its version. */
   function staged(t: TempFile, place: (t: TempFile, key: string) => Promise<bigint>): StagedObject {
-    const discard = () => rm(t.tmp, { force: true });
+    const discard = () => removeFile(t.tmp);
     return {
       size: t.size,
       md5: t.md5,
@@ -74,7 +91,7 @@ export function createStaging(dataDir: string) {
         try {
           return await place(t, key);
         } finally {
-          await discard(); // gone already when placed by a rename
+          await discard(); // gone already when placed by a rename (one unlink that finds nothing)
         }
       },
     };
