@@ -350,6 +350,7 @@ export class SyncStore extends PgDb {
 
   /** Ends a discovery (fenced by its lease) and records the outcome on its source. */
   async discoveryFinish(d: Discovery, owner: string, state: "completed" | "failed", error: string, now: number): Promise<boolean> {
+    if (state === "completed") await this.analyzeWhenStale(d.discoveryId);
     return this.tx(async (client) => {
       const res = await client.query(
         "UPDATE discoveries SET state = $3, error = $4, finished_at = $5, lease_owner = NULL, lease_expires_at = NULL WHERE discovery_id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -360,6 +361,25 @@ export class SyncStore extends PgDb {
       else await client.query("UPDATE sources SET last_error = $2 WHERE source_id = $1", [d.sourceId, error]);
       return true;
     }, false);
+  }
+
+  /**
+   * Before a discovery is reported done: analyzes its catalog table and jobs when it saw
+   * more entries than the planner's statistics know the table holds. A bucket filled at
+   * once looks nearly empty until autovacuum gets to it, and a source's status then counted
+   * its indexed objects with a nested loop over every job (30 s a call at 100,000).
+   * ANALYZE samples a fixed number of rows, about a second at millions; a role that may
+   * not analyze skips it.
+   */
+  private async analyzeWhenStale(discoveryId: string): Promise<void> {
+    const [r] = await this.q(
+      `SELECT d.scanned, s.provider = 'internal_s3' AS internal,
+         (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = (CASE WHEN s.provider = 'internal_s3' THEN 'objects' ELSE 'source_objects' END)::regclass) AS known
+       FROM discoveries d JOIN sources s ON s.source_id = d.source_id WHERE d.discovery_id = $1`,
+      [discoveryId],
+    );
+    if (!r || num(r.scanned) < 1000 || num(r.known) * 2 >= num(r.scanned)) return;
+    await this.q(`ANALYZE ${r.internal ? "objects" : "source_objects"}, jobs`).catch(() => undefined);
   }
 
   /** Hands a discovery back (SIGTERM): pending again, resumed after its checkpoint by whoever claims it. */
