@@ -64,6 +64,9 @@ class StderrLines {
   static get(): StderrLines {
     if (!StderrLines.shared) {
       const sink = new StderrLines();
+      // A line that cannot be written (stderr on a full disk: ENOSPC; pino already drops
+      // EPIPE) is dropped: logging never takes the process down.
+      sink.out.on("error", () => undefined);
       process.on("exit", () => sink.flush());
       StderrLines.shared = sink;
     }

@@ -5,6 +5,7 @@
  * are written on the way out.
  */
 import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 
 jest.setTimeout(30_000);
@@ -15,7 +16,7 @@ const ROOT = join(__dirname, "..");
  * Runs `body` in a Node process with `log` (createLogger at info, to stderr) in scope, and
  * counts the write calls that reached stderr (fd 2) — printed on stdout at exit.
  */
-function runLogging(body: string, opts: { until?: (stderr: string) => boolean } = {}): Promise<{ code: number | null; stderr: string; writes: number }> {
+function runLogging(body: string, opts: { until?: (stderr: string) => boolean; stderrTo?: number } = {}): Promise<{ code: number | null; stderr: string; writes: number; stdout: string }> {
   const script = `
     const fs = require("node:fs");
     let writes = 0;
@@ -27,16 +28,16 @@ function runLogging(body: string, opts: { until?: (stderr: string) => boolean } 
     process.on("exit", () => writeSync.call(fs, 1, "writes=" + writes + "\\n"));
     ${body}
   `;
-  const child = spawn(process.execPath, ["-r", join(ROOT, "test", "helpers", "ts-register.cjs"), "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["-r", join(ROOT, "test", "helpers", "ts-register.cjs"), "-e", script], { stdio: ["ignore", "pipe", opts.stderrTo ?? "pipe"] });
   let stdout = "";
   let stderr = "";
-  child.stdout.on("data", (d) => (stdout += String(d)));
-  child.stderr.on("data", (d) => {
+  child.stdout?.on("data", (d) => (stdout += String(d)));
+  child.stderr?.on("data", (d) => {
     stderr += String(d);
     if (opts.until?.(stderr)) child.kill("SIGKILL");
   });
   return new Promise((resolve) =>
-    child.once("close", (code) => resolve({ code, stderr, writes: Number(/writes=(\d+)/.exec(stdout)?.[1] ?? -1) })),
+    child.once("close", (code) => resolve({ code, stderr, stdout, writes: Number(/writes=(\d+)/.exec(stdout)?.[1] ?? -1) })),
   );
 }
 
@@ -86,4 +87,22 @@ test("loggers of one process share the order of their lines", async () => {
     log.info("one"); other.info("two"); log.child({ x: 1 }).info("three"); other.warn("four");`);
   expect(messages(r.stderr)).toEqual(["one", "two", "three", "four"]);
   expect(r.writes).toBe(1);
+});
+
+test("a log that cannot be written (stderr on a full disk) is dropped and the process goes on", async () => {
+  const full = openSync("/dev/full", "w"); // every write: ENOSPC
+  try {
+    const r = await runLogging(
+      `let n = 0;
+       const tick = setInterval(() => {
+         log.info("onto a full disk", { n: n++ });
+         if (n === 20) { clearInterval(tick); process.stdout.write("still running\\n"); }
+       }, 10);`,
+      { stderrTo: full },
+    );
+    expect(r.stdout).toContain("still running");
+    expect(r.code).toBe(0);
+  } finally {
+    closeSync(full);
+  }
 });
