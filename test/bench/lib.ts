@@ -69,6 +69,14 @@ export function spawnTs(script: string, args: string[], env: Record<string, stri
   return spawnNode(["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, script), ...args], env, ready);
 }
 
+/** Processes spawned and not stopped yet: what a failed scenario leaves behind (stopAll). */
+const running = new Set<Proc>();
+
+/** Stops every process a scenario started and did not stop (it failed before its own stop). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop()));
+}
+
 /** Spawns `node ...args`; resolves once `ready(output)` holds. */
 async function spawnNode(args: string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Proc> {
   const script = args.find((a) => a.endsWith(".ts") || a.endsWith(".js")) ?? args.join(" ");
@@ -92,14 +100,17 @@ async function spawnNode(args: string[], env: Record<string, string>, ready: (ou
       }
     }, 20);
   });
-  return {
+  const proc: Proc = {
     child,
     output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
       await exited;
+      running.delete(proc);
     },
   };
+  running.add(proc);
+  return proc;
 }
 
 /**

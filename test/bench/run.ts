@@ -33,7 +33,7 @@ import { scenario10 } from "./search";
 import { scenario11 } from "./watch";
 import { gate, type GateRatio } from "./gate";
 import { scenario12 } from "./console";
-import { benchPostgres, cpuMsOf, ensureDebianTool, freshDatabase, grpcFrame, h2load, machineBusyMs, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
+import { benchPostgres, cpuMsOf, ensureDebianTool, stopAll, freshDatabase, grpcFrame, h2load, machineBusyMs, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11,12").split(",").map(Number);
@@ -674,6 +674,7 @@ async function main() {
         failed++;
         log(`scenario ${s.ids.join("+")} failed: ${err instanceof Error ? err.stack : String(err)}`);
         rows.push({ scenario: s.ids.join("+"), metric: "FAILED", value: (err instanceof Error ? err.message : String(err)).split("\n")[0] });
+        await stopAll(); // its servers, so they do not load the scenarios after it
       }
       took.push(`${s.ids.join("+")} ${((Date.now() - t) / 1000).toFixed(0)} s`);
     }
