@@ -146,33 +146,31 @@ UPDATE api_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at = 0 RET
 export const TOKEN_BOOTSTRAP_LOCK = `SELECT pg_advisory_xact_lock(1798533315)`;
 
 /**
- * Folds the pending count deltas into job_counts. Only one compactor runs at a time (a
- * transaction-level try-lock); the DELETE takes exactly the deltas visible to its
- * snapshot, so deltas committed meanwhile wait for the next round.
+ * Folds a deltas table into its totals: the DELETE takes exactly the deltas visible to its
+ * snapshot (deltas committed meanwhile wait for the next round), sums them by `keys` and
+ * adds them to the totals row of each key. Run under a try-lock (PgDb.foldDeltas), so one
+ * compactor at a time does it.
  */
-export const JOB_COUNTS_COMPACT = `
+function foldSql(deltas: string, totals: string, keys: readonly string[], values: readonly string[]): string {
+  const k = keys.join(", ");
+  return `
 WITH moved AS (
-  DELETE FROM job_count_deltas RETURNING org, bucket, status, pipeline_id, rule_id, source_id, n
+  DELETE FROM ${deltas} RETURNING ${k}, ${values.join(", ")}
 ), summed AS (
-  SELECT org, bucket, status, pipeline_id, rule_id, source_id, sum(n)::bigint AS n FROM moved
-  GROUP BY org, bucket, status, pipeline_id, rule_id, source_id
+  SELECT ${k}, ${values.map((v) => `sum(${v})::bigint AS ${v}`).join(", ")} FROM moved GROUP BY ${k}
 )
-INSERT INTO job_counts AS c (org, bucket, status, pipeline_id, rule_id, source_id, n)
+INSERT INTO ${totals} AS t (${k}, ${values.join(", ")})
 SELECT * FROM summed
-ON CONFLICT (org, bucket, status, pipeline_id, rule_id, source_id) DO UPDATE SET n = c.n + EXCLUDED.n`;
+ON CONFLICT (${k}) DO UPDATE SET ${values.map((v) => `${v} = t.${v} + EXCLUDED.${v}`).join(", ")}`;
+}
+
+/** Folds the pending count deltas into job_counts. */
+export const JOB_COUNTS_COMPACT = foldSql("job_count_deltas", "job_counts", ["org", "bucket", "status", "pipeline_id", "rule_id", "source_id"], ["n"]);
 
 export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
 
-/** Folds the pending bucket usage deltas into bucket_usage, as JOB_COUNTS_COMPACT does the counts. */
-export const BUCKET_USAGE_COMPACT = `
-WITH moved AS (
-  DELETE FROM bucket_usage_deltas RETURNING org, bucket, objects, bytes
-), summed AS (
-  SELECT org, bucket, sum(objects)::bigint AS objects, sum(bytes)::bigint AS bytes FROM moved GROUP BY org, bucket
-)
-INSERT INTO bucket_usage AS u (org, bucket, objects, bytes)
-SELECT * FROM summed
-ON CONFLICT (org, bucket) DO UPDATE SET objects = u.objects + EXCLUDED.objects, bytes = u.bytes + EXCLUDED.bytes`;
+/** Folds the pending bucket usage deltas into bucket_usage (migration 018). */
+export const BUCKET_USAGE_COMPACT = foldSql("bucket_usage_deltas", "bucket_usage", ["org", "bucket"], ["objects", "bytes"]);
 
 export const BUCKET_USAGE_LOCK = `SELECT pg_try_advisory_xact_lock(1798533318) AS locked`;
 
