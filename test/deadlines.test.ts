@@ -13,11 +13,17 @@ import { waitFor } from "./helpers/wait";
 
 let s: TestServers;
 let locker: Client;
+/**
+ * Watches pg_stat_activity from outside the locker's transaction: inside a transaction
+ * PostgreSQL shows the activity of every session as it was at the transaction's first
+ * look, so the locker would keep seeing one moment for the whole file.
+ */
+let observer: Client;
 const B = "kb-deadline";
 
 /** Our server's sessions that are waiting on a lock right now. */
 async function waitingQueries(): Promise<number> {
-  const { rows } = await locker.query(
+  const { rows } = await observer.query(
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'k3-ingest' AND wait_event_type = 'Lock' AND datname = current_database()",
   );
   return rows[0].n;
@@ -29,10 +35,13 @@ beforeAll(async () => {
   await locker.connect();
   await locker.query("BEGIN");
   await locker.query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE");
+  observer = new Client({ connectionString: s.db.url });
+  await observer.connect();
 });
 afterAll(async () => {
   await locker.query("ROLLBACK").catch(() => undefined);
   await locker.end();
+  await observer.end();
   await s.stop();
 });
 
