@@ -56,3 +56,25 @@ test("the first abort wins and clears the deadline; response headers exist only 
   expect(ctx.signal.reason).toBe("client left");
   expect(ctx.requestHeader.get("authorization")).toBe("Bearer x");
 });
+
+test("a signal first read after the call was aborted is already aborted, with the first reason", async () => {
+  // The controller is made on first read; the abort before it must still be seen.
+  const left = createCallContext(init());
+  left.abort("client left");
+  left.abort("call done");
+  expect(left.signal.aborted).toBe(true);
+  expect(left.signal.reason).toBe("client left");
+  const expired = createCallContext(init({ timeoutMs: 10 }));
+  await new Promise((r) => setTimeout(r, 40));
+  expect((expired.signal.reason as ConnectError).code).toBe(Code.DeadlineExceeded);
+  // Read before: the same signal object fires later, once.
+  const live = createCallContext(init());
+  const signal = live.signal;
+  let fired = 0;
+  signal.addEventListener("abort", () => fired++);
+  expect(live.signal).toBe(signal);
+  live.abort("done");
+  live.abort("again");
+  expect(fired).toBe(1);
+  expect(signal.reason).toBe("done");
+});

@@ -7,6 +7,10 @@
  * `signal` fires on the deadline, on the client leaving, on shutdown and when the call
  * ends — with one controller, a timer only when there is a deadline, one listener on the
  * shutdown signal that the call's end removes, and response headers made on first use.
+ * The controller itself is made when something first reads `signal`: a call whose work
+ * never looks at it (a TriggerIngest answered from caches and the insert batcher) makes no
+ * AbortController and dispatches no abort event at its end (4 % of the server's time).
+ * Read after the call was aborted, `signal` is already aborted with the first reason.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
@@ -35,7 +39,9 @@ export interface CallContext extends HandlerContext {
 }
 
 export function createCallContext(init: CallInit): CallContext {
-  const controller = new AbortController();
+  let controller: AbortController | undefined;
+  /** Set by the first abort, whether or not the signal exists yet. */
+  let ended: { reason: unknown } | undefined;
   const deadlineAt = init.timeoutMs === undefined ? undefined : Date.now() + init.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
   let responseHeader: Headers | undefined;
@@ -44,10 +50,19 @@ export function createCallContext(init: CallInit): CallContext {
   const onShutdown = () => abort(shutdown?.reason ?? new ConnectError("the server is shutting down", Code.Unavailable));
 
   function abort(reason: unknown): void {
-    if (controller.signal.aborted) return;
+    if (ended) return;
+    ended = { reason };
     if (timer) clearTimeout(timer);
     shutdown?.removeEventListener("abort", onShutdown);
-    controller.abort(reason);
+    controller?.abort(reason);
+  }
+
+  function signal(): AbortSignal {
+    if (!controller) {
+      controller = new AbortController();
+      if (ended) controller.abort(ended.reason);
+    }
+    return controller.signal;
   }
 
   if (shutdown?.aborted) onShutdown();
@@ -65,7 +80,9 @@ export function createCallContext(init: CallInit): CallContext {
     requestMethod: init.requestMethod,
     url: init.url,
     requestHeader: init.requestHeader,
-    signal: controller.signal,
+    get signal() {
+      return signal();
+    },
     timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
     get responseHeader() {
       return (responseHeader ??= new Headers());
