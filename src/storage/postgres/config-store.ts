@@ -36,12 +36,17 @@ const PIPELINE_UPDATE_COLUMNS: Readonly<Record<keyof PipelineFields, string>> = 
   storeEntityKind: "store_entity_kind",
 };
 
-/** How long pipelines and rule sets stay cached for TriggerIngest (see invalidateConfig). */
+/** How long pipelines and rule sets stay cached for TriggerIngest, uploads and discoveries (see invalidateConfig). */
 const CONFIG_CACHE_TTL_MS = 5_000;
+const CONFIG_CACHE_MAX = 10_000;
+
+type Cache<T> = Map<string, { value: T; at: number }>;
 
 export class ConfigStore extends PgDb {
-  private readonly pipelineCache = new Map<string, { value: Pipeline; at: number }>();
-  private readonly rulesCache = new Map<string, { value: BoundRule[]; at: number }>();
+  private readonly pipelineCache: Cache<Pipeline | undefined> = new Map();
+  private readonly rulesCache: Cache<BoundRule[]> = new Map();
+  /** Counts invalidations: a read that an invalidation overtook is not cached. */
+  private generation = 0;
 
   constructor(pool: Pool) {
     super({ connectionString: "", pool });
@@ -96,23 +101,43 @@ export class ConfigStore extends PgDb {
     );
   }
 
-  /** The enabled rules of a bucket that apply to objects without a source (cached). */
-  async ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]> {
-    const key = `${scope.org}/${scope.bucket}`;
-    const hit = this.rulesCache.get(key);
+  /**
+   * `load()`'s value through `cache`. A write (here, or NOTIFYed by another instance) that
+   * lands while the read runs may be missing from what it read, so that value is returned
+   * but not kept: otherwise the old rule set could outlive the write by a whole TTL.
+   */
+  private async cached<T>(cache: Cache<T>, key: string, load: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
+    const hit = cache.get(key);
     if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
-    const value = (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket], scope.signal)).map(toRule);
-    this.rulesCache.set(key, { value, at: Date.now() });
+    const generation = this.generation;
+    const value = await load();
+    if (generation === this.generation && keep(value)) {
+      if (cache.size >= CONFIG_CACHE_MAX) cache.clear();
+      cache.set(key, { value, at: Date.now() });
+    }
     return value;
   }
 
-  /** The enabled rules that apply to objects of a source (its own and the bucket-wide ones). */
-  async ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]> {
-    return (await this.q(SQL.RULE_LIST_ENABLED_FOR_SOURCE, [scope.org, scope.bucket, sourceId], scope.signal)).map(toRule);
+  /** The enabled rules of a bucket that apply to objects without a source (cached). */
+  ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]> {
+    return this.cached(this.rulesCache, `${scope.org}/${scope.bucket}/*`, async () =>
+      (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket], scope.signal)).map(toRule),
+    );
+  }
+
+  /**
+   * The enabled rules that apply to objects of a source: its own and the bucket-wide ones
+   * (cached; an upload reads its bucket's internal source's on every PUT).
+   */
+  ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]> {
+    return this.cached(this.rulesCache, `${scope.org}/${scope.bucket}/${sourceId}`, async () =>
+      (await this.q(SQL.RULE_LIST_ENABLED_FOR_SOURCE, [scope.org, scope.bucket, sourceId], scope.signal)).map(toRule),
+    );
   }
 
   /** Forgets cached pipelines and rules (a write here or a NOTIFY from another instance). */
   invalidateConfig(): void {
+    this.generation++;
     this.pipelineCache.clear();
     this.rulesCache.clear();
   }
@@ -169,17 +194,16 @@ export class ConfigStore extends PgDb {
   }
 
   /** A pipeline (cached). */
-  async pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined> {
-    const key = `${scope.org}/${scope.bucket}/${pipelineId}`;
-    const hit = this.pipelineCache.get(key);
-    if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
-    const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId], scope.signal);
-    const p = rows[0] ? toPipeline(rows[0]) : undefined;
-    if (p) {
-      if (this.pipelineCache.size > 10_000) this.pipelineCache.clear();
-      this.pipelineCache.set(key, { value: p, at: Date.now() });
-    }
-    return p;
+  pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined> {
+    return this.cached(
+      this.pipelineCache,
+      `${scope.org}/${scope.bucket}/${pipelineId}`,
+      async () => {
+        const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId], scope.signal);
+        return rows[0] ? toPipeline(rows[0]) : undefined;
+      },
+      (p) => p !== undefined,
+    );
   }
 
   pipelineList(filter: PipelineFilter, page: PageParams): Promise<Page<Pipeline>> {
