@@ -9,7 +9,7 @@ import type { Pool } from "pg";
 import { isConnectionError } from "./pg-errors";
 
 const LOCK_KEY = 0x6b33_1e57; // "k3 ingest"
-const MIGRATIONS_DIR = join(__dirname, "migrations");
+export const MIGRATIONS_DIR = join(__dirname, "migrations");
 
 interface MigrationFile {
   version: number;

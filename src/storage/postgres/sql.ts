@@ -170,24 +170,27 @@ export const JOB_COUNTS_COMPACT = foldSql("job_count_deltas", "job_counts", ["or
 export const JOB_COUNTS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533316) AS locked`;
 
 /** Folds the pending bucket usage deltas into bucket_usage (migration 018). */
-export const BUCKET_USAGE_COMPACT = foldSql("bucket_usage_deltas", "bucket_usage", ["org", "bucket"], ["objects", "bytes"]);
+export const BUCKET_USAGE_COMPACT = foldSql("bucket_usage_deltas", "bucket_usage", ["org", "bucket"], ["objects", "bytes", "indexed"]);
 
 export const BUCKET_USAGE_LOCK = `SELECT pg_try_advisory_xact_lock(1798533318) AS locked`;
 
 /**
- * A bucket's usage as columns object_count and storage_used_bytes, exact at the statement's
- * snapshot (migration 018): the folded row plus the deltas not folded yet, joined to the
+ * A bucket's usage as columns object_count, storage_used_bytes and indexed_objects (objects
+ * whose current version was indexed, migration 019), exact at the statement's snapshot
+ * (migration 018): the folded row plus the deltas not folded yet, joined to the
  * bucket named by `org` and `bucket`. Per bucket, so a listing's LIMIT bounds the lookups
  * (a view aggregating both tables made a page of buckets aggregate every bucket).
  */
 const BUCKET_USAGE = (org: string, bucket: string) => ({
   columns: `(coalesce(u.objects, 0) + coalesce(d.objects, 0))::bigint AS object_count,
-  (coalesce(u.bytes, 0) + coalesce(d.bytes, 0))::bigint AS storage_used_bytes`,
+  (coalesce(u.bytes, 0) + coalesce(d.bytes, 0))::bigint AS storage_used_bytes,
+  (coalesce(u.indexed, 0) + coalesce(d.indexed, 0))::bigint AS indexed_objects`,
   joins: `LEFT JOIN bucket_usage u ON u.org = ${org} AND u.bucket = ${bucket}
-LEFT JOIN LATERAL (SELECT sum(objects) AS objects, sum(bytes) AS bytes FROM bucket_usage_deltas ud WHERE ud.org = ${org} AND ud.bucket = ${bucket}) d ON true`,
+LEFT JOIN LATERAL (SELECT sum(objects) AS objects, sum(bytes) AS bytes, sum(indexed) AS indexed
+  FROM bucket_usage_deltas ud WHERE ud.org = ${org} AND ud.bucket = ${bucket}) d ON true`,
 });
 
-/** Of bucket $2 in org $1: object_count and storage_used_bytes. */
+/** Of bucket $2 in org $1: object_count, storage_used_bytes and indexed_objects. */
 export const BUCKET_USAGE_GET = (() => {
   const u = BUCKET_USAGE("k.org", "k.bucket");
   return `SELECT ${u.columns} FROM (SELECT $1::text AS org, $2::text AS bucket) AS k ${u.joins}`;
@@ -289,7 +292,9 @@ WITH bucket AS (
   SELECT $17, $18, $19, $20::bigint, $21, $22, $23::jsonb, $24::numeric, $25::bigint, $25::bigint FROM bucket
   ON CONFLICT (org, bucket, object_key) DO UPDATE SET
     size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
-    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+    -- A new version is not indexed yet (migration 019).
+    indexed = objects.indexed AND objects.version = EXCLUDED.version
   RETURNING 1
 ), ins AS (${jobsInsert("EXISTS (SELECT 1 FROM obj)")}
 )

@@ -175,30 +175,22 @@ export class SyncStore extends PgDb {
     }, { found: false, running: [] });
   }
 
-  /** Objects, bytes and indexed objects (a COMPLETED job for the current version) of a source. */
+  /**
+   * Objects, bytes and indexed objects (current version indexed, migration 019) of a source:
+   * the internal source's from its bucket's usage, an external one's in one pass over its
+   * catalog rows.
+   */
   async sourceTotals(s: Source, signal?: AbortSignal): Promise<{ objects: number; bytes: number; indexed: number }> {
-    const internal = s.provider === "internal_s3";
-    const [totals, indexed] = await Promise.all([
-      internal
-        ? this.q(SQL.BUCKET_USAGE_GET, [s.org, s.bucket], signal)
-        : this.q("SELECT count(*) AS object_count, coalesce(sum(size), 0) AS storage_used_bytes FROM source_objects WHERE source_id = $1", [s.sourceId], signal),
-      internal
-        ? this.q(
-            `SELECT count(*) AS n FROM objects o WHERE o.org = $1 AND o.bucket = $2 AND EXISTS (
-               SELECT 1 FROM jobs j WHERE j.org = $1 AND j.bucket = $2 AND j.object_key = o.object_key AND j.status = 'completed'
-                 AND j.source_id IN ($3, '') AND j.object_version IN (o.version::text, ''))`,
-            [s.org, s.bucket, s.sourceId],
+    const rows =
+      s.provider === "internal_s3"
+        ? await this.q(SQL.BUCKET_USAGE_GET, [s.org, s.bucket], signal)
+        : await this.q(
+            `SELECT count(*) AS object_count, coalesce(sum(size), 0) AS storage_used_bytes, count(*) FILTER (WHERE indexed) AS indexed_objects
+             FROM source_objects WHERE source_id = $1`,
+            [s.sourceId],
             signal,
-          )
-        : this.q(
-            `SELECT count(*) AS n FROM source_objects o WHERE o.source_id = $3 AND EXISTS (
-               SELECT 1 FROM jobs j WHERE j.org = $1 AND j.bucket = $2 AND j.object_key = o.object_key AND j.status = 'completed'
-                 AND j.source_id = $3 AND j.object_version = o.version)`,
-            [s.org, s.bucket, s.sourceId],
-            signal,
-          ),
-    ]);
-    return { objects: num(totals[0]?.object_count), bytes: num(totals[0]?.storage_used_bytes), indexed: num(indexed[0]?.n) };
+          );
+    return { objects: num(rows[0]?.object_count), bytes: num(rows[0]?.storage_used_bytes), indexed: num(rows[0]?.indexed_objects) };
   }
 
   /** The source's jobs by status (exact, from the counters). */
@@ -313,7 +305,8 @@ export class SyncStore extends PgDb {
         ? await client.query(
             `INSERT INTO objects AS o (org, bucket, object_key, size, etag, content_type, version, created_at, updated_at)
              SELECT $1, $2, k, sz, e, ct, v::numeric, $3, $3 FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS x(k, sz, e, ct, v)
-             ON CONFLICT (org, bucket, object_key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+             ON CONFLICT (org, bucket, object_key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+               indexed = o.indexed AND o.version = EXCLUDED.version
                WHERE o.version::text = (SELECT pv FROM unnest($4::text[], $9::text[]) AS p(pk, pv) WHERE pk = o.object_key)
              RETURNING object_key`,
             [s.org, s.bucket, now, col((x) => x.key), col((x) => x.size), col((x) => x.etag), col((x) => x.contentType), col((x) => x.version), col((x) => x.previousVersion ?? "")],
@@ -322,7 +315,7 @@ export class SyncStore extends PgDb {
             `INSERT INTO source_objects AS o (source_id, object_key, size, etag, content_type, version, updated_at)
              SELECT $1, k, sz, e, ct, v, $2 FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(k, sz, e, ct, v)
              ON CONFLICT (source_id, object_key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type,
-               version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+               version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, indexed = o.indexed AND o.version = EXCLUDED.version
              RETURNING object_key`,
             [s.sourceId, now, col((x) => x.key), col((x) => x.size), col((x) => x.etag), col((x) => x.contentType), col((x) => x.version)],
           );
@@ -366,8 +359,9 @@ export class SyncStore extends PgDb {
   /**
    * Before a discovery is reported done: analyzes its catalog table and jobs when it saw
    * more entries than the planner's statistics know the table holds. A bucket filled at
-   * once looks nearly empty until autovacuum gets to it, and a source's status then counted
-   * its indexed objects with a nested loop over every job (30 s a call at 100,000).
+   * once looks nearly empty until autovacuum gets to it, and the statements that follow
+   * (the jobs' completions flagging their objects, listings, the next discovery) are
+   * planned for an empty table; a source's status once took 30 s a call that way.
    * ANALYZE samples a fixed number of rows, about a second at millions; a role that may
    * not analyze skips it.
    */

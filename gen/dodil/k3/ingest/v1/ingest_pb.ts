@@ -1390,6 +1390,8 @@ export type GetSyncStatusResponse = Message<"dodil.k3.ingest.v1.GetSyncStatusRes
   totalObjects: bigint;
 
   /**
+   * As Source.indexed_objects: objects whose current version was indexed.
+   *
    * @generated from field: int64 indexed_objects = 7;
    */
   indexedObjects: bigint;

@@ -131,7 +131,8 @@ export type Source = Message<"dodil.k3.source.v1.Source"> & {
   totalObjects: bigint;
 
   /**
-   * Objects whose current version has a COMPLETED job.
+   * Objects whose current version was indexed: a job for it COMPLETED. Counted when the job
+   * completes and kept when retention later deletes the job; a new version starts unindexed.
    *
    * @generated from field: int64 indexed_objects = 12;
    */
