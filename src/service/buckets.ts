@@ -18,6 +18,8 @@ const MAX_ADOPTED_FILES = 100_000;
 export interface Buckets {
   /** The bucket, adopting it first when it exists only as a folder or by its config; NotFound otherwise. */
   get(scope: Scope): Promise<Bucket>;
+  /** As get, without the aggregates: the byte plane's lookup on every request. */
+  row(scope: Scope): Promise<BucketRow>;
   /** Creates a bucket (adopting a folder of the same name with what it holds); AlreadyExists when it has a row. */
   create(scope: Scope, fields: BucketFields): Promise<Bucket>;
 }
@@ -43,6 +45,10 @@ export function createBuckets(deps: ServiceDeps): Buckets {
     return adopted;
   }
 
+  async function row(scope: Scope): Promise<BucketRow> {
+    return (await repo.buckets.bucketRowGet(scope)) ?? get(scope);
+  }
+
   async function create(scope: Scope, fields: BucketFields): Promise<Bucket> {
     if (await repo.buckets.bucketGet(scope)) throw new AlreadyExists(`bucket ${quote(scope.bucket)} already exists`);
     await objects.createBucket(scope);
@@ -63,5 +69,5 @@ export function createBuckets(deps: ServiceDeps): Buckets {
     }
   }
 
-  return { get, create };
+  return { get, row, create };
 }

@@ -5,7 +5,7 @@ import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../../domain
 import type { Page, PageParams } from "../repository";
 import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY, setClauses } from "./db";
-import { num, toBucket } from "./rows";
+import { num, toBucket, toBucketRow } from "./rows";
 import type { ConfigStore } from "./config-store";
 
 export class BucketStore extends PgDb {
@@ -52,6 +52,15 @@ export class BucketStore extends PgDb {
       }
       return true;
     }, false);
+  }
+
+  /**
+   * The bucket's own row, without its aggregates (usage, counts of sources, rules and
+   * indexes): what the byte plane needs on every request.
+   */
+  async bucketRowGet(scope: Scope): Promise<BucketRow | undefined> {
+    const rows = await this.q(SQL.BUCKET_ROW_GET, [scope.org, scope.bucket], scope.signal);
+    return rows[0] ? toBucketRow(rows[0]) : undefined;
   }
 
   async bucketGet(scope: Scope): Promise<Bucket | undefined> {

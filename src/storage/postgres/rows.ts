@@ -1,7 +1,7 @@
 /** Database rows -> domain objects: the one place that knows the column names of each table. */
 import type { QueryResultRow } from "pg";
 import type { StoredToken } from "../../domain/auth";
-import type { Bucket, StoredObject } from "../../domain/bucket";
+import type { Bucket, BucketRow, StoredObject } from "../../domain/bucket";
 import type { Job, JobStatus, NewJob } from "../../domain/job";
 import type { BoundRule, Pipeline } from "../../domain/pipeline";
 
@@ -98,7 +98,7 @@ export function toToken(r: QueryResultRow): StoredToken {
   };
 }
 
-export function toBucket(r: QueryResultRow): Bucket {
+export function toBucketRow(r: QueryResultRow): BucketRow {
   return {
     org: r.org,
     name: r.name,
@@ -109,6 +109,12 @@ export function toBucket(r: QueryResultRow): Bucket {
     internalSourceId: r.internal_source_id,
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
+  };
+}
+
+export function toBucket(r: QueryResultRow): Bucket {
+  return {
+    ...toBucketRow(r),
     objectCount: num(r.object_count),
     storageUsedBytes: num(r.storage_used_bytes),
     sourceCount: num(r.source_count),

@@ -223,6 +223,11 @@ SELECT b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_by
 FROM buckets b ${u.joins}`;
 })();
 
+/** A bucket's own row (BUCKET_SELECT without the aggregates). */
+export const BUCKET_ROW_GET = `
+SELECT org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at
+FROM buckets WHERE org = $1 AND name = $2`;
+
 export const BUCKET_INSERT = `
 INSERT INTO buckets (org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`;

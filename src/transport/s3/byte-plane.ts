@@ -14,7 +14,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { allows, visibleBuckets, type Caller, type Role } from "../../domain/auth";
-import type { Bucket } from "../../domain/bucket";
+import type { BucketRow } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
@@ -88,9 +88,9 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
   }
 
-  async function bucketOf(scope: Scope): Promise<Bucket> {
+  async function bucketOf(scope: Scope): Promise<BucketRow> {
     try {
-      return await buckets.get(scope);
+      return await buckets.row(scope);
     } catch (err) {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
       throw err;
@@ -161,7 +161,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     stageUpload(objects, deps.maxObjectBytes, req, scope, claim, signal);
 
   /** CopyObject: the source (which the caller must be able to read) is staged like an upload. */
-  async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: Bucket, r: S3Request, signal: AbortSignal): Promise<void> {
+  async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: BucketRow, r: S3Request, signal: AbortSignal): Promise<void> {
     let source = String(req.headers["x-amz-copy-source"]);
     try {
       source = decodeURIComponent(source.split("?")[0]).replace(/^\//, "");
@@ -218,7 +218,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     sendXml(res, `<DeleteResult xmlns="${XMLNS}">${results.join("")}</DeleteResult>`, r);
   }
 
-  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+  async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
     const staged = await stageChecked(req, scope, claim, signal);
     const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
     await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadataOf(req));
@@ -228,7 +228,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
    * Puts a staged object in place, records it and creates its jobs in one transaction,
    * and answers; shared by PutObject and CompleteMultipartUpload.
    */
-  async function storeObject(res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
+  async function storeObject(res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
     if (bucket.storageQuotaBytes > 0) {
       // Checked before the bytes take the key's place (concurrent uploads may overshoot by what is in flight).
       const replaced = (await repo.catalog.objectGet(scope, r.key))?.size ?? 0;

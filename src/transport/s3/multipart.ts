@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Bucket } from "../../domain/bucket";
+import type { BucketRow } from "../../domain/bucket";
 import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
@@ -25,7 +25,7 @@ export interface S3Io {
   storeObject(
     res: ServerResponse,
     scope: Scope,
-    bucket: Bucket,
+    bucket: BucketRow,
     r: S3Request,
     staged: StagedObject,
     etag: string,
@@ -44,7 +44,7 @@ export interface MultipartDeps {
 }
 
 /** CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
-export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: Bucket, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
   const { repo, objects } = deps;
   const { send, sendXml, readBody, stageChecked, storeObject } = io;
   if (r.method === "POST" && r.query.has("uploads")) {
