@@ -36,6 +36,8 @@ export interface CallContext extends HandlerContext {
   abort(reason: unknown): void;
   /** The response headers a handler set, or undefined when it set none. */
   responseHeaderIfAny(): Headers | undefined;
+  /** The response trailers a handler set, or undefined when it set none. */
+  responseTrailerIfAny(): Headers | undefined;
 }
 
 export function createCallContext(init: CallInit): CallContext {
@@ -93,5 +95,6 @@ export function createCallContext(init: CallInit): CallContext {
     values: createContextValues(),
     abort,
     responseHeaderIfAny: () => responseHeader,
+    responseTrailerIfAny: () => responseTrailer,
   };
 }

@@ -1,16 +1,15 @@
 /**
- * The HTTP port: health endpoints, the REST routes, and connect-node for the Connect
- * protocol (POST, and GET for NO_SIDE_EFFECTS methods) and gRPC-Web. A plain
+ * The HTTP port: health endpoints, the REST routes, unary Connect POSTs (connect-unary.ts),
+ * and connect-node for the rest of the Connect protocol (GET for NO_SIDE_EFFECTS methods,
+ * compressed bodies, streams) and gRPC-Web. A plain
  * `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { Readable } from "node:stream";
-import type { DescMessage, JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
-import { decodeJson } from "./json-errors";
-import { createRestHandler, readBody, sendError, sendJson } from "./rest";
+import { createConnectUnary } from "./connect-unary";
+import { createRestHandler, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
 import { isSigV4 } from "../s3/sigv4";
 import { createConsole } from "./console";
@@ -49,28 +48,6 @@ function refuse(req: IncomingMessage, res: ServerResponse, err: ConnectError, st
   sendError(res, err, {}, status);
 }
 
-/** What is wrong with a JSON body as `input`, or undefined when it decodes. */
-function jsonProblem(input: DescMessage, body: Buffer): string | undefined {
-  let json: JsonValue;
-  try {
-    json = body.length === 0 ? {} : (JSON.parse(body.toString("utf8")) as JsonValue);
-  } catch (err) {
-    return `request body is not valid JSON: ${(err as Error).message}`;
-  }
-  try {
-    decodeJson(input, json);
-    return undefined;
-  } catch (err) {
-    return ConnectError.from(err).rawMessage;
-  }
-}
-
-/** The request again with its body already read: what Connect reads from is the buffered body. */
-function replayBody(req: IncomingMessage, body: Buffer): IncomingMessage {
-  const again = Readable.from(body.length ? [body] : []) as unknown as IncomingMessage;
-  return Object.assign(again, { headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.url, httpVersion: req.httpVersion, socket: req.socket });
-}
-
 /** How many times a header occurs in the raw request (Node keeps only the first Authorization). */
 function headerCount(req: IncomingMessage, name: string): number {
   let n = 0;
@@ -93,18 +70,15 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       // the one shutdown signal would make every other call's link and unlink walk them all.
       shutdownSignal: streams ? undefined : opts.shutdownSignal,
     });
-  const connectUnary = adapter(false);
+  const connectNodeUnary = adapter(false);
   const connectStreams = adapter(true);
   const streamPaths = new Set(entries.flatMap((e) => [...e.streams.keys()].map((m) => `/${e.service.typeName}/${m.name}`)));
-  const connect = (req: IncomingMessage, res: ServerResponse) => (streamPaths.has((req.url ?? "/").split("?")[0]) ? connectStreams : connectUnary)(req, res);
+  const connect = (req: IncomingMessage, res: ServerResponse) => (streamPaths.has((req.url ?? "/").split("?")[0]) ? connectStreams : connectNodeUnary)(req, res);
   const connectPaths = new Set(
     entries.flatMap((e) => e.service.methods.map((m) => `/${e.service.typeName}/${m.name}`)),
   );
-  // Unary methods' inputs: a Connect JSON body that does not decode is answered here, with
-  // the words REST answers (json-errors.ts), before Connect's own "cannot decode".
-  const unaryInputs = new Map(
-    entries.flatMap((e) => e.service.methods.filter((m) => m.methodKind === "unary").map((m): [string, DescMessage] => [`/${e.service.typeName}/${m.name}`, m.input])),
-  );
+  // Unary Connect POSTs (connect-unary.ts); connect-node serves the rest of Connect and gRPC-Web.
+  const connectUnary = createConnectUnary(entries, opts);
   // Responses still to be written when draining starts are told to close their connection.
   const open = new Set<ServerResponse>();
   opts.drainSignal?.addEventListener("abort", () => {
@@ -170,17 +144,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         refuse(req, res, err, 413);
         return;
       }
-      const input = unaryInputs.get(path);
-      if (input && req.method === "POST" && String(req.headers["content-type"] ?? "").startsWith("application/json")) {
-        const body = await readBody(req, opts.maxBodyBytes);
-        const problem = jsonProblem(input, body);
-        if (problem) {
-          refuse(req, res, new ConnectError(problem, Code.InvalidArgument), 400);
-          return;
-        }
-        connect(replayBody(req, body), res);
-        return;
-      }
+      if (await connectUnary(req, res, path)) return;
       connect(req, res);
     } catch (err) {
       if (req.destroyed || (err as NodeJS.ErrnoException).code === "ECONNRESET") {
