@@ -3,12 +3,14 @@
  * HTTP client so every header and byte is visible: JSON and binary bodies, responses of
  * 1 KiB or more compressed as the client accepts (gzip, br) and not otherwise, a compressed
  * request (still connect-node's), the request id, and bad bodies — garbage bytes, an empty
- * body, a bad timeout — as INVALID_ARGUMENT naming what is wrong, never INTERNAL.
+ * body, a bad timeout — as INVALID_ARGUMENT naming what is wrong, never INTERNAL; and the
+ * same for a gRPC-Web message that does not decode.
  */
 import { request } from "node:http";
 import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  GetIngestStatusRequestSchema,
   ListIngestJobsRequestSchema,
   ListIngestJobsResponseSchema,
   TriggerIngestRequestSchema,
@@ -125,4 +127,15 @@ test("bad bodies and headers are INVALID_ARGUMENT naming what is wrong, never IN
   const badTimeout = await post(`${INGEST}/ListIngestJobs`, { "content-type": "application/json", "connect-timeout-ms": "soon" }, JSON.stringify({ bucket: B }));
   expect(badTimeout.status).toBe(400);
   expect(json(badTimeout)).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/timeout/) });
+});
+
+test("gRPC-Web (still connect-node's): a unary message that does not decode is INVALID_ARGUMENT, as on native gRPC", async () => {
+  const frame = (msg: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+  const bad = await post(`${INGEST}/GetIngestStatus`, { "content-type": "application/grpc-web+proto" }, frame(Buffer.from([0xff, 0xff, 0xff, 0xff])));
+  expect(bad.headers["grpc-status"]).toBe("3");
+  expect(decodeURIComponent(String(bad.headers["grpc-message"]))).toMatch(/^request is not a valid dodil\.k3\.ingest\.v1\.GetIngestStatusRequest: /);
+  // A good one is served as before: NOT_FOUND for a job that does not exist, in the trailers.
+  const good = await post(`${INGEST}/GetIngestStatus`, { "content-type": "application/grpc-web+proto" }, frame(Buffer.from(toBinary(GetIngestStatusRequestSchema, create(GetIngestStatusRequestSchema, { bucket: B, jobId: "job_nope" })))));
+  expect(good.status).toBe(200);
+  expect(good.body.toString("latin1")).toMatch(/grpc-status: ?5/);
 });

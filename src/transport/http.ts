@@ -5,11 +5,13 @@
  * `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createConnectUnary } from "./connect-unary";
-import { createRestHandler, sendError, sendJson } from "./rest";
+import { createRestHandler, readBody, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
 import { isSigV4 } from "../s3/sigv4";
 import { createConsole } from "./console";
@@ -48,6 +50,29 @@ function refuse(req: IncomingMessage, res: ServerResponse, err: ConnectError, st
   sendError(res, err, {}, status);
 }
 
+/**
+ * What is wrong with the message of a unary gRPC-Web body, or undefined when it decodes (or
+ * is compressed or cut short: connect-node judges those). connect-node answered bad bytes
+ * with INTERNAL ("parse binary: premature EOF"); the native gRPC door's words instead.
+ */
+function grpcWebProblem(input: DescMessage, body: Buffer): string | undefined {
+  if (body.length < 5 || (body[0] & 1) === 1) return undefined;
+  const length = body.readUInt32BE(1);
+  if (body.length < 5 + length) return undefined;
+  try {
+    fromBinary(input, body.subarray(5, 5 + length));
+    return undefined;
+  } catch (err) {
+    return `request is not a valid ${input.typeName}: ${(err as Error).message}`;
+  }
+}
+
+/** The request again with its body already read: what connect-node reads from is the buffered body. */
+function replayBody(req: IncomingMessage, body: Buffer): IncomingMessage {
+  const again = Readable.from(body.length ? [body] : []) as unknown as IncomingMessage;
+  return Object.assign(again, { headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.url, httpVersion: req.httpVersion, socket: req.socket });
+}
+
 /** How many times a header occurs in the raw request (Node keeps only the first Authorization). */
 function headerCount(req: IncomingMessage, name: string): number {
   let n = 0;
@@ -79,6 +104,9 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
   );
   // Unary Connect POSTs (connect-unary.ts); connect-node serves the rest of Connect and gRPC-Web.
   const connectUnary = createConnectUnary(entries, opts);
+  const unaryInputs = new Map(
+    entries.flatMap((e) => e.service.methods.filter((m) => m.methodKind === "unary").map((m): [string, DescMessage] => [`/${e.service.typeName}/${m.name}`, m.input])),
+  );
   // Responses still to be written when draining starts are told to close their connection.
   const open = new Set<ServerResponse>();
   opts.drainSignal?.addEventListener("abort", () => {
@@ -145,6 +173,17 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         return;
       }
       if (await connectUnary(req, res, path)) return;
+      const input = unaryInputs.get(path);
+      if (input && req.method === "POST" && /^application\/grpc-web(\+proto)?$/.test(String(req.headers["content-type"] ?? ""))) {
+        const body = await readBody(req, opts.maxBodyBytes);
+        const problem = grpcWebProblem(input, body);
+        if (problem) {
+          refuse(req, res, new ConnectError(problem, Code.InvalidArgument), 200);
+          return;
+        }
+        connect(replayBody(req, body), res);
+        return;
+      }
       connect(req, res);
     } catch (err) {
       if (req.destroyed || (err as NodeJS.ErrnoException).code === "ECONNRESET") {
