@@ -153,3 +153,29 @@ test("a database migrated in place from 018 starts with the flags and counts the
     await old.drop();
   }
 });
+
+test("a completion never waits for an object's row: a delete of the object mid-way cannot deadlock with it", async () => {
+  await put("d.txt", 7);
+  const id = await insertJob(repo.pool, { ...scope, key: "d.txt", pipelineId: "pipe_idx", status: "pending" });
+  await repo.pool.query("UPDATE jobs SET source_id = $2, object_version = '7' WHERE job_id = $1", [id, INTERNAL]);
+  const [claimed] = await repo.queue.jobClaimAvailable({ owner: "test", limit: 100, leaseMs: 60_000 });
+  expect(claimed.jobId).toBe(id);
+  // An object delete, as objectDelete runs it: the catalog row first, then the object's jobs.
+  const del = await repo.pool.connect();
+  try {
+    await del.query("BEGIN");
+    await del.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = 'd.txt'", [scope.org, scope.bucket]);
+    // The completion goes through while the delete holds the row (it waited for it before, and
+    // the delete's next statement, waiting for the job's row, made a deadlock of it).
+    const ended = await Promise.race([
+      repo.queue.jobCompleteMany({ items: [{ jobId: id, threadId: claimed.threadId, outcome: DONE }] }),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting for the object's row after 5 s"), 5000)),
+    ]);
+    expect(ended).toEqual(new Set([id]));
+    await del.query("UPDATE jobs SET cancel_requested = true WHERE job_id = $1 AND status IN ('pending', 'processing')", [id]);
+    await del.query("COMMIT");
+  } finally {
+    del.release();
+  }
+  expect(await totals(INTERNAL)).toEqual({ objects: 2, indexed: 1 });
+});

@@ -58,10 +58,12 @@ WHERE EXISTS (
     AND j.source_id = o.source_id AND j.object_version = o.version);
 
 -- Jobs that reached COMPLETED in a statement flag their objects. Rows already flagged are
--- not written (nor locked); the rows to flag are locked in key order, so two completions
--- flagging the same objects cannot deadlock on them. Done in the jobs' count trigger (004),
--- which every UPDATE of jobs runs already: a trigger of its own cost the PostgreSQL-alone
--- drain of 20,000 no-op jobs 5 %.
+-- not written, and a row another transaction holds is skipped, never waited for: its holder
+-- is deleting the object or writing a new version of it (which is not indexed yet) — and a
+-- completion that waited would deadlock with an object delete, which deletes the row first
+-- and then cancels the object's jobs, whose rows the completion holds. Done in the jobs'
+-- count trigger (004), which every UPDATE of jobs runs already: a trigger of its own cost
+-- the PostgreSQL-alone drain of 20,000 no-op jobs 5 %.
 CREATE OR REPLACE FUNCTION k3_job_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO job_count_deltas (org, bucket, status, pipeline_id, rule_id, source_id, n)
@@ -84,7 +86,7 @@ BEGIN
     WHERE NOT o.indexed AND (d.object_version = '' OR o.version::text = d.object_version)
       AND (d.source_id = '' OR d.source_id = (SELECT b.internal_source_id FROM buckets b WHERE b.org = o.org AND b.name = o.bucket))
     ORDER BY o.org, o.bucket, o.object_key
-    FOR NO KEY UPDATE OF o
+    FOR NO KEY UPDATE OF o SKIP LOCKED
   )
   UPDATE objects o SET indexed = true FROM flag f
   WHERE o.org = f.org AND o.bucket = f.bucket AND o.object_key = f.object_key;
@@ -96,7 +98,7 @@ BEGIN
       ON o.source_id = d.source_id AND o.object_key = d.object_key AND o.version = d.object_version
     WHERE NOT o.indexed
     ORDER BY o.source_id, o.object_key
-    FOR NO KEY UPDATE OF o
+    FOR NO KEY UPDATE OF o SKIP LOCKED
   )
   UPDATE source_objects o SET indexed = true FROM flag f
   WHERE o.source_id = f.source_id AND o.object_key = f.object_key;
