@@ -2,7 +2,7 @@
  * The Connect door's unary calls (src/transport/connect-unary.ts) on the wire, with a raw
  * HTTP client so every header and byte is visible: JSON and binary bodies, responses of
  * 1 KiB or more compressed as the client accepts (gzip, br) and not otherwise, a compressed
- * request (still connect-node's), the request id, and bad bodies — garbage bytes, an empty
+ * request, the request id, and bad bodies — garbage bytes, an empty
  * body, a bad timeout — as INVALID_ARGUMENT naming what is wrong, never INTERNAL; and the
  * same for a gRPC-Web message that does not decode.
  */

@@ -5,9 +5,10 @@
  * end were half of the Connect door's server time under TriggerIngest (0.70 ms a call,
  * against 0.33 on REST). The wire format stays Connect's, made with connect's own protocol
  * helpers (content types, timeouts, error JSON, status codes, trailers as `trailer-`
- * headers) and connect-node's compressions, with connect-node's defaults (responses of
- * 1 KiB or more compressed as the client accepts). What this does not take — GET, a
- * compressed request body, streams — connect-node still serves.
+ * headers, the negotiation of compressions) and connect-node's compressions, with its
+ * defaults (responses of 1 KiB or more compressed as the client accepts). Those helpers are
+ * connect's internal ones (not under semver): the version is pinned in package.json, and
+ * test/connect-unary.test.ts checks the wire. GET and streams connect-node still serves.
  *
  * Two differences, on purpose: a binary body that is not a valid message is INVALID_ARGUMENT
  * naming the message type, as on the gRPC door (connect-node answered INTERNAL, "parse
@@ -15,14 +16,15 @@
  * send (it was "Unexpected end of JSON input").
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { create, fromBinary, toBinary, toJson, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
+import { create, toBinary, toJson, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { compressionNegotiate } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseContentType, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createCallContext, type CallContext } from "./call-context";
 import { CALL_DONE, toConnectError } from "./errors";
-import { decodeJson } from "./json-errors";
+import { decodeBinary, decodeJson, parseJsonBody } from "./json-errors";
 import { headersOf, readBody, sendError } from "./rest";
 import type { ServiceEntry, UnaryHandler } from "./services";
 
@@ -38,14 +40,22 @@ export interface ConnectUnaryOptions {
   shutdownSignal?: AbortSignal;
 }
 
-/** The compression of the response: the first encoding of the client's list that connect-node offers too. */
-function responseCompression(accept: string | undefined) {
-  if (!accept) return undefined;
-  for (const name of accept.split(",").map((n) => n.trim())) {
-    const found = COMPRESSIONS.find((c) => c.name === name);
-    if (found) return found;
+type Negotiated = ReturnType<typeof compressionNegotiate>;
+
+/** A request's message from its (decompressed) body; INVALID_ARGUMENT saying what is wrong. */
+function decodeInput(schema: DescMessage, body: Uint8Array, binary: boolean): unknown {
+  if (binary) return decodeBinary(schema, body, "request body");
+  if (body.length === 0) {
+    throw new ConnectError(`request body is empty: send a JSON object ({} when no field of ${schema.typeName} is set)`, Code.InvalidArgument);
   }
-  return undefined;
+  try {
+    // The words REST answers (json-errors.ts), as before this door took these calls.
+    return decodeJson(schema, parseJsonBody(body));
+  } catch (err) {
+    // Whatever else a hostile body does to the decoder (a stack overflow at 10,000 levels of
+    // nesting) is still the body's fault.
+    throw ConnectError.from(err, Code.InvalidArgument);
+  }
 }
 
 /**
@@ -62,48 +72,36 @@ export function createConnectUnary(entries: readonly ServiceEntry[], opts: Conne
     const found = methods.get(path);
     if (!found || req.method !== "POST") return false;
     const type = parseContentType(req.headers["content-type"] ?? null);
-    const encoding = req.headers["content-encoding"];
-    if (!type || type.stream || (encoding !== undefined && encoding !== "identity")) return false;
-    let body: Buffer;
-    try {
-      body = await readBody(req, opts.maxBodyBytes);
-    } catch (err) {
-      // Past the size limit (413), or the client left mid-body.
-      if (!res.headersSent && !req.destroyed) sendError(res, toConnectError(err, opts.log));
-      return true;
-    }
-    const { method, handler, entry } = found;
+    if (!type || type.stream) return false;
+    const header = (name: string) => (req.headers[name] as string | undefined) ?? null;
+    const compression = compressionNegotiate(COMPRESSIONS, header("content-encoding"), header("accept-encoding"), "accept-encoding");
     let input: unknown;
-    if (type.binary) {
+    if (!compression.error) {
       try {
-        input = fromBinary(method.input, body);
+        let body: Uint8Array = await readBody(req, opts.maxBodyBytes);
+        if (compression.request) body = await compression.request.decompress(body, opts.maxBodyBytes);
+        input = decodeInput(found.method.input, body, type.binary);
       } catch (err) {
-        sendError(res, new ConnectError(`request body is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument));
-        return true;
-      }
-    } else {
-      if (body.length === 0) {
-        sendError(res, new ConnectError(`request body is empty: send a JSON object ({} when no field of ${method.input.typeName} is set)`, Code.InvalidArgument), {}, 400);
-        return true;
-      }
-      let json: JsonValue;
-      try {
-        json = JSON.parse(body.toString("utf8")) as JsonValue;
-        input = decodeJson(method.input, json);
-      } catch (err) {
-        // The words REST answers (json-errors.ts), as before this door took these calls.
-        const message = err instanceof SyntaxError ? `request body is not valid JSON: ${err.message}` : ConnectError.from(err).rawMessage;
-        sendError(res, new ConnectError(message, Code.InvalidArgument), {}, 400);
+        // Not a valid message, past the size limit (413), or the client left mid-body.
+        if (!res.headersSent && !res.destroyed) sendError(res, toConnectError(err, opts.log));
         return true;
       }
     }
-    await answer(req, res, entry, method, handler, input, type.binary, opts);
+    await answer(req, res, found, input, type.binary, compression, opts);
     return true;
   };
 }
 
 /** Runs the handler and writes its answer (or its error) as connect-node would. */
-async function answer(req: IncomingMessage, res: ServerResponse, entry: ServiceEntry, method: DescMethod, handler: UnaryHandler, input: unknown, binary: boolean, opts: ConnectUnaryOptions): Promise<void> {
+async function answer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  { entry, method, handler }: { entry: ServiceEntry; method: DescMethod; handler: UnaryHandler },
+  input: unknown,
+  binary: boolean,
+  compression: Negotiated,
+  opts: ConnectUnaryOptions,
+): Promise<void> {
   const timeout = parseTimeout((req.headers["connect-timeout-ms"] as string | undefined) ?? null, Number.MAX_SAFE_INTEGER);
   const ctx: CallContext = createCallContext({
     service: entry.service,
@@ -123,6 +121,8 @@ async function answer(req: IncomingMessage, res: ServerResponse, entry: ServiceE
   let body: Uint8Array;
   let contentType = binary ? "application/proto" : "application/json";
   try {
+    // As connect-node: an unknown request compression, then a bad timeout, are the call's error.
+    if (compression.error) throw compression.error;
     if (timeout.error) throw timeout.error;
     const out = create(method.output, (await handler(input, ctx)) as never);
     body = binary ? toBinary(method.output, out) : Buffer.from(JSON.stringify(toJson(method.output, out, JSON_WRITE)));
@@ -138,10 +138,9 @@ async function answer(req: IncomingMessage, res: ServerResponse, entry: ServiceE
   }
   const headers = trailerMux(ctx.responseHeaderIfAny() ?? new Headers(), ctx.responseTrailerIfAny() ?? new Headers());
   headers.set("content-type", contentType);
-  const compression = body.byteLength >= COMPRESS_MIN_BYTES ? responseCompression(req.headers["accept-encoding"]) : undefined;
-  if (compression) {
-    body = await compression.compress(body);
-    headers.set("content-encoding", compression.name);
+  if (compression.response && body.byteLength >= COMPRESS_MIN_BYTES) {
+    body = await compression.response.compress(body);
+    headers.set("content-encoding", compression.response.name);
   }
   headers.set("content-length", String(body.byteLength));
   const out: Record<string, string> = {};

@@ -6,13 +6,14 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { create, fromBinary, toBinary, type DescFile, type DescMethod } from "@bufbuild/protobuf";
+import { create, toBinary, type DescFile, type DescMethod } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createCallContext, type CallContext } from "./call-context";
 import type { Logger } from "../log";
 import type { Authenticator } from "./auth";
 import { CALL_DONE, toConnectError } from "./errors";
+import { decodeBinary } from "./json-errors";
 import { addHealthService } from "./health";
 import { Health } from "../../gen/grpc/health/v1/health_pb";
 import { handlersOf, type ServiceEntry, type StreamHandler, type UnaryHandler } from "./services";
@@ -93,12 +94,7 @@ function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerU
   const timeoutMs = Number.isFinite(deadlineMs) && deadlineMs > 0 ? Math.max(0, deadlineMs - Date.now()) : undefined;
   const auths = call.metadata.get("authorization").length;
   if (auths > 1) throw new ConnectError(`send exactly one authorization header; this call has ${auths}`, Code.InvalidArgument);
-  let input;
-  try {
-    input = fromBinary(method.input, call.request);
-  } catch (err) {
-    throw new ConnectError(`request is not a valid ${method.input.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
-  }
+  const input = decodeBinary(method.input, call.request, "request");
   const ctx = createCallContext({
     service: entry.service,
     method,

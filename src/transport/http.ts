@@ -1,16 +1,16 @@
 /**
  * The HTTP port: health endpoints, the REST routes, unary Connect POSTs (connect-unary.ts),
  * and connect-node for the rest of the Connect protocol (GET for NO_SIDE_EFFECTS methods,
- * compressed bodies, streams) and gRPC-Web. A plain
- * `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
+ * streams) and gRPC-Web. A plain `http.createServer`, so HTTP/1.1 clients such as curl work (see shared/notes/stack.md).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { Readable } from "node:stream";
-import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createConnectUnary } from "./connect-unary";
+import { decodeBinary } from "./json-errors";
 import { createRestHandler, readBody, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
 import { isSigV4 } from "../s3/sigv4";
@@ -51,20 +51,14 @@ function refuse(req: IncomingMessage, res: ServerResponse, err: ConnectError, st
 }
 
 /**
- * What is wrong with the message of a unary gRPC-Web body, or undefined when it decodes (or
- * is compressed or cut short: connect-node judges those). connect-node answered bad bytes
- * with INTERNAL ("parse binary: premature EOF"); the native gRPC door's words instead.
+ * Checks the message of a unary gRPC-Web body (one uncompressed frame; connect-node judges
+ * compressed or cut-short ones): connect-node answered bad bytes with INTERNAL ("parse
+ * binary: premature EOF"); INVALID_ARGUMENT in the native gRPC door's words instead.
  */
-function grpcWebProblem(input: DescMessage, body: Buffer): string | undefined {
-  if (body.length < 5 || (body[0] & 1) === 1) return undefined;
+function checkGrpcWebBody(input: DescMessage, body: Buffer): void {
+  if (body.length < 5 || (body[0] & 1) === 1) return;
   const length = body.readUInt32BE(1);
-  if (body.length < 5 + length) return undefined;
-  try {
-    fromBinary(input, body.subarray(5, 5 + length));
-    return undefined;
-  } catch (err) {
-    return `request is not a valid ${input.typeName}: ${(err as Error).message}`;
-  }
+  if (body.length >= 5 + length) decodeBinary(input, body.subarray(5, 5 + length), "request");
 }
 
 /** The request again with its body already read: what connect-node reads from is the buffered body. */
@@ -102,7 +96,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
   const connectPaths = new Set(
     entries.flatMap((e) => e.service.methods.map((m) => `/${e.service.typeName}/${m.name}`)),
   );
-  // Unary Connect POSTs (connect-unary.ts); connect-node serves the rest of Connect and gRPC-Web.
+  // Unary Connect POSTs (connect-unary.ts); connect-node serves Connect GETs and streams, and gRPC-Web.
   const connectUnary = createConnectUnary(entries, opts);
   const unaryInputs = new Map(
     entries.flatMap((e) => e.service.methods.filter((m) => m.methodKind === "unary").map((m): [string, DescMessage] => [`/${e.service.typeName}/${m.name}`, m.input])),
@@ -176,9 +170,10 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       const input = unaryInputs.get(path);
       if (input && req.method === "POST" && /^application\/grpc-web(\+proto)?$/.test(String(req.headers["content-type"] ?? ""))) {
         const body = await readBody(req, opts.maxBodyBytes);
-        const problem = grpcWebProblem(input, body);
-        if (problem) {
-          refuse(req, res, new ConnectError(problem, Code.InvalidArgument), 200);
+        try {
+          checkGrpcWebBody(input, body);
+        } catch (err) {
+          refuse(req, res, err as ConnectError, 200);
           return;
         }
         connect(replayBody(req, body), res);

@@ -4,8 +4,10 @@
  * accepted, a list given where a wrapper message (`{"values": […]}`) is expected with the
  * shape to send, a non-object where a message goes. Used by REST, Connect JSON and the
  * CLI's `--json`, so all three say the same; protobuf-es's own message is the fallback.
+ * Also the body's first steps shared by the doors: JSON text parsed, and a binary message
+ * that does not decode named by its type.
  */
-import { fromJson, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { nearest } from "../domain/suggest";
 
@@ -68,6 +70,24 @@ export function explainJson(schema: DescMessage, json: JsonValue, prefix = ""): 
     }
   }
   return undefined;
+}
+
+/** A request body's JSON text, or INVALID_ARGUMENT saying why it is not JSON. */
+export function parseJsonBody(raw: Uint8Array): JsonValue {
+  try {
+    return JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("utf8")) as JsonValue;
+  } catch (err) {
+    throw new ConnectError(`request body is not valid JSON: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+}
+
+/** fromBinary that fails with INVALID_ARGUMENT naming the message type (`what`: "request", "request body"). */
+export function decodeBinary<T extends DescMessage>(schema: T, bytes: Uint8Array, what: string): ReturnType<typeof fromBinary<T>> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw new ConnectError(`${what} is not a valid ${schema.typeName}: ${(err as Error).message}`, Code.InvalidArgument);
+  }
 }
 
 /** fromJson that fails with INVALID_ARGUMENT "invalid <Message>: " and explainJson's words (the decoder's own as a fallback). */

@@ -9,7 +9,7 @@
  * shared/notes/performance.md) and its reply is written as canonical JSON with every
  * field emitted.
  */
-import { decodeJson } from "./json-errors";
+import { decodeJson, parseJsonBody } from "./json-errors";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   create,
@@ -242,12 +242,7 @@ async function decodeRequest(
   if (route.body === "*") {
     const raw = await readBody(req, maxBodyBytes);
     if (raw.length > 0) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw.toString("utf8"));
-      } catch (err) {
-        throw invalid(`request body is not valid JSON: ${(err as Error).message}`);
-      }
+      const parsed = parseJsonBody(raw);
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
         throw invalid(`request body must be a JSON object`);
       }
