@@ -211,12 +211,15 @@ DELETE FROM jobs WHERE job_id IN (
   FOR UPDATE SKIP LOCKED
 )`;
 
+/** The columns of a bucket's own row (rows.ts toBucketRow), from `buckets b`. */
+const BUCKET_ROW_COLUMNS = `b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
+  b.created_at, b.updated_at`;
+
 /** A bucket with its aggregates: exact counts from the catalog usage and the config tables. */
 export const BUCKET_SELECT = (() => {
   const u = BUCKET_USAGE("b.org", "b.name");
   return `
-SELECT b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
-  b.created_at, b.updated_at, ${u.columns},
+SELECT ${BUCKET_ROW_COLUMNS}, ${u.columns},
   (SELECT count(*) FROM sources s WHERE s.org = b.org AND s.bucket = b.name) AS source_count,
   (SELECT count(*) FROM rules r WHERE r.org = b.org AND r.bucket = b.name) AS rule_count,
   (SELECT count(*) FROM pipelines p WHERE p.org = b.org AND p.bucket = b.name AND p.store_entity_kind <> '') AS index_count
@@ -224,9 +227,7 @@ FROM buckets b ${u.joins}`;
 })();
 
 /** A bucket's own row (BUCKET_SELECT without the aggregates). */
-export const BUCKET_ROW_GET = `
-SELECT org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at
-FROM buckets WHERE org = $1 AND name = $2`;
+export const BUCKET_ROW_GET = `SELECT ${BUCKET_ROW_COLUMNS} FROM buckets b WHERE b.org = $1 AND b.name = $2`;
 
 export const BUCKET_INSERT = `
 INSERT INTO buckets (org, name, description, status, access_mode, storage_quota_bytes, internal_source_id, created_at, updated_at)
