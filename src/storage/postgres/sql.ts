@@ -211,6 +211,12 @@ DELETE FROM jobs WHERE job_id IN (
   FOR UPDATE SKIP LOCKED
 )`;
 
+/**
+ * The SET clause of a catalog upsert (objects, source_objects as `table`) for the indexed
+ * flag (migration 019): kept while the version stays, cleared by a new version.
+ */
+export const KEEP_INDEXED = (table: string) => `indexed = ${table}.indexed AND ${table}.version = EXCLUDED.version`;
+
 /** The columns of a bucket's own row (rows.ts toBucketRow), from `buckets b`. */
 const BUCKET_ROW_COLUMNS = `b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
   b.created_at, b.updated_at`;
@@ -298,9 +304,7 @@ WITH bucket AS (
   SELECT $17, $18, $19, $20::bigint, $21, $22, $23::jsonb, $24::numeric, $25::bigint, $25::bigint FROM bucket
   ON CONFLICT (org, bucket, object_key) DO UPDATE SET
     size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
-    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
-    -- A new version is not indexed yet (migration 019).
-    indexed = objects.indexed AND objects.version = EXCLUDED.version
+    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, ${KEEP_INDEXED("objects")}
   RETURNING 1
 ), ins AS (${jobsInsert("EXISTS (SELECT 1 FROM obj)")}
 )

@@ -306,7 +306,7 @@ export class SyncStore extends PgDb {
             `INSERT INTO objects AS o (org, bucket, object_key, size, etag, content_type, version, created_at, updated_at)
              SELECT $1, $2, k, sz, e, ct, v::numeric, $3, $3 FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS x(k, sz, e, ct, v)
              ON CONFLICT (org, bucket, object_key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
-               indexed = o.indexed AND o.version = EXCLUDED.version
+               ${SQL.KEEP_INDEXED("o")}
                WHERE o.version::text = (SELECT pv FROM unnest($4::text[], $9::text[]) AS p(pk, pv) WHERE pk = o.object_key)
              RETURNING object_key`,
             [s.org, s.bucket, now, col((x) => x.key), col((x) => x.size), col((x) => x.etag), col((x) => x.contentType), col((x) => x.version), col((x) => x.previousVersion ?? "")],
@@ -315,7 +315,7 @@ export class SyncStore extends PgDb {
             `INSERT INTO source_objects AS o (source_id, object_key, size, etag, content_type, version, updated_at)
              SELECT $1, k, sz, e, ct, v, $2 FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(k, sz, e, ct, v)
              ON CONFLICT (source_id, object_key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type,
-               version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, indexed = o.indexed AND o.version = EXCLUDED.version
+               version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, ${SQL.KEEP_INDEXED("o")}
              RETURNING object_key`,
             [s.sourceId, now, col((x) => x.key), col((x) => x.size), col((x) => x.etag), col((x) => x.contentType), col((x) => x.version)],
           );
