@@ -6,7 +6,6 @@
  * body, a bad timeout — as INVALID_ARGUMENT naming what is wrong, never INTERNAL; and the
  * same for a gRPC-Web message that does not decode.
  */
-import { request } from "node:http";
 import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
@@ -16,6 +15,7 @@ import {
   TriggerIngestRequestSchema,
   TriggerIngestResponseSchema,
 } from "../gen/dodil/k3/ingest/v1/ingest_pb";
+import { rawRequest } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 
 let s: TestServers;
@@ -23,24 +23,9 @@ const B = "kb-connect-unary";
 const INGEST = "/dodil.k3.ingest.v1.IngestService";
 let pipelineId = "";
 
-interface Raw {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
+type Raw = Awaited<ReturnType<typeof rawRequest>>;
 
-function post(path: string, headers: Record<string, string>, body: Buffer | string): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const url = new URL(s.httpUrl);
-    const req = request({ host: url.hostname, port: url.port, method: "POST", path, headers: { ...headers, "content-length": String(Buffer.byteLength(body)) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = (path: string, headers: Record<string, string>, body: Buffer | string): Promise<Raw> => rawRequest(s.httpUrl, "POST", path, headers, Buffer.from(body));
 
 const json = (r: Raw) => JSON.parse(r.body.toString("utf8"));
 

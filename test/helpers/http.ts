@@ -1,5 +1,5 @@
 /** A small fetch-based JSON client for the REST door, as a curl user would call it. */
-import { request } from "node:http";
+import { request, type IncomingHttpHeaders } from "node:http";
 
 // JSON replies are checked field by field; `any` keeps those assertions readable.
 export type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -21,13 +21,13 @@ export function jsonClient(base: () => string, headers: Record<string, string> =
  * One request with the path exactly as given, as `curl --path-as-is` sends it (fetch folds
  * `.` and `..` segments away, which S3 keys may hold).
  */
-export function rawRequest(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; body: Buffer }> {
+export function rawRequest(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request({ host: url.hostname, port: url.port, method, path, headers: { ...headers, ...(body ? { "content-length": String(body.length) } : {}) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
     });
     req.on("error", reject);
     req.end(body);
