@@ -34,6 +34,8 @@ export interface CallInit {
 export interface CallContext extends HandlerContext {
   /** Aborts `signal` with `reason` (the client left, the call ended); later calls do nothing. */
   abort(reason: unknown): void;
+  /** Whether the call was aborted or has ended, read without making the signal. */
+  readonly ended: boolean;
   /** The response headers a handler set, or undefined when it set none. */
   responseHeaderIfAny(): Headers | undefined;
   /** The response trailers a handler set, or undefined when it set none. */
@@ -94,6 +96,9 @@ export function createCallContext(init: CallInit): CallContext {
     },
     values: createContextValues(),
     abort,
+    get ended() {
+      return ended !== undefined;
+    },
     responseHeaderIfAny: () => responseHeader,
     responseTrailerIfAny: () => responseTrailer,
   };

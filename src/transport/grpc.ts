@@ -107,10 +107,11 @@ function callContext(entry: ServiceEntry, method: DescMethod, call: grpc.ServerU
     // shutdown signal would make every other call's link and unlink walk them all.
     shutdownSignal: streaming ? undefined : opts.shutdownSignal,
   });
-  // grpc-js reports "cancelled" also after a call has ended; only a live call is aborted.
+  // grpc-js reports "cancelled" also after a call has ended; only a live call is aborted
+  // (and reading ctx.signal to tell would make every call's AbortController).
   const cancelled = () => ctx.abort(new ConnectError("client cancelled the call", Code.Canceled));
   if (call.cancelled) cancelled();
-  else call.on("cancelled", () => ctx.signal.aborted || cancelled());
+  else call.on("cancelled", () => ctx.ended || cancelled());
   return { input, ctx };
 }
 
