@@ -105,6 +105,39 @@ test("a worker killed with SIGKILL mid-job: the job is rescued after its lease a
   expect(new Set(stored.rows.map((r) => r.job_id))).toEqual(new Set([id]));
 });
 
+test("SIGTERM while a job's final write waits for its object's lock: the write is cancelled, the job handed back, the worker gone at once", async () => {
+  const pipe = (await http("POST", `/${B}/pipelines`, { name: "locked", scriptum_template: "text_embedding_index", options: { dimensions: "8" } })).json.pipeline.pipelineId;
+  const key = "locked/doc.txt";
+  s.putObject(B, key, "a document whose output cannot be written yet");
+  // The object's output lock, as k3_attempt_output takes it, held by another session.
+  const holder = await pool.connect();
+  try {
+    await holder.query("SELECT pg_advisory_lock(hashtextextended($1, 1798533317))", [`default/${B}/${pipe}/${key}`]);
+    const w = await worker({ K3_WORKER_GRACE_MS: "300" });
+    const id = (await http("POST", `/${B}/ingest`, { object: { key }, pipelineId: pipe })).json.job.jobId;
+    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'advisory' AND query LIKE '%k3_attempt_output%'";
+    await waitFor("the final write to wait for the lock", async () => ((await pool.query(blocked)).rows[0].n === 1 ? true : undefined));
+    const t0 = Date.now();
+    w.proc.kill("SIGTERM");
+    expect(await w.exited).toBe(0);
+    // Without the cancel the process waited for the statement timeout (30 s).
+    expect(Date.now() - t0).toBeLessThan(4_000);
+    expect(w.output()).toContain("handed running jobs back");
+    expect((await pool.query(blocked)).rows[0].n).toBe(0);
+    expect((await http("GET", `/${B}/ingest/jobs/${id}`)).json.job).toMatchObject({ status: "INGEST_STATUS_PENDING", attempts: 0 });
+    expect((await pool.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = $1 AND object_key = $2", [B, key])).rows[0].n).toBe(0);
+    await holder.query("SELECT pg_advisory_unlock_all()");
+    await worker();
+    const done = await waitFor("the job to complete", async () => {
+      const j = (await http("GET", `/${B}/ingest/jobs/${id}`)).json.job;
+      return j.status === "INGEST_STATUS_COMPLETED" ? j : undefined;
+    });
+    expect(done).toMatchObject({ attempts: 1, embeddingsWritten: done.chunksCreated });
+  } finally {
+    holder.release();
+  }
+});
+
 test("SIGTERM: the worker hands its running job back to PENDING and exits 0", async () => {
   const pipe = (await http("POST", `/${B}/pipelines`, { name: "remote-2", scriptum_template: "text_embedding_index" })).json.pipeline.pipelineId;
   s.putObject(B, "term/doc.txt", "hello world");

@@ -18,7 +18,8 @@
  *   row, so heartbeats and cancels never wait behind a long write; a transient failure
  *   goes back to PENDING with exponential backoff and jitter, a permanent one (or the last
  *   attempt) ends FAILED, and a cancel asked for meanwhile ends CANCELLED on every path.
- * - Stop: stop claiming, let running jobs finish within the grace period, hand the rest back.
+ * - Stop: stop claiming, let running jobs finish within the grace period, hand the rest back
+ *   (their runs aborted, a final write in flight cancelled; stop waits for them a bounded time).
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -78,6 +79,8 @@ interface Running {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
+/** How long stop() waits for runs it aborted before it stops without them. */
+const ABORTED_RUN_WAIT_MS = 5_000;
 
 /** Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter". */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
@@ -174,7 +177,17 @@ export class Worker {
           return 0;
         });
       this.deps.log.info("handed running jobs back", { released, jobs: ids });
-      await Promise.all(left.map((r) => r.done));
+      // An aborted run ends at its next await (its statements are cancelled with it); one
+      // stuck where no signal reaches must not hold the process: its job is handed back and
+      // any write it still makes is fenced by its attempt.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), ABORTED_RUN_WAIT_MS)));
+      const ended = await Promise.race([Promise.all(left.map((r) => r.done)), bound]);
+      clearTimeout(timer);
+      if (ended === "late") {
+        const late = left.filter((r) => this.running.has(r.job.threadId)).map((r) => r.job.jobId);
+        this.deps.log.warn("runs still going after their abort; stopping without them", { jobs: late, waitedMs: ABORTED_RUN_WAIT_MS });
+      }
     }
     clearInterval(this.heartbeatTimer);
     await this.listener?.stop();
@@ -335,7 +348,7 @@ export class Worker {
           return;
         }
       } else {
-        const finished = await repo.queue.jobComplete({ job, outcome, sourceVersion });
+        const finished = await repo.queue.jobComplete({ job, outcome, sourceVersion, signal });
         if (finished) {
           this.deps.metrics?.jobSeconds.observe({ template: job.template, outcome: finished.status }, (this.now() - started) / 1000);
           log.info("job finished", { status: finished.status, ms: this.now() - started });

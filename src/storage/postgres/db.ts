@@ -103,6 +103,11 @@ export class PgDb {
    * Checks out a client for `fn`. A checked-out client that loses its connection between
    * two statements emits 'error'; the listener keeps that from crashing the process, and
    * the broken client is destroyed rather than returned to the pool.
+   *
+   * With a signal, the work is tied to it: when it fires — also while the checkout still
+   * waits — the call fails at once and the statement running on the client is cancelled
+   * with pg_cancel_backend; the client returns to the pool only after the cancel has
+   * landed, so it can never hit another call's statement.
    */
   protected async withClient<T>(fn: (client: PoolClient, markBroken: (why: Error) => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
     let client: PoolClient;
@@ -115,14 +120,23 @@ export class PgDb {
     let broken: Error | undefined;
     const onError = (err: Error) => (broken = err);
     client.on("error", onError);
+    const pid = (client as unknown as { processID?: number }).processID;
+    let cancelled: Promise<unknown> | undefined;
+    const onAbort = () => {
+      if (pid) cancelled = this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => (broken ??= new Error("could not cancel the query")));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       return await fn(client, (why) => (broken ??= why));
     } catch (err) {
       if (isConnectionError(err) || (err instanceof DomainError && err.kind === "unavailable")) broken ??= err as Error;
+      if (signal?.aborted) throw abortError(signal.reason);
       throw err;
     } finally {
+      signal?.removeEventListener("abort", onAbort);
+      await cancelled;
       client.off("error", onError);
-      // A broken client — or one whose query was cancelled — is destroyed, never reused.
+      // A broken client — or one whose cancel could not be sent — is destroyed, never reused.
       client.release(broken);
     }
   }
@@ -163,10 +177,8 @@ export class PgDb {
 
   /**
    * Runs one statement. With the call's signal (it travels on the Scope) the statement is
-   * tied to the call: when the client's deadline passes or it goes away — also while it
-   * still waits for a connection — the call fails at once and the server-side query is
-   * cancelled with pg_cancel_backend; the connection returns to the pool only after the
-   * cancel has landed, so it can never hit another call's query.
+   * tied to the call as withClient ties it: when the client's deadline passes or it goes
+   * away, the call fails at once and the server-side statement is cancelled.
    */
   protected async run(text: string, values?: unknown[], signal?: AbortSignal): Promise<QueryResult> {
     if (!signal) {
@@ -177,24 +189,11 @@ export class PgDb {
       }
     }
     if (signal.aborted) throw abortError(signal.reason);
-    return this.withClient(async (client, markBroken) => {
-      const pid = (client as unknown as { processID?: number }).processID;
-      let cancelled: Promise<unknown> | undefined;
-      const onAbort = () => {
-        if (pid) cancelled = this.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => markBroken(new Error("could not cancel the query")));
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
+    return this.withClient(async (client) => {
       try {
         return await client.query(text, values);
       } catch (err) {
-        if (signal.aborted) throw abortError(signal.reason);
         throw mapPgError(err);
-      } finally {
-        signal.removeEventListener("abort", onAbort);
-        // The connection goes back to the pool only once the cancel has landed, so a late
-        // cancel can never hit the next call's query on it; if the cancel itself failed, the
-        // connection is destroyed instead.
-        await cancelled;
       }
     }, signal);
   }
@@ -209,8 +208,11 @@ export class PgDb {
     return (await this.run(text, values)).rowCount ?? 0;
   }
 
-  /** Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing. */
-  protected tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T): Promise<T> {
+  /**
+   * Runs `fn` in a transaction; returning ROLLBACK_ONLY rolls back instead of committing.
+   * With a signal, as withClient: its firing cancels the statement running and rolls back.
+   */
+  protected tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T, signal?: AbortSignal): Promise<T> {
     return this.withClient(async (client) => {
       try {
         await client.query("BEGIN");
@@ -219,13 +221,14 @@ export class PgDb {
           await client.query("ROLLBACK");
           return rolledBack;
         }
+        signal?.throwIfAborted();
         await client.query("COMMIT");
         return out;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw mapPgError(err);
       }
-    });
+    }, signal);
   }
 
   /**

@@ -61,9 +61,11 @@ export class JobQueue extends PgDb {
    * one call for an output of one batch, otherwise one per batch in a transaction). When
    * the current output came from a newer version of the object (`sourceVersion`), the job
    * completes as superseded and writes nothing. Undefined when the attempt is gone or a
-   * cancel was requested: then nothing is written.
+   * cancel was requested: then nothing is written. `signal` (the run's) cancels the write
+   * when the run is aborted: a shutdown handing the job back must not wait for a write
+   * stuck behind the object's lock.
    */
-  async jobComplete(p: { job: Job; outcome: RunOutcome; sourceVersion: bigint }): Promise<Job | undefined> {
+  async jobComplete(p: { job: Job; outcome: RunOutcome; sourceVersion: bigint; signal?: AbortSignal }): Promise<Job | undefined> {
     const { job, outcome: o } = p;
     if (o.output.kind === "none") {
       const rows = await this.q(SQL.JOB_COMPLETE, [job.jobId, job.threadId, o.status, o.chunksCreated, o.embeddingsCreated, 0, 0, 0, 0, o.vectorStatus, o.error, o.errorDetails]);
@@ -81,16 +83,17 @@ export class JobQueue extends PgDb {
     try {
       if (count === 1) {
         const [batch] = outputBatches(output);
-        return ended((await this.q(ATTEMPT_OUTPUT, params(0, batch)))[0]);
+        return ended((await this.q(ATTEMPT_OUTPUT, params(0, batch), p.signal))[0]);
       }
       return await this.tx<Job | undefined>(async (client) => {
         let i = 0;
         for (const batch of outputBatches(output)) {
+          p.signal?.throwIfAborted();
           const { rows } = await client.query(ATTEMPT_OUTPUT, params(i++, batch));
           if (rows[0].outcome !== "more") return ended(rows[0]) ?? ROLLBACK_ONLY;
         }
         throw new Error(`k3_attempt_output asked for more than the ${count} batches of job ${job.jobId}`);
-      }, undefined);
+      }, undefined, p.signal);
     } catch (err) {
       // Cancelled or taken away while writing: the transaction is undone, nothing stays.
       if ((err as { code?: unknown } | undefined)?.code === ATTEMPT_ENDED) return undefined;
