@@ -5,6 +5,8 @@
  * are served separately (renderOrgMetrics), only to an admin token of that organization,
  * from the maintained counters, so a scrape never scans the jobs table.
  */
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** The metrics a process records. */
@@ -38,6 +40,22 @@ export async function renderOrgMetrics(stats: JobStatsSource, org: string, now =
   return lines.join("\n") + "\n";
 }
 
+/**
+ * The V8 heap in use right after the last full (mark-sweep) collection: what the process
+ * really keeps alive. Heap-in-use and RSS read anywhere on the collector's sawtooth, and
+ * V8 keeps memory it has freed, so a leak shows here first and steadily. 0 until the first
+ * full collection. One observer per process, whatever the number of registries.
+ */
+let heapAfterGc = 0;
+let gcObserver: PerformanceObserver | undefined;
+function observeFullCollections(): void {
+  gcObserver ??= new PerformanceObserver((list) => {
+    const full = list.getEntries().some((e) => (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR);
+    if (full) heapAfterGc = getHeapStatistics().used_heap_size;
+  });
+  gcObserver.observe({ entryTypes: ["gc"] });
+}
+
 /** Creates the registry and its metrics. */
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -64,5 +82,14 @@ export function createMetrics(): Metrics {
     workerSlots: new Gauge({ name: "k3_worker_slots", help: "Jobs this process's worker may run at once (0: no worker)", registers: [registry] }),
     workerBusy: new Gauge({ name: "k3_worker_busy", help: "Jobs this process's worker is running", registers: [registry] }),
   };
+  observeFullCollections();
+  new Gauge({
+    name: "k3_heap_after_gc_bytes",
+    help: "V8 heap in use right after the last full garbage collection: the live heap, where a leak shows (0 before the first)",
+    registers: [registry],
+    collect() {
+      this.set(heapAfterGc);
+    },
+  });
   return m;
 }

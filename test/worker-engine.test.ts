@@ -151,4 +151,5 @@ test("GET /metrics reports RPCs by method, code and door, jobs by status, retrie
   expect(text).toMatch(/^k3_queue_oldest_pending_age_seconds \d/m);
   expect(text).toMatch(/^k3_worker_busy \d/m);
   expect(text).toMatch(/^k3_process_resident_memory_bytes \d/m);
+  expect(text).toMatch(/^k3_heap_after_gc_bytes \d+$/m);
 });

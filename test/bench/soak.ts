@@ -3,12 +3,12 @@
  * pipelines) for K3_SOAK_SECONDS (default 600): triggers through REST and gRPC, status
  * polls, filtered lists and cancels from eight clients. Every 10 s it reports operations,
  * errors, latency percentiles and the server's RSS. It passes when no call failed
- * unexpectedly, every job reached a terminal state that tells the truth, and RSS shows no
- * upward trend after a 40 s warm-up (least-squares growth under max(30 MB, 15 % of the mean)).
- * RSS is sampled every second and each window keeps its lowest sample: the floor a leak
- * raises, where a single sample caught the garbage-collection sawtooth at any height (a
- * 60 s run of an unchanged tree read +14 MB once and +35 MB the next time).
- * CI runs 120 seconds of it.
+ * unexpectedly, every job reached a terminal state that tells the truth, the server's live
+ * heap (k3_heap_after_gc_bytes, read from /metrics every second) shows no upward trend after
+ * a 40 s warm-up (least-squares growth under max(10 MB, 15 % of its mean)), and its RSS stays
+ * under 250 MB. RSS (each window's lowest one-second sample) is reported, not fitted: it
+ * follows V8's heap capacity, which swings by 50 MB under this load while the live heap
+ * holds within a few (the RSS fit failed a sound tree at +106 MB). CI runs 120 seconds of it.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,6 +27,8 @@ interface Window {
   errors: number;
   lat: number[];
   rss: number;
+  /** The server's k3_heap_after_gc_bytes at the window's end. */
+  heap: number;
 }
 
 async function main() {
@@ -50,20 +52,28 @@ async function main() {
   const noop = (await must(clients.call("grpc", PipelineService, "CreatePipeline", { bucket: B, name: "noop", scriptumTemplate: "noop" }, h))).pipeline.pipelineId;
 
   const windows: Window[] = [];
-  let current: Window = { ops: 0, errors: 0, lat: [], rss: 0 };
+  let current: Window = { ops: 0, errors: 0, lat: [], rss: 0, heap: 0 };
+  let heap = 0;
   const unexpected: string[] = [];
   const jobs: string[] = [];
   const pid = server.proc.child.pid!;
+  const heapAfterGc = async () => {
+    const text = await fetch(`http://127.0.0.1:${server.httpPort}/metrics`).then((r) => r.text(), () => "");
+    const m = /^k3_heap_after_gc_bytes (\d+)$/m.exec(text);
+    if (m && Number(m[1]) > 0) heap = Number(m[1]);
+  };
   const sampler = setInterval(() => {
     const rss = rssOf(pid);
     current.rss = current.rss === 0 ? rss : Math.min(current.rss, rss);
+    void heapAfterGc();
   }, 1000);
   const ticker = setInterval(() => {
     current.rss = current.rss === 0 ? rssOf(pid) : Math.min(current.rss, rssOf(pid));
+    current.heap = heap;
     windows.push(current);
     const w = current;
-    process.stderr.write(`[soak] ${windows.length * 10}s ops ${w.ops} errors ${w.errors} p50 ${percentile(w.lat, 50).toFixed(1)} ms p99 ${percentile(w.lat, 99).toFixed(1)} ms rss floor ${(w.rss / 2 ** 20).toFixed(0)} MB\n`);
-    current = { ops: 0, errors: 0, lat: [], rss: 0 };
+    process.stderr.write(`[soak] ${windows.length * 10}s ops ${w.ops} errors ${w.errors} p50 ${percentile(w.lat, 50).toFixed(1)} ms p99 ${percentile(w.lat, 99).toFixed(1)} ms rss floor ${(w.rss / 2 ** 20).toFixed(0)} MB heap after gc ${(w.heap / 2 ** 20).toFixed(1)} MB\n`);
+    current = { ops: 0, errors: 0, lat: [], rss: 0, heap: 0 };
   }, WINDOW_MS);
 
   const deadline = Date.now() + SECONDS * 1000;
@@ -125,28 +135,37 @@ async function main() {
   await server.proc.stop();
   await pg.stop();
 
-  // Memory trend: least-squares slope of RSS after the warm-up. The heap grows to its working
-  // size over the first ~40 s (a 180 s run's floor: 94, 104, 112, 125 MB, then 116-132 for
-  // good), so those windows are left out, keeping at least three to fit.
+  // Memory: the least-squares trend of the live heap (heap after a full collection) past the
+  // warm-up, where it settles (a 300 s run: 24 MB at 20 s, 29 MB from 90 s to the end). RSS
+  // follows V8's heap capacity instead, which grows and shrinks by 50 MB under this load
+  // (floors 108 -> 181 MB in a 120 s run whose live heap went 25 -> 29 MB), so it is held
+  // only to the project's 250 MB bound for a server under load.
   const warmup = Math.max(1, Math.min(4, windows.length - 3));
-  const pts = windows.slice(warmup).map((w, i) => [i * (WINDOW_MS / 1000), w.rss / 2 ** 20]);
-  const mean = pts.reduce((a, p) => a + p[1], 0) / Math.max(1, pts.length);
-  let slope = 0;
-  if (pts.length >= 3) {
-    const mx = pts.reduce((a, p) => a + p[0], 0) / pts.length;
-    slope = pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - mean), 0) / pts.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
-  }
-  const growth = slope * (pts.length * (WINDOW_MS / 1000));
+  const fit = (values: number[]) => {
+    const pts = values.map((v, i) => [i * (WINDOW_MS / 1000), v / 2 ** 20]);
+    const mean = pts.reduce((a, p) => a + p[1], 0) / Math.max(1, pts.length);
+    let slope = 0;
+    if (pts.length >= 3) {
+      const mx = pts.reduce((a, p) => a + p[0], 0) / pts.length;
+      slope = pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - mean), 0) / pts.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+    }
+    return { mean, slope, growth: slope * (pts.length * (WINDOW_MS / 1000)) };
+  };
+  const heapFit = fit(windows.slice(warmup).map((w) => w.heap));
+  const rssFit = fit(windows.slice(warmup).map((w) => w.rss));
+  const rssPeak = Math.max(...windows.map((w) => w.rss)) / 2 ** 20;
   const allLat = windows.flatMap((w) => w.lat);
   const totalOps = windows.reduce((a, w) => a + w.ops, 0);
   const totalErrors = windows.reduce((a, w) => a + w.errors, 0);
-  const memoryOk = growth < Math.max(30, 0.15 * mean);
+  const heapSeen = windows.slice(warmup).every((w) => w.heap > 0);
+  const memoryOk = heapSeen && heapFit.growth < Math.max(10, 0.15 * heapFit.mean) && rssPeak < 250;
   const jobsOk = failedJobs.length === 0;
   process.stdout.write(
     [
       `soak: ${SECONDS} s, ${totalOps} calls, ${totalErrors} unexpected errors, p50 ${percentile(allLat, 50).toFixed(1)} ms, p99 ${percentile(allLat, 99).toFixed(1)} ms`,
       `jobs: ${states.map((s) => `${s.status} ${s.n}`).join(", ")}`,
-      `rss: mean ${mean.toFixed(0)} MB, trend ${slope >= 0 ? "+" : ""}${(slope * 60).toFixed(2)} MB/min (${growth.toFixed(1)} MB over the run)`,
+      `live heap: mean ${heapFit.mean.toFixed(1)} MB, trend ${heapFit.slope >= 0 ? "+" : ""}${(heapFit.slope * 60).toFixed(2)} MB/min (${heapFit.growth.toFixed(1)} MB over the run after the warm-up; bound ${Math.max(10, 0.15 * heapFit.mean).toFixed(1)})${heapSeen ? "" : " — no full collection reported in some window"}`,
+      `rss: floor peak ${rssPeak.toFixed(0)} MB (bound 250), mean ${rssFit.mean.toFixed(0)} MB, trend ${rssFit.growth >= 0 ? "+" : ""}${rssFit.growth.toFixed(1)} MB over the run (reported, not judged)`,
       ...unexpected.map((e) => `unexpected: ${e}`),
       ...failedJobs.map((j) => `job not completed: ${j.error}`),
       totalErrors === 0 && memoryOk && jobsOk ? "PASS" : "FAIL",
