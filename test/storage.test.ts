@@ -349,3 +349,37 @@ test("a bucket's usage stays exact through uploads, overwrites and deletes, befo
     await repo.close();
   }
 });
+
+test("a new job as the insert answers it (TriggerIngest, uploads) is the job as stored, field for field", async () => {
+  const repo = new PgRepository({ connectionString: db.url });
+  try {
+    await migrate(repo.pool);
+    const scope = { org: "default", bucket: "kb-answer" };
+    const now = Date.now();
+    await repo.buckets.bucketInsert({ ...scope, name: scope.bucket, description: "", status: "active", accessMode: "private", storageQuotaBytes: 0, internalSourceId: "src_answer", createdAt: now, updatedAt: now });
+    const base = { ...scope, pipelineId: "pipe_a", pipelineName: "a", pipelineKind: "vector", template: "noop", traceId: "req-1", createdAt: now };
+    // A direct trigger (the bucket's internal source filled in by the database), one with
+    // everything set, one whose request_id is taken, and quotes, backslashes, braces and
+    // non-ASCII in the text fields.
+    const plain = { ...base, jobId: "job_answer_plain", key: "docs/a.txt", ruleId: "", options: {}, requestId: "" };
+    const full = {
+      ...base, jobId: "job_answer_full", key: 'odd "key" \\ {a,b} é 名.txt', ruleId: "rule_x", options: { chunk_size: "40", 'q"': "{\\}" },
+      requestId: "req-full", sourceId: "src_other", objectVersion: "1700000000000000001", retryOf: "job_answer_plain",
+    };
+    const [a, b] = await Promise.all([repo.jobs.jobInsert(plain), repo.jobs.jobInsert(full)]);
+    expect(a.created && b.created).toBe(true);
+    expect(a.job.sourceId).toBe("src_answer");
+    expect(b.job.sourceId).toBe("src_other");
+    expect(a.job).toEqual(await repo.jobs.jobGetById(scope, plain.jobId));
+    expect(b.job).toEqual(await repo.jobs.jobGetById(scope, full.jobId));
+    const again = await repo.jobs.jobInsert({ ...full, jobId: "job_answer_again" });
+    expect(again).toEqual({ job: b.job, created: false });
+
+    const upload = { ...base, jobId: "job_answer_upload", key: "up/b.txt", ruleId: "rule_u", options: { k: "v" }, requestId: "", sourceId: "src_answer", objectVersion: String(now) };
+    const made = await repo.catalog.objectPut(scope, { key: upload.key, size: 3, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, [upload]);
+    expect(made).toHaveLength(1);
+    expect(made[0]).toEqual(await repo.jobs.jobGetById(scope, upload.jobId));
+  } finally {
+    await repo.close();
+  }
+});

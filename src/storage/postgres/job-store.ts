@@ -4,7 +4,7 @@
  * claim, lease, end — is the queue's (queue.ts).
  */
 import type { Pool, QueryResultRow } from "pg";
-import type { Job, JobFilter, NewJob, Scope } from "../../domain/job";
+import { pendingJob, type Job, type JobFilter, type NewJob, type Scope } from "../../domain/job";
 import type { Page, PageParams } from "../repository";
 import { DomainError } from "../../domain/errors";
 import { isConnectionError } from "./pg-errors";
@@ -44,11 +44,11 @@ export class JobStore extends PgDb {
       for (const p of batch) p.reject(err);
       return;
     }
-    const inserted = new Map(rows.map((r) => [r.job_id as string, toJob(r)]));
+    const inserted = new Map(rows.map((r) => [r.job_id as string, r.source_id as string]));
     for (const p of batch) {
-      const job = inserted.get(p.item.jobId);
-      if (job) {
-        p.resolve({ job, created: true });
+      const sourceId = inserted.get(p.item.jobId);
+      if (sourceId !== undefined) {
+        p.resolve({ job: pendingJob(p.item, sourceId), created: true });
         continue;
       }
       // Lost the request_id race (in this batch or to an earlier one): answer with the winner.

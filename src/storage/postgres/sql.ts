@@ -21,8 +21,10 @@ export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id
   stage, stage_done, stage_total, stage_unit`;
 
 /**
- * The INSERT of a batch of new jobs, parameters $1 to $16 (one array per column, as
- * jobInsertParams makes them), inserting only when `when` holds; returns the rows.
+ * The INSERT of a batch of new jobs from $1, a JSON array of one object per job (as
+ * jobInsertParams makes it), inserting only when `when` holds. It returns what only the
+ * database knows of each job — whether it went in (a taken request_id skips it) and its
+ * source; the rest of a new job is what was sent (pendingJob).
  */
 const jobsInsert = (when = "true") => `
   INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
@@ -30,15 +32,14 @@ const jobsInsert = (when = "true") => `
   -- A job with no source (a direct trigger) belongs to its bucket's internal source.
   SELECT j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, c,
          CASE WHEN s <> '' THEN s ELSE coalesce((SELECT internal_source_id FROM buckets WHERE org = g AND name = b), '') END, v, rt
-  FROM unnest($1::text[], $12::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::jsonb[], $10::text[], $13::text[], $11::bigint[], $14::text[], $15::text[], $16::text[])
-       AS u(j, g, b, k, p, pn, pk, t, r, o, rq, tr, c, s, v, rt)
+  FROM jsonb_to_recordset($1::jsonb)
+       AS u(j text, g text, b text, k text, p text, pn text, pk text, t text, r text, o jsonb, rq text, tr text, c bigint, s text, v text, rt text)
   WHERE ${when}
   ON CONFLICT (org, bucket, request_id) WHERE request_id <> '' DO NOTHING
-  RETURNING ${JOB_COLUMNS}`;
+  RETURNING job_id, source_id`;
 
 /**
- * Inserts a batch of jobs (one array parameter per column) and wakes idle workers with one
+ * Inserts a batch of jobs (one JSON parameter) and wakes idle workers with one
  * NOTIFY for the whole batch: PostgreSQL serialises the commits of notifying transactions,
  * so a NOTIFY per job would cost a group commit per job (shared/notes/performance.md).
  * Identical notifications within a transaction are folded into one.
@@ -292,16 +293,16 @@ export const OBJECT_GET = `SELECT ${OBJECT_COLUMNS} FROM objects WHERE org = $1 
  * An uploaded object recorded and its jobs made, in one statement (one round trip, its own
  * transaction): the bucket's row shared first (a bucket delete, which locks it, waits for
  * the upload or the upload finds no bucket), then the catalog row (created or replaced),
- * then the jobs ($1 to $16 as JOB_INSERT_BATCH; empty arrays for none), with one NOTIFY
- * when there are any. Object: org $17, bucket $18, key $19, size $20, etag $21, content
- * type $22, metadata $23, version $24, time $25. Answers bucket_found and the jobs as JSON.
+ * then the jobs ($1 as JOB_INSERT_BATCH; an empty array for none), with one NOTIFY when
+ * there are any. Object: org $2, bucket $3, key $4, size $5, etag $6, content type $7,
+ * metadata $8, version $9, time $10. Answers bucket_found and the jobs that went in.
  */
 export const OBJECT_PUT = `
 WITH bucket AS (
-  SELECT 1 FROM buckets WHERE org = $17 AND name = $18 FOR SHARE
+  SELECT 1 FROM buckets WHERE org = $2 AND name = $3 FOR SHARE
 ), obj AS (
   INSERT INTO objects (org, bucket, object_key, size, etag, content_type, metadata, version, created_at, updated_at)
-  SELECT $17, $18, $19, $20::bigint, $21, $22, $23::jsonb, $24::numeric, $25::bigint, $25::bigint FROM bucket
+  SELECT $2, $3, $4, $5::bigint, $6, $7, $8::jsonb, $9::numeric, $10::bigint, $10::bigint FROM bucket
   ON CONFLICT (org, bucket, object_key) DO UPDATE SET
     size = EXCLUDED.size, etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = EXCLUDED.metadata,
     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, ${KEEP_INDEXED("objects")}

@@ -11,7 +11,7 @@ import type { CheckpointEntry, Discovery, DiscoveryCounts, DiscoveryState, Sourc
 import { FailedPrecondition } from "../../domain/errors";
 import type { Page, PageParams } from "../repository";
 import { PgDb } from "./db";
-import { jobInsertParams, num, toJob } from "./rows";
+import { jobInsertParams, num } from "./rows";
 import * as SQL from "./sql";
 
 const SOURCE_COLUMNS = `source_id, org, bucket, provider, name, description, root_path, provider_account, sync_interval_seconds,
@@ -425,7 +425,7 @@ export class SyncStore extends PgDb {
 
   async jobsInsert(jobs: NewJob[]): Promise<number> {
     if (jobs.length === 0) return 0;
-    return (await this.q(SQL.JOB_INSERT_BATCH, jobInsertParams(jobs))).map(toJob).length;
+    return (await this.q(SQL.JOB_INSERT_BATCH, jobInsertParams(jobs))).length;
   }
 }
 
