@@ -133,48 +133,6 @@ export type NewJob = Pick<
 > &
   Partial<Pick<Job, "sourceId" | "objectVersion" | "retryOf">>;
 
-/**
- * A job as its insert makes it: what the caller supplied, PENDING, updated when created,
- * every counter, time and text zero; `sourceId` is the source the database filled in.
- */
-export function pendingJob(n: NewJob, sourceId: string): Job {
-  return {
-    jobId: n.jobId,
-    org: n.org,
-    bucket: n.bucket,
-    key: n.key,
-    status: "pending",
-    pipelineId: n.pipelineId,
-    pipelineName: n.pipelineName,
-    pipelineKind: n.pipelineKind,
-    template: n.template,
-    ruleId: n.ruleId,
-    options: n.options,
-    requestId: n.requestId,
-    traceId: n.traceId,
-    createdAt: n.createdAt,
-    updatedAt: n.createdAt,
-    sourceId,
-    objectVersion: n.objectVersion ?? "",
-    retryOf: n.retryOf ?? "",
-    chunksCreated: 0,
-    embeddingsCreated: 0,
-    rowsWritten: 0,
-    outputSize: 0,
-    batchesReceived: 0,
-    embeddingsWritten: 0,
-    startedAt: 0,
-    finishedAt: 0,
-    threadId: "",
-    vectorStatus: "",
-    error: "",
-    errorDetails: "",
-    attempts: 0,
-    permanentFailure: false,
-    nextAttemptAt: 0,
-  };
-}
-
 /** Filters of a job listing; undefined means "no filter". */
 export interface JobFilter {
   org: string;
@@ -219,13 +177,17 @@ export interface RunOutcome {
   errorDetails: string;
 }
 
-/** A new job as it stands before its first run (what a validate_only trigger answers, without its id). */
-export function unstartedJob(j: NewJob): Job {
+/**
+ * A new job as it stands before its first run: what a validate_only trigger answers
+ * (without its id), and what an insert answers, with `sourceId` the source the database
+ * filled in (the insert returns only that and which rows went in).
+ */
+export function unstartedJob(j: NewJob, sourceId?: string): Job {
   return {
-    sourceId: "",
     objectVersion: "",
     retryOf: "",
     ...j,
+    sourceId: sourceId ?? j.sourceId ?? "",
     status: "pending",
     updatedAt: j.createdAt,
     startedAt: 0,

@@ -4,7 +4,7 @@
  * claim, lease, end — is the queue's (queue.ts).
  */
 import type { Pool, QueryResultRow } from "pg";
-import { pendingJob, type Job, type JobFilter, type NewJob, type Scope } from "../../domain/job";
+import { unstartedJob, type Job, type JobFilter, type NewJob, type Scope } from "../../domain/job";
 import type { Page, PageParams } from "../repository";
 import { DomainError } from "../../domain/errors";
 import { isConnectionError } from "./pg-errors";
@@ -48,7 +48,7 @@ export class JobStore extends PgDb {
     for (const p of batch) {
       const sourceId = inserted.get(p.item.jobId);
       if (sourceId !== undefined) {
-        p.resolve({ job: pendingJob(p.item, sourceId), created: true });
+        p.resolve({ job: unstartedJob(p.item, sourceId), created: true });
         continue;
       }
       // Lost the request_id race (in this batch or to an earlier one): answer with the winner.

@@ -1,6 +1,6 @@
 /** The object catalog (what a bucket holds, by key) and multipart uploads in progress. */
 import type { Pool } from "pg";
-import { pendingJob, type Job, type JobStatus, type NewJob, type Scope } from "../../domain/job";
+import { unstartedJob, type Job, type JobStatus, type NewJob, type Scope } from "../../domain/job";
 import type { MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import { NotFound } from "../../domain/errors";
 import * as SQL from "./sql";
@@ -31,7 +31,7 @@ export class ObjectCatalog extends PgDb {
     const inserted = new Map((r.jobs as Array<{ job_id: string; source_id: string }>).map((j) => [j.job_id, j.source_id]));
     return jobs.flatMap((j) => {
       const sourceId = inserted.get(j.jobId);
-      return sourceId === undefined ? [] : [pendingJob(j, sourceId)];
+      return sourceId === undefined ? [] : [unstartedJob(j, sourceId)];
     });
   }
 

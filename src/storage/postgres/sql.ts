@@ -24,7 +24,7 @@ export const JOB_COLUMNS = `job_id, org, bucket, object_key, status, pipeline_id
  * The INSERT of a batch of new jobs from $1, a JSON array of one object per job (as
  * jobInsertParams makes it), inserting only when `when` holds. It returns what only the
  * database knows of each job — whether it went in (a taken request_id skips it) and its
- * source; the rest of a new job is what was sent (pendingJob).
+ * source; the rest of a new job is what was sent (unstartedJob).
  */
 const jobsInsert = (when = "true") => `
   INSERT INTO jobs (job_id, org, bucket, object_key, pipeline_id, pipeline_name, pipeline_kind, template, rule_id,
