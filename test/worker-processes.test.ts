@@ -105,7 +105,7 @@ test("a worker killed with SIGKILL mid-job: the job is rescued after its lease a
   expect(new Set(stored.rows.map((r) => r.job_id))).toEqual(new Set([id]));
 });
 
-test("SIGTERM while a job's final write waits for its object's lock: the write is cancelled, the job handed back, the worker gone at once", async () => {
+test("SIGTERM while a job's final write waits for its object's lock: the write is cancelled, the job handed back, the worker gone in seconds", async () => {
   const pipe = (await http("POST", `/${B}/pipelines`, { name: "locked", scriptum_template: "text_embedding_index", options: { dimensions: "8" } })).json.pipeline.pipelineId;
   const key = "locked/doc.txt";
   s.putObject(B, key, "a document whose output cannot be written yet");
@@ -120,8 +120,9 @@ test("SIGTERM while a job's final write waits for its object's lock: the write i
     const t0 = Date.now();
     w.proc.kill("SIGTERM");
     expect(await w.exited).toBe(0);
-    // Without the cancel the process waited for the statement timeout (30 s).
-    expect(Date.now() - t0).toBeLessThan(4_000);
+    // Without the cancel the process waited for the statement timeout (30 s); here it takes
+    // the grace period and the hand-back (~1 s), with room for a loaded machine.
+    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(w.output()).toContain("handed running jobs back");
     expect((await pool.query(blocked)).rows[0].n).toBe(0);
     expect((await http("GET", `/${B}/ingest/jobs/${id}`)).json.job).toMatchObject({ status: "INGEST_STATUS_PENDING", attempts: 0 });
