@@ -363,7 +363,10 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (isPlainPath(key)) {
       const placed = await renameInto(t.tmp, join(root, key));
       if (placed !== undefined) {
-        await removeFile(join(root, hashedPath(key))); // an older copy under the hashed path, rarely there
+        // An older copy under the hashed path, rarely there: looked for without an unlink
+        // that fails (and builds an error) on nearly every upload.
+        const hashed = join(root, hashedPath(key));
+        if (await lstatFast(hashed)) await removeFile(hashed);
         return placed;
       }
     }
@@ -374,7 +377,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   /** Renames `tmp` to `target` and syncs its folder; undefined when a folder or file stands in the way. */
   async function renameInto(tmp: string, target: string): Promise<bigint | undefined> {
     try {
-      const existing = await lstat(target).catch(() => undefined);
+      const existing = await lstatFast(target);
       if (existing && !existing.isFile()) return undefined;
       await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== "ENOENT") throw err;
@@ -388,7 +391,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       throw err;
     }
     await syncDir(dirname(target));
-    return (await lstat(target, { bigint: true })).mtimeNs;
+    return new Promise<bigint>((resolve, reject) => lstatCb(target, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st.mtimeNs))));
   }
 
   async function remove(scope: Scope, key: string): Promise<boolean> {
@@ -404,9 +407,9 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   }
   return {
     open: openObject,
-    stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope)),
+    stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope), true),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>
-      staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => place(t, key, scope)),
+      staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => place(t, key, scope), true),
     dropUpload: staging.dropUpload,
     sweepStaging: staging.sweep,
     remove,
