@@ -6,7 +6,8 @@
  * with a folder); symlinks that lead out of the bucket folder are treated as missing objects.
  */
 import { constants, lstat as lstatCb, lstatSync, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
+import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
+import { fd } from "./fd";
 import { createStaging, removeFile, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
 import { dirname, join, sep } from "node:path";
@@ -263,11 +264,11 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   /** Opens the object `key` kept at `rel`; "folder" when a folder stands there (the key may be kept by hash). */
   async function openPath(scope: Scope, rel: string, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined | "folder"> {
     const dir = bucketDir(dataDir, scope);
-    let fh: FileHandle | undefined;
+    let n: number | undefined;
     try {
       // O_NOFOLLOW: a link swapped in as the object is not followed; O_NONBLOCK: opening a
       // FIFO returns at once instead of parking a libuv thread until a writer appears.
-      fh = await open(join(dir, rel), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      n = await fd.open(join(dir, rel), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR" || code === "ENAMETOOLONG") return undefined;
@@ -275,11 +276,11 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       throw new ObjectUnreadable(`object "${key}" cannot be opened (${code ?? "error"})`);
     }
     try {
-      const st = await fh.stat({ bigint: true });
+      const st = await fd.stat(n);
       if (st.isDirectory()) return "folder";
       if (!st.isFile()) throw new ObjectUnreadable(`object "${key}" is not a regular file`);
       // Where the descriptor really points: a directory swapped for a link on the way is caught here.
-      const real = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => realpath(join(dir, rel)));
+      const real = await fd.target(n).catch(() => realpath(join(dir, rel)));
       const realBucket = await realDir(dir).catch(() => "");
       if (!realBucket || !real.startsWith(realBucket + sep)) {
         throw new ObjectUnreadable(`object "${key}" leads outside its bucket; it is not read`);
@@ -290,14 +291,16 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         );
       }
       const size = Number(st.size);
-      const handle = fh;
-      fh = undefined; // the handle owns it now
+      const own = n;
+      n = undefined; // the handle owns it now, and closes it once
+      let closed: Promise<void> | undefined;
+      const read = (buffer: Buffer, offset: number, length: number, position: number) => fd.read(own, buffer, offset, length, position);
       return {
-        fd: handle.fd,
+        fd: own,
         size,
         version: st.mtimeNs,
-        close: () => handle.close().catch(() => undefined),
-        read: (buffer, offset, length, position) => handle.read(buffer, offset, length, position),
+        close: () => (closed ??= fd.close(own).catch(() => undefined)),
+        read,
         async readAll() {
           const data = Buffer.allocUnsafe(size);
           const deadline = Date.now() + limits.timeoutMs;
@@ -305,7 +308,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
           while (at < size) {
             limits.signal.throwIfAborted();
             if (Date.now() > deadline) throw new ObjectUnreadable(`object "${key}" could not be read within ${limits.timeoutMs} ms`);
-            const { bytesRead } = await handle.read(data, at, Math.min(size - at, 1 << 20), at);
+            const { bytesRead } = await read(data, at, Math.min(size - at, 1 << 20), at);
             if (bytesRead === 0) break; // truncated meanwhile
             at += bytesRead;
           }
@@ -313,7 +316,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         },
       };
     } finally {
-      await fh?.close().catch(() => undefined);
+      if (n !== undefined) await fd.close(n).catch(() => undefined);
     }
   }
   /**

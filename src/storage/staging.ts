@@ -5,25 +5,11 @@
  * Where a staged object goes on commit is the store's business.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { close as closeCb, constants, fsync as fsyncCb, open as openCb, write as writeCb } from "node:fs";
+import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { fd } from "./fd";
 import { ObjectTooLarge, type StagedObject } from "./object-store";
-
-// An upload's temporary file and a folder's sync go through file descriptors and the
-// callback forms: a FileHandle (fs/promises) is an object with a finalizer and a promise
-// per call, and a small PUT makes a dozen such calls (its server profile: 7.8 % of busy
-// time in openFileHandle alone).
-const fd = {
-  open: (path: string, flags: number, mode = 0o600) => new Promise<number>((resolve, reject) => openCb(path, flags, mode, (err, n) => (err ? reject(err) : resolve(n)))),
-  fsync: (n: number) => new Promise<void>((resolve, reject) => fsyncCb(n, (err) => (err ? reject(err) : resolve()))),
-  close: (n: number) => new Promise<void>((resolve, reject) => closeCb(n, (err) => (err ? reject(err) : resolve()))),
-  async writeAll(n: number, buf: Buffer): Promise<void> {
-    for (let at = 0; at < buf.length; ) {
-      at += await new Promise<number>((resolve, reject) => writeCb(n, buf, at, buf.length - at, null, (err, written) => (err ? reject(err) : resolve(written))));
-    }
-  },
-};
 
 /** An upload written to a temporary file. */
 export interface TempFile {
