@@ -5,7 +5,7 @@
  * codes and change nothing.
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -242,6 +242,41 @@ test("a client that disconnects mid-upload leaves no object and no job", async (
   expect((await pool.query("SELECT 1 FROM objects WHERE bucket = $1 AND object_key = 'docs/cut.txt'", [B])).rows).toEqual([]);
   expect(await jobsOf(B, "docs/cut.txt")).toEqual([]);
   expect(existsSync(join(s.dataDir, "buckets", B, "docs", "cut.txt"))).toBe(false);
+});
+
+test("a client that stops reading a download and goes away leaves no descriptor open on the object", async () => {
+  const key = "downloads/big.bin";
+  const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${bearer}` }, body: Buffer.alloc(24 * 1024 * 1024, "z") });
+  expect(put.status).toBe(200);
+  const file = join(s.dataDir, "buckets", B, key);
+  // This process is the server: its descriptors open on the object's file.
+  const openOnObject = () =>
+    readdirSync("/proc/self/fd").filter((n) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${n}`) === file;
+      } catch {
+        return false;
+      }
+    }).length;
+  const u = new URL(`${s.httpUrl}/${B}/${key}`);
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: { authorization: `Bearer ${bearer}` } }, (res) => {
+      expect(res.statusCode).toBe(200);
+      res.once("data", () => {
+        // Read one chunk, stop, and let the server fill the socket and wait for it to drain.
+        res.pause();
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 500);
+      });
+    });
+    req.on("error", () => resolve());
+    req.setTimeout(10_000, () => reject(new Error("no response")));
+    req.end();
+  });
+  await waitFor("the download's descriptor to be closed", async () => (openOnObject() === 0 ? true : undefined), { timeoutMs: 5_000 });
+  expect((await fetch(`${s.httpUrl}/${B}/${key}`, { method: "DELETE", headers: { authorization: `Bearer ${bearer}` } })).status).toBe(204);
 });
 
 test("on the shared port a REST route wins for bearer calls; the same path signed with SigV4 is an object", async () => {

@@ -17,6 +17,7 @@ import { decodeBinary } from "./json-errors";
 import { addHealthService } from "./health";
 import { Health } from "../../gen/grpc/health/v1/health_pb";
 import { handlersOf, type ServiceEntry, type StreamHandler, type UnaryHandler } from "./services";
+import { drainedOrGone } from "./drain";
 
 /** Options of the gRPC door. */
 export interface GrpcOptions {
@@ -133,7 +134,7 @@ function streamHandler(entry: ServiceEntry, method: DescMethod, handler: StreamH
         if (call.cancelled) return;
         const bytes = toBinary(method.output, create(method.output, out as never));
         // Backpressure: a slow reader pauses the stream here (and its events queue in the hub, bounded).
-        if (!call.write(bytes)) await new Promise((resolve) => call.once("drain", resolve));
+        if (!call.write(bytes)) await drainedOrGone(call, ["close", "cancelled"]);
       }
     };
     run().then(

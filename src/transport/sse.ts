@@ -11,21 +11,14 @@ import type { ServerResponse } from "node:http";
 import { create, toJson, type DescMethod, type JsonObject } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../log";
+import { drainedOrGone } from "./drain";
 import { errorBody, toConnectError } from "./errors";
 
 const KEEPALIVE_MS = 15_000;
 
-/** Writes `chunk`, waiting for the socket to drain when its buffer is full. */
+/** Writes `chunk`, waiting for the socket to drain (or close) when its buffer is full. */
 async function write(res: ServerResponse, chunk: string): Promise<void> {
-  if (!res.write(chunk)) await new Promise<void>((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
+  if (!res.write(chunk)) await drainedOrGone(res);
 }
 
 /** The SSE event name of a message: its `type` enum without the enum's prefix, lowercased. */

@@ -35,6 +35,7 @@ import { multipart } from "./multipart";
 import { stageUpload } from "./upload-body";
 import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
+import { drainedOrGone } from "../drain";
 
 /** What the byte plane needs. */
 export interface BytePlaneDeps {
@@ -286,7 +287,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       for (let at = start; at <= end && length > 0; ) {
         const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, end - at + 1), at);
         if (bytesRead === 0) break;
-        if (!res.write(buf.subarray(0, bytesRead))) await new Promise((ok) => res.once("drain", ok));
+        if (!res.write(buf.subarray(0, bytesRead))) await drainedOrGone(res);
         if (res.destroyed) break;
         at += bytesRead;
       }
