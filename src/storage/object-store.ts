@@ -137,6 +137,8 @@ export interface ObjectStore {
 const realpath = (p: string) =>
   new Promise<string>((resolve, reject) => realpathCb.native(p, (err, r) => (err ? reject(err) : resolve(r))));
 const stat = (p: string) => new Promise<Stats>((resolve, reject) => statCb(p, (err, s) => (err ? reject(err) : resolve(s))));
+/** A path's modification time in ns (lstat: a link's own), what an object's version is. */
+const mtimeNs = (p: string) => new Promise<bigint>((resolve, reject) => lstatCb(p, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st.mtimeNs))));
 
 /**
  * A call made synchronously while it stays fast, and through its asynchronous form for
@@ -394,7 +396,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       throw err;
     }
     await syncDir(dirname(target));
-    return new Promise<bigint>((resolve, reject) => lstatCb(target, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st.mtimeNs))));
+    return mtimeNs(target);
   }
 
   async function remove(scope: Scope, key: string): Promise<boolean> {

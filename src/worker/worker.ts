@@ -82,6 +82,15 @@ const PROGRESS_INTERVAL_MS = 250;
 /** How long stop() waits for runs it aborted before it stops without them. */
 const ABORTED_RUN_WAIT_MS = 5_000;
 
+/** Whether all of `runs` ended within `ms` (waits no longer). */
+async function endedWithin(runs: readonly Running[], ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  const ended = await Promise.race([Promise.all(runs.map((r) => r.done)).then(() => true as const), late]);
+  clearTimeout(timer);
+  return ended;
+}
+
 /** Delay before retry `attempt` (1-based): exponential, capped, with "equal jitter". */
 export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
   const d = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
@@ -160,12 +169,7 @@ export class Worker {
     this.wake();
     clearInterval(this.rescueTimer);
     await this.loopDone;
-    if (this.running.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<void>((r) => (timer = setTimeout(r, this.config.graceMs)));
-      await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), grace]);
-      clearTimeout(timer);
-    }
+    if (this.running.size > 0) await endedWithin([...this.running.values()], this.config.graceMs);
     const left = [...this.running.values()];
     if (left.length > 0) {
       for (const r of left) r.abort.abort(new AbortReason("shutdown"));
@@ -180,11 +184,7 @@ export class Worker {
       // An aborted run ends at its next await (its statements are cancelled with it); one
       // stuck where no signal reaches must not hold the process: its job is handed back and
       // any write it still makes is fenced by its attempt.
-      let timer: NodeJS.Timeout | undefined;
-      const bound = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), ABORTED_RUN_WAIT_MS)));
-      const ended = await Promise.race([Promise.all(left.map((r) => r.done)), bound]);
-      clearTimeout(timer);
-      if (ended === "late") {
+      if (!(await endedWithin(left, ABORTED_RUN_WAIT_MS))) {
         const late = left.filter((r) => this.running.has(r.job.threadId)).map((r) => r.job.jobId);
         this.deps.log.warn("runs still going after their abort; stopping without them", { jobs: late, waitedMs: ABORTED_RUN_WAIT_MS });
       }

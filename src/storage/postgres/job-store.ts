@@ -4,13 +4,13 @@
  * claim, lease, end — is the queue's (queue.ts).
  */
 import type { Pool, QueryResultRow } from "pg";
-import { unstartedJob, type Job, type JobFilter, type NewJob, type Scope } from "../../domain/job";
+import type { Job, JobFilter, NewJob, Scope } from "../../domain/job";
 import type { Page, PageParams } from "../repository";
 import { DomainError } from "../../domain/errors";
 import { isConnectionError } from "./pg-errors";
 import * as SQL from "./sql";
 import { PgDb } from "./db";
-import { jobInsertParams, num, toJob } from "./rows";
+import { insertedJobs, jobInsertParams, num, toJob } from "./rows";
 import { Batcher, type Pending } from "./batcher";
 
 type Inserted = { job: Job; created: boolean };
@@ -44,11 +44,11 @@ export class JobStore extends PgDb {
       for (const p of batch) p.reject(err);
       return;
     }
-    const inserted = new Map(rows.map((r) => [r.job_id as string, r.source_id as string]));
+    const inserted = insertedJobs(batch.map((p) => p.item), rows as Array<{ job_id: string; source_id: string }>);
     for (const p of batch) {
-      const sourceId = inserted.get(p.item.jobId);
-      if (sourceId !== undefined) {
-        p.resolve({ job: unstartedJob(p.item, sourceId), created: true });
+      const job = inserted.get(p.item.jobId);
+      if (job) {
+        p.resolve({ job, created: true });
         continue;
       }
       // Lost the request_id race (in this batch or to an earlier one): answer with the winner.

@@ -1,11 +1,11 @@
 /** The object catalog (what a bucket holds, by key) and multipart uploads in progress. */
 import type { Pool } from "pg";
-import { unstartedJob, type Job, type JobStatus, type NewJob, type Scope } from "../../domain/job";
+import type { Job, JobStatus, NewJob, Scope } from "../../domain/job";
 import type { MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import { NotFound } from "../../domain/errors";
 import * as SQL from "./sql";
 import { PgDb } from "./db";
-import { jobInsertParams, num, toObject } from "./rows";
+import { insertedJobs, jobInsertParams, num, toObject } from "./rows";
 
 export class ObjectCatalog extends PgDb {
   constructor(pool: Pool) {
@@ -28,11 +28,7 @@ export class ObjectCatalog extends PgDb {
       scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt,
     ]);
     if (!r.bucket_found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
-    const inserted = new Map((r.jobs as Array<{ job_id: string; source_id: string }>).map((j) => [j.job_id, j.source_id]));
-    return jobs.flatMap((j) => {
-      const sourceId = inserted.get(j.jobId);
-      return sourceId === undefined ? [] : [unstartedJob(j, sourceId)];
-    });
+    return [...insertedJobs(jobs, r.jobs as Array<{ job_id: string; source_id: string }>).values()];
   }
 
   /** Keys after `after` that start with `prefix`, in byte order. */

@@ -2,7 +2,7 @@
 import type { QueryResultRow } from "pg";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketRow, StoredObject } from "../../domain/bucket";
-import type { Job, JobStatus, NewJob } from "../../domain/job";
+import { unstartedJob, type Job, type JobStatus, type NewJob } from "../../domain/job";
 import type { BoundRule, Pipeline } from "../../domain/pipeline";
 
 /** A bigint column (pg returns strings) or a count as a number. */
@@ -49,6 +49,20 @@ export function toJob(r: QueryResultRow): Job {
 
 /** A jobs row as to_jsonb wrote it (bigints as numbers, options as an object) -> Job. */
 export const jobFromJson = (j: Record<string, unknown>): Job => toJob(j as QueryResultRow);
+
+/**
+ * The jobs of `sent` that a jobs insert put in, by id, from the rows it returned
+ * (`job_id`, `source_id`): each is what was sent, with the source the database filled in.
+ */
+export function insertedJobs(sent: readonly NewJob[], rows: ReadonlyArray<{ job_id: string; source_id: string }>): Map<string, Job> {
+  const sources = new Map(rows.map((r) => [r.job_id, r.source_id]));
+  const out = new Map<string, Job>();
+  for (const j of sent) {
+    const sourceId = sources.get(j.jobId);
+    if (sourceId !== undefined) out.set(j.jobId, unstartedJob(j, sourceId));
+  }
+  return out;
+}
 
 /**
  * The JOB_INSERT_BATCH parameter of a batch of new jobs: one JSON array, an object per job
