@@ -1,8 +1,9 @@
 /**
- * Every upload runs the bucket's rules as they are now, on every instance. Rules are
- * cached for a few seconds per instance; a rule written on one instance clears the cache
- * of that instance at once and of the others through NOTIFY, well before the cache would
- * expire. Two instances on one database, PUTs through the byte plane of each.
+ * Every upload runs the bucket's rules as they are now, on every instance, and every
+ * request of the byte plane sees the bucket's row as it is now. Rules and buckets' rows are
+ * cached for a few seconds per instance; a write on one instance clears the cache of that
+ * instance at once and of the others through NOTIFY, well before the cache would expire.
+ * Two instances on one database, requests through the byte plane of each.
  */
 import { startPeer, startServers, type TestServers } from "./helpers/servers";
 import { jsonClient } from "./helpers/http";
@@ -52,4 +53,34 @@ test("a rule created, disabled and re-enabled on one instance applies to the nex
   expect((await api("PATCH", `/${B}/rules/${rule}`, { enabled: true })).status).toBe(200);
   expect(await put(a.httpUrl)).toHaveLength(1);
   await waitFor("instance B to apply the re-enabled rule", async () => ((await put(b.httpUrl)).length === 1 ? true : undefined), SOON);
+});
+
+test("a bucket's quota set, lifted, or the bucket deleted and made again on one instance holds for the next requests on both", async () => {
+  const Q = "kb-row-changes";
+  const api = jsonClient(() => a.httpUrl);
+  const onB = jsonClient(() => b.httpUrl);
+  const putQ = (base: string) => fetch(`${base}/${Q}/q/${n++}.txt`, { method: "PUT", body: "twenty bytes of text" });
+  expect((await api("POST", "/admin/buckets", { name: Q })).status).toBe(200);
+  // Both instances have now read (and cached) the bucket's row: no quota.
+  expect((await putQ(a.httpUrl)).status).toBe(200);
+  expect((await putQ(b.httpUrl)).status).toBe(200);
+
+  expect((await api("PATCH", `/admin/buckets/${Q}`, { storageQuotaBytes: "50" })).status).toBe(200);
+  const over = await putQ(a.httpUrl);
+  expect(over.status).toBe(403);
+  expect(await over.text()).toMatch(/<Code>QuotaExceeded<\/Code>/);
+  await waitFor("instance B to enforce the new quota", async () => ((await putQ(b.httpUrl)).status === 403 ? true : undefined), SOON);
+
+  expect((await onB("PATCH", `/admin/buckets/${Q}`, { storageQuotaBytes: "0" })).status).toBe(200);
+  expect((await putQ(b.httpUrl)).status).toBe(200);
+  await waitFor("instance A to lift the quota", async () => ((await putQ(a.httpUrl)).status === 200 ? true : undefined), SOON);
+
+  expect((await api("DELETE", `/admin/buckets/${Q}?force=true`)).status).toBe(200);
+  expect((await fetch(`${a.httpUrl}/${Q}`, { method: "HEAD" })).status).toBe(404);
+  await waitFor("instance B to see the bucket gone", async () => ((await fetch(`${b.httpUrl}/${Q}`, { method: "HEAD" })).status === 404 ? true : undefined), SOON);
+  // Made again on B: a bucket that was not found is not cached, so A finds it at once.
+  expect((await onB("POST", "/admin/buckets", { name: Q })).status).toBe(200);
+  expect((await fetch(`${a.httpUrl}/${Q}`, { method: "HEAD" })).status).toBe(200);
+  const listed = await fetch(`${a.httpUrl}/${Q}?list-type=2`);
+  expect(await listed.text()).toMatch(/<KeyCount>0<\/KeyCount>/);
 });

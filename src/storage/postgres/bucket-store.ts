@@ -9,12 +9,16 @@ import { num, toBucket, toBucketRow } from "./rows";
 import type { ConfigStore } from "./config-store";
 
 export class BucketStore extends PgDb {
-  /** `config` is told when a delete takes a bucket's pipelines and rules with it. */
+  /** Buckets' own rows, in the configuration's cache (cleared by its invalidation). */
+  private readonly rowCache;
+
+  /** `config` is told when a bucket's row changes, or a delete takes its pipelines and rules with it. */
   constructor(
     pool: Pool,
     private readonly config: ConfigStore,
   ) {
     super({ connectionString: "", pool });
+    this.rowCache = config.cache.kind<BucketRow | undefined>();
   }
 
   /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
@@ -56,11 +60,18 @@ export class BucketStore extends PgDb {
 
   /**
    * The bucket's own row, without its aggregates (usage, counts of sources, rules and
-   * indexes): what the byte plane needs on every request.
+   * indexes): what the byte plane needs on every request, so it is cached (config-cache.ts).
+   * A write that needs the bucket to exist still checks it in its own statement.
    */
-  async bucketRowGet(scope: Scope): Promise<BucketRow | undefined> {
-    const rows = await this.q(SQL.BUCKET_ROW_GET, [scope.org, scope.bucket], scope.signal);
-    return rows[0] ? toBucketRow(rows[0]) : undefined;
+  bucketRowGet(scope: Scope): Promise<BucketRow | undefined> {
+    return this.rowCache.get(
+      `${scope.org}/${scope.bucket}`,
+      async () => {
+        const rows = await this.q(SQL.BUCKET_ROW_GET, [scope.org, scope.bucket], scope.signal);
+        return rows[0] ? toBucketRow(rows[0]) : undefined;
+      },
+      (row) => row !== undefined,
+    );
   }
 
   async bucketGet(scope: Scope): Promise<Bucket | undefined> {
@@ -97,6 +108,7 @@ export class BucketStore extends PgDb {
     const values: unknown[] = [scope.org, scope.bucket, nowMs];
     const sets = setClauses(columns, patch, values);
     const rows = await this.q(`UPDATE buckets SET ${[...sets, "updated_at = $3"].join(", ")} WHERE org = $1 AND name = $2 RETURNING name`, values);
+    await this.config.configChanged(scope);
     return rows[0] ? this.bucketGet(scope) : undefined;
   }
 

@@ -1,7 +1,7 @@
 /**
- * Pipelines and rules, with the short cache TriggerIngest reads them through. Every write
- * here clears the cache and NOTIFYs the other instances (CHANNEL_CONFIG), whose listeners
- * call invalidateConfig().
+ * Pipelines and rules, with the short cache TriggerIngest reads them through (config-cache.ts,
+ * shared with the buckets' rows). Every write here clears the cache and NOTIFYs the other
+ * instances (CHANNEL_CONFIG), whose listeners call invalidateConfig().
  */
 import type { Pool } from "pg";
 import type { Scope } from "../../domain/job";
@@ -10,6 +10,7 @@ import type { Page, PageParams, PipelineDeleted, PipelineDeleteOptions, Pipeline
 import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY, setClauses } from "./db";
 import { num, toPipeline, toRule } from "./rows";
+import { ConfigCache } from "./config-cache";
 
 /** Column names the partial updates may write, by domain field. */
 const RULE_UPDATE_COLUMNS: Readonly<Record<keyof RuleFields, string>> = {
@@ -36,17 +37,11 @@ const PIPELINE_UPDATE_COLUMNS: Readonly<Record<keyof PipelineFields, string>> = 
   storeEntityKind: "store_entity_kind",
 };
 
-/** How long pipelines and rule sets stay cached for TriggerIngest, uploads and discoveries (see invalidateConfig). */
-const CONFIG_CACHE_TTL_MS = 5_000;
-const CONFIG_CACHE_MAX = 10_000;
-
-type Cache<T> = Map<string, { value: T; at: number }>;
-
 export class ConfigStore extends PgDb {
-  private readonly pipelineCache: Cache<Pipeline | undefined> = new Map();
-  private readonly rulesCache: Cache<BoundRule[]> = new Map();
-  /** Counts invalidations: a read that an invalidation overtook is not cached. */
-  private generation = 0;
+  /** Pipelines, rule sets and (for BucketStore) buckets' rows, dropped together by invalidateConfig. */
+  readonly cache = new ConfigCache();
+  private readonly pipelineCache = this.cache.kind<Pipeline | undefined>();
+  private readonly rulesCache = this.cache.kind<BoundRule[]>();
 
   constructor(pool: Pool) {
     super({ connectionString: "", pool });
@@ -101,26 +96,9 @@ export class ConfigStore extends PgDb {
     );
   }
 
-  /**
-   * `load()`'s value through `cache`. A write (here, or NOTIFYed by another instance) that
-   * lands while the read runs may be missing from what it read, so that value is returned
-   * but not kept: otherwise the old rule set could outlive the write by a whole TTL.
-   */
-  private async cached<T>(cache: Cache<T>, key: string, load: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
-    const hit = cache.get(key);
-    if (hit && Date.now() - hit.at < CONFIG_CACHE_TTL_MS) return hit.value;
-    const generation = this.generation;
-    const value = await load();
-    if (generation === this.generation && keep(value)) {
-      if (cache.size >= CONFIG_CACHE_MAX) cache.clear();
-      cache.set(key, { value, at: Date.now() });
-    }
-    return value;
-  }
-
   /** The enabled rules of a bucket that apply to objects without a source (cached). */
   ruleListEnabledForDirect(scope: Scope): Promise<BoundRule[]> {
-    return this.cached(this.rulesCache, `${scope.org}/${scope.bucket}/*`, async () =>
+    return this.rulesCache.get(`${scope.org}/${scope.bucket}/*`, async () =>
       (await this.q(SQL.RULE_LIST_ENABLED_DIRECT, [scope.org, scope.bucket], scope.signal)).map(toRule),
     );
   }
@@ -130,19 +108,17 @@ export class ConfigStore extends PgDb {
    * (cached; an upload reads its bucket's internal source's on every PUT).
    */
   ruleListEnabledForSource(scope: Scope, sourceId: string): Promise<BoundRule[]> {
-    return this.cached(this.rulesCache, `${scope.org}/${scope.bucket}/${sourceId}`, async () =>
+    return this.rulesCache.get(`${scope.org}/${scope.bucket}/${sourceId}`, async () =>
       (await this.q(SQL.RULE_LIST_ENABLED_FOR_SOURCE, [scope.org, scope.bucket, sourceId], scope.signal)).map(toRule),
     );
   }
 
-  /** Forgets cached pipelines and rules (a write here or a NOTIFY from another instance). */
+  /** Forgets cached pipelines, rules and bucket rows (a write here or a NOTIFY from another instance). */
   invalidateConfig(): void {
-    this.generation++;
-    this.pipelineCache.clear();
-    this.rulesCache.clear();
+    this.cache.invalidate();
   }
 
-  /** Clears this instance's cache and tells the others that a bucket's configuration changed. */
+  /** Clears this instance's cache and tells the others that a bucket's configuration or row changed. */
   async configChanged(scope: Scope): Promise<void> {
     this.invalidateConfig();
     await this.q("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CONFIG, `${scope.org}/${scope.bucket}`]).catch(() => undefined);
@@ -195,8 +171,7 @@ export class ConfigStore extends PgDb {
 
   /** A pipeline (cached). */
   pipelineGetById(scope: Scope, pipelineId: string): Promise<Pipeline | undefined> {
-    return this.cached(
-      this.pipelineCache,
+    return this.pipelineCache.get(
       `${scope.org}/${scope.bucket}/${pipelineId}`,
       async () => {
         const rows = await this.q(SQL.PIPELINE_GET_BY_ID, [scope.org, scope.bucket, pipelineId], scope.signal);
