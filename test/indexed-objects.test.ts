@@ -13,6 +13,7 @@ import type { RunOutcome } from "../src/domain/job";
 import type { Source } from "../src/domain/source";
 import { MIGRATIONS_DIR, migrate } from "../src/storage/postgres/migrate";
 import { PgRepository } from "../src/storage/postgres/repository";
+import { createFsObjectStore } from "../src/storage/object-store";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
 
@@ -65,8 +66,11 @@ async function joinedCount(): Promise<number> {
   return rows[0].n;
 }
 
+/** The bytes' side of a catalog write: a store of its own, holding none of these objects. */
+const bytes = createFsObjectStore(mkdtempSync(join(tmpdir(), "k3-indexed-objects-")));
+
 const put = (key: string, version: number) =>
-  repo.catalog.objectPut(scope, { key, size: 10, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(version), createdAt: now, updatedAt: now }, []);
+  repo.catalog.objectPut(scope, key, async () => ({ object: { key, size: 10, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(version), createdAt: now, updatedAt: now }, jobs: [] }), bytes);
 
 test("the internal source: flagged when a job for the current version completes, cleared by a new version, kept after retention", async () => {
   await put("a.txt", 1);
@@ -91,7 +95,7 @@ test("the internal source: flagged when a job for the current version completes,
   await complete([{ key: "a.txt", version: "2" }, { key: "a.txt", version: "2" }]);
   expect(await totals(INTERNAL)).toEqual({ objects: 3, indexed: 2 });
 
-  expect(await repo.catalog.objectDelete(scope, "b.txt", now)).toBe(true);
+  expect(await repo.catalog.objectDelete(scope, "b.txt", now, bytes)).toBe(true);
   expect(await totals(INTERNAL)).toEqual({ objects: 2, indexed: 1 });
   expect(await repo.buckets.usageCompact()).toBe(true);
   expect(await totals(INTERNAL)).toEqual({ objects: 2, indexed: 1 });

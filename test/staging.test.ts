@@ -51,17 +51,17 @@ test("a staged upload's temporary file: moved by a placement that renames, remov
   const moved = staging.staged(await staging.write(chunks("hello ", "world"), 1 << 20, signal), async (t, key) => {
     const { renameSync } = await import("node:fs");
     renameSync(t.tmp, join(dir, key));
-    return 1n;
+    return { version: 1n, durable: async () => undefined };
   }, true);
-  expect(await moved.commit("a.txt")).toBe(1n);
+  expect((await moved.commit("a.txt")).version).toBe(1n);
   expect(readFileSync(join(dir, "a.txt"), "utf8")).toBe("hello world");
   expect(temps()).toEqual([]);
 
   const copied = staging.staged(await staging.write(chunks("copy"), 1 << 20, signal), async (t, key) => {
     writeFileSync(join(dir, key), readFileSync(t.tmp));
-    return 2n;
+    return { version: 2n, durable: async () => undefined };
   });
-  expect(await copied.commit("b.txt")).toBe(2n);
+  expect((await copied.commit("b.txt")).version).toBe(2n);
   expect(temps()).toEqual([]);
 
   const failing = staging.staged(await staging.write(chunks("nope"), 1 << 20, signal), async () => {

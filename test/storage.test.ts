@@ -3,11 +3,17 @@ import { Pool } from "pg";
 import { Unavailable } from "../src/domain/errors";
 import { migrate, migrationsDone } from "../src/storage/postgres/migrate";
 import { PgRepository } from "../src/storage/postgres/repository";
+import { createFsObjectStore } from "../src/storage/object-store";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ATTEMPT_OUTPUT, outputBatches } from "../src/storage/postgres/destinations";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
 
 let db: TestDb;
+/** The bytes' side of the catalog writes below: a store of its own, holding none of their objects. */
+const bytes = createFsObjectStore(mkdtempSync(join(tmpdir(), "k3-storage-test-")));
 beforeAll(async () => {
   db = await createTestDb();
 });
@@ -304,7 +310,7 @@ test("a bucket's usage stays exact through uploads, overwrites and deletes, befo
     const now = Date.now();
     await repo.buckets.bucketInsert({ ...scope, name: scope.bucket, description: "", status: "active", accessMode: "private", storageQuotaBytes: 0, internalSourceId: "src_usage", createdAt: now, updatedAt: now });
     const put = (key: string, size: number) =>
-      repo.catalog.objectPut(scope, { key, size, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, []);
+      repo.catalog.objectPut(scope, key, async () => ({ object: { key, size, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, jobs: [] }), bytes);
     const usage = async () => {
       const b = await repo.buckets.bucketGet(scope);
       const { rows } = await repo.pool.query("SELECT count(*)::int AS n, coalesce(sum(size), 0)::int AS bytes FROM objects WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
@@ -328,7 +334,7 @@ test("a bucket's usage stays exact through uploads, overwrites and deletes, befo
     await put("a/0.txt", 5000); // an overwrite changes the bytes, not the count
     await repo.pool.query("UPDATE objects SET metadata = '{\"x\": \"1\"}' WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket]);
     expect(await usage()).toEqual({ objects: 11, bytes: 5952 });
-    expect(await repo.catalog.objectDelete(scope, "a/1.txt", now)).toBe(true);
+    expect(await repo.catalog.objectDelete(scope, "a/1.txt", now, bytes)).toBe(true);
     expect(await usage()).toEqual({ objects: 10, bytes: 5851 });
 
     expect(await repo.buckets.usageCompact()).toBe(true);
@@ -376,7 +382,7 @@ test("a new job as the insert answers it (TriggerIngest, uploads) is the job as 
     expect(again).toEqual({ job: b.job, created: false });
 
     const upload = { ...base, jobId: "job_answer_upload", key: "up/b.txt", ruleId: "rule_u", options: { k: "v" }, requestId: "", sourceId: "src_answer", objectVersion: String(now) };
-    const made = await repo.catalog.objectPut(scope, { key: upload.key, size: 3, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, [upload]);
+    const made = await repo.catalog.objectPut(scope, upload.key, async () => ({ object: { key: upload.key, size: 3, etag: "e", contentType: "text/plain", metadata: {}, version: BigInt(now), createdAt: now, updatedAt: now }, jobs: [upload] }), bytes);
     expect(made).toHaveLength(1);
     expect(made[0]).toEqual(await repo.jobs.jobGetById(scope, upload.jobId));
   } finally {

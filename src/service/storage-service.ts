@@ -115,9 +115,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       const scope = scopeOf(ctx, req.bucket);
       checkObjectKey(req.key, "key");
       await bucketOf(scope);
-      const known = await repo.catalog.objectDelete(scope, req.key, now());
-      const removed = await objects.remove(scope, req.key);
-      if (!known && !removed) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
+      if (!(await repo.catalog.objectDelete(scope, req.key, now(), objects))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       return {};
     },
 

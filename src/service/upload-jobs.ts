@@ -82,8 +82,3 @@ export function planJobs(routing: Routing, facts: ObjectFacts, o: { objectVersio
     return newJob({ scope: routing.scope, key: facts.key, pipeline, ruleId: rule.ruleId, options: { ...pipeline.options }, requestId: "", traceId: o.traceId, createdAt: o.now, sourceId: routing.sourceId, objectVersion: o.objectVersion });
   });
 }
-
-/** The jobs the rules of the bucket start for an uploaded object. */
-export async function jobsForUpload(repo: Repository, scope: Scope, internalSourceId: string, facts: ObjectFacts, traceId: string, now: number, version: bigint): Promise<NewJob[]> {
-  return planJobs(await loadRouting(repo, scope, internalSourceId), facts, { objectVersion: version.toString(), traceId, now });
-}

@@ -45,11 +45,21 @@ export interface StagedObject {
   size: number;
   md5: Buffer;
   sha256: Buffer;
-  /** Renames it to the key (atomically replacing an older object) and returns its version (mtime, ns). */
-  commit(key: string): Promise<bigint>;
+  /**
+   * Puts it in place under the key (atomically replacing an older object): readers see it
+   * at once; it survives a crash once `durable()` has resolved (the caller records it in the
+   * catalog in between, so an object's lock is not held for the folder's fsync).
+   */
+  commit(key: string): Promise<Placed>;
   /** Keeps it as part `partNumber` of a multipart upload. */
   keepAsPart(uploadId: string, partNumber: number): Promise<void>;
   discard(): Promise<void>;
+}
+
+/** A staged object put in place: its version (mtime, ns) and the wait for it to be durable. */
+export interface Placed {
+  version: bigint;
+  durable(): Promise<void>;
 }
 
 /** Why an upload could not be stored under its key. */
@@ -118,6 +128,12 @@ export interface ObjectStore {
   sweepStaging(olderThanMs: number): Promise<void>;
   /** Removes an object's bytes (and empty folders above it); false when there were none. */
   remove(scope: Scope, key: string): Promise<boolean>;
+  /**
+   * Whether a commit and a remove are quick (a rename, an unlink): then uploads and deletes
+   * of a key hold its lock across instances for them (ObjectCatalog.objectPut). An upstream
+   * store's commit is the upload itself and holds no database connection that long.
+   */
+  readonly placesQuickly: boolean;
   /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
   listFiles(scope: Scope, max: number): Promise<CatalogEntry[]>;
   /**
@@ -358,12 +374,13 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   const staging = createStaging(dataDir);
 
   /**
-   * Renames a staged file to the key's path (atomically replacing an older object),
-   * durably: the key's own path when it is a plain one and no folder or object stands in
-   * the way, else its hashed path. Whichever copy is not current is removed afterwards (a
-   * crash in between leaves the plain one, which readers try first, current).
+   * Renames a staged file to the key's path (atomically replacing an older object): the
+   * key's own path when it is a plain one and no folder or object stands in the way, else
+   * its hashed path. Whichever copy is not current is removed afterwards (a crash in between
+   * leaves the plain one, which readers try first, current). Durable once the folder is
+   * synced (Placed.durable).
    */
-  async function place(t: TempFile, key: string, scope: Scope): Promise<bigint> {
+  async function place(t: TempFile, key: string, scope: Scope): Promise<Placed> {
     const root = bucketDir(dataDir, scope);
     if (isPlainPath(key)) {
       const placed = await renameInto(t.tmp, join(root, key));
@@ -379,8 +396,8 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     if (placed === undefined) throw new ObjectConflict(`key "${key.slice(0, 80)}" cannot be stored in this bucket folder`);
     return placed;
   }
-  /** Renames `tmp` to `target` and syncs its folder; undefined when a folder or file stands in the way. */
-  async function renameInto(tmp: string, target: string): Promise<bigint | undefined> {
+  /** Renames `tmp` to `target`; undefined when a folder or file stands in the way. */
+  async function renameInto(tmp: string, target: string): Promise<Placed | undefined> {
     try {
       const existing = await lstatFast(target);
       if (existing && !existing.isFile()) return undefined;
@@ -395,8 +412,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR" || code === "ENAMETOOLONG") return undefined;
       throw err;
     }
-    await syncDir(dirname(target));
-    return mtimeNs(target);
+    return { version: await mtimeNs(target), durable: () => syncDir(dirname(target)) };
   }
 
   async function remove(scope: Scope, key: string): Promise<boolean> {
@@ -411,6 +427,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     return gone || hashed;
   }
   return {
+    placesQuickly: true,
     open: openObject,
     stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope), true),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>

@@ -14,7 +14,7 @@ import { Readable } from "node:stream";
 import { mimeTypeOf } from "../domain/mime";
 import type { Scope } from "../domain/job";
 import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
-import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type ScanEntry } from "./object-store";
+import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
 import { createS3Client, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
 
@@ -46,7 +46,7 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
     }
   }
 
-  async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer): Promise<bigint> {
+  async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer): Promise<Placed> {
     const res = await call("PUT", upstreamKey(scope, key), "", {
       body: Readable.toWeb(createReadStream(tmp)) as ReadableStream,
       payloadHash: sha256.toString("hex"),
@@ -54,10 +54,12 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
     });
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
-    return BigInt(Date.now()) * 1_000_000n;
+    // Durable upstream once it answered.
+    return { version: BigInt(Date.now()) * 1_000_000n, durable: async () => undefined };
   }
 
   return {
+    placesQuickly: false, // a commit is the upload to the upstream
     async stat(scope, key) {
       const res = await call("HEAD", upstreamKey(scope, key));
       if (res.status !== 200) return undefined;

@@ -9,7 +9,7 @@ import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { fd } from "./fd";
-import { ObjectTooLarge, type StagedObject } from "./object-store";
+import { ObjectTooLarge, type Placed, type StagedObject } from "./object-store";
 
 /** An upload written to a temporary file. */
 export interface TempFile {
@@ -110,7 +110,7 @@ export function createStaging(dataDir: string) {
    * returns its version. `placeMoves`: a placement renames the file away (the local store),
    * so only a failed one leaves it to remove; otherwise (a copy elsewhere) it is removed after.
    */
-  function staged(t: TempFile, place: (t: TempFile, key: string) => Promise<bigint>, placeMoves = false): StagedObject {
+  function staged(t: TempFile, place: (t: TempFile, key: string) => Promise<Placed>, placeMoves = false): StagedObject {
     const discard = () => removeFile(t.tmp);
     return {
       size: t.size,
@@ -125,9 +125,9 @@ export function createStaging(dataDir: string) {
       async commit(key) {
         let placed = false;
         try {
-          const version = await place(t, key);
+          const done = await place(t, key);
           placed = true;
-          return version;
+          return done;
         } finally {
           if (!placed || !placeMoves) await discard();
         }

@@ -213,22 +213,25 @@ export class PgDb {
    * With a signal, as withClient: its firing cancels the statement running and rolls back.
    */
   protected tx<T>(fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T, signal?: AbortSignal): Promise<T> {
-    return this.withClient(async (client) => {
-      try {
-        await client.query("BEGIN");
-        const out = await fn(client);
-        if (out === ROLLBACK_ONLY) {
-          await client.query("ROLLBACK");
-          return rolledBack;
-        }
-        signal?.throwIfAborted();
-        await client.query("COMMIT");
-        return out;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw mapPgError(err);
+    return this.withClient((client) => this.txOn(client, fn, rolledBack, signal), signal);
+  }
+
+  /** As tx, on a client already checked out (one that holds a session lock, say). */
+  protected async txOn<T>(client: PoolClient, fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T, signal?: AbortSignal): Promise<T> {
+    try {
+      await client.query("BEGIN");
+      const out = await fn(client);
+      if (out === ROLLBACK_ONLY) {
+        await client.query("ROLLBACK");
+        return rolledBack;
       }
-    }, signal);
+      signal?.throwIfAborted();
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw mapPgError(err);
+    }
   }
 
   /**

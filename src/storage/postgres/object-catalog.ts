@@ -1,13 +1,19 @@
 /** The object catalog (what a bucket holds, by key) and multipart uploads in progress. */
-import type { Pool } from "pg";
+import type { Pool, PoolClient } from "pg";
 import type { Job, JobStatus, NewJob, Scope } from "../../domain/job";
 import type { MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import { NotFound } from "../../domain/errors";
 import * as SQL from "./sql";
 import { PgDb } from "./db";
+import { mapPgError } from "./pg-errors";
+import { KeyedTurns } from "../keyed-turns";
+import type { ObjectStore } from "../object-store";
 import { insertedJobs, jobInsertParams, num, toObject } from "./rows";
 
 export class ObjectCatalog extends PgDb {
+  /** Writes of one key in this process, one at a time (inTurn). */
+  private readonly turns = new KeyedTurns();
+
   constructor(pool: Pool) {
     super({ connectionString: "", pool });
   }
@@ -18,17 +24,52 @@ export class ObjectCatalog extends PgDb {
   }
 
   /**
-   * Records an uploaded object and creates its jobs, in one transaction (one statement):
-   * once it returns, both are durable. NotFound when the bucket has no row (or is being
-   * deleted).
+   * Places an upload's bytes and records the object and its jobs in one turn of the key
+   * (inTurn): two uploads of one key, on any instances, land their bytes and their rows in
+   * the same order — else the catalog's ETag, size and version could describe bytes no
+   * longer there. `place` puts the bytes where readers find them and answers the row and
+   * the jobs to write. Row and jobs go in one statement (its own transaction), which also
+   * lets the lock go: once this returns, both are committed. NotFound when the bucket has no
+   * row (or is being deleted).
    */
-  async objectPut(scope: Scope, o: StoredObject, jobs: readonly NewJob[]): Promise<Job[]> {
-    const [r] = await this.q(SQL.OBJECT_PUT, [
-      ...jobInsertParams(jobs),
-      scope.org, scope.bucket, o.key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt,
-    ]);
-    if (!r.bucket_found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
-    return [...insertedJobs(jobs, r.jobs as Array<{ job_id: string; source_id: string }>).values()];
+  async objectPut(scope: Scope, key: string, place: () => Promise<{ object: StoredObject; jobs: readonly NewJob[] }>, store: Pick<ObjectStore, "placesQuickly">): Promise<Job[]> {
+    const lockAcrossInstances = store.placesQuickly;
+    const r = await this.inTurn(scope, key, lockAcrossInstances, async (client, released) => {
+      const { object: o, jobs } = await place();
+      const values = [
+        ...jobInsertParams(jobs),
+        scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances,
+      ];
+      const [row] = client ? (await client.query(SQL.OBJECT_PUT, values).catch((err: unknown) => Promise.reject(mapPgError(err)))).rows : await this.q(SQL.OBJECT_PUT, values);
+      released();
+      return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
+    });
+    if (!r.found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
+    return [...insertedJobs(r.jobs, r.inserted).values()];
+  }
+
+  /**
+   * Runs `fn` in the object's turn: after every earlier write of the key in this process
+   * (KeyedTurns, so waiting writes of one key hold no connection), and when `lock` holding its
+   * lock across instances (OBJECT_LOCK: a session advisory lock on the client `fn` is given
+   * for its statements); without, `fn` gets no client and none is held. `fn` calls
+   * `released()` once a statement of its own has let the lock go (OBJECT_PUT does); otherwise
+   * it is let go after `fn`. No signal: once bytes are placed their row is written, whoever
+   * left. A client that cannot let it go is dropped, lock and all.
+   */
+  private inTurn<T>(scope: Scope, key: string, lock: boolean, fn: (client: PoolClient | undefined, released: () => void) => Promise<T>): Promise<T> {
+    const args = [scope.org, scope.bucket, key];
+    if (!lock) return this.turns.run(args.join("\u0000"), () => fn(undefined, () => undefined));
+    return this.turns.run(args.join("\u0000"), () => this.withClient(async (client, markBroken) => {
+      await client.query(SQL.OBJECT_LOCK, args);
+      let held = true;
+      try {
+        return await fn(client, () => (held = false));
+      } finally {
+        // A statement that failed after letting it go finds none here, and says so.
+        if (held) await client.query(SQL.OBJECT_UNLOCK, args).catch((err: Error) => markBroken(err));
+      }
+    }));
   }
 
   /** Keys after `after` that start with `prefix`, in byte order. */
@@ -38,18 +79,23 @@ export class ObjectCatalog extends PgDb {
 
   /**
    * Forgets an object: its catalog row, its outputs at every destination, and its
-   * unfinished jobs (cancelled). False when it was not in the catalog.
+   * unfinished jobs (cancelled), in one transaction; then its bytes in `store` — all in one
+   * turn of the key, as objectPut. False when there was neither a row nor bytes.
    */
-  async objectDelete(scope: Scope, key: string, nowMs: number): Promise<boolean> {
-    const { found, running } = await this.tx(async (client) => {
-      const del = await client.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3", [scope.org, scope.bucket, key]);
-      for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await client.query(statement, [scope.org, scope.bucket, key]);
-      const jobs = await client.query(SQL.OBJECT_CANCEL_JOBS, [scope.org, scope.bucket, key, nowMs]);
-      const running = jobs.rows.filter((r) => r.status === "processing").map((r) => r.job_id as string);
-      for (const id of running) await client.query("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, id]);
-      return { found: (del.rowCount ?? 0) > 0, running };
-    }, { found: false, running: [] as string[] });
-    return found || running.length > 0;
+  async objectDelete(scope: Scope, key: string, nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<boolean> {
+    return this.inTurn(scope, key, store.placesQuickly, async (client) => {
+      const inTx: typeof this.tx = client ? (fn, rolledBack) => this.txOn(client, fn, rolledBack) : (fn, rolledBack) => this.tx(fn, rolledBack);
+      const { found, running } = await inTx(async (c) => {
+        const del = await c.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3", [scope.org, scope.bucket, key]);
+        for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await c.query(statement, [scope.org, scope.bucket, key]);
+        const jobs = await c.query(SQL.OBJECT_CANCEL_JOBS, [scope.org, scope.bucket, key, nowMs]);
+        const running = jobs.rows.filter((r) => r.status === "processing").map((r) => r.job_id as string);
+        for (const id of running) await c.query("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, id]);
+        return { found: (del.rowCount ?? 0) > 0, running };
+      }, { found: false, running: [] as string[] });
+      const removed = await store.remove(scope, key);
+      return found || running.length > 0 || removed;
+    });
   }
 
   /** Per pipeline, the latest job of an object. */

@@ -289,13 +289,19 @@ export const OBJECT_COLUMNS = `object_key, size, etag, content_type, metadata, v
 
 export const OBJECT_GET = `SELECT ${OBJECT_COLUMNS} FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3`;
 
+/** The advisory lock key of an object (a 64-bit hash: two keys that share one only wait for each other). */
+function objectLockKey(org: string, bucket: string, key: string): string {
+  return `hashtextextended(${org} || '/' || ${bucket} || '/' || ${key}, 7340)`;
+}
+
 /**
  * An uploaded object recorded and its jobs made, in one statement (one round trip, its own
  * transaction): the bucket's row shared first (a bucket delete, which locks it, waits for
  * the upload or the upload finds no bucket), then the catalog row (created or replaced),
  * then the jobs ($1 as JOB_INSERT_BATCH; an empty array for none), with one NOTIFY when
  * there are any. Object: org $2, bucket $3, key $4, size $5, etag $6, content type $7,
- * metadata $8, version $9, time $10. Answers bucket_found and the jobs that went in.
+ * metadata $8, version $9, time $10. Answers bucket_found and the jobs that went in, and
+ * with $11 releases the key's lock (OBJECT_LOCK) the session took before placing the bytes.
  */
 export const OBJECT_PUT = `
 WITH bucket AS (
@@ -311,7 +317,16 @@ WITH bucket AS (
 )
 SELECT EXISTS (SELECT 1 FROM bucket) AS bucket_found,
   (SELECT coalesce(jsonb_agg(to_jsonb(ins)), '[]'::jsonb) FROM ins) AS jobs,
-  (SELECT pg_notify('${CHANNEL_JOBS}', '') WHERE EXISTS (SELECT 1 FROM ins)) AS woke`;
+  (SELECT pg_notify('${CHANNEL_JOBS}', '') WHERE EXISTS (SELECT 1 FROM ins)) AS woke,
+  (SELECT pg_advisory_unlock(${objectLockKey("$2", "$3", "$4")}) WHERE $11::boolean) AS unlocked`;
+
+/**
+ * An object's lock across instances (org $1, bucket $2, key $3): a session advisory lock
+ * held from before an upload places its bytes until OBJECT_PUT has written their row, so
+ * uploads (and deletes) of one key land their bytes and their rows in the same order.
+ */
+export const OBJECT_LOCK = `SELECT pg_advisory_lock(${objectLockKey("$1", "$2", "$3")})`;
+export const OBJECT_UNLOCK = `SELECT pg_advisory_unlock(${objectLockKey("$1", "$2", "$3")})`;
 
 /** Keys after $3 under prefix $4, in key order (byte order: "C" collation). */
 export const OBJECT_LIST = `

@@ -8,7 +8,8 @@
  *
  * An upload (plain or aws-chunked) is staged and checked (upload-body.ts), fsynced and
  * renamed into place; its catalog row and the jobs of the matching rules are committed
- * together before it is acknowledged. A client that goes away mid-upload leaves nothing.
+ * together before it is acknowledged — in the key's turn, so concurrent uploads of one key
+ * leave the bytes of one and its row. A client that goes away mid-upload leaves nothing.
  * Deleting an object removes its outputs and cancels its unfinished jobs.
  */
 import { timingSafeEqual } from "node:crypto";
@@ -23,8 +24,8 @@ import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
 import { continuationToken, listObjectPage, MAX_KEYS } from "../../service/object-listing";
 import { presignedPayload } from "../../service/presign";
-import { jobsForUpload } from "../../service/upload-jobs";
-import { ObjectConflict, type ObjectStore, type StagedObject } from "../../storage/object-store";
+import { loadRouting, planJobs } from "../../service/upload-jobs";
+import { ObjectConflict, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
@@ -209,8 +210,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     for (const key of keys) {
       try {
         checkObjectKey(key, "Key");
-        await repo.catalog.objectDelete(scope, key, deps.now());
-        await objects.remove(scope, key);
+        await repo.catalog.objectDelete(scope, key, deps.now(), objects);
         if (!quiet) results.push(`<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`);
       } catch (err) {
         results.push(`<Error><Key>${xmlEscape(key)}</Key><Code>InvalidArgument</Code><Message>${xmlEscape((err as Error).message)}</Message></Error>`);
@@ -227,7 +227,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
 
   /**
    * Puts a staged object in place, records it and creates its jobs in one transaction,
-   * and answers; shared by PutObject and CompleteMultipartUpload.
+   * and answers once all of it is durable; shared by PutObject, CopyObject and
+   * CompleteMultipartUpload.
    */
   async function storeObject(res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
     if (bucket.storageQuotaBytes > 0) {
@@ -239,22 +240,22 @@ export function createBytePlane(deps: BytePlaneDeps) {
         throw new S3Error("QuotaExceeded", 403, `this upload would take bucket "${r.bucket}" past its storage quota of ${bucket.storageQuotaBytes} bytes (storageQuotaBytes)`);
       }
     }
-    let version: bigint;
-    try {
-      version = await staged.commit(r.key);
-    } catch (err) {
-      if (err instanceof ObjectConflict) throw new S3Error("InvalidArgument", 409, err.message);
-      throw err;
-    }
-    const now = deps.now();
+    const routing = await loadRouting(repo, scope, bucket.internalSourceId);
     const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
-    const jobs = await jobsForUpload(repo, scope, bucket.internalSourceId, facts, r.requestId, now, version);
-    try {
-      await repo.catalog.objectPut(scope, { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now }, jobs);
-    } catch (err) {
+    // Bytes and row in one turn of the key (ObjectCatalog.objectPut); durable after it, before the answer.
+    let placed: Placed | undefined;
+    const place = async () => {
+      const { version } = (placed = await staged.commit(r.key).catch((err) => {
+        throw err instanceof ObjectConflict ? new S3Error("InvalidArgument", 409, err.message) : err;
+      }));
+      const now = deps.now();
+      const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
+      return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }) };
+    };
+    const jobs = await repo.catalog.objectPut(scope, r.key, place, objects).catch((err) => {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
       throw err;
-    }
+    }).finally(() => placed?.durable());
     const headers = { etag: `"${etag}"`, "x-amz-request-id": r.requestId, ...(jobs.length ? { "x-k3-jobs": jobs.map((j) => j.jobId).join(",") } : {}) };
     if (xml) send(res, 200, { ...headers, "content-type": "application/xml" }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml(etag)}`);
     else send(res, 200, headers);
@@ -379,8 +380,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       case "DELETE":
         authorize(caller, r.bucket, "writer");
         await bucketOf(scope);
-        await repo.catalog.objectDelete(scope, r.key, deps.now());
-        await objects.remove(scope, r.key);
+        await repo.catalog.objectDelete(scope, r.key, deps.now(), objects);
         send(res, 204, { "x-amz-request-id": r.requestId });
         return;
       default:

@@ -1,0 +1,28 @@
+/**
+ * Turns per key within a process: `run(key, fn)` starts `fn` once every earlier turn of the
+ * same key has ended; different keys never wait for each other. The object catalog writes
+ * an object's bytes and row in such turns (ObjectCatalog.objectPut).
+ */
+export class KeyedTurns {
+  /** Per key, the end of the last turn queued (resolves, never rejects). */
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(key);
+    let end!: () => void;
+    const mine = new Promise<void>((resolve) => (end = resolve));
+    this.tails.set(key, mine);
+    try {
+      if (before) await before;
+      return await fn();
+    } finally {
+      end();
+      if (this.tails.get(key) === mine) this.tails.delete(key);
+    }
+  }
+
+  /** Keys with a turn running or queued. */
+  get size(): number {
+    return this.tails.size;
+  }
+}
