@@ -28,20 +28,34 @@ export class ObjectCatalog extends PgDb {
    * (inTurn): two uploads of one key, on any instances, land their bytes and their rows in
    * the same order — else the catalog's ETag, size and version could describe bytes no
    * longer there. `place` puts the bytes where readers find them and answers the row and
-   * the jobs to write. Row and jobs go in one statement (its own transaction), which also
+   * the jobs to write; `current()` reads the key's row as the turn sees it (a conditional
+   * write's check). Row and jobs go in one statement (its own transaction), which also
    * lets the lock go: once this returns, both are committed. NotFound when the bucket has no
    * row (or is being deleted).
    */
-  async objectPut(scope: Scope, key: string, place: () => Promise<{ object: StoredObject; jobs: readonly NewJob[] }>, store: Pick<ObjectStore, "placesQuickly">): Promise<Job[]> {
+  async objectPut(
+    scope: Scope,
+    key: string,
+    place: (current: () => Promise<StoredObject | undefined>) => Promise<{ object: StoredObject; jobs: readonly NewJob[] }>,
+    store: Pick<ObjectStore, "placesQuickly">,
+  ): Promise<Job[]> {
     const lockAcrossInstances = store.placesQuickly;
     const r = await this.inTurn(scope, key, lockAcrossInstances, async (client, released) => {
-      const { object: o, jobs } = await place();
+      // A write that looked at the key's row lets the lock go only once its own row is
+      // committed (below, after OBJECT_PUT), so the next writer's look sees it.
+      let looked = false;
+      const current = async () => {
+        looked = true;
+        const rows = client ? (await client.query(SQL.OBJECT_GET, [scope.org, scope.bucket, key])).rows : await this.q(SQL.OBJECT_GET, [scope.org, scope.bucket, key]);
+        return rows[0] ? toObject(rows[0]) : undefined;
+      };
+      const { object: o, jobs } = await place(current);
       const values = [
         ...jobInsertParams(jobs),
-        scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances,
+        scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances && !looked,
       ];
       const [row] = client ? (await client.query(SQL.OBJECT_PUT, values).catch((err: unknown) => Promise.reject(mapPgError(err)))).rows : await this.q(SQL.OBJECT_PUT, values);
-      released();
+      if (!looked) released();
       return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
     });
     if (!r.found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);

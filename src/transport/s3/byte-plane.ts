@@ -2,7 +2,7 @@
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
  * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads,
- * with S3's headers, XML and error codes. Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
+ * with S3's headers, XML, error codes and conditional requests (conditions.ts). Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
  * query) with a token's access key (`tokens create --s3`): the same organization, bucket
  * grants and roles as every other door.
  *
@@ -15,14 +15,14 @@
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { allows, visibleBuckets, type Caller, type Role } from "../../domain/auth";
-import type { BucketRow } from "../../domain/bucket";
+import type { BucketRow, StoredObject } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
 import { mimeTypeOf } from "../../domain/mime";
 import { checkBucket, checkObjectKey } from "../../domain/validate";
 import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
-import { continuationToken, listObjectPage, MAX_KEYS } from "../../service/object-listing";
+import { listObjectsXml } from "./list-objects";
 import { presignedPayload } from "../../service/presign";
 import { loadRouting, planJobs } from "../../service/upload-jobs";
 import { ObjectConflict, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
@@ -34,9 +34,10 @@ import { requestIdOf } from "../services";
 import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { multipart } from "./multipart";
 import { stageUpload } from "./upload-body";
-import { isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
+import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
+import { readConditions, writeConditions, writeRefusal } from "./conditions";
 
 /** What the byte plane needs. */
 export interface BytePlaneDeps {
@@ -112,50 +113,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const page = await repo.buckets.bucketList({ org: caller.org, search: "", names: visibleBuckets(caller) }, { limit: 1000 });
     const items = page.items.map((b) => `<Bucket><Name>${xmlEscape(b.name)}</Name><CreationDate>${isoDate(b.createdAt)}</CreationDate></Bucket>`);
     sendXml(res, `<ListAllMyBucketsResult xmlns="${XMLNS}"><Owner><ID>${xmlEscape(caller.org)}</ID><DisplayName>${xmlEscape(caller.org)}</DisplayName></Owner><Buckets>${items.join("")}</Buckets></ListAllMyBucketsResult>`, r);
-  }
-
-  async function listObjects(res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
-    const v2 = r.query.get("list-type") === "2";
-    const prefix = r.query.get("prefix") ?? "";
-    const delimiter = r.query.get("delimiter") ?? "";
-    const urlEncoded = r.query.get("encoding-type") === "url";
-    const maxKeysRaw = r.query.get("max-keys");
-    const maxKeys = maxKeysRaw === null ? MAX_KEYS : Number(maxKeysRaw);
-    if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error("InvalidArgument", 400, `max-keys ${JSON.stringify(maxKeysRaw)} must be an integer from 0 to ${MAX_KEYS}`);
-    const limit = Math.min(maxKeys, MAX_KEYS);
-    const token = r.query.get("continuation-token");
-    let after: string;
-    if (v2 && token) {
-      after = continuationToken.decode(token);
-    } else {
-      after = (v2 ? r.query.get("start-after") : r.query.get("marker")) ?? "";
-    }
-    const enc = (s: string) => xmlEscape(urlEncoded ? encodeURIComponent(s).replace(/%2F/g, "/") : s);
-    const page = await listObjectPage(repo, scope, { prefix, delimiter, maxKeys: limit, after });
-    const truncated = page.truncated;
-    const last = page.resumeAfter;
-    const contents = page.objects.map(
-      (o) => `<Contents><Key>${enc(o.key)}</Key><LastModified>${isoDate(o.updatedAt)}</LastModified><ETag>&quot;${o.etag}&quot;</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
-    );
-    const prefixes = page.prefixes.map((cp) => `<CommonPrefixes><Prefix>${enc(cp)}</Prefix></CommonPrefixes>`);
-    const head = [
-      `<Name>${xmlEscape(scope.bucket)}</Name>`,
-      `<Prefix>${enc(prefix)}</Prefix>`,
-      delimiter ? `<Delimiter>${enc(delimiter)}</Delimiter>` : "",
-      `<MaxKeys>${limit}</MaxKeys>`,
-      urlEncoded ? "<EncodingType>url</EncodingType>" : "",
-      `<IsTruncated>${truncated}</IsTruncated>`,
-    ];
-    if (v2) {
-      head.push(`<KeyCount>${contents.length + prefixes.length}</KeyCount>`);
-      if (token) head.push(`<ContinuationToken>${xmlEscape(token)}</ContinuationToken>`);
-      if (r.query.get("start-after")) head.push(`<StartAfter>${enc(r.query.get("start-after") ?? "")}</StartAfter>`);
-      if (truncated) head.push(`<NextContinuationToken>${continuationToken.encode(last)}</NextContinuationToken>`);
-    } else {
-      head.push(`<Marker>${enc(r.query.get("marker") ?? "")}</Marker>`);
-      if (truncated && delimiter) head.push(`<NextMarker>${enc(last)}</NextMarker>`);
-    }
-    sendXml(res, `<ListBucketResult xmlns="${XMLNS}">${head.join("")}${contents.join("")}${prefixes.join("")}</ListBucketResult>`, r);
   }
 
   /** Streams a request body to a staged file within the size limit, and checks its digests (upload-body.ts). */
@@ -244,7 +201,10 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
     // Bytes and row in one turn of the key (ObjectCatalog.objectPut); durable after it, before the answer.
     let placed: Placed | undefined;
-    const place = async () => {
+    const conditions = await Promise.resolve(res.req.headers).then(writeConditions).catch((err) => staged.discard().then(() => Promise.reject(err)));
+    const place = async (current: () => Promise<StoredObject | undefined>) => {
+      const refused = conditions && writeRefusal(conditions, await current());
+      if (refused) await staged.discard().then(() => Promise.reject(refused));
       const { version } = (placed = await staged.commit(r.key).catch((err) => {
         throw err instanceof ObjectConflict ? new S3Error("InvalidArgument", 409, err.message) : err;
       }));
@@ -272,6 +232,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
 
   async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
     const o = await repo.catalog.objectGet(scope, r.key);
+    // Conditions before the open: a 304 or 412 needs only the row (conditions.ts).
+    if (o && readConditions(req.headers, o) === "not-modified") return send(res, 304, { etag: `"${o.etag}"`, "last-modified": httpDate(o.updatedAt), "x-amz-request-id": r.requestId });
     const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
     if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
     try {
@@ -332,7 +294,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
             sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
             return;
           }
-          await listObjects(res, scope, r);
+          sendXml(res, await listObjectsXml(repo, scope, r), r);
           return;
         case "POST":
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
