@@ -23,6 +23,7 @@ import { checkBucket, checkObjectKey } from "../../domain/validate";
 import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
 import { listObjectsXml } from "./list-objects";
+import { openCopySource } from "./copy-source";
 import { presignedPayload } from "../../service/presign";
 import { loadRouting, planJobs } from "../../service/upload-jobs";
 import { ObjectConflict, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
@@ -119,36 +120,15 @@ export function createBytePlane(deps: BytePlaneDeps) {
   const stageChecked = (req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal) =>
     stageUpload(objects, deps.maxObjectBytes, req, scope, claim, signal);
 
-  /** CopyObject: the source (which the caller must be able to read) is staged like an upload. */
+  /** The request's copy source (copy-source.ts), which `caller` must be able to read. */
+  const copySource = (req: IncomingMessage, caller: Caller, scope: Scope, signal: AbortSignal) =>
+    openCopySource(deps, req, scope.org, (bucket) => authorize(caller, bucket, "reader"), signal);
+
+  /** CopyObject: the source is staged like an upload. */
   async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: BucketRow, r: S3Request, signal: AbortSignal): Promise<void> {
-    let source = String(req.headers["x-amz-copy-source"]);
-    try {
-      source = decodeURIComponent(source.split("?")[0]).replace(/^\//, "");
-    } catch {
-      throw new S3Error("InvalidArgument", 400, "x-amz-copy-source is not valid percent-encoding");
-    }
-    const slash = source.indexOf("/");
-    const from: Scope = { org: scope.org, bucket: slash < 0 ? source : source.slice(0, slash), signal };
-    const fromKey = slash < 0 ? "" : source.slice(slash + 1);
-    authorize(caller, from.bucket, "reader");
-    const o = fromKey ? await repo.catalog.objectGet(from, fromKey) : undefined;
-    const handle = o && (await objects.open(from, fromKey, { maxBytes: deps.maxObjectBytes, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
-    if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
-    let staged: StagedObject;
-    try {
-      async function* bytes(): AsyncIterable<Buffer> {
-        const buf = Buffer.allocUnsafe(1 << 20);
-        for (let at = 0; ; ) {
-          const { bytesRead } = await handle!.read(buf, 0, buf.length, at);
-          if (bytesRead === 0) return;
-          at += bytesRead;
-          yield Buffer.from(buf.subarray(0, bytesRead));
-        }
-      }
-      staged = await objects.stage(scope, bytes(), deps.maxObjectBytes, signal);
-    } finally {
-      await handle.close();
-    }
+    const source = await copySource(req, caller, scope, signal);
+    const o = source.object;
+    const staged = await objects.stage(scope, source.bytes(), deps.maxObjectBytes, signal).finally(() => source.close());
     const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
     const metadata = replace ? metadataOf(req) : o.metadata;
     const contentType = replace ? String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key) : o.contentType;
@@ -322,7 +302,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
-      await multipart({ send, sendXml, readBody, stageChecked, storeObject }, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
+      const io = { send, sendXml, readBody, stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
+      await multipart(io, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
       return;
     }
     switch (r.method) {

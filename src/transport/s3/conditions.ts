@@ -37,17 +37,17 @@ function failed(condition: string): S3Error {
 }
 
 /**
- * Checks a read's conditions against the object: throws 412 PreconditionFailed, answers
- * "not-modified" for a 304, or "send".
+ * Checks a read's conditions against the object: throws 412 PreconditionFailed (naming the
+ * condition after `named`), answers "not-modified" for a 304, or "send".
  */
-export function readConditions(h: IncomingHttpHeaders, o: StoredObject): "send" | "not-modified" {
+export function readConditions(h: IncomingHttpHeaders, o: StoredObject, named = ""): "send" | "not-modified" {
   const modified = Math.floor(o.updatedAt / 1000);
   const ifMatch = h["if-match"];
   if (ifMatch !== undefined) {
-    if (!etagListed(ifMatch, o.etag)) throw failed("If-Match");
+    if (!etagListed(ifMatch, o.etag)) throw failed(`${named}If-Match`);
   } else {
     const since = secondsOf(h["if-unmodified-since"]);
-    if (since !== undefined && modified > since) throw failed("If-Unmodified-Since");
+    if (since !== undefined && modified > since) throw failed(`${named}If-Unmodified-Since`);
   }
   const ifNoneMatch = h["if-none-match"];
   if (ifNoneMatch !== undefined) return etagListed(ifNoneMatch, o.etag) ? "not-modified" : "send";

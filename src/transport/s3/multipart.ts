@@ -1,5 +1,6 @@
 /**
- * Multipart uploads on the byte plane: parts are staged like uploads and kept under
+ * Multipart uploads on the byte plane: parts (uploaded, or copied from a range of another
+ * object: UploadPartCopy) are staged like uploads and kept under
  * `<dataDir>/tmp/mpu-<uploadId>/`, listed in the database; completing one assembles the
  * listed parts in order into one staged object and stores it like a PutObject (catalog row
  * and jobs in one transaction), with S3's multipart ETag (the MD5 of the parts' MD5s, "-",
@@ -13,7 +14,8 @@ import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import { entityTooLarge, S3Error, xmlEscape } from "../../s3/errors";
-import { metadataOf, XMLNS, type S3Request } from "./protocol";
+import { isoDate, metadataOf, XMLNS, type S3Request } from "./protocol";
+import { copySourceRange, type CopySource } from "./copy-source";
 import type { SigV4Claim } from "../../s3/sigv4";
 
 /** The byte plane's answering and storing steps that multipart reuses. */
@@ -33,6 +35,8 @@ export interface S3Io {
     metadata: Record<string, string>,
     xml?: (etag: string) => string,
   ): Promise<void>;
+  /** The request's copy source, for UploadPartCopy (copy-source.ts). */
+  copySource(): Promise<CopySource>;
 }
 
 /** What multipart needs besides the byte plane's steps. */
@@ -59,11 +63,16 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
   if (r.method === "PUT") {
     const n = Number(r.query.get("partNumber"));
     if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new S3Error("InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive");
-    const staged = await stageChecked(req, scope, claim, signal);
+    // UploadPartCopy: the part is a range of another object (the AWS CLI and SDKs copy large objects so).
+    const source = req.headers["x-amz-copy-source"] ? await io.copySource() : undefined;
+    const staged = source
+      ? await objects.stage(scope, source.bytes(...copySourceRange(req.headers["x-amz-copy-source-range"] as string | undefined, source.size)), deps.maxObjectBytes, signal).finally(() => source.close())
+      : await stageChecked(req, scope, claim, signal);
     await staged.keepAsPart(uploadId, n);
     const etag = staged.md5.toString("hex");
     await repo.catalog.mpuPartPut(uploadId, { partNumber: n, size: staged.size, etag }, deps.now());
-    send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
+    if (source) sendXml(res, `<CopyPartResult xmlns="${XMLNS}"><LastModified>${isoDate(deps.now())}</LastModified><ETag>&quot;${etag}&quot;</ETag></CopyPartResult>`, r);
+    else send(res, 200, { etag: `"${etag}"`, "x-amz-request-id": r.requestId });
     return;
   }
   if (r.method === "GET") {
