@@ -1,5 +1,5 @@
 /** The object catalog (what a bucket holds, by key) and multipart uploads in progress. */
-import type { Pool, PoolClient } from "pg";
+import type { Pool, PoolClient, QueryResultRow } from "pg";
 import type { Job, JobStatus, NewJob, Scope } from "../../domain/job";
 import type { MultipartUpload, ObjectIndexStatus, StoredObject, UploadedPart } from "../../domain/bucket";
 import { NotFound } from "../../domain/errors";
@@ -127,8 +127,7 @@ export class ObjectCatalog extends PgDb {
 
   async mpuGet(scope: Scope, uploadId: string): Promise<MultipartUpload | undefined> {
     const rows = await this.q("SELECT upload_id, object_key, content_type, metadata, created_at FROM multipart_uploads WHERE upload_id = $1 AND org = $2 AND bucket = $3", [uploadId, scope.org, scope.bucket]);
-    const r = rows[0];
-    return r ? { uploadId: r.upload_id, key: r.object_key, contentType: r.content_type, metadata: r.metadata ?? {}, createdAt: num(r.created_at) } : undefined;
+    return rows[0] ? toUpload(rows[0]) : undefined;
   }
 
   async mpuPartPut(uploadId: string, part: UploadedPart, nowMs: number): Promise<void> {
@@ -144,8 +143,24 @@ export class ObjectCatalog extends PgDb {
     return rows.map((r) => ({ partNumber: r.part_number as number, size: num(r.size), etag: r.etag as string }));
   }
 
+  /** A bucket's uploads in progress under `prefix`, by key then upload id, after (key, id) `after`; at most `limit`. */
+  async mpuList(scope: Scope, p: { prefix: string; after: [string, string]; limit: number }): Promise<MultipartUpload[]> {
+    const rows = await this.q(
+      `SELECT upload_id, object_key, content_type, metadata, created_at FROM multipart_uploads
+       WHERE org = $1 AND bucket = $2 AND starts_with(object_key, $3) AND (object_key, upload_id) > ($4, $5)
+       ORDER BY object_key, upload_id LIMIT $6`,
+      [scope.org, scope.bucket, p.prefix, p.after[0], p.after[1], p.limit],
+      scope.signal,
+    );
+    return rows.map(toUpload);
+  }
+
   /** Forgets an upload and its parts; false when there was none. */
   async mpuDelete(uploadId: string): Promise<boolean> {
     return (await this.exec("DELETE FROM multipart_uploads WHERE upload_id = $1", [uploadId])) > 0;
   }
+}
+
+function toUpload(r: QueryResultRow): MultipartUpload {
+  return { uploadId: r.upload_id, key: r.object_key, contentType: r.content_type, metadata: r.metadata ?? {}, createdAt: num(r.created_at) };
 }

@@ -33,7 +33,8 @@ import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
 import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
-import { multipart } from "./multipart";
+import { listUploadsXml, multipart } from "./multipart";
+import { refuseUnserved } from "./subresources";
 import { stageUpload } from "./upload-body";
 import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
@@ -217,7 +218,10 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
     if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
     try {
-      const range = head ? undefined : parseRange(req.headers.range, handle.size);
+      // GetObject's partNumber: an object is one part here (parts are not kept once assembled).
+      const part = r.query.get("partNumber");
+      if (part !== null && part !== "1") throw new S3Error("InvalidPartNumber", 416, `partNumber ${JSON.stringify(part)}: this object is one part, partNumber 1`);
+      const range = head ? undefined : part && handle.size > 0 ? ([0, handle.size - 1] as [number, number]) : parseRange(req.headers.range, handle.size);
       const headers: Record<string, string | number> = { ...objectHeaders(o), "x-amz-request-id": r.requestId };
       if (head) {
         send(res, 200, { ...headers, "content-length": handle.size });
@@ -252,6 +256,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     } catch {
       throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
     }
+    refuseUnserved(r.method, r.query, req.headers);
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
     if (r.key === "") {
       switch (r.method) {
@@ -270,11 +275,10 @@ export function createBytePlane(deps: BytePlaneDeps) {
         case "GET":
           authorize(caller, r.bucket, "reader");
           await bucketOf(scope);
-          if (r.query.has("location")) {
-            sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
-            return;
-          }
-          sendXml(res, await listObjectsXml(repo, scope, r), r);
+          if (r.query.has("location")) sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
+          else if (r.query.has("versioning")) sendXml(res, `<VersioningConfiguration xmlns="${XMLNS}"/>`, r); // never enabled
+          else if (r.query.has("uploads")) sendXml(res, await listUploadsXml(repo, scope, r), r);
+          else sendXml(res, await listObjectsXml(repo, scope, r), r);
           return;
         case "POST":
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");

@@ -47,7 +47,7 @@ export interface MultipartDeps {
   now: () => number;
 }
 
-/** CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
+/** CreateMultipartUpload, UploadPart(Copy), CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
 export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
   const { repo, objects } = deps;
   const { send, sendXml, readBody, stageChecked, storeObject } = io;
@@ -110,4 +110,23 @@ export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMess
   );
   await repo.catalog.mpuDelete(uploadId);
   await objects.dropUpload(uploadId);
+}
+
+/** ListMultipartUploads (`GET /{bucket}?uploads`): uploads in progress, by key then upload id, up to `max-uploads` (1,000). */
+export async function listUploadsXml(repo: Repository, scope: Scope, r: S3Request): Promise<string> {
+  const prefix = r.query.get("prefix") ?? "";
+  const keyMarker = r.query.get("key-marker") ?? "";
+  const idMarker = keyMarker ? (r.query.get("upload-id-marker") ?? "") : "";
+  const raw = r.query.get("max-uploads");
+  const max = raw === null ? 1000 : Number(raw);
+  if (!Number.isInteger(max) || max < 0) throw new S3Error("InvalidArgument", 400, `max-uploads ${JSON.stringify(raw)} must be an integer from 0 to 1000`);
+  const limit = Math.min(max, 1000);
+  // Past the marker key: its uploads after the id marker, or none of it without one (as S3).
+  const found = await repo.catalog.mpuList(scope, { prefix, after: [keyMarker, idMarker || (keyMarker ? "\uffff" : "")], limit: limit + 1 });
+  const page = found.slice(0, limit);
+  const truncated = found.length > limit;
+  const last = page[page.length - 1];
+  const uploads = page.map((u) => `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${u.uploadId}</UploadId><StorageClass>STANDARD</StorageClass><Initiated>${isoDate(u.createdAt)}</Initiated></Upload>`);
+  const next = truncated && last ? `<NextKeyMarker>${xmlEscape(last.key)}</NextKeyMarker><NextUploadIdMarker>${last.uploadId}</NextUploadIdMarker>` : "";
+  return `<ListMultipartUploadsResult xmlns="${XMLNS}"><Bucket>${xmlEscape(scope.bucket)}</Bucket><KeyMarker>${xmlEscape(keyMarker)}</KeyMarker><UploadIdMarker>${xmlEscape(idMarker)}</UploadIdMarker>${next}<Prefix>${xmlEscape(prefix)}</Prefix><MaxUploads>${limit}</MaxUploads><IsTruncated>${truncated}</IsTruncated>${uploads.join("")}</ListMultipartUploadsResult>`;
 }
