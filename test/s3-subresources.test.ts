@@ -107,3 +107,14 @@ test("GetObject with partNumber: part 1 is the whole object, any other part is I
   expect(readFileSync(out, "utf8")).toBe("precious bytes");
   expect(await aws("s3api", "get-object", "--bucket", B, "--key", "precious.txt", "--part-number", "2", join(work, "part2.txt"))).toMatch(/\(InvalidPartNumber\)/);
 });
+
+test("a browser form upload (POST Object) is 501 with a pointer to presigned PUTs, before any authentication", async () => {
+  const form = new FormData();
+  form.append("key", "form/up.txt");
+  form.append("policy", "e30=");
+  form.append("file", new Blob(["form bytes"]), "up.txt");
+  const res = await fetch(`${s.httpUrl}/${B}`, { method: "POST", body: form });
+  expect(res.status).toBe(501);
+  expect(await res.text()).toMatch(/POST Object .* presigned PUT/);
+  expect((await fetch(`${s.httpUrl}/${B}/form/up.txt`, { method: "HEAD", headers: auth })).status).toBe(404);
+});

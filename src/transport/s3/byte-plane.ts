@@ -245,6 +245,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, r: S3Request, signal: AbortSignal): Promise<void> {
+    refuseUnserved(r.method, r.key, r.query, req.headers);
     const { caller, claim } = await authenticate(req, r);
     if (r.bucket === "") {
       if (r.method !== "GET") throw new S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.");
@@ -256,7 +257,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
     } catch {
       throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
     }
-    refuseUnserved(r.method, r.query, req.headers);
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
     if (r.key === "") {
       switch (r.method) {

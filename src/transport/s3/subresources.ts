@@ -7,7 +7,9 @@
  * anything is read or changed — taken for the plain operation on the same path, a
  * PutObjectTagging would overwrite the object with its XML and a DeleteBucketCors delete
  * the bucket. Requests that ask for guarantees the byte plane cannot give (customer-key
- * encryption, object lock) or for a version other than the current one are refused too.
+ * encryption, object lock) or for a version other than the current one are refused too, and
+ * so are browser form uploads (POST Object), before authentication, which they carry in
+ * the form.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { S3Error } from "../../s3/errors";
@@ -27,7 +29,10 @@ const UNSERVED_HEADERS = [
 ];
 
 /** Throws 501 NotImplemented (400 for a version) when the request names what is not served. */
-export function refuseUnserved(method: string, query: URLSearchParams, headers: IncomingHttpHeaders): void {
+export function refuseUnserved(method: string, key: string, query: URLSearchParams, headers: IncomingHttpHeaders): void {
+  if (method === "POST" && key === "" && /^multipart\/form-data/i.test(String(headers["content-type"] ?? ""))) {
+    throw new S3Error("NotImplemented", 501, "POST Object (an HTML form upload with a signed policy) is not implemented on this byte plane; upload with PUT — a presigned PUT URL works from a browser");
+  }
   const sub = UNSERVED.find((name) => query.has(name)) ?? (query.has("versioning") && method !== "GET" ? "versioning" : undefined);
   if (sub) throw new S3Error("NotImplemented", 501, `?${sub} (the ${sub} sub-resource) is not implemented on this byte plane; nothing was read or changed`);
   const header = UNSERVED_HEADERS.find((name) => headers[name] !== undefined);
