@@ -21,6 +21,11 @@ export class KeyedTurns {
     }
   }
 
+  /** Resolves once every turn of `key` queued so far has ended (at once when there is none). */
+  async ended(key: string): Promise<void> {
+    await this.tails.get(key);
+  }
+
   /** Keys with a turn running or queued. */
   get size(): number {
     return this.tails.size;

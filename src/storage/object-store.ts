@@ -8,6 +8,7 @@
 import { constants, lstat as lstatCb, lstatSync, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { fd } from "./fd";
+import { stampFile } from "./version-stamp";
 import { createStaging, removeFile, syncDir, type TempFile } from "./staging";
 import type { CatalogEntry } from "../domain/bucket";
 import { dirname, join, sep } from "node:path";
@@ -134,6 +135,12 @@ export interface ObjectStore {
    * store's commit is the upload itself and holds no database connection that long.
    */
   readonly placesQuickly: boolean;
+  /**
+   * Whether a handle's version is the one the catalog records for the same bytes (the local
+   * store: the file's mtime), so a reader can tell a row from another upload; an upstream's
+   * handles carry its Last-Modified instead.
+   */
+  readonly catalogVersions: boolean;
   /** The regular files of a bucket folder (links and anything outside are skipped), for adoption. */
   listFiles(scope: Scope, max: number): Promise<CatalogEntry[]>;
   /**
@@ -382,6 +389,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
    */
   async function place(t: TempFile, key: string, scope: Scope): Promise<Placed> {
     const root = bucketDir(dataDir, scope);
+    await stampFile(t.tmp); // its version (version-stamp.ts), read back from the placed file
     if (isPlainPath(key)) {
       const placed = await renameInto(t.tmp, join(root, key));
       if (placed !== undefined) {
@@ -428,6 +436,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   }
   return {
     placesQuickly: true,
+    catalogVersions: true,
     open: openObject,
     stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope), true),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>

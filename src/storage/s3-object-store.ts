@@ -17,6 +17,7 @@ import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
 import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
 import { createS3Client, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
+import { nextStampMicros } from "./version-stamp";
 
 /** Where the upstream is and how to sign for it. */
 export interface S3UpstreamOptions extends S3Location {
@@ -55,11 +56,12 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
     // Durable upstream once it answered.
-    return { version: BigInt(Date.now()) * 1_000_000n, durable: async () => undefined };
+    return { version: BigInt(nextStampMicros()) * 1000n, durable: async () => undefined };
   }
 
   return {
     placesQuickly: false, // a commit is the upload to the upstream
+    catalogVersions: false,
     async stat(scope, key) {
       const res = await call("HEAD", upstreamKey(scope, key));
       if (res.status !== 200) return undefined;

@@ -62,6 +62,11 @@ export class ObjectCatalog extends PgDb {
     return [...insertedJobs(r.jobs, r.inserted).values()];
   }
 
+  /** Resolves once the writes of the key this process has begun have ended (their rows written). */
+  writesEnded(scope: Scope, key: string): Promise<void> {
+    return this.turns.ended([scope.org, scope.bucket, key].join("\u0000"));
+  }
+
   /**
    * Runs `fn` in the object's turn: after every earlier write of the key in this process
    * (KeyedTurns, so waiting writes of one key hold no connection), and when `lock` holding its

@@ -26,7 +26,7 @@ import { listObjectsXml } from "./list-objects";
 import { openCopySource } from "./copy-source";
 import { presignedPayload } from "../../service/presign";
 import { loadRouting, planJobs } from "../../service/upload-jobs";
-import { ObjectConflict, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
+import { ObjectConflict, type ObjectHandle, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
@@ -211,13 +211,34 @@ export function createBytePlane(deps: BytePlaneDeps) {
     return text;
   }
 
+  /**
+   * The object's row and its bytes opened, from the same upload where versions can be
+   * compared: an upload that renamed its bytes into place between the row's read and the
+   * open writes its row right after, in its turn, so on a mismatch both are read again once
+   * this process's writes of the key have ended (and after a short wait, for another
+   * instance's), four times at most.
+   */
+  async function openObject(scope: Scope, key: string, signal: AbortSignal, first: StoredObject): Promise<{ o: StoredObject | undefined; handle: ObjectHandle | undefined }> {
+    let o: StoredObject | undefined = first;
+    for (let attempt = 1; ; attempt++) {
+      const handle = o && (await objects.open(scope, key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
+      if (!o || !handle || !objects.catalogVersions || o.version === handle.version || attempt === 4) return { o, handle };
+      await handle.close();
+      await repo.catalog.writesEnded(scope, key);
+      await new Promise((resolve) => setTimeout(resolve, attempt * 2));
+      o = await repo.catalog.objectGet(scope, key);
+    }
+  }
+
   async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
-    const o = await repo.catalog.objectGet(scope, r.key);
+    const first = await repo.catalog.objectGet(scope, r.key);
     // Conditions before the open: a 304 or 412 needs only the row (conditions.ts).
-    if (o && readConditions(req.headers, o) === "not-modified") return send(res, 304, { etag: `"${o.etag}"`, "last-modified": httpDate(o.updatedAt), "x-amz-request-id": r.requestId });
-    const handle = o && (await objects.open(scope, r.key, { maxBytes: Number.MAX_SAFE_INTEGER, timeoutMs: deps.readTimeoutMs, signal }).catch(() => undefined));
+    const notModified = (row: StoredObject) => send(res, 304, { etag: `"${row.etag}"`, "last-modified": httpDate(row.updatedAt), "x-amz-request-id": r.requestId });
+    if (first && readConditions(req.headers, first) === "not-modified") return notModified(first);
+    const { o, handle } = first ? await openObject(scope, r.key, signal, first) : { o: undefined, handle: undefined };
     if (!o || !handle) throw new S3Error("NoSuchKey", 404, "The specified key does not exist.");
     try {
+      if (o !== first && readConditions(req.headers, o) === "not-modified") return notModified(o);
       // GetObject's partNumber: an object is one part here (parts are not kept once assembled).
       const part = r.query.get("partNumber");
       if (part !== null && part !== "1") throw new S3Error("InvalidPartNumber", 416, `partNumber ${JSON.stringify(part)}: this object is one part, partNumber 1`);
