@@ -6,34 +6,27 @@
  * multipart download whose object is replaced halfway fails (s3transfer sends If-Match with
  * every part after the first) instead of writing a file made of two objects.
  */
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { startPeer, startServers, type TestServers } from "./helpers/servers";
-import { insertToken } from "./helpers/tokens";
-import { jsonClient } from "./helpers/http";
+import { s3Admin, type S3Admin } from "./helpers/s3-clients";
 
 jest.setTimeout(120_000);
-const run = promisify(execFile);
 
 let s: TestServers;
 let peer: Awaited<ReturnType<typeof startPeer>>;
+let admin: S3Admin;
 let auth: Record<string, string>;
-const keys = { id: "", secret: "" };
 const B = "kb-conditions";
 const work = mkdtempSync(join(tmpdir(), "k3-conditions-"));
 
 beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on", K3_MAX_OBJECT_BYTES: String(30 * 1024 * 1024) });
   peer = await startPeer(s, { K3_AUTH: "on", K3_DATA_DIR: s.dataDir });
-  const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
-  auth = { authorization: `Bearer ${t.token}` };
-  keys.id = t.id;
-  keys.secret = t.secret;
-  expect((await jsonClient(() => s.httpUrl, auth)("POST", "/admin/buckets", { name: B })).status).toBe(200);
+  admin = await s3Admin(s, work, [B]);
+  auth = admin.auth;
 });
 afterAll(async () => {
   await peer.stop();
@@ -122,14 +115,8 @@ test("eight If-None-Match: * uploads of one new key at once, on two instances: e
   expect(staged()).toEqual([]);
 });
 
-/** boto3 (the python3 on PATH has it) with the access keys; prints what the script prints. */
-async function boto3(script: string): Promise<string> {
-  const prelude = `import boto3, sys\nfrom botocore.config import Config\nc = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name="us-east-1", config=Config(signature_version="s3v4"))\n`;
-  return (await run("python3", ["-c", prelude + script, s.httpUrl, keys.id, keys.secret, work], { timeout: 60_000 })).stdout.trim();
-}
-
 test("boto3: put_object(IfNoneMatch='*') twice is PreconditionFailed the second time", async () => {
-  const out = await boto3(`
+  const out = await admin.boto3(`
 from botocore.exceptions import ClientError
 c.put_object(Bucket="${B}", Key="boto/once.txt", Body=b"one", IfNoneMatch="*")
 try:
@@ -143,7 +130,7 @@ print(c.get_object(Bucket="${B}", Key="boto/once.txt")["Body"].read().decode())
 });
 
 test("boto3: a multipart download whose object is replaced halfway fails rather than mixing the two", async () => {
-  const out = await boto3(`
+  const out = await admin.boto3(`
 import os, urllib.request
 from boto3.s3.transfer import TransferConfig
 big = os.urandom(12 * 1024 * 1024)
@@ -163,6 +150,6 @@ try:
     print("raced downloaded", os.path.exists(target))
 except Exception as e:
     print("raced failed:", type(e).__name__, "did not match expected ETag" in str(e), os.path.exists(target))
-`);
+`, work);
   expect(out.split("\n")).toEqual(["plain True", "raced failed: S3DownloadFailedError True False"]);
 });

@@ -11,14 +11,14 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startServers, type TestServers } from "./helpers/servers";
 import { insertToken } from "./helpers/tokens";
-import { jsonClient } from "./helpers/http";
+import { s3Admin, type S3Admin } from "./helpers/s3-clients";
 
 jest.setTimeout(120_000);
 const run = promisify(execFile);
 
 let s: TestServers;
+let admin: S3Admin;
 let auth: Record<string, string>;
-const keys = { id: "", secret: "" };
 const B = "kb-copies";
 const OTHER = "kb-copies-private";
 const work = mkdtempSync(join(tmpdir(), "k3-copies-"));
@@ -26,11 +26,8 @@ const big = randomBytes(20 * 1024 * 1024);
 
 beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on", K3_MAX_OBJECT_BYTES: String(30 * 1024 * 1024) });
-  const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
-  auth = { authorization: `Bearer ${t.token}` };
-  keys.id = t.id;
-  keys.secret = t.secret;
-  for (const name of [B, OTHER]) expect((await jsonClient(() => s.httpUrl, auth)("POST", "/admin/buckets", { name })).status).toBe(200);
+  admin = await s3Admin(s, work, [B, OTHER]);
+  auth = admin.auth;
   expect((await fetch(`${s.httpUrl}/${B}/big.bin`, { method: "PUT", headers: auth, body: big })).status).toBe(200);
 });
 afterAll(async () => {
@@ -38,12 +35,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function aws(args: string[]) {
-  return run("aws", ["--endpoint-url", s.httpUrl, "--no-progress", ...args], {
-    env: { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: join(work, "none"), AWS_SHARED_CREDENTIALS_FILE: join(work, "none") },
-    timeout: 60_000,
-  });
-}
+const aws = (args: string[]) => admin.aws(["--no-progress", ...args]);
 
 async function bytesOf(bucket: string, key: string): Promise<Buffer> {
   const res = await fetch(`${s.httpUrl}/${bucket}/${key}`, { headers: auth });
@@ -96,7 +88,7 @@ print("copy if-match current", code(lambda: c.copy_object(Bucket=B, Key="c.bin",
 print("copy if-unmodified-since long ago", code(lambda: c.copy_object(Bucket=B, Key="c.bin", CopySource={"Bucket": B, "Key": "big.bin"}, CopySourceIfUnmodifiedSince="2001-01-01T00:00:00Z")))
 `,
   );
-  const out = (await run("python3", [script, s.httpUrl, keys.id, keys.secret], { timeout: 60_000 })).stdout.trim().split("\n");
+  const out = (await run("python3", [script, s.httpUrl, admin.keys.id, admin.keys.secret], { timeout: 60_000 })).stdout.trim().split("\n");
   const MiB = 1024 * 1024;
   const want = createHash("md5").update(Buffer.concat([big.subarray(10 * MiB, 15 * MiB), big.subarray(0, 100)])).digest("hex");
   expect(out).toEqual([

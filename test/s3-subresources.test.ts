@@ -6,31 +6,25 @@
  * (never enabled), ListMultipartUploads with its markers, GetObject's partNumber; a version
  * other than the current one, customer-key encryption and object lock are refused.
  */
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { startServers, type TestServers } from "./helpers/servers";
-import { insertToken } from "./helpers/tokens";
+import { s3Admin, type S3Admin } from "./helpers/s3-clients";
 import { jsonClient } from "./helpers/http";
 
 jest.setTimeout(120_000);
-const run = promisify(execFile);
 
 let s: TestServers;
+let admin: S3Admin;
 let auth: Record<string, string>;
-const keys = { id: "", secret: "" };
 const B = "kb-subresources";
 const work = mkdtempSync(join(tmpdir(), "k3-subresources-"));
 
 beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on" });
-  const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
-  auth = { authorization: `Bearer ${t.token}` };
-  keys.id = t.id;
-  keys.secret = t.secret;
-  expect((await jsonClient(() => s.httpUrl, auth)("POST", "/admin/buckets", { name: B })).status).toBe(200);
+  admin = await s3Admin(s, work, [B]);
+  auth = admin.auth;
 });
 afterAll(async () => {
   await s.stop();
@@ -38,9 +32,8 @@ afterAll(async () => {
 });
 
 /** The AWS CLI; resolves with stdout, or with the error line it printed. */
-async function aws(...args: string[]): Promise<string> {
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_MAX_ATTEMPTS: "1", AWS_CONFIG_FILE: join(work, "none"), AWS_SHARED_CREDENTIALS_FILE: join(work, "none") };
-  return run("aws", ["--endpoint-url", s.httpUrl, ...args], { env, timeout: 60_000 }).then(
+function aws(...args: string[]): Promise<string> {
+  return admin.aws(args).then(
     (r) => r.stdout.trim(),
     (err: { stderr?: string }) => (err.stderr ?? "").trim(),
   );
