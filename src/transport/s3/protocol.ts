@@ -46,6 +46,11 @@ export function objectHeaders(o: StoredObject): Record<string, string> {
     "content-type": o.contentType || "application/octet-stream",
     "last-modified": httpDate(o.updatedAt),
     "accept-ranges": "bytes",
+    // Objects are served from the origin of the web console: an uploaded HTML page opened in
+    // a browser (a presigned URL, say) renders as a unique origin with no scripts, and the
+    // browser never guesses an active type from the bytes.
+    "content-security-policy": "sandbox",
+    "x-content-type-options": "nosniff",
   };
   for (const [k, v] of Object.entries(o.metadata)) h[`x-amz-meta-${k}`] = v;
   return h;
