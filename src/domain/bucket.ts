@@ -44,12 +44,25 @@ export interface StoredObject {
   size: number;
   etag: string;
   contentType: string;
-  /** User metadata (`x-amz-meta-*`), names lower-cased without the prefix. */
+  /**
+   * User metadata (`x-amz-meta-*`), names lower-cased without the prefix; and the standard
+   * headers kept with the object (Content-Encoding, Cache-Control, …) under
+   * STORED_HEADER_PREFIX + their lower-cased name, which no `x-amz-meta-*` header can produce
+   * (":" is not a header-name character).
+   */
   metadata: Record<string, string>;
   /** Modification time of its bytes, in nanoseconds. */
   version: bigint;
   createdAt: number;
   updatedAt: number;
+}
+
+/** Marks a standard header kept in StoredObject.metadata. */
+export const STORED_HEADER_PREFIX = ":";
+
+/** The user's own metadata of an object's, without the standard headers kept with it. */
+export function userMetadata(metadata: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(metadata).filter(([k]) => !k.startsWith(STORED_HEADER_PREFIX)));
 }
 
 /** Per pipeline, the latest job of an object (GetObjectInfo). */

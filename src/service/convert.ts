@@ -25,7 +25,7 @@ import {
   type Bucket as BucketMessage,
   type Pagination as StoragePagination,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
-import type { Bucket, ObjectIndexStatus, StoredObject } from "../domain/bucket";
+import { userMetadata, type Bucket, type ObjectIndexStatus, type StoredObject } from "../domain/bucket";
 import { InvalidArgument } from "../domain/errors";
 import { JOB_STATUSES, type Job, type JobStatus } from "../domain/job";
 import type { BoundRule, Pipeline } from "../domain/pipeline";
@@ -181,7 +181,7 @@ export function objectInfoToProto(
     etag: o.etag,
     contentType: o.contentType,
     lastModified: BigInt(o.updatedAt),
-    metadata: o.metadata,
+    metadata: userMetadata(o.metadata),
     indexStatus: status.map((s) => ({ pipelineId: s.pipelineId, pipelineName: s.pipelineName, jobId: s.jobId, status: statusToProto(s.status), updatedAt: BigInt(s.updatedAt), error: s.error })),
   });
 }

@@ -36,7 +36,7 @@ import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { listUploadsXml, multipart } from "./multipart";
 import { refuseUnserved } from "./subresources";
 import { stageUpload } from "./upload-body";
-import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, XMLNS, type S3Request } from "./protocol";
+import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
 import { readConditions, writeConditions, writeRefusal } from "./conditions";
@@ -243,7 +243,9 @@ export function createBytePlane(deps: BytePlaneDeps) {
       const part = r.query.get("partNumber");
       if (part !== null && part !== "1") throw new S3Error("InvalidPartNumber", 416, `partNumber ${JSON.stringify(part)}: this object is one part, partNumber 1`);
       const range = head ? undefined : part && handle.size > 0 ? ([0, handle.size - 1] as [number, number]) : parseRange(req.headers.range, handle.size);
-      const headers: Record<string, string | number> = { ...objectHeaders(o), "x-amz-request-id": r.requestId };
+      // response-* overrides: for signed requests only (a GetObjectUrl link does not sign them), as S3.
+      const overrides = r.query.has("X-K3-Signature") ? {} : responseOverrides(r.query);
+      const headers: Record<string, string | number> = { ...objectHeaders(o), ...overrides, "x-amz-request-id": r.requestId };
       if (head) {
         send(res, 200, { ...headers, "content-length": handle.size });
         return;

@@ -3,7 +3,7 @@
  * user metadata, object response headers, Range parsing, and the parsed request.
  */
 import type { IncomingMessage } from "node:http";
-import type { StoredObject } from "../../domain/bucket";
+import { STORED_HEADER_PREFIX, type StoredObject } from "../../domain/bucket";
 import { S3Error } from "../../s3/errors";
 
 /** The namespace of S3's XML documents. */
@@ -36,7 +36,32 @@ export function metadataOf(req: IncomingMessage): Record<string, string> {
   for (const [name, value] of Object.entries(req.headers)) {
     if (name.startsWith("x-amz-meta-")) metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value) ? value.join(",") : String(value);
   }
+  for (const name of STORED_HEADERS) {
+    let value = req.headers[name];
+    // aws-chunked is how the body travelled, not how the object is encoded.
+    if (name === "content-encoding" && typeof value === "string") value = value.split(",").map((v) => v.trim()).filter((v) => v && v !== "aws-chunked").join(", ");
+    if (typeof value === "string" && value !== "") metadata[`${STORED_HEADER_PREFIX}${name}`] = value;
+  }
   return metadata;
+}
+
+/**
+ * The standard headers S3 keeps with an object and sends back with it, stored in its
+ * metadata (StoredObject.metadata) and left out where user metadata is listed.
+ */
+const STORED_HEADERS = ["content-encoding", "content-disposition", "content-language", "cache-control", "expires"] as const;
+
+/** GetObject's `response-*` query parameters: the header each sets in the answer. */
+const RESPONSE_OVERRIDES = ["content-type", "content-language", "expires", "cache-control", "content-disposition", "content-encoding"] as const;
+
+/** The headers a signed GET asks to be answered with (`response-content-disposition=…`), as S3 serves them. */
+export function responseOverrides(query: URLSearchParams): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (const name of RESPONSE_OVERRIDES) {
+    const value = query.get(`response-${name}`);
+    if (value !== null) h[name] = value;
+  }
+  return h;
 }
 
 /** The headers of an object in a GET or HEAD answer. */
@@ -52,7 +77,7 @@ export function objectHeaders(o: StoredObject): Record<string, string> {
     "content-security-policy": "sandbox",
     "x-content-type-options": "nosniff",
   };
-  for (const [k, v] of Object.entries(o.metadata)) h[`x-amz-meta-${k}`] = v;
+  for (const [k, v] of Object.entries(o.metadata)) h[k.startsWith(STORED_HEADER_PREFIX) ? k.slice(STORED_HEADER_PREFIX.length) : `x-amz-meta-${k}`] = v;
   return h;
 }
 
