@@ -146,7 +146,7 @@ test("a database migrated in place from 018 starts with the flags and counts the
     for (let i = 11; i <= 15; i++) await job(i, "completed", "");
     for (let i = 16; i <= 20; i++) await job(i, "completed", String(i - 1));
     for (let i = 21; i <= 40; i++) await job(i, "pending", String(i));
-    expect(await migrate(pool)).toEqual(["019_indexed_objects.sql"]);
+    expect((await migrate(pool))[0]).toBe("019_indexed_objects.sql"); // and those after it
     const s = (await upgraded.sync.sourceGet({ org: "default", bucket: "kb-old" }, "src_old")) as Source;
     expect(await upgraded.sync.sourceTotals(s)).toEqual({ objects: 40, bytes: 40, indexed: 15 });
     expect((await pool.query("SELECT count(*)::int AS n FROM objects WHERE indexed")).rows[0].n).toBe(15);

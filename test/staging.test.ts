@@ -51,7 +51,7 @@ test("a staged upload's temporary file: moved by a placement that renames, remov
   const moved = staging.staged(await staging.write(chunks("hello ", "world"), 1 << 20, signal), async (t, key) => {
     const { renameSync } = await import("node:fs");
     renameSync(t.tmp, join(dir, key));
-    return { version: 1n, durable: async () => undefined };
+    return { version: 1n, durable: async () => undefined, undo: async () => undefined };
   }, true);
   expect((await moved.commit("a.txt")).version).toBe(1n);
   expect(readFileSync(join(dir, "a.txt"), "utf8")).toBe("hello world");
@@ -59,7 +59,7 @@ test("a staged upload's temporary file: moved by a placement that renames, remov
 
   const copied = staging.staged(await staging.write(chunks("copy"), 1 << 20, signal), async (t, key) => {
     writeFileSync(join(dir, key), readFileSync(t.tmp));
-    return { version: 2n, durable: async () => undefined };
+    return { version: 2n, durable: async () => undefined, undo: async () => undefined };
   });
   expect((await copied.commit("b.txt")).version).toBe(2n);
   expect(temps()).toEqual([]);

@@ -56,7 +56,7 @@ export function createBuckets(deps: ServiceDeps): Buckets {
     const files = await objects.listFiles(scope, MAX_ADOPTED_FILES);
     if (files.length > 0) {
       // A folder of an earlier version under the same name: adopt it, with what it holds.
-      await repo.buckets.bucketAdopt(row, files);
+      await repo.buckets.bucketAdopt(row, files, true);
       const adopted = await repo.buckets.bucketUpdate(scope, fields, row.createdAt);
       if (!adopted) throw new NotFound(`bucket ${quote(scope.bucket)} not found`);
       return adopted;

@@ -7,6 +7,7 @@
  */
 import { constants, lstat as lstatCb, lstatSync, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
 import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { fd } from "./fd";
 import { stampFile } from "./version-stamp";
 import { createStaging, removeFile, syncDir, type TempFile } from "./staging";
@@ -15,6 +16,7 @@ import { dirname, join, sep } from "node:path";
 import { HASHED_DIR, hashedPath, isPlainPath } from "./key-path";
 import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
+import { NotFound } from "../domain/errors";
 import { mimeTypeOf } from "../domain/mime";
 
 /** What the API needs to know about an object. */
@@ -61,6 +63,11 @@ export interface StagedObject {
 export interface Placed {
   version: bigint;
   durable(): Promise<void>;
+  /**
+   * Takes the bytes back out of place — their row could not be written (the bucket went
+   * away meanwhile) — unless another upload has put its own there since.
+   */
+  undo(): Promise<void>;
 }
 
 /** Why an upload could not be stored under its key. */
@@ -411,16 +418,34 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       if (existing && !existing.isFile()) return undefined;
       await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== "ENOENT") throw err;
-        // The key's folder is not there yet (most uploads go to folders that are).
-        await mkdir(dirname(target), { recursive: true });
-        await rename(tmp, target);
+        // The key's folder is not there yet (most uploads go to folders that are) — or went
+        // with its bucket while this was made (removeBucket moves it aside): then the bucket
+        // is gone, and the upload says so rather than failing.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await mkdir(dirname(target), { recursive: true });
+            return await rename(tmp, target);
+          } catch (again) {
+            if ((again as NodeJS.ErrnoException).code !== "ENOENT") throw again;
+            if (attempt === 3) throw new NotFound(`the bucket was removed while ${JSON.stringify(target.slice(dataDir.length))} was placed`);
+          }
+        }
       });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR" || code === "ENAMETOOLONG") return undefined;
       throw err;
     }
-    return { version: await mtimeNs(target), durable: () => syncDir(dirname(target)) };
+    const version = await mtimeNs(target).catch((err: NodeJS.ErrnoException) => {
+      // Moved away right after the rename: its bucket was removed, bytes and all.
+      throw err.code === "ENOENT" ? new NotFound(`the bucket was removed while ${JSON.stringify(target.slice(dataDir.length))} was placed`) : err;
+    });
+    const undo = async () => {
+      if ((await mtimeNs(target).catch(() => undefined)) === version) await removeFile(target);
+    };
+    // A folder gone by the time it is synced went with its bucket (removeBucket), bytes and all.
+    const durable = () => syncDir(dirname(target)).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+    return { version, durable, undo };
   }
 
   async function remove(scope: Scope, key: string): Promise<boolean> {
@@ -447,7 +472,21 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     listFiles: (scope, max) => catalogOf(scan(scope, ""), max),
     scan,
     createBucket: async (scope) => void (await mkdir(bucketDir(dataDir, scope), { recursive: true })),
-    removeBucket: (scope) => rm(bucketDir(dataDir, scope), { recursive: true, force: true }),
+    async removeBucket(scope) {
+      // Moved aside first, in one rename: an upload still placing its bytes then makes a new
+      // folder rather than racing the removal (which failed with ENOTEMPTY), and takes its
+      // bytes back out when it finds the bucket gone (Placed.undo).
+      const aside = join(dataDir, "tmp", `removed-${randomBytes(8).toString("hex")}`);
+      await mkdir(dirname(aside), { recursive: true });
+      const moved = await rename(bucketDir(dataDir, scope), aside).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === "ENOENT") return false;
+          throw err;
+        },
+      );
+      if (moved) await rm(aside, { recursive: true, force: true });
+    },
     stat: statInside,
   };
 }

@@ -55,8 +55,12 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
     });
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
-    // Durable upstream once it answered.
-    return { version: BigInt(nextStampMicros()) * 1000n, durable: async () => undefined };
+    // Durable upstream once it answered. Taking it back cannot tell another instance's upload
+    // of the key from this one (writes of a key take turns within an instance only here).
+    const undo = async () => {
+      await (await call("DELETE", upstreamKey(scope, key))).arrayBuffer();
+    };
+    return { version: BigInt(nextStampMicros()) * 1000n, durable: async () => undefined, undo };
   }
 
   return {

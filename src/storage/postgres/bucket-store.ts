@@ -24,6 +24,8 @@ export class BucketStore extends PgDb {
   /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
   async bucketInsert(b: BucketRow): Promise<Bucket> {
     await this.tx(async (client) => {
+      await client.query(SQL.BUCKET_NAME_LOCK, [b.org, b.name]);
+      await client.query(SQL.BUCKET_UNDELETE, [b.org, b.name]);
       await client.query(SQL.BUCKET_INSERT, [b.org, b.name, b.description, b.status, b.accessMode, b.storageQuotaBytes, b.internalSourceId, b.createdAt]);
       await client.query(SQL.SOURCE_INSERT_INTERNAL, [b.internalSourceId, b.org, b.name, b.createdAt]);
       return true;
@@ -35,10 +37,15 @@ export class BucketStore extends PgDb {
 
   /**
    * Makes the row of a bucket that existed before buckets had rows (a folder, or only its
-   * rules, pipelines and jobs), cataloguing the objects found on disk; nothing when it has one.
+   * rules, pipelines and jobs), cataloguing the objects found on disk; nothing when it has one
+   * — or, unless `creating` it, when a bucket of that name was deleted (deleted_buckets): a
+   * folder an upload left or made again as its bucket was deleted is not that bucket back.
    */
-  async bucketAdopt(b: BucketRow, found: readonly CatalogEntry[]): Promise<void> {
+  async bucketAdopt(b: BucketRow, found: readonly CatalogEntry[], creating = false): Promise<void> {
     await this.tx(async (client) => {
+      await client.query(SQL.BUCKET_NAME_LOCK, [b.org, b.name]);
+      if (creating) await client.query(SQL.BUCKET_UNDELETE, [b.org, b.name]);
+      else if ((await client.query(SQL.BUCKET_DELETED, [b.org, b.name])).rowCount) return ROLLBACK_ONLY;
       const made = await client.query(SQL.BUCKET_INSERT_IF_NONE, [b.org, b.name, b.description, b.status, b.accessMode, b.storageQuotaBytes, b.internalSourceId, b.createdAt]);
       if (made.rowCount === 0) return ROLLBACK_ONLY;
       await client.query(SQL.SOURCE_INSERT_INTERNAL, [b.internalSourceId, b.org, b.name, b.createdAt]);
@@ -118,6 +125,7 @@ export class BucketStore extends PgDb {
    */
   async bucketDelete(scope: Scope, force: boolean): Promise<"deleted" | "not_found" | { objects: number }> {
     const result = await this.tx<"deleted" | "not_found" | { objects: number }>(async (client) => {
+      await client.query(SQL.BUCKET_NAME_LOCK, [scope.org, scope.bucket]);
       // Locks the bucket row, so no upload can catalog an object into it meanwhile.
       const b = await client.query("SELECT name FROM buckets WHERE org = $1 AND name = $2 FOR UPDATE", [scope.org, scope.bucket]);
       if (b.rowCount === 0) return "not_found";

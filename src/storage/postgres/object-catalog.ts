@@ -36,7 +36,7 @@ export class ObjectCatalog extends PgDb {
   async objectPut(
     scope: Scope,
     key: string,
-    place: (current: () => Promise<StoredObject | undefined>) => Promise<{ object: StoredObject; jobs: readonly NewJob[] }>,
+    place: (current: () => Promise<StoredObject | undefined>) => Promise<{ object: StoredObject; jobs: readonly NewJob[]; undo?: () => Promise<void> }>,
     store: Pick<ObjectStore, "placesQuickly">,
   ): Promise<Job[]> {
     const lockAcrossInstances = store.placesQuickly;
@@ -49,13 +49,25 @@ export class ObjectCatalog extends PgDb {
         const rows = client ? (await client.query(SQL.OBJECT_GET, [scope.org, scope.bucket, key])).rows : await this.q(SQL.OBJECT_GET, [scope.org, scope.bucket, key]);
         return rows[0] ? toObject(rows[0]) : undefined;
       };
-      const { object: o, jobs } = await place(current);
+      const { object: o, jobs, undo } = await place(current);
       const values = [
         ...jobInsertParams(jobs),
         scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances && !looked,
       ];
       const [row] = client ? (await client.query(SQL.OBJECT_PUT, values).catch((err: unknown) => Promise.reject(mapPgError(err)))).rows : await this.q(SQL.OBJECT_PUT, values);
       if (!looked) released();
+      if (!row.bucket_found && undo) {
+        // The bucket went away while the bytes were placed: they go too, in the key's turn
+        // (its lock taken again when OBJECT_PUT let it go), or a bucket made again under the
+        // name would adopt them.
+        const relock = client && !looked;
+        if (relock) await client.query(SQL.OBJECT_LOCK, [scope.org, scope.bucket, key]);
+        try {
+          await undo();
+        } finally {
+          if (relock) await client.query(SQL.OBJECT_UNLOCK, [scope.org, scope.bucket, key]);
+        }
+      }
       return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
     });
     if (!r.found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);

@@ -283,7 +283,19 @@ export const BUCKET_DELETE_ALL = [
   `DELETE FROM bucket_usage WHERE org = $1 AND bucket = $2`,
   `DELETE FROM sources WHERE org = $1 AND bucket = $2`,
   `DELETE FROM buckets WHERE org = $1 AND name = $2`,
+  // Remembered, so that nothing but creating it again brings it back (migration 020).
+  `INSERT INTO deleted_buckets (org, name, deleted_at) VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint)
+   ON CONFLICT (org, name) DO UPDATE SET deleted_at = EXCLUDED.deleted_at`,
 ];
+
+/**
+ * A bucket name's lock for the rest of the transaction (org $1, name $2): a delete, a
+ * create and an adoption of one name take it first, so an adoption's look at
+ * deleted_buckets sees a delete that committed while it waited.
+ */
+export const BUCKET_NAME_LOCK = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 2025))`;
+export const BUCKET_DELETED = `SELECT 1 FROM deleted_buckets WHERE org = $1 AND name = $2`;
+export const BUCKET_UNDELETE = `DELETE FROM deleted_buckets WHERE org = $1 AND name = $2`;
 
 export const OBJECT_COLUMNS = `object_key, size, etag, content_type, metadata, version::text AS version, created_at, updated_at`;
 

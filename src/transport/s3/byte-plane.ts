@@ -191,7 +191,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       }));
       const now = deps.now();
       const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
-      return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }) };
+      return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: () => placed!.undo() };
     };
     const jobs = await repo.catalog.objectPut(scope, r.key, place, objects).catch((err) => {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
