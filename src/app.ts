@@ -30,7 +30,7 @@ import { createBuckets } from "./service/buckets";
 import { createBytePlane } from "./transport/s3/byte-plane";
 import { loadSecretBox } from "./storage/secrets";
 import { SERVICES } from "./service/descriptors";
-import { createFsObjectStore } from "./storage/object-store";
+import { createFsObjectStore } from "./storage/fs-object-store";
 import { createS3ObjectStore } from "./storage/s3-object-store";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./storage/postgres/embedded";
 import { migrate, migrationsDone } from "./storage/postgres/migrate";

@@ -13,7 +13,7 @@ import type { RunOutcome } from "../src/domain/job";
 import type { Source } from "../src/domain/source";
 import { MIGRATIONS_DIR, migrate } from "../src/storage/postgres/migrate";
 import { PgRepository } from "../src/storage/postgres/repository";
-import { createFsObjectStore } from "../src/storage/object-store";
+import { createFsObjectStore } from "../src/storage/fs-object-store";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
 

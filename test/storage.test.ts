@@ -3,7 +3,7 @@ import { Pool } from "pg";
 import { Unavailable } from "../src/domain/errors";
 import { migrate, migrationsDone } from "../src/storage/postgres/migrate";
 import { PgRepository } from "../src/storage/postgres/repository";
-import { createFsObjectStore } from "../src/storage/object-store";
+import { createFsObjectStore } from "../src/storage/fs-object-store";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
