@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createTestDb } from "./helpers/db";
-import { freePort } from "./helpers/processes";
+import { deadPort } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
 
@@ -392,6 +392,7 @@ describe("jobs retry", () => {
   // A server whose embedder is down: text jobs fail on a cause that may pass (transient),
   // a corrupt PDF on one that cannot (permanent). Two attempts each, 1.2 s apart.
   let r: TestServers;
+  let dead: Awaited<ReturnType<typeof deadPort>>;
   const RB = "kb-retry";
   type Job = { jobId: string; status: string; object: { key: string }; retryOf: string; ruleId: string; permanentFailure: boolean };
   const rcli = (args: string[]) => cli(args, { K3_ENDPOINT: r.httpUrl, DODIL_TOKEN: token });
@@ -401,7 +402,8 @@ describe("jobs retry", () => {
   let pdfRule = "";
 
   beforeAll(async () => {
-    r = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "2", K3_RETRY_BASE_MS: "1200", K3_EMBEDDINGS_URL: `http://127.0.0.1:${await freePort()}` });
+    dead = await deadPort();
+    r = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "2", K3_RETRY_BASE_MS: "1200", K3_EMBEDDINGS_URL: `http://127.0.0.1:${dead.port}` });
     token = readFileSync(join(r.dataDir, "admin-token"), "utf8").trim();
     r.putObject(RB, "docs/t1.txt", "words ".repeat(50));
     r.putObject(RB, "docs/t2.txt", "more words ".repeat(50));
@@ -413,6 +415,7 @@ describe("jobs retry", () => {
     await ended();
   });
   afterAll(async () => {
+    await dead.close();
     await r.stop();
     token = readFileSync(join(s.dataDir, "admin-token"), "utf8").trim();
   });

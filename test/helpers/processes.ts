@@ -65,3 +65,17 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * A loopback port that stays unreachable while the test runs: its listener resets every
+ * connection. (A port found free and closed again can be handed to another test's server
+ * before it is dialled: CI once saw a "dead" embedder answer with a byte plane's 403.)
+ */
+export function deadPort(): Promise<{ port: number; close(): Promise<void> }> {
+  return new Promise((resolve) => {
+    const srv = createServer((socket) => socket.resetAndDestroy()).listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      resolve({ port, close: () => new Promise<void>((done) => srv.close(() => done())) });
+    });
+  });
+}
