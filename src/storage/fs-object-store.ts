@@ -10,7 +10,7 @@ import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { fd } from "./fd";
 import { stampFile } from "./version-stamp";
-import { createStaging, removeFile, syncDir, type TempFile } from "./staging";
+import { createStaging, ifGone, removeFile, syncDir, type TempFile } from "./staging";
 import { dirname, join, sep } from "node:path";
 import { HASHED_DIR, hashedPath, isPlainPath } from "./key-path";
 import { DEFAULT_ORG } from "../domain/auth";
@@ -225,21 +225,23 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
   }
   /** Renames `tmp` to `target`; undefined when a folder or file stands in the way. */
   async function renameInto(tmp: string, target: string): Promise<Placed | undefined> {
+    // The folder, or the placed file, gone under it: its bucket was removed meanwhile
+    // (removeBucket moves the folder aside), and the upload says so rather than failing.
+    const bucketRemoved = () => new NotFound(`the bucket was removed while ${JSON.stringify(target.slice(dataDir.length))} was placed`);
     try {
       const existing = await lstatFast(target);
       if (existing && !existing.isFile()) return undefined;
       await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== "ENOENT") throw err;
-        // The key's folder is not there yet (most uploads go to folders that are) — or went
-        // with its bucket while this was made (removeBucket moves it aside): then the bucket
-        // is gone, and the upload says so rather than failing.
+        // The key's folder is not there yet (most uploads go to folders that are), or went
+        // with its bucket while this was made.
         for (let attempt = 1; ; attempt++) {
           try {
             await mkdir(dirname(target), { recursive: true });
             return await rename(tmp, target);
           } catch (again) {
             if ((again as NodeJS.ErrnoException).code !== "ENOENT") throw again;
-            if (attempt === 3) throw new NotFound(`the bucket was removed while ${JSON.stringify(target.slice(dataDir.length))} was placed`);
+            if (attempt === 3) throw bucketRemoved();
           }
         }
       });
@@ -249,14 +251,13 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       throw err;
     }
     const version = await mtimeNs(target).catch((err: NodeJS.ErrnoException) => {
-      // Moved away right after the rename: its bucket was removed, bytes and all.
-      throw err.code === "ENOENT" ? new NotFound(`the bucket was removed while ${JSON.stringify(target.slice(dataDir.length))} was placed`) : err;
+      throw err.code === "ENOENT" ? bucketRemoved() : err;
     });
     const undo = async () => {
       if ((await mtimeNs(target).catch(() => undefined)) === version) await removeFile(target);
     };
     // A folder gone by the time it is synced went with its bucket (removeBucket), bytes and all.
-    const durable = () => syncDir(dirname(target)).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+    const durable = () => syncDir(dirname(target)).catch(ifGone(undefined));
     return { version, durable, undo };
   }
 
@@ -290,13 +291,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
       // bytes back out when it finds the bucket gone (Placed.undo).
       const aside = join(dataDir, "tmp", `removed-${randomBytes(8).toString("hex")}`);
       await mkdir(dirname(aside), { recursive: true });
-      const moved = await rename(bucketDir(dataDir, scope), aside).then(
-        () => true,
-        (err: NodeJS.ErrnoException) => {
-          if (err.code === "ENOENT") return false;
-          throw err;
-        },
-      );
+      const moved = await rename(bucketDir(dataDir, scope), aside).then(() => true, ifGone(false));
       if (moved) await rm(aside, { recursive: true, force: true });
     },
     stat: statInside,

@@ -21,9 +21,15 @@ export interface TempFile {
 
 /** Removes a file; one that is not there is fine. */
 export function removeFile(path: string): Promise<void> {
-  return unlink(path).catch((err: NodeJS.ErrnoException) => {
+  return unlink(path).catch(ifGone(undefined));
+}
+
+/** A rejection handler: `value` when the error is that the path is not there (ENOENT), else the error again. */
+export function ifGone<T>(value: T): (err: NodeJS.ErrnoException) => T {
+  return (err) => {
     if (err.code !== "ENOENT") throw err;
-  });
+    return value;
+  };
 }
 
 /** Folder syncs under way, and the one queued after each. */
@@ -107,7 +113,7 @@ export function createStaging(dataDir: string) {
 
   /**
    * A StagedObject over a temporary file; `place` puts it where the store keeps `key` and
-   * returns its version. `placeMoves`: a placement renames the file away (the local store),
+   * answers what was placed (Placed). `placeMoves`: a placement renames the file away (the local store),
    * so only a failed one leaves it to remove; otherwise (a copy elsewhere) it is removed after.
    */
   function staged(t: TempFile, place: (t: TempFile, key: string) => Promise<Placed>, placeMoves = false): StagedObject {

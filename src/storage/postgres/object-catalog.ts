@@ -46,15 +46,15 @@ export class ObjectCatalog extends PgDb {
       let looked = false;
       const current = async () => {
         looked = true;
-        const rows = client ? (await client.query(SQL.OBJECT_GET, [scope.org, scope.bucket, key])).rows : await this.q(SQL.OBJECT_GET, [scope.org, scope.bucket, key]);
-        return rows[0] ? toObject(rows[0]) : undefined;
+        const [row] = await this.rowsOn(client, SQL.OBJECT_GET, [scope.org, scope.bucket, key]);
+        return row ? toObject(row) : undefined;
       };
       const { object: o, jobs, undo } = await place(current);
       const values = [
         ...jobInsertParams(jobs),
         scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances && !looked,
       ];
-      const [row] = client ? (await client.query(SQL.OBJECT_PUT, values).catch((err: unknown) => Promise.reject(mapPgError(err)))).rows : await this.q(SQL.OBJECT_PUT, values);
+      const [row] = await this.rowsOn(client, SQL.OBJECT_PUT, values);
       if (!looked) released();
       if (!row.bucket_found && undo) {
         // The bucket went away while the bytes were placed: they go too, in the key's turn
@@ -72,6 +72,12 @@ export class ObjectCatalog extends PgDb {
     });
     if (!r.found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
     return [...insertedJobs(r.jobs, r.inserted).values()];
+  }
+
+  /** A statement's rows, on `client` (one holding an object's lock) or through the pool. */
+  private async rowsOn(client: PoolClient | undefined, text: string, values: unknown[]): Promise<QueryResultRow[]> {
+    if (!client) return this.q(text, values);
+    return (await client.query(text, values).catch((err: unknown) => Promise.reject(mapPgError(err)))).rows;
   }
 
   /** Resolves once the writes of the key this process has begun have ended (their rows written). */

@@ -169,34 +169,39 @@ export function createBytePlane(deps: BytePlaneDeps) {
    * CompleteMultipartUpload.
    */
   async function storeObject(res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, staged: StagedObject, etag: string, contentType: string, metadata: Record<string, string>, xml?: (etag: string) => string): Promise<void> {
-    if (bucket.storageQuotaBytes > 0) {
-      // Checked before the bytes take the key's place (concurrent uploads may overshoot by what is in flight).
-      const replaced = (await repo.catalog.objectGet(scope, r.key))?.size ?? 0;
-      const after = (await repo.buckets.bucketGet(scope))?.storageUsedBytes ?? 0;
-      if (after - replaced + staged.size > bucket.storageQuotaBytes) {
-        await staged.discard();
-        throw new S3Error("QuotaExceeded", 403, `this upload would take bucket "${r.bucket}" past its storage quota of ${bucket.storageQuotaBytes} bytes (storageQuotaBytes)`);
-      }
-    }
-    const routing = await loadRouting(repo, scope, bucket.internalSourceId);
-    const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
     // Bytes and row in one turn of the key (ObjectCatalog.objectPut); durable after it, before the answer.
     let placed: Placed | undefined;
-    const conditions = await Promise.resolve(res.req.headers).then(writeConditions).catch((err) => staged.discard().then(() => Promise.reject(err)));
-    const place = async (current: () => Promise<StoredObject | undefined>) => {
-      const refused = conditions && writeRefusal(conditions, await current());
-      if (refused) await staged.discard().then(() => Promise.reject(refused));
-      const { version } = (placed = await staged.commit(r.key).catch((err) => {
-        throw err instanceof ObjectConflict ? new S3Error("InvalidArgument", 409, err.message) : err;
-      }));
-      const now = deps.now();
-      const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
-      return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: () => placed!.undo() };
-    };
-    const jobs = await repo.catalog.objectPut(scope, r.key, place, objects).catch((err) => {
-      if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
-      throw err;
-    }).finally(() => placed?.durable());
+    const jobs = await (async () => {
+      const conditions = writeConditions(res.req.headers);
+      if (bucket.storageQuotaBytes > 0) {
+        // Checked before the bytes take the key's place (concurrent uploads may overshoot by what is in flight).
+        const replaced = (await repo.catalog.objectGet(scope, r.key))?.size ?? 0;
+        const after = (await repo.buckets.bucketGet(scope))?.storageUsedBytes ?? 0;
+        if (after - replaced + staged.size > bucket.storageQuotaBytes) {
+          throw new S3Error("QuotaExceeded", 403, `this upload would take bucket "${r.bucket}" past its storage quota of ${bucket.storageQuotaBytes} bytes (storageQuotaBytes)`);
+        }
+      }
+      const routing = await loadRouting(repo, scope, bucket.internalSourceId);
+      const facts = { key: r.key, mimeType: contentType.split(";")[0].trim().toLowerCase(), size: staged.size };
+      const place = async (current: () => Promise<StoredObject | undefined>) => {
+        const refused = conditions && writeRefusal(conditions, await current());
+        if (refused) throw refused;
+        const { version } = (placed = await staged.commit(r.key).catch((err) => {
+          throw err instanceof ObjectConflict ? new S3Error("InvalidArgument", 409, err.message) : err;
+        }));
+        const now = deps.now();
+        const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
+        return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: () => placed!.undo() };
+      };
+      return repo.catalog.objectPut(scope, r.key, place, objects);
+    })()
+      .catch(async (err) => {
+        // Refused or failed before the bytes took their place: the staged file goes (once
+        // placed, it is the object's, or its commit removed it already).
+        if (!placed) await staged.discard();
+        throw err instanceof DomainError && err.kind === "not_found" ? new S3Error("NoSuchBucket", 404, "The specified bucket does not exist") : err;
+      })
+      .finally(() => placed?.durable());
     const headers = { etag: `"${etag}"`, "x-amz-request-id": r.requestId, ...(jobs.length ? { "x-k3-jobs": jobs.map((j) => j.jobId).join(",") } : {}) };
     if (xml) send(res, 200, { ...headers, "content-type": "application/xml" }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml(etag)}`);
     else send(res, 200, headers);

@@ -4,20 +4,17 @@
  * (service/object-listing.ts), keys URL-encoded when asked (`encoding-type=url`).
  */
 import type { Scope } from "../../domain/job";
-import { S3Error, xmlEscape } from "../../s3/errors";
+import { xmlEscape } from "../../s3/errors";
 import { continuationToken, listObjectPage, MAX_KEYS } from "../../service/object-listing";
 import type { Repository } from "../../storage/repository";
-import { isoDate, XMLNS, type S3Request } from "./protocol";
+import { countParam, isoDate, XMLNS, type S3Request } from "./protocol";
 
 export async function listObjectsXml(repo: Repository, scope: Scope, r: S3Request): Promise<string> {
   const v2 = r.query.get("list-type") === "2";
   const prefix = r.query.get("prefix") ?? "";
   const delimiter = r.query.get("delimiter") ?? "";
   const urlEncoded = r.query.get("encoding-type") === "url";
-  const maxKeysRaw = r.query.get("max-keys");
-  const maxKeys = maxKeysRaw === null ? MAX_KEYS : Number(maxKeysRaw);
-  if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error("InvalidArgument", 400, `max-keys ${JSON.stringify(maxKeysRaw)} must be an integer from 0 to ${MAX_KEYS}`);
-  const limit = Math.min(maxKeys, MAX_KEYS);
+  const limit = countParam(r.query, "max-keys", MAX_KEYS);
   const token = r.query.get("continuation-token");
   let after: string;
   if (v2 && token) {

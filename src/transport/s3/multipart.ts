@@ -14,7 +14,7 @@ import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import { entityTooLarge, S3Error, xmlEscape } from "../../s3/errors";
-import { isoDate, metadataOf, XMLNS, type S3Request } from "./protocol";
+import { countParam, isoDate, metadataOf, XMLNS, type S3Request } from "./protocol";
 import { copySourceRange, type CopySource } from "./copy-source";
 import type { SigV4Claim } from "../../s3/sigv4";
 
@@ -117,10 +117,7 @@ export async function listUploadsXml(repo: Repository, scope: Scope, r: S3Reques
   const prefix = r.query.get("prefix") ?? "";
   const keyMarker = r.query.get("key-marker") ?? "";
   const idMarker = keyMarker ? (r.query.get("upload-id-marker") ?? "") : "";
-  const raw = r.query.get("max-uploads");
-  const max = raw === null ? 1000 : Number(raw);
-  if (!Number.isInteger(max) || max < 0) throw new S3Error("InvalidArgument", 400, `max-uploads ${JSON.stringify(raw)} must be an integer from 0 to 1000`);
-  const limit = Math.min(max, 1000);
+  const limit = countParam(r.query, "max-uploads", 1000);
   // Past the marker key: its uploads after the id marker, or none of it without one (as S3).
   const found = await repo.catalog.mpuList(scope, { prefix, after: [keyMarker, idMarker || (keyMarker ? "\uffff" : "")], limit: limit + 1 });
   const page = found.slice(0, limit);

@@ -100,3 +100,11 @@ export function parseRange(header: string | undefined, size: number): [number, n
   if (start >= size || start > end) throw new S3Error("InvalidRange", 416, "The requested range is not satisfiable");
   return [start, end];
 }
+
+/** A listing's count parameter (`max-keys`, `max-uploads`): `max` when absent, at most `max`; 400 unless a whole number. */
+export function countParam(query: URLSearchParams, name: string, max: number): number {
+  const raw = query.get(name);
+  const n = raw === null ? max : Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new S3Error("InvalidArgument", 400, `${name} ${JSON.stringify(raw)} must be an integer from 0 to ${max}`);
+  return Math.min(n, max);
+}
