@@ -58,7 +58,8 @@ beforeAll(async () => {
   T.writer = created.stdout.trim();
   expect(T.writer).toMatch(/^k3t_[A-Za-z0-9_-]{43}$/);
   expect(created.stderr).toContain("shown only once");
-  T.reader = (await cli("create", "--org", "default", "--bucket", B, "--role", "reader")).stdout.trim();
+  // --org left out: the default organization, the bootstrap admin's.
+  T.reader = (await cli("create", "--bucket", B, "--role", "reader", "--name", "no org given")).stdout.trim();
   T.otherBucket = await insertToken("default", [{ bucket: "kb-elsewhere", role: "admin" }]);
   T.otherOrg = await insertToken("beta", [{ bucket: B, role: "writer" }]);
   T.expired = await insertToken("default", [{ bucket: B, role: "writer" }], Date.now() - 1000);
@@ -196,6 +197,7 @@ test("the first start wrote an admin token file (0600) that works; the CLI lists
   const listed = JSON.parse((await cli("list", "--json")).stdout) as Array<Record<string, string>>;
   expect(listed.map((t) => t.state).sort()).toEqual(["active", "active", "active", "active", "active", "expired", "revoked"]);
   expect(listed.find((t) => t.name === "bootstrap admin")).toMatchObject({ org: "default", grants: "*:admin" });
+  expect(listed.find((t) => t.name === "no org given")).toMatchObject({ org: "default", grants: `${B}:reader` });
   expect(JSON.stringify(listed)).not.toContain("k3t_");
   const bad = await cli("create", "--org", "Bad Org", "--bucket", B, "--role", "writer").catch((e: { code: number; stderr: string }) => e);
   expect(bad).toMatchObject({ code: 2 });

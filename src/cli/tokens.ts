@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import type { Config } from "../config";
-import { checkOrg, checkRole, newAccessKey, newToken, parseDuration, type StoredToken } from "../domain/auth";
+import { checkOrg, checkRole, DEFAULT_ORG, newAccessKey, newToken, parseDuration, type StoredToken } from "../domain/auth";
 import { loadSecretBox } from "../storage/secrets";
 import { DomainError } from "../domain/errors";
 import { checkBucket } from "../domain/validate";
@@ -14,8 +14,9 @@ import { migrate } from "../storage/postgres/migrate";
 import { PgRepository } from "../storage/postgres/repository";
 
 const USAGE = `usage:
-  tokens create --org ORG --bucket BUCKET|'*' --role reader|writer|admin [--expires 30d] [--name TEXT] [--s3]
-    (--s3 also makes an S3 access key pair with the same grants, for SigV4 clients such as the AWS CLI)
+  tokens create [--org ORG] --bucket BUCKET|'*' --role reader|writer|admin [--expires 30d] [--name TEXT] [--s3]
+    (--org defaults to "${DEFAULT_ORG}", the organization of the bootstrap admin token and of everything when auth is off;
+     --s3 also makes an S3 access key pair with the same grants, for SigV4 clients such as the AWS CLI)
   tokens list [--org ORG] [--json]
   tokens revoke TOKEN_ID`;
 
@@ -70,7 +71,7 @@ export async function runTokensCli(argv: string[], config: Readonly<Config>, out
     await migrate(repo.pool);
     const now = Date.now();
     if (command === "create") {
-      const org = v.org ?? "";
+      const org = v.org ?? DEFAULT_ORG;
       const bucket = v.bucket ?? "";
       const role = v.role ?? "";
       checkOrg(org, "--org");
