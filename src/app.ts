@@ -21,7 +21,7 @@ import { CHANNEL_CONFIG, CHANNEL_TOKENS } from "./storage/postgres/sql";
 import { CHANNEL_WEBHOOKS } from "./storage/postgres/event-store";
 import { JobHub } from "./service/job-hub";
 import { WebhookDeliverer } from "./webhooks/delivery";
-import { createWebhookPolicy } from "./webhooks/url-policy";
+import { createUrlPolicy, SOURCE_ENDPOINTS, WEBHOOK_URLS } from "./domain/url-policy";
 import { createOpenAuthenticator, createTokenAuthenticator, type Authenticator } from "./transport/auth";
 import { createIngestService } from "./service/ingest-service";
 import { createPipelineService } from "./service/pipeline-service";
@@ -236,7 +236,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         }
         const h0 = new JobHub(r.events, log, config.watchPollMs);
         draining.signal.addEventListener("abort", () => h0.close(), { once: true });
-        const webhookPolicy = createWebhookPolicy(config.webhooks.allow);
+        const webhookPolicy = createUrlPolicy(config.webhooks.allow, WEBHOOK_URLS);
         const d0 = (deliverer = new WebhookDeliverer({ store: r.events, secrets, policy: webhookPolicy, log, now: () => Date.now() }, config.webhooks));
         // One LISTEN connection per process: other instances announce token, pipeline and
         // rule changes (drop what we cached) and owed webhook deliveries. (Watchers ride
@@ -271,6 +271,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           embeddingModel: config.embeddings.url ? config.embeddings.model : undefined,
           hub: h0,
           webhooks: webhookPolicy,
+          sourceEndpoints: createUrlPolicy(config.sourceAllow, SOURCE_ENDPOINTS),
           log,
         };
         const ready = async () => {
@@ -330,7 +331,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         workerRepo = serveApi
           ? new PgRepository({ connectionString: url, poolSize: config.dbWorkerPoolSize, statementTimeoutMs: 300_000, applicationName: "k3-ingest worker" })
           : r;
-        const sources = createSourceObjects({ sync: workerRepo.sync, objects, secrets, dataDir: config.dataDir });
+        const sources = createSourceObjects({ sync: workerRepo.sync, objects, secrets, dataDir: config.dataDir, endpoints: createUrlPolicy(config.sourceAllow, SOURCE_ENDPOINTS) });
         worker = new Worker(
           { repo: workerRepo, objects, objectsFor: (job) => sources.forJob(job), connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m },
           config.worker,

@@ -52,6 +52,8 @@ export interface Config {
   /** How often a process with watchers reads new job events (ms): their latency, at most. */
   watchPollMs: number;
   retentionIntervalMs: number;
+  /** Hosts external S3 sources may reach (K3_SOURCE_ALLOW); empty: any but loopback and link-local. */
+  sourceAllow: readonly string[];
   /** Webhook delivery: the host allow-list (K3_WEBHOOK_ALLOW), retry schedule base, attempts, POST timeout. */
   webhooks: { allow: readonly string[]; retryBaseMs: number; maxAttempts: number; timeoutMs: number };
   worker: WorkerConfig;
@@ -84,6 +86,11 @@ function onOff(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean
   if (["on", "true", "1", "yes"].includes(raw)) return true;
   if (["off", "false", "0", "no"].includes(raw)) return false;
   throw new Error(`${name}=${JSON.stringify(env[name])} must be on or off`);
+}
+
+/** A comma-separated list of hosts (an allow-list); empty when unset. */
+function hostList(env: NodeJS.ProcessEnv, name: string): string[] {
+  return (env[name] ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -164,8 +171,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     jobRetentionMs: retention(env, "K3_JOB_RETENTION", 30 * 86_400_000),
     eventRetentionMs: retention(env, "K3_EVENT_RETENTION", 86_400_000),
     watchPollMs: positiveInt(env, "K3_WATCH_POLL_MS", 25),
+    sourceAllow: hostList(env, "K3_SOURCE_ALLOW"),
     webhooks: Object.freeze({
-      allow: (env.K3_WEBHOOK_ALLOW ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
+      allow: hostList(env, "K3_WEBHOOK_ALLOW"),
       retryBaseMs: positiveInt(env, "K3_WEBHOOK_RETRY_BASE_MS", 5_000),
       maxAttempts: positiveInt(env, "K3_WEBHOOK_MAX_ATTEMPTS", 8),
       timeoutMs: positiveInt(env, "K3_WEBHOOK_TIMEOUT_MS", 10_000),

@@ -8,10 +8,13 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { lookup } from "node:dns/promises";
+import { hostname, tmpdir } from "node:os";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Client } from "pg";
 import { build, type App } from "../src/app";
+import { isInternalAddress } from "../src/domain/url-policy";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/log";
 import { signRequest } from "../src/s3/sigv4";
@@ -32,8 +35,8 @@ describe("an external S3-compatible source", () => {
   const lines: string[] = [];
   const http = jsonClient(() => s.httpUrl);
 
-  async function put(path: string, body: string): Promise<void> {
-    const headers = { host: new URL(endpoint).host };
+  async function put(path: string, body: string | Buffer, more: Record<string, string> = {}): Promise<void> {
+    const headers = { host: new URL(endpoint).host, ...more };
     const signed = signRequest({ method: "PUT", path, rawQuery: "", headers }, UP, "UNSIGNED-PAYLOAD");
     const res = await fetch(`${endpoint}${path}`, { method: "PUT", headers: { ...headers, ...signed }, body });
     expect(res.status).toBe(200);
@@ -48,6 +51,7 @@ describe("an external S3-compatible source", () => {
     await put("/team-docs/kb/guide.txt", "external words ".repeat(20));
     await put("/team-docs/kb/deep/faq.md", "# FAQ\n\nanswers from elsewhere");
     await put("/team-docs/outside/skip.txt", "not under the root path");
+    await put("/team-docs/packed/notes.txt", gzipSync("penguins of the southern ocean ".repeat(10)), { "content-encoding": "gzip" });
     for (let i = 0; i < 300; i++) await put(`/team-docs/many/m${String(i).padStart(3, "0")}.txt`, `many ${i}`);
     // Small batches, so that a discovery of "many/" is still running when the test deletes its source.
     s = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50", K3_DISCOVERY_BATCH: "5" }, { logLines: lines });
@@ -109,6 +113,50 @@ describe("an external S3-compatible source", () => {
       expect((await db.query("SELECT count(*)::int AS n FROM vector_chunks WHERE bucket = 'kb-ext' AND object_key = 'guide.txt'")).rows[0].n).toBe(0);
     } finally {
       await db.end();
+    }
+  });
+
+  test("an object stored with Content-Encoding gzip (aws s3 cp --content-encoding gzip) is indexed as its text", async () => {
+    await http("POST", "/admin/buckets", { name: "kb-packed" });
+    const pipe = (await http("POST", "/kb-packed/vector/pipelines", { name: "packed", template_id: "text_embedding_index" })).json.embedPipelineId;
+    await http("POST", "/kb-packed/rules", { name: "all", pipeline_id: pipe });
+    const src = (await http("POST", "/kb-packed/sources", { provider: "SOURCE_PROVIDER_EXTERNAL_S3", name: "packed", root_path: "packed/", external_s3: { endpoint, bucket: "team-docs", access_key_id: UP.accessKeyId, secret_access_key: UP.secretAccessKey } })).json.source;
+    await http("POST", `/kb-packed/sources/${src.sourceId}/discover`, {});
+    const job = await waitFor("the packed object's job", async () => {
+      const j = ((await http("GET", `/kb-packed/ingest/jobs?source_id=${src.sourceId}`)).json.jobs as J[])[0];
+      return j && ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED"].includes(j.status) ? j : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    expect(job).toMatchObject({ status: "INGEST_STATUS_COMPLETED", object: { key: "notes.txt" } });
+    const found = (await http("POST", "/kb-packed/vector/search", { text: "penguins", include_content: true })).json.results as J[];
+    expect(found.map((r) => r.content)).toEqual([("penguins of the southern ocean ".repeat(10)).trim()]);
+  });
+
+  test("a source's endpoint is held to K3_SOURCE_ALLOW: loopback and link-local refused when given, and when its name resolves there at connection", async () => {
+    const port = new URL(endpoint).port;
+    const open = await startServers({ K3_ROLE: "all", K3_POLL_MS: "50", K3_SOURCE_ALLOW: "" });
+    const ohttp = jsonClient(() => open.httpUrl);
+    const source = (ep: string) => ohttp("POST", "/kb-guard/sources", { provider: "SOURCE_PROVIDER_EXTERNAL_S3", name: `s${Math.random()}`, root_path: "kb/", external_s3: { endpoint: ep, bucket: "team-docs", access_key_id: UP.accessKeyId, secret_access_key: UP.secretAccessKey } });
+    try {
+      await ohttp("POST", "/admin/buckets", { name: "kb-guard" });
+      for (const ep of [endpoint, `http://localhost:${port}`, "http://169.254.169.254", `http://[::ffff:127.0.0.1]:${port}`]) {
+        const r = await source(ep);
+        expect([ep, r.status, r.json.message]).toEqual([ep, 400, expect.stringMatching(/^external_s3.endpoint host ".*" is a loopback or link-local address; external S3 sources go there only when K3_SOURCE_ALLOW names it$/)]);
+      }
+      // A name (this machine's) that resolves to loopback passes the first check; the connection is refused.
+      const name = hostname();
+      expect([name, isInternalAddress((await lookup(name)).address)]).toEqual([name, true]);
+      const created = await source(`http://${name}:${port}`);
+      expect(created.status).toBe(200);
+      const id = created.json.source.sourceId;
+      await ohttp("POST", `/kb-guard/sources/${id}/discover`, {});
+      const failed = await waitFor("the refused discovery", async () => {
+        const st = (await ohttp("GET", `/kb-guard/sources/${id}/sync`)).json;
+        return st.last?.state === "failed" ? st : undefined;
+      }, { timeoutMs: 30_000 });
+      expect(failed.last.error).toMatch(new RegExp(`^the S3 server could not be reached \\(${name} resolves to 127\\.\\d+\\.\\d+\\.\\d+, a loopback or link-local address; add it to K3_SOURCE_ALLOW to connect there\\)$`));
+      expect(failed.last.scanned).toBe("0");
+    } finally {
+      await open.stop();
     }
   });
 

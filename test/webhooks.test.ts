@@ -168,7 +168,7 @@ test("webhook URLs and events are checked: scheme, credentials, loopback, the al
   expect(await bad({ url: "http://127.0.0.1:1/x", events: ["job.done"] })).toMatch(/events\[0\] "job.done" is not an event type; pass any of ingest.job.completed/);
   expect(await bad({})).toMatch(/url/);
   // The allow-list here is 127.0.0.1: anything else is refused, loopback names included.
-  expect(await bad({ url: "https://hooks.example.com/x" })).toMatch(/not in this server's webhook allow-list \(K3_WEBHOOK_ALLOW: 127.0.0.1\)/);
+  expect(await bad({ url: "https://hooks.example.com/x" })).toMatch(/not in this server's allow-list for webhooks \(K3_WEBHOOK_ALLOW: 127.0.0.1\)/);
   const open = await startServers({});
   try {
     const r = await jsonClient(() => open.httpUrl)("POST", `/${B}/webhooks`, { url: "http://localhost:8080/x" });
@@ -176,6 +176,12 @@ test("webhook URLs and events are checked: scheme, credentials, loopback, the al
     expect(r.json.message).toMatch(/loopback or link-local.*K3_WEBHOOK_ALLOW/);
     const meta = await jsonClient(() => open.httpUrl)("POST", `/${B}/webhooks`, { url: "http://169.254.169.254/latest" });
     expect(meta.json.message).toMatch(/link-local/);
+    // Loopback and the metadata address written as IPv4-mapped IPv6 (which URL turns into
+    // hex: [::ffff:7f00:1]) and localhost as a fully qualified name are the same places.
+    for (const url of ["http://[::ffff:127.0.0.1]:8080/x", "http://[::ffff:169.254.169.254]/latest", "http://localhost.:8080/x", "http://[0:0:0:0:0:0:0:1]/x"]) {
+      const r = await jsonClient(() => open.httpUrl)("POST", `/${B}/webhooks`, { url });
+      expect([url, r.status, r.json.message]).toEqual([url, 400, expect.stringMatching(/loopback or link-local.*K3_WEBHOOK_ALLOW/)]);
+    }
     expect((await jsonClient(() => open.httpUrl)("POST", `/${B}/webhooks`, { url: "https://hooks.example.com/x" })).status).toBe(200);
   } finally {
     await open.stop();

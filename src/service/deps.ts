@@ -5,7 +5,7 @@ import type { Embedder } from "../worker/embedder";
 import type { Repository } from "../storage/repository";
 import type { SecretBox } from "../storage/secrets";
 import type { JobHub } from "./job-hub";
-import type { WebhookPolicy } from "../webhooks/url-policy";
+import type { UrlPolicy } from "../domain/url-policy";
 
 /** What the service implementations depend on. */
 export interface ServiceDeps {
@@ -28,7 +28,9 @@ export interface ServiceDeps {
   /** This process's fan-out of job events (watches and long polls). */
   hub?: JobHub;
   /** Webhook URL policy (K3_WEBHOOK_ALLOW). */
-  webhooks?: WebhookPolicy;
+  webhooks?: UrlPolicy;
+  /** External S3 sources' endpoint policy (K3_SOURCE_ALLOW). */
+  sourceEndpoints?: UrlPolicy;
   /** The process's logger: ListIngestJobLogs reads the lines it keeps. */
   log?: Logger;
 }

@@ -21,7 +21,6 @@ import type { Scope } from "../domain/job";
 import type { ExternalS3Config, ProviderName, Source, SourceView } from "../domain/source";
 import { checkBucket, checkLength, checkRequired, MAX_TEXT, quote } from "../domain/validate";
 import type { SyncStore } from "../storage/postgres/sync-store";
-import type { SecretBox } from "../storage/secrets";
 import { createBuckets } from "./buckets";
 import { scopeOf } from "./caller";
 import { int64ToNumber } from "./convert";
@@ -65,7 +64,7 @@ export function sourceToProto(s: SourceView): SourceMessage {
 }
 
 /** The checked location of an external source; the secret sealed (or kept, on update). */
-function externalOf(e: ExternalS3 | undefined, secrets: SecretBox | undefined, keptSecret: string): { external: ExternalS3Config; secretSealed: string } {
+function externalOf(e: ExternalS3 | undefined, deps: Pick<ServiceDeps, "secrets" | "sourceEndpoints">, keptSecret: string): { external: ExternalS3Config; secretSealed: string } {
   if (!e) throw new InvalidArgument("external_s3 is required for SOURCE_PROVIDER_EXTERNAL_S3 (endpoint, bucket, region, access_key_id, secret_access_key)", "external_s3");
   let url: URL;
   try {
@@ -76,12 +75,13 @@ function externalOf(e: ExternalS3 | undefined, secrets: SecretBox | undefined, k
   if ((url.protocol !== "http:" && url.protocol !== "https:") || url.pathname !== "/" || url.search || url.username) {
     throw new InvalidArgument(`external_s3.endpoint ${quote(e.endpoint)} must be an http(s) base URL with no path, query or credentials`, "external_s3.endpoint");
   }
+  deps.sourceEndpoints?.checkUrl(e.endpoint, "external_s3.endpoint");
   checkBucket(e.bucket, "external_s3.bucket");
   checkLength(e.region, 64, "external_s3.region");
   if (e.region && !/^[a-z0-9-]+$/.test(e.region)) throw new InvalidArgument(`external_s3.region ${quote(e.region)} must be letters, digits and dashes, e.g. "us-east-1"`, "external_s3.region");
   checkLength(e.accessKeyId, 128, "external_s3.access_key_id");
   checkLength(e.secretAccessKey, 256, "external_s3.secret_access_key");
-  const secretSealed = e.secretAccessKey ? (secrets?.seal(e.secretAccessKey).toString("base64") ?? "") : keptSecret;
+  const secretSealed = e.secretAccessKey ? (deps.secrets?.seal(e.secretAccessKey).toString("base64") ?? "") : keptSecret;
   if (e.accessKeyId === "" || secretSealed === "") {
     throw new InvalidArgument("external_s3.access_key_id and external_s3.secret_access_key are both required", e.accessKeyId === "" ? "external_s3.access_key_id" : "external_s3.secret_access_key");
   }
@@ -145,7 +145,7 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
       checkLength(req.providerAccount, 1024, "provider_account");
       checkRootPath(req.rootPath);
       const interval = intervalOf(req.syncIntervalSeconds);
-      const { external, secretSealed } = externalOf(req.externalS3, deps.secrets, "");
+      const { external, secretSealed } = externalOf(req.externalS3, deps, "");
       await buckets.get(scope);
       const createdAt = now();
       const source: Source = {
@@ -202,7 +202,7 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
         checkRootPath(req.rootPath);
       }
       if (req.externalS3 && internal) throw new InvalidArgument("external_s3 applies to SOURCE_PROVIDER_EXTERNAL_S3 sources only", "external_s3");
-      const location = req.externalS3 ? externalOf(req.externalS3, deps.secrets, s.secretSealed) : undefined;
+      const location = req.externalS3 ? externalOf(req.externalS3, deps, s.secretSealed) : undefined;
       const updated: Source = {
         ...s,
         name: req.name ?? s.name,

@@ -10,6 +10,7 @@ import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { fd } from "./fd";
 import { stampFile } from "./version-stamp";
+import { decodedObject } from "./decoded-object";
 import { createStaging, ifGone, removeFile, syncDir, type TempFile } from "./staging";
 import { dirname, join, sep } from "node:path";
 import { HASHED_DIR, hashedPath, isPlainPath } from "./key-path";
@@ -279,6 +280,7 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => place(t, key, scope), true),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>
       staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => place(t, key, scope), true),
+    decoded: (object, encoding, limits, key) => decodedObject(staging, object, encoding, limits, key),
     dropUpload: staging.dropUpload,
     sweepStaging: staging.sweep,
     remove,

@@ -110,6 +110,12 @@ export interface ObjectStore {
    */
   open(scope: Scope, key: string, limits: ReadLimits): Promise<ObjectHandle | undefined>;
   /**
+   * A handle on the decoded content of `object` (the object `key`, stored with the
+   * Content-Encoding `encoding`), read within `limits`; `object` is closed. `object` itself
+   * when the encoding is none undone here (gzip, deflate, br are).
+   */
+  decoded(object: ObjectHandle, encoding: string, limits: ReadLimits, key: string): Promise<ObjectHandle>;
+  /**
    * Streams an upload to a private temporary file (hashing it, refusing more than
    * `maxBytes`, honouring `signal`) and fsyncs it. Nothing is visible under the key until
    * commit(), which renames it into place atomically; discard() removes it.

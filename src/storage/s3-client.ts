@@ -1,9 +1,15 @@
 /**
  * A minimal signed client for one bucket of an S3-compatible server (AWS S3, MinIO, Ceph,
  * moto): every request is signed with SigV4, and listings are streamed page by page in
- * key order. The object store's upstream and external sources both talk through it.
+ * key order. The object store's upstream and external sources both talk through it, over
+ * node:http(s) so that a source's connections can be held to K3_SOURCE_ALLOW's policy.
  */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { uriEncode } from "../domain/uri";
+import { guardedLookup, type UrlPolicy } from "../domain/url-policy";
 import { xmlUnescape } from "../s3/errors";
 import { signRequest } from "../s3/sigv4";
 
@@ -48,30 +54,46 @@ export type S3Call = (
   init?: { body?: ReadableStream | Buffer | string; payloadHash?: string; headers?: Record<string, string>; signal?: AbortSignal },
 ) => Promise<Response>;
 
-/** A signed client for `o`. */
-export function createS3Client(o: S3Location) {
+/** A signed client for `o`; with `endpoints`, it connects only to addresses that policy accepts. */
+export function createS3Client(o: S3Location & { endpoints?: UrlPolicy }) {
   const base = new URL(o.endpoint);
   const creds = { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, region: o.region || "us-east-1" };
+  const send = base.protocol === "https:" ? httpsRequest : httpRequest;
+  // Connections are reused; an idle one is closed after 30 s.
+  const agent = new (base.protocol === "https:" ? HttpsAgent : HttpAgent)({ keepAlive: true, timeout: 30_000 });
 
   const call: S3Call = async (method, objectKey, query = "", init = {}) => {
     const path = `/${o.bucket}${objectKey ? `/${objectKey}` : ""}`;
     const headers: Record<string, string> = { host: base.host, ...(init.headers ?? {}) };
     const signed = signRequest({ method, path, rawQuery: query, headers }, creds, init.payloadHash ?? (init.body ? UNSIGNED : EMPTY_SHA256));
     const url = `${base.origin}${uriEncode(path, true)}${query ? `?${query}` : ""}`;
-    let res: Response;
+    let res: IncomingMessage;
     try {
-      res = await fetch(url, { method, headers: { ...headers, ...signed }, body: init.body, signal: init.signal, duplex: "half" } as RequestInit);
+      const lookup = o.endpoints ? guardedLookup(base, o.endpoints) : undefined;
+      res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const req = send(url, { method, headers: { ...headers, ...signed }, agent, lookup, signal: init.signal }, resolve);
+        req.on("error", reject);
+        const body = init.body;
+        if (body === undefined || typeof body === "string" || Buffer.isBuffer(body)) req.end(body);
+        else pipeline(Readable.fromWeb(body as never), req).catch(reject);
+      });
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      const c = (err as { cause?: { code?: string; message?: string } }).cause;
-      const cause = c?.code ?? c?.message ?? (err as Error).message;
-      throw new S3ClientError(`the S3 server could not be reached (${cause})`, 0);
+      const e = err as NodeJS.ErrnoException;
+      throw new S3ClientError(`the S3 server could not be reached (${e.code ?? e.message})`, 0);
     }
-    if (res.status >= 500) {
-      await res.arrayBuffer().catch(() => undefined);
-      throw new S3ClientError(`the S3 server answered ${res.status} to ${method}`, res.status);
+    const status = res.statusCode ?? 0;
+    if (status >= 500) {
+      res.resume();
+      throw new S3ClientError(`the S3 server answered ${status} to ${method}`, status);
     }
-    return res;
+    const answer = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) {
+      for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) answer.append(name, v);
+    }
+    const bodyless = method === "HEAD" || status === 204 || status === 304 || status < 200;
+    if (bodyless) res.resume();
+    return new Response(bodyless ? null : (Readable.toWeb(res) as ReadableStream), { status: Math.max(status, 200), headers: answer });
   };
 
   /** Every object under `prefix` after `startAfter`, in key order, a page (≤ 1,000) at a time. */

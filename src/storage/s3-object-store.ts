@@ -9,12 +9,13 @@
  * read a local descriptor whatever the store.
  */
 import { createReadStream } from "node:fs";
-import { open, rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { mimeTypeOf } from "../domain/mime";
 import type { Scope } from "../domain/job";
 import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
+import { decodedObject, decodedStream, temporaryObject } from "./decoded-object";
 import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
+import type { UrlPolicy } from "../domain/url-policy";
 import { createS3Client, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
 import { nextStampMicros } from "./version-stamp";
@@ -28,6 +29,8 @@ export interface S3UpstreamOptions extends S3Location {
    * source reads its own bucket under its root path).
    */
   prefixOf?: (scope: Scope) => string;
+  /** Where it may connect (an external source's K3_SOURCE_ALLOW); anywhere when absent (the operator's upstream). */
+  endpoints?: UrlPolicy;
 }
 
 /** An ObjectStore over an S3-compatible upstream. */
@@ -85,38 +88,15 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
         await res.body.cancel();
         throw new ObjectUnreadable(`object "${key}" is ${declared} bytes; the limit for it is ${limits.maxBytes}`);
       }
-      let t;
-      try {
-        t = await staging.write(Readable.fromWeb(res.body as never), limits.maxBytes, signal);
-      } catch (err) {
-        if (limits.signal.aborted) throw limits.signal.reason;
-        throw new ObjectUnreadable(`object "${key}" could not be read from the S3 upstream: ${(err as Error).message}`);
-      }
-      const fh = await open(t.tmp, "r");
-      await rm(t.tmp, { force: true }); // the descriptor keeps the bytes until it is closed
       const version = BigInt(Date.parse(res.headers.get("last-modified") ?? "") || Date.now()) * 1_000_000n;
-      return {
-        fd: fh.fd,
-        size: t.size,
-        version,
-        read: (buffer, offset, length, position) => fh.read(buffer, offset, length, position),
-        async readAll() {
-          const data = Buffer.allocUnsafe(t.size);
-          let at = 0;
-          while (at < t.size) {
-            const { bytesRead } = await fh.read(data, at, t.size - at, at);
-            if (bytesRead === 0) break;
-            at += bytesRead;
-          }
-          return data.subarray(0, at);
-        },
-        close: () => fh.close().catch(() => undefined),
-      };
+      const body = decodedStream(Readable.fromWeb(res.body as never), res.headers.get("content-encoding") ?? "");
+      return temporaryObject(staging, body, limits, key, version, "from the S3 store");
     },
 
     stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => put(scope, key, t.tmp, t.size, t.sha256)),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>
       staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => put(scope, key, t.tmp, t.size, t.sha256)),
+    decoded: (object, encoding, limits, key) => decodedObject(staging, object, encoding, limits, key),
     dropUpload: staging.dropUpload,
     sweepStaging: staging.sweep,
 

@@ -5,6 +5,7 @@
  * worker asks it for each job; discoveries for each scan. Stores of external sources are
  * cached per source version (updated_at).
  */
+import type { UrlPolicy } from "../domain/url-policy";
 import type { Scope } from "../domain/job";
 import type { Source } from "../domain/source";
 import type { ObjectStore } from "../storage/object-store";
@@ -25,7 +26,7 @@ export interface SourceObjects {
   forJob(job: Scope & { sourceId: string }): Promise<ObjectStore | undefined>;
 }
 
-export function createSourceObjects(deps: { sync: SyncStore; objects: ObjectStore; secrets: SecretBox; dataDir: string }): SourceObjects {
+export function createSourceObjects(deps: { sync: SyncStore; objects: ObjectStore; secrets: SecretBox; dataDir: string; endpoints: UrlPolicy }): SourceObjects {
   const stores = new Map<string, { updatedAt: number; store: ObjectStore }>();
   const sources = new Map<string, { at: number; source: Source | undefined }>();
 
@@ -40,6 +41,7 @@ export function createSourceObjects(deps: { sync: SyncStore; objects: ObjectStor
       secretAccessKey: s.secretSealed ? deps.secrets.open(Buffer.from(s.secretSealed, "base64")) : "",
       dataDir: deps.dataDir,
       prefixOf: () => prefix,
+      endpoints: deps.endpoints,
     });
     if (stores.size > 1000) stores.clear();
     stores.set(s.sourceId, { updatedAt: s.updatedAt, store });

@@ -9,7 +9,6 @@
  * least once; receivers deduplicate on webhook-id). It runs on the API's pool and never
  * on the job path.
  */
-import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { LookupFunction } from "node:net";
@@ -20,7 +19,7 @@ import { jobToProto } from "../service/convert";
 import type { ClaimedDelivery, EventStore } from "../storage/postgres/event-store";
 import type { SecretBox } from "../storage/secrets";
 import { signWebhook } from "./signature";
-import type { WebhookPolicy } from "./url-policy";
+import { guardedLookup, type UrlPolicy } from "../domain/url-policy";
 
 /** Multiples of the base delay between attempts (with a 5 s base: the Standard Webhooks schedule). */
 const BACKOFF = [1, 60, 360, 1440, 3600, 7200, 7200];
@@ -47,7 +46,7 @@ export class WebhookDeliverer {
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
-    private readonly deps: { store: EventStore; secrets: SecretBox; policy: WebhookPolicy; log: Logger; now: () => number },
+    private readonly deps: { store: EventStore; secrets: SecretBox; policy: UrlPolicy; log: Logger; now: () => number },
     private readonly config: DeliveryConfig,
   ) {}
 
@@ -149,20 +148,12 @@ export class WebhookDeliverer {
   /** POSTs `body`, connecting only to an address the policy accepts; resolves with the status code. */
   private post(raw: string, body: string, headers: Record<string, string>): Promise<number> {
     const url = new URL(raw);
-    const { policy } = this.deps;
-    const lookup: LookupFunction = (hostname, options, callback) => {
-      dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-        if (err) return callback(err, "", 0);
-        const refused = addresses.map((a) => policy.refuseAddress(url, a.address)).find((r) => r !== undefined);
-        if (refused) return callback(new Error(refused), "", 0);
-        if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-        callback(null, addresses[0].address, addresses[0].family);
-      });
-    };
-    // A literal IP skips the lookup: check it here.
-    const literal = url.hostname.replace(/^\[|\]$/g, "");
-    const refusedLiteral = policy.refuseAddress(url, literal);
-    if (refusedLiteral) return Promise.reject(new Error(refusedLiteral));
+    let lookup: LookupFunction;
+    try {
+      lookup = guardedLookup(url, this.deps.policy);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const send = url.protocol === "https:" ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       const req = send(url, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, lookup, timeout: this.config.timeoutMs }, (res) => {

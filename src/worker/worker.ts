@@ -36,7 +36,9 @@ import { startListener, type Listener } from "../storage/postgres/listener";
 import { executorFor } from "./pipelines/registry";
 import type { ExecutorLimits } from "./pipelines/types";
 import { ProgressReporter } from "./progress";
-import { ObjectUnreadable, type ObjectHandle, type ObjectStore } from "../storage/object-store";
+import { ObjectUnreadable, type ObjectHandle, type ObjectStore, type ReadLimits } from "../storage/object-store";
+import { mayBeEncoded } from "../storage/decoded-object";
+import { STORED_HEADER_PREFIX } from "../domain/bucket";
 
 /** Tunables of a worker. */
 export interface WorkerConfig {
@@ -283,6 +285,20 @@ export class Worker {
     if (r && !r.abort.signal.aborted) r.abort.abort(new AbortReason(kind));
   }
 
+  /**
+   * A bucket's own object as its content: one stored with a Content-Encoding (kept in the
+   * catalog) is decoded. Looked up only when its first bytes may be gzip or zlib data. (An
+   * S3 source's objects are decoded as they are downloaded.)
+   */
+  private async contentOf(job: Job, object: ObjectHandle, store: ObjectStore, limits: ReadLimits): Promise<ObjectHandle> {
+    const head = Buffer.alloc(2);
+    const { bytesRead } = await object.read(head, 0, 2, 0);
+    if (!mayBeEncoded(head.subarray(0, bytesRead))) return object;
+    const row = await this.deps.repo.catalog.objectGet(job, job.key);
+    const encoding = row?.metadata[`${STORED_HEADER_PREFIX}content-encoding`];
+    return encoding ? store.decoded(object, encoding, limits, job.key) : object;
+  }
+
   private async execute(job: Job, signal: AbortSignal): Promise<void> {
     const { repo } = this.deps;
     // Every line about this job carries its id and the request id of the call that made it.
@@ -315,7 +331,9 @@ export class Worker {
           const maxBytes = Math.min(this.config.maxObjectBytes, executor.readLimit?.(job.key, this.config.limits) ?? Number.MAX_SAFE_INTEGER);
           const store = this.deps.objectsFor ? await this.deps.objectsFor(job) : this.deps.objects;
           if (!store) throw new PermanentError("read", `the source "${job.sourceId}" of object "${job.key}" no longer exists`);
-          object = await store.open(job, job.key, { maxBytes, timeoutMs: this.config.readTimeoutMs, signal });
+          const limits = { maxBytes, timeoutMs: this.config.readTimeoutMs, signal };
+          object = await store.open(job, job.key, limits);
+          if (object && store === this.deps.objects) object = await this.contentOf(job, object, store, limits);
         } catch (err) {
           if (err instanceof ObjectUnreadable) throw new PermanentError("read", err.message);
           throw err;

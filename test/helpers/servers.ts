@@ -40,6 +40,8 @@ export async function startServers(
     K3_DB_POOL_SIZE: "4",
     K3_ROLE: "api",
     K3_AUTH: "off",
+    // The tests' external S3 sources (moto) listen on loopback, which sources may reach only when named.
+    K3_SOURCE_ALLOW: "127.0.0.1",
     ...env,
   });
   const logger = opts.logLines

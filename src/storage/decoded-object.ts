@@ -1,0 +1,106 @@
+/**
+ * Objects read as their content. An object stored with a Content-Encoding (`aws s3 cp
+ * --content-encoding gzip`, or an S3 server answering with one) is unpacked before it is
+ * indexed; the decoded bytes go to a private temporary file whose descriptor the reader
+ * holds (the file itself is unlinked at once), as a download from an S3 store does, so
+ * parsers and sandboxes read a local descriptor whatever the store. The read limit applies
+ * to the decoded bytes: a small archive that unpacks to gigabytes is refused, not written.
+ */
+import { open, rm } from "node:fs/promises";
+import { Readable, type Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { ObjectTooLarge, ObjectUnreadable, type ObjectHandle, type ReadLimits } from "./object-store";
+import type { createStaging } from "./staging";
+
+type Staging = ReturnType<typeof createStaging>;
+
+/** The decoder of a stored Content-Encoding; undefined when it is none, or one not undone here. */
+export function decoderFor(encoding: string | undefined): Transform | undefined {
+  switch ((encoding ?? "").trim().toLowerCase()) {
+    case "gzip":
+    case "x-gzip":
+      return createGunzip();
+    case "deflate":
+      return createInflate();
+    case "br":
+      return createBrotliDecompress();
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Whether an object's first bytes may be gzip or zlib data (their headers), so that its
+ * stored encoding is worth looking up: text almost never starts so.
+ */
+export function mayBeEncoded(head: Buffer): boolean {
+  if (head.length < 2) return false;
+  if (head[0] === 0x1f && head[1] === 0x8b) return true;
+  return (head[0] & 0x0f) === 8 && head[0] >> 4 <= 7 && ((head[0] << 8) | head[1]) % 31 === 0;
+}
+
+/** `body` decoded by `encoding`'s decoder, or as it is. */
+export function decodedStream(body: Readable, encoding: string | undefined): Readable {
+  const decoder = decoderFor(encoding);
+  if (!decoder) return body;
+  pipeline(body, decoder).catch(() => undefined); // an error destroys the decoder, which its reader sees
+  return decoder;
+}
+
+/**
+ * Writes `body` (the object `key`'s content) to a private temporary file within the read
+ * limits and answers a handle on it; `what` says where it came from, for errors.
+ */
+export async function temporaryObject(staging: Staging, body: Readable, limits: ReadLimits, key: string, version: bigint, what: string): Promise<ObjectHandle> {
+  const signal = AbortSignal.any([limits.signal, AbortSignal.timeout(limits.timeoutMs)]);
+  let t;
+  try {
+    t = await staging.write(body, limits.maxBytes, signal);
+  } catch (err) {
+    if (limits.signal.aborted) throw limits.signal.reason;
+    if (err instanceof ObjectTooLarge) throw new ObjectUnreadable(`object "${key}" is more than ${limits.maxBytes} bytes ${what}; that is the limit for it`);
+    throw new ObjectUnreadable(`object "${key}" could not be read ${what}: ${(err as Error).message}`);
+  }
+  const fh = await open(t.tmp, "r");
+  await rm(t.tmp, { force: true }); // the descriptor keeps the bytes until it is closed
+  const size = t.size;
+  return {
+    fd: fh.fd,
+    size,
+    version,
+    read: (buffer, offset, length, position) => fh.read(buffer, offset, length, position),
+    async readAll() {
+      const data = Buffer.allocUnsafe(size);
+      let at = 0;
+      while (at < size) {
+        const { bytesRead } = await fh.read(data, at, size - at, at);
+        if (bytesRead === 0) break;
+        at += bytesRead;
+      }
+      return data.subarray(0, at);
+    },
+    close: () => fh.close().catch(() => undefined),
+  };
+}
+
+/** A handle on `object`'s decoded content (`object` is closed); `object` itself when `encoding` is none undone here. */
+export async function decodedObject(staging: Staging, object: ObjectHandle, encoding: string, limits: ReadLimits, key: string): Promise<ObjectHandle> {
+  if (!decoderFor(encoding)) return object;
+  try {
+    const raw = Readable.from(chunksOf(object));
+    return await temporaryObject(staging, decodedStream(raw, encoding), limits, key, object.version, `once decoded (Content-Encoding ${encoding})`);
+  } finally {
+    await object.close();
+  }
+}
+
+async function* chunksOf(object: ObjectHandle): AsyncGenerator<Buffer> {
+  for (let at = 0; at < object.size; ) {
+    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, object.size - at));
+    const { bytesRead } = await object.read(buffer, 0, buffer.length, at);
+    if (bytesRead === 0) return;
+    at += bytesRead;
+    yield buffer.subarray(0, bytesRead);
+  }
+}
