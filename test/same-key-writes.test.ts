@@ -83,6 +83,33 @@ test("a delete among concurrent uploads of one key: the object is whole or gone,
   expect(await race([a.httpUrl, b.httpUrl], 60, true)).toEqual([]);
 });
 
+test("DeleteObjects of overlapping keys, racing each other and uploads of those keys over two instances: every key whole or gone, no lock left held", async () => {
+  const keys = Array.from({ length: 30 }, (_, i) => `batch/${i % 3}/k${i}.txt`);
+  const deleteObjects = (base: string, ks: string[]) =>
+    fetch(`${base}/${B}?delete`, { method: "POST", body: `<Delete>${ks.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>` }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  const bad: string[] = [];
+  for (let round = 0; round < 10; round++) {
+    const bodies = keys.map((k, i) => `round ${round} ${k} `.repeat(1 + i * 7));
+    const puts = keys.map((k, i) => fetch(`${(i % 2 ? a : b).httpUrl}/${B}/${k}`, { method: "PUT", body: bodies[i] }).then((r) => r.status));
+    // Three batches over the same keys, in different orders, on both instances.
+    const deletes = [deleteObjects(a.httpUrl, keys), deleteObjects(b.httpUrl, [...keys].reverse()), deleteObjects(a.httpUrl, keys.slice(10))];
+    expect((await Promise.all(puts)).every((st) => st === 200)).toBe(true);
+    for (const d of await Promise.all(deletes)) {
+      expect(d.status).toBe(200);
+      expect(d.body).not.toContain("<Error>");
+    }
+    for (const [i, key] of keys.entries()) {
+      for (const base of [a.httpUrl, b.httpUrl]) {
+        const seen = await observe(base, key);
+        const ok = seen.status === 404 ? seen.listed === undefined : seen.bytes.toString() === bodies[i] && seen.etag === md5(seen.bytes) && seen.listed?.etag === seen.etag;
+        if (!ok) bad.push(`round ${round}, ${key} via ${base}: ${seen.status}, ${seen.bytes.length} bytes, listed ${JSON.stringify(seen.listed)}`);
+      }
+    }
+  }
+  expect(bad).toEqual([]);
+  expect((await a.app.repo().pool.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'")).rows[0].n).toBe(0);
+});
+
 test("GETs racing uploads of one key: each answers the ETag of the bytes it sends (a server process of its own)", async () => {
   // In the test's own process the server shares the event loop with the clients, and the
   // window (an upload's rename between a GET's row read and its open) never opened.

@@ -21,6 +21,16 @@ export class KeyedTurns {
     }
   }
 
+  /**
+   * Runs `fn` in a turn of every key of `keys` at once, taken one key after another in
+   * sorted order, so two such runs sharing keys never wait for each other in a circle.
+   */
+  runAll<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
+    const from = (i: number): Promise<T> => (i === sorted.length ? fn() : this.run(sorted[i], () => from(i + 1)));
+    return from(0);
+  }
+
   /** Resolves once every turn of `key` queued so far has ended (at once when there is none). */
   async ended(key: string): Promise<void> {
     await this.tails.get(key);

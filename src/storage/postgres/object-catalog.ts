@@ -10,6 +10,22 @@ import { KeyedTurns } from "../keyed-turns";
 import type { ObjectStore } from "../object-store";
 import { insertedJobs, jobInsertParams, num, toObject } from "./rows";
 
+/** Objects' bytes removed at once by objectDeleteMany. */
+const REMOVE_LANES = 8;
+
+/**
+ * Removes what the objects `keys` left behind — their outputs at every destination — and
+ * cancels their unfinished jobs (pending at once, processing by a request the worker
+ * hears), on `c` inside the caller's transaction. Answers the keys that had a job running.
+ */
+export async function forgetOutputs(c: PoolClient, scope: Pick<Scope, "org" | "bucket">, keys: readonly string[], nowMs: number): Promise<string[]> {
+  for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await c.query(statement, [scope.org, scope.bucket, keys]);
+  const jobs = await c.query(SQL.OBJECT_CANCEL_JOBS, [scope.org, scope.bucket, keys, nowMs]);
+  const running = jobs.rows.filter((r) => r.status === "processing");
+  if (running.length > 0) await c.query("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id", [SQL.CHANNEL_CANCEL, running.map((r) => r.job_id as string)]);
+  return running.map((r) => r.object_key as string);
+}
+
 export class ObjectCatalog extends PgDb {
   /** Writes of one key in this process, one at a time (inTurn). */
   private readonly turns = new KeyedTurns();
@@ -40,7 +56,7 @@ export class ObjectCatalog extends PgDb {
     store: Pick<ObjectStore, "placesQuickly">,
   ): Promise<Job[]> {
     const lockAcrossInstances = store.placesQuickly;
-    const r = await this.inTurn(scope, key, lockAcrossInstances, async (client, released) => {
+    const r = await this.inTurn(scope, [key], lockAcrossInstances, async (client, released) => {
       // A write that looked at the key's row lets the lock go only once its own row is
       // committed (below, after OBJECT_PUT), so the next writer's look sees it.
       let looked = false;
@@ -61,11 +77,11 @@ export class ObjectCatalog extends PgDb {
         // (its lock taken again when OBJECT_PUT let it go), or a bucket made again under the
         // name would adopt them.
         const relock = client && !looked;
-        if (relock) await client.query(SQL.OBJECT_LOCK, [scope.org, scope.bucket, key]);
+        if (relock) await client.query(SQL.OBJECT_LOCK, [scope.org, scope.bucket, [key]]);
         try {
           await undo();
         } finally {
-          if (relock) await client.query(SQL.OBJECT_UNLOCK, [scope.org, scope.bucket, key]);
+          if (relock) await client.query(SQL.OBJECT_UNLOCK, [scope.org, scope.bucket, [key]]);
         }
       }
       return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
@@ -86,18 +102,20 @@ export class ObjectCatalog extends PgDb {
   }
 
   /**
-   * Runs `fn` in the object's turn: after every earlier write of the key in this process
-   * (KeyedTurns, so waiting writes of one key hold no connection), and when `lock` holding its
-   * lock across instances (OBJECT_LOCK: a session advisory lock on the client `fn` is given
-   * for its statements); without, `fn` gets no client and none is held. `fn` calls
-   * `released()` once a statement of its own has let the lock go (OBJECT_PUT does); otherwise
-   * it is let go after `fn`. No signal: once bytes are placed their row is written, whoever
-   * left. A client that cannot let it go is dropped, lock and all.
+   * Runs `fn` in the turn of the objects `keys` (one, or a DeleteObjects batch): after every
+   * earlier write of each key in this process (KeyedTurns, so waiting writes of a key hold no
+   * connection), and when `lock` holding their locks across instances (OBJECT_LOCK: session
+   * advisory locks on the client `fn` is given for its statements); without, `fn` gets no
+   * client and none is held. `fn` calls `released()` once a statement of its own has let the
+   * lock go (OBJECT_PUT does, for its one key); otherwise they are let go after `fn`. No
+   * signal: once bytes are placed their row is written, whoever left. A client that cannot
+   * let them go is dropped, locks and all.
    */
-  private inTurn<T>(scope: Scope, key: string, lock: boolean, fn: (client: PoolClient | undefined, released: () => void) => Promise<T>): Promise<T> {
-    const args = [scope.org, scope.bucket, key];
-    if (!lock) return this.turns.run(args.join("\u0000"), () => fn(undefined, () => undefined));
-    return this.turns.run(args.join("\u0000"), () => this.withClient(async (client, markBroken) => {
+  private inTurn<T>(scope: Scope, keys: readonly string[], lock: boolean, fn: (client: PoolClient | undefined, released: () => void) => Promise<T>): Promise<T> {
+    const turns = keys.map((key) => [scope.org, scope.bucket, key].join("\u0000"));
+    if (!lock) return this.turns.runAll(turns, () => fn(undefined, () => undefined));
+    const args = [scope.org, scope.bucket, keys];
+    return this.turns.runAll(turns, () => this.withClient(async (client, markBroken) => {
       await client.query(SQL.OBJECT_LOCK, args);
       let held = true;
       try {
@@ -120,18 +138,31 @@ export class ObjectCatalog extends PgDb {
    * turn of the key, as objectPut. False when there was neither a row nor bytes.
    */
   async objectDelete(scope: Scope, key: string, nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<boolean> {
-    return this.inTurn(scope, key, store.placesQuickly, async (client) => {
+    return (await this.objectDeleteMany(scope, [key], nowMs, store)).has(key);
+  }
+
+  /**
+   * objectDelete of several keys at once (DeleteObjects): one turn of them all, one
+   * transaction — a transaction per key waited on the last one's commit (each bumps the
+   * version of the collections it had chunks in). Answers the keys that had a row, a job
+   * running or bytes.
+   */
+  async objectDeleteMany(scope: Scope, keys: readonly string[], nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<Set<string>> {
+    return this.inTurn(scope, keys, store.placesQuickly, async (client) => {
       const inTx: typeof this.tx = client ? (fn, rolledBack) => this.txOn(client, fn, rolledBack) : (fn, rolledBack) => this.tx(fn, rolledBack);
-      const { found, running } = await inTx(async (c) => {
-        const del = await c.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = $3", [scope.org, scope.bucket, key]);
-        for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await c.query(statement, [scope.org, scope.bucket, key]);
-        const jobs = await c.query(SQL.OBJECT_CANCEL_JOBS, [scope.org, scope.bucket, key, nowMs]);
-        const running = jobs.rows.filter((r) => r.status === "processing").map((r) => r.job_id as string);
-        for (const id of running) await c.query("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, id]);
-        return { found: (del.rowCount ?? 0) > 0, running };
-      }, { found: false, running: [] as string[] });
-      const removed = await store.remove(scope, key);
-      return found || running.length > 0 || removed;
+      const found = await inTx(async (c) => {
+        const del = await c.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) RETURNING object_key", [scope.org, scope.bucket, keys]);
+        const running = await forgetOutputs(c, scope, keys, nowMs);
+        return new Set<string>([...del.rows.map((r) => r.object_key as string), ...running]);
+      }, new Set<string>());
+      // Their bytes, a few at once (an S3 store's is a request each).
+      const unique = [...new Set(keys)];
+      let next = 0;
+      const lane = async () => {
+        for (let i = next++; i < unique.length; i = next++) if (await store.remove(scope, unique[i])) found.add(unique[i]);
+      };
+      await Promise.all(Array.from({ length: Math.min(REMOVE_LANES, unique.length) }, lane));
+      return found;
     });
   }
 

@@ -333,12 +333,13 @@ SELECT EXISTS (SELECT 1 FROM bucket) AS bucket_found,
   (SELECT pg_advisory_unlock(${objectLockKey("$2", "$3", "$4")}) WHERE $11::boolean) AS unlocked`;
 
 /**
- * An object's lock across instances (org $1, bucket $2, key $3): a session advisory lock
+ * Objects' locks across instances (org $1, bucket $2, keys $3, taken in one order so that
+ * two takers of several never wait for each other): a session advisory lock per key
  * held from before an upload places its bytes until OBJECT_PUT has written their row, so
  * uploads (and deletes) of one key land their bytes and their rows in the same order.
  */
-export const OBJECT_LOCK = `SELECT pg_advisory_lock(${objectLockKey("$1", "$2", "$3")})`;
-export const OBJECT_UNLOCK = `SELECT pg_advisory_unlock(${objectLockKey("$1", "$2", "$3")})`;
+export const OBJECT_LOCK = `SELECT pg_advisory_lock(k) FROM (SELECT DISTINCT ${objectLockKey("$1", "$2", "key")} AS k FROM unnest($3::text[]) AS key ORDER BY 1) AS locks`;
+export const OBJECT_UNLOCK = `SELECT pg_advisory_unlock(k) FROM (SELECT DISTINCT ${objectLockKey("$1", "$2", "key")} AS k FROM unnest($3::text[]) AS key) AS locks`;
 
 /** Keys after $3 under prefix $4, in key order (byte order: "C" collation). */
 export const OBJECT_LIST = `
@@ -348,20 +349,20 @@ ORDER BY object_key LIMIT $5`;
 
 /** Everything an object left behind: its outputs at every destination. */
 export const OBJECT_DELETE_OUTPUTS = [
-  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND object_key = $3`,
-  `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND object_key = $3`,
-  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND object_key = $3`,
+  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
+  `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
+  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
 ];
 
-/** Cancels an object's unfinished jobs: PENDING ones at once, PROCESSING ones by request. */
+/** Cancels objects' ($3, keys) unfinished jobs: PENDING ones at once, PROCESSING ones by request. */
 export const OBJECT_CANCEL_JOBS = `
 UPDATE jobs SET
   status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
   finished_at = CASE WHEN status = 'pending' THEN $4::bigint ELSE finished_at END,
   error = CASE WHEN status = 'pending' THEN 'cancelled: the object was deleted' ELSE error END,
   cancel_requested = true, updated_at = $4
-WHERE org = $1 AND bucket = $2 AND object_key = $3 AND status IN ('pending', 'processing')
-RETURNING job_id, status`;
+WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) AND status IN ('pending', 'processing')
+RETURNING job_id, status, object_key`;
 
 export const RULE_LIST_ENABLED_FOR_SOURCE = `
 SELECT ${RULE_COLUMNS} FROM ${RULE_FROM}

@@ -11,6 +11,7 @@ import type { CheckpointEntry, Discovery, DiscoveryCounts, DiscoveryState, Sourc
 import { FailedPrecondition } from "../../domain/errors";
 import type { Page, PageParams } from "../repository";
 import { PgDb } from "./db";
+import { forgetOutputs } from "./object-catalog";
 import { jobInsertParams, num } from "./rows";
 import * as SQL from "./sql";
 
@@ -333,11 +334,7 @@ export class SyncStore extends PgDb {
             [s.org, s.bucket, keys, gone.map((g) => g.version)],
           )
         : await client.query(`DELETE FROM source_objects WHERE source_id = $1 AND object_key = ANY($2::text[]) RETURNING object_key`, [s.sourceId, keys]);
-    for (const r of del.rows) {
-      for (const statement of SQL.OBJECT_DELETE_OUTPUTS) await client.query(statement, [s.org, s.bucket, r.object_key]);
-      const jobs = await client.query(SQL.OBJECT_CANCEL_JOBS, [s.org, s.bucket, r.object_key, now]);
-      for (const j of jobs.rows) if (j.status === "processing") await client.query("SELECT pg_notify($1, $2)", [SQL.CHANNEL_CANCEL, j.job_id]);
-    }
+    if (del.rows.length > 0) await forgetOutputs(client, s, del.rows.map((r) => r.object_key as string), now);
     return del.rowCount ?? 0;
   }
 

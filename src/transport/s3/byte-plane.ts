@@ -55,6 +55,9 @@ export interface BytePlaneDeps {
 }
 
 /** The byte plane: `handle` serves one request. */
+/** Keys of one DeleteObjects deleted in one transaction (and one turn of them all). */
+const DELETE_BATCH = 100;
+
 export function createBytePlane(deps: BytePlaneDeps) {
   const { repo, objects, buckets, log } = deps;
 
@@ -138,22 +141,37 @@ export function createBytePlane(deps: BytePlaneDeps) {
     );
   }
 
-  /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request. */
+  /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request, DELETE_BATCH at a time. */
   async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
     const body = await readBody(req, 2 << 20);
     const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => xmlUnescape(m[1]));
     if (keys.length === 0 || keys.length > 1000) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 objects)");
     const quiet = /<Quiet>\s*true\s*<\/Quiet>/i.test(body);
-    const results: string[] = [];
-    for (const key of keys) {
+    const refusals = keys.map((key) => {
       try {
         checkObjectKey(key, "Key");
-        await repo.catalog.objectDelete(scope, key, deps.now(), objects);
-        if (!quiet) results.push(`<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`);
+        return undefined;
       } catch (err) {
-        results.push(`<Error><Key>${xmlEscape(key)}</Key><Code>InvalidArgument</Code><Message>${xmlEscape((err as Error).message)}</Message></Error>`);
+        return (err as Error).message;
       }
+    });
+    // The valid keys DELETE_BATCH at a time, each batch in one turn of its keys and one transaction.
+    const valid = keys.filter((_, i) => refusals[i] === undefined);
+    const failed = new Set<string>();
+    for (let at = 0; at < valid.length; at += DELETE_BATCH) {
+      const batch = valid.slice(at, at + DELETE_BATCH);
+      await repo.catalog.objectDeleteMany(scope, batch, deps.now(), objects).catch((err: Error) => {
+        log.warn("deleting objects of DeleteObjects failed", { bucket: scope.bucket, keys: batch.length, err: err.message });
+        for (const key of batch) failed.add(key);
+      });
     }
+    const error = (key: string, code: string, message: string) => `<Error><Key>${xmlEscape(key)}</Key><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error>`;
+    const results = keys.map((key, i) => {
+      const refused = refusals[i];
+      if (refused !== undefined) return error(key, "InvalidArgument", refused);
+      if (failed.has(key)) return error(key, "InternalError", "We encountered an internal error. Please try again.");
+      return quiet ? "" : `<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`;
+    });
     sendXml(res, `<DeleteResult xmlns="${XMLNS}">${results.join("")}</DeleteResult>`, r);
   }
 
