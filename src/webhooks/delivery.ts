@@ -44,6 +44,8 @@ export class WebhookDeliverer {
   private again = false;
   private stopped = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** The pass running, which stop() waits for (it may be reading the database). */
+  private passing?: Promise<void>;
 
   constructor(
     private readonly deps: { store: EventStore; secrets: SecretBox; policy: UrlPolicy; log: Logger; now: () => number },
@@ -62,7 +64,7 @@ export class WebhookDeliverer {
       return;
     }
     this.running = true;
-    void this.pass().finally(() => {
+    this.passing = this.pass().finally(() => {
       this.running = false;
       if (this.again && !this.stopped) {
         this.again = false;
@@ -74,6 +76,7 @@ export class WebhookDeliverer {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.passing;
     await Promise.all(this.inFlight);
   }
 
