@@ -5,7 +5,7 @@
  * chart drawn from real data; a reader token sees no action buttons and a forged action
  * gets 403. With K3_SCREENSHOTS=docs it writes the README's screenshots.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { jsonClient, type J } from "./helpers/http";
@@ -153,6 +153,32 @@ test("the objects view lists keys by prefix with each object's latest job per pi
   await first.getByText("embed:").waitFor();
   await first.locator(".badge", { hasText: "FAILED" }).waitFor();
   await page.close();
+});
+
+test("the sources view: Sync now finds a file dropped into the bucket's folder, the row following the discovery to its end; a reader gets no buttons", async () => {
+  mkdirSync(join(s.dataDir, "buckets", B, "dropped"), { recursive: true });
+  writeFileSync(join(s.dataDir, "buckets", B, "dropped", "by-hand.txt"), "copied in by hand");
+  const page = await signedIn(admin);
+  await page.goto(`${s.httpUrl}/console/#/b/${B}/sources`);
+  const own = page.locator("tbody tr").filter({ hasText: "INTERNAL_S3" });
+  await own.waitFor();
+  const objects = Number(await own.locator("td").nth(4).innerText());
+  await own.getByRole("button", { name: "Sync now" }).click();
+  await page.getByText("Discovery scan started").waitFor();
+  // No reload: the row shows the discovery's end.
+  await own.getByText(/^completed .*: 1 new, 0 modified, 0 deleted$/).waitFor({ timeout: 30_000 });
+  expect(Number(await own.locator("td").nth(4).innerText())).toBe(objects + 1);
+  // Its name leads to its jobs (no rule here routes dropped/).
+  await own.getByRole("link", { name: "internal" }).click();
+  await page.waitForURL(/jobs\?source=src_/);
+  const sourceId = new URL(page.url().replace("#/", "")).searchParams.get("source");
+  expect(await page.locator('input[name="source"]').inputValue()).toBe(sourceId);
+  await page.close();
+  const read = await signedIn(reader);
+  await read.goto(`${s.httpUrl}/console/#/b/${B}/sources`);
+  await read.locator("tbody tr").first().waitFor();
+  expect(await read.getByRole("button", { name: "Sync now" }).count()).toBe(0);
+  await read.close();
 });
 
 test("the charts draw the bucket's real job counts", async () => {

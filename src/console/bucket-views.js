@@ -1,4 +1,4 @@
-// The other views of a bucket: objects, pipelines and rules, search, charts.
+// The other views of a bucket: objects, pipelines and rules, sources, search, charts.
 import { api, enc, query, token } from "./api.js";
 import { barChart, lineChart } from "./chart.js";
 import { canWrite, fail, generation, h, render, say, setLeave, short, STATUSES, TEMPLATES, time, tabs } from "./dom.js";
@@ -127,6 +127,71 @@ export async function configView(bucket) {
       h("h3", {}, "Which rule would catch this key?"), h("label", { for: "check-key" }, "Object key (it must exist)"), checkKey, h("button", { type: "submit" }, "Check"), answer,
     ),
     ...forms,
+  );
+}
+
+// ---- sources ----
+
+/**
+ * A bucket's sources with their objects and their last sync; a writer starts a discovery
+ * ("Sync now") or re-runs the objects whose latest job failed. While one syncs, its row
+ * follows it in place (every 2 s).
+ */
+export async function sourcesView(bucket) {
+  const gen = generation;
+  const [res, write] = await Promise.all([api("GET", `/${enc(bucket)}/sources?page_size=100`), canWrite(bucket)]);
+  const syncOf = (s) => api("GET", `/${enc(bucket)}/sources/${enc(s.sourceId)}/sync`);
+  const last = (st) => {
+    if (st.syncing) return `syncing: ${st.current?.scanned ?? 0} scanned`;
+    const l = st.last;
+    if (!l) return "never synced";
+    return `${l.state} ${time(l.finishedAt)}: ${l.newObjects} new, ${l.modified} modified, ${l.deleted} deleted${l.error ? ` — ${l.error}` : ""}`;
+  };
+  const rows = res.sources.map((s) => {
+    const cells = { objects: h("td", { class: "num" }), indexed: h("td", { class: "num" }), last: h("td", { class: "text", "aria-live": "polite" }) };
+    const show = (st) => {
+      cells.objects.textContent = st.totalObjects;
+      cells.indexed.textContent = st.indexedObjects;
+      cells.last.textContent = last(st);
+      return st.syncing;
+    };
+    const act = (label, path, body) =>
+      h("button", {
+        type: "button",
+        onclick: async () => {
+          try {
+            say((await api("POST", `/${enc(bucket)}/sources/${enc(s.sourceId)}/${path}`, body)).message);
+            follow();
+          } catch (err) {
+            fail(err);
+          }
+        },
+      }, label);
+    const where = s.externalS3 ? h("td", { class: "key" }, `${s.externalS3.endpoint} · ${s.externalS3.bucket}`) : h("td", { class: "text" }, "the bucket's folder and byte plane");
+    const row = h("tr", {},
+      h("td", {}, h("a", { href: `#/b/${enc(bucket)}/jobs${query({ source: s.sourceId })}`, title: "its jobs" }, s.name)),
+      h("td", {}, s.provider.replace(/^SOURCE_PROVIDER_/, "")), where, h("td", { class: "key" }, s.rootPath),
+      cells.objects, cells.indexed, cells.last,
+      write ? h("td", {}, act("Sync now", "discover", {}), " ", act("Retry failed", "ingest", { retry_failed: true })) : "",
+    );
+    return { s, row, show };
+  });
+  // Follows the rows while any syncs; a newer view stops it.
+  let timer;
+  const follow = async () => {
+    clearTimeout(timer);
+    const states = await Promise.all(rows.map((r) => syncOf(r.s)));
+    if (gen !== generation) return;
+    if (rows.map((r, i) => r.show(states[i])).some(Boolean)) timer = setTimeout(() => follow().catch(fail), 2000);
+  };
+  setLeave(gen, () => clearTimeout(timer));
+  await follow();
+  render(gen,
+    h("h2", {}, `Sources of ${bucket}`),
+    tabs(bucket, "sources"),
+    h("table", {}, h("caption", {}, `${res.pagination?.totalCount ?? rows.length} sources`),
+      h("thead", {}, h("tr", {}, ...["Source", "Provider", "Where", "Root path", "Objects", "Indexed", "Last sync", ...(write ? ["Actions"] : [])].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows.map((r) => r.row))),
   );
 }
 
