@@ -88,7 +88,7 @@ test("DeleteObjects of overlapping keys, racing each other and uploads of those 
   const deleteObjects = (base: string, ks: string[]) =>
     fetch(`${base}/${B}?delete`, { method: "POST", body: `<Delete>${ks.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>` }).then(async (r) => ({ status: r.status, body: await r.text() }));
   const bad: string[] = [];
-  for (let round = 0; round < 10; round++) {
+  for (let round = 0; round < 25; round++) {
     const bodies = keys.map((k, i) => `round ${round} ${k} `.repeat(1 + i * 7));
     const puts = keys.map((k, i) => fetch(`${(i % 2 ? a : b).httpUrl}/${B}/${k}`, { method: "PUT", body: bodies[i] }).then((r) => r.status));
     // Three batches over the same keys, in different orders, on both instances.

@@ -313,7 +313,11 @@ function objectLockKey(org: string, bucket: string, key: string): string {
  * then the jobs ($1 as JOB_INSERT_BATCH; an empty array for none), with one NOTIFY when
  * there are any. Object: org $2, bucket $3, key $4, size $5, etag $6, content type $7,
  * metadata $8, version $9, time $10. Answers bucket_found and the jobs that went in, and
- * with $11 releases the key's lock (OBJECT_LOCK) the session took before placing the bytes.
+ * with $11 lets go of the key's lock (OBJECT_LOCK) the session took before placing the bytes
+ * — as of the commit: the statement holds the lock at transaction level too (a session's
+ * second hold of a lock it has is granted at once) and drops the session's, so a delete
+ * waiting for the lock sees the row it must delete (let go mid-statement, it took the lock,
+ * found no committed row and removed the bytes, and the row then committed).
  */
 export const OBJECT_PUT = `
 WITH bucket AS (
@@ -330,7 +334,8 @@ WITH bucket AS (
 SELECT EXISTS (SELECT 1 FROM bucket) AS bucket_found,
   (SELECT coalesce(jsonb_agg(to_jsonb(ins)), '[]'::jsonb) FROM ins) AS jobs,
   (SELECT pg_notify('${CHANNEL_JOBS}', '') WHERE EXISTS (SELECT 1 FROM ins)) AS woke,
-  (SELECT pg_advisory_unlock(${objectLockKey("$2", "$3", "$4")}) WHERE $11::boolean) AS unlocked`;
+  (SELECT CASE WHEN pg_advisory_xact_lock(${objectLockKey("$2", "$3", "$4")}) IS NOT NULL
+     THEN pg_advisory_unlock(${objectLockKey("$2", "$3", "$4")}) END WHERE $11::boolean) AS unlocked`;
 
 /**
  * Objects' locks across instances (org $1, bucket $2, keys $3, taken in one order so that
