@@ -55,6 +55,12 @@ export interface Placed {
    * away meanwhile) — unless another upload has put its own there since.
    */
   undo(): Promise<void>;
+  /**
+   * Where placing is the whole upload (an S3 store), too long to hold the key's lock
+   * through: whether the key's bytes are still these — asked under the lock, before the
+   * row is written. Absent where the lock is held while placing.
+   */
+  stillPlaced?(): Promise<boolean>;
 }
 
 /** Why an upload could not be stored under its key. */

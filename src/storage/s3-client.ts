@@ -8,6 +8,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setTimeout as delay } from "node:timers/promises";
 import { uriEncode } from "../domain/uri";
 import { guardedLookup, type UrlPolicy } from "../domain/url-policy";
 import { xmlUnescape } from "../s3/errors";
@@ -47,6 +48,25 @@ export class S3ClientError extends Error {
   }
 }
 
+/** Answers of an S3 server worth sending the request again for (InternalError, SlowDown, …). */
+const RETRY_STATUSES = new Set([500, 502, 503, 504]);
+const RETRY_DELAYS_MS = [100, 400];
+
+/**
+ * Runs `send` again, twice at most (after 100 and 400 ms), while the S3 server answers 5xx
+ * — as AWS asks of clients; moto answers 500 to some concurrent writes of one key.
+ */
+export async function withRetries<T>(send: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof S3ClientError) || !RETRY_STATUSES.has(err.status) || attempt >= RETRY_DELAYS_MS.length || signal?.aborted) throw err;
+      await delay(RETRY_DELAYS_MS[attempt]);
+    }
+  }
+}
+
 export type S3Call = (
   method: string,
   objectKey: string,
@@ -62,7 +82,13 @@ export function createS3Client(o: S3Location & { endpoints?: UrlPolicy }) {
   // Connections are reused; an idle one is closed after 30 s.
   const agent = new (base.protocol === "https:" ? HttpsAgent : HttpAgent)({ keepAlive: true, timeout: 30_000 });
 
-  const call: S3Call = async (method, objectKey, query = "", init = {}) => {
+  /** One request; a streamed body cannot be sent twice, so only the others are retried here. */
+  const call: S3Call = (method, objectKey, query = "", init = {}) => {
+    const replayable = init.body === undefined || typeof init.body === "string" || Buffer.isBuffer(init.body);
+    return replayable ? withRetries(() => once(method, objectKey, query, init), init.signal) : once(method, objectKey, query, init);
+  };
+
+  const once: S3Call = async (method, objectKey, query = "", init = {}) => {
     const path = `/${o.bucket}${objectKey ? `/${objectKey}` : ""}`;
     const headers: Record<string, string> = { host: base.host, ...(init.headers ?? {}) };
     const signed = signRequest({ method, path, rawQuery: query, headers }, creds, init.payloadHash ?? (init.body ? UNSIGNED : EMPTY_SHA256));

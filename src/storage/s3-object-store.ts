@@ -8,6 +8,7 @@
  * whose descriptor it holds (the file itself is unlinked at once), so parsers and sandboxes
  * read a local descriptor whatever the store.
  */
+import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
 import { mimeTypeOf } from "../domain/mime";
@@ -16,9 +17,12 @@ import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
 import { decodedObject, decodedStream, temporaryObject } from "./decoded-object";
 import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
 import type { UrlPolicy } from "../domain/url-policy";
-import { createS3Client, type S3Location } from "./s3-client";
+import { createS3Client, withRetries, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
 import { nextStampMicros } from "./version-stamp";
+
+/** The user metadata an upload's bytes are marked with upstream (ObjectCatalog.objectPut asks for it). */
+const UPLOAD_MARK = "x-amz-meta-k3-upload";
 
 /** Where the upstream is and how to sign for it. */
 export interface S3UpstreamOptions extends S3Location {
@@ -51,19 +55,27 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
   }
 
   async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer): Promise<Placed> {
-    const res = await call("PUT", upstreamKey(scope, key), "", {
-      body: Readable.toWeb(createReadStream(tmp)) as ReadableStream,
-      payloadHash: sha256.toString("hex"),
-      headers: { "content-length": String(size) },
-    });
+    // Each upload marks its bytes, so that it can tell later whether they are still the
+    // key's or another instance's upload has replaced them.
+    const mark = randomBytes(12).toString("hex");
+    const res = await withRetries(() =>
+      call("PUT", upstreamKey(scope, key), "", {
+        body: Readable.toWeb(createReadStream(tmp)) as ReadableStream,
+        payloadHash: sha256.toString("hex"),
+        headers: { "content-length": String(size), [UPLOAD_MARK]: mark },
+      }),
+    );
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
-    // Durable upstream once it answered. Taking it back cannot tell another instance's upload
-    // of the key from this one (writes of a key take turns within an instance only here).
-    const undo = async () => {
-      await (await call("DELETE", upstreamKey(scope, key))).arrayBuffer();
+    const stillPlaced = async () => {
+      const head = await call("HEAD", upstreamKey(scope, key));
+      return head.status === 200 && head.headers.get(UPLOAD_MARK) === mark;
     };
-    return { version: BigInt(nextStampMicros()) * 1000n, durable: async () => undefined, undo };
+    // Durable upstream once it answered; taken back only while still this upload's bytes.
+    const undo = async () => {
+      if (await stillPlaced()) await (await call("DELETE", upstreamKey(scope, key))).arrayBuffer();
+    };
+    return { version: BigInt(nextStampMicros()) * 1000n, durable: async () => undefined, undo, stillPlaced };
   }
 
   return {

@@ -26,6 +26,16 @@ export async function forgetOutputs(c: PoolClient, scope: Pick<Scope, "org" | "b
   return running.map((r) => r.object_key as string);
 }
 
+/** An upload placed (objectPut's `place`): its row, its jobs, and what the store says of its bytes. */
+export interface PlacedUpload {
+  object: StoredObject;
+  jobs: readonly NewJob[];
+  /** Takes the bytes back out (see Placed.undo). */
+  undo?: () => Promise<void>;
+  /** See Placed.stillPlaced. */
+  stillPlaced?: () => Promise<boolean>;
+}
+
 export class ObjectCatalog extends PgDb {
   /** Writes of one key in this process, one at a time (inTurn). */
   private readonly turns = new KeyedTurns();
@@ -48,15 +58,19 @@ export class ObjectCatalog extends PgDb {
    * write's check). Row and jobs go in one statement (its own transaction), which also
    * lets the lock go: once this returns, both are committed. NotFound when the bucket has no
    * row (or is being deleted).
+   *
+   * A store whose placement is the whole upload (S3: placesQuickly false) places without
+   * the lock, and answers `stillPlaced`: the row is written under the lock, and only while
+   * the key's bytes are still these; else a later upload, maybe on another instance, has
+   * replaced them and writes its own row (this one then answers no jobs).
    */
   async objectPut(
     scope: Scope,
     key: string,
-    place: (current: () => Promise<StoredObject | undefined>) => Promise<{ object: StoredObject; jobs: readonly NewJob[]; undo?: () => Promise<void> }>,
+    place: (current: () => Promise<StoredObject | undefined>) => Promise<PlacedUpload>,
     store: Pick<ObjectStore, "placesQuickly">,
   ): Promise<Job[]> {
-    const lockAcrossInstances = store.placesQuickly;
-    const r = await this.inTurn(scope, [key], lockAcrossInstances, async (client, released) => {
+    const r = await this.inTurn(scope, [key], store.placesQuickly, async (client, released) => {
       // A write that looked at the key's row lets the lock go only once its own row is
       // committed (below, after OBJECT_PUT), so the next writer's look sees it.
       let looked = false;
@@ -65,29 +79,40 @@ export class ObjectCatalog extends PgDb {
         const [row] = await this.rowsOn(client, SQL.OBJECT_GET, [scope.org, scope.bucket, key]);
         return row ? toObject(row) : undefined;
       };
-      const { object: o, jobs, undo } = await place(current);
-      const values = [
-        ...jobInsertParams(jobs),
-        scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, lockAcrossInstances && !looked,
-      ];
-      const [row] = await this.rowsOn(client, SQL.OBJECT_PUT, values);
-      if (!looked) released();
-      if (!row.bucket_found && undo) {
-        // The bucket went away while the bytes were placed: they go too, in the key's turn
-        // (its lock taken again when OBJECT_PUT let it go), or a bucket made again under the
-        // name would adopt them.
-        const relock = client && !looked;
-        if (relock) await client.query(SQL.OBJECT_LOCK, [scope.org, scope.bucket, [key]]);
-        try {
-          await undo();
-        } finally {
-          if (relock) await client.query(SQL.OBJECT_UNLOCK, [scope.org, scope.bucket, [key]]);
-        }
-      }
-      return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
+      const placed = await place(current);
+      const stillPlaced = placed.stillPlaced;
+      if (client || !stillPlaced) return this.record(scope, key, placed, client, client !== undefined && !looked, released);
+      return this.locked(scope, [key], async (c, rel) => ((await stillPlaced()) ? this.record(scope, key, placed, c, true, rel) : { found: true, jobs: [], inserted: [] }));
     });
     if (!r.found) throw new NotFound(`bucket ${JSON.stringify(scope.bucket)} not found`);
     return [...insertedJobs(r.jobs, r.inserted).values()];
+  }
+
+  /**
+   * Writes a placed upload's row and jobs (OBJECT_PUT) on `client`, or through the pool when
+   * no lock is held; with `letGo` the statement itself lets the key's lock go (`released`).
+   */
+  private async record(scope: Scope, key: string, placed: PlacedUpload, client: PoolClient | undefined, letGo: boolean, released: () => void) {
+    const { object: o, jobs, undo } = placed;
+    const values = [
+      ...jobInsertParams(jobs),
+      scope.org, scope.bucket, key, o.size, o.etag, o.contentType, JSON.stringify(o.metadata), o.version.toString(), o.updatedAt, letGo,
+    ];
+    const [row] = await this.rowsOn(client, SQL.OBJECT_PUT, values);
+    if (letGo) released();
+    if (!row.bucket_found && undo) {
+      // The bucket went away while the bytes were placed: they go too, in the key's turn
+      // (its lock taken again when OBJECT_PUT let it go), or a bucket made again under the
+      // name would adopt them.
+      const relock = client && letGo;
+      if (relock) await client.query(SQL.OBJECT_LOCK, [scope.org, scope.bucket, [key]]);
+      try {
+        await undo();
+      } finally {
+        if (relock) await client.query(SQL.OBJECT_UNLOCK, [scope.org, scope.bucket, [key]]);
+      }
+    }
+    return { found: row.bucket_found as boolean, jobs, inserted: row.jobs as Array<{ job_id: string; source_id: string }> };
   }
 
   /** A statement's rows, on `client` (one holding an object's lock) or through the pool. */
@@ -113,9 +138,13 @@ export class ObjectCatalog extends PgDb {
    */
   private inTurn<T>(scope: Scope, keys: readonly string[], lock: boolean, fn: (client: PoolClient | undefined, released: () => void) => Promise<T>): Promise<T> {
     const turns = keys.map((key) => [scope.org, scope.bucket, key].join("\u0000"));
-    if (!lock) return this.turns.runAll(turns, () => fn(undefined, () => undefined));
+    return this.turns.runAll(turns, () => (lock ? this.locked(scope, keys, fn) : fn(undefined, () => undefined)));
+  }
+
+  /** Runs `fn` holding the locks of `keys` across instances (OBJECT_LOCK) on the client it is given; see inTurn. */
+  private locked<T>(scope: Scope, keys: readonly string[], fn: (client: PoolClient, released: () => void) => Promise<T>): Promise<T> {
     const args = [scope.org, scope.bucket, keys];
-    return this.turns.runAll(turns, () => this.withClient(async (client, markBroken) => {
+    return this.withClient(async (client, markBroken) => {
       await client.query(SQL.OBJECT_LOCK, args);
       let held = true;
       try {
@@ -124,7 +153,7 @@ export class ObjectCatalog extends PgDb {
         // A statement that failed after letting it go finds none here, and says so.
         if (held) await client.query(SQL.OBJECT_UNLOCK, args).catch((err: Error) => markBroken(err));
       }
-    }));
+    });
   }
 
   /** Keys after `after` that start with `prefix`, in byte order. */
@@ -148,7 +177,9 @@ export class ObjectCatalog extends PgDb {
    * running or bytes.
    */
   async objectDeleteMany(scope: Scope, keys: readonly string[], nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<Set<string>> {
-    return this.inTurn(scope, keys, store.placesQuickly, async (client) => {
+    // The locks across instances whatever the store: an S3 store's upload writes its row
+    // under them once placed (objectPut), so the removal of its bytes must not fall between.
+    return this.inTurn(scope, keys, true, async (client) => {
       const inTx: typeof this.tx = client ? (fn, rolledBack) => this.txOn(client, fn, rolledBack) : (fn, rolledBack) => this.tx(fn, rolledBack);
       const found = await inTx(async (c) => {
         const del = await c.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) RETURNING object_key", [scope.org, scope.bucket, keys]);
