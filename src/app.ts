@@ -193,12 +193,12 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
       const r = repo;
       metrics = createMetrics();
       const m = metrics;
-      // Fold job count and bucket usage deltas every second (one process at a time does each).
+      // Fold job count, bucket usage and collection version deltas every second (one process at a time does each).
       let compacting = false;
       compactTimer = setInterval(() => {
         if (compacting) return;
         compacting = true;
-        void Promise.allSettled([r.jobs.jobCountsCompact(), r.buckets.usageCompact()]).then((done) => {
+        void Promise.allSettled([r.jobs.jobCountsCompact(), r.buckets.usageCompact(), r.vector.versionsCompact()]).then((done) => {
           for (const d of done) if (d.status === "rejected") log.debug("count compaction failed", { err: (d.reason as Error).message });
           compacting = false;
         });

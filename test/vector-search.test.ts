@@ -6,6 +6,7 @@
  * organization sees nothing; hybrid search puts a rare exact term above a dense near
  * match; bad queries are refused by name. Every door answers the same search.
  */
+import { Client } from "pg";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { newToken } from "../src/domain/auth";
@@ -136,6 +137,40 @@ test("deleting or changing an object changes the results at once", async () => {
   await settled();
   expect(await first("quantum entanglement")).toBe("docs/football.txt");
   expect(await first("striker header corner")).not.toBe("docs/football.txt");
+});
+
+test("writes of one collection do not wait for each other's commits; its version moves with each, and a fold leaves it as it was", async () => {
+  const a = new Client({ connectionString: s.db.url });
+  const b = new Client({ connectionString: s.db.url });
+  await a.connect();
+  await b.connect();
+  try {
+    const keys = (await a.query("SELECT DISTINCT pipeline_id, object_key FROM vector_chunks WHERE bucket = $1 ORDER BY object_key LIMIT 2", [B])).rows;
+    expect(keys).toHaveLength(2);
+    expect(keys[0].pipeline_id).toBe(keys[1].pipeline_id);
+    const version = async () => Number((await b.query("SELECT coalesce(sum(version), 0) AS v FROM (SELECT version FROM collection_versions WHERE bucket = $1 AND pipeline_id = $2 UNION ALL SELECT version FROM collection_version_deltas WHERE bucket = $1 AND pipeline_id = $2) AS x", [B, keys[0].pipeline_id])).rows[0].v);
+    const before = await version();
+    // Two writers of the collection, neither committed: the second does not wait for the first
+    // (it did, for the collection's one version row, until the first committed).
+    await a.query("BEGIN");
+    await a.query("DELETE FROM vector_chunks WHERE bucket = $1 AND object_key = $2", [B, keys[0].object_key]);
+    await b.query("BEGIN");
+    await b.query("SET LOCAL lock_timeout = '1s'");
+    await b.query("DELETE FROM vector_chunks WHERE bucket = $1 AND object_key = $2", [B, keys[1].object_key]);
+    await b.query("ROLLBACK");
+    await a.query("ROLLBACK");
+    expect(await version()).toBe(before);
+    // A committed write moves it (an upload's job writes its chunks); the fold (every second) does not.
+    expect((await upload("docs/versioned.txt", "the version moves with every committed write", "text/plain")).status).toBe(200);
+    await settled();
+    const moved = await version();
+    expect(moved).toBeGreaterThan(before);
+    await waitFor("the fold", async () => ((await b.query("SELECT count(*)::int AS n FROM collection_version_deltas WHERE bucket = $1", [B])).rows[0].n === 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
+    expect(await version()).toBe(moved);
+  } finally {
+    await a.end();
+    await b.end();
+  }
 });
 
 test("one organization never sees another's chunks; every door answers the same", async () => {

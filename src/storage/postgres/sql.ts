@@ -175,6 +175,19 @@ export const BUCKET_USAGE_COMPACT = foldSql("bucket_usage_deltas", "bucket_usage
 
 export const BUCKET_USAGE_LOCK = `SELECT pg_try_advisory_xact_lock(1798533318) AS locked`;
 
+/** Folds the pending collection version deltas into collection_versions (migration 021). */
+export const COLLECTION_VERSIONS_COMPACT = foldSql("collection_version_deltas", "collection_versions", ["org", "bucket", "pipeline_id"], ["version"]);
+
+export const COLLECTION_VERSIONS_LOCK = `SELECT pg_try_advisory_xact_lock(1798533319) AS locked`;
+
+/** Collections' versions (org $1, bucket $2, pipelines $3): the folded row plus the deltas not folded yet, at one snapshot. */
+export const COLLECTION_VERSIONS = `
+SELECT pipeline_id, sum(version)::bigint AS version FROM (
+  SELECT pipeline_id, version FROM collection_versions WHERE org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])
+  UNION ALL
+  SELECT pipeline_id, version FROM collection_version_deltas WHERE org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])
+) AS v GROUP BY pipeline_id`;
+
 /**
  * A bucket's usage as columns object_count, storage_used_bytes and indexed_objects (objects
  * whose current version was indexed, migration 019), exact at the statement's snapshot

@@ -1,6 +1,6 @@
 /**
- * The vector side of PostgreSQL: a bucket's engine row, each collection's version (bumped
- * by every write of its chunks), the current output of each object of a collection, the
+ * The vector side of PostgreSQL: a bucket's engine row, each collection's version (moved
+ * by every write of its chunks: a folded row plus deltas, migration 021), the current output of each object of a collection, the
  * chunks of some objects, full-text ranking for hybrid search, and chunk contents for the
  * results. PostgreSQL stays the source of truth; search/index.ts keeps what it needs of it
  * in memory. Shares the repository's pool.
@@ -11,6 +11,7 @@ import { PgDb } from "./db";
 import { copyOutBinary } from "./copy-out";
 import { mapPgError } from "./pg-errors";
 import { num } from "./rows";
+import * as SQL from "./sql";
 
 export interface EngineRow {
   engineId: string;
@@ -87,9 +88,14 @@ export class VectorStore extends PgDb {
     return { engine, created: rows.length > 0 };
   }
 
+  /** Folds the collections' version deltas (one instance at a time); false when another is folding. */
+  versionsCompact(): Promise<boolean> {
+    return this.foldDeltas(SQL.COLLECTION_VERSIONS_LOCK, SQL.COLLECTION_VERSIONS_COMPACT);
+  }
+
   /** The collections' versions (0 for one never written). */
   async versions(scope: Scope, pipelineIds: string[]): Promise<Map<string, number>> {
-    const rows = await this.q("SELECT pipeline_id, version FROM collection_versions WHERE org = $1 AND bucket = $2 AND pipeline_id = ANY($3::text[])", [scope.org, scope.bucket, pipelineIds], scope.signal);
+    const rows = await this.q(SQL.COLLECTION_VERSIONS, [scope.org, scope.bucket, pipelineIds], scope.signal);
     return new Map(rows.map((r) => [r.pipeline_id as string, num(r.version)]));
   }
 
