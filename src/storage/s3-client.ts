@@ -82,7 +82,7 @@ export function createS3Client(o: S3Location & { endpoints?: UrlPolicy }) {
   // Connections are reused; an idle one is closed after 30 s.
   const agent = new (base.protocol === "https:" ? HttpsAgent : HttpAgent)({ keepAlive: true, timeout: 30_000 });
 
-  /** One request; a streamed body cannot be sent twice, so only the others are retried here. */
+  /** A request, sent again on a 5xx unless its body is a stream (which cannot be sent twice; its caller retries). */
   const call: S3Call = (method, objectKey, query = "", init = {}) => {
     const replayable = init.body === undefined || typeof init.body === "string" || Buffer.isBuffer(init.body);
     return replayable ? withRetries(() => once(method, objectKey, query, init), init.signal) : once(method, objectKey, query, init);
