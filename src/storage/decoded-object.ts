@@ -6,11 +6,12 @@
  * parsers and sandboxes read a local descriptor whatever the store. The read limit applies
  * to the decoded bytes: a small archive that unpacks to gigabytes is refused, not written.
  */
+import { createReadStream } from "node:fs";
 import { open, rm } from "node:fs/promises";
 import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
-import { ObjectTooLarge, ObjectUnreadable, type ObjectHandle, type ReadLimits } from "./object-store";
+import { ObjectTooLarge, ObjectUnreadable, readWhole, type ObjectHandle, type ReadLimits } from "./object-store";
 import type { createStaging } from "./staging";
 
 type Staging = ReturnType<typeof createStaging>;
@@ -64,43 +65,18 @@ export async function temporaryObject(staging: Staging, body: Readable, limits: 
   }
   const fh = await open(t.tmp, "r");
   await rm(t.tmp, { force: true }); // the descriptor keeps the bytes until it is closed
-  const size = t.size;
-  return {
-    fd: fh.fd,
-    size,
-    version,
-    read: (buffer, offset, length, position) => fh.read(buffer, offset, length, position),
-    async readAll() {
-      const data = Buffer.allocUnsafe(size);
-      let at = 0;
-      while (at < size) {
-        const { bytesRead } = await fh.read(data, at, size - at, at);
-        if (bytesRead === 0) break;
-        at += bytesRead;
-      }
-      return data.subarray(0, at);
-    },
-    close: () => fh.close().catch(() => undefined),
-  };
+  const read: ObjectHandle["read"] = (buffer, offset, length, position) => fh.read(buffer, offset, length, position);
+  return { fd: fh.fd, size: t.size, version, read, readAll: () => readWhole(read, t.size), close: () => fh.close().catch(() => undefined) };
 }
 
 /** A handle on `object`'s decoded content (`object` is closed); `object` itself when `encoding` is none undone here. */
 export async function decodedObject(staging: Staging, object: ObjectHandle, encoding: string, limits: ReadLimits, key: string): Promise<ObjectHandle> {
   if (!decoderFor(encoding)) return object;
   try {
-    const raw = Readable.from(chunksOf(object));
+    // The descriptor stays the handle's (closed below); the stream reads it from its start.
+    const raw = createReadStream("", { fd: object.fd, start: 0, autoClose: false });
     return await temporaryObject(staging, decodedStream(raw, encoding), limits, key, object.version, `once decoded (Content-Encoding ${encoding})`);
   } finally {
     await object.close();
-  }
-}
-
-async function* chunksOf(object: ObjectHandle): AsyncGenerator<Buffer> {
-  for (let at = 0; at < object.size; ) {
-    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, object.size - at));
-    const { bytesRead } = await object.read(buffer, 0, buffer.length, at);
-    if (bytesRead === 0) return;
-    at += bytesRead;
-    yield buffer.subarray(0, bytesRead);
   }
 }

@@ -18,7 +18,7 @@ import { DEFAULT_ORG } from "../domain/auth";
 import type { Scope } from "../domain/job";
 import { NotFound } from "../domain/errors";
 import { mimeTypeOf } from "../domain/mime";
-import { catalogOf, ObjectConflict, ObjectUnreadable, syncWhileFast, type ObjectHandle, type ObjectInfo, type ObjectStore, type Placed, type ReadLimits, type ScanEntry } from "./object-store";
+import { catalogOf, ObjectConflict, ObjectUnreadable, readWhole, syncWhileFast, type ObjectHandle, type ObjectInfo, type ObjectStore, type Placed, type ReadLimits, type ScanEntry } from "./object-store";
 
 // The callback forms cost noticeably less CPU per call than fs/promises on Node 20, and
 // TriggerIngest resolves an object on every call.
@@ -146,18 +146,12 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
         version: st.mtimeNs,
         close: () => (closed ??= fd.close(own).catch(() => undefined)),
         read,
-        async readAll() {
-          const data = Buffer.allocUnsafe(size);
+        readAll() {
           const deadline = Date.now() + limits.timeoutMs;
-          let at = 0;
-          while (at < size) {
+          return readWhole(read, size, () => {
             limits.signal.throwIfAborted();
             if (Date.now() > deadline) throw new ObjectUnreadable(`object "${key}" could not be read within ${limits.timeoutMs} ms`);
-            const { bytesRead } = await read(data, at, Math.min(size - at, 1 << 20), at);
-            if (bytesRead === 0) break; // truncated meanwhile
-            at += bytesRead;
-          }
-          return at === size ? data : data.subarray(0, at);
+          });
         },
       };
     } finally {

@@ -30,6 +30,22 @@ export interface ObjectHandle {
   close(): Promise<void>;
 }
 
+/**
+ * Reads an object's `size` bytes from its start through `read`, a MiB at a time, calling
+ * `check` before each (a deadline, a signal); fewer when the file was truncated meanwhile.
+ */
+export async function readWhole(read: ObjectHandle["read"], size: number, check: () => void = () => undefined): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(size);
+  let at = 0;
+  while (at < size) {
+    check();
+    const { bytesRead } = await read(data, at, Math.min(size - at, 1 << 20), at);
+    if (bytesRead === 0) break;
+    at += bytesRead;
+  }
+  return at === size ? data : data.subarray(0, at);
+}
+
 /** An upload written to a temporary file, not yet visible. */
 export interface StagedObject {
   size: number;
@@ -54,13 +70,13 @@ export interface Placed {
    * Takes the bytes back out of place — their row could not be written (the bucket went
    * away meanwhile) — unless another upload has put its own there since.
    */
-  undo(): Promise<void>;
+  undo: () => Promise<void>;
   /**
    * Where placing is the whole upload (an S3 store), too long to hold the key's lock
    * through: whether the key's bytes are still these — asked under the lock, before the
    * row is written. Absent where the lock is held while placing.
    */
-  stillPlaced?(): Promise<boolean>;
+  stillPlaced?: () => Promise<boolean>;
 }
 
 /** Why an upload could not be stored under its key. */

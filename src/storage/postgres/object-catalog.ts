@@ -166,7 +166,7 @@ export class ObjectCatalog extends PgDb {
    * unfinished jobs (cancelled), in one transaction; then its bytes in `store` — all in one
    * turn of the key, as objectPut. False when there was neither a row nor bytes.
    */
-  async objectDelete(scope: Scope, key: string, nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<boolean> {
+  async objectDelete(scope: Scope, key: string, nowMs: number, store: Pick<ObjectStore, "remove">): Promise<boolean> {
     return (await this.objectDeleteMany(scope, [key], nowMs, store)).has(key);
   }
 
@@ -176,12 +176,11 @@ export class ObjectCatalog extends PgDb {
    * version of the collections it had chunks in). Answers the keys that had a row, a job
    * running or bytes.
    */
-  async objectDeleteMany(scope: Scope, keys: readonly string[], nowMs: number, store: Pick<ObjectStore, "remove" | "placesQuickly">): Promise<Set<string>> {
+  async objectDeleteMany(scope: Scope, keys: readonly string[], nowMs: number, store: Pick<ObjectStore, "remove">): Promise<Set<string>> {
     // The locks across instances whatever the store: an S3 store's upload writes its row
     // under them once placed (objectPut), so the removal of its bytes must not fall between.
     return this.inTurn(scope, keys, true, async (client) => {
-      const inTx: typeof this.tx = client ? (fn, rolledBack) => this.txOn(client, fn, rolledBack) : (fn, rolledBack) => this.tx(fn, rolledBack);
-      const found = await inTx(async (c) => {
+      const found = await this.txOn(client!, async (c) => { // with the locks, inTurn gives a client
         const del = await c.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) RETURNING object_key", [scope.org, scope.bucket, keys]);
         const running = await forgetOutputs(c, scope, keys, nowMs);
         return new Set<string>([...del.rows.map((r) => r.object_key as string), ...running]);

@@ -209,8 +209,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
         }));
         const now = deps.now();
         const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
-        const p = placed;
-        return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: () => p.undo(), stillPlaced: p.stillPlaced && (() => p.stillPlaced!()) };
+        return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: placed.undo, stillPlaced: placed.stillPlaced };
       };
       return repo.catalog.objectPut(scope, r.key, place, objects);
     })()
