@@ -290,6 +290,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
           log,
           metrics: createMetricsEndpoint({ registry: m.registry, log, auth: config.metricsAuth ? auth : undefined, stats: r.jobs }),
           openapi: buildOpenApi([...SERVICES], VERSION),
+          corsOrigins: config.corsOrigins,
           maxBodyBytes: config.maxBodyBytes,
           shutdownSignal: shutdown.signal,
           drainSignal: draining.signal,

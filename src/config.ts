@@ -1,6 +1,7 @@
 /** Configuration: the only module that reads environment variables. */
 import type { DiscoveryConfig } from "./sync/discovery";
 import { resolve } from "node:path";
+import { checkCorsOrigins } from "./domain/cors";
 import type { LogLevel } from "./log";
 import type { WorkerConfig } from "./worker/worker";
 
@@ -52,6 +53,8 @@ export interface Config {
   /** How often a process with watchers reads new job events (ms): their latency, at most. */
   watchPollMs: number;
   retentionIntervalMs: number;
+  /** Origins whose web pages may call the API from a browser (K3_CORS_ORIGINS); empty: none (buckets' byte planes have their own rules). */
+  corsOrigins: readonly string[];
   /** Hosts external S3 sources may reach (K3_SOURCE_ALLOW); empty: any but loopback and link-local. */
   sourceAllow: readonly string[];
   /** Webhook delivery: the host allow-list (K3_WEBHOOK_ALLOW), retry schedule base, attempts, POST timeout. */
@@ -88,7 +91,7 @@ function onOff(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean
   throw new Error(`${name}=${JSON.stringify(env[name])} must be on or off`);
 }
 
-/** A comma-separated list of hosts (an allow-list); empty when unset. */
+/** A comma-separated list (of hosts or origins: an allow-list); empty when unset. */
 function hostList(env: NodeJS.ProcessEnv, name: string): string[] {
   return (env[name] ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
@@ -171,6 +174,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     jobRetentionMs: retention(env, "K3_JOB_RETENTION", 30 * 86_400_000),
     eventRetentionMs: retention(env, "K3_EVENT_RETENTION", 86_400_000),
     watchPollMs: positiveInt(env, "K3_WATCH_POLL_MS", 25),
+    corsOrigins: checkCorsOrigins(hostList(env, "K3_CORS_ORIGINS")),
     sourceAllow: hostList(env, "K3_SOURCE_ALLOW"),
     webhooks: Object.freeze({
       allow: hostList(env, "K3_WEBHOOK_ALLOW"),

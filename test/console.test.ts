@@ -5,9 +5,10 @@
  * chart drawn from real data; a reader token sees no action buttons and a forged action
  * gets 403. With K3_SCREENSHOTS=docs it writes the README's screenshots.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "./helpers/chromium";
 import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { insertToken } from "./helpers/tokens";
@@ -17,7 +18,6 @@ import { waitFor } from "./helpers/wait";
 declare const sessionStorage: { getItem(key: string): string | null };
 declare const document: { querySelector(s: string): { getAttribute(n: string): string | null } | null; documentElement: { scrollWidth: number }; activeElement: { textContent: string | null } | null };
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SHOTS = process.env.K3_SCREENSHOTS ? join(__dirname, "..", process.env.K3_SCREENSHOTS) : undefined;
 const B = "kb-console";
 let s: TestServers;
@@ -30,7 +30,6 @@ const logLines: string[] = [];
 jest.setTimeout(120_000);
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (CI's .ci/run installs it), or set CHROMIUM_PATH`);
   // The server's log lines are kept (as a real process keeps them) for the job page's log section.
   s = await startServers({ K3_ROLE: "all", K3_AUTH: "on", K3_POLL_MS: "50", K3_MAX_ATTEMPTS: "1", K3_METRICS_AUTH: "on" }, { logLines });
   admin = (await insertToken(s, "default", [{ bucket: "*", role: "admin" }])).token;
@@ -42,11 +41,7 @@ beforeAll(async () => {
     const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${admin}` }, body });
     expect(put.status).toBe(200);
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

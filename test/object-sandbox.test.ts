@@ -4,24 +4,22 @@
  * token, its script does not run (Content-Security-Policy: sandbox), and no response of an
  * object lets the browser guess an active type (X-Content-Type-Options: nosniff).
  */
-import { existsSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "./helpers/chromium";
 import { jsonClient } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
 import { insertToken } from "./helpers/tokens";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const B = "kb-sandbox";
 let s: TestServers;
 let browser: Browser;
 let auth: Record<string, string>;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (CI's .ci/run installs it), or set CHROMIUM_PATH`);
   s = await startServers({ K3_AUTH: "on" });
   auth = { authorization: `Bearer ${(await insertToken(s, "default", [{ bucket: "*", role: "admin" }])).token}` };
   expect((await jsonClient(() => s.httpUrl, auth)("POST", "/admin/buckets", { name: B })).status).toBe(200);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"] });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

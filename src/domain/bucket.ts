@@ -1,4 +1,5 @@
 /** Buckets as the domain sees them. Times are Unix epoch milliseconds. */
+import type { CorsRule } from "./cors";
 import type { Job } from "./job";
 
 /** The fields of a bucket a caller may set. */
@@ -17,6 +18,8 @@ export interface BucketRow extends BucketFields {
   internalSourceId: string;
   createdAt: number;
   updatedAt: number;
+  /** Its CORS rules (PutBucketCors); absent when it has none. */
+  cors?: CorsRule[];
 }
 
 /** A bucket with its server-maintained aggregates. */

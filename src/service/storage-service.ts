@@ -11,6 +11,7 @@ import {
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { allows, visibleBuckets, type Caller } from "../domain/auth";
 import type { BucketFields } from "../domain/bucket";
+import { checkCorsRules } from "../domain/cors";
 import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
 import { checkBucket, checkLength, checkObjectKey, MAX_TEXT, quote } from "../domain/validate";
 import { callerKey, scopeOf } from "./caller";
@@ -142,6 +143,27 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
         throw new FailedPrecondition(`bucket ${quote(req.name)} holds ${res.objects} objects; delete them first, or pass force to delete them with it`);
       }
       await objects.removeBucket(scope);
+      return {};
+    },
+
+    async putBucketCors(req, ctx) {
+      const scope = scopeOf(ctx, req.name);
+      await bucketOf(scope);
+      const rules = checkCorsRules(req.rules);
+      if (!(await repo.buckets.bucketCorsSet(scope, rules, now()))) throw new NotFound(`bucket ${quote(req.name)} not found`);
+      return { rules };
+    },
+
+    async getBucketCors(req, ctx) {
+      const { cors } = await buckets.row(scopeOf(ctx, req.name));
+      if (!cors) throw new NotFound(`bucket ${quote(req.name)} has no CORS configuration (set one with PutBucketCors)`);
+      return { rules: cors };
+    },
+
+    async deleteBucketCors(req, ctx) {
+      const scope = scopeOf(ctx, req.name);
+      await bucketOf(scope);
+      await repo.buckets.bucketCorsSet(scope, undefined, now());
       return {};
     },
   };

@@ -15,6 +15,7 @@ import { createRestHandler, readBody, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
 import { isSigV4 } from "../s3/sigv4";
 import { createConsole } from "./console";
+import { createApiCors } from "./cors";
 
 /** Options of the HTTP door. */
 export interface HttpOptions {
@@ -33,7 +34,12 @@ export interface HttpOptions {
   bytePlane?: { handle(req: IncomingMessage, res: ServerResponse): Promise<void> };
   /** False when the process can no longer work on its own (its embedded database is gone for good); /healthz then answers 503. */
   live?: () => boolean;
+  /** Origins whose web pages may call the API from a browser (K3_CORS_ORIGINS, checked); none when absent. */
+  corsOrigins?: readonly string[];
 }
+
+/** Paths the server answers itself, before the byte plane, REST and Connect. */
+const OWN_PATHS = new Set(["/health", "/healthz", "/ready", "/readyz", "/openapi.json", "/metrics"]);
 
 /**
  * Answers a request refused before any protocol handler ran, in the caller's protocol:
@@ -78,6 +84,7 @@ function headerCount(req: IncomingMessage, name: string): number {
 export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOptions): Server {
   const rest = createRestHandler(entries, opts);
   const consoleFiles = createConsole();
+  const apiCors = createApiCors(opts.corsOrigins ?? []);
   const adapter = (streams: boolean) =>
     connectNodeAdapter({
       routes(router) {
@@ -101,6 +108,36 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
   const unaryInputs = new Map(
     entries.flatMap((e) => e.service.methods.filter((m) => m.methodKind === "unary").map((m): [string, DescMessage] => [`/${e.service.typeName}/${m.name}`, m.input])),
   );
+  /**
+   * Whether a request (or the request a preflight announces, with `method`) is the byte
+   * plane's before any REST route is tried; see the routing rules below.
+   */
+  const bytePlaneFirst = (req: IncomingMessage, method: string, path: string) =>
+    opts.bytePlane !== undefined &&
+    (isSigV4(req.headers, req.url ?? "") || (method === "PUT" && !(path.startsWith("/admin/") && rest.matches(method, path))) || method === "HEAD" || path === "/");
+
+  /**
+   * A browser's cross-origin request (it carries Origin): a preflight is answered by the
+   * byte plane (the bucket's rules) or here (K3_CORS_ORIGINS), wherever the request it
+   * announces would go; an API call gets its CORS headers. True when answered.
+   */
+  async function crossOrigin(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    const announced = req.method === "OPTIONS" ? req.headers["access-control-request-method"] : undefined;
+    const method = String(announced ?? req.method ?? "GET").toUpperCase();
+    const s3 =
+      bytePlaneFirst(req, method, path) ||
+      // An S3 SDK signing in the page announces its x-amz-* headers.
+      (opts.bytePlane !== undefined && announced !== undefined && /(^|,)\s*x-amz-/i.test(String(req.headers["access-control-request-headers"] ?? ""))) ||
+      (opts.bytePlane !== undefined && !OWN_PATHS.has(path) && !path.startsWith("/console") && !rest.matches(method, path) && !connectPaths.has(path));
+    if (announced === undefined) {
+      if (!s3) apiCors.allow(req, res);
+      return false;
+    }
+    if (s3) await opts.bytePlane?.handle(req, res);
+    else apiCors.preflight(req, res);
+    return true;
+  }
+
   // Responses still to be written when draining starts are told to close their connection.
   const open = new Set<ServerResponse>();
   opts.drainSignal?.addEventListener("abort", () => {
@@ -122,6 +159,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
         sendJson(res, live ? 200 : 503, { status: live ? "ok" : "unavailable" });
         return;
       }
+      if (req.headers.origin !== undefined && (await crossOrigin(req, res, path))) return;
       const auths = headerCount(req, "authorization");
       if (auths > 1) {
         refuse(req, res, new ConnectError(`send exactly one Authorization header; this request has ${auths}`, Code.InvalidArgument), 400);
@@ -142,15 +180,14 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       }
       // The console (GET /console/…), unless the request is S3-signed (a bucket named "console").
       if (!isSigV4(req.headers, req.url ?? "") && consoleFiles(req, res, path)) return;
-      // Who serves what on the shared port: a SigV4-signed request, any PUT or HEAD, and
-      // GET / are S3; otherwise a REST route wins (so GET /{bucket}/rules is the rule list,
-      // not an object named "rules"), then the Connect paths, then S3 again.
+      // Who serves what on the shared port: a SigV4-signed request, any PUT but a REST
+      // route's (PUT /admin/buckets/{name}/cors), any HEAD, and GET / are S3; otherwise a
+      // REST route wins (so GET /{bucket}/rules is the rule list, not an object named
+      // "rules"), then the Connect paths, then S3 again.
       const bytePlane = opts.bytePlane;
-      if (bytePlane) {
-        if (isSigV4(req.headers, req.url ?? "") || req.method === "PUT" || req.method === "HEAD" || path === "/") {
-          await bytePlane.handle(req, res);
-          return;
-        }
+      if (bytePlane && bytePlaneFirst(req, req.method ?? "GET", path)) {
+        await bytePlane.handle(req, res);
+        return;
       }
       if (await rest(req, res)) return;
       if (!connectPaths.has(path)) {

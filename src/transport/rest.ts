@@ -320,12 +320,23 @@ export interface RestOptions {
  * Returns a handler that serves a request when it matches a REST route (resolving true)
  * and leaves it alone otherwise (resolving false).
  */
-export function createRestHandler(
-  entries: readonly ServiceEntry[],
-  opts: RestOptions,
-): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
+/** Serves a request when a REST route matches it (false otherwise); `matches` asks without serving. */
+export interface RestHandler {
+  (req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Whether a request of this method and raw path is a REST route's (or would be refused by one as a wrong method). */
+  matches(method: string, rawPath: string): boolean;
+}
+
+export function createRestHandler(entries: readonly ServiceEntry[], opts: RestOptions): RestHandler {
   const routes = buildRoutes(entries);
-  return async (req, res) => {
+  const matches = (method: string, rawPath: string) => {
+    try {
+      return matchRoute(routes, method, rawPath) !== undefined;
+    } catch {
+      return true; // a path the REST routes refuse (bad percent-encoding) is answered by them
+    }
+  };
+  const handler = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const rawPath = q < 0 ? url : url.slice(0, q);
@@ -389,6 +400,7 @@ export function createRestHandler(
     }
     return true;
   };
+  return Object.assign(handler, { matches });
 }
 
 /** An SSE reconnect's Last-Event-ID header as the request's resume_after, unless the query sets one. */

@@ -4,7 +4,7 @@
  * against the time the same first page takes as one bare REST call from this process.
  */
 import { Pool } from "pg";
-import { chromium } from "playwright-core";
+import { launchChromium } from "../helpers/chromium";
 import { migrate } from "../../src/storage/postgres/migrate";
 import { freshDatabase, percentile, startServer } from "./lib";
 
@@ -38,7 +38,7 @@ export async function scenario12(adminUrl: string, log: (s: string) => void): Pr
     await (await fetch(`${base}/kb-big/ingest/jobs?page_size=50`, { headers: { authorization: `Bearer ${s.token}` } })).json();
     rest.push(performance.now() - t);
   }
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  const browser = await launchChromium();
   const loads: number[] = [];
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

@@ -2,6 +2,7 @@
 import type { Pool } from "pg";
 import type { Scope } from "../../domain/job";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../../domain/bucket";
+import type { CorsRule } from "../../domain/cors";
 import type { Page, PageParams } from "../repository";
 import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY, setClauses } from "./db";
@@ -11,6 +12,8 @@ import type { ConfigStore } from "./config-store";
 export class BucketStore extends PgDb {
   /** Buckets' own rows, in the configuration's cache (cleared by its invalidation). */
   private readonly rowCache;
+  /** The CORS rules of buckets by name alone, every organization's (for preflights, which carry no credentials). */
+  private readonly corsCache;
 
   /** `config` is told when a bucket's row changes, or a delete takes its pipelines and rules with it. */
   constructor(
@@ -19,6 +22,7 @@ export class BucketStore extends PgDb {
   ) {
     super({ connectionString: "", pool });
     this.rowCache = config.cache.kind<BucketRow | undefined>();
+    this.corsCache = config.cache.kind<CorsRule[]>();
   }
 
   /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
@@ -137,6 +141,22 @@ export class BucketStore extends PgDb {
     }, "not_found");
     if (result === "deleted") await this.config.configChanged(scope);
     return result;
+  }
+
+  /** Sets (or with undefined, deletes) a bucket's CORS rules; false when there is no such bucket. */
+  async bucketCorsSet(scope: Scope, rules: readonly CorsRule[] | undefined, nowMs: number): Promise<boolean> {
+    const changed = await this.exec(SQL.BUCKET_CORS_SET, [scope.org, scope.bucket, rules === undefined ? null : JSON.stringify(rules), nowMs]);
+    await this.config.configChanged(scope);
+    return changed > 0;
+  }
+
+  /**
+   * The CORS rules of every bucket of this name, whatever its organization: a browser's
+   * preflight names the bucket but carries no credentials (with one organization, as most
+   * servers have, they are that bucket's rules).
+   */
+  bucketCorsByName(name: string): Promise<CorsRule[]> {
+    return this.corsCache.get(name, async () => (await this.q(SQL.BUCKET_CORS_BY_NAME, [name])).flatMap((r) => r.cors as CorsRule[]));
   }
 
   /** Folds bucket usage deltas into bucket_usage; false when another process is folding them. */

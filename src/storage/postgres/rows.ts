@@ -2,6 +2,7 @@
 import type { QueryResultRow } from "pg";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketRow, StoredObject } from "../../domain/bucket";
+import type { CorsRule } from "../../domain/cors";
 import { unstartedJob, type Job, type JobStatus, type NewJob } from "../../domain/job";
 import type { BoundRule, Pipeline } from "../../domain/pipeline";
 
@@ -129,6 +130,7 @@ export function toBucketRow(r: QueryResultRow): BucketRow {
     internalSourceId: r.internal_source_id,
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
+    ...(r.cors ? { cors: r.cors as CorsRule[] } : {}),
   };
 }
 

@@ -233,7 +233,7 @@ export const KEEP_INDEXED = (table: string) => `indexed = ${table}.indexed AND $
 
 /** The columns of a bucket's own row (rows.ts toBucketRow), from `buckets b`. */
 const BUCKET_ROW_COLUMNS = `b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
-  b.created_at, b.updated_at`;
+  b.created_at, b.updated_at, b.cors`;
 
 /** A bucket with its aggregates: exact counts from the catalog usage and the config tables. */
 export const BUCKET_SELECT = (() => {
@@ -247,6 +247,12 @@ FROM buckets b ${u.joins}`;
 })();
 
 /** A bucket's own row (BUCKET_SELECT without the aggregates). */
+/** A bucket's CORS rules ($3: JSON, or NULL for none). */
+export const BUCKET_CORS_SET = `UPDATE buckets SET cors = $3::jsonb, updated_at = $4 WHERE org = $1 AND name = $2`;
+
+/** The CORS rules of the buckets of a name, every organization's. */
+export const BUCKET_CORS_BY_NAME = `SELECT cors FROM buckets WHERE name = $1 AND cors IS NOT NULL ORDER BY org`;
+
 export const BUCKET_ROW_GET = `SELECT ${BUCKET_ROW_COLUMNS} FROM buckets b WHERE b.org = $1 AND b.name = $2`;
 
 export const BUCKET_INSERT = `

@@ -1,7 +1,8 @@
 /**
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
- * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject and multipart uploads,
+ * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject, multipart uploads and
+ * a bucket's CORS rules with browsers' preflights (bucket-cors.ts),
  * with S3's headers, XML, error codes and conditional requests (conditions.ts). Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
  * query) with a token's access key (`tokens create --s3`): the same organization, bucket
  * grants and roles as every other door.
@@ -35,7 +36,8 @@ import { requestIdOf } from "../services";
 import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { listUploadsXml, multipart } from "./multipart";
 import { refuseUnserved } from "./subresources";
-import { stageUpload } from "./upload-body";
+import { allowOrigin, answerPreflight, bucketCorsCall } from "./bucket-cors";
+import { readXmlBody, stageUpload } from "./upload-body";
 import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
@@ -142,8 +144,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request, DELETE_BATCH at a time. */
-  async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request): Promise<void> {
-    const body = await readBody(req, 2 << 20);
+  async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, claim: SigV4Claim | undefined): Promise<void> {
+    const body = await readXmlBody(req, claim, 2 << 20);
     const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => xmlUnescape(m[1]));
     if (keys.length === 0 || keys.length > 1000) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 objects)");
     const quiet = /<Quiet>\s*true\s*<\/Quiet>/i.test(body);
@@ -225,14 +227,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
     else send(res, 200, headers);
   }
 
-  async function readBody(req: IncomingMessage, max: number): Promise<string> {
-    let text = "";
-    for await (const chunk of req) {
-      text += String(chunk);
-      if (text.length > max) throw new S3Error("MalformedXML", 400, "The XML you provided was too large");
-    }
-    return text;
-  }
 
   /**
    * The object's row and its bytes opened, from the same upload where versions can be
@@ -291,6 +285,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, r: S3Request, signal: AbortSignal): Promise<void> {
+    if (r.method === "OPTIONS") return answerPreflight(repo, req, res, r);
     refuseUnserved(r.method, r.key, r.query, req.headers);
     const { caller, claim } = await authenticate(req, r);
     if (r.bucket === "") {
@@ -304,7 +299,14 @@ export function createBytePlane(deps: BytePlaneDeps) {
       throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
     }
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
+    if (req.headers.origin) allowOrigin(req, res, (await repo.buckets.bucketRowGet(scope))?.cors);
     if (r.key === "") {
+      if (r.query.has("cors")) {
+        authorize(caller, r.bucket, r.method === "GET" ? "reader" : "admin");
+        const io = { repo, send, sendXml, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
+        await bucketCorsCall(io, res, scope, (await bucketOf(scope)).cors, r);
+        return;
+      }
       switch (r.method) {
         case "PUT": {
           authorize(caller, r.bucket, "admin");
@@ -330,7 +332,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
           authorize(caller, r.bucket, "writer");
           await bucketOf(scope);
-          await deleteObjects(req, res, scope, r);
+          await deleteObjects(req, res, scope, r, claim);
           return;
         case "DELETE": {
           authorize(caller, r.bucket, "admin");
@@ -352,7 +354,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
-      const io = { send, sendXml, readBody, stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
+      const io = { send, sendXml, readBody: (body: IncomingMessage, max: number) => readXmlBody(body, claim, max), stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
       await multipart(io, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
       return;
     }
@@ -429,6 +431,10 @@ export function createBytePlane(deps: BytePlaneDeps) {
         if (res.headersSent) {
           res.destroy();
           return;
+        }
+        // Refused before the caller's bucket was known (its credentials): the rules of the buckets of that name.
+        if (req.headers.origin && r?.bucket && !res.hasHeader("access-control-allow-origin")) {
+          allowOrigin(req, res, await repo.buckets.bucketCorsByName(r.bucket).catch(() => []));
         }
         const headOnly = req.method === "HEAD";
         const body = headOnly ? undefined : errorXml(e, rawPath, requestId);

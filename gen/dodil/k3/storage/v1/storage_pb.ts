@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/storage/v1/storage.proto.
  */
 export const file_dodil_k3_storage_v1_storage: GenFile = /*@__PURE__*/
-  fileDesc("CiFkb2RpbC9rMy9zdG9yYWdlL3YxL3N0b3JhZ2UucHJvdG8SE2RvZGlsLmszLnN0b3JhZ2UudjEi7AIKBkJ1Y2tldBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEjEKBnN0YXR1cxgDIAEoDjIhLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0U3RhdHVzEhoKEmludGVybmFsX3NvdXJjZV9pZBgEIAEoCRIaChJzdG9yYWdlX3VzZWRfYnl0ZXMYBSABKAMSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgGIAEoAxIUCgxvYmplY3RfY291bnQYByABKAMSFAoMc291cmNlX2NvdW50GAggASgDEhIKCnJ1bGVfY291bnQYCSABKAMSEwoLaW5kZXhfY291bnQYCiABKAMSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEjoKC2FjY2Vzc19tb2RlGA0gASgOMiUuZG9kaWwuazMuc3RvcmFnZS52MS5CdWNrZXRBY2Nlc3NNb2RlIjoKClBhZ2luYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAEgASgJEhMKC3RvdGFsX2NvdW50GAIgASgDIpEBChNDcmVhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgDIAEoAxI6CgthY2Nlc3NfbW9kZRgEIAEoDjIlLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0QWNjZXNzTW9kZSJDChRDcmVhdGVCdWNrZXRSZXNwb25zZRIrCgZidWNrZXQYASABKAsyGy5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldCJLChJMaXN0QnVja2V0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGc2VhcmNoGAMgASgJIngKE0xpc3RCdWNrZXRzUmVzcG9uc2USLAoHYnVja2V0cxgBIAMoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0EjMKCnBhZ2luYXRpb24YAiABKAsyHy5kb2RpbC5rMy5zdG9yYWdlLnYxLlBhZ2luYXRpb24iIAoQR2V0QnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKEUdldEJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0ItgBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIgChNzdG9yYWdlX3F1b3RhX2J5dGVzGAMgASgDSAGIAQESPwoLYWNjZXNzX21vZGUYBCABKA4yJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldEFjY2Vzc01vZGVIAogBAUIOCgxfZGVzY3JpcHRpb25CFgoUX3N0b3JhZ2VfcXVvdGFfYnl0ZXNCDgoMX2FjY2Vzc19tb2RlIkMKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0IjIKE0RlbGV0ZUJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIWChREZWxldGVCdWNrZXRSZXNwb25zZSKkAQoRT2JqZWN0SW5kZXhTdGF0dXMSEwoLcGlwZWxpbmVfaWQYASABKAkSFQoNcGlwZWxpbmVfbmFtZRgCIAEoCRIOCgZqb2JfaWQYAyABKAkSMAoGc3RhdHVzGAQgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxISCgp1cGRhdGVkX2F0GAUgASgDEg0KBWVycm9yGAYgASgJIqICCgpPYmplY3RJbmZvEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDAoEc2l6ZRgDIAEoAxIMCgRldGFnGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIVCg1sYXN0X21vZGlmaWVkGAYgASgDEj8KCG1ldGFkYXRhGAcgAygLMi0uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvLk1ldGFkYXRhRW50cnkSPAoMaW5kZXhfc3RhdHVzGAggAygLMiYuZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmRleFN0YXR1cxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhAKCG1heF9rZXlzGAQgASgFEhoKEmNvbnRpbnVhdGlvbl90b2tlbhgFIAEoCSKXAQoTTGlzdE9iamVjdHNSZXNwb25zZRIwCgdvYmplY3RzGAEgAygLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvEhcKD2NvbW1vbl9wcmVmaXhlcxgCIAMoCRIfChduZXh0X2NvbnRpbnVhdGlvbl90b2tlbhgDIAEoCRIUCgxpc190cnVuY2F0ZWQYBCABKAgiMwoUR2V0T2JqZWN0SW5mb1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJIChVHZXRPYmplY3RJbmZvUmVzcG9uc2USLwoGb2JqZWN0GAEgASgLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvIjIKE0RlbGV0ZU9iamVjdFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSIWChREZWxldGVPYmplY3RSZXNwb25zZSJOChNHZXRPYmplY3RVcmxSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAMgASgDIjcKFEdldE9iamVjdFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRISCgpleHBpcmVzX2F0GAIgASgDKkcKDEJ1Y2tldFN0YXR1cxIdChlCVUNLRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQlVDS0VUX1NUQVRVU19BQ1RJVkUQASpWChBCdWNrZXRBY2Nlc3NNb2RlEiIKHkJVQ0tFVF9BQ0NFU1NfTU9ERV9VTlNQRUNJRklFRBAAEh4KGkJVQ0tFVF9BQ0NFU1NfTU9ERV9QUklWQVRFEAEyyAkKDlN0b3JhZ2VTZXJ2aWNlEn4KDENyZWF0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVzcG9uc2UiGYLT5JMCEzoBKiIOL2FkbWluL2J1Y2tldHMSewoLTGlzdEJ1Y2tldHMSJy5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBooLmRvZGlsLmszLnN0b3JhZ2UudjEuTGlzdEJ1Y2tldHNSZXNwb25zZSIZkAIBgtPkkwIQEg4vYWRtaW4vYnVja2V0cxJ8CglHZXRCdWNrZXQSJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlcXVlc3QaJi5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlc3BvbnNlIiCQAgGC0+STAhcSFS9hZG1pbi9idWNrZXRzL3tuYW1lfRKFAQoMVXBkYXRlQnVja2V0EiguZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXNwb25zZSIggtPkkwIaOgEqMhUvYWRtaW4vYnVja2V0cy97bmFtZX0SggEKDERlbGV0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVzcG9uc2UiHYLT5JMCFyoVL2FkbWluL2J1Y2tldHMve25hbWV9En4KC0xpc3RPYmplY3RzEicuZG9kaWwuazMuc3RvcmFnZS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RPYmplY3RzUmVzcG9uc2UiHJACAYLT5JMCExIRL3tidWNrZXR9L29iamVjdHMSkgEKDUdldE9iamVjdEluZm8SKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldE9iamVjdEluZm9SZXF1ZXN0GiouZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RJbmZvUmVzcG9uc2UiKpACAYLT5JMCIRIfL3tidWNrZXR9L29iamVjdHMve2tleT0qKn0vaW5mbxKHAQoMRGVsZXRlT2JqZWN0EiguZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXNwb25zZSIigtPkkwIcKhove2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfRKOAQoMR2V0T2JqZWN0VXJsEiguZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXNwb25zZSIpkAIBgtPkkwIgEh4ve2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfS91cmxCWwoWaW8uZG9kaWwuazMuc3RvcmFnZS52MVABWj9naXRodWIuY29tL2RvZGlsL2szLWluZ2VzdC9nZW4vZ28vZG9kaWwvazMvc3RvcmFnZS92MTtzdG9yYWdldjFiBnByb3RvMw", [file_dodil_k3_ingest_v1_ingest, file_google_api_annotations]);
+  fileDesc("CiFkb2RpbC9rMy9zdG9yYWdlL3YxL3N0b3JhZ2UucHJvdG8SE2RvZGlsLmszLnN0b3JhZ2UudjEi7AIKBkJ1Y2tldBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEjEKBnN0YXR1cxgDIAEoDjIhLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0U3RhdHVzEhoKEmludGVybmFsX3NvdXJjZV9pZBgEIAEoCRIaChJzdG9yYWdlX3VzZWRfYnl0ZXMYBSABKAMSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgGIAEoAxIUCgxvYmplY3RfY291bnQYByABKAMSFAoMc291cmNlX2NvdW50GAggASgDEhIKCnJ1bGVfY291bnQYCSABKAMSEwoLaW5kZXhfY291bnQYCiABKAMSEgoKY3JlYXRlZF9hdBgLIAEoAxISCgp1cGRhdGVkX2F0GAwgASgDEjoKC2FjY2Vzc19tb2RlGA0gASgOMiUuZG9kaWwuazMuc3RvcmFnZS52MS5CdWNrZXRBY2Nlc3NNb2RlIjoKClBhZ2luYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAEgASgJEhMKC3RvdGFsX2NvdW50GAIgASgDIpEBChNDcmVhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSGwoTc3RvcmFnZV9xdW90YV9ieXRlcxgDIAEoAxI6CgthY2Nlc3NfbW9kZRgEIAEoDjIlLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0QWNjZXNzTW9kZSJDChRDcmVhdGVCdWNrZXRSZXNwb25zZRIrCgZidWNrZXQYASABKAsyGy5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldCJLChJMaXN0QnVja2V0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGc2VhcmNoGAMgASgJIngKE0xpc3RCdWNrZXRzUmVzcG9uc2USLAoHYnVja2V0cxgBIAMoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0EjMKCnBhZ2luYXRpb24YAiABKAsyHy5kb2RpbC5rMy5zdG9yYWdlLnYxLlBhZ2luYXRpb24iIAoQR2V0QnVja2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKEUdldEJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0ItgBChNVcGRhdGVCdWNrZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIgChNzdG9yYWdlX3F1b3RhX2J5dGVzGAMgASgDSAGIAQESPwoLYWNjZXNzX21vZGUYBCABKA4yJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkJ1Y2tldEFjY2Vzc01vZGVIAogBAUIOCgxfZGVzY3JpcHRpb25CFgoUX3N0b3JhZ2VfcXVvdGFfYnl0ZXNCDgoMX2FjY2Vzc19tb2RlIkMKFFVwZGF0ZUJ1Y2tldFJlc3BvbnNlEisKBmJ1Y2tldBgBIAEoCzIbLmRvZGlsLmszLnN0b3JhZ2UudjEuQnVja2V0IjIKE0RlbGV0ZUJ1Y2tldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIWChREZWxldGVCdWNrZXRSZXNwb25zZSKkAQoRT2JqZWN0SW5kZXhTdGF0dXMSEwoLcGlwZWxpbmVfaWQYASABKAkSFQoNcGlwZWxpbmVfbmFtZRgCIAEoCRIOCgZqb2JfaWQYAyABKAkSMAoGc3RhdHVzGAQgASgOMiAuZG9kaWwuazMuaW5nZXN0LnYxLkluZ2VzdFN0YXR1cxISCgp1cGRhdGVkX2F0GAUgASgDEg0KBWVycm9yGAYgASgJIqICCgpPYmplY3RJbmZvEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDAoEc2l6ZRgDIAEoAxIMCgRldGFnGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIVCg1sYXN0X21vZGlmaWVkGAYgASgDEj8KCG1ldGFkYXRhGAcgAygLMi0uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvLk1ldGFkYXRhRW50cnkSPAoMaW5kZXhfc3RhdHVzGAggAygLMiYuZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmRleFN0YXR1cxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidQoSTGlzdE9iamVjdHNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJZGVsaW1pdGVyGAMgASgJEhAKCG1heF9rZXlzGAQgASgFEhoKEmNvbnRpbnVhdGlvbl90b2tlbhgFIAEoCSKXAQoTTGlzdE9iamVjdHNSZXNwb25zZRIwCgdvYmplY3RzGAEgAygLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvEhcKD2NvbW1vbl9wcmVmaXhlcxgCIAMoCRIfChduZXh0X2NvbnRpbnVhdGlvbl90b2tlbhgDIAEoCRIUCgxpc190cnVuY2F0ZWQYBCABKAgiMwoUR2V0T2JqZWN0SW5mb1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJIChVHZXRPYmplY3RJbmZvUmVzcG9uc2USLwoGb2JqZWN0GAEgASgLMh8uZG9kaWwuazMuc3RvcmFnZS52MS5PYmplY3RJbmZvIjIKE0RlbGV0ZU9iamVjdFJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSIWChREZWxldGVPYmplY3RSZXNwb25zZSJOChNHZXRPYmplY3RVcmxSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAMgASgDIjcKFEdldE9iamVjdFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRISCgpleHBpcmVzX2F0GAIgASgDIqsBCghDb3JzUnVsZRIKCgJpZBgBIAEoCRIXCg9hbGxvd2VkX29yaWdpbnMYAiADKAkSFwoPYWxsb3dlZF9tZXRob2RzGAMgAygJEhcKD2FsbG93ZWRfaGVhZGVycxgEIAMoCRIWCg5leHBvc2VfaGVhZGVycxgFIAMoCRIcCg9tYXhfYWdlX3NlY29uZHMYBiABKAVIAIgBAUISChBfbWF4X2FnZV9zZWNvbmRzIlIKFFB1dEJ1Y2tldENvcnNSZXF1ZXN0EgwKBG5hbWUYASABKAkSLAoFcnVsZXMYAiADKAsyHS5kb2RpbC5rMy5zdG9yYWdlLnYxLkNvcnNSdWxlIkUKFVB1dEJ1Y2tldENvcnNSZXNwb25zZRIsCgVydWxlcxgBIAMoCzIdLmRvZGlsLmszLnN0b3JhZ2UudjEuQ29yc1J1bGUiJAoUR2V0QnVja2V0Q29yc1JlcXVlc3QSDAoEbmFtZRgBIAEoCSJFChVHZXRCdWNrZXRDb3JzUmVzcG9uc2USLAoFcnVsZXMYASADKAsyHS5kb2RpbC5rMy5zdG9yYWdlLnYxLkNvcnNSdWxlIicKF0RlbGV0ZUJ1Y2tldENvcnNSZXF1ZXN0EgwKBG5hbWUYASABKAkiGgoYRGVsZXRlQnVja2V0Q29yc1Jlc3BvbnNlKkcKDEJ1Y2tldFN0YXR1cxIdChlCVUNLRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQlVDS0VUX1NUQVRVU19BQ1RJVkUQASpWChBCdWNrZXRBY2Nlc3NNb2RlEiIKHkJVQ0tFVF9BQ0NFU1NfTU9ERV9VTlNQRUNJRklFRBAAEh4KGkJVQ0tFVF9BQ0NFU1NfTU9ERV9QUklWQVRFEAEy/gwKDlN0b3JhZ2VTZXJ2aWNlEn4KDENyZWF0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuQ3JlYXRlQnVja2V0UmVzcG9uc2UiGYLT5JMCEzoBKiIOL2FkbWluL2J1Y2tldHMSewoLTGlzdEJ1Y2tldHMSJy5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RCdWNrZXRzUmVxdWVzdBooLmRvZGlsLmszLnN0b3JhZ2UudjEuTGlzdEJ1Y2tldHNSZXNwb25zZSIZkAIBgtPkkwIQEg4vYWRtaW4vYnVja2V0cxJ8CglHZXRCdWNrZXQSJS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlcXVlc3QaJi5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldFJlc3BvbnNlIiCQAgGC0+STAhcSFS9hZG1pbi9idWNrZXRzL3tuYW1lfRKFAQoMVXBkYXRlQnVja2V0EiguZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5VcGRhdGVCdWNrZXRSZXNwb25zZSIggtPkkwIaOgEqMhUvYWRtaW4vYnVja2V0cy97bmFtZX0SggEKDERlbGV0ZUJ1Y2tldBIoLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVxdWVzdBopLmRvZGlsLmszLnN0b3JhZ2UudjEuRGVsZXRlQnVja2V0UmVzcG9uc2UiHYLT5JMCFyoVL2FkbWluL2J1Y2tldHMve25hbWV9En4KC0xpc3RPYmplY3RzEicuZG9kaWwuazMuc3RvcmFnZS52MS5MaXN0T2JqZWN0c1JlcXVlc3QaKC5kb2RpbC5rMy5zdG9yYWdlLnYxLkxpc3RPYmplY3RzUmVzcG9uc2UiHJACAYLT5JMCExIRL3tidWNrZXR9L29iamVjdHMSkgEKDUdldE9iamVjdEluZm8SKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldE9iamVjdEluZm9SZXF1ZXN0GiouZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RJbmZvUmVzcG9uc2UiKpACAYLT5JMCIRIfL3tidWNrZXR9L29iamVjdHMve2tleT0qKn0vaW5mbxKHAQoMRGVsZXRlT2JqZWN0EiguZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVPYmplY3RSZXNwb25zZSIigtPkkwIcKhove2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfRKOAQoMR2V0T2JqZWN0VXJsEiguZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXF1ZXN0GikuZG9kaWwuazMuc3RvcmFnZS52MS5HZXRPYmplY3RVcmxSZXNwb25zZSIpkAIBgtPkkwIgEh4ve2J1Y2tldH0vb2JqZWN0cy97a2V5PSoqfS91cmwSjQEKDVB1dEJ1Y2tldENvcnMSKS5kb2RpbC5rMy5zdG9yYWdlLnYxLlB1dEJ1Y2tldENvcnNSZXF1ZXN0GiouZG9kaWwuazMuc3RvcmFnZS52MS5QdXRCdWNrZXRDb3JzUmVzcG9uc2UiJYLT5JMCHzoBKhoaL2FkbWluL2J1Y2tldHMve25hbWV9L2NvcnMSjQEKDUdldEJ1Y2tldENvcnMSKS5kb2RpbC5rMy5zdG9yYWdlLnYxLkdldEJ1Y2tldENvcnNSZXF1ZXN0GiouZG9kaWwuazMuc3RvcmFnZS52MS5HZXRCdWNrZXRDb3JzUmVzcG9uc2UiJZACAYLT5JMCHBIaL2FkbWluL2J1Y2tldHMve25hbWV9L2NvcnMSkwEKEERlbGV0ZUJ1Y2tldENvcnMSLC5kb2RpbC5rMy5zdG9yYWdlLnYxLkRlbGV0ZUJ1Y2tldENvcnNSZXF1ZXN0Gi0uZG9kaWwuazMuc3RvcmFnZS52MS5EZWxldGVCdWNrZXRDb3JzUmVzcG9uc2UiIoLT5JMCHCoaL2FkbWluL2J1Y2tldHMve25hbWV9L2NvcnNCWwoWaW8uZG9kaWwuazMuc3RvcmFnZS52MVABWj9naXRodWIuY29tL2RvZGlsL2szLWluZ2VzdC9nZW4vZ28vZG9kaWwvazMvc3RvcmFnZS92MTtzdG9yYWdldjFiBnByb3RvMw", [file_dodil_k3_ingest_v1_ingest, file_google_api_annotations]);
 
 /**
  * A bucket: a storage namespace and the scope of its rules, pipelines and jobs.
@@ -678,6 +678,168 @@ export const GetObjectUrlResponseSchema: GenMessage<GetObjectUrlResponse> = /*@_
   messageDesc(file_dodil_k3_storage_v1_storage, 21);
 
 /**
+ * One CORS rule of a bucket, as S3's CORSRule. A browser's request is allowed by the first
+ * rule whose origin, method and (for a preflight) requested headers all match.
+ *
+ * @generated from message dodil.k3.storage.v1.CorsRule
+ */
+export type CorsRule = Message<"dodil.k3.storage.v1.CorsRule"> & {
+  /**
+   * Optional name of the rule (at most 255 characters).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Origins such as "https://app.example.com"; each may hold one "*" ("https://*.example.com", or "*").
+   *
+   * @generated from field: repeated string allowed_origins = 2;
+   */
+  allowedOrigins: string[];
+
+  /**
+   * Of GET, PUT, POST, DELETE, HEAD.
+   *
+   * @generated from field: repeated string allowed_methods = 3;
+   */
+  allowedMethods: string[];
+
+  /**
+   * Request headers a preflight may ask for; each may hold one "*" ("x-amz-*", or "*").
+   *
+   * @generated from field: repeated string allowed_headers = 4;
+   */
+  allowedHeaders: string[];
+
+  /**
+   * Response headers the page may read (for example "etag").
+   *
+   * @generated from field: repeated string expose_headers = 5;
+   */
+  exposeHeaders: string[];
+
+  /**
+   * How long a browser may keep a preflight's answer; absent = the browser's default.
+   *
+   * @generated from field: optional int32 max_age_seconds = 6;
+   */
+  maxAgeSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.CorsRule.
+ * Use `create(CorsRuleSchema)` to create a new message.
+ */
+export const CorsRuleSchema: GenMessage<CorsRule> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 22);
+
+/**
+ * @generated from message dodil.k3.storage.v1.PutBucketCorsRequest
+ */
+export type PutBucketCorsRequest = Message<"dodil.k3.storage.v1.PutBucketCorsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * 1 to 100 rules.
+   *
+   * @generated from field: repeated dodil.k3.storage.v1.CorsRule rules = 2;
+   */
+  rules: CorsRule[];
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.PutBucketCorsRequest.
+ * Use `create(PutBucketCorsRequestSchema)` to create a new message.
+ */
+export const PutBucketCorsRequestSchema: GenMessage<PutBucketCorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 23);
+
+/**
+ * @generated from message dodil.k3.storage.v1.PutBucketCorsResponse
+ */
+export type PutBucketCorsResponse = Message<"dodil.k3.storage.v1.PutBucketCorsResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.storage.v1.CorsRule rules = 1;
+   */
+  rules: CorsRule[];
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.PutBucketCorsResponse.
+ * Use `create(PutBucketCorsResponseSchema)` to create a new message.
+ */
+export const PutBucketCorsResponseSchema: GenMessage<PutBucketCorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 24);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetBucketCorsRequest
+ */
+export type GetBucketCorsRequest = Message<"dodil.k3.storage.v1.GetBucketCorsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetBucketCorsRequest.
+ * Use `create(GetBucketCorsRequestSchema)` to create a new message.
+ */
+export const GetBucketCorsRequestSchema: GenMessage<GetBucketCorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 25);
+
+/**
+ * @generated from message dodil.k3.storage.v1.GetBucketCorsResponse
+ */
+export type GetBucketCorsResponse = Message<"dodil.k3.storage.v1.GetBucketCorsResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.storage.v1.CorsRule rules = 1;
+   */
+  rules: CorsRule[];
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.GetBucketCorsResponse.
+ * Use `create(GetBucketCorsResponseSchema)` to create a new message.
+ */
+export const GetBucketCorsResponseSchema: GenMessage<GetBucketCorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 26);
+
+/**
+ * @generated from message dodil.k3.storage.v1.DeleteBucketCorsRequest
+ */
+export type DeleteBucketCorsRequest = Message<"dodil.k3.storage.v1.DeleteBucketCorsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.DeleteBucketCorsRequest.
+ * Use `create(DeleteBucketCorsRequestSchema)` to create a new message.
+ */
+export const DeleteBucketCorsRequestSchema: GenMessage<DeleteBucketCorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 27);
+
+/**
+ * @generated from message dodil.k3.storage.v1.DeleteBucketCorsResponse
+ */
+export type DeleteBucketCorsResponse = Message<"dodil.k3.storage.v1.DeleteBucketCorsResponse"> & {
+};
+
+/**
+ * Describes the message dodil.k3.storage.v1.DeleteBucketCorsResponse.
+ * Use `create(DeleteBucketCorsResponseSchema)` to create a new message.
+ */
+export const DeleteBucketCorsResponseSchema: GenMessage<DeleteBucketCorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_storage_v1_storage, 28);
+
+/**
  * The lifecycle state of a bucket.
  *
  * @generated from enum dodil.k3.storage.v1.BucketStatus
@@ -818,6 +980,37 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof GetObjectUrlRequestSchema;
     output: typeof GetObjectUrlResponseSchema;
+  },
+  /**
+   * Sets the bucket's CORS rules (replacing any): which web origins may call its S3 byte
+   * plane from a browser. The same configuration as S3's PutBucketCors (`PUT /{bucket}?cors`).
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.PutBucketCors
+   */
+  putBucketCors: {
+    methodKind: "unary";
+    input: typeof PutBucketCorsRequestSchema;
+    output: typeof PutBucketCorsResponseSchema;
+  },
+  /**
+   * The bucket's CORS rules; NOT_FOUND when it has none.
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.GetBucketCors
+   */
+  getBucketCors: {
+    methodKind: "unary";
+    input: typeof GetBucketCorsRequestSchema;
+    output: typeof GetBucketCorsResponseSchema;
+  },
+  /**
+   * Removes the bucket's CORS rules: browsers' cross-origin requests to its byte plane are refused.
+   *
+   * @generated from rpc dodil.k3.storage.v1.StorageService.DeleteBucketCors
+   */
+  deleteBucketCors: {
+    methodKind: "unary";
+    input: typeof DeleteBucketCorsRequestSchema;
+    output: typeof DeleteBucketCorsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dodil_k3_storage_v1_storage, 0);
