@@ -230,7 +230,7 @@ test("another instance answers preflights from the rules set on the first at onc
   }
 });
 
-test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token over REST and Connect; a page elsewhere cannot", async () => {
+test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token over REST, Connect and gRPC-Web; a page elsewhere cannot", async () => {
   const rest = await fetchFrom(app.origin, `${s.httpUrl}/admin/buckets/${B}`, { headers: admin.auth }, ["x-request-id"]);
   expect(rest.status).toBe(200);
   expect(JSON.parse(rest.body ?? "{}").bucket.name).toBe(B);
@@ -242,6 +242,28 @@ test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token
   });
   expect(connect.status).toBe(200);
   expect(JSON.parse(connect.body ?? "{}").bucket.name).toBe(B);
+
+  // gRPC-Web, the protocol made for browsers: a GetBucketRequest framed by hand; the answer's
+  // status travels in its trailer frame and in headers the page may read.
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${app.origin}/`);
+    const grpcWeb = await page.evaluate(
+      async ({ url, auth, name }) => {
+        const msg = new Uint8Array([0x0a, name.length, ...new TextEncoder().encode(name)]);
+        const frame = new Uint8Array([0, 0, 0, 0, msg.length, ...msg]);
+        const res = await fetch(url, { method: "POST", headers: { ...auth, "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, body: frame });
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        const first = (bytes[1] << 24) | (bytes[2] << 16) | (bytes[3] << 8) | bytes[4];
+        const trailer = new TextDecoder().decode(bytes.subarray(5 + first + 5));
+        return { status: res.status, dataFrame: bytes[0], holdsName: new TextDecoder().decode(bytes.subarray(5, 5 + first)).includes(name), trailer };
+      },
+      { url: `${s.httpUrl}/dodil.k3.storage.v1.StorageService/GetBucket`, auth: admin.auth, name: B },
+    );
+    expect(grpcWeb).toMatchObject({ status: 200, dataFrame: 0, holdsName: true, trailer: expect.stringMatching(/grpc-status: ?0/) });
+  } finally {
+    await page.close();
+  }
 
   const elsewhere = await fetchFrom(stranger.origin, `${s.httpUrl}/admin/buckets/${B}`, { headers: admin.auth });
   expect(elsewhere.error).toMatch(/TypeError: Failed to fetch/);

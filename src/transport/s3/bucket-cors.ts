@@ -11,7 +11,7 @@ import type { Scope } from "../../domain/job";
 import { quote } from "../../domain/validate";
 import { S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import type { Repository } from "../../storage/repository";
-import { XMLNS, type S3Request } from "./protocol";
+import { send, sendXml, XMLNS, type S3Request } from "./protocol";
 
 /** The S3 XML's names of a rule's fields, for errors. */
 const XML_FIELDS: CorsFieldNames = {
@@ -66,8 +66,6 @@ export function parseCorsXml(xml: string): CorsRule[] {
 export interface CorsCallIo {
   repo: Repository;
   readBody(): Promise<string>;
-  send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string): void;
-  sendXml(res: ServerResponse, xml: string, r: S3Request): void;
   now(): number;
 }
 
@@ -76,15 +74,15 @@ export async function bucketCorsCall(io: CorsCallIo, res: ServerResponse, scope:
   switch (r.method) {
     case "GET":
       if (!rules) throw new S3Error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist");
-      io.sendXml(res, corsXml(rules), r);
+      sendXml(res, corsXml(rules), r);
       return;
     case "PUT":
       await io.repo.buckets.bucketCorsSet(scope, parseCorsXml(await io.readBody()), io.now());
-      io.send(res, 200, { "x-amz-request-id": r.requestId });
+      send(res, 200, { "x-amz-request-id": r.requestId });
       return;
     case "DELETE":
       await io.repo.buckets.bucketCorsSet(scope, undefined, io.now());
-      io.send(res, 204, { "x-amz-request-id": r.requestId });
+      send(res, 204, { "x-amz-request-id": r.requestId });
       return;
     default:
       throw new S3Error("MethodNotAllowed", 405, `${r.method} is not allowed on ?cors (GET, PUT and DELETE are)`);
@@ -105,8 +103,7 @@ export async function answerPreflight(repo: Repository, req: IncomingMessage, re
     const asked = headers.length ? ` with headers ${headers.join(", ")}` : "";
     throw new S3Error("AccessForbidden", 403, `CORSResponse: This CORS request is not allowed: no CORS rule of bucket ${quote(r.bucket)} lets origin ${quote(origin)} ${method}${asked}`);
   }
-  res.writeHead(200, { ...corsHeaders(match, origin, { headers }), "content-length": 0, "x-amz-request-id": r.requestId });
-  res.end();
+  send(res, 200, { ...corsHeaders(match, origin, { headers }), "x-amz-request-id": r.requestId });
 }
 
 /** Sets the CORS headers of an actual request on `res` when a rule allows its origin and method (a no-op without Origin). */

@@ -38,7 +38,7 @@ import { listUploadsXml, multipart } from "./multipart";
 import { refuseUnserved } from "./subresources";
 import { allowOrigin, answerPreflight, bucketCorsCall } from "./bucket-cors";
 import { readXmlBody, stageUpload } from "./upload-body";
-import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, XMLNS, type S3Request } from "./protocol";
+import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
 import { readConditions, writeConditions, writeRefusal } from "./conditions";
@@ -105,15 +105,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
       if (err instanceof DomainError && err.kind === "not_found") throw new S3Error("NoSuchBucket", 404, "The specified bucket does not exist");
       throw err;
     }
-  }
-
-  function send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string | Buffer): void {
-    res.writeHead(status, body === undefined ? headers : { "content-length": Buffer.byteLength(body), ...headers });
-    res.end(body);
-  }
-
-  function sendXml(res: ServerResponse, xml: string, r: S3Request): void {
-    send(res, 200, { "content-type": "application/xml", "x-amz-request-id": r.requestId }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml}`);
   }
 
   async function listBuckets(res: ServerResponse, caller: Caller, r: S3Request): Promise<void> {
@@ -303,7 +294,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     if (r.key === "") {
       if (r.query.has("cors")) {
         authorize(caller, r.bucket, r.method === "GET" ? "reader" : "admin");
-        const io = { repo, send, sendXml, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
+        const io = { repo, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
         await bucketCorsCall(io, res, scope, (await bucketOf(scope)).cors, r);
         return;
       }
@@ -354,7 +345,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
-      const io = { send, sendXml, readBody: (body: IncomingMessage, max: number) => readXmlBody(body, claim, max), stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
+      const io = { readBody: (body: IncomingMessage, max: number) => readXmlBody(body, claim, max), stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
       await multipart(io, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
       return;
     }

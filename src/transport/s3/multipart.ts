@@ -14,14 +14,12 @@ import { mimeTypeOf } from "../../domain/mime";
 import { ObjectTooLarge, type ObjectStore, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import { entityTooLarge, S3Error, xmlEscape } from "../../s3/errors";
-import { countParam, isoDate, metadataOf, XMLNS, type S3Request } from "./protocol";
+import { countParam, isoDate, metadataOf, send, sendXml, XMLNS, type S3Request } from "./protocol";
 import { copySourceRange, type CopySource } from "./copy-source";
 import type { SigV4Claim } from "../../s3/sigv4";
 
-/** The byte plane's answering and storing steps that multipart reuses. */
+/** The byte plane's reading and storing steps that multipart reuses. */
 export interface S3Io {
-  send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string | Buffer): void;
-  sendXml(res: ServerResponse, xml: string, r: S3Request): void;
   readBody(req: IncomingMessage, max: number): Promise<string>;
   stageChecked(req: IncomingMessage, scope: Scope, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<StagedObject>;
   storeObject(
@@ -50,7 +48,7 @@ export interface MultipartDeps {
 /** CreateMultipartUpload, UploadPart(Copy), CompleteMultipartUpload, AbortMultipartUpload, ListParts. */
 export async function multipart(io: S3Io, deps: MultipartDeps, req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
   const { repo, objects } = deps;
-  const { send, sendXml, readBody, stageChecked, storeObject } = io;
+  const { readBody, stageChecked, storeObject } = io;
   if (r.method === "POST" && r.query.has("uploads")) {
     const uploadId = randomBytes(16).toString("hex");
     await repo.catalog.mpuCreate(scope, { uploadId, key: r.key, contentType: String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key), metadata: metadataOf(req), createdAt: deps.now() });

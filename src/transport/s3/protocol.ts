@@ -1,13 +1,25 @@
 /**
  * Pieces of the S3 protocol with no state: the XML namespace, dates as S3 writes them,
- * user metadata, object response headers, Range parsing, and the parsed request.
+ * user metadata, object response headers, Range parsing, the parsed request, and answers.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { STORED_HEADER_PREFIX, type StoredObject } from "../../domain/bucket";
 import { S3Error } from "../../s3/errors";
 
 /** The namespace of S3's XML documents. */
 export const XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/** An answer with `body`, or none (Content-Length: 0, as S3 says it, rather than an empty chunked body). */
+export function send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string | Buffer): void {
+  const length = body !== undefined ? Buffer.byteLength(body) : status === 204 || status === 304 ? undefined : 0;
+  res.writeHead(status, length === undefined ? headers : { "content-length": length, ...headers });
+  res.end(body);
+}
+
+/** A 200 with an XML document. */
+export function sendXml(res: ServerResponse, xml: string, r: S3Request): void {
+  send(res, 200, { "content-type": "application/xml", "x-amz-request-id": r.requestId }, `<?xml version="1.0" encoding="UTF-8"?>\n${xml}`);
+}
 
 /** One parsed byte-plane request. */
 export interface S3Request {
