@@ -230,7 +230,7 @@ test("another instance answers preflights from the rules set on the first at onc
   }
 });
 
-test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token over REST, Connect and gRPC-Web; a page elsewhere cannot", async () => {
+test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token over REST, Connect, gRPC-Web and a stream of server-sent events; a page elsewhere cannot", async () => {
   const rest = await fetchFrom(app.origin, `${s.httpUrl}/admin/buckets/${B}`, { headers: admin.auth }, ["x-request-id"]);
   expect(rest.status).toBe(200);
   expect(JSON.parse(rest.body ?? "{}").bucket.name).toBe(B);
@@ -261,6 +261,24 @@ test("a page on an origin of K3_CORS_ORIGINS calls the API with its bearer token
       { url: `${s.httpUrl}/dodil.k3.storage.v1.StorageService/GetBucket`, auth: admin.auth, name: B },
     );
     expect(grpcWeb).toMatchObject({ status: 200, dataFrame: 0, holdsName: true, trailer: expect.stringMatching(/grpc-status: ?0/) });
+    // A live watch of the bucket's jobs, read as a stream (EventSource cannot send a bearer token).
+    const watch = await page.evaluate(
+      async ({ url, auth }) => {
+        const stop = new AbortController();
+        const res = await fetch(url, { headers: auth, signal: stop.signal });
+        const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+        let text = "";
+        while (!text.includes("event: synced")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += new TextDecoder().decode(value);
+        }
+        stop.abort();
+        return { status: res.status, type: res.headers.get("content-type"), synced: text.includes("event: synced") };
+      },
+      { url: `${s.httpUrl}/${B}/ingest/jobs:watch`, auth: admin.auth },
+    );
+    expect(watch).toEqual({ status: 200, type: expect.stringMatching(/^text\/event-stream/), synced: true });
   } finally {
     await page.close();
   }
