@@ -203,6 +203,29 @@ print(c.generate_presigned_url("get_object", Params={"Bucket": "${B}", "Key": "b
   expect((await fetch(`${s.httpUrl}/${B}/boto/a%20b.txt`, { headers: { authorization: `Bearer ${bearer}` } })).status).toBe(404);
 });
 
+test("`aws s3 presign` as the AWS CLI v1 makes it (Signature V2) is refused saying how to presign with V4, and that one works", async () => {
+  const file = join(work, "presign.txt");
+  writeFileSync(file, "shared with a link");
+  await aws(["s3", "cp", file, `s3://${B}/links/presign.txt`]);
+  const v2 = (await aws(["s3", "presign", `s3://${B}/links/presign.txt`])).stdout.trim();
+  expect(v2).toContain("AWSAccessKeyId=");
+  const refused = await fetch(v2);
+  expect(refused.status).toBe(400);
+  const text = await refused.text();
+  expect(text).toContain("<Code>InvalidRequest</Code>");
+  expect(text).toContain("(Signature Version 2) is not supported. Please use AWS4-HMAC-SHA256: with the AWS CLI, `aws configure set default.s3.signature_version s3v4`");
+  // The advice, followed.
+  const config = join(work, "s3v4-config");
+  await run("aws", ["configure", "set", "default.s3.signature_version", "s3v4"], { env: { ...process.env, AWS_CONFIG_FILE: config } });
+  const v4 = (await run("aws", ["--endpoint-url", s.httpUrl, "s3", "presign", `s3://${B}/links/presign.txt`], { env: { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: config } })).stdout.trim();
+  expect(v4).toContain("X-Amz-Signature=");
+  expect(await (await fetch(v4)).text()).toBe("shared with a link");
+  // Signature V2 in a header, as old tools send it.
+  const header = await fetch(`${s.httpUrl}/${B}/links/presign.txt`, { headers: { authorization: `AWS ${keys.id}:c2lnbmF0dXJl`, date: new Date().toUTCString() } });
+  expect(header.status).toBe(400);
+  expect(await header.text()).toContain("(Signature Version 2) is not supported");
+});
+
 test("a wrong secret, another organization's bucket and an oversized or corrupted upload get S3 errors and store nothing", async () => {
   const wrong = aws(["s3", "cp", join(work, "back.txt"), `s3://${B}/bad/x.txt`], { id: keys.id, secret: "not-the-secret" });
   await expect(wrong).rejects.toMatchObject({ stderr: expect.stringMatching(/SignatureDoesNotMatch/) });

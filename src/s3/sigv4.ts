@@ -37,6 +37,22 @@ export function isSigV4(headers: IncomingHttpHeaders, url: string): boolean {
   return String(headers.authorization ?? "").startsWith("AWS4-HMAC-SHA256") || url.includes("X-Amz-Signature=");
 }
 
+/**
+ * Refuses a request signed with the legacy Signature Version 2 (a presigned URL with
+ * AWSAccessKeyId and Signature, or `Authorization: AWS key:signature`), as S3 refuses it
+ * for buckets made since 2020 — saying how to sign with V4, which the AWS CLI v1 and
+ * boto3 do not by default when they presign.
+ */
+export function refuseSigV2(headers: IncomingHttpHeaders, query: URLSearchParams): void {
+  if ((query.has("AWSAccessKeyId") && query.has("Signature")) || /^AWS [^\s:]+:/.test(String(headers.authorization ?? ""))) {
+    throw new S3Error(
+      "InvalidRequest",
+      400,
+      'The authorization mechanism you have provided (Signature Version 2) is not supported. Please use AWS4-HMAC-SHA256: with the AWS CLI, `aws configure set default.s3.signature_version s3v4`; with boto3, Config(signature_version="s3v4")',
+    );
+  }
+}
+
 function parseCredential(credential: string): Pick<SigV4Claim, "accessKeyId" | "date" | "region" | "service"> {
   const parts = credential.split("/");
   if (parts.length !== 5 || parts[4] !== "aws4_request" || !/^\d{8}$/.test(parts[1])) {

@@ -39,7 +39,7 @@ import { refuseUnserved } from "./subresources";
 import { allowOrigin, answerPreflight, bucketCorsCall } from "./bucket-cors";
 import { readXmlBody, stageUpload } from "./upload-body";
 import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
-import { isSigV4, readClaim, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
+import { isSigV4, readClaim, refuseSigV2, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
 import { readConditions, writeConditions, writeRefusal } from "./conditions";
 
@@ -75,6 +75,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       if (r.method !== "GET" && r.method !== "HEAD") throw new S3Error("AccessDenied", 403, "a presigned URL only reads its object");
       return { caller: { org, tokenId: "", grants: [{ bucket: r.bucket, role: "reader" }] } };
     }
+    refuseSigV2(req.headers, r.query);
     if (isSigV4(req.headers, r.rawQuery)) {
       const claim = readClaim(req.headers, r.query);
       const token = await repo.tokens.tokenFindByAccessKey(claim.accessKeyId);
