@@ -9,7 +9,7 @@ import { get } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deflateSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { jsonClient, type J } from "./helpers/http";
 import { s3Admin, type S3Admin } from "./helpers/s3-clients";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -49,13 +49,15 @@ async function upload(key: string, bytes: Buffer, encoding?: string): Promise<J>
 const search = async (text: string) =>
   ((await jsonClient(() => s.httpUrl, admin.auth)("POST", `/${B}/vector/search`, { text, include_content: true, top_k: 20 })).json.results as J[]).map((r) => [r.object.key, r.content]);
 
-test("gzip and deflate uploads are indexed as their text; the bytes are served as uploaded", async () => {
+test("gzip, deflate and brotli uploads are indexed as their text; the bytes are served as uploaded", async () => {
   const text = (word: string) => `the ${word} migrate along the southern coast every winter`;
   const gz = gzipSync(text("penguins"));
   expect(await upload("packed/gz.txt", gz, "gzip")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });
   expect(await upload("packed/deflate.txt", deflateSync(text("albatrosses")), "deflate")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });
+  // Brotli has no header to tell it by: its bytes are not text, so its stored encoding is looked up.
+  expect(await upload("packed/br.txt", brotliCompressSync(text("terns")), "br")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });
   const hits = await search("migrate southern coast");
-  expect(hits).toEqual(expect.arrayContaining([["packed/gz.txt", text("penguins")], ["packed/deflate.txt", text("albatrosses")]]));
+  expect(hits).toEqual(expect.arrayContaining([["packed/gz.txt", text("penguins")], ["packed/deflate.txt", text("albatrosses")], ["packed/br.txt", text("terns")]]));
   // Kept and served as uploaded: the same gzip bytes, saying so.
   const raw = await new Promise<{ encoding: string | undefined; body: Buffer }>((resolve, reject) => {
     get(`${s.httpUrl}/${B}/packed/gz.txt`, { headers: admin.auth }, (res) => {
@@ -78,4 +80,8 @@ test("the read limit applies to the decoded bytes; corrupt data fails clearly; t
   // "x^" is a valid zlib header; without a Content-Encoding the text is read as it is.
   expect(await upload("plain/x.txt", Buffer.from("x^2 grows faster than x for every x above one"))).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });
   expect(await search("grows faster")).toContainEqual(["plain/x.txt", "x^2 grows faster than x for every x above one"]);
+  // Bytes that are not text, stored without an encoding, are read as they are (and refused as text).
+  const binary = await upload("plain/binary.txt", Buffer.from([0x00, 0x01, 0x02, 0xff, 0xfe, 0x41]));
+  expect(binary.status).toBe("INGEST_STATUS_FAILED");
+  expect(binary.error).toMatch(/not valid UTF-8 text|binary/);
 });

@@ -31,14 +31,31 @@ export function decoderFor(encoding: string | undefined): Transform | undefined 
   }
 }
 
+/** Bytes of an object's head that mayBeEncoded looks at. */
+export const ENCODED_HEAD_BYTES = 64;
+
 /**
- * Whether an object's first bytes may be gzip or zlib data (their headers), so that its
- * stored encoding is worth looking up: text almost never starts so.
+ * Whether an object's first bytes may be encoded data, so that its stored encoding is worth
+ * looking up: gzip's or zlib's header, or bytes that are not text at all (brotli has no
+ * header, and its stream reads as binary from the first bytes). Text, which is what
+ * indexing mostly reads, is never looked up; a binary document (a PDF, a DOCX) is, once.
  */
 export function mayBeEncoded(head: Buffer): boolean {
   if (head.length < 2) return false;
   if (head[0] === 0x1f && head[1] === 0x8b) return true;
-  return (head[0] & 0x0f) === 8 && head[0] >> 4 <= 7 && ((head[0] << 8) | head[1]) % 31 === 0;
+  if ((head[0] & 0x0f) === 8 && head[0] >> 4 <= 7 && ((head[0] << 8) | head[1]) % 31 === 0) return true;
+  return !looksLikeText(head);
+}
+
+/** No control bytes but tab, line feed, form feed and carriage return, and UTF-8 (a sequence cut at the end aside). */
+function looksLikeText(head: Buffer): boolean {
+  for (const b of head) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0c && b !== 0x0d) return false;
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(head, { stream: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** `body` decoded by `encoding`'s decoder, or as it is. */

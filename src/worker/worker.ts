@@ -37,7 +37,7 @@ import { executorFor } from "./pipelines/registry";
 import type { ExecutorLimits } from "./pipelines/types";
 import { ProgressReporter } from "./progress";
 import { ObjectUnreadable, type ObjectHandle, type ObjectStore, type ReadLimits } from "../storage/object-store";
-import { mayBeEncoded } from "../storage/decoded-object";
+import { ENCODED_HEAD_BYTES, mayBeEncoded } from "../storage/decoded-object";
 import { STORED_HEADER_PREFIX } from "../domain/bucket";
 
 /** Tunables of a worker. */
@@ -287,12 +287,12 @@ export class Worker {
 
   /**
    * A bucket's own object as its content: one stored with a Content-Encoding (kept in the
-   * catalog) is decoded. Looked up only when its first bytes may be gzip or zlib data. (An
-   * S3 source's objects are decoded as they are downloaded.)
+   * catalog) is decoded. Looked up only when its first bytes may be encoded (gzip's or
+   * zlib's header, or not text). (An S3 source's objects are decoded as they are downloaded.)
    */
   private async contentOf(job: Job, object: ObjectHandle, store: ObjectStore, limits: ReadLimits): Promise<ObjectHandle> {
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await object.read(head, 0, 2, 0);
+    const head = Buffer.alloc(ENCODED_HEAD_BYTES);
+    const { bytesRead } = await object.read(head, 0, ENCODED_HEAD_BYTES, 0);
     if (!mayBeEncoded(head.subarray(0, bytesRead))) return object;
     const row = await this.deps.repo.catalog.objectGet(job, job.key);
     const encoding = row?.metadata[`${STORED_HEADER_PREFIX}content-encoding`];
