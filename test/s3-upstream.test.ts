@@ -150,3 +150,25 @@ test("uploads and deletes of one key through two instances at once: the object r
   }
   expect(bad).toEqual([]);
 });
+
+test("conditional uploads of one new key (If-None-Match: *) through two instances at once: one lands, the others answer 412", async () => {
+  // The check against the catalog is per instance (both may find no row); the upstream's
+  // own If-None-Match decides between instances.
+  const peer = await startPeer(s, env);
+  const bases = [s.httpUrl, peer.httpUrl];
+  const bad: string[] = [];
+  try {
+    expect((await jsonClient(() => s.httpUrl)("POST", "/admin/buckets", { name: "kb-create-once" })).status).toBe(200);
+    for (let round = 0; round < Number(process.env.ROUNDS ?? 40); round++) {
+      const key = `once/${round}.txt`;
+      const bodies = Array.from({ length: 8 }, (_, i) => `round ${round} writer ${i} `.repeat(1 + i * 40));
+      const answers = await Promise.all(bodies.map((body, i) => fetch(`${bases[i % 2]}/kb-create-once/${key}`, { method: "PUT", body, headers: { "if-none-match": "*" } }).then((r) => r.status)));
+      const winners = answers.flatMap((st, i) => (st === 200 ? [i] : []));
+      const got = await (await fetch(`${s.httpUrl}/kb-create-once/${key}`)).text();
+      if (winners.length !== 1 || answers.some((st) => st !== 200 && st !== 412) || got !== bodies[winners[0]]) bad.push(`round ${round}: answers ${answers.join(",")}, read back writer ${bodies.indexOf(got)}`);
+    }
+  } finally {
+    await peer.stop();
+  }
+  expect(bad).toEqual([]);
+});

@@ -55,8 +55,10 @@ export interface StagedObject {
    * Puts it in place under the key (atomically replacing an older object): readers see it
    * at once; it survives a crash once `durable()` has resolved (the caller records it in the
    * catalog in between, so an object's lock is not held for the folder's fsync).
+   * `ifAbsent`: only where the key holds nothing (a store that places without the key's
+   * lock held, the S3 store, has its upstream decide; ObjectExists when it holds something).
    */
-  commit(key: string): Promise<Placed>;
+  commit(key: string, opts?: { ifAbsent?: boolean }): Promise<Placed>;
   /** Keeps it as part `partNumber` of a multipart upload. */
   keepAsPart(uploadId: string, partNumber: number): Promise<void>;
   discard(): Promise<void>;
@@ -84,6 +86,14 @@ export class ObjectConflict extends Error {
   constructor(message: string) {
     super(message);
     this.name = "ObjectConflict";
+  }
+}
+
+/** A conditional upload (`ifAbsent`) found the key holding an object. */
+export class ObjectExists extends Error {
+  constructor(key: string) {
+    super(`object "${key}" exists`);
+    this.name = "ObjectExists";
   }
 }
 

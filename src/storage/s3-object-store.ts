@@ -15,7 +15,7 @@ import { mimeTypeOf } from "../domain/mime";
 import type { Scope } from "../domain/job";
 import { HASHED_DIR, isPlainPath, keyPath } from "./key-path";
 import { decodedObject, decodedStream, temporaryObject } from "./decoded-object";
-import { catalogOf, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
+import { catalogOf, ObjectExists, ObjectUnreadable, type ObjectHandle, type ObjectStore, type Placed, type ScanEntry } from "./object-store";
 import type { UrlPolicy } from "../domain/url-policy";
 import { createS3Client, withRetries, type S3Location } from "./s3-client";
 import { createStaging } from "./staging";
@@ -54,23 +54,26 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
     }
   }
 
-  async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer): Promise<Placed> {
+  async function put(scope: Scope, key: string, tmp: string, size: number, sha256: Buffer, ifAbsent: boolean): Promise<Placed> {
     // Each upload marks its bytes, so that it can tell later whether they are still the
     // key's or another instance's upload has replaced them.
     const mark = randomBytes(12).toString("hex");
-    const res = await withRetries(() =>
-      call("PUT", upstreamKey(scope, key), "", {
-        body: Readable.toWeb(createReadStream(tmp)) as ReadableStream,
-        payloadHash: sha256.toString("hex"),
-        headers: { "content-length": String(size), [UPLOAD_MARK]: mark },
-      }),
-    );
-    await res.arrayBuffer();
-    if (res.status !== 200) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
     const stillPlaced = async () => {
       const head = await call("HEAD", upstreamKey(scope, key));
       return head.status === 200 && head.headers.get(UPLOAD_MARK) === mark;
     };
+    const res = await withRetries(() =>
+      call("PUT", upstreamKey(scope, key), "", {
+        body: Readable.toWeb(createReadStream(tmp)) as ReadableStream,
+        payloadHash: sha256.toString("hex"),
+        // Conditional across instances: each checked the catalog alone, the upstream decides.
+        headers: { "content-length": String(size), [UPLOAD_MARK]: mark, ...(ifAbsent ? { "if-none-match": "*" } : {}) },
+      }),
+    );
+    await res.arrayBuffer();
+    // A 412 to a retry whose first try landed after all is this upload's success.
+    if (res.status === 412 && !(await stillPlaced())) throw new ObjectExists(key);
+    else if (res.status !== 200 && res.status !== 412) throw new Error(`the S3 upstream refused the object ${key}: ${res.status}`);
     // Durable upstream once it answered; taken back only while still this upload's bytes.
     const undo = async () => {
       if (await stillPlaced()) await (await call("DELETE", upstreamKey(scope, key))).arrayBuffer();
@@ -105,9 +108,9 @@ export function createS3ObjectStore(o: S3UpstreamOptions): ObjectStore {
       return temporaryObject(staging, body, limits, key, version, "from the S3 store");
     },
 
-    stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key) => put(scope, key, t.tmp, t.size, t.sha256)),
+    stage: async (scope, body, maxBytes, signal) => staging.staged(await staging.write(body, maxBytes, signal), (t, key, ifAbsent) => put(scope, key, t.tmp, t.size, t.sha256, ifAbsent)),
     assemble: async (scope, uploadId, parts, maxBytes, signal) =>
-      staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key) => put(scope, key, t.tmp, t.size, t.sha256)),
+      staging.staged(await staging.write(staging.concatenated(uploadId, parts), maxBytes, signal), (t, key, ifAbsent) => put(scope, key, t.tmp, t.size, t.sha256, ifAbsent)),
     decoded: (object, encoding, limits, key) => decodedObject(staging, object, encoding, limits, key),
     dropUpload: staging.dropUpload,
     sweepStaging: staging.sweep,

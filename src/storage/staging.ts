@@ -116,7 +116,7 @@ export function createStaging(dataDir: string) {
    * answers what was placed (Placed). `placeMoves`: a placement renames the file away (the local store),
    * so only a failed one leaves it to remove; otherwise (a copy elsewhere) it is removed after.
    */
-  function staged(t: TempFile, place: (t: TempFile, key: string) => Promise<Placed>, placeMoves = false): StagedObject {
+  function staged(t: TempFile, place: (t: TempFile, key: string, ifAbsent: boolean) => Promise<Placed>, placeMoves = false): StagedObject {
     const discard = () => removeFile(t.tmp);
     return {
       size: t.size,
@@ -128,10 +128,10 @@ export function createStaging(dataDir: string) {
         await rename(t.tmp, join(partsDir(uploadId), String(partNumber)));
         await syncDir(partsDir(uploadId));
       },
-      async commit(key) {
+      async commit(key, opts) {
         let placed = false;
         try {
-          const done = await place(t, key);
+          const done = await place(t, key, opts?.ifAbsent ?? false);
           placed = true;
           return done;
         } finally {

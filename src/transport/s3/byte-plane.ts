@@ -27,7 +27,7 @@ import { listObjectsXml } from "./list-objects";
 import { openCopySource } from "./copy-source";
 import { presignedPayload } from "../../service/presign";
 import { loadRouting, planJobs } from "../../service/upload-jobs";
-import { ObjectConflict, type ObjectHandle, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
+import { ObjectConflict, ObjectExists, type ObjectHandle, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
 import type { Authenticator } from "../auth";
@@ -41,7 +41,7 @@ import { readXmlBody, stageUpload } from "./upload-body";
 import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
 import { isSigV4, readClaim, refuseSigV2, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
-import { readConditions, writeConditions, writeRefusal } from "./conditions";
+import { preconditionFailed, readConditions, writeConditions, writeRefusal } from "./conditions";
 
 /** What the byte plane needs. */
 export interface BytePlaneDeps {
@@ -198,7 +198,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
       const place = async (current: () => Promise<StoredObject | undefined>) => {
         const refused = conditions && writeRefusal(conditions, await current());
         if (refused) throw refused;
-        const { version } = (placed = await staged.commit(r.key).catch((err) => {
+        const { version } = (placed = await staged.commit(r.key, { ifAbsent: conditions?.absent }).catch((err) => {
+          if (err instanceof ObjectExists) throw preconditionFailed("If-None-Match"); // another instance's upload landed first
           throw err instanceof ObjectConflict ? new S3Error("InvalidArgument", 409, err.message) : err;
         }));
         const now = deps.now();

@@ -32,7 +32,8 @@ function secondsOf(value: string | undefined): number | undefined {
   return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000);
 }
 
-function failed(condition: string): S3Error {
+/** 412 PreconditionFailed naming the condition that did not hold. */
+export function preconditionFailed(condition: string): S3Error {
   return new S3Error("PreconditionFailed", 412, `At least one of the pre-conditions you specified did not hold (${condition})`);
 }
 
@@ -44,10 +45,10 @@ export function readConditions(h: IncomingHttpHeaders, o: StoredObject, named = 
   const modified = Math.floor(o.updatedAt / 1000);
   const ifMatch = h["if-match"];
   if (ifMatch !== undefined) {
-    if (!etagListed(ifMatch, o.etag)) throw failed(`${named}If-Match`);
+    if (!etagListed(ifMatch, o.etag)) throw preconditionFailed(`${named}If-Match`);
   } else {
     const since = secondsOf(h["if-unmodified-since"]);
-    if (since !== undefined && modified > since) throw failed(`${named}If-Unmodified-Since`);
+    if (since !== undefined && modified > since) throw preconditionFailed(`${named}If-Unmodified-Since`);
   }
   const ifNoneMatch = h["if-none-match"];
   if (ifNoneMatch !== undefined) return etagListed(ifNoneMatch, o.etag) ? "not-modified" : "send";
@@ -76,8 +77,8 @@ export function writeConditions(h: IncomingHttpHeaders): WriteConditions | undef
 
 /** Why a write's conditions refuse it, given what the key holds now (`current`); undefined when they hold. */
 export function writeRefusal(c: WriteConditions, current: StoredObject | undefined): S3Error | undefined {
-  if (c.absent && current) return failed("If-None-Match");
+  if (c.absent && current) return preconditionFailed("If-None-Match");
   if (c.ifMatch === undefined) return undefined;
   if (!current) return new S3Error("NoSuchKey", 404, "The specified key does not exist.");
-  return etagListed(c.ifMatch, current.etag) ? undefined : failed("If-Match");
+  return etagListed(c.ifMatch, current.etag) ? undefined : preconditionFailed("If-Match");
 }
