@@ -220,7 +220,6 @@ export function createBytePlane(deps: BytePlaneDeps) {
     else send(res, 200, headers);
   }
 
-
   /**
    * The object's row and its bytes opened, from the same upload where versions can be
    * compared: an upload that renamed its bytes into place between the row's read and the
