@@ -259,6 +259,36 @@ test("buckets create/ls/get/rm and objects put/ls/info/get/url/rm through the CL
   expect((await cli(["buckets", "get", "kb-cli-store"])).code).toBe(5);
 });
 
+test("buckets cors shows, sets (from the file aws s3api takes, or the API's) and deletes a bucket's CORS rules; bad rules name the field", async () => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "k3-cli-cors-"));
+  expect((await cli(["buckets", "create", "kb-cli-cors"])).code).toBe(0);
+  expect((await cli(["buckets", "cors", "kb-cli-cors"])).code).toBe(5); // none yet
+  const s3Shape = join(dir, "s3.json");
+  writeFileSync(s3Shape, JSON.stringify({ CORSRules: [{ ID: "app", AllowedOrigins: ["https://app.example.com"], AllowedMethods: ["GET", "PUT"], AllowedHeaders: ["*"], ExposeHeaders: ["ETag"], MaxAgeSeconds: 600 }] }));
+  const set = await cli(["buckets", "cors", "kb-cli-cors", "--set", s3Shape]);
+  expect(set.code).toBe(0);
+  expect(set.stdout).toMatch(/app\s+https:\/\/app\.example\.com\s+GET,PUT\s+\*\s+ETag\s+600/);
+  // What a browser's preflight is told, from the rules the CLI set.
+  const pf = await fetch(`${s.httpUrl}/kb-cli-cors/x.txt`, { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "PUT" } });
+  expect(pf.status).toBe(200);
+  expect(pf.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+  const apiShape = join(dir, "api.json");
+  writeFileSync(apiShape, JSON.stringify({ rules: [{ allowed_origins: ["*"], allowed_methods: ["GET"] }] }));
+  expect((await cli(["buckets", "cors", "kb-cli-cors", "--set", apiShape])).code).toBe(0);
+  expect(JSON.parse((await cli(["buckets", "cors", "kb-cli-cors", "-o", "json"])).stdout).rules).toEqual([{ id: "", allowedOrigins: ["*"], allowedMethods: ["GET"], allowedHeaders: [], exposeHeaders: [] }]);
+  writeFileSync(apiShape, JSON.stringify({ rules: [{ allowed_origins: ["*"], allowed_methods: ["PATCH"] }] }));
+  const bad = await cli(["buckets", "cors", "kb-cli-cors", "--set", apiShape]);
+  expect(bad.code).toBe(3);
+  expect(bad.stderr).toContain('rules[0].allowed_methods: "PATCH" is not one of GET, PUT, POST, DELETE, HEAD');
+  writeFileSync(apiShape, "{ not json");
+  expect((await cli(["buckets", "cors", "kb-cli-cors", "--set", apiShape])).stderr).toContain("api.json is not JSON");
+  expect((await cli(["buckets", "cors", "kb-cli-cors", "--delete"])).stdout).toBe("deleted\n");
+  expect((await cli(["buckets", "cors", "kb-cli-cors"])).code).toBe(5);
+  expect((await cli(["buckets", "cors", "kb-cli-cors", "--force"])).stderr).toMatch(/buckets cors does not take --force; it takes --set, --delete/);
+});
+
 test("sources and sync through the CLI: list, discover --wait with progress and exit code, status, ingest, an external source's secret from the environment", async () => {
   const listed = await cli(["sources", "list", "-b", B, "-o", "json"]);
   expect(listed.code).toBe(0);

@@ -43,6 +43,7 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
   rules       list|get|create|update|delete -b BUCKET [ID] [--name N] [-p PIPELINE] [--include GLOB …]
               [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
   buckets     create NAME [-d DESCRIPTION] | ls | get NAME | rm NAME [--force]
+              | cors NAME [--set FILE | --delete]   (FILE: {"CORSRules": […]} as aws s3api takes it, or {"rules": […]})
   objects     put -b BUCKET FILE [-k KEY] | get -b BUCKET KEY [FILE|-] | ls -b BUCKET [--prefix P]
               | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]
   sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
@@ -85,6 +86,7 @@ const TAKES: Record<string, string[]> = {
   pipelines: ["bucket", "name", "template", "option", "json"],
   "rules list": ["bucket", "pipeline"],
   rules: ["bucket", "name", "pipeline", "include", "exclude", "mime", "priority", "json"],
+  "buckets cors": ["set", "delete"],
   buckets: ["description", "force"],
   objects: ["bucket", "key", "prefix", "expires"],
   sources: ["bucket", "name", "description", "root", "interval", "s3-endpoint", "s3-bucket", "s3-region", "access-key-id", "json"],
@@ -167,6 +169,8 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         "dry-run": { type: "boolean" },
         "keep-outputs": { type: "boolean" },
         "page-token": { type: "string" },
+        set: { type: "string" },
+        delete: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -330,7 +334,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         token,
         asJson,
         out,
-        flags: { bucket: v.bucket, description: v.description, force: v.force, key: v.key, prefix: v.prefix, expires: v.expires },
+        flags: { bucket: v.bucket, description: v.description, force: v.force, key: v.key, prefix: v.prefix, expires: v.expires, set: v.set, delete: v.delete },
         args: rest,
         usage: (message: string) => new UsageError(message),
         table,

@@ -4,13 +4,13 @@
  * object bytes through the S3 byte plane with the bearer token (PUT/GET /{bucket}/{key}).
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { toJson, type DescMessage } from "@bufbuild/protobuf";
+import { fromJson, toJson, type DescMessage, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { StorageService, type Bucket, type ObjectInfo } from "../../gen/dodil/k3/storage/v1/storage_pb";
+import { PutBucketCorsRequestSchema, StorageService, type Bucket, type CorsRule, type CorsRuleSchema, type ObjectInfo } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { IngestStatus } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
 import { uriEncode } from "../domain/uri";
 
@@ -23,7 +23,7 @@ export interface StorageCommandContext {
   token: string;
   asJson: boolean;
   out: Out;
-  flags: { bucket?: string; description?: string; force?: boolean; key?: string; prefix?: string; expires?: string };
+  flags: { bucket?: string; description?: string; force?: boolean; key?: string; prefix?: string; expires?: string; set?: string; delete?: boolean };
   args: string[];
   usage(message: string): Error;
   table(rows: string[][]): string;
@@ -36,7 +36,7 @@ function show(c: StorageCommandContext, schema: DescMessage, msg: Parameters<typ
 const bucketRow = (b: Bucket) => [b.name, String(b.objectCount), String(b.storageUsedBytes), String(b.ruleCount), b.description];
 const BUCKET_HEADER = ["BUCKET", "OBJECTS", "BYTES", "RULES", "DESCRIPTION"];
 
-/** Runs `buckets create|ls|get|rm`. */
+/** Runs `buckets create|ls|get|rm|cors`. */
 export async function bucketCommand(c: StorageCommandContext, verb: string | undefined): Promise<number> {
   const m = StorageService.method;
   const name = () => {
@@ -66,8 +66,61 @@ export async function bucketCommand(c: StorageCommandContext, verb: string | und
       await c.client.deleteBucket({ name: name(), force: c.flags.force ?? false });
       c.out.write(c.asJson ? "{}\n" : "deleted\n");
       return 0;
+    case "cors":
+      return corsCommand(c, name());
   }
   throw c.usage(`unknown buckets command ${verb ?? ""}`);
+}
+
+const CORS_HEADER = ["ID", "ORIGINS", "METHODS", "HEADERS", "EXPOSE", "MAX AGE"];
+const corsRow = (r: CorsRule) => [r.id, r.allowedOrigins.join(","), r.allowedMethods.join(","), r.allowedHeaders.join(","), r.exposeHeaders.join(","), r.maxAgeSeconds === undefined ? "" : String(r.maxAgeSeconds)];
+
+/**
+ * A rules file: S3's `{"CORSRules": [{"AllowedOrigins": …}]}`, as `aws s3api put-bucket-cors`
+ * takes it, or the API's `{"rules": [{"allowed_origins": …}]}`; the server checks the rules.
+ */
+function corsRulesOf(text: string, file: string, usage: (message: string) => Error): MessageInitShape<typeof CorsRuleSchema>[] {
+  let doc: { CORSRules?: Array<Record<string, unknown>>; rules?: Array<Record<string, unknown>> };
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw usage(`${file} is not JSON: ${(err as Error).message}`);
+  }
+  const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
+  if (Array.isArray(doc?.CORSRules)) {
+    return doc.CORSRules.map((r) => ({
+      id: String(r.ID ?? ""),
+      allowedOrigins: list(r.AllowedOrigins),
+      allowedMethods: list(r.AllowedMethods),
+      allowedHeaders: list(r.AllowedHeaders),
+      exposeHeaders: list(r.ExposeHeaders),
+      maxAgeSeconds: r.MaxAgeSeconds === undefined ? undefined : Number(r.MaxAgeSeconds),
+    }));
+  }
+  if (Array.isArray(doc?.rules)) {
+    try {
+      return fromJson(PutBucketCorsRequestSchema, { rules: doc.rules } as JsonValue).rules;
+    } catch (err) {
+      throw usage(`${file}: ${(err as Error).message}`);
+    }
+  }
+  throw usage(`${file} holds neither "CORSRules" (as aws s3api put-bucket-cors takes) nor "rules"`);
+}
+
+/** `buckets cors NAME`: shows the bucket's CORS rules, sets them from a file (--set) or deletes them (--delete). */
+async function corsCommand(c: StorageCommandContext, name: string): Promise<number> {
+  const m = StorageService.method;
+  if (c.flags.set !== undefined && c.flags.delete) throw c.usage("give --set FILE or --delete, not both");
+  if (c.flags.delete) {
+    await c.client.deleteBucketCors({ name });
+    c.out.write(c.asJson ? "{}\n" : "deleted\n");
+    return 0;
+  }
+  const res = c.flags.set !== undefined
+    ? await c.client.putBucketCors({ name, rules: corsRulesOf(await readFile(c.flags.set, "utf8"), c.flags.set, c.usage) })
+    : await c.client.getBucketCors({ name });
+  show(c, m.getBucketCors.output, res, [CORS_HEADER, ...res.rules.map(corsRow)]);
+  return 0;
 }
 
 const objectRow = (o: ObjectInfo) => [o.key, String(o.size), o.contentType, new Date(Number(o.lastModified)).toISOString()];
