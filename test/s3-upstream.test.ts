@@ -4,7 +4,6 @@
  * it, and a worker on another data dir — another machine, as far as files go — reads the
  * object from the upstream and completes its job.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,14 +14,14 @@ import { createLogger } from "../src/log";
 import { readClaim, signRequest, verifySigV4 } from "../src/s3/sigv4";
 import { jsonClient, keyPathOf, rawRequest, type J } from "./helpers/http";
 import { startPeer, startServers, type TestServers } from "./helpers/servers";
-import { freePort } from "./helpers/processes";
 import { waitFor } from "./helpers/wait";
+import { startMoto, type Moto } from "./helpers/moto";
 
 jest.setTimeout(90_000);
 
 
 const UP = { bucket: "k3-upstream", accessKeyId: "upstream-key", secretAccessKey: "upstream-secret", region: "us-east-1" };
-let moto: ChildProcess;
+let moto: Moto;
 let endpoint: string;
 let s: TestServers;
 let worker: App;
@@ -37,10 +36,8 @@ async function upstream(method: string, path: string, query = ""): Promise<Respo
 }
 
 beforeAll(async () => {
-  const port = await freePort();
-  endpoint = `http://127.0.0.1:${port}`;
-  moto = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
-  await waitFor("moto_server to listen", async () => ((await fetch(endpoint).then((r) => r.status, () => 0)) > 0 ? true : undefined), { timeoutMs: 30_000, intervalMs: 200 });
+  moto = await startMoto();
+  endpoint = moto.endpoint;
   expect((await upstream("PUT", `/${UP.bucket}`)).status).toBe(200);
   env = { K3_S3_ENDPOINT: endpoint, K3_S3_BUCKET: UP.bucket, K3_S3_ACCESS_KEY_ID: UP.accessKeyId, K3_S3_SECRET_ACCESS_KEY: UP.secretAccessKey };
   s = await startServers({ K3_ROLE: "api", ...env });
@@ -50,7 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker?.stop();
   await s?.stop();
-  moto?.kill("SIGTERM");
+  await moto?.stop();
   rmSync(otherDir, { recursive: true, force: true });
 });
 
@@ -162,7 +159,7 @@ test("conditional uploads of one new key (If-None-Match: *) through two instance
     for (let round = 0; round < Number(process.env.ROUNDS ?? 40); round++) {
       const key = `once/${round}.txt`;
       const bodies = Array.from({ length: 8 }, (_, i) => `round ${round} writer ${i} `.repeat(1 + i * 40));
-      const answers = await Promise.all(bodies.map((body, i) => fetch(`${bases[i % 2]}/kb-create-once/${key}`, { method: "PUT", body, headers: { "if-none-match": "*" } }).then((r) => r.status)));
+      const answers = await Promise.all(bodies.map((body, i) => fetch(`${bases[i % 2]}/kb-create-once/${key}`, { method: "PUT", body, headers: { "if-none-match": "*" } }).then(async (r) => (await r.arrayBuffer(), r.status))));
       const winners = answers.flatMap((st, i) => (st === 200 ? [i] : []));
       const got = await (await fetch(`${s.httpUrl}/kb-create-once/${key}`)).text();
       if (winners.length !== 1 || answers.some((st) => st !== 200 && st !== 412) || got !== bodies[winners[0]]) bad.push(`round ${round}: answers ${answers.join(",")}, read back writer ${bodies.indexOf(got)}`);

@@ -6,7 +6,6 @@
  * killed with SIGKILL mid-discovery resumes after restart and dispatches every object
  * exactly once.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { lookup } from "node:dns/promises";
 import { hostname, tmpdir } from "node:os";
@@ -23,13 +22,14 @@ import { jsonClient, type J } from "./helpers/http";
 import { freePort, startProcess } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
 import { waitFor } from "./helpers/wait";
+import { startMoto, type Moto } from "./helpers/moto";
 
 jest.setTimeout(180_000);
 
 
 describe("an external S3-compatible source", () => {
   const UP = { accessKeyId: "ext-key", secretAccessKey: "ext-secret-do-not-leak", region: "us-east-1" };
-  let moto: ChildProcess;
+  let moto: Moto;
   let endpoint = "";
   let s: TestServers;
   const lines: string[] = [];
@@ -43,10 +43,8 @@ describe("an external S3-compatible source", () => {
   }
 
   beforeAll(async () => {
-    const port = await freePort();
-    endpoint = `http://127.0.0.1:${port}`;
-    moto = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
-    await waitFor("moto_server", async () => ((await fetch(endpoint).then((r) => r.status, () => 0)) > 0 ? true : undefined), { timeoutMs: 30_000, intervalMs: 200 });
+    moto = await startMoto();
+    endpoint = moto.endpoint;
     await put("/team-docs", "");
     await put("/team-docs/kb/guide.txt", "external words ".repeat(20));
     await put("/team-docs/kb/deep/faq.md", "# FAQ\n\nanswers from elsewhere");
@@ -58,7 +56,7 @@ describe("an external S3-compatible source", () => {
   });
   afterAll(async () => {
     await s?.stop();
-    moto?.kill("SIGTERM");
+    await moto?.stop();
   });
 
   test("discovers and ingests its objects in place; the secret is never shown; bad credentials fail the discovery clearly", async () => {
