@@ -184,7 +184,7 @@ test("counters are visible while the job is PROCESSING", async () => {
     return TERMINAL.includes(g.status) ? g : undefined;
   }, { timeoutMs: 60_000 });
   expect(done).toMatchObject({ status: "INGEST_STATUS_COMPLETED", embeddingsWritten: 5000, batchesReceived: 5000 });
-});
+}, 90_000); // its waits allow up to a minute for the 5,000 batches: more than the file's default
 
 test("misspelled option keys are refused with the nearest one and the list; numbers in an options map are taken as their text on REST", async () => {
   const bad = await http("POST", `/${B}/pipelines`, { name: "typo", scriptum_template: "text_embedding_index", options: { chunksize: "1000" } });
