@@ -206,7 +206,9 @@ export function createBytePlane(deps: BytePlaneDeps) {
         const object = { key: r.key, size: staged.size, etag, contentType, metadata, version, createdAt: now, updatedAt: now };
         return { object, jobs: planJobs(routing, facts, { objectVersion: version.toString(), traceId: r.requestId, now }), undo: placed.undo, stillPlaced: placed.stillPlaced };
       };
-      return repo.catalog.objectPut(scope, r.key, place, objects);
+      // A conditional write holds the key's lock through its placement whatever the store: its
+      // check and its placement are one step across instances (an upstream may check If-None-Match racily).
+      return repo.catalog.objectPut(scope, r.key, place, { placesQuickly: objects.placesQuickly || conditions !== undefined });
     })()
       .catch(async (err) => {
         // Refused or failed before the bytes took their place: the staged file goes (once
