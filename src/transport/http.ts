@@ -125,10 +125,11 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
     const announced = req.method === "OPTIONS" ? req.headers["access-control-request-method"] : undefined;
     const method = String(announced ?? req.method ?? "GET").toUpperCase();
     const s3 =
-      bytePlaneFirst(req, method, path) ||
-      // An S3 SDK signing in the page announces its x-amz-* headers.
-      (opts.bytePlane !== undefined && announced !== undefined && /(^|,)\s*x-amz-/i.test(String(req.headers["access-control-request-headers"] ?? ""))) ||
-      (opts.bytePlane !== undefined && !OWN_PATHS.has(path) && !path.startsWith("/console") && !rest.matches(method, path) && !connectPaths.has(path));
+      opts.bytePlane !== undefined &&
+      (bytePlaneFirst(req, method, path) ||
+        // An S3 SDK signing in the page announces its x-amz-* headers.
+        (announced !== undefined && /(^|,)\s*x-amz-/i.test(String(req.headers["access-control-request-headers"] ?? ""))) ||
+        (!OWN_PATHS.has(path) && !path.startsWith("/console") && !rest.matches(method, path) && !connectPaths.has(path)));
     if (announced === undefined) {
       if (!s3) apiCors.allow(req, res);
       return false;
