@@ -289,6 +289,29 @@ test("buckets cors shows, sets (from the file aws s3api takes, or the API's) and
   expect((await cli(["buckets", "cors", "kb-cli-cors", "--force"])).stderr).toMatch(/buckets cors does not take --force; it takes --set, --delete/);
 });
 
+test("buckets policy shows, sets (the document aws s3api put-bucket-policy takes) and deletes a bucket's policy; a bad one names the element", async () => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "k3-cli-policy-"));
+  expect((await cli(["buckets", "create", "kb-cli-policy"])).code).toBe(0);
+  expect((await cli(["buckets", "policy", "kb-cli-policy"])).code).toBe(5); // none yet
+  const file = join(dir, "policy.json");
+  const doc = { Version: "2012-10-17", Statement: [{ Sid: "Site", Effect: "Allow", Principal: "*", Action: ["s3:GetObject"], Resource: "arn:aws:s3:::kb-cli-policy/site/*" }] };
+  writeFileSync(file, JSON.stringify(doc));
+  const set = await cli(["buckets", "policy", "kb-cli-policy", "--set", file]);
+  expect(set.code).toBe(0);
+  expect(set.stdout).toMatch(/Site\s+Allow\s+\*\s+s3:GetObject\s+arn:aws:s3:::kb-cli-policy\/site\/\*/);
+  expect(JSON.parse((await cli(["buckets", "policy", "kb-cli-policy", "-o", "json"])).stdout).policy).toEqual({ bucket: "kb-cli-policy", document: doc, public: true });
+  writeFileSync(file, JSON.stringify({ Statement: [{ ...doc.Statement[0], Principal: { AWS: "someone" } }] }));
+  const bad = await cli(["buckets", "policy", "kb-cli-policy", "--set", file]);
+  expect(bad.code).toBe(3);
+  expect(bad.stderr).toContain('policy Statement[0].Principal.AWS: "someone" is not "*" or a token id');
+  writeFileSync(file, "{ not json");
+  expect((await cli(["buckets", "policy", "kb-cli-policy", "--set", file])).stderr).toContain("policy.json: not a JSON policy document");
+  expect((await cli(["buckets", "policy", "kb-cli-policy", "--delete"])).stdout).toBe("deleted\n");
+  expect((await cli(["buckets", "policy", "kb-cli-policy"])).code).toBe(5);
+});
+
 test("sources and sync through the CLI: list, discover --wait with progress and exit code, status, ingest, an external source's secret from the environment", async () => {
   const listed = await cli(["sources", "list", "-b", B, "-o", "json"]);
   expect(listed.code).toBe(0);

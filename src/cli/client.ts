@@ -44,6 +44,7 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
               [--exclude GLOB …] [--mime TYPE …] [--priority N] [--json BODY]
   buckets     create NAME [-d DESCRIPTION] | ls | get NAME | rm NAME [--force]
               | cors NAME [--set FILE | --delete]   (FILE: {"CORSRules": […]} as aws s3api takes it, or {"rules": […]})
+              | policy NAME [--set FILE | --delete] (FILE: a bucket policy {"Version": …, "Statement": […]})
   objects     put -b BUCKET FILE [-k KEY] | get -b BUCKET KEY [FILE|-] | ls -b BUCKET [--prefix P]
               | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]
   sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
@@ -87,6 +88,7 @@ const TAKES: Record<string, string[]> = {
   "rules list": ["bucket", "pipeline"],
   rules: ["bucket", "name", "pipeline", "include", "exclude", "mime", "priority", "json"],
   "buckets cors": ["set", "delete"],
+  "buckets policy": ["set", "delete"],
   buckets: ["description", "force"],
   objects: ["bucket", "key", "prefix", "expires"],
   sources: ["bucket", "name", "description", "root", "interval", "s3-endpoint", "s3-bucket", "s3-region", "access-key-id", "json"],

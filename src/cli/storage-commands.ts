@@ -8,7 +8,7 @@ import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { fromJson, toJson, type DescMessage, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromJson, toJson, type DescMessage, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PutBucketCorsRequestSchema, StorageService, type Bucket, type CorsRule, type CorsRuleSchema, type ObjectInfo } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { IngestStatus } from "../../gen/dodil/k3/ingest/v1/ingest_pb";
@@ -36,7 +36,7 @@ function show(c: StorageCommandContext, schema: DescMessage, msg: Parameters<typ
 const bucketRow = (b: Bucket) => [b.name, String(b.objectCount), String(b.storageUsedBytes), String(b.ruleCount), b.description];
 const BUCKET_HEADER = ["BUCKET", "OBJECTS", "BYTES", "RULES", "DESCRIPTION"];
 
-/** Runs `buckets create|ls|get|rm|cors`. */
+/** Runs `buckets create|ls|get|rm|cors|policy`. */
 export async function bucketCommand(c: StorageCommandContext, verb: string | undefined): Promise<number> {
   const m = StorageService.method;
   const name = () => {
@@ -68,6 +68,8 @@ export async function bucketCommand(c: StorageCommandContext, verb: string | und
       return 0;
     case "cors":
       return corsCommand(c, name());
+    case "policy":
+      return policyCommand(c, name());
   }
   throw c.usage(`unknown buckets command ${verb ?? ""}`);
 }
@@ -120,6 +122,33 @@ async function corsCommand(c: StorageCommandContext, name: string): Promise<numb
     ? await c.client.putBucketCors({ name, rules: corsRulesOf(await readFile(c.flags.set, "utf8"), c.flags.set, c.usage) })
     : await c.client.getBucketCors({ name });
   show(c, m.getBucketCors.output, res, [CORS_HEADER, ...res.rules.map(corsRow)]);
+  return 0;
+}
+
+const POLICY_HEADER = ["SID", "EFFECT", "PRINCIPAL", "ACTION", "RESOURCE"];
+const listed = (v: unknown) => (Array.isArray(v) ? v.join(",") : typeof v === "string" ? v : JSON.stringify(v));
+const statementRow = (s: JsonObject) => [String(s.Sid ?? ""), String(s.Effect ?? ""), listed(s.Principal), listed(s.Action), listed(s.Resource)];
+
+/** `buckets policy NAME`: shows the bucket's policy, sets it from a policy document file (--set) or deletes it (--delete). */
+async function policyCommand(c: StorageCommandContext, name: string): Promise<number> {
+  if (c.flags.set !== undefined && c.flags.delete) throw c.usage("give --set FILE or --delete, not both");
+  if (c.flags.delete) {
+    await c.client.deleteBucketPolicy({ name });
+    c.out.write(c.asJson ? "{}\n" : "deleted\n");
+    return 0;
+  }
+  let policy: JsonObject | undefined;
+  if (c.flags.set !== undefined) {
+    try {
+      policy = JSON.parse(await readFile(c.flags.set, "utf8")) as JsonObject;
+    } catch (err) {
+      throw c.usage(`${c.flags.set}: not a JSON policy document (${(err as Error).message})`);
+    }
+  }
+  const res = policy ? await c.client.setBucketPolicy({ name, policy }) : await c.client.getBucketPolicy({ name });
+  const statements = res.policy?.document?.Statement;
+  const list = (Array.isArray(statements) ? statements : statements ? [statements] : []) as JsonObject[];
+  show(c, StorageService.method.getBucketPolicy.output, res, [POLICY_HEADER, ...list.map(statementRow)]);
   return 0;
 }
 

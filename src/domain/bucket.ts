@@ -1,4 +1,5 @@
 /** Buckets as the domain sees them. Times are Unix epoch milliseconds. */
+import type { BucketPolicy } from "./bucket-policy";
 import type { CorsRule } from "./cors";
 import type { Job } from "./job";
 
@@ -20,6 +21,8 @@ export interface BucketRow extends BucketFields {
   updatedAt: number;
   /** Its CORS rules (PutBucketCors); absent when it has none. */
   cors?: CorsRule[];
+  /** Its policy (SetBucketPolicy), compiled; absent when it has none. */
+  policy?: BucketPolicy;
 }
 
 /** A bucket with its server-maintained aggregates. */

@@ -3,7 +3,8 @@
  * and served by every door. Buckets known only from earlier versions are adopted when
  * first asked for (see buckets.ts).
  */
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   BucketAccessMode,
   StorageService,
@@ -11,8 +12,10 @@ import {
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { allows, visibleBuckets, type Caller } from "../domain/auth";
 import type { BucketFields } from "../domain/bucket";
+import type { Scope } from "../domain/job";
+import { parseBucketPolicy, policyDecision, type BucketPolicy, type PolicyAction } from "../domain/bucket-policy";
 import { checkCorsRules } from "../domain/cors";
-import { FailedPrecondition, InvalidArgument, NotFound } from "../domain/errors";
+import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied } from "../domain/errors";
 import { checkBucket, checkLength, checkObjectKey, MAX_TEXT, quote } from "../domain/validate";
 import { callerKey, scopeOf } from "./caller";
 import { bucketToProto, int64ToNumber, objectInfoToProto, storagePagination } from "./convert";
@@ -40,6 +43,17 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
 
   const buckets = createBuckets(deps);
   const bucketOf = buckets.get;
+
+  /**
+   * Checks that the bucket exists (NotFound) and that its policy does not deny the caller
+   * `action` on it or its object `key` (PermissionDenied): the object calls here honour a
+   * policy's Deny as the byte plane does.
+   */
+  async function notDenied(ctx: HandlerContext, scope: Scope, action: PolicyAction, key?: string): Promise<void> {
+    const row = await buckets.row(scope);
+    const decision = policyDecision(row.policy, ctx.values.get(callerKey)?.tokenId ?? "", action, scope.bucket, key);
+    if (decision?.effect === "deny") throw new PermissionDenied(decision.reason);
+  }
 
   /** Adopts every bucket of the caller's org known only by its config or its folder. */
   async function adoptAll(org: string, caller: Caller): Promise<void> {
@@ -85,7 +99,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
 
     async listObjects(req, ctx) {
       const scope = scopeOf(ctx, req.bucket);
-      await bucketOf(scope);
+      await notDenied(ctx, scope, "s3:ListBucket");
       if (req.maxKeys < 0) throw new InvalidArgument(`max_keys ${req.maxKeys} must not be negative`, "max_keys");
       checkLength(req.prefix, 1024, "prefix");
       checkLength(req.delimiter, 16, "delimiter");
@@ -106,7 +120,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
     async getObjectInfo(req, ctx) {
       const scope = scopeOf(ctx, req.bucket);
       checkObjectKey(req.key, "key");
-      await bucketOf(scope);
+      await notDenied(ctx, scope, "s3:GetObject", req.key);
       const o = await repo.catalog.objectGet(scope, req.key);
       if (!o) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       return { object: objectInfoToProto(req.bucket, o, await repo.catalog.objectIndexStatus(scope, req.key)) };
@@ -115,7 +129,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
     async deleteObject(req, ctx) {
       const scope = scopeOf(ctx, req.bucket);
       checkObjectKey(req.key, "key");
-      await bucketOf(scope);
+      await notDenied(ctx, scope, "s3:DeleteObject", req.key);
       if (!(await repo.catalog.objectDelete(scope, req.key, now(), objects))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       return {};
     },
@@ -125,7 +139,7 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       checkObjectKey(req.key, "key");
       const seconds = int64ToNumber(req.expiresInSeconds, "expires_in_seconds");
       if (!deps.secrets || !deps.publicUrl) throw new Error("presigned URLs need the secret box and the public URL");
-      await bucketOf(scope);
+      await notDenied(ctx, scope, "s3:GetObject", req.key);
       if (!(await repo.catalog.objectGet(scope, req.key))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       const expiresAt = now() + Math.min(seconds === 0 ? 3600 : seconds, 86_400) * 1000;
       const expires = Math.floor(expiresAt / 1000);
@@ -166,7 +180,33 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       await repo.buckets.bucketCorsSet(scope, undefined, now());
       return {};
     },
+
+    async setBucketPolicy(req, ctx) {
+      const scope = scopeOf(ctx, req.name);
+      await bucketOf(scope);
+      if (!req.policy) throw new InvalidArgument(`policy: missing; give the policy document {"Version": "2012-10-17", "Statement": [...]}`, "policy");
+      const policy = parseBucketPolicy(JSON.stringify(req.policy), req.name);
+      if (!(await repo.buckets.bucketPolicySet(scope, policy, now()))) throw new NotFound(`bucket ${quote(req.name)} not found`);
+      return { policy: policyToProto(req.name, policy) };
+    },
+
+    async getBucketPolicy(req, ctx) {
+      const { policy } = await buckets.row(scopeOf(ctx, req.name));
+      if (!policy) throw new NotFound(`bucket ${quote(req.name)} has no policy (set one with SetBucketPolicy)`);
+      return { policy: policyToProto(req.name, policy) };
+    },
+
+    async deleteBucketPolicy(req, ctx) {
+      const scope = scopeOf(ctx, req.name);
+      await bucketOf(scope);
+      await repo.buckets.bucketPolicySet(scope, undefined, now());
+      return {};
+    },
   };
+}
+
+function policyToProto(bucket: string, policy: BucketPolicy) {
+  return { bucket, document: JSON.parse(policy.text) as JsonObject, public: policy.public };
 }
 
 /** The fields an UpdateBucketRequest carries, as a domain patch (absent = untouched). */

@@ -19,12 +19,12 @@ export interface Authenticator {
   invalidate(): void;
 }
 
-/** Methods that administer buckets themselves (and their CORS rules): they need the admin role. */
-const ADMIN_METHODS = new Set(["CreateBucket", "UpdateBucket", "DeleteBucket", "PutBucketCors", "DeleteBucketCors"].map((m) => `dodil.k3.storage.v1.StorageService.${m}`));
+/** Methods that administer buckets themselves (and their CORS rules and policy): they need the admin role. */
+const ADMIN_METHODS = new Set(["CreateBucket", "UpdateBucket", "DeleteBucket", "PutBucketCors", "DeleteBucketCors", "SetBucketPolicy", "DeleteBucketPolicy"].map((m) => `dodil.k3.storage.v1.StorageService.${m}`));
 
 /**
  * The role a method needs: read-only methods (NO_SIDE_EFFECTS) need reader; changes to
- * buckets themselves (create, update, delete, CORS rules) need admin; every other change writer.
+ * buckets themselves (create, update, delete, CORS rules, policy) need admin; every other change writer.
  */
 export function requiredRole(method: DescMethod): Role {
   if (method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return "reader";

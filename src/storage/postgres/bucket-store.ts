@@ -3,6 +3,7 @@ import type { Pool } from "pg";
 import type { Scope } from "../../domain/job";
 import type { Bucket, BucketFields, BucketRow, CatalogEntry } from "../../domain/bucket";
 import type { CorsRule } from "../../domain/cors";
+import type { BucketPolicy } from "../../domain/bucket-policy";
 import type { Page, PageParams } from "../repository";
 import * as SQL from "./sql";
 import { PgDb, ROLLBACK_ONLY, setClauses } from "./db";
@@ -14,6 +15,8 @@ export class BucketStore extends PgDb {
   private readonly rowCache;
   /** The CORS rules of buckets by name alone, every organization's (for preflights, which carry no credentials). */
   private readonly corsCache;
+  /** The organizations whose bucket of a name lets anyone in, by name (for requests without credentials). */
+  private readonly publicCache;
 
   /** `config` is told when a bucket's row changes, or a delete takes its pipelines and rules with it. */
   constructor(
@@ -23,6 +26,7 @@ export class BucketStore extends PgDb {
     super({ connectionString: "", pool });
     this.rowCache = config.cache.kind<BucketRow | undefined>();
     this.corsCache = config.cache.kind<CorsRule[]>();
+    this.publicCache = config.cache.kind<string[]>();
   }
 
   /** Creates a bucket and its internal source; AlreadyExists when the name is taken in the org. */
@@ -157,6 +161,21 @@ export class BucketStore extends PgDb {
    */
   bucketCorsByName(name: string): Promise<CorsRule[]> {
     return this.corsCache.get(name, async () => (await this.q(SQL.BUCKET_CORS_BY_NAME, [name])).flatMap((r) => r.cors as CorsRule[]));
+  }
+
+  /** Sets (or with undefined, deletes) a bucket's policy; false when there is no such bucket. */
+  async bucketPolicySet(scope: Scope, policy: BucketPolicy | undefined, nowMs: number): Promise<boolean> {
+    const changed = await this.exec(SQL.BUCKET_POLICY_SET, [scope.org, scope.bucket, policy?.text ?? null, policy?.public ?? false, nowMs]);
+    await this.config.configChanged(scope);
+    return changed > 0;
+  }
+
+  /**
+   * The organizations whose bucket of this name has a policy that lets anyone in: a request
+   * without credentials names the bucket but not its organization.
+   */
+  bucketPublicOrgs(name: string): Promise<string[]> {
+    return this.publicCache.get(name, async () => (await this.q(SQL.BUCKET_PUBLIC_ORGS, [name])).map((r) => r.org as string));
   }
 
   /** Folds bucket usage deltas into bucket_usage; false when another process is folding them. */

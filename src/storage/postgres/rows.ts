@@ -3,6 +3,7 @@ import type { QueryResultRow } from "pg";
 import type { StoredToken } from "../../domain/auth";
 import type { Bucket, BucketRow, StoredObject } from "../../domain/bucket";
 import type { CorsRule } from "../../domain/cors";
+import { storedBucketPolicy } from "../../domain/bucket-policy";
 import { unstartedJob, type Job, type JobStatus, type NewJob } from "../../domain/job";
 import type { BoundRule, Pipeline } from "../../domain/pipeline";
 
@@ -131,6 +132,7 @@ export function toBucketRow(r: QueryResultRow): BucketRow {
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
     ...(r.cors ? { cors: r.cors as CorsRule[] } : {}),
+    ...(r.policy ? { policy: storedBucketPolicy(r.policy, r.name) } : {}),
   };
 }
 

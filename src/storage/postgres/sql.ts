@@ -233,7 +233,7 @@ export const KEEP_INDEXED = (table: string) => `indexed = ${table}.indexed AND $
 
 /** The columns of a bucket's own row (rows.ts toBucketRow), from `buckets b`. */
 const BUCKET_ROW_COLUMNS = `b.org, b.name, b.description, b.status, b.access_mode, b.storage_quota_bytes, b.internal_source_id,
-  b.created_at, b.updated_at, b.cors`;
+  b.created_at, b.updated_at, b.cors, b.policy`;
 
 /** A bucket with its aggregates: exact counts from the catalog usage and the config tables. */
 export const BUCKET_SELECT = (() => {
@@ -252,6 +252,12 @@ export const BUCKET_CORS_SET = `UPDATE buckets SET cors = $3::jsonb, updated_at 
 
 /** The CORS rules of the buckets of a name, every organization's. */
 export const BUCKET_CORS_BY_NAME = `SELECT cors FROM buckets WHERE name = $1 AND cors IS NOT NULL ORDER BY org`;
+
+/** A bucket's policy ($3: the document, or NULL for none; $4: whether it lets anyone in). */
+export const BUCKET_POLICY_SET = `UPDATE buckets SET policy = $3, policy_public = $4, updated_at = $5 WHERE org = $1 AND name = $2`;
+
+/** The organizations whose bucket of a name has a policy that lets anyone in. */
+export const BUCKET_PUBLIC_ORGS = `SELECT org FROM buckets WHERE name = $1 AND policy_public ORDER BY org`;
 
 export const BUCKET_ROW_GET = `SELECT ${BUCKET_ROW_COLUMNS} FROM buckets b WHERE b.org = $1 AND b.name = $2`;
 

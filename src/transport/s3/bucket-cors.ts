@@ -62,15 +62,15 @@ export function parseCorsXml(xml: string): CorsRule[] {
   }
 }
 
-/** What the ?cors calls need of the byte plane. */
-export interface CorsCallIo {
+/** What the calls on a bucket's settings (?cors, ?policy) need of the byte plane. */
+export interface BucketCallIo {
   repo: Repository;
   readBody(): Promise<string>;
   now(): number;
 }
 
 /** GetBucketCors, PutBucketCors and DeleteBucketCors on an existing bucket (`row` is its own row). */
-export async function bucketCorsCall(io: CorsCallIo, res: ServerResponse, scope: Scope, rules: readonly CorsRule[] | undefined, r: S3Request): Promise<void> {
+export async function bucketCorsCall(io: BucketCallIo, res: ServerResponse, scope: Scope, rules: readonly CorsRule[] | undefined, r: S3Request): Promise<void> {
   switch (r.method) {
     case "GET":
       if (!rules) throw new S3Error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist");

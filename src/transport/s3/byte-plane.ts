@@ -13,9 +13,8 @@
  * leave the bytes of one and its row. A client that goes away mid-upload leaves nothing.
  * Deleting an object removes its outputs and cancels its unfinished jobs.
  */
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { allows, visibleBuckets, type Caller, type Role } from "../../domain/auth";
+import { visibleBuckets, type Caller } from "../../domain/auth";
 import type { BucketRow, StoredObject } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
@@ -25,11 +24,11 @@ import type { Logger } from "../../log";
 import type { Buckets } from "../../service/buckets";
 import { listObjectsXml } from "./list-objects";
 import { openCopySource } from "./copy-source";
-import { presignedPayload } from "../../service/presign";
 import { loadRouting, planJobs } from "../../service/upload-jobs";
 import { ObjectConflict, ObjectExists, type ObjectHandle, type ObjectStore, type Placed, type StagedObject } from "../../storage/object-store";
 import type { Repository } from "../../storage/repository";
 import type { SecretBox } from "../../storage/secrets";
+import { accessError, createAccess } from "./access";
 import type { Authenticator } from "../auth";
 import { headersOf } from "../rest";
 import { requestIdOf } from "../services";
@@ -37,9 +36,10 @@ import { errorXml, S3Error, xmlEscape, xmlUnescape } from "../../s3/errors";
 import { listUploadsXml, multipart } from "./multipart";
 import { refuseUnserved } from "./subresources";
 import { allowOrigin, answerPreflight, bucketCorsCall } from "./bucket-cors";
+import { bucketPolicyCall, policyAccess } from "./bucket-policy";
 import { readXmlBody, stageUpload } from "./upload-body";
 import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
-import { isSigV4, readClaim, refuseSigV2, verifySigV4, type SigV4Claim } from "../../s3/sigv4";
+import type { SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
 import { preconditionFailed, readConditions, writeConditions, writeRefusal } from "./conditions";
 
@@ -63,41 +63,8 @@ const DELETE_BATCH = 100;
 export function createBytePlane(deps: BytePlaneDeps) {
   const { repo, objects, buckets, log } = deps;
 
-  async function authenticate(req: IncomingMessage, r: S3Request): Promise<{ caller: Caller; claim?: SigV4Claim }> {
-    if (r.query.has("X-K3-Signature")) {
-      // A URL from GetObjectUrl: it lets its holder GET (or HEAD) one object until it expires.
-      const org = r.query.get("X-K3-Org") ?? "";
-      const expires = Number(r.query.get("X-K3-Expires"));
-      const given = Buffer.from(r.query.get("X-K3-Signature") ?? "", "hex");
-      const expected = Buffer.from(deps.secrets.mac(presignedPayload(org, r.bucket, r.key, expires)), "hex");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided.");
-      if (!Number.isFinite(expires) || expires * 1000 < deps.now()) throw new S3Error("AccessDenied", 403, "Request has expired");
-      if (r.method !== "GET" && r.method !== "HEAD") throw new S3Error("AccessDenied", 403, "a presigned URL only reads its object");
-      return { caller: { org, tokenId: "", grants: [{ bucket: r.bucket, role: "reader" }] } };
-    }
-    refuseSigV2(req.headers, r.query);
-    if (isSigV4(req.headers, r.rawQuery)) {
-      const claim = readClaim(req.headers, r.query);
-      const token = await repo.tokens.tokenFindByAccessKey(claim.accessKeyId);
-      if (!token?.secretSealed) throw new S3Error("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.");
-      if (token.revokedAt > 0) throw new S3Error("InvalidAccessKeyId", 403, "this access key was revoked");
-      if (token.expiresAt > 0 && token.expiresAt <= deps.now()) throw new S3Error("ExpiredToken", 400, "this access key has expired");
-      verifySigV4(claim, { method: r.method, path: r.path, rawQuery: r.rawQuery, headers: req.headers }, deps.secrets.open(token.secretSealed), deps.now());
-      return { caller: { org: token.org, tokenId: token.tokenId, grants: token.grants }, claim };
-    }
-    try {
-      return { caller: await deps.auth.authenticate(headersOf(req)) };
-    } catch (err) {
-      const why = req.headers.authorization ? (err as Error).message : "send a bearer token or sign the request (AWS Signature V4)";
-      throw new S3Error("AccessDenied", 403, `Access Denied: ${why}`);
-    }
-  }
-
-  function authorize(caller: Caller, bucket: string, role: Role): void {
-    if (!allows(caller, bucket || "*", role)) {
-      throw new S3Error("AccessDenied", 403, `Access Denied: this key has no ${role} grant for bucket "${bucket}"`);
-    }
-  }
+  const access = createAccess(deps);
+  const permit = access.permit;
 
   async function bucketOf(scope: Scope): Promise<BucketRow> {
     try {
@@ -120,7 +87,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
 
   /** The request's copy source (copy-source.ts), which `caller` must be able to read. */
   const copySource = (req: IncomingMessage, caller: Caller, scope: Scope, signal: AbortSignal) =>
-    openCopySource(deps, req, scope.org, (bucket) => authorize(caller, bucket, "reader"), signal);
+    openCopySource(deps, req, scope.org, (from, key) => permit(caller, from, "reader", "s3:GetObject", key), signal);
 
   /** CopyObject: the source is staged like an upload. */
   async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: BucketRow, r: S3Request, signal: AbortSignal): Promise<void> {
@@ -136,18 +103,18 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   /** DeleteObjects (`POST /{bucket}?delete`): up to 1,000 keys in one request, DELETE_BATCH at a time. */
-  async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, claim: SigV4Claim | undefined): Promise<void> {
+  async function deleteObjects(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, claim: SigV4Claim | undefined, refuse: (key: string) => S3Error | undefined): Promise<void> {
     const body = await readXmlBody(req, claim, 2 << 20);
     const keys = [...body.matchAll(/<Object>\s*<Key>([^<]*)<\/Key>/g)].map((m) => xmlUnescape(m[1]));
     if (keys.length === 0 || keys.length > 1000) throw new S3Error("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema (1 to 1000 objects)");
     const quiet = /<Quiet>\s*true\s*<\/Quiet>/i.test(body);
-    const refusals = keys.map((key) => {
+    const refusals = keys.map((key): S3Error | undefined => {
       try {
         checkObjectKey(key, "Key");
-        return undefined;
       } catch (err) {
-        return (err as Error).message;
+        return new S3Error("InvalidArgument", 400, (err as Error).message);
       }
+      return refuse(key);
     });
     // The valid keys DELETE_BATCH at a time, each batch in one turn of its keys and one transaction.
     const valid = keys.filter((_, i) => refusals[i] === undefined);
@@ -162,7 +129,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const error = (key: string, code: string, message: string) => `<Error><Key>${xmlEscape(key)}</Key><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error>`;
     const results = keys.map((key, i) => {
       const refused = refusals[i];
-      if (refused !== undefined) return error(key, "InvalidArgument", refused);
+      if (refused !== undefined) return error(key, refused.code, refused.message);
       if (failed.has(key)) return error(key, "InternalError", "We encountered an internal error. Please try again.");
       return quiet ? "" : `<Deleted><Key>${xmlEscape(key)}</Key></Deleted>`;
     });
@@ -241,7 +208,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
     }
   }
 
-  async function getObject(req: IncomingMessage, res: ServerResponse, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
+  async function getObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, r: S3Request, head: boolean, signal: AbortSignal): Promise<void> {
     const first = await repo.catalog.objectGet(scope, r.key);
     // Conditions before the open: a 304 or 412 needs only the row (conditions.ts).
     const notModified = (row: StoredObject) => send(res, 304, { etag: `"${row.etag}"`, "last-modified": httpDate(row.updatedAt), "x-amz-request-id": r.requestId });
@@ -256,6 +223,9 @@ export function createBytePlane(deps: BytePlaneDeps) {
       const range = head ? undefined : part && handle.size > 0 ? ([0, handle.size - 1] as [number, number]) : parseRange(req.headers.range, handle.size);
       // response-* overrides: for signed requests only (a GetObjectUrl link does not sign them), as S3.
       const overrides = r.query.has("X-K3-Signature") ? {} : responseOverrides(r.query);
+      if (caller.grants.length === 0 && Object.keys(overrides).length > 0) {
+        throw new S3Error("InvalidRequest", 400, "Request specific response headers cannot be used for anonymous GET requests.");
+      }
       const headers: Record<string, string | number> = { ...objectHeaders(o), ...overrides, "x-amz-request-id": r.requestId };
       if (head) {
         send(res, 200, { ...headers, "content-length": handle.size });
@@ -281,7 +251,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
   async function route(req: IncomingMessage, res: ServerResponse, r: S3Request, signal: AbortSignal): Promise<void> {
     if (r.method === "OPTIONS") return answerPreflight(repo, req, res, r);
     refuseUnserved(r.method, r.key, r.query, req.headers);
-    const { caller, claim } = await authenticate(req, r);
+    const { caller, claim } = await access.authenticate(req, r);
     if (r.bucket === "") {
       if (r.method !== "GET") throw new S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.");
       await listBuckets(res, caller, r);
@@ -295,41 +265,48 @@ export function createBytePlane(deps: BytePlaneDeps) {
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
     if (req.headers.origin) allowOrigin(req, res, (await repo.buckets.bucketRowGet(scope))?.cors);
     if (r.key === "") {
+      const io = { repo, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
       if (r.query.has("cors")) {
-        authorize(caller, r.bucket, r.method === "GET" ? "reader" : "admin");
-        const io = { repo, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
+        await permit(caller, scope, r.method === "GET" ? "reader" : "admin", r.method === "GET" ? "s3:GetBucketCORS" : "s3:PutBucketCORS");
         await bucketCorsCall(io, res, scope, (await bucketOf(scope)).cors, r);
+        return;
+      }
+      if (r.query.has("policy") || r.query.has("policyStatus")) {
+        await permit(caller, scope, ...policyAccess(r));
+        await bucketPolicyCall(io, res, scope, await bucketOf(scope), r);
         return;
       }
       switch (r.method) {
         case "PUT": {
-          authorize(caller, r.bucket, "admin");
+          await permit(caller, scope, "admin", "s3:CreateBucket");
           if (await repo.buckets.bucketGet(scope)) throw new S3Error("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.");
           await buckets.create(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" });
           send(res, 200, { location: `/${r.bucket}`, "x-amz-request-id": r.requestId });
           return;
         }
         case "HEAD":
-          authorize(caller, r.bucket, "reader");
+          await permit(caller, scope, "reader", "s3:ListBucket");
           await bucketOf(scope);
           send(res, 200, { "x-amz-bucket-region": "us-east-1", "x-amz-request-id": r.requestId });
           return;
-        case "GET":
-          authorize(caller, r.bucket, "reader");
+        case "GET": {
+          const action = r.query.has("location") ? "s3:GetBucketLocation" : r.query.has("versioning") ? "s3:GetBucketVersioning" : r.query.has("uploads") ? "s3:ListBucketMultipartUploads" : "s3:ListBucket";
+          await permit(caller, scope, "reader", action);
           await bucketOf(scope);
           if (r.query.has("location")) sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
           else if (r.query.has("versioning")) sendXml(res, `<VersioningConfiguration xmlns="${XMLNS}"/>`, r); // never enabled
           else if (r.query.has("uploads")) sendXml(res, await listUploadsXml(repo, scope, r), r);
           else sendXml(res, await listObjectsXml(repo, scope, r), r);
           return;
-        case "POST":
+        }
+        case "POST": {
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
-          authorize(caller, r.bucket, "writer");
-          await bucketOf(scope);
-          await deleteObjects(req, res, scope, r, claim);
+          const row = await bucketOf(scope);
+          await deleteObjects(req, res, scope, r, claim, (key) => accessError(caller, r.bucket, row, "writer", "s3:DeleteObject", key));
           return;
+        }
         case "DELETE": {
-          authorize(caller, r.bucket, "admin");
+          await permit(caller, scope, "admin", "s3:DeleteBucket");
           await bucketOf(scope);
           const result = await repo.buckets.bucketDelete(scope, false);
           if (typeof result === "object") throw new S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty");
@@ -347,14 +324,16 @@ export function createBytePlane(deps: BytePlaneDeps) {
       throw new S3Error(Buffer.byteLength(r.key) > 1024 ? "KeyTooLongError" : "InvalidArgument", 400, (err as Error).message);
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
-      authorize(caller, r.bucket, r.method === "GET" ? "reader" : "writer");
+      const [role, action] = r.method === "GET" ? (["reader", r.query.has("uploadId") ? "s3:ListMultipartUploadParts" : "s3:ListBucketMultipartUploads"] as const)
+        : r.method === "DELETE" ? (["writer", "s3:AbortMultipartUpload"] as const) : (["writer", "s3:PutObject"] as const);
+      await permit(caller, scope, role, action, r.key);
       const io = { readBody: (body: IncomingMessage, max: number) => readXmlBody(body, claim, max), stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
       await multipart(io, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
       return;
     }
     switch (r.method) {
       case "PUT": {
-        authorize(caller, r.bucket, "writer");
+        await permit(caller, scope, "writer", "s3:PutObject", r.key);
         const bucket = await bucketOf(scope);
         if (req.headers["x-amz-copy-source"]) await copyObject(req, res, caller, scope, bucket, r, signal);
         else await putObject(req, res, scope, bucket, r, claim, signal);
@@ -362,12 +341,12 @@ export function createBytePlane(deps: BytePlaneDeps) {
       }
       case "GET":
       case "HEAD":
-        authorize(caller, r.bucket, "reader");
+        await permit(caller, scope, "reader", "s3:GetObject", r.key);
         await bucketOf(scope);
-        await getObject(req, res, scope, r, r.method === "HEAD", signal);
+        await getObject(req, res, caller, scope, r, r.method === "HEAD", signal);
         return;
       case "DELETE":
-        authorize(caller, r.bucket, "writer");
+        await permit(caller, scope, "writer", "s3:DeleteObject", r.key);
         await bucketOf(scope);
         await repo.catalog.objectDelete(scope, r.key, deps.now(), objects);
         send(res, 204, { "x-amz-request-id": r.requestId });

@@ -31,8 +31,8 @@ export interface CopySourceDeps {
   readTimeoutMs: number;
 }
 
-/** Opens the request's copy source; `authorizeRead(bucket)` throws when the caller may not read it. */
-export async function openCopySource(deps: CopySourceDeps, req: IncomingMessage, org: string, authorizeRead: (bucket: string) => void, signal: AbortSignal): Promise<CopySource> {
+/** Opens the request's copy source; `authorizeRead(scope, key)` throws when the caller may not read it. */
+export async function openCopySource(deps: CopySourceDeps, req: IncomingMessage, org: string, authorizeRead: (from: Scope, key: string) => Promise<void>, signal: AbortSignal): Promise<CopySource> {
   let source: string;
   try {
     source = decodeURIComponent(String(req.headers["x-amz-copy-source"]).split("?")[0]).replace(/^\//, "");
@@ -42,7 +42,7 @@ export async function openCopySource(deps: CopySourceDeps, req: IncomingMessage,
   const slash = source.indexOf("/");
   const from: Scope = { org, bucket: slash < 0 ? source : source.slice(0, slash), signal };
   const key = slash < 0 ? "" : source.slice(slash + 1);
-  authorizeRead(from.bucket);
+  await authorizeRead(from, key);
   const o = key ? await deps.repo.catalog.objectGet(from, key) : undefined;
   if (o && readConditions(copySourceConditions(req.headers), o, "x-amz-copy-source-") === "not-modified") {
     throw new S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold (x-amz-copy-source-If-None-Match or -If-Modified-Since)");
