@@ -121,6 +121,10 @@ test("the AWS CLI sets, reads and deletes a bucket's CORS rules; rules S3 would 
   expect(await bad({ AllowedOrigins: ["*"], AllowedMethods: ["GET"], ExposeHeaders: ["x-*"] })).toMatch(/\(InvalidRequest\).*ExposeHeader: "x-\*" is not a header name/);
   // The rules that were set are still there, whole.
   expect(JSON.parse(await aws("s3api", "get-bucket-cors", "--bucket", B)).CORSRules).toHaveLength(2);
+  // A bucket with rules answers Vary even to a client without Origin, so a shared cache keeps
+  // a browser's answer apart; a bucket without rules does not.
+  expect((await fetch(`${s.httpUrl}/${B}?list-type=2`, { headers: admin.auth })).headers.get("vary")).toBe("Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+  expect((await fetch(`${s.httpUrl}/kb-no-cors-here?list-type=2`, { headers: admin.auth })).headers.get("vary")).toBeNull();
 
   // Signed with the keys' Signature V4, the body's digest is checked like an upload's.
   const xml = `<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>soon</MaxAgeSeconds></CORSRule></CORSConfiguration>`;

@@ -5,7 +5,7 @@
  * origin's actual request is answered with, errors included, so the page can read them.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { checkCorsRules, corsHeaders, matchCorsRule, requestedHeaders, type CorsFieldNames, type CorsRule } from "../../domain/cors";
+import { checkCorsRules, CORS_VARY, corsHeaders, matchCorsRule, requestedHeaders, type CorsFieldNames, type CorsRule } from "../../domain/cors";
 import { InvalidArgument } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
 import { quote } from "../../domain/validate";
@@ -106,10 +106,16 @@ export async function answerPreflight(repo: Repository, req: IncomingMessage, re
   send(res, 200, { ...corsHeaders(match, origin, { headers }), "x-amz-request-id": r.requestId });
 }
 
-/** Sets the CORS headers of an actual request on `res` when a rule allows its origin and method (a no-op without Origin). */
+/**
+ * Sets the CORS headers of an actual request on `res` when a rule allows its origin and
+ * method. A bucket with rules answers `Vary` even without Origin, so that a shared cache
+ * keeps a browser's answer apart from a plain client's.
+ */
 export function allowOrigin(req: IncomingMessage, res: ServerResponse, rules: readonly CorsRule[] | undefined): void {
   const origin = req.headers.origin;
-  if (!origin || !rules?.length || res.headersSent) return;
+  if (!rules?.length || res.headersSent) return;
+  res.setHeader("vary", CORS_VARY);
+  if (!origin) return;
   const match = matchCorsRule(rules, origin, req.method ?? "GET");
   if (match) for (const [name, value] of Object.entries(corsHeaders(match, origin))) res.setHeader(name, value);
 }

@@ -2,10 +2,12 @@
  * The S3 byte plane on the HTTP port, path-style (`/{bucket}/{key}`): ListBuckets,
  * CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2 (and V1), PutObject, GetObject
  * (with Range), HeadObject, DeleteObject, DeleteObjects, CopyObject, multipart uploads and
- * a bucket's CORS rules with browsers' preflights (bucket-cors.ts),
- * with S3's headers, XML, error codes and conditional requests (conditions.ts). Auth: a bearer token (as K3 clients send it) or AWS Signature V4 (header or presigned
- * query) with a token's access key (`tokens create --s3`): the same organization, bucket
- * grants and roles as every other door.
+ * a bucket's CORS rules with browsers' preflights (bucket-cors.ts) and its policy
+ * (bucket-policy.ts), with S3's headers, XML, error codes and conditional requests
+ * (conditions.ts). Auth (access.ts): a bearer token (as K3 clients send it) or AWS Signature
+ * V4 (header or presigned query) with a token's access key (`tokens create --s3`): the same
+ * organization, bucket grants and roles as every other door; the bucket's policy may deny
+ * some of that, or allow more, to named tokens or to anyone, credentials or not.
  *
  * An upload (plain or aws-chunked) is staged and checked (upload-body.ts), fsynced and
  * renamed into place; its catalog row and the jobs of the matching rules are committed
@@ -263,7 +265,7 @@ export function createBytePlane(deps: BytePlaneDeps) {
       throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
     }
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
-    if (req.headers.origin) allowOrigin(req, res, (await repo.buckets.bucketRowGet(scope))?.cors);
+    allowOrigin(req, res, (await repo.buckets.bucketRowGet(scope))?.cors);
     if (r.key === "") {
       const io = { repo, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
       if (r.query.has("cors")) {
