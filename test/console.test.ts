@@ -193,6 +193,25 @@ test("the charts draw the bucket's real job counts", async () => {
   await page.close();
 });
 
+test("the access view shows the bucket's policy statements and CORS rules as set, and says when there are none", async () => {
+  const page = await signedIn(reader);
+  await page.goto(`${s.httpUrl}/console/#/b/${B}/access`);
+  await page.getByText("No policy: only tokens' own grants reach this bucket.").waitFor();
+  await page.getByText("No CORS rules: web pages on other origins cannot use this bucket's byte plane.").waitFor();
+  const policy = { Statement: [{ Sid: "Reports", Effect: "Allow", Principal: "*", Action: ["s3:GetObject"], Resource: `arn:aws:s3:::${B}/docs/*` }, { Sid: "NoDeletes", Effect: "Deny", Principal: "*", Action: "s3:DeleteObject", Resource: `arn:aws:s3:::${B}/*` }] };
+  expect((await api("PUT", `/admin/buckets/${B}/policy`, { policy })).status).toBe(200);
+  expect((await api("PUT", `/admin/buckets/${B}/cors`, { rules: [{ id: "app", allowed_origins: ["https://app.example.com"], allowed_methods: ["GET", "PUT"] }] })).status).toBe(200);
+  await page.reload();
+  await page.getByText(/^Public:/).waitFor();
+  const rows = page.getByRole("table", { name: "Policy statements" }).locator("tbody tr");
+  expect(await rows.allInnerTexts()).toEqual([`Reports\tAllow\t*\ts3:GetObject\tarn:aws:s3:::${B}/docs/*`, `NoDeletes\tDeny\t*\ts3:DeleteObject\tarn:aws:s3:::${B}/*`]);
+  const cors = page.getByRole("table", { name: /CORS rules/ }).locator("tbody tr");
+  expect(await cors.allInnerTexts()).toEqual(["app\thttps://app.example.com\tGET, PUT\t\t\t"]);
+  expect((await api("DELETE", `/admin/buckets/${B}/policy`)).status).toBe(200);
+  expect((await api("DELETE", `/admin/buckets/${B}/cors`)).status).toBe(200);
+  await page.close();
+});
+
 test("a reader sees no action buttons, and an action forged from the page is refused with 403", async () => {
   const page = await signedIn(reader);
   await page.goto(`${s.httpUrl}/console/#/b/${B}/jobs`);

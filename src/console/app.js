@@ -4,7 +4,7 @@
 import { api, ApiError, enc, token } from "./api.js";
 import { fail, generation, h, navigate, render, say, writable } from "./dom.js";
 import { jobsView, jobView } from "./jobs.js";
-import { chartsView, configView, objectsView, searchView, sourcesView } from "./bucket-views.js";
+import { accessView, chartsView, configView, objectsView, searchView, sourcesView } from "./bucket-views.js";
 
 const main = document.getElementById("main");
 
@@ -81,6 +81,7 @@ async function route() {
     else if (parts[2] === "jobs" && parts[3]) await jobView(parts[1], parts[3]);
     else if (parts[2] === "config") await configView(parts[1]);
     else if (parts[2] === "objects") await objectsView(parts[1], params);
+    else if (parts[2] === "access") await accessView(parts[1]);
     else if (parts[2] === "sources") await sourcesView(parts[1]);
     else if (parts[2] === "search") await searchView(parts[1]);
     else if (parts[2] === "charts") await chartsView(parts[1]);

@@ -1,5 +1,5 @@
-// The other views of a bucket: objects, pipelines and rules, sources, search, charts.
-import { api, enc, query, token } from "./api.js";
+// The other views of a bucket: objects, pipelines and rules, access, sources, search, charts.
+import { api, ApiError, enc, query, token } from "./api.js";
 import { barChart, lineChart } from "./chart.js";
 import { canWrite, fail, generation, h, render, say, setLeave, short, STATUSES, TEMPLATES, time, tabs } from "./dom.js";
 
@@ -127,6 +127,37 @@ export async function configView(bucket) {
       h("h3", {}, "Which rule would catch this key?"), h("label", { for: "check-key" }, "Object key (it must exist)"), checkKey, h("button", { type: "submit" }, "Check"), answer,
     ),
     ...forms,
+  );
+}
+
+// ---- access: the bucket's policy and CORS rules ----
+
+/** What `path` answers, or null when it answers 404 (the bucket has no such setting). */
+const setting = (path) => api("GET", path).catch((err) => (err instanceof ApiError && err.status === 404 ? null : Promise.reject(err)));
+const listed = (v) => (Array.isArray(v) ? v.join(", ") : typeof v === "string" ? v : JSON.stringify(v));
+
+/** Who may reach the bucket beyond tokens' own grants: its policy's statements and its CORS rules (read only). */
+export async function accessView(bucket) {
+  const gen = generation;
+  const [policy, cors] = await Promise.all([setting(`/admin/buckets/${enc(bucket)}/policy`), setting(`/admin/buckets/${enc(bucket)}/cors`)]);
+  const doc = policy?.policy?.document;
+  const statements = doc ? (Array.isArray(doc.Statement) ? doc.Statement : [doc.Statement]) : [];
+  const th = (titles) => h("thead", {}, h("tr", {}, ...titles.map((t) => h("th", { scope: "col" }, t))));
+  render(gen,
+    h("h2", {}, `Access to ${bucket}`),
+    tabs(bucket, "access"),
+    policy
+      ? h("p", {}, policy.policy.public ? h("strong", {}, "Public: ") : "", policy.policy.public ? "requests without credentials reach what the policy allows to everyone (\"*\")." : "The policy names tokens only; every request needs credentials.")
+      : h("p", {}, "No policy: only tokens' own grants reach this bucket."),
+    statements.length
+      ? h("table", {}, h("caption", {}, "Policy statements"), th(["Sid", "Effect", "Principal", "Actions", "Resources"]),
+          h("tbody", {}, statements.map((st) => h("tr", {}, h("td", {}, st.Sid ?? ""), h("td", {}, h("span", { class: `badge ${st.Effect === "Deny" ? "s-failed" : "s-completed"}` }, st.Effect)), h("td", { class: "key" }, listed(st.Principal)), h("td", { class: "key" }, listed(st.Action)), h("td", { class: "key" }, listed(st.Resource))))))
+      : "",
+    cors
+      ? h("table", {}, h("caption", {}, "CORS rules (web pages on other origins)"), th(["Id", "Origins", "Methods", "Headers", "Exposed", "Max age"]),
+          h("tbody", {}, cors.rules.map((r) => h("tr", {}, h("td", {}, r.id ?? ""), h("td", { class: "key" }, (r.allowedOrigins ?? []).join(", ")), h("td", {}, (r.allowedMethods ?? []).join(", ")), h("td", {}, (r.allowedHeaders ?? []).join(", ")), h("td", {}, (r.exposeHeaders ?? []).join(", ")), h("td", { class: "num" }, r.maxAgeSeconds ?? "")))))
+      : h("p", {}, "No CORS rules: web pages on other origins cannot use this bucket's byte plane."),
+    h("p", { class: "help" }, "An admin changes these with k3-ingest buckets policy|cors NAME --set FILE, aws s3api put-bucket-policy / put-bucket-cors, or PUT /admin/buckets/NAME/policy and /cors."),
   );
 }
 

@@ -85,5 +85,5 @@ export async function canWrite(bucket) {
 /** The tabs of a bucket's views. */
 export function tabs(bucket, current) {
   const item = (id, label) => h("a", { href: `#/b/${enc(bucket)}/${id}`, "aria-current": current === id ? "page" : undefined }, label);
-  return h("nav", { class: "tabs", "aria-label": `Bucket ${bucket}` }, item("jobs", "Jobs"), item("objects", "Objects"), item("config", "Pipelines & rules"), item("sources", "Sources"), item("search", "Search"), item("charts", "Charts"));
+  return h("nav", { class: "tabs", "aria-label": `Bucket ${bucket}` }, item("jobs", "Jobs"), item("objects", "Objects"), item("config", "Pipelines & rules"), item("access", "Access"), item("sources", "Sources"), item("search", "Search"), item("charts", "Charts"));
 }
