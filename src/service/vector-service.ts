@@ -1,11 +1,12 @@
 /**
  * VectorService: a bucket's engine (the built-in PostgreSQL store), its collections (one
- * per vector pipeline) and search over their chunks, written once as a Connect ServiceImpl
+ * per vector pipeline, and those whose vectors callers push: vector-collections.ts) and
+ * search over their chunks, written once as a Connect ServiceImpl
  * and served by every door. Dense scoring is exact, in memory (search/vector-index.ts);
  * hybrid search fuses it with PostgreSQL's full-text ranking by reciprocal rank (k = 60).
  */
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   CollectionSchema,
   EngineStatus,
@@ -14,8 +15,9 @@ import {
   type Collection,
   type CollectionStatus,
   type SearchResult,
+  type VectorRecord,
 } from "../../gen/dodil/k3/vector/v1/vector_pb";
-import { FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from "../domain/errors";
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from "../domain/errors";
 import { newId } from "../domain/ids";
 import type { Scope } from "../domain/job";
 import type { Pipeline } from "../domain/pipeline";
@@ -26,6 +28,7 @@ import { createBuckets } from "./buckets";
 import { scopeOf } from "./caller";
 import type { ServiceDeps } from "./deps";
 import { insertPipeline } from "./pipeline-service";
+import { asPipeline, checkCollectionFields, checkIds, checkVectors, EXTERNAL, TEMPLATE_CATALOG } from "./vector-collections";
 
 const DEFAULT_DIMENSION = 384;
 const MAX_TOP_K = 1000;
@@ -51,11 +54,16 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
   const embedderFor = deps.embedderFor;
 
   const dimensionOf = (p: Pipeline) => Number.parseInt(p.options.dimensions ?? "", 10) || DEFAULT_DIMENSION;
-  const modelOf = (p: Pipeline) => p.options.embedding_model || deps.embeddingModel || "local-hash";
+  /** The model text queries of a collection are embedded with; empty for pushed vectors without one (vector queries only). */
+  const modelOf = (p: Pipeline) => (p.template === EXTERNAL ? (p.options.embedding_model ?? "") : p.options.embedding_model || deps.embeddingModel || "local-hash");
 
+  /** The bucket's collections as pipelines: its vector pipelines', then those of pushed vectors (template EXTERNAL). */
   async function vectorPipelines(scope: Scope): Promise<Pipeline[]> {
-    const page = await repo.config.pipelineList({ org: scope.org, bucket: scope.bucket, storeEntityKind: "vector" }, { limit: 1000, signal: scope.signal });
-    return page.items.filter((p) => TEMPLATES.includes(p.template)).sort((a, b) => a.createdAt - b.createdAt);
+    const [page, manual] = await Promise.all([
+      repo.config.pipelineList({ org: scope.org, bucket: scope.bucket, storeEntityKind: "vector" }, { limit: 1000, signal: scope.signal }),
+      repo.collections.collectionList(scope),
+    ]);
+    return [...page.items.filter((p) => TEMPLATES.includes(p.template)).sort((a, b) => a.createdAt - b.createdAt), ...manual.map((c) => asPipeline(scope, c))];
   }
 
   async function collectionsOf(scope: Scope, pipelines: Pipeline[]): Promise<Collection[]> {
@@ -63,25 +71,26 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
     // The dimension its chunks have (a remote model decides it), else what its options ask for.
     const dims = new Map<string, number>();
     for (const p of pipelines) dims.set(p.pipelineId, (await index.dimensionOf(scope, p.pipelineId)) || dimensionOf(p));
-    return pipelines.map((p) =>
-      create(CollectionSchema, {
+    return pipelines.map((p) => {
+      const pushed = p.template === EXTERNAL;
+      return create(CollectionSchema, {
         collectionId: p.pipelineId,
         bucket: p.bucket,
         name: p.name,
         description: p.description,
-        embedPipelineId: p.pipelineId,
-        embedPipelineName: p.template,
-        templateId: p.template,
-        dimensions: dims.get(p.pipelineId),
+        embedPipelineId: pushed ? "" : p.pipelineId,
+        embedPipelineName: pushed ? "" : p.template,
+        templateId: pushed ? "" : p.template,
+        dimensions: pushed ? dimensionOf(p) : dims.get(p.pipelineId),
         distanceMetric: "cosine",
         embedModel: modelOf(p),
-        embeddingSource: "PIPELINE",
+        embeddingSource: pushed ? "EXTERNAL" : "PIPELINE",
         chunkCount: BigInt(counts.get(p.pipelineId)?.chunks ?? 0),
         objectCount: BigInt(counts.get(p.pipelineId)?.objects ?? 0),
         createdAt: BigInt(p.createdAt),
         updatedAt: BigInt(p.updatedAt),
-      }),
-    );
+      });
+    });
   }
 
   /** The collection `idOrName` among `among` (default: the bucket's). */
@@ -111,7 +120,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       return out;
     }
     const byEmbedder = new Map<string, Pipeline[]>();
-    for (const p of pipelines) {
+    for (const p of pipelines.filter((x) => modelOf(x) !== "")) {
       const sig = `${dimensionOf(p)}\u0000${modelOf(p)}`;
       byEmbedder.set(sig, [...(byEmbedder.get(sig) ?? []), p]);
     }
@@ -126,6 +135,23 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       for (const p of group) out.set(p.pipelineId, Float32Array.from(v));
     }
     return out;
+  }
+
+  /** The collection of pushed vectors a vectors call names (by id or name); FAILED_PRECONDITION for a pipeline's. */
+  async function pushedCollection(req: { bucket: string; collectionId: string }, ctx: HandlerContext): Promise<{ scope: Scope; p: Pipeline }> {
+    checkBucket(req.bucket);
+    const scope = scopeOf(ctx, req.bucket);
+    const p = await collectionOf(scope, req.collectionId, "collection_id");
+    if (p.template !== EXTERNAL) {
+      throw new FailedPrecondition(`collection ${quote(p.name)} is filled by its pipeline from the bucket's objects; vectors are pushed only into a collection made with AddVectorCollection`);
+    }
+    return { scope, p };
+  }
+
+  async function writeVectors(req: { bucket: string; collectionId: string; vectors: VectorRecord[] }, ctx: HandlerContext, mode: "insert" | "upsert"): Promise<number> {
+    const { scope, p } = await pushedCollection(req, ctx);
+    const vectors = checkVectors(req.vectors, dimensionOf(p), p.name);
+    return repo.collections.vectorsWrite(scope, p.pipelineId, vectors, mode, newId("vw", now()), now());
   }
 
   return {
@@ -150,6 +176,24 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       return { engine, created, message: created ? "engine configured" : "the engine was configured already; nothing changed" };
     },
 
+    async deleteEngine(req, ctx) {
+      checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
+      await buckets.get(scope);
+      const held = await vectorPipelines(scope);
+      if (held.length > 0) {
+        throw new FailedPrecondition(
+          `the engine of bucket ${quote(req.bucket)} holds collections ${held.map((p) => quote(p.name)).join(", ")}; delete them first (a pushed one with DELETE /${req.bucket}/vector/collections/{id}, a pipeline's with DELETE /${req.bucket}/pipelines/{id})`,
+        );
+      }
+      if (!(await store.engineDelete(scope))) throw new NotFound(`bucket ${quote(req.bucket)} has no vector engine`);
+      return {};
+    },
+
+    async listVBaseInstances() {
+      return { instances: [], message: "no VBase instances: this server's vector engine is its own PostgreSQL store (mode auto)" };
+    },
+
     async addVectorPipeline(req, ctx) {
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
@@ -157,6 +201,9 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       if (KNOWN_ELSEWHERE.includes(req.templateId)) throw new Unimplemented(`template_id ${quote(req.templateId)} is not served here; accepted: ${TEMPLATES.join(", ")}`);
       if (!TEMPLATES.includes(req.templateId)) throw new InvalidArgument(`template_id ${quote(req.templateId)} is not an embedding template; accepted: ${TEMPLATES.join(", ")}`, "template_id");
       await buckets.get(scope);
+      if ((await repo.collections.collectionList(scope)).some((c) => c.name === req.name)) {
+        throw new AlreadyExists(`name ${quote(req.name)}: bucket ${quote(req.bucket)} has a collection of that name already`);
+      }
       await store.engineEnsure(scope, newId("eng", now()), now());
       const pipeline = await insertPipeline(deps, scope, { name: req.name, description: req.description, template: req.templateId, options: req.templateInputs, storeEntityId: "" });
       const [collection] = await collectionsOf(scope, [pipeline]);
@@ -181,7 +228,47 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
       const p = await collectionOf(scope, req.collectionId, "collection_id");
-      return { deletedChunks: BigInt(await store.deleteCollection(scope, p.pipelineId)) };
+      if (p.template !== EXTERNAL) return { deletedChunks: BigInt(await store.deleteCollection(scope, p.pipelineId)) };
+      const deleted = await repo.collections.collectionDelete(scope, p.pipelineId);
+      if (deleted === undefined) throw new NotFound(`collection_id ${quote(req.collectionId)}: no collection of bucket ${quote(req.bucket)} has that id or name`);
+      return { deletedChunks: BigInt(deleted) };
+    },
+
+    async addVectorCollection(req, ctx) {
+      checkBucket(req.bucket);
+      const scope = scopeOf(ctx, req.bucket);
+      const f = checkCollectionFields(req, deps.embeddingModel !== undefined);
+      await buckets.get(scope);
+      if ((await vectorPipelines(scope)).some((p) => p.name === f.name)) {
+        throw new AlreadyExists(`name ${quote(f.name)}: bucket ${quote(req.bucket)} has a collection of that name already`);
+      }
+      await store.engineEnsure(scope, newId("eng", now()), now());
+      const c = await repo.collections.collectionInsert(scope, { collectionId: newId("col", now()), ...f, createdAt: now(), updatedAt: now() });
+      const [collection] = await collectionsOf(scope, [asPipeline(scope, c)]);
+      return { collection };
+    },
+
+    async insertVectors(req, ctx) {
+      return { insertedCount: BigInt(await writeVectors(req, ctx, "insert")) };
+    },
+
+    async upsertVectors(req, ctx) {
+      return { upsertedCount: BigInt(await writeVectors(req, ctx, "upsert")) };
+    },
+
+    async deleteVectors(req, ctx) {
+      const { scope, p } = await pushedCollection(req, ctx);
+      checkIds(req.ids, (i) => `ids[${i}]`, "ids");
+      return { deletedCount: BigInt(await repo.collections.vectorsDelete(scope, p.pipelineId, req.ids, now())) };
+    },
+
+    async listTemplates(req, ctx) {
+      checkBucket(req.bucket);
+      checkLength(req.search, 200, "search");
+      await buckets.get(scopeOf(ctx, req.bucket));
+      const q = req.search.toLowerCase();
+      const matches = (t: (typeof TEMPLATE_CATALOG)[number]) => q === "" || [t.id, t.description, ...t.modalities].some((x) => x.toLowerCase().includes(q));
+      return { templates: TEMPLATE_CATALOG.filter(matches) };
     },
 
     async search(req, ctx) {
@@ -213,9 +300,18 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       const queries = await queryVectors(pipelines, text, vector, scope.signal ?? new AbortController().signal);
       const usable: Pipeline[] = [];
       const held = await index.dimensionsOf(scope, pipelines.map((p) => p.pipelineId));
+      const modelless: string[] = [];
       for (const p of pipelines) {
         const dims = held.dims.get(p.pipelineId) ?? 0;
-        const q = queries.get(p.pipelineId) as Float32Array;
+        const q = queries.get(p.pipelineId);
+        if (!q) {
+          // Pushed vectors without an embed model: a text query cannot be put in their space.
+          const why = `collection ${quote(p.name)} has no embed_model, so it answers vector queries only`;
+          if (req.collectionName) throw new FailedPrecondition(`${why}; search it with a vector, or make it with an embed_model`);
+          modelless.push(why);
+          statuses.push({ collectionName: p.name, status: "skipped", error: "no embed_model: vector queries only" } as CollectionStatus);
+          continue;
+        }
         if (dims !== 0 && dims !== q.length) {
           if (req.collectionName) throw new InvalidArgument(`the query vector has ${q.length} dimensions; collection ${quote(p.name)} has ${dims}`, "vector.values");
           statuses.push({ collectionName: p.name, status: "skipped", error: `dimension ${dims} does not fit the query's ${q.length}` } as CollectionStatus);
@@ -224,9 +320,10 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
         usable.push(p);
         statuses.push({ collectionName: p.name, status: "ok", error: "" } as CollectionStatus);
       }
+      if (usable.length === 0 && modelless.length === statuses.length && statuses.length > 0) throw new FailedPrecondition(`${modelless.join("; ")}: search with a vector`);
       if (usable.length === 0 && statuses.length > 0) {
         const q = (queries.values().next().value as Float32Array).length;
-        throw new InvalidArgument(`the query vector has ${q} dimensions; ${statuses.map((st) => `collection ${quote(st.collectionName)} has ${st.error.split(" ")[1]}`).join("; ")}`, "vector.values");
+        throw new InvalidArgument(`the query vector has ${q} dimensions; ${statuses.filter((st) => st.error.startsWith("dimension")).map((st) => `collection ${quote(st.collectionName)} has ${st.error.split(" ")[1]}`).join("; ")}`, "vector.values");
       }
       if (pipelines.length === 0 && !req.collectionName) throw new FailedPrecondition(`bucket ${quote(req.bucket)} has no vector collection yet; add one with POST /${req.bucket}/vector/pipelines`);
 
@@ -265,6 +362,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
       // A hit whose row is gone was deleted during this search: it is not an answer.
       ranked = ranked.filter((h) => h.place);
       const names = new Map(usable.map((p) => [p.pipelineId, p.name]));
+      const pushed = new Set(usable.filter((p) => p.template === EXTERNAL).map((p) => p.pipelineId));
       const results = ranked.map(
         (h) =>
           ({
@@ -278,6 +376,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
             heading: h.place?.heading ?? "",
             charStart: h.place?.charStart ?? 0,
             charEnd: h.place?.charEnd ?? 0,
+            vectorId: pushed.has(h.pipelineId) ? h.key : "",
           }) as SearchResult,
       );
       return { results, searchMode: mode, collectionStatuses: statuses, tookMs: Math.round(performance.now() - started) };

@@ -12,6 +12,7 @@ import type { JobQueue } from "./postgres/queue";
 import type { SyncStore } from "./postgres/sync-store";
 import type { TokenStore } from "./postgres/token-store";
 import type { VectorStore } from "./postgres/vector-store";
+import type { CollectionStore } from "./postgres/collection-store";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
 export interface Page<T> {
@@ -62,6 +63,8 @@ export interface Repository {
   readonly sync: SyncStore;
   /** Engines, collection versions and chunks for search. */
   readonly vector: VectorStore;
+  /** Collections of pushed vectors (AddVectorCollection) and their writes. */
+  readonly collections: CollectionStore;
   /** Job events for watchers and the webhook outbox. */
   readonly events: EventStore;
   /** Resolves when the database answers. */

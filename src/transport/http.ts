@@ -114,7 +114,7 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
    */
   const bytePlaneFirst = (req: IncomingMessage, method: string, path: string) =>
     opts.bytePlane !== undefined &&
-    (isSigV4(req.headers, req.url ?? "") || (method === "PUT" && !(path.startsWith("/admin/") && rest.matches(method, path))) || method === "HEAD" || path === "/");
+    (isSigV4(req.headers, req.url ?? "") || (method === "PUT" && !rest.matches(method, path)) || method === "HEAD" || path === "/");
 
   /**
    * A browser's cross-origin request (it carries Origin): a preflight is answered by the
@@ -182,9 +182,9 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
       // The console (GET /console/…), unless the request is S3-signed (a bucket named "console").
       if (!isSigV4(req.headers, req.url ?? "") && consoleFiles(req, res, path)) return;
       // Who serves what on the shared port: a SigV4-signed request, any PUT but a REST
-      // route's (PUT /admin/buckets/{name}/cors), any HEAD, and GET / are S3; otherwise a
-      // REST route wins (so GET /{bucket}/rules is the rule list, not an object named
-      // "rules"), then the Connect paths, then S3 again.
+      // route's (a bucket's CORS rules and policy, UpsertVectors), any HEAD, and GET / are
+      // S3; otherwise a REST route wins (so GET /{bucket}/rules is the rule list, not an
+      // object named "rules"), then the Connect paths, then S3 again.
       const bytePlane = opts.bytePlane;
       if (bytePlane && bytePlaneFirst(req, req.method ?? "GET", path)) {
         await bytePlane.handle(req, res);

@@ -307,6 +307,7 @@ export const BUCKET_DELETE_ALL = [
   `DELETE FROM bucket_usage_deltas WHERE org = $1 AND bucket = $2`,
   `DELETE FROM bucket_usage WHERE org = $1 AND bucket = $2`,
   `DELETE FROM sources WHERE org = $1 AND bucket = $2`,
+  `DELETE FROM vector_collections WHERE org = $1 AND bucket = $2`,
   `DELETE FROM buckets WHERE org = $1 AND name = $2`,
   // Remembered, so that nothing but creating it again brings it back (migration 020).
   `INSERT INTO deleted_buckets (org, name, deleted_at) VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint)
@@ -377,11 +378,17 @@ SELECT ${OBJECT_COLUMNS} FROM objects
 WHERE org = $1 AND bucket = $2 AND object_key > $3 AND starts_with(object_key, $4)
 ORDER BY object_key LIMIT $5`;
 
+/**
+ * Outputs that came from objects: not the vectors pushed into a collection (`col_…`,
+ * migration 024), whose ids may look like object keys.
+ */
+export const FROM_OBJECTS = `pipeline_id NOT LIKE 'col\\_%'`;
+
 /** Everything an object left behind: its outputs at every destination. */
 export const OBJECT_DELETE_OUTPUTS = [
-  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
+  `DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) AND ${FROM_OBJECTS}`,
   `DELETE FROM warehouse_rows WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
-  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[])`,
+  `DELETE FROM object_outputs WHERE org = $1 AND bucket = $2 AND object_key = ANY($3::text[]) AND ${FROM_OBJECTS}`,
 ];
 
 /** Cancels objects' ($3, keys) unfinished jobs: PENDING ones at once, PROCESSING ones by request. */

@@ -159,7 +159,7 @@ export class SyncStore extends PgDb {
       await client.query("UPDATE discoveries SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, finished_at = $2, error = 'the source was deleted' WHERE source_id = $1 AND state IN ('pending', 'running')", [sourceId, now]);
       const keys = `SELECT object_key FROM source_objects WHERE source_id = $3`;
       for (const table of ["vector_chunks", "warehouse_rows", "object_outputs"]) {
-        await client.query(`DELETE FROM ${table} WHERE org = $1 AND bucket = $2 AND object_key IN (${keys})`, [scope.org, scope.bucket, sourceId]);
+        await client.query(`DELETE FROM ${table} WHERE org = $1 AND bucket = $2 AND object_key IN (${keys}) AND ${SQL.FROM_OBJECTS}`, [scope.org, scope.bucket, sourceId]);
       }
       const jobs = await client.query(
         `UPDATE jobs SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,

@@ -88,6 +88,11 @@ export class VectorStore extends PgDb {
     return { engine, created: rows.length > 0 };
   }
 
+  /** Removes the engine row; false when there was none. */
+  async engineDelete(scope: Scope): Promise<boolean> {
+    return (await this.exec("DELETE FROM vector_engines WHERE org = $1 AND bucket = $2", [scope.org, scope.bucket])) > 0;
+  }
+
   /** Folds the collections' version deltas (one instance at a time); false when another is folding. */
   versionsCompact(): Promise<boolean> {
     return this.foldDeltas(SQL.COLLECTION_VERSIONS_LOCK, SQL.COLLECTION_VERSIONS_COMPACT);
@@ -216,9 +221,14 @@ export class VectorStore extends PgDb {
     return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), { vector: decodeRealArray(r.embedding as Buffer), place: toPlace(r) }]));
   }
 
-  /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`. */
+  /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`, and ids of pushed vectors whose metadata does. */
   async keysWithMetadata(scope: Scope, metadata: Record<string, string>): Promise<Set<string>> {
-    const rows = await this.q("SELECT object_key FROM objects WHERE org = $1 AND bucket = $2 AND metadata @> $3::jsonb", [scope.org, scope.bucket, JSON.stringify(metadata)], scope.signal);
+    const rows = await this.q(
+      `SELECT object_key FROM objects WHERE org = $1 AND bucket = $2 AND metadata @> $3::jsonb
+       UNION SELECT object_key FROM vector_chunks WHERE org = $1 AND bucket = $2 AND metadata @> $3::jsonb`,
+      [scope.org, scope.bucket, JSON.stringify(metadata)],
+      scope.signal,
+    );
     return new Set(rows.map((r) => r.object_key as string));
   }
 

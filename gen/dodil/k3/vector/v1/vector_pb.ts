@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/vector/v1/vector.proto.
  */
 export const file_dodil_k3_vector_v1_vector: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kb2RpbC9rMy92ZWN0b3IvdjEvdmVjdG9yLnByb3RvEhJkb2RpbC5rMy52ZWN0b3IudjEi8QEKBkVuZ2luZRIRCgllbmdpbmVfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgwKBG1vZGUYAyABKAkSMAoGc3RhdHVzGAQgASgOMiAuZG9kaWwuazMudmVjdG9yLnYxLkVuZ2luZVN0YXR1cxIRCglkaW1lbnNpb24YBSABKAUSDgoGbWV0cmljGAYgASgJEg0KBXN0b3JlGAcgASgJEhMKC2NvbGxlY3Rpb25zGAggAygJEhIKCmNyZWF0ZWRfYXQYCSABKAMSEgoKdXBkYXRlZF9hdBgKIAEoAxIVCg1lcnJvcl9tZXNzYWdlGAsgASgJIiIKEEdldEVuZ2luZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJIj8KEUdldEVuZ2luZVJlc3BvbnNlEioKBmVuZ2luZRgBIAEoCzIaLmRvZGlsLmszLnZlY3Rvci52MS5FbmdpbmUijQEKFkNvbmZpZ3VyZUVuZ2luZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgwKBG1vZGUYAiABKAkSFgoOdmJhc2VfZW5kcG9pbnQYAyABKAkSEgoKdmJhc2VfcG9ydBgEIAEoBRIVCg12YmFzZV9kYl9uYW1lGAUgASgJEhIKCnNlcnZpY2VfaWQYBiABKAkiZwoXQ29uZmlndXJlRW5naW5lUmVzcG9uc2USKgoGZW5naW5lGAEgASgLMhouZG9kaWwuazMudmVjdG9yLnYxLkVuZ2luZRIPCgdjcmVhdGVkGAIgASgIEg8KB21lc3NhZ2UYAyABKAki0gIKCkNvbGxlY3Rpb24SFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIZChFlbWJlZF9waXBlbGluZV9pZBgFIAEoCRIbChNlbWJlZF9waXBlbGluZV9uYW1lGAYgASgJEhMKC3RlbXBsYXRlX2lkGAcgASgJEhIKCmRpbWVuc2lvbnMYCCABKAUSFwoPZGlzdGFuY2VfbWV0cmljGAkgASgJEhMKC2VtYmVkX21vZGVsGAogASgJEhgKEGVtYmVkZGluZ19zb3VyY2UYCyABKAkSEwoLY2h1bmtfY291bnQYDCABKAMSFAoMb2JqZWN0X2NvdW50GA0gASgDEhIKCmNyZWF0ZWRfYXQYDiABKAMSEgoKdXBkYXRlZF9hdBgPIAEoAyL0AQoYQWRkVmVjdG9yUGlwZWxpbmVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC3RlbXBsYXRlX2lkGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJElkKD3RlbXBsYXRlX2lucHV0cxgFIAMoCzJALmRvZGlsLmszLnZlY3Rvci52MS5BZGRWZWN0b3JQaXBlbGluZVJlcXVlc3QuVGVtcGxhdGVJbnB1dHNFbnRyeRo1ChNUZW1wbGF0ZUlucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihwEKGUFkZFZlY3RvclBpcGVsaW5lUmVzcG9uc2USMgoKY29sbGVjdGlvbhgBIAEoCzIeLmRvZGlsLmszLnZlY3Rvci52MS5Db2xsZWN0aW9uEhkKEWVtYmVkX3BpcGVsaW5lX2lkGAIgASgJEhsKE2VtYmVkX3BpcGVsaW5lX25hbWUYAyABKAkiKAoWTGlzdENvbGxlY3Rpb25zUmVxdWVzdBIOCgZidWNrZXQYASABKAkiTgoXTGlzdENvbGxlY3Rpb25zUmVzcG9uc2USMwoLY29sbGVjdGlvbnMYASADKAsyHi5kb2RpbC5rMy52ZWN0b3IudjEuQ29sbGVjdGlvbiI9ChRHZXRDb2xsZWN0aW9uUmVxdWVzdBIOCgZidWNrZXQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCSJLChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USMgoKY29sbGVjdGlvbhgBIAEoCzIeLmRvZGlsLmszLnZlY3Rvci52MS5Db2xsZWN0aW9uIkAKF0RlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJIjIKGERlbGV0ZUNvbGxlY3Rpb25SZXNwb25zZRIWCg5kZWxldGVkX2NodW5rcxgBIAEoAyIdCgtRdWVyeVZlY3RvchIOCgZ2YWx1ZXMYASADKAIilQEKDFNlYXJjaEZpbHRlchISCgprZXlfcHJlZml4GAEgASgJEkAKCG1ldGFkYXRhGAIgAygLMi4uZG9kaWwuazMudmVjdG9yLnYxLlNlYXJjaEZpbHRlci5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAgoNU2VhcmNoUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoEdGV4dBgCIAEoCUgAEjEKBnZlY3RvchgDIAEoCzIfLmRvZGlsLmszLnZlY3Rvci52MS5RdWVyeVZlY3RvckgAEhcKD2NvbGxlY3Rpb25fbmFtZRgEIAEoCRINCgV0b3BfaxgFIAEoBRIzCgtzZWFyY2hfbW9kZRgGIAEoDjIeLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hNb2RlEhcKD2luY2x1ZGVfY29udGVudBgHIAEoCBIRCgltaW5fc2NvcmUYCCABKAISMAoGZmlsdGVyGAkgASgLMiAuZG9kaWwuazMudmVjdG9yLnYxLlNlYXJjaEZpbHRlckIHCgVxdWVyeSLlAQoMU2VhcmNoUmVzdWx0Ei0KBm9iamVjdBgBIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5PYmplY3RSZWYSDQoFc2NvcmUYAiABKAISEwoLY2h1bmtfaW5kZXgYAyABKAUSFwoPY29sbGVjdGlvbl9uYW1lGAQgASgJEhMKC3BpcGVsaW5lX2lkGAUgASgJEg8KB2NvbnRlbnQYBiABKAkSDAoEcGFnZRgHIAEoBRISCgpjaGFyX3N0YXJ0GAggASgFEhAKCGNoYXJfZW5kGAkgASgFEg8KB2hlYWRpbmcYCiABKAkiSgoQQ29sbGVjdGlvblN0YXR1cxIXCg9jb2xsZWN0aW9uX25hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEg0KBWVycm9yGAMgASgJIswBCg5TZWFyY2hSZXNwb25zZRIxCgdyZXN1bHRzGAEgAygLMiAuZG9kaWwuazMudmVjdG9yLnYxLlNlYXJjaFJlc3VsdBIzCgtzZWFyY2hfbW9kZRgCIAEoDjIeLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hNb2RlEkEKE2NvbGxlY3Rpb25fc3RhdHVzZXMYAyADKAsyJC5kb2RpbC5rMy52ZWN0b3IudjEuQ29sbGVjdGlvblN0YXR1cxIPCgd0b29rX21zGAQgASgFKpsBCgxFbmdpbmVTdGF0dXMSHQoZRU5HSU5FX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUVOR0lORV9TVEFUVVNfUEVORElORxABEh4KGkVOR0lORV9TVEFUVVNfUFJPVklTSU9OSU5HEAISGAoURU5HSU5FX1NUQVRVU19BQ1RJVkUQAxIXChNFTkdJTkVfU1RBVFVTX0VSUk9SEAQqbwoKU2VhcmNoTW9kZRIbChdTRUFSQ0hfTU9ERV9VTlNQRUNJRklFRBAAEhQKEFNFQVJDSF9NT0RFX0FVVE8QARIWChJTRUFSQ0hfTU9ERV9WRUNUT1IQAhIWChJTRUFSQ0hfTU9ERV9IWUJSSUQQAzKdCAoNVmVjdG9yU2VydmljZRJ1CglHZXRFbmdpbmUSJC5kb2RpbC5rMy52ZWN0b3IudjEuR2V0RW5naW5lUmVxdWVzdBolLmRvZGlsLmszLnZlY3Rvci52MS5HZXRFbmdpbmVSZXNwb25zZSIbkAIBgtPkkwISEhAve2J1Y2tldH0vdmVjdG9yEocBCg9Db25maWd1cmVFbmdpbmUSKi5kb2RpbC5rMy52ZWN0b3IudjEuQ29uZmlndXJlRW5naW5lUmVxdWVzdBorLmRvZGlsLmszLnZlY3Rvci52MS5Db25maWd1cmVFbmdpbmVSZXNwb25zZSIbgtPkkwIVOgEqIhAve2J1Y2tldH0vdmVjdG9yEpcBChFBZGRWZWN0b3JQaXBlbGluZRIsLmRvZGlsLmszLnZlY3Rvci52MS5BZGRWZWN0b3JQaXBlbGluZVJlcXVlc3QaLS5kb2RpbC5rMy52ZWN0b3IudjEuQWRkVmVjdG9yUGlwZWxpbmVSZXNwb25zZSIlgtPkkwIfOgEqIhove2J1Y2tldH0vdmVjdG9yL3BpcGVsaW5lcxKTAQoPTGlzdENvbGxlY3Rpb25zEiouZG9kaWwuazMudmVjdG9yLnYxLkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QaKy5kb2RpbC5rMy52ZWN0b3IudjEuTGlzdENvbGxlY3Rpb25zUmVzcG9uc2UiJ5ACAYLT5JMCHhIcL3tidWNrZXR9L3ZlY3Rvci9jb2xsZWN0aW9ucxKdAQoNR2V0Q29sbGVjdGlvbhIoLmRvZGlsLmszLnZlY3Rvci52MS5HZXRDb2xsZWN0aW9uUmVxdWVzdBopLmRvZGlsLmszLnZlY3Rvci52MS5HZXRDb2xsZWN0aW9uUmVzcG9uc2UiN5ACAYLT5JMCLhIsL3tidWNrZXR9L3ZlY3Rvci9jb2xsZWN0aW9ucy97Y29sbGVjdGlvbl9pZH0SowEKEERlbGV0ZUNvbGxlY3Rpb24SKy5kb2RpbC5rMy52ZWN0b3IudjEuRGVsZXRlQ29sbGVjdGlvblJlcXVlc3QaLC5kb2RpbC5rMy52ZWN0b3IudjEuRGVsZXRlQ29sbGVjdGlvblJlc3BvbnNlIjSC0+STAi4qLC97YnVja2V0fS92ZWN0b3IvY29sbGVjdGlvbnMve2NvbGxlY3Rpb25faWR9EpQBCgZTZWFyY2gSIS5kb2RpbC5rMy52ZWN0b3IudjEuU2VhcmNoUmVxdWVzdBoiLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hSZXNwb25zZSJDkAIBgtPkkwI6OgEqWhw6ASoiFy97YnVja2V0fS9zZWFyY2gvdmVjdG9yIhcve2J1Y2tldH0vdmVjdG9yL3NlYXJjaEJYChVpby5kb2RpbC5rMy52ZWN0b3IudjFQAVo9Z2l0aHViLmNvbS9kb2RpbC9rMy1pbmdlc3QvZ2VuL2dvL2RvZGlsL2szL3ZlY3Rvci92MTt2ZWN0b3J2MWIGcHJvdG8z", [file_dodil_k3_ingest_v1_ingest, file_google_api_annotations]);
+  fileDesc("Ch9kb2RpbC9rMy92ZWN0b3IvdjEvdmVjdG9yLnByb3RvEhJkb2RpbC5rMy52ZWN0b3IudjEi8QEKBkVuZ2luZRIRCgllbmdpbmVfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEgwKBG1vZGUYAyABKAkSMAoGc3RhdHVzGAQgASgOMiAuZG9kaWwuazMudmVjdG9yLnYxLkVuZ2luZVN0YXR1cxIRCglkaW1lbnNpb24YBSABKAUSDgoGbWV0cmljGAYgASgJEg0KBXN0b3JlGAcgASgJEhMKC2NvbGxlY3Rpb25zGAggAygJEhIKCmNyZWF0ZWRfYXQYCSABKAMSEgoKdXBkYXRlZF9hdBgKIAEoAxIVCg1lcnJvcl9tZXNzYWdlGAsgASgJIiIKEEdldEVuZ2luZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJIj8KEUdldEVuZ2luZVJlc3BvbnNlEioKBmVuZ2luZRgBIAEoCzIaLmRvZGlsLmszLnZlY3Rvci52MS5FbmdpbmUijQEKFkNvbmZpZ3VyZUVuZ2luZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgwKBG1vZGUYAiABKAkSFgoOdmJhc2VfZW5kcG9pbnQYAyABKAkSEgoKdmJhc2VfcG9ydBgEIAEoBRIVCg12YmFzZV9kYl9uYW1lGAUgASgJEhIKCnNlcnZpY2VfaWQYBiABKAkiJQoTRGVsZXRlRW5naW5lUmVxdWVzdBIOCgZidWNrZXQYASABKAkiFgoURGVsZXRlRW5naW5lUmVzcG9uc2UiVAoNVkJhc2VJbnN0YW5jZRISCgpzZXJ2aWNlX2lkGAEgASgJEhAKCGVuZHBvaW50GAIgASgJEgwKBHBvcnQYAyABKAUSDwoHZGJfbmFtZRgEIAEoCSIbChlMaXN0VkJhc2VJbnN0YW5jZXNSZXF1ZXN0ImMKGkxpc3RWQmFzZUluc3RhbmNlc1Jlc3BvbnNlEjQKCWluc3RhbmNlcxgBIAMoCzIhLmRvZGlsLmszLnZlY3Rvci52MS5WQmFzZUluc3RhbmNlEg8KB21lc3NhZ2UYAiABKAkiZwoXQ29uZmlndXJlRW5naW5lUmVzcG9uc2USKgoGZW5naW5lGAEgASgLMhouZG9kaWwuazMudmVjdG9yLnYxLkVuZ2luZRIPCgdjcmVhdGVkGAIgASgIEg8KB21lc3NhZ2UYAyABKAki0gIKCkNvbGxlY3Rpb24SFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSDAoEbmFtZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIZChFlbWJlZF9waXBlbGluZV9pZBgFIAEoCRIbChNlbWJlZF9waXBlbGluZV9uYW1lGAYgASgJEhMKC3RlbXBsYXRlX2lkGAcgASgJEhIKCmRpbWVuc2lvbnMYCCABKAUSFwoPZGlzdGFuY2VfbWV0cmljGAkgASgJEhMKC2VtYmVkX21vZGVsGAogASgJEhgKEGVtYmVkZGluZ19zb3VyY2UYCyABKAkSEwoLY2h1bmtfY291bnQYDCABKAMSFAoMb2JqZWN0X2NvdW50GA0gASgDEhIKCmNyZWF0ZWRfYXQYDiABKAMSEgoKdXBkYXRlZF9hdBgPIAEoAyL0AQoYQWRkVmVjdG9yUGlwZWxpbmVSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC3RlbXBsYXRlX2lkGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJElkKD3RlbXBsYXRlX2lucHV0cxgFIAMoCzJALmRvZGlsLmszLnZlY3Rvci52MS5BZGRWZWN0b3JQaXBlbGluZVJlcXVlc3QuVGVtcGxhdGVJbnB1dHNFbnRyeRo1ChNUZW1wbGF0ZUlucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihwEKGUFkZFZlY3RvclBpcGVsaW5lUmVzcG9uc2USMgoKY29sbGVjdGlvbhgBIAEoCzIeLmRvZGlsLmszLnZlY3Rvci52MS5Db2xsZWN0aW9uEhkKEWVtYmVkX3BpcGVsaW5lX2lkGAIgASgJEhsKE2VtYmVkX3BpcGVsaW5lX25hbWUYAyABKAkiKAoWTGlzdENvbGxlY3Rpb25zUmVxdWVzdBIOCgZidWNrZXQYASABKAkiTgoXTGlzdENvbGxlY3Rpb25zUmVzcG9uc2USMwoLY29sbGVjdGlvbnMYASADKAsyHi5kb2RpbC5rMy52ZWN0b3IudjEuQ29sbGVjdGlvbiI9ChRHZXRDb2xsZWN0aW9uUmVxdWVzdBIOCgZidWNrZXQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCSJLChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USMgoKY29sbGVjdGlvbhgBIAEoCzIeLmRvZGlsLmszLnZlY3Rvci52MS5Db2xsZWN0aW9uIkAKF0RlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJIjIKGERlbGV0ZUNvbGxlY3Rpb25SZXNwb25zZRIWCg5kZWxldGVkX2NodW5rcxgBIAEoAyK+AQoaQWRkVmVjdG9yQ29sbGVjdGlvblJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEgoKZGltZW5zaW9ucxgEIAEoBRIXCg9kaXN0YW5jZV9tZXRyaWMYBSABKAkSEwoLZW1iZWRfbW9kZWwYBiABKAkSFgoOZW1iZWRkaW5nX3R5cGUYByABKAkSEwoLc3BhcnNlX21vZGUYCCABKAkiUQobQWRkVmVjdG9yQ29sbGVjdGlvblJlc3BvbnNlEjIKCmNvbGxlY3Rpb24YASABKAsyHi5kb2RpbC5rMy52ZWN0b3IudjEuQ29sbGVjdGlvbiKuAQoMVmVjdG9yUmVjb3JkEgoKAmlkGAEgASgJEg4KBnZhbHVlcxgCIAMoAhIPCgdjb250ZW50GAMgASgJEkAKCG1ldGFkYXRhGAQgAygLMi4uZG9kaWwuazMudmVjdG9yLnYxLlZlY3RvclJlY29yZC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJwChRJbnNlcnRWZWN0b3JzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRIxCgd2ZWN0b3JzGAMgAygLMiAuZG9kaWwuazMudmVjdG9yLnYxLlZlY3RvclJlY29yZCIvChVJbnNlcnRWZWN0b3JzUmVzcG9uc2USFgoOaW5zZXJ0ZWRfY291bnQYASABKAMicAoUVXBzZXJ0VmVjdG9yc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEhUKDWNvbGxlY3Rpb25faWQYAiABKAkSMQoHdmVjdG9ycxgDIAMoCzIgLmRvZGlsLmszLnZlY3Rvci52MS5WZWN0b3JSZWNvcmQiLwoVVXBzZXJ0VmVjdG9yc1Jlc3BvbnNlEhYKDnVwc2VydGVkX2NvdW50GAEgASgDIkoKFERlbGV0ZVZlY3RvcnNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJEgsKA2lkcxgDIAMoCSIuChVEZWxldGVWZWN0b3JzUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAyJ+CghUZW1wbGF0ZRIKCgJpZBgBIAEoCRIQCghjYXRlZ29yeRgCIAEoCRISCgptb2RhbGl0aWVzGAMgAygJEhsKE2FjY2VwdGVkX2V4dGVuc2lvbnMYBCADKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDgoGc2VydmVkGAYgASgIIjYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIOCgZzZWFyY2gYAiABKAkiSAoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEi8KCXRlbXBsYXRlcxgBIAMoCzIcLmRvZGlsLmszLnZlY3Rvci52MS5UZW1wbGF0ZSIdCgtRdWVyeVZlY3RvchIOCgZ2YWx1ZXMYASADKAIilQEKDFNlYXJjaEZpbHRlchISCgprZXlfcHJlZml4GAEgASgJEkAKCG1ldGFkYXRhGAIgAygLMi4uZG9kaWwuazMudmVjdG9yLnYxLlNlYXJjaEZpbHRlci5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAgoNU2VhcmNoUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoEdGV4dBgCIAEoCUgAEjEKBnZlY3RvchgDIAEoCzIfLmRvZGlsLmszLnZlY3Rvci52MS5RdWVyeVZlY3RvckgAEhcKD2NvbGxlY3Rpb25fbmFtZRgEIAEoCRINCgV0b3BfaxgFIAEoBRIzCgtzZWFyY2hfbW9kZRgGIAEoDjIeLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hNb2RlEhcKD2luY2x1ZGVfY29udGVudBgHIAEoCBIRCgltaW5fc2NvcmUYCCABKAISMAoGZmlsdGVyGAkgASgLMiAuZG9kaWwuazMudmVjdG9yLnYxLlNlYXJjaEZpbHRlckIHCgVxdWVyeSL4AQoMU2VhcmNoUmVzdWx0Ei0KBm9iamVjdBgBIAEoCzIdLmRvZGlsLmszLmluZ2VzdC52MS5PYmplY3RSZWYSDQoFc2NvcmUYAiABKAISEwoLY2h1bmtfaW5kZXgYAyABKAUSFwoPY29sbGVjdGlvbl9uYW1lGAQgASgJEhMKC3BpcGVsaW5lX2lkGAUgASgJEg8KB2NvbnRlbnQYBiABKAkSDAoEcGFnZRgHIAEoBRISCgpjaGFyX3N0YXJ0GAggASgFEhAKCGNoYXJfZW5kGAkgASgFEg8KB2hlYWRpbmcYCiABKAkSEQoJdmVjdG9yX2lkGAsgASgJIkoKEENvbGxlY3Rpb25TdGF0dXMSFwoPY29sbGVjdGlvbl9uYW1lGAEgASgJEg4KBnN0YXR1cxgCIAEoCRINCgVlcnJvchgDIAEoCSLMAQoOU2VhcmNoUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hSZXN1bHQSMwoLc2VhcmNoX21vZGUYAiABKA4yHi5kb2RpbC5rMy52ZWN0b3IudjEuU2VhcmNoTW9kZRJBChNjb2xsZWN0aW9uX3N0YXR1c2VzGAMgAygLMiQuZG9kaWwuazMudmVjdG9yLnYxLkNvbGxlY3Rpb25TdGF0dXMSDwoHdG9va19tcxgEIAEoBSqbAQoMRW5naW5lU3RhdHVzEh0KGUVOR0lORV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVFTkdJTkVfU1RBVFVTX1BFTkRJTkcQARIeChpFTkdJTkVfU1RBVFVTX1BST1ZJU0lPTklORxACEhgKFEVOR0lORV9TVEFUVVNfQUNUSVZFEAMSFwoTRU5HSU5FX1NUQVRVU19FUlJPUhAEKm8KClNlYXJjaE1vZGUSGwoXU0VBUkNIX01PREVfVU5TUEVDSUZJRUQQABIUChBTRUFSQ0hfTU9ERV9BVVRPEAESFgoSU0VBUkNIX01PREVfVkVDVE9SEAISFgoSU0VBUkNIX01PREVfSFlCUklEEAMy4xAKDVZlY3RvclNlcnZpY2USdQoJR2V0RW5naW5lEiQuZG9kaWwuazMudmVjdG9yLnYxLkdldEVuZ2luZVJlcXVlc3QaJS5kb2RpbC5rMy52ZWN0b3IudjEuR2V0RW5naW5lUmVzcG9uc2UiG5ACAYLT5JMCEhIQL3tidWNrZXR9L3ZlY3RvchKHAQoPQ29uZmlndXJlRW5naW5lEiouZG9kaWwuazMudmVjdG9yLnYxLkNvbmZpZ3VyZUVuZ2luZVJlcXVlc3QaKy5kb2RpbC5rMy52ZWN0b3IudjEuQ29uZmlndXJlRW5naW5lUmVzcG9uc2UiG4LT5JMCFToBKiIQL3tidWNrZXR9L3ZlY3RvchJ7CgxEZWxldGVFbmdpbmUSJy5kb2RpbC5rMy52ZWN0b3IudjEuRGVsZXRlRW5naW5lUmVxdWVzdBooLmRvZGlsLmszLnZlY3Rvci52MS5EZWxldGVFbmdpbmVSZXNwb25zZSIYgtPkkwISKhAve2J1Y2tldH0vdmVjdG9yEpYBChJMaXN0VkJhc2VJbnN0YW5jZXMSLS5kb2RpbC5rMy52ZWN0b3IudjEuTGlzdFZCYXNlSW5zdGFuY2VzUmVxdWVzdBouLmRvZGlsLmszLnZlY3Rvci52MS5MaXN0VkJhc2VJbnN0YW5jZXNSZXNwb25zZSIhkAIBgtPkkwIYEhYvYWRtaW4vdmJhc2UtaW5zdGFuY2VzEpcBChFBZGRWZWN0b3JQaXBlbGluZRIsLmRvZGlsLmszLnZlY3Rvci52MS5BZGRWZWN0b3JQaXBlbGluZVJlcXVlc3QaLS5kb2RpbC5rMy52ZWN0b3IudjEuQWRkVmVjdG9yUGlwZWxpbmVSZXNwb25zZSIlgtPkkwIfOgEqIhove2J1Y2tldH0vdmVjdG9yL3BpcGVsaW5lcxKTAQoPTGlzdENvbGxlY3Rpb25zEiouZG9kaWwuazMudmVjdG9yLnYxLkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QaKy5kb2RpbC5rMy52ZWN0b3IudjEuTGlzdENvbGxlY3Rpb25zUmVzcG9uc2UiJ5ACAYLT5JMCHhIcL3tidWNrZXR9L3ZlY3Rvci9jb2xsZWN0aW9ucxKdAQoNR2V0Q29sbGVjdGlvbhIoLmRvZGlsLmszLnZlY3Rvci52MS5HZXRDb2xsZWN0aW9uUmVxdWVzdBopLmRvZGlsLmszLnZlY3Rvci52MS5HZXRDb2xsZWN0aW9uUmVzcG9uc2UiN5ACAYLT5JMCLhIsL3tidWNrZXR9L3ZlY3Rvci9jb2xsZWN0aW9ucy97Y29sbGVjdGlvbl9pZH0SowEKEERlbGV0ZUNvbGxlY3Rpb24SKy5kb2RpbC5rMy52ZWN0b3IudjEuRGVsZXRlQ29sbGVjdGlvblJlcXVlc3QaLC5kb2RpbC5rMy52ZWN0b3IudjEuRGVsZXRlQ29sbGVjdGlvblJlc3BvbnNlIjSC0+STAi4qLC97YnVja2V0fS92ZWN0b3IvY29sbGVjdGlvbnMve2NvbGxlY3Rpb25faWR9Ep8BChNBZGRWZWN0b3JDb2xsZWN0aW9uEi4uZG9kaWwuazMudmVjdG9yLnYxLkFkZFZlY3RvckNvbGxlY3Rpb25SZXF1ZXN0Gi8uZG9kaWwuazMudmVjdG9yLnYxLkFkZFZlY3RvckNvbGxlY3Rpb25SZXNwb25zZSIngtPkkwIhOgEqIhwve2J1Y2tldH0vdmVjdG9yL2NvbGxlY3Rpb25zEqUBCg1JbnNlcnRWZWN0b3JzEiguZG9kaWwuazMudmVjdG9yLnYxLkluc2VydFZlY3RvcnNSZXF1ZXN0GikuZG9kaWwuazMudmVjdG9yLnYxLkluc2VydFZlY3RvcnNSZXNwb25zZSI/gtPkkwI5OgEqIjQve2J1Y2tldH0vdmVjdG9yL2NvbGxlY3Rpb25zL3tjb2xsZWN0aW9uX2lkfS92ZWN0b3JzEqUBCg1VcHNlcnRWZWN0b3JzEiguZG9kaWwuazMudmVjdG9yLnYxLlVwc2VydFZlY3RvcnNSZXF1ZXN0GikuZG9kaWwuazMudmVjdG9yLnYxLlVwc2VydFZlY3RvcnNSZXNwb25zZSI/gtPkkwI5OgEqGjQve2J1Y2tldH0vdmVjdG9yL2NvbGxlY3Rpb25zL3tjb2xsZWN0aW9uX2lkfS92ZWN0b3JzEqwBCg1EZWxldGVWZWN0b3JzEiguZG9kaWwuazMudmVjdG9yLnYxLkRlbGV0ZVZlY3RvcnNSZXF1ZXN0GikuZG9kaWwuazMudmVjdG9yLnYxLkRlbGV0ZVZlY3RvcnNSZXNwb25zZSJGgtPkkwJAOgEqIjsve2J1Y2tldH0vdmVjdG9yL2NvbGxlY3Rpb25zL3tjb2xsZWN0aW9uX2lkfS92ZWN0b3JzOmRlbGV0ZRKMAQoNTGlzdFRlbXBsYXRlcxIoLmRvZGlsLmszLnZlY3Rvci52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBopLmRvZGlsLmszLnZlY3Rvci52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2UiJpACAYLT5JMCHRIbL3tidWNrZXR9L3ZlY3Rvci9fdGVtcGxhdGVzEpQBCgZTZWFyY2gSIS5kb2RpbC5rMy52ZWN0b3IudjEuU2VhcmNoUmVxdWVzdBoiLmRvZGlsLmszLnZlY3Rvci52MS5TZWFyY2hSZXNwb25zZSJDkAIBgtPkkwI6OgEqWhw6ASoiFy97YnVja2V0fS9zZWFyY2gvdmVjdG9yIhcve2J1Y2tldH0vdmVjdG9yL3NlYXJjaEJYChVpby5kb2RpbC5rMy52ZWN0b3IudjFQAVo9Z2l0aHViLmNvbS9kb2RpbC9rMy1pbmdlc3QvZ2VuL2dvL2RvZGlsL2szL3ZlY3Rvci92MTt2ZWN0b3J2MWIGcHJvdG8z", [file_dodil_k3_ingest_v1_ingest, file_google_api_annotations]);
 
 /**
  * A bucket's vector engine: here, always the built-in PostgreSQL store.
@@ -176,6 +176,109 @@ export const ConfigureEngineRequestSchema: GenMessage<ConfigureEngineRequest> = 
   messageDesc(file_dodil_k3_vector_v1_vector, 3);
 
 /**
+ * @generated from message dodil.k3.vector.v1.DeleteEngineRequest
+ */
+export type DeleteEngineRequest = Message<"dodil.k3.vector.v1.DeleteEngineRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.DeleteEngineRequest.
+ * Use `create(DeleteEngineRequestSchema)` to create a new message.
+ */
+export const DeleteEngineRequestSchema: GenMessage<DeleteEngineRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 4);
+
+/**
+ * @generated from message dodil.k3.vector.v1.DeleteEngineResponse
+ */
+export type DeleteEngineResponse = Message<"dodil.k3.vector.v1.DeleteEngineResponse"> & {
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.DeleteEngineResponse.
+ * Use `create(DeleteEngineResponseSchema)` to create a new message.
+ */
+export const DeleteEngineResponseSchema: GenMessage<DeleteEngineResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 5);
+
+/**
+ * A VBase (managed Milvus) instance.
+ *
+ * @generated from message dodil.k3.vector.v1.VBaseInstance
+ */
+export type VBaseInstance = Message<"dodil.k3.vector.v1.VBaseInstance"> & {
+  /**
+   * @generated from field: string service_id = 1;
+   */
+  serviceId: string;
+
+  /**
+   * @generated from field: string endpoint = 2;
+   */
+  endpoint: string;
+
+  /**
+   * @generated from field: int32 port = 3;
+   */
+  port: number;
+
+  /**
+   * @generated from field: string db_name = 4;
+   */
+  dbName: string;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.VBaseInstance.
+ * Use `create(VBaseInstanceSchema)` to create a new message.
+ */
+export const VBaseInstanceSchema: GenMessage<VBaseInstance> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 6);
+
+/**
+ * @generated from message dodil.k3.vector.v1.ListVBaseInstancesRequest
+ */
+export type ListVBaseInstancesRequest = Message<"dodil.k3.vector.v1.ListVBaseInstancesRequest"> & {
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.ListVBaseInstancesRequest.
+ * Use `create(ListVBaseInstancesRequestSchema)` to create a new message.
+ */
+export const ListVBaseInstancesRequestSchema: GenMessage<ListVBaseInstancesRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 7);
+
+/**
+ * @generated from message dodil.k3.vector.v1.ListVBaseInstancesResponse
+ */
+export type ListVBaseInstancesResponse = Message<"dodil.k3.vector.v1.ListVBaseInstancesResponse"> & {
+  /**
+   * Always empty here.
+   *
+   * @generated from field: repeated dodil.k3.vector.v1.VBaseInstance instances = 1;
+   */
+  instances: VBaseInstance[];
+
+  /**
+   * Why it is empty.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.ListVBaseInstancesResponse.
+ * Use `create(ListVBaseInstancesResponseSchema)` to create a new message.
+ */
+export const ListVBaseInstancesResponseSchema: GenMessage<ListVBaseInstancesResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 8);
+
+/**
  * @generated from message dodil.k3.vector.v1.ConfigureEngineResponse
  */
 export type ConfigureEngineResponse = Message<"dodil.k3.vector.v1.ConfigureEngineResponse"> & {
@@ -202,10 +305,10 @@ export type ConfigureEngineResponse = Message<"dodil.k3.vector.v1.ConfigureEngin
  * Use `create(ConfigureEngineResponseSchema)` to create a new message.
  */
 export const ConfigureEngineResponseSchema: GenMessage<ConfigureEngineResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 4);
+  messageDesc(file_dodil_k3_vector_v1_vector, 9);
 
 /**
- * A collection: the chunks one vector pipeline wrote.
+ * A collection: the chunks one vector pipeline wrote, or the vectors a caller pushed.
  *
  * @generated from message dodil.k3.vector.v1.Collection
  */
@@ -271,7 +374,7 @@ export type Collection = Message<"dodil.k3.vector.v1.Collection"> & {
   embedModel: string;
 
   /**
-   * "PIPELINE".
+   * "PIPELINE" (a vector pipeline fills it) or "EXTERNAL" (AddVectorCollection: the caller pushes its vectors).
    *
    * @generated from field: string embedding_source = 11;
    */
@@ -303,7 +406,7 @@ export type Collection = Message<"dodil.k3.vector.v1.Collection"> & {
  * Use `create(CollectionSchema)` to create a new message.
  */
 export const CollectionSchema: GenMessage<Collection> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 5);
+  messageDesc(file_dodil_k3_vector_v1_vector, 10);
 
 /**
  * @generated from message dodil.k3.vector.v1.AddVectorPipelineRequest
@@ -346,7 +449,7 @@ export type AddVectorPipelineRequest = Message<"dodil.k3.vector.v1.AddVectorPipe
  * Use `create(AddVectorPipelineRequestSchema)` to create a new message.
  */
 export const AddVectorPipelineRequestSchema: GenMessage<AddVectorPipelineRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 6);
+  messageDesc(file_dodil_k3_vector_v1_vector, 11);
 
 /**
  * @generated from message dodil.k3.vector.v1.AddVectorPipelineResponse
@@ -373,7 +476,7 @@ export type AddVectorPipelineResponse = Message<"dodil.k3.vector.v1.AddVectorPip
  * Use `create(AddVectorPipelineResponseSchema)` to create a new message.
  */
 export const AddVectorPipelineResponseSchema: GenMessage<AddVectorPipelineResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 7);
+  messageDesc(file_dodil_k3_vector_v1_vector, 12);
 
 /**
  * @generated from message dodil.k3.vector.v1.ListCollectionsRequest
@@ -390,7 +493,7 @@ export type ListCollectionsRequest = Message<"dodil.k3.vector.v1.ListCollections
  * Use `create(ListCollectionsRequestSchema)` to create a new message.
  */
 export const ListCollectionsRequestSchema: GenMessage<ListCollectionsRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 8);
+  messageDesc(file_dodil_k3_vector_v1_vector, 13);
 
 /**
  * @generated from message dodil.k3.vector.v1.ListCollectionsResponse
@@ -407,7 +510,7 @@ export type ListCollectionsResponse = Message<"dodil.k3.vector.v1.ListCollection
  * Use `create(ListCollectionsResponseSchema)` to create a new message.
  */
 export const ListCollectionsResponseSchema: GenMessage<ListCollectionsResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 9);
+  messageDesc(file_dodil_k3_vector_v1_vector, 14);
 
 /**
  * @generated from message dodil.k3.vector.v1.GetCollectionRequest
@@ -431,7 +534,7 @@ export type GetCollectionRequest = Message<"dodil.k3.vector.v1.GetCollectionRequ
  * Use `create(GetCollectionRequestSchema)` to create a new message.
  */
 export const GetCollectionRequestSchema: GenMessage<GetCollectionRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 10);
+  messageDesc(file_dodil_k3_vector_v1_vector, 15);
 
 /**
  * @generated from message dodil.k3.vector.v1.GetCollectionResponse
@@ -448,7 +551,7 @@ export type GetCollectionResponse = Message<"dodil.k3.vector.v1.GetCollectionRes
  * Use `create(GetCollectionResponseSchema)` to create a new message.
  */
 export const GetCollectionResponseSchema: GenMessage<GetCollectionResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 11);
+  messageDesc(file_dodil_k3_vector_v1_vector, 16);
 
 /**
  * @generated from message dodil.k3.vector.v1.DeleteCollectionRequest
@@ -470,14 +573,14 @@ export type DeleteCollectionRequest = Message<"dodil.k3.vector.v1.DeleteCollecti
  * Use `create(DeleteCollectionRequestSchema)` to create a new message.
  */
 export const DeleteCollectionRequestSchema: GenMessage<DeleteCollectionRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 12);
+  messageDesc(file_dodil_k3_vector_v1_vector, 17);
 
 /**
  * @generated from message dodil.k3.vector.v1.DeleteCollectionResponse
  */
 export type DeleteCollectionResponse = Message<"dodil.k3.vector.v1.DeleteCollectionResponse"> & {
   /**
-   * Chunks removed.
+   * Chunks removed (a collection of pushed vectors: its vectors, and the collection with them).
    *
    * @generated from field: int64 deleted_chunks = 1;
    */
@@ -489,7 +592,366 @@ export type DeleteCollectionResponse = Message<"dodil.k3.vector.v1.DeleteCollect
  * Use `create(DeleteCollectionResponseSchema)` to create a new message.
  */
 export const DeleteCollectionResponseSchema: GenMessage<DeleteCollectionResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 13);
+  messageDesc(file_dodil_k3_vector_v1_vector, 18);
+
+/**
+ * @generated from message dodil.k3.vector.v1.AddVectorCollectionRequest
+ */
+export type AddVectorCollectionRequest = Message<"dodil.k3.vector.v1.AddVectorCollectionRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * Unique among the bucket's collections.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * Of every vector (1 to 8192). Required.
+   *
+   * @generated from field: int32 dimensions = 4;
+   */
+  dimensions: number;
+
+  /**
+   * "cosine" (or DISTANCE_METRIC_COSINE, or empty): the only metric served.
+   *
+   * @generated from field: string distance_metric = 5;
+   */
+  distanceMetric: string;
+
+  /**
+   * The model text queries are embedded with. Empty: the collection answers vector queries
+   * only (a text query naming it is FAILED_PRECONDITION). Without K3_EMBEDDINGS_URL, only
+   * the built-in "local-hash".
+   *
+   * @generated from field: string embed_model = 6;
+   */
+  embedModel: string;
+
+  /**
+   * "FLOAT" (or EMBEDDING_TYPE_FLOAT, or empty): the only type served.
+   *
+   * @generated from field: string embedding_type = 7;
+   */
+  embeddingType: string;
+
+  /**
+   * "BM25" (or SPARSE_MODE_BM25, NONE, or empty): hybrid search ranks the vectors' content
+   * by its words; "EXTERNAL" (sparse vectors sent by the caller) is not served.
+   *
+   * @generated from field: string sparse_mode = 8;
+   */
+  sparseMode: string;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.AddVectorCollectionRequest.
+ * Use `create(AddVectorCollectionRequestSchema)` to create a new message.
+ */
+export const AddVectorCollectionRequestSchema: GenMessage<AddVectorCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 19);
+
+/**
+ * @generated from message dodil.k3.vector.v1.AddVectorCollectionResponse
+ */
+export type AddVectorCollectionResponse = Message<"dodil.k3.vector.v1.AddVectorCollectionResponse"> & {
+  /**
+   * @generated from field: dodil.k3.vector.v1.Collection collection = 1;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.AddVectorCollectionResponse.
+ * Use `create(AddVectorCollectionResponseSchema)` to create a new message.
+ */
+export const AddVectorCollectionResponseSchema: GenMessage<AddVectorCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 20);
+
+/**
+ * One vector pushed into a collection.
+ *
+ * @generated from message dodil.k3.vector.v1.VectorRecord
+ */
+export type VectorRecord = Message<"dodil.k3.vector.v1.VectorRecord"> & {
+  /**
+   * Unique in the collection (1 to 1024 bytes); search results name it as vector_id (and object.key).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * As many as the collection's dimensions, finite.
+   *
+   * @generated from field: repeated float values = 2;
+   */
+  values: number[];
+
+  /**
+   * Text for hybrid search's word ranking and include_content (at most 64 KiB).
+   *
+   * @generated from field: string content = 3;
+   */
+  content: string;
+
+  /**
+   * Search filters' metadata match these pairs.
+   *
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.VectorRecord.
+ * Use `create(VectorRecordSchema)` to create a new message.
+ */
+export const VectorRecordSchema: GenMessage<VectorRecord> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 21);
+
+/**
+ * @generated from message dodil.k3.vector.v1.InsertVectorsRequest
+ */
+export type InsertVectorsRequest = Message<"dodil.k3.vector.v1.InsertVectorsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * The collection's id or name.
+   *
+   * @generated from field: string collection_id = 2;
+   */
+  collectionId: string;
+
+  /**
+   * 1 to 1000 vectors, ids distinct.
+   *
+   * @generated from field: repeated dodil.k3.vector.v1.VectorRecord vectors = 3;
+   */
+  vectors: VectorRecord[];
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.InsertVectorsRequest.
+ * Use `create(InsertVectorsRequestSchema)` to create a new message.
+ */
+export const InsertVectorsRequestSchema: GenMessage<InsertVectorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 22);
+
+/**
+ * @generated from message dodil.k3.vector.v1.InsertVectorsResponse
+ */
+export type InsertVectorsResponse = Message<"dodil.k3.vector.v1.InsertVectorsResponse"> & {
+  /**
+   * @generated from field: int64 inserted_count = 1;
+   */
+  insertedCount: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.InsertVectorsResponse.
+ * Use `create(InsertVectorsResponseSchema)` to create a new message.
+ */
+export const InsertVectorsResponseSchema: GenMessage<InsertVectorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 23);
+
+/**
+ * @generated from message dodil.k3.vector.v1.UpsertVectorsRequest
+ */
+export type UpsertVectorsRequest = Message<"dodil.k3.vector.v1.UpsertVectorsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * The collection's id or name.
+   *
+   * @generated from field: string collection_id = 2;
+   */
+  collectionId: string;
+
+  /**
+   * 1 to 1000 vectors, ids distinct.
+   *
+   * @generated from field: repeated dodil.k3.vector.v1.VectorRecord vectors = 3;
+   */
+  vectors: VectorRecord[];
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.UpsertVectorsRequest.
+ * Use `create(UpsertVectorsRequestSchema)` to create a new message.
+ */
+export const UpsertVectorsRequestSchema: GenMessage<UpsertVectorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 24);
+
+/**
+ * @generated from message dodil.k3.vector.v1.UpsertVectorsResponse
+ */
+export type UpsertVectorsResponse = Message<"dodil.k3.vector.v1.UpsertVectorsResponse"> & {
+  /**
+   * @generated from field: int64 upserted_count = 1;
+   */
+  upsertedCount: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.UpsertVectorsResponse.
+ * Use `create(UpsertVectorsResponseSchema)` to create a new message.
+ */
+export const UpsertVectorsResponseSchema: GenMessage<UpsertVectorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 25);
+
+/**
+ * @generated from message dodil.k3.vector.v1.DeleteVectorsRequest
+ */
+export type DeleteVectorsRequest = Message<"dodil.k3.vector.v1.DeleteVectorsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * The collection's id or name.
+   *
+   * @generated from field: string collection_id = 2;
+   */
+  collectionId: string;
+
+  /**
+   * 1 to 1000 ids; ids not in the collection are not counted.
+   *
+   * @generated from field: repeated string ids = 3;
+   */
+  ids: string[];
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.DeleteVectorsRequest.
+ * Use `create(DeleteVectorsRequestSchema)` to create a new message.
+ */
+export const DeleteVectorsRequestSchema: GenMessage<DeleteVectorsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 26);
+
+/**
+ * @generated from message dodil.k3.vector.v1.DeleteVectorsResponse
+ */
+export type DeleteVectorsResponse = Message<"dodil.k3.vector.v1.DeleteVectorsResponse"> & {
+  /**
+   * @generated from field: int64 deleted_count = 1;
+   */
+  deletedCount: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.DeleteVectorsResponse.
+ * Use `create(DeleteVectorsResponseSchema)` to create a new message.
+ */
+export const DeleteVectorsResponseSchema: GenMessage<DeleteVectorsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 27);
+
+/**
+ * An embedding template.
+ *
+ * @generated from message dodil.k3.vector.v1.Template
+ */
+export type Template = Message<"dodil.k3.vector.v1.Template"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * "embedding".
+   *
+   * @generated from field: string category = 2;
+   */
+  category: string;
+
+  /**
+   * @generated from field: repeated string modalities = 3;
+   */
+  modalities: string[];
+
+  /**
+   * @generated from field: repeated string accepted_extensions = 4;
+   */
+  acceptedExtensions: string[];
+
+  /**
+   * @generated from field: string description = 5;
+   */
+  description: string;
+
+  /**
+   * True when this server runs it (AddVectorPipeline accepts it).
+   *
+   * @generated from field: bool served = 6;
+   */
+  served: boolean;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.Template.
+ * Use `create(TemplateSchema)` to create a new message.
+ */
+export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 28);
+
+/**
+ * @generated from message dodil.k3.vector.v1.ListTemplatesRequest
+ */
+export type ListTemplatesRequest = Message<"dodil.k3.vector.v1.ListTemplatesRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * Keeps the templates whose id, description or modalities hold this (case-insensitive).
+   *
+   * @generated from field: string search = 2;
+   */
+  search: string;
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.ListTemplatesRequest.
+ * Use `create(ListTemplatesRequestSchema)` to create a new message.
+ */
+export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 29);
+
+/**
+ * @generated from message dodil.k3.vector.v1.ListTemplatesResponse
+ */
+export type ListTemplatesResponse = Message<"dodil.k3.vector.v1.ListTemplatesResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.vector.v1.Template templates = 1;
+   */
+  templates: Template[];
+};
+
+/**
+ * Describes the message dodil.k3.vector.v1.ListTemplatesResponse.
+ * Use `create(ListTemplatesResponseSchema)` to create a new message.
+ */
+export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_vector_v1_vector, 30);
 
 /**
  * @generated from message dodil.k3.vector.v1.QueryVector
@@ -506,7 +968,7 @@ export type QueryVector = Message<"dodil.k3.vector.v1.QueryVector"> & {
  * Use `create(QueryVectorSchema)` to create a new message.
  */
 export const QueryVectorSchema: GenMessage<QueryVector> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 14);
+  messageDesc(file_dodil_k3_vector_v1_vector, 31);
 
 /**
  * Narrows a search to some objects.
@@ -515,14 +977,14 @@ export const QueryVectorSchema: GenMessage<QueryVector> = /*@__PURE__*/
  */
 export type SearchFilter = Message<"dodil.k3.vector.v1.SearchFilter"> & {
   /**
-   * Only objects whose key starts with this.
+   * Only objects (pushed vectors: ids) whose key starts with this.
    *
    * @generated from field: string key_prefix = 1;
    */
   keyPrefix: string;
 
   /**
-   * Only objects whose user metadata holds every one of these pairs.
+   * Only objects whose user metadata (pushed vectors: whose metadata) holds every one of these pairs.
    *
    * @generated from field: map<string, string> metadata = 2;
    */
@@ -534,7 +996,7 @@ export type SearchFilter = Message<"dodil.k3.vector.v1.SearchFilter"> & {
  * Use `create(SearchFilterSchema)` to create a new message.
  */
 export const SearchFilterSchema: GenMessage<SearchFilter> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 15);
+  messageDesc(file_dodil_k3_vector_v1_vector, 32);
 
 /**
  * @generated from message dodil.k3.vector.v1.SearchRequest
@@ -606,7 +1068,7 @@ export type SearchRequest = Message<"dodil.k3.vector.v1.SearchRequest"> & {
  * Use `create(SearchRequestSchema)` to create a new message.
  */
 export const SearchRequestSchema: GenMessage<SearchRequest> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 16);
+  messageDesc(file_dodil_k3_vector_v1_vector, 33);
 
 /**
  * @generated from message dodil.k3.vector.v1.SearchResult
@@ -669,6 +1131,13 @@ export type SearchResult = Message<"dodil.k3.vector.v1.SearchResult"> & {
    * @generated from field: string heading = 10;
    */
   heading: string;
+
+  /**
+   * A pushed vector's id (a collection of pushed vectors; object.key holds it too).
+   *
+   * @generated from field: string vector_id = 11;
+   */
+  vectorId: string;
 };
 
 /**
@@ -676,7 +1145,7 @@ export type SearchResult = Message<"dodil.k3.vector.v1.SearchResult"> & {
  * Use `create(SearchResultSchema)` to create a new message.
  */
 export const SearchResultSchema: GenMessage<SearchResult> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 17);
+  messageDesc(file_dodil_k3_vector_v1_vector, 34);
 
 /**
  * @generated from message dodil.k3.vector.v1.CollectionStatus
@@ -705,7 +1174,7 @@ export type CollectionStatus = Message<"dodil.k3.vector.v1.CollectionStatus"> & 
  * Use `create(CollectionStatusSchema)` to create a new message.
  */
 export const CollectionStatusSchema: GenMessage<CollectionStatus> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 18);
+  messageDesc(file_dodil_k3_vector_v1_vector, 35);
 
 /**
  * @generated from message dodil.k3.vector.v1.SearchResponse
@@ -739,7 +1208,7 @@ export type SearchResponse = Message<"dodil.k3.vector.v1.SearchResponse"> & {
  * Use `create(SearchResponseSchema)` to create a new message.
  */
 export const SearchResponseSchema: GenMessage<SearchResponse> = /*@__PURE__*/
-  messageDesc(file_dodil_k3_vector_v1_vector, 19);
+  messageDesc(file_dodil_k3_vector_v1_vector, 36);
 
 /**
  * @generated from enum dodil.k3.vector.v1.EngineStatus
@@ -840,6 +1309,27 @@ export const VectorService: GenService<{
     output: typeof ConfigureEngineResponseSchema;
   },
   /**
+   * Removes the bucket's engine; FAILED_PRECONDITION while it has collections (delete them first).
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.DeleteEngine
+   */
+  deleteEngine: {
+    methodKind: "unary";
+    input: typeof DeleteEngineRequestSchema;
+    output: typeof DeleteEngineResponseSchema;
+  },
+  /**
+   * The VBase instances an engine could use ("pick" mode): none here, where the engine is
+   * the built-in PostgreSQL store.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.ListVBaseInstances
+   */
+  listVBaseInstances: {
+    methodKind: "unary";
+    input: typeof ListVBaseInstancesRequestSchema;
+    output: typeof ListVBaseInstancesResponseSchema;
+  },
+  /**
    * Creates a text_embedding_index pipeline and its collection.
    *
    * @generated from rpc dodil.k3.vector.v1.VectorService.AddVectorPipeline
@@ -878,6 +1368,57 @@ export const VectorService: GenService<{
     methodKind: "unary";
     input: typeof DeleteCollectionRequestSchema;
     output: typeof DeleteCollectionResponseSchema;
+  },
+  /**
+   * Creates a collection whose vectors the caller pushes (embedding_source EXTERNAL) with
+   * InsertVectors, UpsertVectors and DeleteVectors, searchable with the pipelines' ones.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.AddVectorCollection
+   */
+  addVectorCollection: {
+    methodKind: "unary";
+    input: typeof AddVectorCollectionRequestSchema;
+    output: typeof AddVectorCollectionResponseSchema;
+  },
+  /**
+   * Adds vectors to a collection of pushed vectors; ALREADY_EXISTS (nothing written) when an id is there.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.InsertVectors
+   */
+  insertVectors: {
+    methodKind: "unary";
+    input: typeof InsertVectorsRequestSchema;
+    output: typeof InsertVectorsResponseSchema;
+  },
+  /**
+   * Adds vectors to a collection of pushed vectors, replacing those of the same ids.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.UpsertVectors
+   */
+  upsertVectors: {
+    methodKind: "unary";
+    input: typeof UpsertVectorsRequestSchema;
+    output: typeof UpsertVectorsResponseSchema;
+  },
+  /**
+   * Removes vectors of a collection of pushed vectors by id.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.DeleteVectors
+   */
+  deleteVectors: {
+    methodKind: "unary";
+    input: typeof DeleteVectorsRequestSchema;
+    output: typeof DeleteVectorsResponseSchema;
+  },
+  /**
+   * The embedding templates: the one this server runs (served) and the others K3 names.
+   *
+   * @generated from rpc dodil.k3.vector.v1.VectorService.ListTemplates
+   */
+  listTemplates: {
+    methodKind: "unary";
+    input: typeof ListTemplatesRequestSchema;
+    output: typeof ListTemplatesResponseSchema;
   },
   /**
    * Searches the chunks of one collection or of every compatible one.
