@@ -16,6 +16,7 @@ import { PgRepository } from "../src/storage/postgres/repository";
 import { createFsObjectStore } from "../src/storage/fs-object-store";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
+import { within } from "./helpers/wait";
 
 let db: TestDb;
 let repo: PgRepository;
@@ -171,10 +172,7 @@ test("a completion never waits for an object's row: a delete of the object mid-w
     await del.query("DELETE FROM objects WHERE org = $1 AND bucket = $2 AND object_key = 'd.txt'", [scope.org, scope.bucket]);
     // The completion goes through while the delete holds the row (it waited for it before, and
     // the delete's next statement, waiting for the job's row, made a deadlock of it).
-    const ended = await Promise.race([
-      repo.queue.jobCompleteMany({ items: [{ jobId: id, threadId: claimed.threadId, outcome: DONE }] }),
-      new Promise((resolve) => setTimeout(() => resolve("still waiting for the object's row after 5 s"), 5000)),
-    ]);
+    const ended = await within(repo.queue.jobCompleteMany({ items: [{ jobId: id, threadId: claimed.threadId, outcome: DONE }] }), 5000, "still waiting for the object's row after 5 s");
     expect(ended).toEqual(new Set([id]));
     await del.query("UPDATE jobs SET cancel_requested = true WHERE job_id = $1 AND status IN ('pending', 'processing')", [id]);
     await del.query("COMMIT");

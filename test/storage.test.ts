@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { ATTEMPT_OUTPUT, outputBatches } from "../src/storage/postgres/destinations";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
+import { within } from "./helpers/wait";
 
 let db: TestDb;
 /** The bytes' side of the catalog writes below: a store of its own, holding none of their objects. */
@@ -322,10 +323,7 @@ test("a bucket's usage stays exact through uploads, overwrites and deletes, befo
     await held.query("BEGIN");
     await held.query("INSERT INTO objects (org, bucket, object_key, size, created_at, updated_at) VALUES ($1, $2, 'held.txt', 7, 1, 1)", [scope.org, scope.bucket]);
     // ...and the bucket's other uploads go through meanwhile (a shared counter row made them wait for its commit).
-    const through = await Promise.race([
-      Promise.all(Array.from({ length: 10 }, (_, i) => put(`a/${i}.txt`, 100 + i))).then(() => "through"),
-      new Promise((r) => setTimeout(() => r("held up"), 5000)),
-    ]);
+    const through = await within(Promise.all(Array.from({ length: 10 }, (_, i) => put(`a/${i}.txt`, 100 + i))).then(() => "through"), 5000, "held up");
     expect(through).toBe("through");
     expect(await usage()).toEqual({ objects: 10, bytes: 1045 });
     await held.query("COMMIT");
