@@ -71,8 +71,9 @@ export interface App {
 /** The embedder a job's options ask for: the configured remote one, or the local one. */
 function embedderFactory(config: Readonly<Config>): (options: Readonly<Record<string, string>>) => Embedder {
   const e = config.embeddings;
+  // The built-in model named explicitly is the built-in embedder, even beside a remote one.
   return (options) =>
-    e.url
+    e.url && options.embedding_model !== "local-hash"
       ? createRemoteEmbedder({ url: e.url, apiKey: e.apiKey, model: options.embedding_model || e.model, timeoutMs: e.timeoutMs })
       : createLocalEmbedder(Number.parseInt(options.dimensions ?? "384", 10));
 }

@@ -204,6 +204,8 @@ test("an Allow naming a token lets it do more than its role, on the keys named o
   const file = join(work, "upload.txt");
   writeFileSync(file, "dropped off");
   expect(await aws(["s3", "cp", file, "s3://kb-grant/inbox/upload.txt"], keys)).toMatch(/AccessDenied.*no writer grant for bucket "kb-grant"/);
+  // Without a policy a DeleteObjects is refused whole, before its body is read.
+  expect(await aws(["s3api", "delete-objects", "--bucket", "kb-grant", "--delete", JSON.stringify({ Objects: [{ Key: "a" }] })], keys)).toMatch(/\(AccessDenied\) when calling the DeleteObjects operation: .*no writer grant/);
   const grant = { Statement: [{ Effect: "Allow", Principal: { AWS: reader.tokenId }, Action: "s3:PutObject", Resource: "arn:aws:s3:::kb-grant/inbox/*" }] };
   expect(await aws(["s3api", "put-bucket-policy", "--bucket", "kb-grant", "--policy", policyFile(grant)])).toBe("");
   expect(await aws(["s3", "cp", file, "s3://kb-grant/inbox/upload.txt"], keys)).toMatch(/upload: .* to s3:\/\/kb-grant\/inbox\/upload\.txt/);

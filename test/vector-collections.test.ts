@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { VectorService } from "../gen/dodil/k3/vector/v1/vector_pb";
 import { connectClients, type Clients } from "./helpers/clients";
 import { jsonClient, type J } from "./helpers/http";
+import { startEmbedderServer } from "./helpers/embedder-server";
 import { startPeer, startServers, type TestServers } from "./helpers/servers";
 
 jest.setTimeout(120_000);
@@ -209,4 +210,24 @@ test("deleting a bucket takes its collections of pushed vectors with it", async 
   expect((await http("GET", "/kb-vectors-gone/vector/collections")).json.collections ?? []).toEqual([]);
   expect((await http("POST", "/kb-vectors-gone/vector/collections", { name: "faq", dimensions: 2 })).status).toBe(200);
   expect((await http("GET", "/kb-vectors-gone/vector/collections/faq")).json.collection.chunkCount).toBe("0");
+});
+
+test("beside a remote embedder, a collection's text queries go to it with the collection's own model; one naming local-hash stays with the built-in one", async () => {
+  const e = await startEmbedderServer(8);
+  const h = await startServers({ K3_POLL_MS: "50", K3_EMBEDDINGS_URL: e.url });
+  try {
+    const api = jsonClient(() => h.httpUrl);
+    expect((await api("POST", "/admin/buckets", { name: "kb-remote" })).status).toBe(200);
+    expect((await api("POST", "/kb-remote/vector/collections", { name: "remote", dimensions: 8, embed_model: "acme/embed-small" })).status).toBe(200);
+    expect((await api("POST", "/kb-remote/vector/collections", { name: "local", dimensions: 8, embed_model: "local-hash" })).status).toBe(200);
+    for (const c of ["remote", "local"]) expect((await api("POST", `/kb-remote/vector/collections/${c}/vectors`, { vectors: [{ id: `${c}-1`, values: along(0), content: "the quarterly numbers" }] })).status).toBe(200);
+    const named = async (collection: string) => (await api("POST", "/kb-remote/vector/search", { text: "quarterly numbers", collection_name: collection, search_mode: "SEARCH_MODE_VECTOR" })).status;
+    expect(await named("remote")).toBe(200);
+    expect(e.calls.map((c) => c.model)).toEqual(["acme/embed-small"]);
+    expect(await named("local")).toBe(200);
+    expect(e.calls).toHaveLength(1);
+  } finally {
+    await h.stop();
+    await e.close();
+  }
 });

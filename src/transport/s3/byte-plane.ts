@@ -304,6 +304,8 @@ export function createBytePlane(deps: BytePlaneDeps) {
         case "POST": {
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
           const row = await bucketOf(scope);
+          // Without a policy the answer is the same for every key: refused before the body is read.
+          if (!row.policy) await permit(caller, scope, "writer", "s3:DeleteObject");
           await deleteObjects(req, res, scope, r, claim, (key) => accessError(caller, r.bucket, row, "writer", "s3:DeleteObject", key));
           return;
         }
