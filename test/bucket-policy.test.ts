@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { StorageService } from "../gen/dodil/k3/storage/v1/storage_pb";
 import { connectClients, type Clients } from "./helpers/clients";
 import { jsonClient, rawRequest } from "./helpers/http";
-import { s3Admin, type S3Admin } from "./helpers/s3-clients";
+import { awsEnv, s3Admin, type S3Admin } from "./helpers/s3-clients";
 import { startPeer, startServers, type TestServers } from "./helpers/servers";
 import { insertToken } from "./helpers/tokens";
 
@@ -44,8 +44,7 @@ afterAll(async () => {
 
 /** The AWS CLI with `keys` (the admin's by default); stdout, or the error line it printed. */
 async function aws(args: string[], keys = admin.keys): Promise<string> {
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_MAX_ATTEMPTS: "1", AWS_CONFIG_FILE: join(work, "none"), AWS_SHARED_CREDENTIALS_FILE: join(work, "none") };
-  return run("aws", ["--endpoint-url", s.httpUrl, ...args], { env, timeout: 60_000 }).then(
+  return run("aws", ["--endpoint-url", s.httpUrl, ...args], { env: awsEnv(keys, work), timeout: 60_000 }).then(
     (r) => r.stdout.trim(),
     (err: { stderr?: string }) => (err.stderr ?? "").trim(),
   );

@@ -21,6 +21,11 @@ export interface S3Admin {
   boto3(script: string, ...args: string[]): Promise<string>;
 }
 
+/** The AWS CLI's environment for `keys` alone (no config files from `work`, one attempt). */
+export function awsEnv(keys: { id: string; secret: string }, work: string): NodeJS.ProcessEnv {
+  return { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_MAX_ATTEMPTS: "1", AWS_CONFIG_FILE: join(work, "no-config"), AWS_SHARED_CREDENTIALS_FILE: join(work, "no-credentials") };
+}
+
 /** An admin of every bucket of the default organization, with S3 keys, after creating `buckets`. */
 export async function s3Admin(s: TestServers, work: string, buckets: string[] = []): Promise<S3Admin> {
   const t = await insertToken(s, "default", [{ bucket: "*", role: "admin" }], true);
@@ -30,7 +35,7 @@ export async function s3Admin(s: TestServers, work: string, buckets: string[] = 
     if (made.status !== 200) throw new Error(`bucket ${name}: ${made.status}`);
   }
   const keys = { id: t.id, secret: t.secret };
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: keys.id, AWS_SECRET_ACCESS_KEY: keys.secret, AWS_DEFAULT_REGION: "us-east-1", AWS_MAX_ATTEMPTS: "1", AWS_CONFIG_FILE: join(work, "no-config"), AWS_SHARED_CREDENTIALS_FILE: join(work, "no-credentials") };
+  const env = awsEnv(keys, work);
   // boto3 presigns with the legacy Signature V2 unless told otherwise; only V4 is served.
   const prelude = `import boto3, sys\nfrom botocore.config import Config\nc = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name="us-east-1", config=Config(signature_version="s3v4"))\n`;
   return {
