@@ -333,7 +333,7 @@ export function build(config: Readonly<Config>, log: Logger = createLogger(confi
         workerRepo = serveApi
           ? new PgRepository({ connectionString: url, poolSize: config.dbWorkerPoolSize, statementTimeoutMs: 300_000, applicationName: "k3-ingest worker" })
           : r;
-        const sources = createSourceObjects({ sync: workerRepo.sync, objects, secrets, dataDir: config.dataDir, endpoints: createUrlPolicy(config.sourceAllow, SOURCE_ENDPOINTS) });
+        const sources = createSourceObjects({ sync: workerRepo.sync, credentials: workerRepo.credentials, objects, secrets, dataDir: config.dataDir, endpoints: createUrlPolicy(config.sourceAllow, SOURCE_ENDPOINTS) });
         worker = new Worker(
           { repo: workerRepo, objects, objectsFor: (job) => sources.forJob(job), connectionString: url, embedder: embedderFactory(config), localEmbedding: !config.embeddings.url, log, metrics: m },
           config.worker,

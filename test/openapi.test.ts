@@ -40,7 +40,7 @@ test("every google.api.http route is in it, with its path parameters", () => {
       expect(Boolean(op.requestBody)).toBe(rule.body === "*");
     }
   }
-  expect(routes).toBe(28); // 17 of IngestService, 6 of PipelineService, 5 of SourceService
+  expect(routes).toBe(36); // 17 of IngestService, 6 of PipelineService, 13 of SourceService
   // The watch is a stream: Server-Sent Events, not one JSON answer.
   expect(Object.keys(doc.paths["/{bucket}/ingest/jobs:watch"].get.responses["200"].content)).toEqual(["text/event-stream"]);
 });

@@ -3,7 +3,7 @@ import { randomFillSync } from "node:crypto";
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"; // Crockford base32, lower case
 
 /** The type prefixes of our opaque IDs. */
-export type IdPrefix = "job" | "pipe" | "rule" | "thread" | "src" | "disc" | "eng" | "wh" | "col" | "vw";
+export type IdPrefix = "job" | "pipe" | "rule" | "thread" | "src" | "disc" | "eng" | "wh" | "col" | "vw" | "cred";
 
 /**
  * Random bytes drawn 4 KiB at a time: one call into the CSPRNG per ~400 IDs instead of one

@@ -8,7 +8,10 @@ export interface ExternalS3Config {
   endpoint: string;
   bucket: string;
   region: string;
+  /** Empty when the source signs with a stored credential. */
   accessKeyId: string;
+  /** A stored access-key credential to sign with, read at each sync (instead of its own key pair). */
+  credentialId?: string;
 }
 
 /** The fields of a source a caller may set. */

@@ -26,6 +26,7 @@ import { scopeOf } from "./caller";
 import { int64ToNumber } from "./convert";
 import type { ServiceDeps } from "./deps";
 import { servePage } from "./paging";
+import { createCredentialCalls } from "./credential-service";
 
 const PROVIDERS: Record<ProviderName, SourceProvider> = {
   internal_s3: SourceProvider.INTERNAL_S3,
@@ -59,13 +60,16 @@ export function sourceToProto(s: SourceView): SourceMessage {
     lastSyncAt: BigInt(s.lastSyncAt),
     lastSuccessAt: BigInt(s.lastSuccessAt),
     lastError: s.lastError,
-    externalS3: s.external ? { endpoint: s.external.endpoint, bucket: s.external.bucket, region: s.external.region, accessKeyId: s.external.accessKeyId } : undefined,
+    externalS3: s.external ? { endpoint: s.external.endpoint, bucket: s.external.bucket, region: s.external.region, accessKeyId: s.external.accessKeyId, credentialId: s.external.credentialId ?? "" } : undefined,
   });
 }
 
-/** The checked location of an external source; the secret sealed (or kept, on update). */
+/**
+ * The checked location of an external source and how it signs: its own key pair (the secret
+ * sealed, or kept on update) or a stored credential (credential_id, checked by withCredential).
+ */
 function externalOf(e: ExternalS3 | undefined, deps: Pick<ServiceDeps, "secrets" | "sourceEndpoints">, keptSecret: string): { external: ExternalS3Config; secretSealed: string } {
-  if (!e) throw new InvalidArgument("external_s3 is required for SOURCE_PROVIDER_EXTERNAL_S3 (endpoint, bucket, region, access_key_id, secret_access_key)", "external_s3");
+  if (!e) throw new InvalidArgument("external_s3 is required for SOURCE_PROVIDER_EXTERNAL_S3 (endpoint, bucket, region, and access_key_id with secret_access_key or a credential_id)", "external_s3");
   let url: URL;
   try {
     url = new URL(e.endpoint);
@@ -79,13 +83,29 @@ function externalOf(e: ExternalS3 | undefined, deps: Pick<ServiceDeps, "secrets"
   checkBucket(e.bucket, "external_s3.bucket");
   checkLength(e.region, 64, "external_s3.region");
   if (e.region && !/^[a-z0-9-]+$/.test(e.region)) throw new InvalidArgument(`external_s3.region ${quote(e.region)} must be letters, digits and dashes, e.g. "us-east-1"`, "external_s3.region");
+  const location = { endpoint: url.origin, bucket: e.bucket, region: e.region };
+  if (e.credentialId) {
+    if (e.accessKeyId || e.secretAccessKey) throw new InvalidArgument("external_s3.credential_id names the key pair to sign with; give it, or access_key_id and secret_access_key, not both", "external_s3.credential_id");
+    return { external: { ...location, accessKeyId: "", credentialId: e.credentialId }, secretSealed: "" };
+  }
   checkLength(e.accessKeyId, 128, "external_s3.access_key_id");
   checkLength(e.secretAccessKey, 256, "external_s3.secret_access_key");
   const secretSealed = e.secretAccessKey ? (deps.secrets?.seal(e.secretAccessKey).toString("base64") ?? "") : keptSecret;
   if (e.accessKeyId === "" || secretSealed === "") {
-    throw new InvalidArgument("external_s3.access_key_id and external_s3.secret_access_key are both required", e.accessKeyId === "" ? "external_s3.access_key_id" : "external_s3.secret_access_key");
+    throw new InvalidArgument("external_s3.access_key_id and external_s3.secret_access_key are both required (or a credential_id)", e.accessKeyId === "" ? "external_s3.access_key_id" : "external_s3.secret_access_key");
   }
-  return { external: { endpoint: url.origin, bucket: e.bucket, region: e.region, accessKeyId: e.accessKeyId }, secretSealed };
+  return { external: { ...location, accessKeyId: e.accessKeyId }, secretSealed };
+}
+
+/** The location with the stored credential it names, checked (an access key of the caller's organization). */
+async function withCredential(deps: ServiceDeps, org: string, location: { external: ExternalS3Config; secretSealed: string }) {
+  const id = location.external.credentialId;
+  if (!id) return location;
+  checkLength(id, 128, "external_s3.credential_id");
+  const c = await deps.repo.credentials.credentialGet(org, id);
+  if (!c) throw new NotFound(`external_s3.credential_id ${quote(id)} not found in this organization (store it with StoreCredential)`);
+  if (c.credentialType !== "access_key") throw new InvalidArgument(`external_s3.credential_id ${quote(id)} is a ${c.credentialType} credential; an external S3 source signs with an access key`, "external_s3.credential_id");
+  return location;
 }
 
 function intervalOf(v: bigint): number {
@@ -122,6 +142,8 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
   const buckets = createBuckets(deps);
 
   return {
+    ...createCredentialCalls(deps),
+
     async createSource(req, ctx) {
       checkBucket(req.bucket);
       const scope = scopeOf(ctx, req.bucket);
@@ -145,7 +167,7 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
       checkLength(req.providerAccount, 1024, "provider_account");
       checkRootPath(req.rootPath);
       const interval = intervalOf(req.syncIntervalSeconds);
-      const { external, secretSealed } = externalOf(req.externalS3, deps, "");
+      const { external, secretSealed } = await withCredential(deps, scope.org, externalOf(req.externalS3, deps, ""));
       await buckets.get(scope);
       const createdAt = now();
       const source: Source = {
@@ -202,7 +224,7 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
         checkRootPath(req.rootPath);
       }
       if (req.externalS3 && internal) throw new InvalidArgument("external_s3 applies to SOURCE_PROVIDER_EXTERNAL_S3 sources only", "external_s3");
-      const location = req.externalS3 ? externalOf(req.externalS3, deps, s.secretSealed) : undefined;
+      const location = req.externalS3 ? await withCredential(deps, scope.org, externalOf(req.externalS3, deps, s.secretSealed)) : undefined;
       const updated: Source = {
         ...s,
         name: req.name ?? s.name,

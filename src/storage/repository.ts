@@ -13,6 +13,7 @@ import type { SyncStore } from "./postgres/sync-store";
 import type { TokenStore } from "./postgres/token-store";
 import type { VectorStore } from "./postgres/vector-store";
 import type { CollectionStore } from "./postgres/collection-store";
+import type { CredentialStore } from "./postgres/credential-store";
 
 /** One page of a keyset listing plus the exact count of matching rows. */
 export interface Page<T> {
@@ -65,6 +66,8 @@ export interface Repository {
   readonly vector: VectorStore;
   /** Collections of pushed vectors (AddVectorCollection) and their writes. */
   readonly collections: CollectionStore;
+  /** An organization's credentials (SourceService StoreCredential …). */
+  readonly credentials: CredentialStore;
   /** Job events for watchers and the webhook outbox. */
   readonly events: EventStore;
   /** Resolves when the database answers. */
@@ -73,7 +76,7 @@ export interface Repository {
 }
 
 /** What a worker needs: the queue it claims from, and the reads its runs make (the API's own stores). */
-export interface WorkerRepository extends Pick<Repository, "config" | "catalog" | "vector" | "ping" | "close"> {
+export interface WorkerRepository extends Pick<Repository, "config" | "catalog" | "vector" | "credentials" | "ping" | "close"> {
   /** Claims, leases, heartbeats, progress and the end of attempts, fenced by the attempt. */
   readonly queue: JobQueue;
 }

@@ -112,7 +112,7 @@ export class DiscoveryRunner {
       const scope: Scope = { org: source.org, bucket: source.bucket, signal };
       const routing = await loadRouting(this.deps.repo, scope, source.sourceId, d.ruleId);
       if (d.ruleId && routing.rules.length === 0) throw new Error(`rule ${JSON.stringify(d.ruleId)} is not an enabled rule of this source with a pipeline`);
-      const store = this.deps.sources.storeFor(source);
+      const store = await this.deps.sources.storeFor(source);
       let cursor = d.checkpointKey;
       let batch: ScanEntry[] = [];
       for await (const e of store.scan(scope, cursor)) {
@@ -174,7 +174,7 @@ export class DiscoveryRunner {
     }
     // Checkpoint rows the listing did not show. A bucket's store does not list keys it keeps
     // by hash (storage/key-path.ts): those are asked for one by one before counting as gone.
-    const store = this.deps.sources.storeFor(s);
+    const store = await this.deps.sources.storeFor(s);
     for (const c of checkpoint.values()) {
       if (internal && (await store.stat({ org: s.org, bucket: s.bucket }, c.key))) continue;
       b.deletions.push({ key: c.key, version: c.version });

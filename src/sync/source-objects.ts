@@ -1,14 +1,17 @@
 /**
  * Which object store holds a source's objects: the bucket's own store (folder or S3
  * upstream) for its internal source, or a signed client of the external S3-compatible
- * bucket, rooted at the source's root path, with the secret unsealed only in memory. The
- * worker asks it for each job; discoveries for each scan. Stores of external sources are
- * cached per source version (updated_at).
+ * bucket, rooted at the source's root path, with the secret unsealed only in memory —
+ * the source's own, or the stored credential it names (read again every 5 s at most, so a
+ * deleted or replaced credential is followed). The worker asks it for each job; discoveries
+ * for each scan. Stores of external sources are cached per source and credential version
+ * (their updated_at).
  */
 import type { UrlPolicy } from "../domain/url-policy";
 import type { Scope } from "../domain/job";
 import type { Source } from "../domain/source";
 import type { ObjectStore } from "../storage/object-store";
+import type { CredentialStore } from "../storage/postgres/credential-store";
 import type { SyncStore } from "../storage/postgres/sync-store";
 import { createS3ObjectStore } from "../storage/s3-object-store";
 import type { SecretBox } from "../storage/secrets";
@@ -21,30 +24,49 @@ export function rootPrefix(rootPath: string): string {
 
 export interface SourceObjects {
   /** The store of a source's objects. */
-  storeFor(s: Source): ObjectStore;
+  storeFor(s: Source): Promise<ObjectStore>;
   /** The store a job reads its object from; undefined when its source is gone. */
   forJob(job: Scope & { sourceId: string }): Promise<ObjectStore | undefined>;
 }
 
-export function createSourceObjects(deps: { sync: SyncStore; objects: ObjectStore; secrets: SecretBox; dataDir: string; endpoints: UrlPolicy }): SourceObjects {
-  const stores = new Map<string, { updatedAt: number; store: ObjectStore }>();
+export function createSourceObjects(deps: { sync: SyncStore; credentials: CredentialStore; objects: ObjectStore; secrets: SecretBox; dataDir: string; endpoints: UrlPolicy }): SourceObjects {
+  const stores = new Map<string, { version: string; store: ObjectStore }>();
   const sources = new Map<string, { at: number; source: Source | undefined }>();
+  const credentials = new Map<string, { at: number; keys: { accessKeyId: string; secret: string; updatedAt: number } | undefined }>();
+  const unseal = (sealed: string) => (sealed ? deps.secrets.open(Buffer.from(sealed, "base64")) : "");
 
-  function storeFor(s: Source): ObjectStore {
+  /** The key pair of the stored credential a source signs with (an error when it is gone). */
+  async function credentialKeys(s: Source, id: string): Promise<{ accessKeyId: string; secret: string; updatedAt: number }> {
+    let hit = credentials.get(id);
+    if (!hit || Date.now() - hit.at > 5000) {
+      const c = await deps.credentials.credentialGet(s.org, id);
+      const secret = c ? ((JSON.parse(unseal(c.secretSealed)) as { secretAccessKey?: string }).secretAccessKey ?? "") : "";
+      hit = { at: Date.now(), keys: c ? { accessKeyId: c.publicData.accessKeyId ?? "", secret, updatedAt: c.updatedAt } : undefined };
+      if (credentials.size > 10_000) credentials.clear();
+      credentials.set(id, hit);
+    }
+    if (!hit.keys) throw new Error(`the credential ${JSON.stringify(id)} this source signs with was deleted; name another in external_s3 (UpdateSource)`);
+    return hit.keys;
+  }
+
+  async function storeFor(s: Source): Promise<ObjectStore> {
     if (s.provider !== "external_s3" || !s.external) return deps.objects;
+    const cred = s.external.credentialId ? await credentialKeys(s, s.external.credentialId) : undefined;
+    const version = cred ? `${s.updatedAt}/${cred.updatedAt}` : `${s.updatedAt}`;
     const hit = stores.get(s.sourceId);
-    if (hit && hit.updatedAt === s.updatedAt) return hit.store;
+    if (hit && hit.version === version) return hit.store;
     const prefix = rootPrefix(s.rootPath);
     const store = createS3ObjectStore({
       ...s.external,
       region: s.external.region || "us-east-1",
-      secretAccessKey: s.secretSealed ? deps.secrets.open(Buffer.from(s.secretSealed, "base64")) : "",
+      accessKeyId: cred?.accessKeyId ?? s.external.accessKeyId,
+      secretAccessKey: cred?.secret ?? unseal(s.secretSealed),
       dataDir: deps.dataDir,
       prefixOf: () => prefix,
       endpoints: deps.endpoints,
     });
     if (stores.size > 1000) stores.clear();
-    stores.set(s.sourceId, { updatedAt: s.updatedAt, store });
+    stores.set(s.sourceId, { version, store });
     return store;
   }
 

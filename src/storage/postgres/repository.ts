@@ -3,13 +3,14 @@
  * module — jobs (job-store.ts), the worker's queue (queue.ts), pipelines and rules with
  * their cache (config-store.ts), buckets (bucket-store.ts), the object catalog and
  * multipart uploads (object-catalog.ts), tokens (token-store.ts), sources and sync
- * (sync-store.ts), search (vector-store.ts) and collections of pushed vectors (collection-store.ts), job events and webhooks (event-store.ts). How
+ * (sync-store.ts), search (vector-store.ts) and collections of pushed vectors (collection-store.ts), credentials (credential-store.ts), job events and webhooks (event-store.ts). How
  * statements run (pool, deadlines, transactions, listings) is db.ts; row mapping rows.ts.
  */
 import type { Repository, WorkerRepository } from "../repository";
 import { PgDb } from "./db";
 import { BucketStore } from "./bucket-store";
 import { CollectionStore } from "./collection-store";
+import { CredentialStore } from "./credential-store";
 import { ConfigStore } from "./config-store";
 import { EventStore } from "./event-store";
 import { JobStore } from "./job-store";
@@ -29,6 +30,7 @@ export class PgRepository extends PgDb implements Repository, WorkerRepository {
   readonly sync = new SyncStore(this.pool);
   readonly vector = new VectorStore(this.pool);
   readonly collections = new CollectionStore(this.pool);
+  readonly credentials = new CredentialStore(this.pool);
   readonly events = new EventStore(this.pool);
 
   async ping(): Promise<void> {

@@ -378,6 +378,9 @@ SELECT ${OBJECT_COLUMNS} FROM objects
 WHERE org = $1 AND bucket = $2 AND object_key > $3 AND starts_with(object_key, $4)
 ORDER BY object_key LIMIT $5`;
 
+/** The sources of an organization ($1) that sign with the stored credential $2 (their config's credential_id). */
+export const SOURCES_USING_CREDENTIAL = `SELECT source_id FROM sources WHERE org = $1 AND config->>'credential_id' = $2 ORDER BY created_at LIMIT 20`;
+
 /**
  * Outputs that came from objects: not the vectors pushed into a collection (`col_…`,
  * migration 024), whose ids may look like object keys.

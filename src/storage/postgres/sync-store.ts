@@ -34,7 +34,7 @@ function toSource(r: QueryResultRow): Source {
     providerAccount: r.provider_account,
     syncIntervalSeconds: num(r.sync_interval_seconds),
     enabled: r.enabled,
-    external: r.provider === "external_s3" ? { endpoint: c.endpoint ?? "", bucket: c.bucket ?? "", region: c.region ?? "", accessKeyId: c.access_key_id ?? "" } : undefined,
+    external: r.provider === "external_s3" ? { endpoint: c.endpoint ?? "", bucket: c.bucket ?? "", region: c.region ?? "", accessKeyId: c.access_key_id ?? "", ...(c.credential_id ? { credentialId: c.credential_id } : {}) } : undefined,
     secretSealed: r.secret_sealed,
     lastSyncAt: num(r.last_sync_at),
     lastSuccessAt: num(r.last_success_at),
@@ -70,7 +70,7 @@ function toDiscovery(r: QueryResultRow): Discovery {
 }
 
 const configOf = (s: Pick<Source, "external">) =>
-  JSON.stringify(s.external ? { endpoint: s.external.endpoint, bucket: s.external.bucket, region: s.external.region, access_key_id: s.external.accessKeyId } : {});
+  JSON.stringify(s.external ? { endpoint: s.external.endpoint, bucket: s.external.bucket, region: s.external.region, access_key_id: s.external.accessKeyId, ...(s.external.credentialId ? { credential_id: s.external.credentialId } : {}) } : {});
 
 /** A discovery that lost its lease (another worker took it over, or it was cancelled). */
 export class LostLease extends Error {
@@ -113,6 +113,12 @@ export class SyncStore extends PgDb {
   async sourceGet(scope: Scope, sourceId: string): Promise<Source | undefined> {
     const rows = await this.q(`SELECT ${SOURCE_COLUMNS} FROM sources WHERE org = $1 AND bucket = $2 AND source_id = $3`, [scope.org, scope.bucket, sourceId], scope.signal);
     return rows[0] ? toSource(rows[0]) : undefined;
+  }
+
+  /** The sources of `org` that sign with the stored credential `credentialId`. */
+  async sourcesUsingCredential(org: string, credentialId: string): Promise<string[]> {
+    const rows = await this.q(SQL.SOURCES_USING_CREDENTIAL, [org, credentialId]);
+    return rows.map((r) => r.source_id as string);
   }
 
   async sourceById(sourceId: string): Promise<Source | undefined> {

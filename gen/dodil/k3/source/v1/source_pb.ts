@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dodil/k3/source/v1/source.proto.
  */
 export const file_dodil_k3_source_v1_source: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kb2RpbC9rMy9zb3VyY2UvdjEvc291cmNlLnByb3RvEhJkb2RpbC5rMy5zb3VyY2UudjEicAoKRXh0ZXJuYWxTMxIQCghlbmRwb2ludBgBIAEoCRIOCgZidWNrZXQYAiABKAkSDgoGcmVnaW9uGAMgASgJEhUKDWFjY2Vzc19rZXlfaWQYBCABKAkSGQoRc2VjcmV0X2FjY2Vzc19rZXkYBSABKAki+AMKBlNvdXJjZRIRCglzb3VyY2VfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEjQKCHByb3ZpZGVyGAMgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVByb3ZpZGVyEgwKBG5hbWUYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSEQoJcm9vdF9wYXRoGAYgASgJEhgKEHByb3ZpZGVyX2FjY291bnQYByABKAkSHQoVc3luY19pbnRlcnZhbF9zZWNvbmRzGAggASgDEg8KB2VuYWJsZWQYCSABKAgSMAoGc3RhdHVzGAogASgOMiAuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVN0YXR1cxIVCg10b3RhbF9vYmplY3RzGAsgASgDEhcKD2luZGV4ZWRfb2JqZWN0cxgMIAEoAxITCgt0b3RhbF9ieXRlcxgNIAEoAxISCgpjcmVhdGVkX2F0GA4gASgDEhIKCnVwZGF0ZWRfYXQYDyABKAMSFAoMbGFzdF9zeW5jX2F0GBAgASgDEhcKD2xhc3Rfc3VjY2Vzc19hdBgRIAEoAxISCgpsYXN0X2Vycm9yGBIgASgJEjMKC2V4dGVybmFsX3MzGBMgASgLMh4uZG9kaWwuazMuc291cmNlLnYxLkV4dGVybmFsUzMioQIKE0NyZWF0ZVNvdXJjZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEjQKCHByb3ZpZGVyGAIgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVByb3ZpZGVyEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEQoJcm9vdF9wYXRoGAUgASgJEhgKEHByb3ZpZGVyX2FjY291bnQYBiABKAkSHQoVc3luY19pbnRlcnZhbF9zZWNvbmRzGAcgASgDEhQKB2VuYWJsZWQYCCABKAhIAIgBARIzCgtleHRlcm5hbF9zMxgJIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5FeHRlcm5hbFMzQgoKCF9lbmFibGVkIkIKFENyZWF0ZVNvdXJjZVJlc3BvbnNlEioKBnNvdXJjZRgBIAEoCzIaLmRvZGlsLmszLnNvdXJjZS52MS5Tb3VyY2UiSwoSTGlzdFNvdXJjZXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSI6CgpQYWdpbmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgBIAEoCRITCgt0b3RhbF9jb3VudBgCIAEoAyJ2ChNMaXN0U291cmNlc1Jlc3BvbnNlEisKB3NvdXJjZXMYASADKAsyGi5kb2RpbC5rMy5zb3VyY2UudjEuU291cmNlEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5zb3VyY2UudjEuUGFnaW5hdGlvbiI1ChBHZXRTb3VyY2VSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiPwoRR2V0U291cmNlUmVzcG9uc2USKgoGc291cmNlGAEgASgLMhouZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZSK5AgoTVXBkYXRlU291cmNlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKBG5hbWUYAyABKAlIAIgBARIYCgtkZXNjcmlwdGlvbhgEIAEoCUgBiAEBEhYKCXJvb3RfcGF0aBgFIAEoCUgCiAEBEiIKFXN5bmNfaW50ZXJ2YWxfc2Vjb25kcxgGIAEoA0gDiAEBEhQKB2VuYWJsZWQYByABKAhIBIgBARIzCgtleHRlcm5hbF9zMxgIIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5FeHRlcm5hbFMzQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIMCgpfcm9vdF9wYXRoQhgKFl9zeW5jX2ludGVydmFsX3NlY29uZHNCCgoIX2VuYWJsZWQiQgoUVXBkYXRlU291cmNlUmVzcG9uc2USKgoGc291cmNlGAEgASgLMhouZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZSI4ChNEZWxldGVTb3VyY2VSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiFgoURGVsZXRlU291cmNlUmVzcG9uc2Uq8QEKDlNvdXJjZVByb3ZpZGVyEh8KG1NPVVJDRV9QUk9WSURFUl9VTlNQRUNJRklFRBAAEh8KG1NPVVJDRV9QUk9WSURFUl9JTlRFUk5BTF9TMxABEiAKHFNPVVJDRV9QUk9WSURFUl9HT09HTEVfRFJJVkUQAhIeChpTT1VSQ0VfUFJPVklERVJfU0hBUkVQT0lOVBADEh4KGlNPVVJDRV9QUk9WSURFUl9DT05GTFVFTkNFEAQSGgoWU09VUkNFX1BST1ZJREVSX0dJVEhVQhAFEh8KG1NPVVJDRV9QUk9WSURFUl9FWFRFUk5BTF9TMxAGKpcBCgxTb3VyY2VTdGF0dXMSHQoZU09VUkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNPVVJDRV9TVEFUVVNfQUNUSVZFEAESGQoVU09VUkNFX1NUQVRVU19TWU5DSU5HEAISFwoTU09VUkNFX1NUQVRVU19FUlJPUhADEhoKFlNPVVJDRV9TVEFUVVNfRElTQUJMRUQQBDKsBQoNU291cmNlU2VydmljZRJ/CgxDcmVhdGVTb3VyY2USJy5kb2RpbC5rMy5zb3VyY2UudjEuQ3JlYXRlU291cmNlUmVxdWVzdBooLmRvZGlsLmszLnNvdXJjZS52MS5DcmVhdGVTb3VyY2VSZXNwb25zZSIcgtPkkwIWOgEqIhEve2J1Y2tldH0vc291cmNlcxJ8CgtMaXN0U291cmNlcxImLmRvZGlsLmszLnNvdXJjZS52MS5MaXN0U291cmNlc1JlcXVlc3QaJy5kb2RpbC5rMy5zb3VyY2UudjEuTGlzdFNvdXJjZXNSZXNwb25zZSIckAIBgtPkkwITEhEve2J1Y2tldH0vc291cmNlcxKCAQoJR2V0U291cmNlEiQuZG9kaWwuazMuc291cmNlLnYxLkdldFNvdXJjZVJlcXVlc3QaJS5kb2RpbC5rMy5zb3VyY2UudjEuR2V0U291cmNlUmVzcG9uc2UiKJACAYLT5JMCHxIdL3tidWNrZXR9L3NvdXJjZXMve3NvdXJjZV9pZH0SiwEKDFVwZGF0ZVNvdXJjZRInLmRvZGlsLmszLnNvdXJjZS52MS5VcGRhdGVTb3VyY2VSZXF1ZXN0GiguZG9kaWwuazMuc291cmNlLnYxLlVwZGF0ZVNvdXJjZVJlc3BvbnNlIiiC0+STAiI6ASoyHS97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9EogBCgxEZWxldGVTb3VyY2USJy5kb2RpbC5rMy5zb3VyY2UudjEuRGVsZXRlU291cmNlUmVxdWVzdBooLmRvZGlsLmszLnNvdXJjZS52MS5EZWxldGVTb3VyY2VSZXNwb25zZSIlgtPkkwIfKh0ve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfUJYChVpby5kb2RpbC5rMy5zb3VyY2UudjFQAVo9Z2l0aHViLmNvbS9kb2RpbC9rMy1pbmdlc3QvZ2VuL2dvL2RvZGlsL2szL3NvdXJjZS92MTtzb3VyY2V2MWIGcHJvdG8z", [file_google_api_annotations]);
+  fileDesc("Ch9kb2RpbC9rMy9zb3VyY2UvdjEvc291cmNlLnByb3RvEhJkb2RpbC5rMy5zb3VyY2UudjEihwEKCkV4dGVybmFsUzMSEAoIZW5kcG9pbnQYASABKAkSDgoGYnVja2V0GAIgASgJEg4KBnJlZ2lvbhgDIAEoCRIVCg1hY2Nlc3Nfa2V5X2lkGAQgASgJEhkKEXNlY3JldF9hY2Nlc3Nfa2V5GAUgASgJEhUKDWNyZWRlbnRpYWxfaWQYBiABKAki+AMKBlNvdXJjZRIRCglzb3VyY2VfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEjQKCHByb3ZpZGVyGAMgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVByb3ZpZGVyEgwKBG5hbWUYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSEQoJcm9vdF9wYXRoGAYgASgJEhgKEHByb3ZpZGVyX2FjY291bnQYByABKAkSHQoVc3luY19pbnRlcnZhbF9zZWNvbmRzGAggASgDEg8KB2VuYWJsZWQYCSABKAgSMAoGc3RhdHVzGAogASgOMiAuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVN0YXR1cxIVCg10b3RhbF9vYmplY3RzGAsgASgDEhcKD2luZGV4ZWRfb2JqZWN0cxgMIAEoAxITCgt0b3RhbF9ieXRlcxgNIAEoAxISCgpjcmVhdGVkX2F0GA4gASgDEhIKCnVwZGF0ZWRfYXQYDyABKAMSFAoMbGFzdF9zeW5jX2F0GBAgASgDEhcKD2xhc3Rfc3VjY2Vzc19hdBgRIAEoAxISCgpsYXN0X2Vycm9yGBIgASgJEjMKC2V4dGVybmFsX3MzGBMgASgLMh4uZG9kaWwuazMuc291cmNlLnYxLkV4dGVybmFsUzMioQIKE0NyZWF0ZVNvdXJjZVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEjQKCHByb3ZpZGVyGAIgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVByb3ZpZGVyEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEQoJcm9vdF9wYXRoGAUgASgJEhgKEHByb3ZpZGVyX2FjY291bnQYBiABKAkSHQoVc3luY19pbnRlcnZhbF9zZWNvbmRzGAcgASgDEhQKB2VuYWJsZWQYCCABKAhIAIgBARIzCgtleHRlcm5hbF9zMxgJIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5FeHRlcm5hbFMzQgoKCF9lbmFibGVkIkIKFENyZWF0ZVNvdXJjZVJlc3BvbnNlEioKBnNvdXJjZRgBIAEoCzIaLmRvZGlsLmszLnNvdXJjZS52MS5Tb3VyY2UiSwoSTGlzdFNvdXJjZXNSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSI6CgpQYWdpbmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgBIAEoCRITCgt0b3RhbF9jb3VudBgCIAEoAyJ2ChNMaXN0U291cmNlc1Jlc3BvbnNlEisKB3NvdXJjZXMYASADKAsyGi5kb2RpbC5rMy5zb3VyY2UudjEuU291cmNlEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5zb3VyY2UudjEuUGFnaW5hdGlvbiI1ChBHZXRTb3VyY2VSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiPwoRR2V0U291cmNlUmVzcG9uc2USKgoGc291cmNlGAEgASgLMhouZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZSK5AgoTVXBkYXRlU291cmNlUmVxdWVzdBIOCgZidWNrZXQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKBG5hbWUYAyABKAlIAIgBARIYCgtkZXNjcmlwdGlvbhgEIAEoCUgBiAEBEhYKCXJvb3RfcGF0aBgFIAEoCUgCiAEBEiIKFXN5bmNfaW50ZXJ2YWxfc2Vjb25kcxgGIAEoA0gDiAEBEhQKB2VuYWJsZWQYByABKAhIBIgBARIzCgtleHRlcm5hbF9zMxgIIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5FeHRlcm5hbFMzQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIMCgpfcm9vdF9wYXRoQhgKFl9zeW5jX2ludGVydmFsX3NlY29uZHNCCgoIX2VuYWJsZWQiQgoUVXBkYXRlU291cmNlUmVzcG9uc2USKgoGc291cmNlGAEgASgLMhouZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZSI4ChNEZWxldGVTb3VyY2VSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkiFgoURGVsZXRlU291cmNlUmVzcG9uc2UiXAoKT0F1dGgyRGF0YRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEg0KBXNjb3BlGAQgASgJIh0KCkFwaUtleURhdGESDwoHYXBpX2tleRgBIAEoCSIqCgdQYXREYXRhEg0KBXRva2VuGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIkEKDUFjY2Vzc0tleURhdGESFQoNYWNjZXNzX2tleV9pZBgBIAEoCRIZChFzZWNyZXRfYWNjZXNzX2tleRgCIAEoCSImChJTZXJ2aWNlQWNjb3VudERhdGESEAoIanNvbl9rZXkYASABKAkijQIKDkNyZWRlbnRpYWxJbmZvEhUKDWNyZWRlbnRpYWxfaWQYASABKAkSNAoIcHJvdmlkZXIYAiABKA4yIi5kb2RpbC5rMy5zb3VyY2UudjEuU291cmNlUHJvdmlkZXISOwoPY3JlZGVudGlhbF90eXBlGAMgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLkNyZWRlbnRpYWxUeXBlEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIRCglzb3VyY2VfaWQYBSABKAkSEgoKaXNfcHJpbWFyeRgGIAEoCBIMCgRoaW50GAcgASgJEhIKCmNyZWF0ZWRfYXQYCCABKAMSEgoKdXBkYXRlZF9hdBgJIAEoAyLeAgoKQ3JlZGVudGlhbBIwCgRpbmZvGAEgASgLMiIuZG9kaWwuazMuc291cmNlLnYxLkNyZWRlbnRpYWxJbmZvEjAKBm9hdXRoMhgCIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5PQXV0aDJEYXRhSAASMQoHYXBpX2tleRgDIAEoCzIeLmRvZGlsLmszLnNvdXJjZS52MS5BcGlLZXlEYXRhSAASKgoDcGF0GAQgASgLMhsuZG9kaWwuazMuc291cmNlLnYxLlBhdERhdGFIABI3CgphY2Nlc3Nfa2V5GAUgASgLMiEuZG9kaWwuazMuc291cmNlLnYxLkFjY2Vzc0tleURhdGFIABJBCg9zZXJ2aWNlX2FjY291bnQYBiABKAsyJi5kb2RpbC5rMy5zb3VyY2UudjEuU2VydmljZUFjY291bnREYXRhSABCEQoPY3JlZGVudGlhbF9kYXRhIugDChZTdG9yZUNyZWRlbnRpYWxSZXF1ZXN0EjQKCHByb3ZpZGVyGAEgASgOMiIuZG9kaWwuazMuc291cmNlLnYxLlNvdXJjZVByb3ZpZGVyEjsKD2NyZWRlbnRpYWxfdHlwZRgCIAEoDjIiLmRvZGlsLmszLnNvdXJjZS52MS5DcmVkZW50aWFsVHlwZRIUCgxkaXNwbGF5X25hbWUYAyABKAkSEQoJc291cmNlX2lkGAQgASgJEhIKCmlzX3ByaW1hcnkYBSABKAgSMAoGb2F1dGgyGAYgASgLMh4uZG9kaWwuazMuc291cmNlLnYxLk9BdXRoMkRhdGFIABIxCgdhcGlfa2V5GAcgASgLMh4uZG9kaWwuazMuc291cmNlLnYxLkFwaUtleURhdGFIABIqCgNwYXQYCCABKAsyGy5kb2RpbC5rMy5zb3VyY2UudjEuUGF0RGF0YUgAEjcKCmFjY2Vzc19rZXkYCSABKAsyIS5kb2RpbC5rMy5zb3VyY2UudjEuQWNjZXNzS2V5RGF0YUgAEkEKD3NlcnZpY2VfYWNjb3VudBgKIAEoCzImLmRvZGlsLmszLnNvdXJjZS52MS5TZXJ2aWNlQWNjb3VudERhdGFIAEIRCg9jcmVkZW50aWFsX2RhdGEiUQoXU3RvcmVDcmVkZW50aWFsUmVzcG9uc2USNgoKY3JlZGVudGlhbBgBIAEoCzIiLmRvZGlsLmszLnNvdXJjZS52MS5DcmVkZW50aWFsSW5mbyKIAQoWTGlzdENyZWRlbnRpYWxzUmVxdWVzdBI0Cghwcm92aWRlchgBIAEoDjIiLmRvZGlsLmszLnNvdXJjZS52MS5Tb3VyY2VQcm92aWRlchIRCglzb3VyY2VfaWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkihgEKF0xpc3RDcmVkZW50aWFsc1Jlc3BvbnNlEjcKC2NyZWRlbnRpYWxzGAEgAygLMiIuZG9kaWwuazMuc291cmNlLnYxLkNyZWRlbnRpYWxJbmZvEjIKCnBhZ2luYXRpb24YAiABKAsyHi5kb2RpbC5rMy5zb3VyY2UudjEuUGFnaW5hdGlvbiItChRHZXRDcmVkZW50aWFsUmVxdWVzdBIVCg1jcmVkZW50aWFsX2lkGAEgASgJIksKFUdldENyZWRlbnRpYWxSZXNwb25zZRIyCgpjcmVkZW50aWFsGAEgASgLMh4uZG9kaWwuazMuc291cmNlLnYxLkNyZWRlbnRpYWwiMAoXRGVsZXRlQ3JlZGVudGlhbFJlcXVlc3QSFQoNY3JlZGVudGlhbF9pZBgBIAEoCSIaChhEZWxldGVDcmVkZW50aWFsUmVzcG9uc2UiMgoZVmFsaWRhdGVDcmVkZW50aWFsUmVxdWVzdBIVCg1jcmVkZW50aWFsX2lkGAEgASgJIjwKGlZhbGlkYXRlQ3JlZGVudGlhbFJlc3BvbnNlEg0KBXZhbGlkGAEgASgIEg8KB21lc3NhZ2UYAiABKAkiMQoYUmVmcmVzaE9BdXRoVG9rZW5SZXF1ZXN0EhUKDWNyZWRlbnRpYWxfaWQYASABKAkiUwoZUmVmcmVzaE9BdXRoVG9rZW5SZXNwb25zZRI2CgpjcmVkZW50aWFsGAEgASgLMiIuZG9kaWwuazMuc291cmNlLnYxLkNyZWRlbnRpYWxJbmZvIk8KEkdldE9BdXRoVXJsUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCRIUCgxyZWRpcmVjdF91cmkYAiABKAkSEQoJc291cmNlX2lkGAMgASgJIjYKE0dldE9BdXRoVXJsUmVzcG9uc2USEAoIYXV0aF91cmwYASABKAkSDQoFc3RhdGUYAiABKAkiiAEKGEV4Y2hhbmdlT0F1dGhDb2RlUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCRIMCgRjb2RlGAIgASgJEhQKDHJlZGlyZWN0X3VyaRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIRCglzb3VyY2VfaWQYBSABKAkSFAoMZGlzcGxheV9uYW1lGAYgASgJIlMKGUV4Y2hhbmdlT0F1dGhDb2RlUmVzcG9uc2USNgoKY3JlZGVudGlhbBgBIAEoCzIiLmRvZGlsLmszLnNvdXJjZS52MS5DcmVkZW50aWFsSW5mbyrxAQoOU291cmNlUHJvdmlkZXISHwobU09VUkNFX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASHwobU09VUkNFX1BST1ZJREVSX0lOVEVSTkFMX1MzEAESIAocU09VUkNFX1BST1ZJREVSX0dPT0dMRV9EUklWRRACEh4KGlNPVVJDRV9QUk9WSURFUl9TSEFSRVBPSU5UEAMSHgoaU09VUkNFX1BST1ZJREVSX0NPTkZMVUVOQ0UQBBIaChZTT1VSQ0VfUFJPVklERVJfR0lUSFVCEAUSHwobU09VUkNFX1BST1ZJREVSX0VYVEVSTkFMX1MzEAYqlwEKDFNvdXJjZVN0YXR1cxIdChlTT1VSQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUU09VUkNFX1NUQVRVU19BQ1RJVkUQARIZChVTT1VSQ0VfU1RBVFVTX1NZTkNJTkcQAhIXChNTT1VSQ0VfU1RBVFVTX0VSUk9SEAMSGgoWU09VUkNFX1NUQVRVU19ESVNBQkxFRBAEKsgBCg5DcmVkZW50aWFsVHlwZRIfChtDUkVERU5USUFMX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDUkVERU5USUFMX1RZUEVfT0FVVEgyEAESGwoXQ1JFREVOVElBTF9UWVBFX0FQSV9LRVkQAhIXChNDUkVERU5USUFMX1RZUEVfUEFUEAMSHgoaQ1JFREVOVElBTF9UWVBFX0FDQ0VTU19LRVkQBBIjCh9DUkVERU5USUFMX1RZUEVfU0VSVklDRV9BQ0NPVU5UEAUy5A4KDVNvdXJjZVNlcnZpY2USfwoMQ3JlYXRlU291cmNlEicuZG9kaWwuazMuc291cmNlLnYxLkNyZWF0ZVNvdXJjZVJlcXVlc3QaKC5kb2RpbC5rMy5zb3VyY2UudjEuQ3JlYXRlU291cmNlUmVzcG9uc2UiHILT5JMCFjoBKiIRL3tidWNrZXR9L3NvdXJjZXMSfAoLTGlzdFNvdXJjZXMSJi5kb2RpbC5rMy5zb3VyY2UudjEuTGlzdFNvdXJjZXNSZXF1ZXN0GicuZG9kaWwuazMuc291cmNlLnYxLkxpc3RTb3VyY2VzUmVzcG9uc2UiHJACAYLT5JMCExIRL3tidWNrZXR9L3NvdXJjZXMSggEKCUdldFNvdXJjZRIkLmRvZGlsLmszLnNvdXJjZS52MS5HZXRTb3VyY2VSZXF1ZXN0GiUuZG9kaWwuazMuc291cmNlLnYxLkdldFNvdXJjZVJlc3BvbnNlIiiQAgGC0+STAh8SHS97YnVja2V0fS9zb3VyY2VzL3tzb3VyY2VfaWR9EosBCgxVcGRhdGVTb3VyY2USJy5kb2RpbC5rMy5zb3VyY2UudjEuVXBkYXRlU291cmNlUmVxdWVzdBooLmRvZGlsLmszLnNvdXJjZS52MS5VcGRhdGVTb3VyY2VSZXNwb25zZSIogtPkkwIiOgEqMh0ve2J1Y2tldH0vc291cmNlcy97c291cmNlX2lkfRKIAQoMRGVsZXRlU291cmNlEicuZG9kaWwuazMuc291cmNlLnYxLkRlbGV0ZVNvdXJjZVJlcXVlc3QaKC5kb2RpbC5rMy5zb3VyY2UudjEuRGVsZXRlU291cmNlUmVzcG9uc2UiJYLT5JMCHyodL3tidWNrZXR9L3NvdXJjZXMve3NvdXJjZV9pZH0SiQEKD1N0b3JlQ3JlZGVudGlhbBIqLmRvZGlsLmszLnNvdXJjZS52MS5TdG9yZUNyZWRlbnRpYWxSZXF1ZXN0GisuZG9kaWwuazMuc291cmNlLnYxLlN0b3JlQ3JlZGVudGlhbFJlc3BvbnNlIh2C0+STAhc6ASoiEi9hZG1pbi9jcmVkZW50aWFscxKJAQoPTGlzdENyZWRlbnRpYWxzEiouZG9kaWwuazMuc291cmNlLnYxLkxpc3RDcmVkZW50aWFsc1JlcXVlc3QaKy5kb2RpbC5rMy5zb3VyY2UudjEuTGlzdENyZWRlbnRpYWxzUmVzcG9uc2UiHZACAYLT5JMCFBISL2FkbWluL2NyZWRlbnRpYWxzEpMBCg1HZXRDcmVkZW50aWFsEiguZG9kaWwuazMuc291cmNlLnYxLkdldENyZWRlbnRpYWxSZXF1ZXN0GikuZG9kaWwuazMuc291cmNlLnYxLkdldENyZWRlbnRpYWxSZXNwb25zZSItkAIBgtPkkwIkEiIvYWRtaW4vY3JlZGVudGlhbHMve2NyZWRlbnRpYWxfaWR9EpkBChBEZWxldGVDcmVkZW50aWFsEisuZG9kaWwuazMuc291cmNlLnYxLkRlbGV0ZUNyZWRlbnRpYWxSZXF1ZXN0GiwuZG9kaWwuazMuc291cmNlLnYxLkRlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZSIqgtPkkwIkKiIvYWRtaW4vY3JlZGVudGlhbHMve2NyZWRlbnRpYWxfaWR9EqsBChJWYWxpZGF0ZUNyZWRlbnRpYWwSLS5kb2RpbC5rMy5zb3VyY2UudjEuVmFsaWRhdGVDcmVkZW50aWFsUmVxdWVzdBouLmRvZGlsLmszLnNvdXJjZS52MS5WYWxpZGF0ZUNyZWRlbnRpYWxSZXNwb25zZSI2gtPkkwIwOgEqIisvYWRtaW4vY3JlZGVudGlhbHMve2NyZWRlbnRpYWxfaWR9L3ZhbGlkYXRlEqcBChFSZWZyZXNoT0F1dGhUb2tlbhIsLmRvZGlsLmszLnNvdXJjZS52MS5SZWZyZXNoT0F1dGhUb2tlblJlcXVlc3QaLS5kb2RpbC5rMy5zb3VyY2UudjEuUmVmcmVzaE9BdXRoVG9rZW5SZXNwb25zZSI1gtPkkwIvOgEqIiovYWRtaW4vY3JlZGVudGlhbHMve2NyZWRlbnRpYWxfaWR9L3JlZnJlc2gSgQEKC0dldE9BdXRoVXJsEiYuZG9kaWwuazMuc291cmNlLnYxLkdldE9BdXRoVXJsUmVxdWVzdBonLmRvZGlsLmszLnNvdXJjZS52MS5HZXRPQXV0aFVybFJlc3BvbnNlIiGC0+STAhs6ASoiFi9hZG1pbi9vYXV0aC9hdXRob3JpemUSjwEKEUV4Y2hhbmdlT0F1dGhDb2RlEiwuZG9kaWwuazMuc291cmNlLnYxLkV4Y2hhbmdlT0F1dGhDb2RlUmVxdWVzdBotLmRvZGlsLmszLnNvdXJjZS52MS5FeGNoYW5nZU9BdXRoQ29kZVJlc3BvbnNlIh2C0+STAhc6ASoiEi9hZG1pbi9vYXV0aC90b2tlbkJYChVpby5kb2RpbC5rMy5zb3VyY2UudjFQAVo9Z2l0aHViLmNvbS9kb2RpbC9rMy1pbmdlc3QvZ2VuL2dvL2RvZGlsL2szL3NvdXJjZS92MTtzb3VyY2V2MWIGcHJvdG8z", [file_google_api_annotations]);
 
 /**
  * Where an external S3-compatible source lives. The secret key is write-only: it is never
@@ -54,6 +54,14 @@ export type ExternalS3 = Message<"dodil.k3.source.v1.ExternalS3"> & {
    * @generated from field: string secret_access_key = 5;
    */
   secretAccessKey: string;
+
+  /**
+   * A stored credential of type CREDENTIAL_TYPE_ACCESS_KEY to sign with, read at each sync,
+   * instead of access_key_id and secret_access_key.
+   *
+   * @generated from field: string credential_id = 6;
+   */
+  credentialId: string;
 };
 
 /**
@@ -498,6 +506,639 @@ export const DeleteSourceResponseSchema: GenMessage<DeleteSourceResponse> = /*@_
   messageDesc(file_dodil_k3_source_v1_source, 12);
 
 /**
+ * @generated from message dodil.k3.source.v1.OAuth2Data
+ */
+export type OAuth2Data = Message<"dodil.k3.source.v1.OAuth2Data"> & {
+  /**
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * @generated from field: string refresh_token = 2;
+   */
+  refreshToken: string;
+
+  /**
+   * Unix epoch milliseconds; 0: not known.
+   *
+   * @generated from field: int64 expires_at = 3;
+   */
+  expiresAt: bigint;
+
+  /**
+   * @generated from field: string scope = 4;
+   */
+  scope: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.OAuth2Data.
+ * Use `create(OAuth2DataSchema)` to create a new message.
+ */
+export const OAuth2DataSchema: GenMessage<OAuth2Data> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 13);
+
+/**
+ * @generated from message dodil.k3.source.v1.ApiKeyData
+ */
+export type ApiKeyData = Message<"dodil.k3.source.v1.ApiKeyData"> & {
+  /**
+   * @generated from field: string api_key = 1;
+   */
+  apiKey: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ApiKeyData.
+ * Use `create(ApiKeyDataSchema)` to create a new message.
+ */
+export const ApiKeyDataSchema: GenMessage<ApiKeyData> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 14);
+
+/**
+ * @generated from message dodil.k3.source.v1.PatData
+ */
+export type PatData = Message<"dodil.k3.source.v1.PatData"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.PatData.
+ * Use `create(PatDataSchema)` to create a new message.
+ */
+export const PatDataSchema: GenMessage<PatData> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 15);
+
+/**
+ * @generated from message dodil.k3.source.v1.AccessKeyData
+ */
+export type AccessKeyData = Message<"dodil.k3.source.v1.AccessKeyData"> & {
+  /**
+   * @generated from field: string access_key_id = 1;
+   */
+  accessKeyId: string;
+
+  /**
+   * @generated from field: string secret_access_key = 2;
+   */
+  secretAccessKey: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.AccessKeyData.
+ * Use `create(AccessKeyDataSchema)` to create a new message.
+ */
+export const AccessKeyDataSchema: GenMessage<AccessKeyData> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 16);
+
+/**
+ * @generated from message dodil.k3.source.v1.ServiceAccountData
+ */
+export type ServiceAccountData = Message<"dodil.k3.source.v1.ServiceAccountData"> & {
+  /**
+   * The service account's key file, as JSON text.
+   *
+   * @generated from field: string json_key = 1;
+   */
+  jsonKey: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ServiceAccountData.
+ * Use `create(ServiceAccountDataSchema)` to create a new message.
+ */
+export const ServiceAccountDataSchema: GenMessage<ServiceAccountData> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 17);
+
+/**
+ * A credential without its secret.
+ *
+ * @generated from message dodil.k3.source.v1.CredentialInfo
+ */
+export type CredentialInfo = Message<"dodil.k3.source.v1.CredentialInfo"> & {
+  /**
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+
+  /**
+   * @generated from field: dodil.k3.source.v1.SourceProvider provider = 2;
+   */
+  provider: SourceProvider;
+
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialType credential_type = 3;
+   */
+  credentialType: CredentialType;
+
+  /**
+   * @generated from field: string display_name = 4;
+   */
+  displayName: string;
+
+  /**
+   * The source it is bound to, if any.
+   *
+   * @generated from field: string source_id = 5;
+   */
+  sourceId: string;
+
+  /**
+   * @generated from field: bool is_primary = 6;
+   */
+  isPrimary: boolean;
+
+  /**
+   * What identifies it without revealing it: the access key id, the username, or the secret's last 4 characters.
+   *
+   * @generated from field: string hint = 7;
+   */
+  hint: string;
+
+  /**
+   * @generated from field: int64 created_at = 8;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: int64 updated_at = 9;
+   */
+  updatedAt: bigint;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.CredentialInfo.
+ * Use `create(CredentialInfoSchema)` to create a new message.
+ */
+export const CredentialInfoSchema: GenMessage<CredentialInfo> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 18);
+
+/**
+ * A credential with its secret.
+ *
+ * @generated from message dodil.k3.source.v1.Credential
+ */
+export type Credential = Message<"dodil.k3.source.v1.Credential"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialInfo info = 1;
+   */
+  info?: CredentialInfo | undefined;
+
+  /**
+   * @generated from oneof dodil.k3.source.v1.Credential.credential_data
+   */
+  credentialData: {
+    /**
+     * @generated from field: dodil.k3.source.v1.OAuth2Data oauth2 = 2;
+     */
+    value: OAuth2Data;
+    case: "oauth2";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.ApiKeyData api_key = 3;
+     */
+    value: ApiKeyData;
+    case: "apiKey";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.PatData pat = 4;
+     */
+    value: PatData;
+    case: "pat";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.AccessKeyData access_key = 5;
+     */
+    value: AccessKeyData;
+    case: "accessKey";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.ServiceAccountData service_account = 6;
+     */
+    value: ServiceAccountData;
+    case: "serviceAccount";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.Credential.
+ * Use `create(CredentialSchema)` to create a new message.
+ */
+export const CredentialSchema: GenMessage<Credential> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 19);
+
+/**
+ * @generated from message dodil.k3.source.v1.StoreCredentialRequest
+ */
+export type StoreCredentialRequest = Message<"dodil.k3.source.v1.StoreCredentialRequest"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.SourceProvider provider = 1;
+   */
+  provider: SourceProvider;
+
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialType credential_type = 2;
+   */
+  credentialType: CredentialType;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * Binds it to a source of the organization (optional).
+   *
+   * @generated from field: string source_id = 4;
+   */
+  sourceId: string;
+
+  /**
+   * @generated from field: bool is_primary = 5;
+   */
+  isPrimary: boolean;
+
+  /**
+   * The one that matches credential_type.
+   *
+   * @generated from oneof dodil.k3.source.v1.StoreCredentialRequest.credential_data
+   */
+  credentialData: {
+    /**
+     * @generated from field: dodil.k3.source.v1.OAuth2Data oauth2 = 6;
+     */
+    value: OAuth2Data;
+    case: "oauth2";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.ApiKeyData api_key = 7;
+     */
+    value: ApiKeyData;
+    case: "apiKey";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.PatData pat = 8;
+     */
+    value: PatData;
+    case: "pat";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.AccessKeyData access_key = 9;
+     */
+    value: AccessKeyData;
+    case: "accessKey";
+  } | {
+    /**
+     * @generated from field: dodil.k3.source.v1.ServiceAccountData service_account = 10;
+     */
+    value: ServiceAccountData;
+    case: "serviceAccount";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.StoreCredentialRequest.
+ * Use `create(StoreCredentialRequestSchema)` to create a new message.
+ */
+export const StoreCredentialRequestSchema: GenMessage<StoreCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 20);
+
+/**
+ * @generated from message dodil.k3.source.v1.StoreCredentialResponse
+ */
+export type StoreCredentialResponse = Message<"dodil.k3.source.v1.StoreCredentialResponse"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialInfo credential = 1;
+   */
+  credential?: CredentialInfo | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.StoreCredentialResponse.
+ * Use `create(StoreCredentialResponseSchema)` to create a new message.
+ */
+export const StoreCredentialResponseSchema: GenMessage<StoreCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 21);
+
+/**
+ * @generated from message dodil.k3.source.v1.ListCredentialsRequest
+ */
+export type ListCredentialsRequest = Message<"dodil.k3.source.v1.ListCredentialsRequest"> & {
+  /**
+   * Only this provider's (UNSPECIFIED: every provider's).
+   *
+   * @generated from field: dodil.k3.source.v1.SourceProvider provider = 1;
+   */
+  provider: SourceProvider;
+
+  /**
+   * Only those bound to this source.
+   *
+   * @generated from field: string source_id = 2;
+   */
+  sourceId: string;
+
+  /**
+   * 0 means 50; at most 1000.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ListCredentialsRequest.
+ * Use `create(ListCredentialsRequestSchema)` to create a new message.
+ */
+export const ListCredentialsRequestSchema: GenMessage<ListCredentialsRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 22);
+
+/**
+ * @generated from message dodil.k3.source.v1.ListCredentialsResponse
+ */
+export type ListCredentialsResponse = Message<"dodil.k3.source.v1.ListCredentialsResponse"> & {
+  /**
+   * @generated from field: repeated dodil.k3.source.v1.CredentialInfo credentials = 1;
+   */
+  credentials: CredentialInfo[];
+
+  /**
+   * @generated from field: dodil.k3.source.v1.Pagination pagination = 2;
+   */
+  pagination?: Pagination | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ListCredentialsResponse.
+ * Use `create(ListCredentialsResponseSchema)` to create a new message.
+ */
+export const ListCredentialsResponseSchema: GenMessage<ListCredentialsResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 23);
+
+/**
+ * @generated from message dodil.k3.source.v1.GetCredentialRequest
+ */
+export type GetCredentialRequest = Message<"dodil.k3.source.v1.GetCredentialRequest"> & {
+  /**
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.GetCredentialRequest.
+ * Use `create(GetCredentialRequestSchema)` to create a new message.
+ */
+export const GetCredentialRequestSchema: GenMessage<GetCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 24);
+
+/**
+ * @generated from message dodil.k3.source.v1.GetCredentialResponse
+ */
+export type GetCredentialResponse = Message<"dodil.k3.source.v1.GetCredentialResponse"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.Credential credential = 1;
+   */
+  credential?: Credential | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.GetCredentialResponse.
+ * Use `create(GetCredentialResponseSchema)` to create a new message.
+ */
+export const GetCredentialResponseSchema: GenMessage<GetCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 25);
+
+/**
+ * @generated from message dodil.k3.source.v1.DeleteCredentialRequest
+ */
+export type DeleteCredentialRequest = Message<"dodil.k3.source.v1.DeleteCredentialRequest"> & {
+  /**
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.DeleteCredentialRequest.
+ * Use `create(DeleteCredentialRequestSchema)` to create a new message.
+ */
+export const DeleteCredentialRequestSchema: GenMessage<DeleteCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 26);
+
+/**
+ * @generated from message dodil.k3.source.v1.DeleteCredentialResponse
+ */
+export type DeleteCredentialResponse = Message<"dodil.k3.source.v1.DeleteCredentialResponse"> & {
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.DeleteCredentialResponse.
+ * Use `create(DeleteCredentialResponseSchema)` to create a new message.
+ */
+export const DeleteCredentialResponseSchema: GenMessage<DeleteCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 27);
+
+/**
+ * @generated from message dodil.k3.source.v1.ValidateCredentialRequest
+ */
+export type ValidateCredentialRequest = Message<"dodil.k3.source.v1.ValidateCredentialRequest"> & {
+  /**
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ValidateCredentialRequest.
+ * Use `create(ValidateCredentialRequestSchema)` to create a new message.
+ */
+export const ValidateCredentialRequestSchema: GenMessage<ValidateCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 28);
+
+/**
+ * @generated from message dodil.k3.source.v1.ValidateCredentialResponse
+ */
+export type ValidateCredentialResponse = Message<"dodil.k3.source.v1.ValidateCredentialResponse"> & {
+  /**
+   * @generated from field: bool valid = 1;
+   */
+  valid: boolean;
+
+  /**
+   * What was tried, and what answered.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ValidateCredentialResponse.
+ * Use `create(ValidateCredentialResponseSchema)` to create a new message.
+ */
+export const ValidateCredentialResponseSchema: GenMessage<ValidateCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 29);
+
+/**
+ * @generated from message dodil.k3.source.v1.RefreshOAuthTokenRequest
+ */
+export type RefreshOAuthTokenRequest = Message<"dodil.k3.source.v1.RefreshOAuthTokenRequest"> & {
+  /**
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.RefreshOAuthTokenRequest.
+ * Use `create(RefreshOAuthTokenRequestSchema)` to create a new message.
+ */
+export const RefreshOAuthTokenRequestSchema: GenMessage<RefreshOAuthTokenRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 30);
+
+/**
+ * @generated from message dodil.k3.source.v1.RefreshOAuthTokenResponse
+ */
+export type RefreshOAuthTokenResponse = Message<"dodil.k3.source.v1.RefreshOAuthTokenResponse"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialInfo credential = 1;
+   */
+  credential?: CredentialInfo | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.RefreshOAuthTokenResponse.
+ * Use `create(RefreshOAuthTokenResponseSchema)` to create a new message.
+ */
+export const RefreshOAuthTokenResponseSchema: GenMessage<RefreshOAuthTokenResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 31);
+
+/**
+ * @generated from message dodil.k3.source.v1.GetOAuthUrlRequest
+ */
+export type GetOAuthUrlRequest = Message<"dodil.k3.source.v1.GetOAuthUrlRequest"> & {
+  /**
+   * A provider key such as "google_drive" (case-insensitive).
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string redirect_uri = 2;
+   */
+  redirectUri: string;
+
+  /**
+   * @generated from field: string source_id = 3;
+   */
+  sourceId: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.GetOAuthUrlRequest.
+ * Use `create(GetOAuthUrlRequestSchema)` to create a new message.
+ */
+export const GetOAuthUrlRequestSchema: GenMessage<GetOAuthUrlRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 32);
+
+/**
+ * @generated from message dodil.k3.source.v1.GetOAuthUrlResponse
+ */
+export type GetOAuthUrlResponse = Message<"dodil.k3.source.v1.GetOAuthUrlResponse"> & {
+  /**
+   * @generated from field: string auth_url = 1;
+   */
+  authUrl: string;
+
+  /**
+   * @generated from field: string state = 2;
+   */
+  state: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.GetOAuthUrlResponse.
+ * Use `create(GetOAuthUrlResponseSchema)` to create a new message.
+ */
+export const GetOAuthUrlResponseSchema: GenMessage<GetOAuthUrlResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 33);
+
+/**
+ * @generated from message dodil.k3.source.v1.ExchangeOAuthCodeRequest
+ */
+export type ExchangeOAuthCodeRequest = Message<"dodil.k3.source.v1.ExchangeOAuthCodeRequest"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string redirect_uri = 3;
+   */
+  redirectUri: string;
+
+  /**
+   * @generated from field: string state = 4;
+   */
+  state: string;
+
+  /**
+   * @generated from field: string source_id = 5;
+   */
+  sourceId: string;
+
+  /**
+   * @generated from field: string display_name = 6;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ExchangeOAuthCodeRequest.
+ * Use `create(ExchangeOAuthCodeRequestSchema)` to create a new message.
+ */
+export const ExchangeOAuthCodeRequestSchema: GenMessage<ExchangeOAuthCodeRequest> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 34);
+
+/**
+ * @generated from message dodil.k3.source.v1.ExchangeOAuthCodeResponse
+ */
+export type ExchangeOAuthCodeResponse = Message<"dodil.k3.source.v1.ExchangeOAuthCodeResponse"> & {
+  /**
+   * @generated from field: dodil.k3.source.v1.CredentialInfo credential = 1;
+   */
+  credential?: CredentialInfo | undefined;
+};
+
+/**
+ * Describes the message dodil.k3.source.v1.ExchangeOAuthCodeResponse.
+ * Use `create(ExchangeOAuthCodeResponseSchema)` to create a new message.
+ */
+export const ExchangeOAuthCodeResponseSchema: GenMessage<ExchangeOAuthCodeResponse> = /*@__PURE__*/
+  messageDesc(file_dodil_k3_source_v1_source, 35);
+
+/**
  * Where a source's objects come from.
  *
  * @generated from enum dodil.k3.source.v1.SourceProvider
@@ -592,6 +1233,47 @@ export const SourceStatusSchema: GenEnum<SourceStatus> = /*@__PURE__*/
   enumDesc(file_dodil_k3_source_v1_source, 1);
 
 /**
+ * @generated from enum dodil.k3.source.v1.CredentialType
+ */
+export enum CredentialType {
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_OAUTH2 = 1;
+   */
+  OAUTH2 = 1,
+
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_API_KEY = 2;
+   */
+  API_KEY = 2,
+
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_PAT = 3;
+   */
+  PAT = 3,
+
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_ACCESS_KEY = 4;
+   */
+  ACCESS_KEY = 4,
+
+  /**
+   * @generated from enum value: CREDENTIAL_TYPE_SERVICE_ACCOUNT = 5;
+   */
+  SERVICE_ACCOUNT = 5,
+}
+
+/**
+ * Describes the enum dodil.k3.source.v1.CredentialType.
+ */
+export const CredentialTypeSchema: GenEnum<CredentialType> = /*@__PURE__*/
+  enumDesc(file_dodil_k3_source_v1_source, 2);
+
+/**
  * SourceService manages the sources of a bucket.
  *
  * @generated from service dodil.k3.source.v1.SourceService
@@ -647,6 +1329,87 @@ export const SourceService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSourceRequestSchema;
     output: typeof DeleteSourceResponseSchema;
+  },
+  /**
+   * Keeps a credential of the caller's organization (its secret sealed); sources use it by
+   * id (ExternalS3.credential_id). Needs an admin grant on every bucket ("*").
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.StoreCredential
+   */
+  storeCredential: {
+    methodKind: "unary";
+    input: typeof StoreCredentialRequestSchema;
+    output: typeof StoreCredentialResponseSchema;
+  },
+  /**
+   * The organization's credentials, without their secrets.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.ListCredentials
+   */
+  listCredentials: {
+    methodKind: "unary";
+    input: typeof ListCredentialsRequestSchema;
+    output: typeof ListCredentialsResponseSchema;
+  },
+  /**
+   * One credential with its secret (an admin of every bucket only).
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.GetCredential
+   */
+  getCredential: {
+    methodKind: "unary";
+    input: typeof GetCredentialRequestSchema;
+    output: typeof GetCredentialResponseSchema;
+  },
+  /**
+   * Deletes a credential; FAILED_PRECONDITION while a source uses it.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.DeleteCredential
+   */
+  deleteCredential: {
+    methodKind: "unary";
+    input: typeof DeleteCredentialRequestSchema;
+    output: typeof DeleteCredentialResponseSchema;
+  },
+  /**
+   * Tries a credential where it is used: an access key against its S3 source's bucket.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.ValidateCredential
+   */
+  validateCredential: {
+    methodKind: "unary";
+    input: typeof ValidateCredentialRequestSchema;
+    output: typeof ValidateCredentialResponseSchema;
+  },
+  /**
+   * OAuth providers (Google Drive, SharePoint, Confluence, GitHub) are not served: UNIMPLEMENTED.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.RefreshOAuthToken
+   */
+  refreshOAuthToken: {
+    methodKind: "unary";
+    input: typeof RefreshOAuthTokenRequestSchema;
+    output: typeof RefreshOAuthTokenResponseSchema;
+  },
+  /**
+   * OAuth providers are not served: UNIMPLEMENTED.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.GetOAuthUrl
+   */
+  getOAuthUrl: {
+    methodKind: "unary";
+    input: typeof GetOAuthUrlRequestSchema;
+    output: typeof GetOAuthUrlResponseSchema;
+  },
+  /**
+   * OAuth providers are not served: UNIMPLEMENTED.
+   *
+   * @generated from rpc dodil.k3.source.v1.SourceService.ExchangeOAuthCode
+   */
+  exchangeOAuthCode: {
+    methodKind: "unary";
+    input: typeof ExchangeOAuthCodeRequestSchema;
+    output: typeof ExchangeOAuthCodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dodil_k3_source_v1_source, 0);
