@@ -8,7 +8,8 @@
  * answer UNIMPLEMENTED: no OAuth provider is served here.
  */
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CredentialType, SourceProvider, type CredentialInfo, type SourceService, type StoreCredentialRequest } from "../../gen/dodil/k3/source/v1/source_pb";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { CredentialType, SourceProvider, type CredentialInfo, type CredentialSchema, type SourceService, type StoreCredentialRequest } from "../../gen/dodil/k3/source/v1/source_pb";
 import { allows, type Caller, type Role } from "../domain/auth";
 import { FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unimplemented } from "../domain/errors";
 import { newId } from "../domain/ids";
@@ -159,7 +160,9 @@ export function createCredentialCalls(deps: ServiceDeps): CredentialCalls {
       const data: Record<string, string | bigint> = { ...c.publicData, ...secret };
       delete data.last4;
       if (kind === "oauth2") data.expiresAt = BigInt(c.publicData.expiresAt ?? "0");
-      return { credential: { info: infoOf(c), credentialData: { case: kind, value: data } } as never };
+      // The payload's fields are the case's message fields, by construction of PAYLOADS.
+      const credential = { info: infoOf(c), credentialData: { case: kind, value: data } } as MessageInitShape<typeof CredentialSchema>;
+      return { credential };
     },
 
     async deleteCredential(req, ctx) {

@@ -1,8 +1,7 @@
 /**
  * VectorService: a bucket's engine (the built-in PostgreSQL store), its collections (one
  * per vector pipeline, and those whose vectors callers push: vector-collections.ts) and
- * search over their chunks, written once as a Connect ServiceImpl
- * and served by every door. Dense scoring is exact, in memory (search/vector-index.ts);
+ * search over their chunks, written once as a Connect ServiceImpl and served by every door. Dense scoring is exact, in memory (search/vector-index.ts);
  * hybrid search fuses it with PostgreSQL's full-text ranking by reciprocal rank (k = 60).
  */
 import { create } from "@bufbuild/protobuf";
@@ -325,7 +324,7 @@ export function createVectorService(deps: ServiceDeps): ServiceImpl<typeof Vecto
         const q = (queries.values().next().value as Float32Array).length;
         throw new InvalidArgument(`the query vector has ${q} dimensions; ${statuses.filter((st) => st.error.startsWith("dimension")).map((st) => `collection ${quote(st.collectionName)} has ${st.error.split(" ")[1]}`).join("; ")}`, "vector.values");
       }
-      if (pipelines.length === 0 && !req.collectionName) throw new FailedPrecondition(`bucket ${quote(req.bucket)} has no vector collection yet; add one with POST /${req.bucket}/vector/pipelines`);
+      if (pipelines.length === 0 && !req.collectionName) throw new FailedPrecondition(`bucket ${quote(req.bucket)} has no vector collection yet; add one with POST /${req.bucket}/vector/pipelines (or /${req.bucket}/vector/collections for vectors you push)`);
 
       const prefix = req.filter?.keyPrefix ?? "";
       const meta = req.filter?.metadata ?? {};
