@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { createTestDb } from "./helpers/db";
 import { deadPort } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
+import { insertToken } from "./helpers/tokens";
 import { waitFor } from "./helpers/wait";
 
 const run = promisify(execFile);
@@ -310,6 +311,31 @@ test("buckets policy shows, sets (the document aws s3api put-bucket-policy takes
   expect((await cli(["buckets", "policy", "kb-cli-policy", "--set", file])).stderr).toContain("policy.json: not a JSON policy document");
   expect((await cli(["buckets", "policy", "kb-cli-policy", "--delete"])).stdout).toBe("deleted\n");
   expect((await cli(["buckets", "policy", "kb-cli-policy"])).code).toBe(5);
+});
+
+test("credentials store (the secret from K3_CREDENTIAL_SECRET), ls and validate; a source created with --credential signs with it; rm once nothing uses it", async () => {
+  const upstream = await insertToken(s, "default", [{ bucket: "*", role: "reader" }], true);
+  const http = (method: string, path: string, body?: unknown) => fetch(`${s.httpUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  expect((await http("POST", "/admin/buckets", { name: "kb-cli-upstream" })).status).toBe(200);
+  expect((await http("PUT", "/kb-cli-upstream/shared/a.txt", "upstream words")).status).toBe(200);
+  expect((await cli(["credentials", "store", "--name", "up", "--access-key-id", upstream.id])).stderr).toContain("K3_CREDENTIAL_SECRET is empty");
+  const stored = await cli(["credentials", "store", "--name", "up", "--access-key-id", upstream.id, "-o", "json"], { K3_CREDENTIAL_SECRET: upstream.secret });
+  expect(stored.code).toBe(0);
+  const cred = JSON.parse(stored.stdout).credential;
+  expect(cred).toMatchObject({ displayName: "up", hint: upstream.id, credentialType: "CREDENTIAL_TYPE_ACCESS_KEY" });
+  expect(stored.stdout).not.toContain(upstream.secret);
+  expect((await cli(["credentials", "ls"])).stdout).toMatch(new RegExp(`^${cred.credentialId}\\s+EXTERNAL_S3\\s+ACCESS_KEY\\s+up\\s+${upstream.id}`, "m"));
+  const made = await cli(["sources", "create", "-b", B, "--name", "upstream", "--root", "shared/", "--s3-endpoint", s.httpUrl, "--s3-bucket", "kb-cli-upstream", "--credential", cred.credentialId, "-o", "json"]);
+  expect(made.code).toBe(0);
+  const src = JSON.parse(made.stdout).source;
+  expect(src.externalS3.credentialId).toBe(cred.credentialId);
+  const valid = await cli(["credentials", "validate", cred.credentialId]);
+  expect([valid.code, valid.stdout]).toEqual([0, expect.stringMatching(/^valid: listed bucket "kb-cli-upstream"/)]);
+  const held = await cli(["credentials", "rm", cred.credentialId]);
+  expect([held.code, held.stderr]).toEqual([9, expect.stringContaining(`is used by sources ${src.sourceId}`)]);
+  expect((await cli(["sources", "delete", "-b", B, src.sourceId])).code).toBe(0);
+  expect((await cli(["credentials", "rm", cred.credentialId])).stdout).toBe("deleted\n");
+  expect((await cli(["credentials", "validate", cred.credentialId, "--name", "x"])).stderr).toMatch(/credentials validate does not take --name; it takes none besides --endpoint, --token and -o/);
 });
 
 test("sources and sync through the CLI: list, discover --wait with progress and exit code, status, ingest, an external source's secret from the environment", async () => {

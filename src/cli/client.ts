@@ -20,6 +20,7 @@ import { bucketCommand, objectCommand } from "./storage-commands";
 import { bodyOf, parseOptions, render, table, UsageError, type Out } from "./common";
 import { pipelineCommand, ruleCommand } from "./config-commands";
 import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
+import { credentialCommand } from "./credential-commands";
 import { searchCommand } from "./search-command";
 import { triggerMany } from "./trigger-many";
 import { retryCommand, retryStatuses } from "./retry-command";
@@ -49,6 +50,9 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
               | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]
   sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
               [--s3-endpoint URL --s3-bucket B --s3-region R --access-key-id K]   (secret: K3_SOURCE_SECRET_ACCESS_KEY)
+              [... --credential CREDENTIAL_ID instead of --access-key-id]
+  credentials store --name N --access-key-id K [--source SOURCE_ID]   (secret: K3_CREDENTIAL_SECRET)
+              | ls [--source SOURCE_ID] | validate CREDENTIAL_ID | rm CREDENTIAL_ID
   sync        discover -b BUCKET SOURCE_ID [--full] [--rule RULE] [--wait] | status -b BUCKET SOURCE_ID
               | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]
   search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]`;
@@ -91,7 +95,13 @@ const TAKES: Record<string, string[]> = {
   "buckets policy": ["set", "delete"],
   buckets: ["description", "force"],
   objects: ["bucket", "key", "prefix", "expires"],
-  sources: ["bucket", "name", "description", "root", "interval", "s3-endpoint", "s3-bucket", "s3-region", "access-key-id", "json"],
+  sources: ["bucket", "name", "description", "root", "interval", "s3-endpoint", "s3-bucket", "s3-region", "access-key-id", "credential", "json"],
+  "credentials store": ["name", "access-key-id", "source"],
+  "credentials ls": ["source"],
+  "credentials list": ["source"],
+  "credentials validate": [],
+  "credentials rm": [],
+  "credentials delete": [],
   "sync discover": ["bucket", "full", "rule", "wait"],
   "sync ingest": ["bucket", "rule", "retry-failed", "object"],
   "sync status": ["bucket"],
@@ -105,7 +115,7 @@ function flagsNotTaken(group: string | undefined, verb: string | undefined, give
   const stray = given.filter((f) => !["endpoint", "token", "output"].includes(f) && !takes.includes(f));
   if (stray.length === 0) return undefined;
   const name = TAKES[`${group} ${verb}`] ? `${group} ${verb}` : group;
-  return `${name} does not take ${stray.map((f) => `--${f}`).join(", ")}; it takes ${takes.map((f) => `--${f}`).join(", ")}`;
+  return `${name} does not take ${stray.map((f) => `--${f}`).join(", ")}; it takes ${takes.length ? takes.map((f) => `--${f}`).join(", ") : "none besides --endpoint, --token and -o"}`;
 }
 
 
@@ -117,7 +127,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     out.write(`${groupUsage(group0) ?? USAGE}\n`);
     return 0;
   }
-  const needsVerb = ["jobs", "pipelines", "rules", "buckets", "objects", "sources", "sync"];
+  const needsVerb = ["jobs", "pipelines", "rules", "buckets", "objects", "sources", "sync", "credentials"];
   if (needsVerb.includes(group0) && argv.length === 1) {
     err.write(`k3-ingest ${group0} needs a command\n${groupUsage(group0)}\n`);
     return 2;
@@ -156,6 +166,8 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         "s3-bucket": { type: "string" },
         "s3-region": { type: "string" },
         "access-key-id": { type: "string" },
+        credential: { type: "string" },
+        source: { type: "string" },
         full: { type: "boolean" },
         "retry-failed": { type: "boolean" },
         object: { type: "string" },
@@ -354,6 +366,10 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     if (group === "sources" || group === "sync") {
       const ctx = { sources: createClient(SourceService, transport), ingest, asJson, out, err, env, bucket, args: rest, flags: syncFlags(v, bodyOf), usage: (m: string) => new UsageError(m), table };
       return group === "sources" ? await sourceCommand(ctx, verb) : await syncCommand(ctx, verb);
+    }
+    if (group === "credentials") {
+      const ctx = { sources: createClient(SourceService, transport), asJson, out, env, args: rest, flags: { name: v.name, source: v.source, accessKeyId: v["access-key-id"] }, usage: (m: string) => new UsageError(m), table };
+      return await credentialCommand(ctx, verb);
     }
     if (group === "pipelines") return await pipelineCommand(pipelines, verb, bucket, id, v, asJson, out);
     if (group === "rules") return await ruleCommand(ingest, verb, bucket, id, v, asJson, out);

@@ -32,6 +32,7 @@ export interface SyncCommandContext {
     s3Bucket?: string;
     s3Region?: string;
     accessKeyId?: string;
+    credential?: string;
     full?: boolean;
     rule?: string;
     retryFailed?: boolean;
@@ -56,6 +57,7 @@ export function syncFlags(v: Record<string, string | boolean | string[] | undefi
     s3Bucket: str("s3-bucket"),
     s3Region: str("s3-region"),
     accessKeyId: str("access-key-id"),
+    credential: str("credential"),
     full: bool("full"),
     rule: str("rule"),
     retryFailed: bool("retry-failed"),
@@ -94,13 +96,13 @@ function fieldsOf(c: SyncCommandContext): JsonObject {
   if (f.description !== undefined) body.description = f.description;
   if (f.root !== undefined) body.rootPath = f.root;
   if (f.interval !== undefined) body.syncIntervalSeconds = f.interval;
-  if (f.s3Endpoint || f.s3Bucket || f.accessKeyId) {
+  if (f.s3Endpoint || f.s3Bucket || f.accessKeyId || f.credential) {
     body.externalS3 = {
       endpoint: f.s3Endpoint ?? "",
       bucket: f.s3Bucket ?? "",
       region: f.s3Region ?? "",
-      accessKeyId: f.accessKeyId ?? "",
-      secretAccessKey: c.env.K3_SOURCE_SECRET_ACCESS_KEY ?? "",
+      // A stored credential (credentials store) instead of a key pair of the source's own.
+      ...(f.credential ? { credentialId: f.credential } : { accessKeyId: f.accessKeyId ?? "", secretAccessKey: c.env.K3_SOURCE_SECRET_ACCESS_KEY ?? "" }),
     };
   }
   return body;
