@@ -3,7 +3,7 @@
  * signal fires on the deadline, on shutdown and when the call ends, once, with the reason
  * a handler can report; and a call that ends leaves nothing on the shared shutdown signal.
  */
-import { getEventListeners } from "node:events";
+import { getEventListeners, setMaxListeners } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { createCallContext } from "../src/transport/call-context";
@@ -32,6 +32,7 @@ test("the deadline aborts the signal with DEADLINE_EXCEEDED and timeoutMs counts
 
 test("shutdown aborts running calls with its reason; ended calls leave no listener on it", () => {
   const shutdown = new AbortController();
+  setMaxListeners(0, shutdown.signal); // as the app does (app.ts): one listener per call in flight is no leak
   const ended = Array.from({ length: 100 }, () => createCallContext(init({ shutdownSignal: shutdown.signal })));
   const running = createCallContext(init({ shutdownSignal: shutdown.signal }));
   expect(getEventListeners(shutdown.signal, "abort")).toHaveLength(101);

@@ -139,12 +139,11 @@ test("a subscription to ingest.job.changed gets every transition of a job", asyn
   try {
     const hook = (await http("POST", `/${B}/webhooks`, { url: rx.url, events: ["ingest.job.changed", "ingest.job.completed"] })).json.webhook;
     const job = await trigger("docs/6.txt");
-    await waitFor("the completed event", () => (rx.got.some((r) => JSON.parse(r.body).type === "ingest.job.completed") ? true : undefined));
-    // POSTs go out concurrently, so they may arrive out of order; eventId orders them.
-    const mine = rx.got
-      .map((r) => verified(r, hook.secret))
-      .filter((b) => b.data.job.jobId === job.jobId)
-      .sort((x, y) => Number(x.data.eventId) - Number(y.data.eventId));
+    // POSTs go out concurrently, so they may arrive out of order (the completed one before the
+    // PROCESSING one, seen in CI): wait for the job's three, then let eventId order them.
+    const ofJob = () => rx.got.map((r) => verified(r, hook.secret)).filter((b) => b.data.job.jobId === job.jobId);
+    await waitFor("the job's three events", () => (ofJob().length >= 3 ? true : undefined));
+    const mine = ofJob().sort((x, y) => Number(x.data.eventId) - Number(y.data.eventId));
     expect(mine.map((b) => [b.type, b.data.job.status])).toEqual([
       ["ingest.job.changed", "INGEST_STATUS_PENDING"],
       ["ingest.job.changed", "INGEST_STATUS_PROCESSING"],
