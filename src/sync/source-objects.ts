@@ -29,24 +29,35 @@ export interface SourceObjects {
   forJob(job: Scope & { sourceId: string }): Promise<ObjectStore | undefined>;
 }
 
+/** What `load` gives for a key, kept 5 s (at most 10,000 keys): sources and credentials change rarely, and jobs ask per object. */
+function shortCache<T>(): (key: string, load: () => Promise<T>) => Promise<T> {
+  const entries = new Map<string, { at: number; value: T }>();
+  return async (key, load) => {
+    const hit = entries.get(key);
+    if (hit && Date.now() - hit.at <= 5000) return hit.value;
+    const value = await load();
+    if (entries.size > 10_000) entries.clear();
+    entries.set(key, { at: Date.now(), value });
+    return value;
+  };
+}
+
 export function createSourceObjects(deps: { sync: SyncStore; credentials: CredentialStore; objects: ObjectStore; secrets: SecretBox; dataDir: string; endpoints: UrlPolicy }): SourceObjects {
   const stores = new Map<string, { version: string; store: ObjectStore }>();
-  const sources = new Map<string, { at: number; source: Source | undefined }>();
-  const credentials = new Map<string, { at: number; keys: { accessKeyId: string; secret: string; updatedAt: number } | undefined }>();
+  const sources = shortCache<Source | undefined>();
+  const credentials = shortCache<{ accessKeyId: string; secret: string; updatedAt: number } | undefined>();
   const unseal = (sealed: string) => (sealed ? deps.secrets.open(Buffer.from(sealed, "base64")) : "");
 
   /** The key pair of the stored credential a source signs with (an error when it is gone). */
   async function credentialKeys(s: Source, id: string): Promise<{ accessKeyId: string; secret: string; updatedAt: number }> {
-    let hit = credentials.get(id);
-    if (!hit || Date.now() - hit.at > 5000) {
+    const keys = await credentials(id, async () => {
       const c = await deps.credentials.credentialGet(s.org, id);
-      const secret = c ? ((JSON.parse(unseal(c.secretSealed)) as { secretAccessKey?: string }).secretAccessKey ?? "") : "";
-      hit = { at: Date.now(), keys: c ? { accessKeyId: c.publicData.accessKeyId ?? "", secret, updatedAt: c.updatedAt } : undefined };
-      if (credentials.size > 10_000) credentials.clear();
-      credentials.set(id, hit);
-    }
-    if (!hit.keys) throw new Error(`the credential ${JSON.stringify(id)} this source signs with was deleted; name another in external_s3 (UpdateSource)`);
-    return hit.keys;
+      if (!c) return undefined;
+      const secret = (JSON.parse(unseal(c.secretSealed)) as { secretAccessKey?: string }).secretAccessKey ?? "";
+      return { accessKeyId: c.publicData.accessKeyId ?? "", secret, updatedAt: c.updatedAt };
+    });
+    if (!keys) throw new Error(`the credential ${JSON.stringify(id)} this source signs with was deleted; name another in external_s3 (UpdateSource)`);
+    return keys;
   }
 
   async function storeFor(s: Source): Promise<ObjectStore> {
@@ -74,14 +85,8 @@ export function createSourceObjects(deps: { sync: SyncStore; credentials: Creden
     storeFor,
     async forJob(job) {
       if (job.sourceId === "") return deps.objects;
-      let hit = sources.get(job.sourceId);
-      if (!hit || Date.now() - hit.at > 5000) {
-        hit = { at: Date.now(), source: await deps.sync.sourceById(job.sourceId) };
-        if (sources.size > 10_000) sources.clear();
-        sources.set(job.sourceId, hit);
-      }
-      if (!hit.source) return undefined;
-      return storeFor(hit.source);
+      const source = await sources(job.sourceId, () => deps.sync.sourceById(job.sourceId));
+      return source ? storeFor(source) : undefined;
     },
   };
 }

@@ -16,7 +16,8 @@
  * Deleting an object removes its outputs and cancels its unfinished jobs.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { visibleBuckets, type Caller } from "../../domain/auth";
+import { visibleBuckets, type Caller, type Role } from "../../domain/auth";
+import type { PolicyAction } from "../../domain/bucket-policy";
 import type { BucketRow, StoredObject } from "../../domain/bucket";
 import { DomainError } from "../../domain/errors";
 import type { Scope } from "../../domain/job";
@@ -265,36 +266,44 @@ export function createBytePlane(deps: BytePlaneDeps) {
       throw new S3Error("InvalidBucketName", 400, "The specified bucket is not valid.");
     }
     const scope: Scope = { org: caller.org, bucket: r.bucket, signal };
-    allowOrigin(req, res, (await repo.buckets.bucketRowGet(scope))?.cors);
+    // The bucket's own row, read once (cached): its CORS rules, its policy, and that it exists.
+    const own = await repo.buckets.bucketRowGet(scope);
+    allowOrigin(req, res, own?.cors);
+    const allow = (role: Role, action: PolicyAction, key?: string) => {
+      const refused = accessError(caller, r.bucket, own, role, action, key);
+      if (refused) throw refused;
+    };
+    /** The bucket's row, NoSuchBucket when there is none (a bucket known only from an earlier version is adopted). */
+    const existing = async () => own ?? (await bucketOf(scope));
     if (r.key === "") {
       const io = { repo, now: deps.now, readBody: () => readXmlBody(req, claim, 1 << 20) };
       if (r.query.has("cors")) {
-        await permit(caller, scope, r.method === "GET" ? "reader" : "admin", r.method === "GET" ? "s3:GetBucketCORS" : "s3:PutBucketCORS");
-        await bucketCorsCall(io, res, scope, (await bucketOf(scope)).cors, r);
+        allow(r.method === "GET" ? "reader" : "admin", r.method === "GET" ? "s3:GetBucketCORS" : "s3:PutBucketCORS");
+        await bucketCorsCall(io, res, scope, (await existing()).cors, r);
         return;
       }
       if (r.query.has("policy") || r.query.has("policyStatus")) {
-        await permit(caller, scope, ...policyAccess(r));
-        await bucketPolicyCall(io, res, scope, await bucketOf(scope), r);
+        allow(...policyAccess(r));
+        await bucketPolicyCall(io, res, scope, await existing(), r);
         return;
       }
       switch (r.method) {
         case "PUT": {
-          await permit(caller, scope, "admin", "s3:CreateBucket");
+          allow("admin", "s3:CreateBucket");
           if (await repo.buckets.bucketGet(scope)) throw new S3Error("BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it.");
           await buckets.create(scope, { description: "", storageQuotaBytes: 0, accessMode: "private" });
           send(res, 200, { location: `/${r.bucket}`, "x-amz-request-id": r.requestId });
           return;
         }
         case "HEAD":
-          await permit(caller, scope, "reader", "s3:ListBucket");
-          await bucketOf(scope);
+          allow("reader", "s3:ListBucket");
+          await existing();
           send(res, 200, { "x-amz-bucket-region": "us-east-1", "x-amz-request-id": r.requestId });
           return;
         case "GET": {
           const action = r.query.has("location") ? "s3:GetBucketLocation" : r.query.has("versioning") ? "s3:GetBucketVersioning" : r.query.has("uploads") ? "s3:ListBucketMultipartUploads" : "s3:ListBucket";
-          await permit(caller, scope, "reader", action);
-          await bucketOf(scope);
+          allow("reader", action);
+          await existing();
           if (r.query.has("location")) sendXml(res, `<LocationConstraint xmlns="${XMLNS}"></LocationConstraint>`, r);
           else if (r.query.has("versioning")) sendXml(res, `<VersioningConfiguration xmlns="${XMLNS}"/>`, r); // never enabled
           else if (r.query.has("uploads")) sendXml(res, await listUploadsXml(repo, scope, r), r);
@@ -303,15 +312,15 @@ export function createBytePlane(deps: BytePlaneDeps) {
         }
         case "POST": {
           if (!r.query.has("delete")) throw new S3Error("MethodNotAllowed", 405, "POST on a bucket is DeleteObjects (?delete) only");
-          const row = await bucketOf(scope);
+          const row = await existing();
           // Without a policy the answer is the same for every key: refused before the body is read.
-          if (!row.policy) await permit(caller, scope, "writer", "s3:DeleteObject");
+          if (!row.policy) allow("writer", "s3:DeleteObject");
           await deleteObjects(req, res, scope, r, claim, (key) => accessError(caller, r.bucket, row, "writer", "s3:DeleteObject", key));
           return;
         }
         case "DELETE": {
-          await permit(caller, scope, "admin", "s3:DeleteBucket");
-          await bucketOf(scope);
+          allow("admin", "s3:DeleteBucket");
+          await existing();
           const result = await repo.buckets.bucketDelete(scope, false);
           if (typeof result === "object") throw new S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty");
           await objects.removeBucket(scope);
@@ -330,28 +339,28 @@ export function createBytePlane(deps: BytePlaneDeps) {
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       const [role, action] = r.method === "GET" ? (["reader", r.query.has("uploadId") ? "s3:ListMultipartUploadParts" : "s3:ListBucketMultipartUploads"] as const)
         : r.method === "DELETE" ? (["writer", "s3:AbortMultipartUpload"] as const) : (["writer", "s3:PutObject"] as const);
-      await permit(caller, scope, role, action, r.key);
+      allow(role, action, r.key);
       const io = { readBody: (body: IncomingMessage, max: number) => readXmlBody(body, claim, max), stageChecked, storeObject, copySource: () => copySource(req, caller, scope, signal) };
-      await multipart(io, deps, req, res, scope, await bucketOf(scope), r, claim, signal);
+      await multipart(io, deps, req, res, scope, await existing(), r, claim, signal);
       return;
     }
     switch (r.method) {
       case "PUT": {
-        await permit(caller, scope, "writer", "s3:PutObject", r.key);
-        const bucket = await bucketOf(scope);
+        allow("writer", "s3:PutObject", r.key);
+        const bucket = await existing();
         if (req.headers["x-amz-copy-source"]) await copyObject(req, res, caller, scope, bucket, r, signal);
         else await putObject(req, res, scope, bucket, r, claim, signal);
         return;
       }
       case "GET":
       case "HEAD":
-        await permit(caller, scope, "reader", "s3:GetObject", r.key);
-        await bucketOf(scope);
+        allow("reader", "s3:GetObject", r.key);
+        await existing();
         await getObject(req, res, caller, scope, r, r.method === "HEAD", signal);
         return;
       case "DELETE":
-        await permit(caller, scope, "writer", "s3:DeleteObject", r.key);
-        await bucketOf(scope);
+        allow("writer", "s3:DeleteObject", r.key);
+        await existing();
         await repo.catalog.objectDelete(scope, r.key, deps.now(), objects);
         send(res, 204, { "x-amz-request-id": r.requestId });
         return;
