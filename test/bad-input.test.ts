@@ -255,7 +255,7 @@ describe("malformed requests on the HTTP port", () => {
     const rest = await raw(`/${B}/ingest`, json(big));
     expect(rest.status).toBe(413);
     expect(rest.body.code).toBe("resource_exhausted");
-    expect(String(rest.body.message)).toMatch(/exceeds the limit of 1048576 bytes/);
+    expect(String(rest.body.message)).toMatch(/exceeds the limit of 1048576 bytes \(K3_MAX_BODY_BYTES\); send less in one call, or raise the limit/);
     const connect = await raw("/dodil.k3.ingest.v1.IngestService/TriggerIngest", json(big));
     expect(connect.body.code).toBe("resource_exhausted");
   });

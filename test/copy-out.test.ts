@@ -2,11 +2,12 @@
  * COPY … TO STDOUT in the binary format (src/storage/postgres/copy-out.ts), against a real
  * PostgreSQL: every row and field arrives as the server's binary form (NULLs as null), a
  * large row survives, an empty result is empty, and an error rejects without breaking the
- * connection for the next statement.
+ * connection for the next statement. Vectors here are in their stored form (float4send's
+ * bytes, one component after another: vector-bytes.ts).
  */
 import { Pool } from "pg";
 import { copyOutBinary, type CopyRow } from "../src/storage/postgres/copy-out";
-import { decodeRealArray } from "../src/storage/postgres/vector-store";
+import { vectorOf } from "../src/storage/postgres/vector-bytes";
 import { createTestDb, type TestDb } from "./helpers/db";
 
 let tdb: TestDb;
@@ -27,9 +28,9 @@ test("rows arrive field by field in their binary form, NULLs as null, a 40 KB ro
     const rows = await copyOutBinary(
       client,
       `SELECT i::int4, CASE WHEN i % 3 = 0 THEN NULL ELSE 'row ' || i || ' ü' END,
-              CASE WHEN i = 2 THEN NULL ELSE ARRAY(SELECT (i * 10000 + d)::real FROM generate_series(1, CASE WHEN i = 4 THEN 10000 ELSE 3 END) AS d) END
+              CASE WHEN i = 2 THEN NULL ELSE (SELECT string_agg(float4send((i * 10000 + d)::real), ''::bytea ORDER BY d) FROM generate_series(1, CASE WHEN i = 4 THEN 10000 ELSE 3 END) AS d) END
        FROM generate_series(1, 5) AS i ORDER BY i`,
-      (row: CopyRow) => got.push([row[0]!.readInt32BE(0), row[1] ? row[1].toString("utf8") : null, row[2] ? Array.from(decodeRealArray(row[2])) : null]),
+      (row: CopyRow) => got.push([row[0]!.readInt32BE(0), row[1] ? row[1].toString("utf8") : null, row[2] ? Array.from(vectorOf(row[2])) : null]),
     );
     expect(rows).toBe(5);
     expect(got.map(([i, text]) => [i, text])).toEqual([[1, "row 1 ü"], [2, "row 2 ü"], [3, null], [4, "row 4 ü"], [5, "row 5 ü"]]);

@@ -4,6 +4,7 @@
  * can work out by hand and the rows at the destination.
  */
 import type { Pool } from "pg";
+import { vectorOf } from "../src/storage/postgres/vector-bytes";
 import { makePdf } from "./helpers/fixtures";
 import { jsonClient, type J } from "./helpers/http";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -35,7 +36,7 @@ async function chunksOf(key: string, pipelineId = embed) {
     "SELECT chunk_index, content, embedding, job_id FROM vector_chunks WHERE bucket = $1 AND pipeline_id = $2 AND object_key = $3 ORDER BY chunk_index",
     [B, pipelineId, key],
   );
-  return r as Array<{ chunk_index: number; content: string; embedding: number[]; job_id: string }>;
+  return r.map((c) => ({ ...c, embedding: Array.from(vectorOf(c.embedding)) })) as Array<{ chunk_index: number; content: string; embedding: number[]; job_id: string }>;
 }
 
 beforeAll(async () => {

@@ -8,6 +8,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ATTEMPT_OUTPUT, outputBatches } from "../src/storage/postgres/destinations";
+import { vectorOf } from "../src/storage/postgres/vector-bytes";
 import { createTestDb, type TestDb } from "./helpers/db";
 import { insertJob } from "./helpers/factory";
 import { within } from "./helpers/wait";
@@ -122,7 +123,7 @@ test("an attempt whose lease was taken over — even by the same worker — cann
     const done = await repo.queue.jobComplete({ job: b, outcome: { ...outcome, output: { ...outcome.output, chunks: [{ index: 0, text: "fresh", vector: [0, 1] }] } }, sourceVersion: 1n });
     expect(done).toMatchObject({ status: "completed", embeddingsWritten: 1, batchesReceived: 1, outputSize: 5 + 8, attempts: 2 });
     const rows = (await repo.pool.query("SELECT content, embedding, job_id FROM vector_chunks")).rows;
-    expect(rows).toEqual([{ content: "fresh", embedding: [0, 1], job_id: job.jobId }]);
+    expect(rows.map((r) => ({ ...r, embedding: Array.from(vectorOf(r.embedding)) }))).toEqual([{ content: "fresh", embedding: [0, 1], job_id: job.jobId }]);
     // A finished job cannot be claimed, rescued or cancelled-running again.
     expect(await repo.queue.jobClaimAvailable({ owner: "worker-a", limit: 10, leaseMs: 100 })).toEqual([]);
     expect(await repo.queue.jobCancelRunning({ jobId: job.jobId, threadId: b.threadId })).toBeUndefined();

@@ -138,6 +138,8 @@ test("bad collections and bad vectors are refused naming the field, the value an
   const refusals: Array<[J[], RegExp]> = [
     [[{ id: "a", values: along(0) }, { id: "b", values: [1, 2, 3] }], /^vectors\[1\]\.values has 3 values; collection "faq" has 8 dimensions/],
     [[{ id: "a", values: [0, 0, "NaN", 0, 0, 0, 0, 0] }], /^vectors\[0\]\.values\[2\] is NaN; only finite numbers are accepted/],
+    // Beyond a 32-bit float: refused as the request is read, naming the value.
+    [[{ id: "a", values: [0, 0, 0, 1e39, 0, 0, 0, 0] }], /values: list item #4: expected number \(float32\): 1e\+39 out of range/],
     [[{ id: "a", values: along(0) }, { id: "a", values: along(1) }], /^vectors\[1\]\.id "a" is vectors\[0\]\.id again/],
     [[{ id: "", values: along(0) }], /^vectors\[0\]\.id "" must be 1 to 1024 bytes/],
     [[], /^vectors: 0 given; one write takes 1 to 1000/],

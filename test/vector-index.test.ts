@@ -35,7 +35,7 @@ async function write(key: string, job: string, vectors: number[][]): Promise<voi
   await db.query("DELETE FROM vector_chunks WHERE org = $1 AND bucket = $2 AND pipeline_id = $3 AND object_key = $4", [scope.org, scope.bucket, P, key]);
   await db.query(
     `INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at)
-     SELECT $1, $2, $3, $4, i - 1, 'chunk', ARRAY(SELECT json_array_elements_text($5::json -> (i - 1))::real), $6, 0 FROM generate_series(1, $7) AS i`,
+     SELECT $1, $2, $3, $4, i - 1, 'chunk', (SELECT string_agg(float4send(x::real), ''::bytea ORDER BY n) FROM json_array_elements_text($5::json -> (i - 1)) WITH ORDINALITY AS e(x, n)), $6, 0 FROM generate_series(1, $7) AS i`,
     [scope.org, scope.bucket, P, key, JSON.stringify(vectors), job, vectors.length],
   );
   await db.query(

@@ -208,7 +208,7 @@ function applyQuery(schema: DescMessage, json: JsonObject, query: URLSearchParam
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (declared > maxBytes) {
-    throw new ConnectError(`request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`, Code.ResourceExhausted);
+    throw new ConnectError(`request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes (K3_MAX_BODY_BYTES); send less in one call, or raise the limit`, Code.ResourceExhausted);
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -216,7 +216,7 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
       if (size > maxBytes) {
-        throw new ConnectError(`request body exceeds the limit of ${maxBytes} bytes`, Code.ResourceExhausted);
+        throw new ConnectError(`request body exceeds the limit of ${maxBytes} bytes (K3_MAX_BODY_BYTES); send less in one call, or raise the limit`, Code.ResourceExhausted);
       }
       chunks.push(chunk as Buffer);
     }

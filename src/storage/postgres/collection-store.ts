@@ -13,6 +13,7 @@ import type { Scope } from "../../domain/job";
 import { quote } from "../../domain/validate";
 import { PgDb } from "./db";
 import { num } from "./rows";
+import { vectorHex } from "./vector-bytes";
 
 /** A collection of pushed vectors. */
 export interface ManualCollection {
@@ -111,9 +112,9 @@ export class CollectionStore extends PgDb {
       }
       await client.query(
         `INSERT INTO vector_chunks (org, bucket, pipeline_id, object_key, chunk_index, content, embedding, job_id, created_at, metadata)
-         SELECT $1, $2, $3, u.id, 0, u.content, translate(u.embedding, '[]', '{}')::real[], $4, $5, nullif(u.metadata, '{}'::jsonb)
+         SELECT $1, $2, $3, u.id, 0, u.content, decode(u.embedding, 'hex'), $4, $5, nullif(u.metadata, '{}'::jsonb)
          FROM unnest($6::text[], $7::text[], $8::text[], $9::jsonb[]) AS u(id, content, embedding, metadata)`,
-        [scope.org, scope.bucket, collectionId, writeId, now, ids, vectors.map((v) => v.content), vectors.map((v) => JSON.stringify(v.values)), vectors.map((v) => JSON.stringify(v.metadata))],
+        [scope.org, scope.bucket, collectionId, writeId, now, ids, vectors.map((v) => v.content), vectors.map((v) => vectorHex(v.values)), vectors.map((v) => JSON.stringify(v.metadata))],
       );
       await client.query(
         `INSERT INTO object_outputs (org, bucket, pipeline_id, object_key, job_id, source_version, updated_at)

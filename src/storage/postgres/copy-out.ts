@@ -1,8 +1,8 @@
 /**
  * `COPY (…) TO STDOUT (FORMAT binary)` on a pool client, its rows handed over as their
- * fields' raw bytes. For bulk reads of vectors: through the text protocol a `real[]` read
- * with array_send travels as hex, two bytes per byte, and is decoded twice (UTF-8, then
- * hex); here the same bytes travel once, as they are.
+ * fields' raw bytes. For bulk reads of vectors: through the text protocol a bytea travels
+ * as hex, two bytes per byte, and is decoded twice (UTF-8, then hex); here the same bytes
+ * travel once, as they are.
  *
  * The binary format: an 11-byte signature, a flags word and a header extension, then per
  * row a 16-bit field count and per field a 32-bit length (-1 for NULL) and its bytes;

@@ -4,6 +4,7 @@
  * it for a running attempt), and the counters the write reports.
  */
 import type { JobOutput } from "../../domain/job";
+import { vectorHex } from "./vector-bytes";
 
 /** Counters the destination write produced. */
 export interface WriteCounters {
@@ -42,7 +43,7 @@ export function batchCount(output: Output): number {
 
 /**
  * The batch columns of each call, in the functions' order (index, content, embedding as
- * JSON, start, end, page, heading, data). Made one batch at a time, so a large output's
+ * the hex of its stored bytes, start, end, page, heading, data). Made one batch at a time, so a large output's
  * JSON never exists all at once.
  */
 export function* outputBatches(output: Output): Generator<unknown[]> {
@@ -54,7 +55,7 @@ export function* outputBatches(output: Output): Generator<unknown[]> {
       yield [
         batch.map((c) => c.index),
         batch.map((c) => c.text),
-        batch.map((c) => JSON.stringify(c.vector)),
+        batch.map((c) => vectorHex(c.vector)),
         batch.map((c) => c.start ?? 0),
         batch.map((c) => c.end ?? 0),
         batch.map((c) => c.page ?? 0),

@@ -11,6 +11,7 @@ import { PgDb } from "./db";
 import { copyOutBinary } from "./copy-out";
 import { mapPgError } from "./pg-errors";
 import { num } from "./rows";
+import { vectorOf } from "./vector-bytes";
 import * as SQL from "./sql";
 
 export interface EngineRow {
@@ -45,20 +46,6 @@ export interface ObjectChunks {
   jobId: string;
   indexes: number[];
   vectors: Float32Array[];
-}
-
-/**
- * Decodes a one-dimensional real[] from its binary send form (array_send): a 12-byte
- * header (dimensions, null flag, element type), length and lower bound of the dimension,
- * then each element as a 4-byte length and a big-endian float. Several times faster than
- * parsing the text form, which is what a collection's first search waits for.
- */
-export function decodeRealArray(b: Buffer): Float32Array {
-  if (b.length < 12 || b.readInt32BE(0) === 0) return new Float32Array(0);
-  const n = b.readInt32BE(12);
-  const out = new Float32Array(n);
-  for (let i = 0, at = 20; i < n; i++, at += 8) out[i] = b.readInt32BE(at) === 4 ? b.readFloatBE(at + 4) : 0;
-  return out;
 }
 
 const placeColumns = (withContent: boolean) => `${withContent ? "c.content" : "''"} AS content, c.page, c.heading, c.char_start, c.char_end`;
@@ -112,10 +99,9 @@ export class VectorStore extends PgDb {
 
   /**
    * The chunks of some objects of a collection, for loading the search index: read with
-   * COPY's binary format, so each vector's bytes travel as they are (through the text
-   * protocol array_send's 3 KB of a 384-dimension vector became 6 KB of hex, encoded by
-   * PostgreSQL and decoded here). A row names its object by its place in `keys`, so no text
-   * crosses in the server's encoding.
+   * COPY's binary format, so each vector's stored bytes travel as they are (through the text
+   * protocol a bytea becomes hex, twice the bytes, encoded by PostgreSQL and decoded here). A
+   * row names its object by its place in `keys`, so no text crosses in the server's encoding.
    */
   async chunksOf(scope: Scope, pipelineId: string, keys: string[]): Promise<ObjectChunks[]> {
     if (keys.length === 0) return [];
@@ -131,7 +117,7 @@ export class VectorStore extends PgDb {
           const i = (row[0] as Buffer).readInt32BE(0) - 1;
           const o = (out[i] ??= { key: keys[i], jobId: (row[1] as Buffer).toString("latin1"), indexes: [], vectors: [] });
           o.indexes.push((row[2] as Buffer).readInt32BE(0));
-          o.vectors.push(row[3] ? decodeRealArray(row[3]) : new Float32Array(0));
+          o.vectors.push(row[3] ? vectorOf(row[3]) : new Float32Array(0));
         });
       } catch (err) {
         throw mapPgError(err);
@@ -217,8 +203,8 @@ export class VectorStore extends PgDb {
 
   /** Some chunks' vectors and where they lie (their text too, when asked for), keyed as places are: a search's rerank and its results' places in one read. */
   async embeddings(scope: Scope, refs: ChunkRef[], withContent = false): Promise<Map<string, { vector: Float32Array; place: ChunkPlaceRow }>> {
-    const rows = await this.lookup(scope, refs, `array_send(c.embedding) AS embedding, ${placeColumns(withContent)}`);
-    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), { vector: decodeRealArray(r.embedding as Buffer), place: toPlace(r) }]));
+    const rows = await this.lookup(scope, refs, `c.embedding, ${placeColumns(withContent)}`);
+    return new Map(rows.map((r) => [chunkRefKey(r.pipeline_id, r.object_key, r.chunk_index), { vector: vectorOf(r.embedding as Buffer), place: toPlace(r) }]));
   }
 
   /** Keys of the bucket's objects whose user metadata holds every pair of `metadata`, and ids of pushed vectors whose metadata does. */
