@@ -133,3 +133,68 @@ test("bad credentials are refused naming the field; OAuth answers UNIMPLEMENTED;
   expect(JSON.stringify(theirs)).not.toContain(pat.json.credential.credentialId);
   expect(await clients.call("grpc", SourceService, "GetCredential", { credentialId: pat.json.credential.credentialId }, other)).toMatchObject({ ok: false, code: "not_found" });
 });
+
+test("a source saved while its credential is being deleted: whichever commits first wins, and no source names a credential that is gone", async () => {
+  const { Client } = await import("pg");
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    /** Until a call waits on a row this test's transaction holds. */
+    const blocked = (call: string) =>
+      waitFor(`${call} to wait on the credential's row`, async () => {
+        const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'");
+        return rows[0].n > 0 || undefined;
+      }, { timeoutMs: 10_000, intervalMs: 20 });
+    const store = async (name: string) => (await admin("POST", "/admin/credentials", accessKey(keys.id, keys.secret, name))).json.credential.credentialId as string;
+    const source = (name: string, credentialId: string) => ({ provider: "SOURCE_PROVIDER_EXTERNAL_S3", name, external_s3: { endpoint: s.httpUrl, bucket: "upstream", credential_id: credentialId } });
+
+    // The deletion first: it holds the credential's row (as DeleteCredential does) while a
+    // CreateSource naming it arrives, then deletes it and commits. The create, which had
+    // found the credential when it checked, saves nothing.
+    const doomed = await store("doomed");
+    await db.query("BEGIN");
+    await db.query("SELECT 1 FROM credentials WHERE credential_id = $1 FOR UPDATE", [doomed]);
+    const creating = admin("POST", "/kb-cred/sources", source("racer", doomed));
+    await blocked("the create");
+    await db.query("DELETE FROM credentials WHERE credential_id = $1", [doomed]);
+    await db.query("COMMIT");
+    const lost = await creating;
+    expect([lost.status, lost.json.code, lost.json.message]).toEqual([404, "not_found", `external_s3.credential_id "${doomed}" was deleted while the source was being saved; nothing was saved`]);
+    expect((await db.query("SELECT count(*)::int AS n FROM sources WHERE config->>'credential_id' = $1", [doomed])).rows[0].n).toBe(0);
+
+    // An update that switches a source to a credential being deleted is refused the same way.
+    const kept = await store("kept");
+    const made = await admin("POST", "/kb-cred/sources", source("switcher", kept));
+    expect(made.status).toBe(200);
+    const other = await store("other");
+    await db.query("BEGIN");
+    await db.query("SELECT 1 FROM credentials WHERE credential_id = $1 FOR UPDATE", [other]);
+    const switching = admin("PATCH", `/kb-cred/sources/${made.json.source.sourceId}`, { external_s3: { endpoint: s.httpUrl, bucket: "upstream", credential_id: other } });
+    await blocked("the update");
+    await db.query("DELETE FROM credentials WHERE credential_id = $1", [other]);
+    await db.query("COMMIT");
+    expect((await switching).status).toBe(404);
+    expect((await admin("GET", `/kb-cred/sources/${made.json.source.sourceId}`)).json.source.externalS3.credentialId).toBe(kept);
+
+    // The save first: a source is switched to a fresh credential by the statement UpdateSource
+    // runs (its row held as that write holds it), and DeleteCredential arrives before the
+    // commit. It waits, then finds the source and is refused.
+    const fresh = await store("fresh");
+    const switcher = made.json.source.sourceId as string;
+    await db.query("BEGIN");
+    await db.query(
+      `UPDATE sources SET config = jsonb_set(config, '{credential_id}', to_jsonb($2::text))
+       WHERE source_id = $1 AND EXISTS (SELECT 1 FROM credentials WHERE credential_id = $2 FOR KEY SHARE)`,
+      [switcher, fresh],
+    );
+    const deleting = admin("DELETE", `/admin/credentials/${fresh}`);
+    await blocked("the delete");
+    await db.query("COMMIT");
+    const refused = await deleting;
+    expect([refused.status, refused.json.code]).toEqual([400, "failed_precondition"]);
+    expect(refused.json.message).toContain(switcher);
+    expect((await admin("GET", `/admin/credentials/${fresh}`)).status).toBe(200);
+  } finally {
+    await db.end();
+  }
+});

@@ -97,6 +97,10 @@ function externalOf(e: ExternalS3 | undefined, deps: Pick<ServiceDeps, "secrets"
   return { external: { ...location, accessKeyId: e.accessKeyId }, secretSealed };
 }
 
+/** A source write that lost the race to the deletion of its credential. */
+const credentialGone = (e: ExternalS3Config) =>
+  new NotFound(`external_s3.credential_id ${quote(e.credentialId ?? "")} was deleted while the source was being saved; nothing was saved`);
+
 /** The location with the stored credential it names, checked (an access key of the caller's organization). */
 async function withCredential(deps: ServiceDeps, org: string, location: { external: ExternalS3Config; secretSealed: string }) {
   const id = location.external.credentialId;
@@ -189,7 +193,7 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
         createdAt,
         updatedAt: createdAt,
       };
-      await sync.sourceInsert(source, createdAt + interval * 1000);
+      if (!(await sync.sourceInsert(source, createdAt + interval * 1000))) throw credentialGone(external!);
       return { source: sourceToProto(await viewOf(sync, source, scope.signal)) };
     },
 
@@ -236,7 +240,11 @@ export function createSourceService(deps: ServiceDeps): ServiceImpl<typeof Sourc
         secretSealed: location?.secretSealed ?? s.secretSealed,
         updatedAt: now(),
       };
-      await sync.sourceUpdate(scope, updated, updated.updatedAt);
+      if (!(await sync.sourceUpdate(scope, updated, updated.updatedAt))) {
+        // The source was deleted meanwhile, or the credential it is to sign with.
+        await sourceOf(sync, scope, req.sourceId);
+        throw credentialGone(updated.external!);
+      }
       return { source: sourceToProto(await viewOf(sync, updated, scope.signal)) };
     },
 

@@ -101,13 +101,15 @@ export class SyncStore extends PgDb {
 
   // --- sources ---
 
-  async sourceInsert(s: Source, nextSyncAt: number): Promise<void> {
-    await this.q(
+  /** Inserts a source; false when the credential its config names was deleted meanwhile (nothing inserted). */
+  async sourceInsert(s: Source, nextSyncAt: number): Promise<boolean> {
+    const inserted = await this.exec(
       `INSERT INTO sources (source_id, org, bucket, provider, name, description, root_path, provider_account, sync_interval_seconds,
          enabled, config, secret_sealed, created_at, updated_at, next_sync_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)`,
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $13, $14 WHERE ${SQL.credentialHeld("$2", "$11")}`,
       [s.sourceId, s.org, s.bucket, s.provider, s.name, s.description, s.rootPath, s.providerAccount, s.syncIntervalSeconds, s.enabled, configOf(s), s.secretSealed, s.createdAt, nextSyncAt],
     );
+    return inserted > 0;
   }
 
   async sourceGet(scope: Scope, sourceId: string): Promise<Source | undefined> {
@@ -142,14 +144,16 @@ export class SyncStore extends PgDb {
     return { items: rows.slice(0, page.limit).map(toSource), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
 
-  async sourceUpdate(scope: Scope, s: Source, now: number): Promise<void> {
-    await this.q(
-      `UPDATE sources SET name = $4, description = $5, root_path = $6, sync_interval_seconds = $7, enabled = $8, config = $9,
+  /** Updates a source; false when it is gone or the credential its config names was deleted meanwhile (nothing changed). */
+  async sourceUpdate(scope: Scope, s: Source, now: number): Promise<boolean> {
+    const updated = await this.exec(
+      `UPDATE sources SET name = $4, description = $5, root_path = $6, sync_interval_seconds = $7, enabled = $8, config = $9::jsonb,
          secret_sealed = $10, updated_at = $11,
          next_sync_at = CASE WHEN sync_interval_seconds <> $7 OR NOT enabled THEN $11 + $7 * 1000 ELSE next_sync_at END
-       WHERE org = $1 AND bucket = $2 AND source_id = $3`,
+       WHERE org = $1 AND bucket = $2 AND source_id = $3 AND ${SQL.credentialHeld("$1", "$9")}`,
       [scope.org, scope.bucket, s.sourceId, s.name, s.description, s.rootPath, s.syncIntervalSeconds, s.enabled, configOf(s), s.secretSealed, now],
     );
+    return updated > 0;
   }
 
   /**
