@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     process.stdout.write(`k3-ingest ${VERSION}\n`);
     process.exit(0);
   }
-  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "credentials", "sync", "search"].includes(arg ?? "")) {
+  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "credentials", "sync", "search", "collections", "vectors"].includes(arg ?? "")) {
     process.exit(await runClientCli(process.argv.slice(2), process.env));
   }
   if (arg === "migrate") {

@@ -5,18 +5,16 @@
  * replay linked to the job it retries), rules and pipelines CRUD; exit codes follow the gRPC
  * code of the failure.
  */
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { cliRunner } from "./helpers/cli";
 import { createTestDb } from "./helpers/db";
 import { deadPort } from "./helpers/processes";
 import { startServers, type TestServers } from "./helpers/servers";
 import { insertToken } from "./helpers/tokens";
 import { waitFor } from "./helpers/wait";
 
-const run = promisify(execFile);
 const ROOT = join(__dirname, "..");
 const B = "kb-cli";
 let s: TestServers;
@@ -24,18 +22,7 @@ let token: string;
 
 jest.setTimeout(60_000);
 
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, ["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), ...args], {
-      env: { ...process.env, DODIL_TOKEN: token, K3_ENDPOINT: s.httpUrl, ...env },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
+const cli = cliRunner(() => ({ DODIL_TOKEN: token, K3_ENDPOINT: s.httpUrl }));
 
 beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "100", K3_MAX_ATTEMPTS: "1" });

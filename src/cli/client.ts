@@ -22,6 +22,8 @@ import { pipelineCommand, ruleCommand } from "./config-commands";
 import { sourceCommand, syncCommand, syncFlags } from "./sync-commands";
 import { credentialCommand } from "./credential-commands";
 import { searchCommand } from "./search-command";
+import { collectionCommand, vectorCommand } from "./vector-commands";
+import { text } from "node:stream/consumers";
 import { triggerMany } from "./trigger-many";
 import { retryCommand, retryStatuses } from "./retry-command";
 import { cancelOutcome, JOB_HEADER, jobRow, parseStatus, statusName } from "./job-view";
@@ -55,7 +57,11 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
               | ls [--source SOURCE_ID] | validate CREDENTIAL_ID | rm CREDENTIAL_ID
   sync        discover -b BUCKET SOURCE_ID [--full] [--rule RULE] [--wait] | status -b BUCKET SOURCE_ID
               | ingest -b BUCKET SOURCE_ID [--retry-failed] [--rule RULE] [--object KEY]
-  search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]`;
+  search      "QUERY" -b BUCKET [--top-k N] [--hybrid | --vector] [--collection NAME]
+  collections ls -b BUCKET | create -b BUCKET NAME --dimensions N [--embed-model M] [-d DESCRIPTION]
+              | rm -b BUCKET COLLECTION   (a collection of vectors you push; rm deletes its vectors too)
+  vectors     push -b BUCKET COLLECTION FILE|- [--upsert]   (JSON lines: {"id", "values", "content", "metadata"})
+              | rm -b BUCKET COLLECTION ID …`;
 
 /** The usage lines of one command group (`jobs`, `rules` …), or undefined for an unknown one. */
 export function groupUsage(group: string): string | undefined {
@@ -106,6 +112,10 @@ const TAKES: Record<string, string[]> = {
   "sync ingest": ["bucket", "rule", "retry-failed", "object"],
   "sync status": ["bucket"],
   search: ["bucket", "top-k", "hybrid", "vector", "collection"],
+  "collections create": ["bucket", "dimensions", "embed-model", "description"],
+  collections: ["bucket"],
+  "vectors push": ["bucket", "upsert"],
+  vectors: ["bucket"],
 };
 
 /** A usage message naming a flag the command does not take, or undefined when all fit. */
@@ -127,7 +137,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
     out.write(`${groupUsage(group0) ?? USAGE}\n`);
     return 0;
   }
-  const needsVerb = ["jobs", "pipelines", "rules", "buckets", "objects", "sources", "sync", "credentials"];
+  const needsVerb = ["jobs", "pipelines", "rules", "buckets", "objects", "sources", "sync", "credentials", "collections", "vectors"];
   if (needsVerb.includes(group0) && argv.length === 1) {
     err.write(`k3-ingest ${group0} needs a command\n${groupUsage(group0)}\n`);
     return 2;
@@ -185,6 +195,9 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         "page-token": { type: "string" },
         set: { type: "string" },
         delete: { type: "boolean" },
+        dimensions: { type: "string" },
+        "embed-model": { type: "string" },
+        upsert: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -362,6 +375,20 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         { vector, bucket: bucket(), query, topK: v["top-k"], hybrid: v.hybrid, vectorOnly: v.vector, collection: v.collection, asJson, out, table },
         (message) => new UsageError(message),
       );
+    }
+    if (group === "collections" || group === "vectors") {
+      const ctx = {
+        vector: createClient(VectorService, transport),
+        bucket,
+        asJson,
+        out,
+        args: rest,
+        flags: { dimensions: v.dimensions, embedModel: v["embed-model"], description: v.description, upsert: v.upsert },
+        stdin: () => text(process.stdin),
+        usage: (m: string) => new UsageError(m),
+        table,
+      };
+      return group === "collections" ? await collectionCommand(ctx, verb) : await vectorCommand(ctx, verb);
     }
     if (group === "sources" || group === "sync") {
       const ctx = { sources: createClient(SourceService, transport), ingest, asJson, out, err, env, bucket, args: rest, flags: syncFlags(v, bodyOf), usage: (m: string) => new UsageError(m), table };
