@@ -26,10 +26,12 @@ let slow: string;
 const onA = jsonClient(() => a.httpUrl);
 const onB = jsonClient(() => b.httpUrl);
 const COMPLETED = "INGEST_STATUS_COMPLETED";
+/** Server A's log, as JSON lines. */
+const logLines: string[] = [];
 
 beforeAll(async () => {
   embedder = await startEmbedderServer(8);
-  a = await startServers({ K3_ROLE: "api" });
+  a = await startServers({ K3_ROLE: "api" }, { logLines });
   // Every instance reads the same objects (as they would share an S3 store).
   b = await startPeer(a, { K3_ROLE: "api", K3_DATA_DIR: a.dataDir });
   w = await startPeer(a, { K3_ROLE: "worker", K3_POLL_MS: "50", K3_EMBEDDINGS_URL: embedder.url, K3_DATA_DIR: a.dataDir });
@@ -276,4 +278,34 @@ test("a watcher that falls too far behind is dropped with RESOURCE_EXHAUSTED and
   expect(err).toBeInstanceOf(ConnectError);
   expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
   expect((err as ConnectError).rawMessage).toMatch(/fell 1000 events behind.*resume_after "2"/);
+});
+
+test("watchers that leave while changes are being written to them leave nothing behind: no stack on stderr, no error in the log", async () => {
+  const bucket = "kb-watch-leavers";
+  const pipe = (await onA("POST", `/${bucket}/pipelines`, { name: "noop", scriptum_template: "noop" })).json.pipeline.pipelineId as string;
+  a.putObject(bucket, "doc.txt", "x");
+  const stderr = jest.spyOn(console, "error");
+  const errorsBefore = logLines.filter((l) => JSON.parse(l).level === "error").length;
+  try {
+    for (const door of ["connect", "grpcweb"] as const) {
+      const watches = Array.from({ length: 10 }, () => startWatch(door, a, { bucket }));
+      for (const watch of watches) await watch.until((m) => m.type === "WATCH_EVENT_TYPE_SYNCED");
+      // A burst of jobs (each a few changes) while every watcher leaves after its first change.
+      let left = 200;
+      const burst = Promise.all(Array.from({ length: 8 }, async () => {
+        while (left-- > 0) expect((await onA("POST", `/${bucket}/ingest`, { object: { key: "doc.txt" }, pipeline_id: pipe })).status).toBe(200);
+      }));
+      for (const watch of watches) {
+        await watch.until((m) => m.type === "WATCH_EVENT_TYPE_CHANGE");
+        watch.close();
+      }
+      await burst;
+    }
+    // The server has seen every watcher leave.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(stderr.mock.calls.map((c) => String(c[0]))).toEqual([]);
+    expect(logLines.filter((l) => JSON.parse(l).level === "error").slice(errorsBefore)).toEqual([]);
+  } finally {
+    stderr.mockRestore();
+  }
 });

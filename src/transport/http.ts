@@ -7,9 +7,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Readable } from "node:stream";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import { createConnectUnary } from "./connect-unary";
+import { connectNodeHandler } from "./connect-node-handler";
 import { decodeBinary } from "./json-errors";
 import { createRestHandler, readBody, sendError, sendJson } from "./rest";
 import type { ServiceEntry } from "./services";
@@ -86,7 +86,8 @@ export function createHttpServer(entries: readonly ServiceEntry[], opts: HttpOpt
   const consoleFiles = createConsole();
   const apiCors = createApiCors(opts.corsOrigins ?? []);
   const adapter = (streams: boolean) =>
-    connectNodeAdapter({
+    connectNodeHandler({
+      log: opts.log,
       routes(router) {
         for (const e of entries) router.service(e.service, e.impl as never);
       },
