@@ -142,7 +142,8 @@ test("a source saved while its credential is being deleted: whichever commits fi
     /** Until a call waits on a row this test's transaction holds. */
     const blocked = (call: string) =>
       waitFor(`${call} to wait on the credential's row`, async () => {
-        const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'");
+        // This database's sessions only: other test files run beside this one on the same server.
+        const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
         return rows[0].n > 0 || undefined;
       }, { timeoutMs: 10_000, intervalMs: 20 });
     const store = async (name: string) => (await admin("POST", "/admin/credentials", accessKey(keys.id, keys.secret, name))).json.credential.credentialId as string;

@@ -115,7 +115,7 @@ test("SIGTERM while a job's final write waits for its object's lock: the write i
     await holder.query("SELECT pg_advisory_lock(hashtextextended($1, 1798533317))", [`default/${B}/${pipe}/${key}`]);
     const w = await worker({ K3_WORKER_GRACE_MS: "300" });
     const id = (await http("POST", `/${B}/ingest`, { object: { key }, pipelineId: pipe })).json.job.jobId;
-    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'advisory' AND query LIKE '%k3_attempt_output%'";
+    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory' AND query LIKE '%k3_attempt_output%'";
     await waitFor("the final write to wait for the lock", async () => ((await pool.query(blocked)).rows[0].n === 1 ? true : undefined));
     const t0 = Date.now();
     w.proc.kill("SIGTERM");
