@@ -32,7 +32,7 @@ let clients: Clients;
 
 beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on" });
-  admin = await s3Admin(s, work, [B, "kb-deny", "kb-grant", "kb-lock"]);
+  admin = await s3Admin(s, work, [B, "kb-deny", "kb-grant", "kb-lock", "kb-links"]);
   api = jsonClient(() => s.httpUrl, admin.auth);
   clients = connectClients(s.httpUrl, s.grpcAddress);
 });
@@ -195,6 +195,37 @@ test("a Deny naming a token stops it whatever its role: the AWS CLI, DeleteObjec
   expect(listed).not.toContain("scratch/");
   // The admin's token is not named: it still deletes.
   expect(await aws(["s3", "rm", "s3://kb-deny/records/b.txt"])).toMatch(/delete: s3:\/\/kb-deny\/records\/b\.txt/);
+});
+
+test("a presigned URL answers for the token that made it: a Deny naming the token stops it, and it dies with the token", async () => {
+  const reader = await insertToken(s, "default", [{ bucket: "kb-links", role: "reader" }]);
+  const other = await insertToken(s, "default", [{ bucket: "kb-links", role: "reader" }]);
+  expect((await put("kb-links", "shared/report.txt", "the report")).status).toBe(200);
+  const made = await jsonClient(() => s.httpUrl, { authorization: `Bearer ${reader.token}` })("GET", "/kb-links/objects/shared/report.txt/url");
+  expect(made.status).toBe(200);
+  const url = new URL(made.json.url);
+  expect(url.searchParams.get("X-K3-Token")).toBe(reader.tokenId);
+  const get = async (u: URL | string) => {
+    const res = await fetch(u);
+    return [res.status, await res.text()];
+  };
+  expect(await get(url)).toEqual([200, "the report"]);
+  // The token is signed: dropped or swapped, the URL no longer matches its signature.
+  const dropped = new URL(url);
+  dropped.searchParams.delete("X-K3-Token");
+  expect((await get(dropped))[0]).toBe(403);
+  const swapped = new URL(url);
+  swapped.searchParams.set("X-K3-Token", other.tokenId);
+  expect(await get(swapped)).toEqual([403, expect.stringContaining("<Code>SignatureDoesNotMatch</Code>")]);
+
+  const deny = { Version: "2012-10-17", Statement: [{ Sid: "NoLinks", Effect: "Deny", Principal: { AWS: [reader.tokenId] }, Action: "s3:GetObject", Resource: "arn:aws:s3:::kb-links/shared/*" }] };
+  expect((await api("PUT", "/admin/buckets/kb-links/policy", { policy: deny })).status).toBe(200);
+  expect(await get(url)).toEqual([403, expect.stringMatching(/<Code>AccessDenied<\/Code>.*denied by the policy of bucket &quot;kb-links&quot; \(NoLinks\)/s)]);
+  expect((await api("DELETE", "/admin/buckets/kb-links/policy")).status).toBe(200);
+  expect(await get(url)).toEqual([200, "the report"]);
+
+  expect(await s.app.repo().tokens.tokenRevoke(reader.tokenId, Date.now())).toBe(true);
+  expect(await get(url)).toEqual([403, expect.stringContaining(`the token that made this URL (${reader.tokenId}) was revoked`)]);
 });
 
 test("an Allow naming a token lets it do more than its role, on the keys named only", async () => {

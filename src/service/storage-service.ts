@@ -143,8 +143,10 @@ export function createStorageService(deps: ServiceDeps): ServiceImpl<typeof Stor
       if (!(await repo.catalog.objectGet(scope, req.key))) throw new NotFound(`object ${quote(req.key)} not found in bucket ${quote(req.bucket)}`);
       const expiresAt = now() + Math.min(seconds === 0 ? 3600 : seconds, 86_400) * 1000;
       const expires = Math.floor(expiresAt / 1000);
-      const signature = deps.secrets.mac(presignedPayload(scope.org, req.bucket, req.key, expires));
-      const url = `${deps.publicUrl()}/${req.bucket}/${uriEncode(req.key, true)}?X-K3-Org=${encodeURIComponent(scope.org)}&X-K3-Expires=${expires}&X-K3-Signature=${signature}`;
+      const tokenId = ctx.values.get(callerKey)?.tokenId ?? "";
+      const signature = deps.secrets.mac(presignedPayload(scope.org, req.bucket, req.key, expires, tokenId));
+      const token = tokenId ? `&X-K3-Token=${encodeURIComponent(tokenId)}` : "";
+      const url = `${deps.publicUrl()}/${req.bucket}/${uriEncode(req.key, true)}?X-K3-Org=${encodeURIComponent(scope.org)}&X-K3-Expires=${expires}${token}&X-K3-Signature=${signature}`;
       return { url, expiresAt: BigInt(expires * 1000) };
     },
 

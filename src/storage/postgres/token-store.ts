@@ -27,6 +27,12 @@ export class TokenStore extends PgDb {
     return rows[0] ? toToken(rows[0]) : undefined;
   }
 
+  /** A token by its public id (the token a presigned URL names). */
+  async tokenFindById(tokenId: string): Promise<StoredToken | undefined> {
+    const rows = await this.q(`SELECT ${SQL.TOKEN_COLUMNS} FROM api_tokens WHERE token_id = $1`, [tokenId]);
+    return rows[0] ? toToken(rows[0]) : undefined;
+  }
+
   async tokenList(org?: string): Promise<StoredToken[]> {
     const rows = await this.q(
       `SELECT ${SQL.TOKEN_COLUMNS} FROM api_tokens ${org ? "WHERE org = $1" : ""} ORDER BY org, created_at, token_id`,

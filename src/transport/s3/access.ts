@@ -62,12 +62,19 @@ export function createAccess(deps: AccessDeps) {
         // A URL from GetObjectUrl: it lets its holder GET (or HEAD) one object until it expires.
         const org = r.query.get("X-K3-Org") ?? "";
         const expires = Number(r.query.get("X-K3-Expires"));
+        const tokenId = r.query.get("X-K3-Token") ?? "";
         const given = Buffer.from(r.query.get("X-K3-Signature") ?? "", "hex");
-        const expected = Buffer.from(deps.secrets.mac(presignedPayload(org, r.bucket, r.key, expires)), "hex");
+        const expected = Buffer.from(deps.secrets.mac(presignedPayload(org, r.bucket, r.key, expires, tokenId)), "hex");
         if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new S3Error("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided.");
         if (!Number.isFinite(expires) || expires * 1000 < deps.now()) throw new S3Error("AccessDenied", 403, "Request has expired");
         if (r.method !== "GET" && r.method !== "HEAD") throw new S3Error("AccessDenied", 403, "a presigned URL only reads its object");
-        return { caller: { org, tokenId: "", grants: [{ bucket: r.bucket, role: "reader" }] } };
+        if (tokenId) {
+          // The link lives no longer than the token that made it, and answers to policies naming it.
+          const token = await repo.tokens.tokenFindById(tokenId);
+          if (!token || token.org !== org || token.revokedAt > 0) throw new S3Error("AccessDenied", 403, `Access Denied: the token that made this URL (${tokenId}) was revoked`);
+          if (token.expiresAt > 0 && token.expiresAt <= deps.now()) throw new S3Error("AccessDenied", 403, `Access Denied: the token that made this URL (${tokenId}) has expired`);
+        }
+        return { caller: { org, tokenId, grants: [{ bucket: r.bucket, role: "reader" }] } };
       }
       refuseSigV2(req.headers, r.query);
       if (isSigV4(req.headers, r.rawQuery)) {
