@@ -270,16 +270,24 @@ async function pgBossBaseline(adminUrl: string, n: number): Promise<number> {
   const url = await freshDatabase(adminUrl, "k3_bench_pgboss");
   const { default: PgBoss } = (await import("pg-boss")) as unknown as { default: new (o: object) => PgBossLike };
   const boss = new PgBoss({ connectionString: url, max: 10 });
+  let done = 0;
+  let first = 0;
+  let last = 0;
+  let finish!: () => void;
+  let fail!: (err: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
+  finished.catch(() => undefined); // awaited below, after the setup
+  // pg-boss emits its pool's errors, and one nobody hears ends the process (CI's short bench
+  // once died of a connection closing as it stopped): while it drains, one fails the
+  // baseline; after, it changes nothing measured.
+  boss.on("error", (err: unknown) => {
+    if (!last) fail(err);
+  });
   await boss.start();
   await boss.createQueue("noop");
   for (let i = 0; i < n; i += 1000) {
     await boss.insert(Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: "noop", data: { i: i + j } })));
   }
-  let done = 0;
-  let first = 0;
-  let last = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((r) => (finish = r));
   for (let w = 0; w < 10; w++) {
     await boss.work("noop", { batchSize: 500, pollingIntervalSeconds: 0.5 }, async (jobs: unknown[]) => {
       if (!first) first = Date.now();
@@ -296,6 +304,7 @@ async function pgBossBaseline(adminUrl: string, n: number): Promise<number> {
 }
 
 interface PgBossLike {
+  on(event: "error", listener: (err: unknown) => void): void;
   start(): Promise<unknown>;
   createQueue(name: string): Promise<void>;
   insert(jobs: Array<{ name: string; data: object }>): Promise<void>;
