@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** Process entry: loads the configuration, starts the server, stops it on SIGINT/SIGTERM. */
 import { build } from "./app";
-import { runClientCli, USAGE } from "./cli/client";
+import { GROUP_ALIASES, runClientCli, USAGE } from "./cli/client";
 import { VERSION } from "./version";
 import { runTokensCli } from "./cli/tokens";
 import { migrate } from "./storage/postgres/migrate";
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     process.stdout.write(`k3-ingest ${VERSION}\n`);
     process.exit(0);
   }
-  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "credentials", "sync", "search", "collections", "vectors"].includes(arg ?? "")) {
+  if (["jobs", "trigger", "rules", "pipelines", "buckets", "objects", "sources", "credentials", "sync", "search", "collections", "vectors", ...Object.keys(GROUP_ALIASES)].includes(arg ?? "")) {
     process.exit(await runClientCli(process.argv.slice(2), process.env));
   }
   if (arg === "migrate") {

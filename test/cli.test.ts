@@ -247,6 +247,24 @@ test("buckets create/ls/get/rm and objects put/ls/info/get/url/rm through the CL
   expect((await cli(["buckets", "get", "kb-cli-store"])).code).toBe(5);
 });
 
+test("dodil's command names work as its CLI guide gives them: object create|show|list|url|remove, bucket show|remove", async () => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "k3-cli-dodil-"));
+  expect((await cli(["bucket", "create", "kb-cli-dodil"])).code).toBe(0);
+  writeFileSync(join(dir, "memo.txt"), "a memo");
+  // The key defaults to the file's base name, as `dodil k3 object create` documents.
+  expect(await cli(["object", "create", join(dir, "memo.txt"), "-b", "kb-cli-dodil"])).toMatchObject({ code: 0, stdout: "uploaded memo.txt (6 bytes)\n" });
+  expect((await cli(["object", "show", "memo.txt", "-b", "kb-cli-dodil", "-o", "json"])).stdout).toMatch(/"key": "memo\.txt"/);
+  expect((await cli(["object", "list", "-b", "kb-cli-dodil"])).stdout).toMatch(/^memo\.txt\s+6\s+text\/plain/m);
+  const url = (await cli(["object", "url", "memo.txt", "-b", "kb-cli-dodil", "--expires", "60"])).stdout.trim();
+  expect(await (await fetch(url)).text()).toBe("a memo");
+  expect((await cli(["object", "remove", "memo.txt", "-b", "kb-cli-dodil"])).stdout).toBe("deleted\n");
+  expect((await cli(["bucket", "show", "kb-cli-dodil"])).stdout).toMatch(/kb-cli-dodil/);
+  expect((await cli(["bucket", "remove", "kb-cli-dodil"])).code).toBe(0);
+  expect((await cli(["object", "--help"])).stdout).toMatch(/^usage: k3-ingest objects/);
+});
+
 test("buckets cors shows, sets (from the file aws s3api takes, or the API's) and deletes a bucket's CORS rules; bad rules name the field", async () => {
   const { mkdtempSync, writeFileSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");

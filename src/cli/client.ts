@@ -50,6 +50,7 @@ export const USAGE = `usage: k3-ingest <command> [flags]   (--endpoint URL, --to
               | policy NAME [--set FILE | --delete] (FILE: a bucket policy {"Version": …, "Statement": […]})
   objects     put -b BUCKET FILE [-k KEY] | get -b BUCKET KEY [FILE|-] | ls -b BUCKET [--prefix P]
               | info -b BUCKET KEY | rm -b BUCKET KEY | url -b BUCKET KEY [--expires SECONDS]
+              (dodil's names work too: object create|show|list|url|remove, bucket show|remove)
   sources     list|get|create|update|delete -b BUCKET [ID] [--name N] [--root PREFIX] [--interval SECONDS]
               [--s3-endpoint URL --s3-bucket B --s3-region R --access-key-id K]   (secret: K3_SOURCE_SECRET_ACCESS_KEY)
               [... --credential CREDENTIAL_ID instead of --access-key-id]
@@ -129,8 +130,12 @@ function flagsNotTaken(group: string | undefined, verb: string | undefined, give
 }
 
 
+/** The groups as dodil's CLI names them (`dodil k3 object create FILE -b B`), taken here too. */
+export const GROUP_ALIASES: Record<string, string> = { object: "objects", bucket: "buckets" };
+
 /** Runs a client command; resolves with the exit code. */
 export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  if (argv[0] && GROUP_ALIASES[argv[0]]) argv = [GROUP_ALIASES[argv[0]], ...argv.slice(1)];
   // `k3-ingest jobs --help` (or -h) prints the group's usage; `k3-ingest jobs` alone too, as an error.
   const group0 = argv[0] ?? "";
   if (argv.includes("--help") || argv.includes("-h")) {

@@ -56,12 +56,14 @@ export async function bucketCommand(c: StorageCommandContext, verb: string | und
       show(c, m.listBuckets.output, res, [BUCKET_HEADER, ...res.buckets.map(bucketRow)]);
       return 0;
     }
-    case "get": {
+    case "get":
+    case "show": {
       const res = await c.client.getBucket({ name: name() });
       show(c, m.getBucket.output, res, [BUCKET_HEADER, bucketRow(res.bucket!)]);
       return 0;
     }
     case "rm":
+    case "remove":
     case "delete":
       await c.client.deleteBucket({ name: name(), force: c.flags.force ?? false });
       c.out.write(c.asJson ? "{}\n" : "deleted\n");
@@ -174,7 +176,8 @@ export async function objectCommand(c: StorageCommandContext, verb: string | und
     return new ConnectError(`${code}: ${message}`, grpc);
   };
   switch (verb) {
-    case "put": {
+    case "put":
+    case "create": {
       const file = arg("FILE");
       const key = c.flags.key ?? basename(file);
       const size = (await stat(file)).size;
