@@ -21,6 +21,7 @@ export const POLICY_GRANTABLE = [
   "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
   "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation", "s3:GetBucketVersioning",
   "s3:GetBucketCORS", "s3:GetBucketPolicy", "s3:GetBucketPolicyStatus",
+  "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObjectTagging",
 ] as const;
 
 /** Actions that need the admin role whatever the policy says; a policy may only deny them. */

@@ -26,6 +26,7 @@ import {
   type Pagination as StoragePagination,
 } from "../../gen/dodil/k3/storage/v1/storage_pb";
 import { userMetadata, type Bucket, type ObjectIndexStatus, type StoredObject } from "../domain/bucket";
+import { tagsOf } from "../s3/tagging";
 import { InvalidArgument } from "../domain/errors";
 import { JOB_STATUSES, type Job, type JobStatus } from "../domain/job";
 import type { BoundRule, Pipeline } from "../domain/pipeline";
@@ -182,6 +183,7 @@ export function objectInfoToProto(
     contentType: o.contentType,
     lastModified: BigInt(o.updatedAt),
     metadata: userMetadata(o.metadata),
+    tags: Object.fromEntries(tagsOf(o.metadata)),
     indexStatus: status.map((s) => ({ pipelineId: s.pipelineId, pipelineName: s.pipelineName, jobId: s.jobId, status: statusToProto(s.status), updatedAt: BigInt(s.updatedAt), error: s.error })),
   });
 }

@@ -50,6 +50,19 @@ export class ObjectCatalog extends PgDb {
   }
 
   /**
+   * Sets one entry of an object's metadata (`value` undefined removes it) without touching
+   * its bytes, version or dates (PutObjectTagging); false when there is no such object.
+   */
+  async objectMetadataSet(scope: Scope, key: string, name: string, value: string | undefined): Promise<boolean> {
+    const changed = await this.exec(
+      `UPDATE objects SET metadata = CASE WHEN $5::text IS NULL THEN metadata - $4::text ELSE metadata || jsonb_build_object($4::text, $5::text) END
+       WHERE org = $1 AND bucket = $2 AND object_key = $3`,
+      [scope.org, scope.bucket, key, name, value ?? null],
+    );
+    return changed > 0;
+  }
+
+  /**
    * Places an upload's bytes and records the object and its jobs in one turn of the key
    * (inTurn): two uploads of one key, on any instances, land their bytes and their rows in
    * the same order — else the catalog's ETag, size and version could describe bytes no

@@ -40,8 +40,10 @@ import { listUploadsXml, multipart } from "./multipart";
 import { refuseUnserved } from "./subresources";
 import { allowOrigin, answerPreflight, bucketCorsCall } from "./bucket-cors";
 import { bucketPolicyCall, policyAccess } from "./bucket-policy";
+import { objectTaggingCall, taggingAccess } from "./object-tagging";
+import { TAGGING_KEY, withTagging } from "../../s3/tagging";
 import { readXmlBody, stageUpload } from "./upload-body";
-import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
+import { httpDate, isoDate, metadataOf, objectHeaders, parseRange, requestTagging, responseOverrides, send, sendXml, XMLNS, type S3Request } from "./protocol";
 import type { SigV4Claim } from "../../s3/sigv4";
 import { drainedOrGone } from "../drain";
 import { preconditionFailed, readConditions, writeConditions, writeRefusal } from "./conditions";
@@ -94,11 +96,15 @@ export function createBytePlane(deps: BytePlaneDeps) {
 
   /** CopyObject: the source is staged like an upload. */
   async function copyObject(req: IncomingMessage, res: ServerResponse, caller: Caller, scope: Scope, bucket: BucketRow, r: S3Request, signal: AbortSignal): Promise<void> {
+    const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
+    const replaceTags = String(req.headers["x-amz-tagging-directive"] ?? "COPY").toUpperCase() === "REPLACE";
+    const given = replace ? metadataOf(req) : undefined; // checked (its tags) before the copy is staged
+    const givenTags = replaceTags ? requestTagging(req) : undefined;
     const source = await copySource(req, caller, scope, signal);
     const o = source.object;
     const staged = await objects.stage(scope, source.bytes(), deps.maxObjectBytes, signal).finally(() => source.close());
-    const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
-    const metadata = replace ? metadataOf(req) : o.metadata;
+    // Tags follow their own directive, as in S3: the source's unless REPLACE gives the request's.
+    const metadata = withTagging(given ?? o.metadata, replaceTags ? givenTags : o.metadata[TAGGING_KEY]);
     const contentType = replace ? String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key) : o.contentType;
     await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadata, (etag) =>
       `<CopyObjectResult xmlns="${XMLNS}"><LastModified>${isoDate(deps.now())}</LastModified><ETag>&quot;${etag}&quot;</ETag></CopyObjectResult>`,
@@ -140,9 +146,10 @@ export function createBytePlane(deps: BytePlaneDeps) {
   }
 
   async function putObject(req: IncomingMessage, res: ServerResponse, scope: Scope, bucket: BucketRow, r: S3Request, claim: SigV4Claim | undefined, signal: AbortSignal): Promise<void> {
+    const metadata = metadataOf(req); // checked (its tags) before the body is read
     const staged = await stageChecked(req, scope, claim, signal);
     const contentType = String(req.headers["content-type"] ?? "") || mimeTypeOf(r.key);
-    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadataOf(req));
+    await storeObject(res, scope, bucket, r, staged, staged.md5.toString("hex"), contentType, metadata);
   }
 
   /**
@@ -335,6 +342,12 @@ export function createBytePlane(deps: BytePlaneDeps) {
       checkObjectKey(r.key, "key");
     } catch (err) {
       throw new S3Error(Buffer.byteLength(r.key) > 1024 ? "KeyTooLongError" : "InvalidArgument", 400, (err as Error).message);
+    }
+    if (r.query.has("tagging")) {
+      allow(...taggingAccess(r.method), r.key);
+      await existing();
+      await objectTaggingCall({ repo, readBody: () => readXmlBody(req, claim, 1 << 20) }, res, scope, r);
+      return;
     }
     if (r.query.has("uploads") || r.query.has("uploadId")) {
       const [role, action] = r.method === "GET" ? (["reader", r.query.has("uploadId") ? "s3:ListMultipartUploadParts" : "s3:ListBucketMultipartUploads"] as const)

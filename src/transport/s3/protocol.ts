@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { STORED_HEADER_PREFIX, type StoredObject } from "../../domain/bucket";
+import { parseTaggingHeader, TAGGING_KEY, taggingHeader, tagsOf, withTagging } from "../../s3/tagging";
 import { S3Error } from "../../s3/errors";
 
 /** The namespace of S3's XML documents. */
@@ -42,7 +43,13 @@ export function isoDate(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** User metadata of a request: its `x-amz-meta-*` headers, names without the prefix. */
+/** The tags an upload's `x-amz-tagging` header gives, in their stored form (checked; undefined for none). */
+export function requestTagging(req: IncomingMessage): string | undefined {
+  const header = req.headers["x-amz-tagging"];
+  return typeof header === "string" ? taggingHeader(parseTaggingHeader(header)) : undefined;
+}
+
+/** User metadata of a request: its `x-amz-meta-*` headers, names without the prefix, its kept standard headers and its tags. */
 export function metadataOf(req: IncomingMessage): Record<string, string> {
   const metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -54,7 +61,7 @@ export function metadataOf(req: IncomingMessage): Record<string, string> {
     if (name === "content-encoding" && typeof value === "string") value = value.split(",").map((v) => v.trim()).filter((v) => v && v !== "aws-chunked").join(", ");
     if (typeof value === "string" && value !== "") metadata[`${STORED_HEADER_PREFIX}${name}`] = value;
   }
-  return metadata;
+  return withTagging(metadata, requestTagging(req));
 }
 
 /**
@@ -89,7 +96,10 @@ export function objectHeaders(o: StoredObject): Record<string, string> {
     "content-security-policy": "sandbox",
     "x-content-type-options": "nosniff",
   };
-  for (const [k, v] of Object.entries(o.metadata)) h[k.startsWith(STORED_HEADER_PREFIX) ? k.slice(STORED_HEADER_PREFIX.length) : `x-amz-meta-${k}`] = v;
+  for (const [k, v] of Object.entries(o.metadata)) {
+    if (k === TAGGING_KEY) h["x-amz-tagging-count"] = String(tagsOf(o.metadata).length);
+    else h[k.startsWith(STORED_HEADER_PREFIX) ? k.slice(STORED_HEADER_PREFIX.length) : `x-amz-meta-${k}`] = v;
+  }
   return h;
 }
 

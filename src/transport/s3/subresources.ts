@@ -3,7 +3,7 @@
  * "sub-resource": `PUT /b/k?tagging` is PutObjectTagging, `DELETE /b?cors` is
  * DeleteBucketCors). The byte plane serves `uploads`, `uploadId` and `partNumber`
  * (multipart), `delete` (DeleteObjects), `location`, `versioning` (read only: versioning is
- * never on), a bucket's `cors` (bucket-cors.ts), `policy` and `policyStatus` (bucket-policy.ts) and the listing's parameters; any other sub-resource is refused with 501 before
+ * never on), a bucket's `cors` (bucket-cors.ts), `policy` and `policyStatus` (bucket-policy.ts), an object's `tagging` (object-tagging.ts) and the listing's parameters; any other sub-resource is refused with 501 before
  * anything is read or changed — taken for the plain operation on the same path, a
  * PutObjectTagging would overwrite the object with its XML and a DeleteBucketCors delete
  * the bucket. Requests that ask for guarantees the byte plane cannot give (customer-key
@@ -16,7 +16,7 @@ import { S3Error } from "../../s3/errors";
 
 /** Sub-resources S3 defines that the byte plane does not serve. */
 const UNSERVED = [
-  "acl", "tagging", "lifecycle", "website", "logging", "notification", "replication",
+  "acl", "lifecycle", "website", "logging", "notification", "replication",
   "encryption", "object-lock", "legal-hold", "retention", "restore", "select", "torrent", "accelerate", "analytics",
   "inventory", "metrics", "intelligent-tiering", "ownershipControls", "publicAccessBlock", "requestPayment",
   "attributes", "versions", "session", "renameObject",
@@ -36,6 +36,7 @@ export function refuseUnserved(method: string, key: string, query: URLSearchPara
   const sub =
     UNSERVED.find((name) => query.has(name)) ??
     (query.has("versioning") && method !== "GET" ? "versioning" : undefined) ??
+    (key === "" && query.has("tagging") ? "tagging" : undefined) ?? // an object's only (object-tagging.ts)
     ["cors", "policy", "policyStatus"].find((name) => key !== "" && query.has(name)); // a bucket's only (bucket-cors.ts, bucket-policy.ts)
   if (sub) throw new S3Error("NotImplemented", 501, `?${sub} (the ${sub} sub-resource) is not implemented on this byte plane; nothing was read or changed`);
   const header = UNSERVED_HEADERS.find((name) => headers[name] !== undefined);
