@@ -38,7 +38,8 @@ beforeAll(async () => {
   expect((await api("POST", "/admin/buckets", { name: B, description: "console test" })).status).toBe(200);
   // Uploaded through the byte plane, as users do (no rules yet: no jobs).
   for (const [key, body] of [["docs/a.txt", "hello console"], ["docs/b.txt", "second document"], ["bad/1.pdf", "not a pdf"], ["bad/2.pdf", "not a pdf either"]]) {
-    const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${admin}` }, body });
+    const tagged = key === "bad/2.pdf" ? { "x-amz-tagging": "stage=rejected&source=scan" } : {};
+    const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${admin}`, ...tagged }, body });
     expect(put.status).toBe(200);
   }
   browser = await launchChromium();
@@ -147,6 +148,8 @@ test("the objects view lists keys by prefix with each object's latest job per pi
   const first = rows.filter({ hasText: "bad/1.pdf" });
   await first.getByText("embed:").waitFor();
   await first.locator(".badge", { hasText: "FAILED" }).waitFor();
+  // An object's S3 tags show in their own column.
+  expect(await rows.filter({ hasText: "bad/2.pdf" }).locator("td").nth(4).innerText()).toBe("stage=rejected, source=scan");
   await page.close();
 });
 

@@ -44,6 +44,7 @@ export async function objectsView(bucket, params) {
     }));
   }
   const input = h("input", { id: "prefix", name: "prefix", value: prefix, size: 30 });
+  const tagList = (tags) => Object.entries(tags ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
   const status = (o) =>
     (o.indexStatus ?? []).length
       ? h("ul", { class: "plain" }, o.indexStatus.map((s) => h("li", {}, `${s.pipelineName}: `, h("a", { href: `#/b/${enc(bucket)}/jobs/${enc(s.jobId)}` }, h("span", { class: `badge s-${short(s.status).toLowerCase()}` }, short(s.status))), s.error ? ` ${s.error}` : "")))
@@ -61,8 +62,8 @@ export async function objectsView(bucket, params) {
       },
       h("label", { for: "prefix" }, "Key prefix"), input, h("button", { type: "submit" }, "List"),
     ),
-    h("table", {}, h("thead", {}, h("tr", {}, ...["Key", "Size", "Type", "Modified", "Index status (latest job per pipeline)"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, infos.map((o) => h("tr", {}, h("td", { class: "key" }, o.key), h("td", { class: "num" }, o.size), h("td", {}, o.contentType), h("td", {}, time(o.lastModified)), h("td", {}, status(o)))))),
+    h("table", {}, h("thead", {}, h("tr", {}, ...["Key", "Size", "Type", "Modified", "Tags", "Index status (latest job per pipeline)"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, infos.map((o) => h("tr", {}, h("td", { class: "key" }, o.key), h("td", { class: "num" }, o.size), h("td", {}, o.contentType), h("td", {}, time(o.lastModified)), h("td", {}, tagList(o.tags)), h("td", {}, status(o)))))),
     res.nextContinuationToken ? h("p", { class: "paging" }, h("a", { href: `#/b/${enc(bucket)}/objects${query({ prefix, after: res.nextContinuationToken })}` }, "Next page")) : "",
   );
 }
