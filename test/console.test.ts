@@ -38,7 +38,7 @@ beforeAll(async () => {
   expect((await api("POST", "/admin/buckets", { name: B, description: "console test" })).status).toBe(200);
   // Uploaded through the byte plane, as users do (no rules yet: no jobs).
   for (const [key, body] of [["docs/a.txt", "hello console"], ["docs/b.txt", "second document"], ["bad/1.pdf", "not a pdf"], ["bad/2.pdf", "not a pdf either"]]) {
-    const tagged = key === "bad/2.pdf" ? { "x-amz-tagging": "stage=rejected&source=scan" } : {};
+    const tagged: Record<string, string> = key === "bad/2.pdf" ? { "x-amz-tagging": "stage=rejected&source=scan" } : {};
     const put = await fetch(`${s.httpUrl}/${B}/${key}`, { method: "PUT", headers: { authorization: `Bearer ${admin}`, ...tagged }, body });
     expect(put.status).toBe(200);
   }
