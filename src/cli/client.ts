@@ -391,7 +391,6 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
         flags: { dimensions: v.dimensions, embedModel: v["embed-model"], description: v.description, upsert: v.upsert },
         stdin: () => text(process.stdin),
         usage: (m: string) => new UsageError(m),
-        table,
       };
       return group === "collections" ? await collectionCommand(ctx, verb) : await vectorCommand(ctx, verb);
     }
@@ -400,7 +399,7 @@ export async function runClientCli(argv: string[], env: NodeJS.ProcessEnv, out: 
       return group === "sources" ? await sourceCommand(ctx, verb) : await syncCommand(ctx, verb);
     }
     if (group === "credentials") {
-      const ctx = { sources: createClient(SourceService, transport), asJson, out, env, args: rest, flags: { name: v.name, source: v.source, accessKeyId: v["access-key-id"] }, usage: (m: string) => new UsageError(m), table };
+      const ctx = { sources: createClient(SourceService, transport), asJson, out, env, args: rest, flags: { name: v.name, source: v.source, accessKeyId: v["access-key-id"] }, usage: (m: string) => new UsageError(m) };
       return await credentialCommand(ctx, verb);
     }
     if (group === "pipelines") return await pipelineCommand(pipelines, verb, bucket, id, v, asJson, out);

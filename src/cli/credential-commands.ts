@@ -8,8 +8,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { CredentialType, SourceProvider, SourceService, type CredentialInfo } from "../../gen/dodil/k3/source/v1/source_pb";
-
-type Out = { write(s: string): unknown };
+import { render, type Out } from "./common";
 
 /** What the credential commands need from the command line. */
 export interface CredentialCommandContext {
@@ -20,7 +19,6 @@ export interface CredentialCommandContext {
   args: string[];
   flags: { name?: string; source?: string; accessKeyId?: string };
   usage(message: string): Error;
-  table(rows: string[][]): string;
 }
 
 const HEADER = ["CREDENTIAL", "PROVIDER", "TYPE", "NAME", "HINT", "SOURCE"];
@@ -33,8 +31,6 @@ export async function credentialCommand(c: CredentialCommandContext, verb: strin
     if (!c.args[0]) throw c.usage("CREDENTIAL_ID is required");
     return c.args[0];
   };
-  const show = (schema: Parameters<typeof toJson>[0], msg: Parameters<typeof toJson>[1], rows: string[][]) =>
-    c.out.write(c.asJson ? JSON.stringify(toJson(schema, msg, { alwaysEmitImplicit: true }), null, 2) + "\n" : c.table(rows));
   switch (verb) {
     case "store": {
       if (!c.flags.name) throw c.usage("--name is required: what the credential is called");
@@ -48,13 +44,13 @@ export async function credentialCommand(c: CredentialCommandContext, verb: strin
         sourceId: c.flags.source ?? "",
         credentialData: { case: "accessKey", value: { accessKeyId: c.flags.accessKeyId, secretAccessKey: secret } },
       });
-      show(m.storeCredential.output, res, [HEADER, row(res.credential!)]);
+      render(c.out, c.asJson, m.storeCredential.output, res, HEADER, [row(res.credential!)]);
       return 0;
     }
     case "ls":
     case "list": {
       const res = await c.sources.listCredentials({ sourceId: c.flags.source ?? "", pageSize: 1000 });
-      show(m.listCredentials.output, res, [HEADER, ...res.credentials.map(row)]);
+      render(c.out, c.asJson, m.listCredentials.output, res, HEADER, res.credentials.map(row));
       return 0;
     }
     case "validate": {

@@ -12,8 +12,7 @@ import { readFileSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { VectorService, type Collection } from "../../gen/dodil/k3/vector/v1/vector_pb";
-
-type Out = { write(s: string): unknown };
+import { render, type Out } from "./common";
 
 /** What the vector commands need from the command line. */
 export interface VectorCommandContext {
@@ -26,7 +25,6 @@ export interface VectorCommandContext {
   /** Reads stdin whole (`vectors push … -`). */
   stdin(): Promise<string>;
   usage(message: string): Error;
-  table(rows: string[][]): string;
 }
 
 /** Vectors per call at most (the API's limit). */
@@ -102,14 +100,14 @@ export async function collectionCommand(c: VectorCommandContext, verb: string | 
     case "ls":
     case "list": {
       const res = await c.vector.listCollections({ bucket: c.bucket() });
-      c.out.write(c.asJson ? JSON.stringify(toJson(m.listCollections.output, res, { alwaysEmitImplicit: true }), null, 2) + "\n" : c.table([HEADER, ...res.collections.map(row)]));
+      render(c.out, c.asJson, m.listCollections.output, res, HEADER, res.collections.map(row));
       return 0;
     }
     case "create": {
       const dims = Number(c.flags.dimensions);
       if (c.flags.dimensions === undefined || !Number.isInteger(dims) || dims < 1) throw c.usage(`--dimensions ${c.flags.dimensions ?? "(missing)"}: give the vectors' length, a whole number (1 to 8192)`);
       const res = await c.vector.addVectorCollection({ bucket: c.bucket(), name: arg("NAME"), dimensions: dims, embedModel: c.flags.embedModel ?? "", description: c.flags.description ?? "" });
-      c.out.write(c.asJson ? JSON.stringify(toJson(m.addVectorCollection.output, res, { alwaysEmitImplicit: true }), null, 2) + "\n" : c.table([HEADER, row(res.collection!)]));
+      render(c.out, c.asJson, m.addVectorCollection.output, res, HEADER, [row(res.collection!)]);
       return 0;
     }
     case "rm":

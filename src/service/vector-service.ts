@@ -1,8 +1,9 @@
 /**
  * VectorService: a bucket's engine (the built-in PostgreSQL store), its collections (one
  * per vector pipeline, and those whose vectors callers push: vector-collections.ts) and
- * search over their chunks, written once as a Connect ServiceImpl and served by every door. Dense scoring is exact, in memory (search/vector-index.ts);
- * hybrid search fuses it with PostgreSQL's full-text ranking by reciprocal rank (k = 60).
+ * search over their chunks, written once as a Connect ServiceImpl and served by every door.
+ * Dense scoring is exact, in memory (search/vector-index.ts); hybrid search fuses it with
+ * PostgreSQL's full-text ranking by reciprocal rank (k = 60).
  */
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";

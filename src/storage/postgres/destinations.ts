@@ -43,8 +43,8 @@ export function batchCount(output: Output): number {
 
 /**
  * The batch columns of each call, in the functions' order (index, content, embedding as
- * the hex of its stored bytes, start, end, page, heading, data). Made one batch at a time, so a large output's
- * JSON never exists all at once.
+ * the hex of its stored bytes, start, end, page, heading, data). Made one batch at a time,
+ * so a large output's parameters never exist all at once.
  */
 export function* outputBatches(output: Output): Generator<unknown[]> {
   const count = batchCount(output);

@@ -378,7 +378,6 @@ SELECT ${OBJECT_COLUMNS} FROM objects
 WHERE org = $1 AND bucket = $2 AND object_key > $3 AND starts_with(object_key, $4)
 ORDER BY object_key LIMIT $5`;
 
-/** The sources of an organization ($1) that sign with the stored credential $2 (their config's credential_id). */
 /**
  * Holds the credential a source's new config names (parameters `org`, `config`: its JSON) in
  * key-share mode until the write commits, so a DeleteCredential racing the write either
@@ -388,6 +387,7 @@ ORDER BY object_key LIMIT $5`;
 export const credentialHeld = (org: string, config: string) =>
   `(coalesce(${config}::jsonb ->> 'credential_id', '') = '' OR EXISTS (SELECT 1 FROM credentials c WHERE c.org = ${org} AND c.credential_id = ${config}::jsonb ->> 'credential_id' FOR KEY SHARE))`;
 
+/** The sources of an organization ($1) that sign with the stored credential $2 (their config's credential_id). */
 export const SOURCES_USING_CREDENTIAL = `SELECT source_id FROM sources WHERE org = $1 AND config->>'credential_id' = $2 ORDER BY created_at LIMIT 20`;
 
 /**
