@@ -15,7 +15,7 @@ import { createBuckets } from "./buckets";
 import { requestIdKey, scopeOf } from "./caller";
 import { statusName } from "./convert";
 import type { ServiceDeps } from "./deps";
-import { sourceOf, viewOf } from "./source-service";
+import { sourceOf } from "./source-service";
 import { loadRouting, newJob, routeObject } from "./upload-jobs";
 
 type SyncMethods = Pick<ServiceImpl<typeof IngestService>, "triggerDiscovery" | "triggerIngestion" | "getSyncStatus">;
@@ -132,18 +132,18 @@ export function createSyncMethods(deps: ServiceDeps): SyncMethods {
       const scope = scopeOf(ctx, req.bucket);
       await buckets.get(scope);
       const s = await sourceOf(sync, scope, req.sourceId);
-      const [view, current, last, counts] = await Promise.all([viewOf(sync, s, scope.signal), sync.discoveryActive(s.sourceId), sync.discoveryLastEnded(s.sourceId), sync.jobCountsBySource(s, scope.signal)]);
+      const [counts, current, last] = await Promise.all([sync.sourceStatusCounts(s, scope.signal), sync.discoveryActive(s.sourceId), sync.discoveryLastEnded(s.sourceId)]);
       return {
         sourceId: s.sourceId,
         syncing: current !== undefined,
         current: discoveryToProto(current),
         last: discoveryToProto(last),
-        jobCounts: Object.fromEntries(Object.entries(counts).map(([status, n]) => [statusName(status as JobStatus), BigInt(n)])),
-        totalObjects: BigInt(view.totalObjects),
-        indexedObjects: BigInt(view.indexedObjects),
-        lastSyncAt: BigInt(view.lastSyncAt),
-        lastSuccessAt: BigInt(view.lastSuccessAt),
-        lastError: view.lastError,
+        jobCounts: Object.fromEntries(Object.entries(counts.jobs).map(([status, n]) => [statusName(status as JobStatus), BigInt(n)])),
+        totalObjects: BigInt(counts.totals.objects),
+        indexedObjects: BigInt(counts.totals.indexed),
+        lastSyncAt: BigInt(s.lastSyncAt),
+        lastSuccessAt: BigInt(s.lastSuccessAt),
+        lastError: s.lastError,
       };
     },
   };
