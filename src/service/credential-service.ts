@@ -103,7 +103,8 @@ export function createCredentialCalls(deps: ServiceDeps): CredentialCalls {
     for (const f of spec.open) if (text(f) !== "" && text(f) !== "0") open[f] = text(f);
     const secret: Record<string, string> = {};
     for (const f of spec.secret) secret[f] = text(f);
-    open.last4 = secret[spec.secret[0]].slice(-4);
+    // The last four characters, not UTF-16 units: half of a character outside the BMP is not text PostgreSQL's jsonb takes.
+    open.last4 = Array.from(secret[spec.secret[0]]).slice(-4).join("");
     return { kind: d.case, open, secret };
   }
 
