@@ -151,7 +151,7 @@ test.each<[string, string | Buffer, string, RegExp]>([
   ["docs/bad.json", "{ nope", "embed", /object "docs\/bad\.json" is not valid JSON/],
   ["data/ragged.csv", "a,b\n1,2,3\n", "rows", /CSV "data\/ragged\.csv" record 2 has 3 fields; the header has 2/],
   ["data/bad.jsonl", '{"a":1}\n[1,2]\n', "rows", /"data\/bad\.jsonl" line 2 is not a JSON object/],
-  ["data/binary.txt", Buffer.from([0xff, 0xfe, 0x00, 0x41]), "embed", /object "data\/binary\.txt" is not valid UTF-8 text/],
+  ["data/binary.txt", Buffer.from([0xc3, 0x28, 0x00, 0x41]), "embed", /object "data\/binary\.txt" is not valid UTF-8 text/],
 ])("%s fails at once with a readable error", async (key, content, which, message) => {
   s.putObject(B, key, content);
   const job = await ingest(key, which === "embed" ? embed : rows);

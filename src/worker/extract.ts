@@ -1,6 +1,6 @@
 /**
  * Text extraction for the embedding pipeline, from the object's bytes, by extension:
- * .txt/.md (UTF-8 text), .html (tags stripped, block elements as line breaks, entities
+ * .txt/.md (UTF-8 text, or UTF-16 with its byte-order mark), .html (tags stripped, block elements as line breaks, entities
  * decoded), .json (one `path: value` line per leaf), .csv (the text as is) and .pdf
  * (pdfjs; pages separated by a blank line). Line endings become "\n" and the result is
  * trimmed. Every step is linear in the input and bounded: no regex that can backtrack
@@ -25,13 +25,39 @@ export interface ParseLimits {
   maxRows: number;
 }
 
-/** Decodes UTF-8 or fails permanently. */
-export function decodeUtf8(buf: Uint8Array, key: string, stage = "extract"): string {
+/** The share of NUL characters past which bytes are not text (binary, or UTF-16 without its mark). */
+const MAX_NUL_SHARE = 0.1;
+
+/**
+ * An object's text: UTF-16 when its bytes start with a UTF-16 byte-order mark (as Windows
+ * tools save "Unicode" text), UTF-8 otherwise (its mark dropped); bytes that are neither
+ * fail permanently. PostgreSQL's text holds no NUL character: a few, as the padding of a
+ * log cut short, are dropped; more than a tenth of the characters and the object is not
+ * text, which fails permanently saying so (before, each attempt failed in the database).
+ */
+export function decodeText(buf: Uint8Array, key: string, stage = "extract"): string {
+  const encoding = buf[0] === 0xff && buf[1] === 0xfe ? "utf-16le" : buf[0] === 0xfe && buf[1] === 0xff ? "utf-16be" : "utf-8";
+  let text: string;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(buf);
+    text = new TextDecoder(encoding, { fatal: true }).decode(buf);
   } catch {
-    throw new PermanentError(stage, `object "${key}" is not valid UTF-8 text`);
+    throw new PermanentError(stage, encoding === "utf-8" ? `object "${key}" is not valid UTF-8 text` : `object "${key}" starts with a UTF-16 byte-order mark but is not valid ${encoding.toUpperCase()} text`);
   }
+  if (!text.includes("\0")) return text;
+  let nuls = 0;
+  for (let at = text.indexOf("\0"); at >= 0; at = text.indexOf("\0", at + 1)) nuls++;
+  if (nuls > text.length * MAX_NUL_SHARE) {
+    throw new PermanentError(
+      stage,
+      `object "${key}" is not text: ${nuls} of its ${text.length} characters are NUL (U+0000); it may be binary, or UTF-16 without a byte-order mark (text is read as UTF-8, or UTF-16 after its mark)`,
+    );
+  }
+  return text.replaceAll("\0", "");
+}
+
+/** Text PostgreSQL stores as it is: a NUL (from a JSON escape, a PDF's unmapped glyph) or half a surrogate pair becomes U+FFFD, one character for one. */
+export function storableText(text: string): string {
+  return text.toWellFormed().replaceAll("\0", "\uFFFD");
 }
 
 const ENTITIES: Readonly<Record<string, string>> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " " };
@@ -278,7 +304,7 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
   if (ext === ".pdf") {
     ({ text, pageStarts } = await pdfText(data, key));
   } else {
-    const raw = decodeUtf8(data, key);
+    const raw = decodeText(data, key);
     if (ext === ".html" || ext === ".htm") text = htmlToText(raw, true);
     else if (ext === ".json") text = jsonToText(parseJson(raw, `object "${key}"`, "extract")).join("\n");
     else text = raw;
@@ -286,6 +312,7 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("extract", `object "${key}" holds ${text.length} characters of text; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
+  text = storableText(text);
   if (ext === ".pdf") {
     // Pages are trimmed already; only leading empty pages move the start.
     const lead = codePoints(text) - codePoints(text.trimStart());

@@ -1,8 +1,9 @@
 /**
  * How a pipeline says why it stopped. A TransientError (network, timeout, 5xx, 429) is
  * retried with backoff while attempts remain; a PermanentError (unsupported type, corrupt
- * file, bad option value) fails the job at once. Anything else thrown is treated as
- * transient: an unexpected error may be a passing fault, and the attempt limit bounds it.
+ * file, bad option value) fails the job at once, as does PostgreSQL's refusal of a value
+ * (a data exception, SQLSTATE class 22). Anything else thrown is treated as transient: an
+ * unexpected error may be a passing fault, and the attempt limit bounds it.
  */
 
 /** A failure that another attempt may not repeat. */
@@ -49,5 +50,10 @@ export function describeFailure(err: unknown): { permanent: boolean; error: stri
     };
   }
   const message = err instanceof Error ? err.message : String(err);
+  const sqlState = (err as { code?: unknown } | undefined)?.code;
+  if (typeof sqlState === "string" && /^22[0-9A-Z]{3}$/.test(sqlState)) {
+    // A data exception: PostgreSQL refused a value of the output, and would refuse it again.
+    return { permanent: true, error: oneLine(`the database refused the job's output: ${message}`), errorDetails: `stage: store; SQLSTATE ${sqlState}` };
+  }
   return { permanent: false, error: oneLine(message) || "unexpected error", errorDetails: "stage: unknown; unexpected error" };
 }

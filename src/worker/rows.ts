@@ -4,7 +4,7 @@
  * objects, or one object). Linear in the input, capped in rows and columns, and nesting
  * is checked before a row is serialised. Each row comes back as its JSON text.
  */
-import { decodeUtf8, parseJson, type ParseLimits } from "./extract";
+import { decodeText, parseJson, type ParseLimits } from "./extract";
 import { PermanentError } from "./failures";
 
 /** Most columns a CSV header may have. */
@@ -135,12 +135,22 @@ export function parseRows(data: Uint8Array, format: string, key: string, limits:
   if (data.length > limits.maxTextChars * 4) {
     throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
   }
-  const text = decodeUtf8(data, key, "read");
+  const text = decodeText(data, key, "read");
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("parse", `"${key}" holds ${text.length} characters; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
-  if (format === "csv") return csvRows(text, key, limits.maxRows);
-  if (format === "jsonl") return jsonlRows(text, key, limits.maxRows);
-  return jsonRows(text, key, limits.maxRows);
+  const rows = format === "csv" ? csvRows(text, key, limits.maxRows) : format === "jsonl" ? jsonlRows(text, key, limits.maxRows) : jsonRows(text, key, limits.maxRows);
+  return rows.map(storableJson);
+}
+
+/**
+ * An escape of NUL or of half a surrogate pair (a JSON document may spell either; JSON.stringify
+ * writes both escaped, and writes whole pairs as they are), preceded by an even run of backslashes.
+ */
+const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
+
+/** A row's JSON text as jsonb takes it: those escapes become U+FFFD's (jsonb refuses both; each attempt failed on them). */
+export function storableJson(json: string): string {
+  return json.includes("\\u") ? json.replace(UNSTORABLE_ESCAPE, "$1\\ufffd") : json;
 }
 
