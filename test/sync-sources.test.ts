@@ -82,7 +82,11 @@ describe("an external S3-compatible source", () => {
     }, { timeoutMs: 30_000, intervalMs: 100 });
     expect(jobs.map((j) => j.object.key).sort()).toEqual(["deep/faq.md", "guide.txt"]);
     expect(jobs.find((j) => j.object.key === "guide.txt")).toMatchObject({ chunksCreated: 4, sourceId: src.sourceId }); // 300 characters in whole words of 15
-    const status = (await http("GET", `/kb-ext/sources/${src.sourceId}/sync`)).json;
+    // The jobs can end before the discovery that made them records its own end.
+    const status = await waitFor("the discovery's end", async () => {
+      const st = (await http("GET", `/kb-ext/sources/${src.sourceId}/sync`)).json;
+      return st.syncing ? undefined : st;
+    });
     expect(status).toMatchObject({ syncing: false, totalObjects: "2", indexedObjects: "2", last: { state: "completed", newObjects: "2" }, jobCounts: { INGEST_STATUS_COMPLETED: "2" } });
     // A direct upload of the bucket is not routed by the external source's rule.
     expect((await fetch(`${s.httpUrl}/kb-ext/own.txt`, { method: "PUT", body: "mine" })).status).toBe(200);
