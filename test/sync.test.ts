@@ -6,7 +6,7 @@
  * jobs as linked jobs; bad input is answered by name; a second trigger while one runs is
  * refused naming the running one.
  */
-import { rmSync, utimesSync } from "node:fs";
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "pg";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
@@ -144,6 +144,26 @@ test("TriggerIngestion: nothing to do when all is indexed; retry_failed replays 
   const single = await http("POST", `/${B}/sources/${internal}/ingest`, { retry_failed: true, source_object_id: "broken/a.pdf" });
   expect(single.json).toMatchObject({ dispatched: "1", considered: "1" });
   await allTerminal();
+});
+
+test("a file or folder dropped in under a name that is not UTF-8 is counted as failed, and the rest is discovered", async () => {
+  const L = "kb-latin";
+  const source = (await http("POST", "/admin/buckets", { name: L })).json.bucket.internalSourceId;
+  const dir = join(s.dataDir, "buckets", L);
+  s.putObject(L, "plain.txt", "plain");
+  s.putObject(L, "z.txt", "last");
+  // Names from a Latin-1 archive: "café.txt", and "déjà/" with a file in it.
+  writeFileSync(Buffer.concat([Buffer.from(`${dir}/caf`), Buffer.from([0xe9]), Buffer.from(".txt")]), "latin");
+  const folder = Buffer.concat([Buffer.from(`${dir}/d`), Buffer.from([0xe9]), Buffer.from("j"), Buffer.from([0xe0])]);
+  mkdirSync(folder);
+  writeFileSync(Buffer.concat([folder, Buffer.from("/inner.txt")]), "inside");
+  const id = (await http("POST", `/${L}/sources/${source}/discover`, {})).json.jobId;
+  const last = await waitFor("the discovery", async () => {
+    const st = (await http("GET", `/${L}/sources/${source}/sync`)).json;
+    return !st.syncing && st.last?.discoveryId === id ? st.last : undefined;
+  });
+  expect(last).toMatchObject({ state: "completed", scanned: "4", newObjects: "2", failed: "2", error: "" });
+  expect(((await http("GET", `/${L}/objects`)).json.objects as J[]).map((o) => o.key)).toEqual(["plain.txt", "z.txt"]);
 });
 
 test("bad input: unknown source, another bucket's source, unknown rule, the internal source's delete, a discovery already running", async () => {

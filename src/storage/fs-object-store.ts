@@ -6,6 +6,7 @@
  * as missing objects.
  */
 import { constants, lstat as lstatCb, lstatSync, realpath as realpathCb, stat as statCb, type Stats } from "node:fs";
+import { isUtf8 } from "node:buffer";
 import { lstat, mkdir, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { fd } from "./fd";
@@ -168,24 +169,32 @@ export function createFsObjectStore(dataDir: string): ObjectStore {
     async function* walk(dir: string, prefix: string): AsyncGenerator<ScanEntry> {
       let entries;
       try {
-        entries = await readdir(dir, { withFileTypes: true });
+        entries = await readdir(dir, { withFileTypes: true, encoding: "buffer" });
       } catch {
         return;
       }
       const named = entries
         .filter((e) => e.isDirectory() || e.isFile())
-        .map((e) => ({ e, key: Buffer.from(prefix + e.name + (e.isDirectory() ? "/" : "")) }))
+        .map((e) => ({ e, key: Buffer.concat([Buffer.from(prefix), e.name, Buffer.from(e.isDirectory() ? "/" : "")]) }))
         .sort((x, y) => Buffer.compare(x.key, y.key));
       for (const { e, key } of named) {
         scope.signal?.throwIfAborted();
         const k = key.toString();
         if (k === `${HASHED_DIR}/`) continue; // keys kept by hash are in the catalog already
+        if (!isUtf8(e.name)) {
+          // A key is UTF-8: a name in another encoding (a Latin-1 archive) is reported, not skipped unseen.
+          if (!after || Buffer.compare(key, afterBytes) > 0) {
+            yield { key: k, size: 0, etag: "", version: "0", unreadable: `its ${e.isDirectory() ? "folder's " : ""}name is not UTF-8 (${JSON.stringify(e.name.toString("latin1"))} read as Latin-1)` };
+          }
+          continue;
+        }
+        const name = e.name.toString();
         if (e.isDirectory()) {
           // Every key in it starts with k: skip it when they all sort at or before `after`.
           if (after && Buffer.compare(key, afterBytes) <= 0 && !after.startsWith(k)) continue;
-          yield* walk(join(dir, e.name), k);
+          yield* walk(join(dir, name), k);
         } else if (!after || Buffer.compare(key, afterBytes) > 0) {
-          const st = await lstat(join(dir, e.name), { bigint: true }).catch(() => undefined);
+          const st = await lstat(join(dir, name), { bigint: true }).catch(() => undefined);
           if (st?.isFile()) yield { key: k, size: Number(st.size), etag: "", version: st.mtimeNs.toString() };
         }
       }

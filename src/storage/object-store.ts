@@ -128,6 +128,8 @@ export interface ScanEntry {
   etag: string;
   /** Modification time in ns, as a decimal string. */
   version: string;
+  /** Why this entry cannot be an object (a file name that is not UTF-8); its key is then the name with U+FFFD's, for the report only. */
+  unreadable?: string;
 }
 
 /** Read access to the objects of buckets. */
@@ -226,6 +228,7 @@ const SLOW_WINDOW = 32;
 export async function catalogOf(scan: AsyncIterable<ScanEntry>, max: number): Promise<CatalogEntry[]> {
   const out: CatalogEntry[] = [];
   for await (const e of scan) {
+    if (e.unreadable) continue;
     out.push({ key: e.key, size: e.size, contentType: mimeTypeOf(e.key), version: BigInt(e.version) });
     if (out.length >= max) break;
   }

@@ -117,7 +117,8 @@ export class DiscoveryRunner {
       let batch: ScanEntry[] = [];
       for await (const e of store.scan(scope, cursor)) {
         batch.push(e);
-        if (batch.length >= this.config.batchSize) {
+        // A batch ends at an object's key (an unreadable entry's is not one to resume after).
+        if (batch.length >= this.config.batchSize && !e.unreadable) {
           await this.commit(d, source, routing, batch, cursor, e.key);
           cursor = e.key;
           batch = [];
@@ -157,6 +158,11 @@ export class DiscoveryRunner {
       planJobs(routing, { key, mimeType: contentType, size }, { objectVersion: version, traceId: d.discoveryId, now });
     for (const e of listed) {
       b.counts.scanned++;
+      if (e.unreadable) {
+        b.counts.failed++;
+        this.deps.log.warn("discovery left out an entry it cannot read", { discoveryId: d.discoveryId, sourceId: d.sourceId, key: e.key, reason: e.unreadable });
+        continue;
+      }
       const c = checkpoint.get(e.key);
       checkpoint.delete(e.key);
       const version = internal ? e.version : e.etag || e.version;
