@@ -1,8 +1,8 @@
 /**
  * Text extraction for the embedding pipeline, from the object's bytes, by extension:
- * .txt/.md (UTF-8 text, or UTF-16 with its byte-order mark), .html (tags stripped, block elements as line breaks, entities
- * decoded), .json (one `path: value` line per leaf), .csv (the text as is) and .pdf
- * (pdfjs; pages separated by a blank line). Line endings become "\n" and the result is
+ * .txt/.md (UTF-8 text, or UTF-16 after its byte-order mark), .html (tags stripped, block
+ * elements as line breaks, entities decoded), .json (one `path: value` line per leaf), .csv
+ * (the text as is) and .pdf (pdfjs; pages separated by a blank line). Line endings become "\n" and the result is
  * trimmed. Every step is linear in the input and bounded: no regex that can backtrack
  * over the document, no recursion over its nesting, and a cap on the characters kept.
  * Unsupported, corrupt or oversized inputs are PermanentErrors. Large inputs run in the
