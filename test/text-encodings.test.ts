@@ -62,6 +62,16 @@ test("UTF-16 with its byte-order mark is indexed as its text, little- and big-en
   expect(broken.error).toMatch(/starts with a UTF-16 byte-order mark but is not valid UTF-16LE text/);
 });
 
+test("text in another encoding fails at once, naming the first byte that is not UTF-8 and how to convert it", async () => {
+  // An Excel export in Windows-1252, after a U+FFFD the file spells itself.
+  const csv = Buffer.concat([Buffer.from("name,note\n\uFFFD,ok\nCaf"), Buffer.from([0xe9]), Buffer.from(",latin\n")]);
+  const job = await upload("rows/excel.csv", csv);
+  expect(job).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, permanentFailure: true, errorDetails: "stage: read" });
+  expect(job.error).toBe(
+    'object "rows/excel.csv" is not valid UTF-8 text: byte 20 (0xE9) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: convert it first (iconv -f WINDOWS-1252 -t UTF-8, for a Latin-1 export)',
+  );
+});
+
 test("a few NULs, as a log's padding, are dropped; bytes that are mostly NUL fail at once as not text", async () => {
   const padded = await upload("docs/padded.txt", Buffer.concat([Buffer.from("penguins keep warm in winter by huddling together\n"), Buffer.alloc(4)]));
   expect(padded).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });

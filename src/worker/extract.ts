@@ -41,7 +41,12 @@ export function decodeText(buf: Uint8Array, key: string, stage = "extract"): str
   try {
     text = new TextDecoder(encoding, { fatal: true }).decode(buf);
   } catch {
-    throw new PermanentError(stage, encoding === "utf-8" ? `object "${key}" is not valid UTF-8 text` : `object "${key}" starts with a UTF-16 byte-order mark but is not valid ${encoding.toUpperCase()} text`);
+    if (encoding !== "utf-8") throw new PermanentError(stage, `object "${key}" starts with a UTF-16 byte-order mark but is not valid ${encoding.toUpperCase()} text`);
+    const at = firstBadByte(buf);
+    throw new PermanentError(
+      stage,
+      `object "${key}" is not valid UTF-8 text: byte ${at} (0x${buf[at].toString(16).toUpperCase().padStart(2, "0")}) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: convert it first (iconv -f WINDOWS-1252 -t UTF-8, for a Latin-1 export)`,
+    );
   }
   if (!text.includes("\0")) return text;
   let nuls = 0;
@@ -53,6 +58,19 @@ export function decodeText(buf: Uint8Array, key: string, stage = "extract"): str
     );
   }
   return text.replaceAll("\0", "");
+}
+
+/** The offset of the first byte that starts no UTF-8 character where it stands (bytes known not to be UTF-8). */
+function firstBadByte(buf: Uint8Array): number {
+  const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(buf);
+  let at = 0; // the byte offset of text[done]
+  let done = 0;
+  for (let i = text.indexOf("\uFFFD"); i >= 0; i = text.indexOf("\uFFFD", i + 1)) {
+    at += Buffer.byteLength(text.slice(done, i));
+    done = i;
+    if (buf[at] !== 0xef || buf[at + 1] !== 0xbf || buf[at + 2] !== 0xbd) return at; // not a U+FFFD the text spells itself
+  }
+  return 0;
 }
 
 /** Text PostgreSQL stores as it is: a NUL (from a JSON escape, a PDF's unmapped glyph) or half a surrogate pair becomes U+FFFD, one character for one. */
