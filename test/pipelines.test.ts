@@ -125,6 +125,24 @@ test("structured_rows: CSV with quoting, JSON Lines and a JSON array become rows
   expect(await ingest("data/list.json", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 5, batchesReceived: 3 });
 });
 
+test("structured_rows: the separator of a CSV is found from its header (semicolons of a European Excel export, a .tsv's tabs), or named by the delimiter option", async () => {
+  const stored = async (key: string) => (await pool.query("SELECT data FROM warehouse_rows WHERE object_key = $1 ORDER BY row_index", [key])).rows.map((r) => r.data);
+  s.putObject(B, "data/eu.csv", 'name;price;note\r\nbolt;1,50;"M6; zinc"\r\nnut;0,20;\r\n');
+  expect(await ingest("data/eu.csv", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 2 });
+  expect(await stored("data/eu.csv")).toEqual([{ name: "bolt", price: "1,50", note: "M6; zinc" }, { name: "nut", price: "0,20", note: "" }]);
+  s.putObject(B, "data/sheet.tsv", "id\tname, title\n1\tAda, Countess\n");
+  expect(await ingest("data/sheet.tsv", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  expect(await stored("data/sheet.tsv")).toEqual([{ id: "1", "name, title": "Ada, Countess" }]);
+  // Pipes are found too; the option names the separator when a header would mislead.
+  s.putObject(B, "data/piped.csv", "a|b\n1|2\n");
+  expect(await ingest("data/piped.csv", rows, { delimiter: "comma" })).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  expect(await stored("data/piped.csv")).toEqual([{ "a|b": "1|2" }]);
+  expect(await ingest("data/piped.csv", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  expect(await stored("data/piped.csv")).toEqual([{ a: "1", b: "2" }]);
+  const bad = await http("POST", `/${B}/ingest`, { object: { key: "data/piped.csv" }, pipelineId: rows, options: { delimiter: ";" } });
+  expect([bad.status, bad.json.message]).toEqual([400, 'options["delimiter"] = ";" must be one of auto, comma, semicolon, tab, pipe']);
+});
+
 test("re-ingesting an object replaces its previous output, never duplicates it", async () => {
   s.putObject(B, "docs/again.txt", "x".repeat(1900));
   const first = await ingest("docs/again.txt", embed);

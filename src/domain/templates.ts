@@ -44,6 +44,7 @@ const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
     options: {
       batch_size: { int: { min: 1, max: 100_000 } },
       format: { oneOf: ["auto", "csv", "jsonl", "json"] },
+      delimiter: { oneOf: ["auto", "comma", "semicolon", "tab", "pipe"] },
     },
   },
   noop: {

@@ -12,7 +12,7 @@ import { extname } from "node:path";
 import { PermanentError } from "./failures";
 
 /** Extensions the embedding pipeline reads. */
-export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".pdf"];
+export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".tsv", ".pdf"];
 
 /** Deepest JSON nesting read (objects and arrays). */
 export const MAX_JSON_DEPTH = 256;

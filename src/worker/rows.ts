@@ -1,6 +1,6 @@
 /**
- * Rows for `structured_rows`, from an object's bytes: `.csv` (header row, RFC 4180
- * quoting), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
+ * Rows for `structured_rows`, from an object's bytes: `.csv` / `.tsv` (header row, RFC 4180
+ * quoting; commas, semicolons, tabs or pipes), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
  * objects, or one object). Linear in the input, capped in rows and columns, and nesting
  * is checked before a row is serialised. Each row comes back as its JSON text.
  */
@@ -10,15 +10,39 @@ import { PermanentError } from "./failures";
 /** Most columns a CSV header may have. */
 export const MAX_CSV_COLUMNS = 10_000;
 
+/** Column separators of CSV text, by the name structured_rows' `delimiter` option gives them. */
+export const DELIMITERS: Readonly<Record<string, string>> = { comma: ",", semicolon: ";", tab: "\t", pipe: "|" };
+
+/**
+ * The separator of CSV text: the tab for a .tsv; otherwise the one its header line has most
+ * of outside quotes (a semicolon for the exports of Excel set to a comma decimal mark),
+ * commas when none is there or two tie.
+ */
+export function detectDelimiter(text: string, key: string): string {
+  if (key.toLowerCase().endsWith(".tsv")) return "\t";
+  const seen = new Map<string, number>();
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') quoted = !quoted;
+    else if (quoted) continue;
+    else if (c === "\n" || c === "\r") break;
+    else if (c === "," || c === ";" || c === "\t" || c === "|") seen.set(c, (seen.get(c) ?? 0) + 1);
+  }
+  let best = ",";
+  for (const [c, n] of seen) if (n > (seen.get(best) ?? 0)) best = c;
+  return best;
+}
+
 /** Parses CSV text into records of fields (RFC 4180: quotes, doubled quotes, CRLF). */
-export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE_INTEGER): string[][] {
+export function parseCsv(text: string, key: string, maxRecords = Number.MAX_SAFE_INTEGER, delimiter = ","): string[][] {
   const records: string[][] = [];
-  eachCsvRecord(text, key, maxRecords, (r) => records.push(r));
+  eachCsvRecord(text, key, maxRecords, (r) => records.push(r), delimiter);
   return records;
 }
 
 /** Calls `onRecord` with each record of CSV text as it is parsed, so no list of records is kept. */
-export function eachCsvRecord(text: string, key: string, maxRecords: number, onRecord: (record: string[]) => void): void {
+export function eachCsvRecord(text: string, key: string, maxRecords: number, onRecord: (record: string[]) => void, delimiter = ","): void {
   let count = 0;
   let field = "";
   let record: string[] = [];
@@ -54,7 +78,7 @@ export function eachCsvRecord(text: string, key: string, maxRecords: number, onR
       }
     } else if (c === '"' && field === "") {
       quoted = true;
-    } else if (c === ",") {
+    } else if (c === delimiter) {
       record.push(field);
       field = "";
       if (record.length > MAX_CSV_COLUMNS) {
@@ -76,7 +100,7 @@ function tooMany(key: string, maxRows: number): PermanentError {
   return new PermanentError("parse", `"${key}" has more than ${maxRows} rows; the limit is ${maxRows} (K3_MAX_ROWS)`);
 }
 
-function csvRows(text: string, key: string, maxRows: number): string[] {
+function csvRows(text: string, key: string, maxRows: number, delimiter: string): string[] {
   const rows: string[] = [];
   // Each column name as a JSON key prefix (`"name":`), worked out once from the header.
   let prefixes: string[] | undefined;
@@ -97,7 +121,7 @@ function csvRows(text: string, key: string, maxRows: number): string[] {
     let json = "{";
     for (let i = 0; i < r.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(r[i]);
     rows.push(json + "}");
-  });
+  }, delimiter);
   return rows;
 }
 
@@ -130,8 +154,8 @@ function jsonRows(text: string, key: string, maxRows: number): string[] {
   return items.map((r, i) => objectRow(r, `"${key}" element ${i}`));
 }
 
-/** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text. */
-export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits): string[] {
+/** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text; `delimiter` names a CSV's separator (DELIMITERS), or is auto. */
+export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, delimiter = "auto"): string[] {
   if (data.length > limits.maxTextChars * 4) {
     throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
   }
@@ -139,7 +163,7 @@ export function parseRows(data: Uint8Array, format: string, key: string, limits:
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("parse", `"${key}" holds ${text.length} characters; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
-  const rows = format === "csv" ? csvRows(text, key, limits.maxRows) : format === "jsonl" ? jsonlRows(text, key, limits.maxRows) : jsonRows(text, key, limits.maxRows);
+  const rows = format === "csv" ? csvRows(text, key, limits.maxRows, DELIMITERS[delimiter] ?? detectDelimiter(text, key)) : format === "jsonl" ? jsonlRows(text, key, limits.maxRows) : jsonRows(text, key, limits.maxRows);
   return rows.map(storableJson);
 }
 

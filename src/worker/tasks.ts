@@ -91,10 +91,12 @@ export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<Tex
 export interface RowsTaskParams {
   key: string;
   format: string;
+  /** A CSV's separator by name (rows.ts DELIMITERS), or "auto". */
+  delimiter: string;
   limits: ParseLimits;
 }
 
 /** Parses an object into rows, each already serialised as JSON. */
 export function rowsTask(data: Uint8Array, p: RowsTaskParams): { rows: string[] } {
-  return { rows: parseRows(data, p.format, p.key, p.limits) };
+  return { rows: parseRows(data, p.format, p.key, p.limits, p.delimiter) };
 }

@@ -1,5 +1,5 @@
 /**
- * `structured_rows` (kind warehouse): `.csv`, `.jsonl` / `.ndjson` and `.json` objects
+ * `structured_rows` (kind warehouse): `.csv` / `.tsv`, `.jsonl` / `.ndjson` and `.json` objects
  * become rows (rows.ts) for the warehouse table, written in batches of `batch_size`
  * (default 500). Large objects are parsed in the sandbox process.
  */
@@ -9,7 +9,7 @@ import { rowsTaskSandboxed } from "../sandbox";
 import { rowsTask, type RowsTaskParams } from "../tasks";
 import { intOption, objectOf, textReadLimit, type PipelineExecutor } from "./types";
 
-const FORMAT_BY_EXT: Readonly<Record<string, string>> = { ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json" };
+const FORMAT_BY_EXT: Readonly<Record<string, string>> = { ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json" };
 
 export const structuredRows: PipelineExecutor = {
   readsObject: true,
@@ -22,10 +22,10 @@ export const structuredRows: PipelineExecutor = {
     if (!format) {
       throw new PermanentError(
         "parse",
-        `unsupported file type "${extname(ctx.job.key) || "(none)"}" for "${ctx.job.key}"; structured_rows reads .csv, .jsonl, .ndjson and .json`,
+        `unsupported file type "${extname(ctx.job.key) || "(none)"}" for "${ctx.job.key}"; structured_rows reads .csv, .tsv, .jsonl, .ndjson and .json`,
       );
     }
-    const params: RowsTaskParams = { key: ctx.job.key, format, limits: ctx.limits.parse };
+    const params: RowsTaskParams = { key: ctx.job.key, format, delimiter: ctx.options.delimiter ?? "auto", limits: ctx.limits.parse };
     const object = objectOf(ctx);
     ctx.progress({ stage: "extracting" });
     const { rows } =
