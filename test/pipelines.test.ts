@@ -143,6 +143,17 @@ test("structured_rows: the separator of a CSV is found from its header (semicolo
   expect([bad.status, bad.json.message]).toEqual([400, 'options["delimiter"] = ";" must be one of auto, comma, semicolon, tab, pipe']);
 });
 
+test("structured_rows keeps JSON numbers exactly: a 64-bit id is not rounded to a double", async () => {
+  const exact = async (key: string) =>
+    (await pool.query("SELECT data->>'id' AS id, data->>'price' AS price FROM warehouse_rows WHERE object_key = $1 ORDER BY row_index", [key])).rows;
+  s.putObject(B, "data/ids.json", '[{"id": 12345678901234567890, "price": 0.10, "note": "a,]}\\"[{"},\n {"id": 9007199254740993, "price": 1e2}]');
+  expect(await ingest("data/ids.json", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 2 });
+  expect(await exact("data/ids.json")).toEqual([{ id: "12345678901234567890", price: "0.10" }, { id: "9007199254740993", price: "100" }]);
+  s.putObject(B, "data/ids.jsonl", '{"id": 18446744073709551615, "price": 12.345678901234567890}\n');
+  expect(await ingest("data/ids.jsonl", rows)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  expect(await exact("data/ids.jsonl")).toEqual([{ id: "18446744073709551615", price: "12.345678901234567890" }]);
+});
+
 test("re-ingesting an object replaces its previous output, never duplicates it", async () => {
   s.putObject(B, "docs/again.txt", "x".repeat(1900));
   const first = await ingest("docs/again.txt", embed);

@@ -125,11 +125,42 @@ function csvRows(text: string, key: string, maxRows: number, delimiter: string):
   return rows;
 }
 
-function objectRow(value: unknown, what: string): string {
+/**
+ * A row's JSON text: its text in the object, checked to be a JSON object. Not re-serialised
+ * from what JSON.parse made of it, which rounds every number to a double (an id of
+ * 12345678901234567890 became 12345678901234567000); jsonb keeps numbers exactly.
+ */
+function objectRow(value: unknown, source: string, what: string): string {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new PermanentError("parse", `${what} is not a JSON object`);
   }
-  return JSON.stringify(value);
+  return source;
+}
+
+/** The text of each element of a JSON array (one JSON.parse has read, so well-formed), in one pass. */
+function elementTexts(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes what follows
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (depth === 1 && start < 0 && c > 0x20 && c !== 0x2c && c !== 0x5d) start = i;
+    if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) depth++;
+    else if (c === 0x5d || c === 0x7d) {
+      if (--depth === 0 && start >= 0) out.push(text.slice(start, i).trimEnd());
+    } else if (c === 0x2c && depth === 1) {
+      out.push(text.slice(start, i).trimEnd());
+      start = -1;
+    }
+  }
+  return out;
 }
 
 function jsonlRows(text: string, key: string, maxRows: number): string[] {
@@ -142,7 +173,7 @@ function jsonlRows(text: string, key: string, maxRows: number): string[] {
     start = end + 1;
     if (raw === "") continue;
     if (rows.length >= maxRows) throw tooMany(key, maxRows);
-    rows.push(objectRow(parseJson(raw, `"${key}" line ${line}`, "parse"), `"${key}" line ${line}`));
+    rows.push(objectRow(parseJson(raw, `"${key}" line ${line}`, "parse"), raw, `"${key}" line ${line}`));
   }
   return rows;
 }
@@ -151,7 +182,9 @@ function jsonRows(text: string, key: string, maxRows: number): string[] {
   const value = parseJson(text, `"${key}"`, "parse");
   const items = Array.isArray(value) ? value : [value];
   if (items.length > maxRows) throw tooMany(key, maxRows);
-  return items.map((r, i) => objectRow(r, `"${key}" element ${i}`));
+  const texts = Array.isArray(value) ? elementTexts(text) : [text.trim()];
+  if (texts.length !== items.length) throw new Error(`"${key}": ${texts.length} element texts for ${items.length} elements`);
+  return items.map((r, i) => objectRow(r, texts[i], `"${key}" element ${i}`));
 }
 
 /** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text; `delimiter` names a CSV's separator (DELIMITERS), or is auto. */
@@ -168,13 +201,14 @@ export function parseRows(data: Uint8Array, format: string, key: string, limits:
 }
 
 /**
- * An escape of NUL or of half a surrogate pair (a JSON document may spell either; JSON.stringify
- * writes both escaped, and writes whole pairs as they are), preceded by an even run of backslashes.
+ * An escape (one not itself escaped: after an even run of backslashes) of NUL, of a surrogate
+ * pair's first half with the second half's escape after it when there is one, or of a second half.
  */
-const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
+const SURROGATE_OR_NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(0000|d[89ab][0-9a-f]{2}(?:\\ud[c-f][0-9a-f]{2})?|d[c-f][0-9a-f]{2})/gi;
 
-/** A row's JSON text as jsonb takes it: those escapes become U+FFFD's (jsonb refuses both; each attempt failed on them). */
+/** A row's JSON text as jsonb takes it: an escaped NUL or half a pair becomes U+FFFD (jsonb refuses both; each attempt failed on them). */
 export function storableJson(json: string): string {
-  return json.includes("\\u") ? json.replace(UNSTORABLE_ESCAPE, "$1\\ufffd") : json;
+  if (!json.includes("\\u")) return json;
+  return json.replace(SURROGATE_OR_NUL_ESCAPE, (whole, slashes: string, code: string) => (code.length === 10 ? whole : `${slashes}\\ufffd`));
 }
 
