@@ -108,6 +108,13 @@ test("JSON escapes of NUL and of half a surrogate pair are indexed and stored as
   }
 });
 
+test("a heading cut at 200 units is cut before a character outside the BMP, not through it", async () => {
+  const title = "a".repeat(199) + "\u{1F427} penguins";
+  expect(await upload("docs/long-heading.md", Buffer.from(`# ${title}\n\npenguins in winter\n`))).toMatchObject({ status: "INGEST_STATUS_COMPLETED" });
+  const hits = (await http("POST", `/${B}/vector/search`, { text: "winter penguins", top_k: 50 })).json.results as J[];
+  expect(hits.filter((h) => h.object.key === "docs/long-heading.md").map((h) => h.heading)).toEqual(["a".repeat(199)]);
+});
+
 test("PostgreSQL's refusal of a value fails a job at once: another attempt would be refused the same", async () => {
   const db = new Client({ connectionString: s.db.url });
   await db.connect();

@@ -232,6 +232,13 @@ function codePoints(s: string): number {
   return n;
 }
 
+/** A heading's first 200 UTF-16 units, one fewer rather than half of a character. */
+function headingTitle(title: string): string {
+  if (title.length <= 200) return title;
+  const c = title.charCodeAt(199);
+  return title.slice(0, c >= 0xd800 && c <= 0xdbff ? 199 : 200);
+}
+
 /** A document's text and what is known of its structure (offsets in code points). */
 export interface ExtractedDocument {
   text: string;
@@ -249,7 +256,7 @@ function markdownHeadings(text: string): ExtractedDocument["headings"] {
   for (const line of text.split("\n")) {
     if (/^\s{0,3}(```|~~~)/.test(line)) fenced = !fenced;
     const m = fenced ? null : /^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$/.exec(line);
-    if (m && m[2]) out.push({ at, level: m[1].length, title: m[2].slice(0, 200) });
+    if (m && m[2]) out.push({ at, level: m[1].length, title: headingTitle(m[2]) });
     at += codePoints(line) + 1;
   }
   return out;
@@ -269,7 +276,7 @@ export function takeHeadingMarks(marked: string): { text: string; headings: Extr
   const close = (end: number) => {
     if (!open) return;
     const title = marked.slice(open.start, end).replace(/\s+/g, " ").trim();
-    if (title) headings.push({ at: open.at, level: open.level, title: title.slice(0, 200) });
+    if (title) headings.push({ at: open.at, level: open.level, title: headingTitle(title) });
     open = undefined;
   };
   for (let i = 0; i < marked.length; i++) {
