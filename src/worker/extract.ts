@@ -2,7 +2,8 @@
  * Text extraction for the embedding pipeline, from the object's bytes, by extension:
  * .txt/.md (UTF-8 text, or UTF-16 after its byte-order mark), .html (tags stripped, block
  * elements as line breaks, entities decoded), .json (one `path: value` line per leaf), .csv
- * (the text as is) and .pdf (pdfjs; pages separated by a blank line). Line endings become "\n" and the result is
+ * (the text as is), .pdf (pdfjs; pages separated by a blank line), and .docx / .pptx
+ * (office.ts; a presentation's slides as pages). Line endings become "\n" and the result is
  * trimmed. Every step is linear in the input and bounded: no regex that can backtrack
  * over the document, no recursion over its nesting, and a cap on the characters kept.
  * Unsupported, corrupt or oversized inputs are PermanentErrors. Large inputs run in the
@@ -10,9 +11,13 @@
  */
 import { extname } from "node:path";
 import { PermanentError } from "./failures";
+import { docxText, pptxSlides } from "./office";
 
 /** Extensions the embedding pipeline reads. */
-export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".tsv", ".pdf"];
+export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".tsv", ".pdf", ".docx", ".pptx"];
+
+/** Formats whose bytes are not their text (no text limit bounds how many are read), extracted in the sandbox process. */
+export const PACKED_EXTENSIONS: ReadonlySet<string> = new Set([".pdf", ".docx", ".pptx"]);
 
 /** Deepest JSON nesting read (objects and arrays). */
 export const MAX_JSON_DEPTH = 256;
@@ -83,8 +88,8 @@ const DROP_WITH_CONTENT = new Set(["script", "style", "head", "template"]);
 const BREAKS = new Set(["br", "/p", "/div", "/li", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6", "/tr", "/table", "/section", "/article", "/blockquote", "/pre"]);
 
 /** Marks around a heading's text in htmlToText's output (control characters no HTML text keeps). */
-const HEADING_OPEN = "\u0001";
-const HEADING_CLOSE = "\u0002";
+export const HEADING_OPEN = "\u0001";
+export const HEADING_CLOSE = "\u0002";
 const HEADING_TAG = /^h[1-6]$/;
 
 /**
@@ -128,18 +133,21 @@ export function htmlToText(html: string, marks = false): string {
     if (marks && name[0] === "/" && HEADING_TAG.test(name.slice(1))) out.splice(out.length - 1, 0, HEADING_CLOSE);
     i = gt + 1;
   }
-  return out
-    .join("")
-    .replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{1,10});/gi, (m, e: string) => {
-      if (e[0] === "#") {
-        const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-        return code > 2 && code <= 0x10ffff ? String.fromCodePoint(code) : code > 0 && code <= 2 ? " " : m;
-      }
-      return ENTITIES[e.toLowerCase()] ?? m;
-    })
+  return decodeEntities(out.join(""))
     .replace(/[ \t\f\v\u00a0]+/g, " ")
     .replace(/ ?\n ?/g, "\n")
     .replace(/\n{3,}/g, "\n\n");
+}
+
+/** Character references and the named entities of ENTITIES, decoded (HTML text, Office XML); U+0001–U+0002, the heading marks, become spaces. */
+export function decodeEntities(text: string): string {
+  return text.replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{1,10});/gi, (m, e: string) => {
+    if (e[0] === "#") {
+      const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+      return code > 2 && code <= 0x10ffff ? String.fromCodePoint(code) : code > 0 && code <= 2 ? " " : m;
+    }
+    return ENTITIES[e.toLowerCase()] ?? m;
+  });
 }
 
 /** Parses JSON; a syntax error or nesting deeper than MAX_JSON_DEPTH is a permanent failure. */
@@ -188,8 +196,19 @@ export function jsonToText(value: unknown): string[] {
   return lines;
 }
 
-/** The text of a PDF, through pdfjs (ESM-only, hence the dynamic import). */
-async function pdfText(data: Uint8Array, key: string): Promise<{ text: string; pageStarts: number[] }> {
+/** Pages' texts (each trimmed) as one text, a blank line between them, and where each starts in code points (what chunk offsets count). */
+function joinPages(pages: string[]): { text: string; pageStarts: number[] } {
+  const pageStarts: number[] = [];
+  let at = 0;
+  for (const p of pages) {
+    pageStarts.push(at);
+    at += codePoints(p) + 2;
+  }
+  return { text: pages.join("\n\n"), pageStarts };
+}
+
+/** The text of each page of a PDF, through pdfjs (ESM-only, hence the dynamic import). */
+async function pdfPages(data: Uint8Array, key: string): Promise<string[]> {
   const { getDocument } = (await import("pdfjs-dist/legacy/build/pdf.mjs")) as typeof import("pdfjs-dist");
   let doc;
   try {
@@ -209,14 +228,7 @@ async function pdfText(data: Uint8Array, key: string): Promise<{ text: string; p
     page.cleanup();
   }
   await doc.destroy();
-  // Where each page starts in the joined text, in code points (what chunk offsets count).
-  const pageStarts: number[] = [];
-  let at = 0;
-  for (const p of pages) {
-    pageStarts.push(at);
-    at += codePoints(p) + 2;
-  }
-  return { text: pages.join("\n\n"), pageStarts };
+  return pages;
 }
 
 /** The number of code points of a string. */
@@ -321,13 +333,17 @@ export async function extractText(data: Uint8Array, key: string, limits: ParseLi
 export async function extractDocument(data: Uint8Array, key: string, limits: ParseLimits): Promise<ExtractedDocument> {
   const ext = checkTextExtension(key);
   // UTF-8 never has more characters than bytes; past four bytes a character the text is too long for sure.
-  if (ext !== ".pdf" && data.length > limits.maxTextChars * 4) {
+  if (!PACKED_EXTENSIONS.has(ext) && data.length > limits.maxTextChars * 4) {
     throw new PermanentError("extract", `object "${key}" holds more than ${limits.maxTextChars} characters of text; the limit is K3_MAX_TEXT_CHARS`);
   }
   let text: string;
   let pageStarts: number[] = [];
-  if (ext === ".pdf") {
-    ({ text, pageStarts } = await pdfText(data, key));
+  let paged = false;
+  if (ext === ".pdf" || ext === ".pptx") {
+    ({ text, pageStarts } = joinPages(ext === ".pdf" ? await pdfPages(data, key) : pptxSlides(data, key, limits.maxTextChars)));
+    paged = true;
+  } else if (ext === ".docx") {
+    text = docxText(data, key, limits.maxTextChars);
   } else {
     const raw = decodeText(data, key);
     if (ext === ".html" || ext === ".htm") text = htmlToText(raw, true);
@@ -338,12 +354,12 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
     throw new PermanentError("extract", `object "${key}" holds ${text.length} characters of text; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
   text = storableText(text);
-  if (ext === ".pdf") {
+  if (paged) {
     // Pages are trimmed already; only leading empty pages move the start.
     const lead = codePoints(text) - codePoints(text.trimStart());
     return { text: text.trim(), pageStarts: pageStarts.map((p) => Math.max(0, p - lead)), headings: [] };
   }
   text = text.replace(/\r\n?/g, "\n").trim();
-  if (ext === ".html" || ext === ".htm") return { pageStarts, ...takeHeadingMarks(text) };
+  if (ext === ".html" || ext === ".htm" || ext === ".docx") return { pageStarts, ...takeHeadingMarks(text) };
   return { text, pageStarts, headings: ext === ".md" || ext === ".markdown" ? markdownHeadings(text) : [] };
 }

@@ -8,7 +8,7 @@
  */
 import { extname } from "node:path";
 import type { VectorChunk } from "../../domain/job";
-import { checkTextExtension } from "../extract";
+import { checkTextExtension, PACKED_EXTENSIONS } from "../extract";
 import { PermanentError, describeFailure } from "../failures";
 import { textTaskSandboxed } from "../sandbox";
 import { textTask, type TextTaskParams } from "../tasks";
@@ -38,7 +38,7 @@ export const textEmbeddingIndex: PipelineExecutor = {
     };
     const object = objectOf(ctx);
     ctx.progress({ stage: "extracting" });
-    const isolate = object.size > ctx.limits.inlineBytes || extname(ctx.job.key).toLowerCase() === ".pdf";
+    const isolate = object.size > ctx.limits.inlineBytes || PACKED_EXTENSIONS.has(extname(ctx.job.key).toLowerCase());
     const { pieces, places, vectors } = isolate
       ? await textTaskSandboxed(object, params, ctx.signal, ctx.limits.sandbox)
       : await textTask(await object.readAll(), params);

@@ -4,7 +4,8 @@ import type { Logger } from "../../log";
 import type { ObjectHandle } from "../../storage/object-store";
 import type { Embedder } from "../embedder";
 import type { ProgressReport } from "../progress";
-import type { ParseLimits } from "../extract";
+import { extname } from "node:path";
+import { PACKED_EXTENSIONS, type ParseLimits } from "../extract";
 import type { SandboxLimits } from "../sandbox";
 
 /** The bounds every executor works within. */
@@ -56,9 +57,9 @@ export function intOption(options: Readonly<Record<string, string>>, name: strin
   return raw === undefined || raw.trim() === "" ? fallback : Number.parseInt(raw, 10);
 }
 
-/** Text formats never hold more characters than bytes: past four bytes a character, the text cap is passed for sure. */
+/** Text formats never hold more characters than bytes: past four bytes a character, the text cap is passed for sure (packed formats, PDF and Office, are bounded by their extraction). */
 export function textReadLimit(key: string, limits: ExecutorLimits): number {
-  return key.toLowerCase().endsWith(".pdf") ? Number.MAX_SAFE_INTEGER : limits.parse.maxTextChars * 4;
+  return PACKED_EXTENSIONS.has(extname(key).toLowerCase()) ? Number.MAX_SAFE_INTEGER : limits.parse.maxTextChars * 4;
 }
 
 /** The object of a run; only templates with `readsObject` get one. */

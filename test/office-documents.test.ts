@@ -1,0 +1,114 @@
+/**
+ * Word and PowerPoint files, as a team's document folder holds them, uploaded with the AWS
+ * CLI and indexed by text_embedding_index: a .docx's paragraphs with its heading path, a
+ * .pptx's slides in their order as pages (slide 10 after slide 2). The documents are
+ * written by Python's zipfile, as Office writes them (deflated XML parts). A damaged
+ * archive and a small archive of too much text fail at once, saying which.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jsonClient, type J } from "./helpers/http";
+import { s3Admin, type S3Admin } from "./helpers/s3-clients";
+import { startServers, type TestServers } from "./helpers/servers";
+import { waitFor } from "./helpers/wait";
+
+jest.setTimeout(90_000);
+
+let s: TestServers;
+let admin: S3Admin;
+const B = "kb-office";
+const work = mkdtempSync(join(tmpdir(), "k3-office-"));
+const http = (method: string, path: string, body?: unknown) => jsonClient(() => s.httpUrl, admin.auth)(method, path, body);
+
+/** Office documents written with zipfile: a report, a deck, and a document.xml of 20 MB of repeated text (20 KB deflated). */
+const WRITE = String.raw`
+import sys, zipfile
+out = sys.argv[1]
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+def para(text, style=None):
+    ppr = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ''
+    return f'<w:p>{ppr}<w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>'
+# Paragraphs of n facts: two of 20 do not fit in a chunk (1,000 characters by default), and chunks end at a paragraph.
+def facts(what, n=32):
+    return ' '.join(f'{what} fact {i} is noted here.' for i in range(n))
+body = [para('Field Guide', 'Title'), para('Penguins', 'Heading2'),
+        '<w:p><w:pPr><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr><w:r><w:t xml:space="preserve">Emperor penguins </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>huddle</w:t></w:r>'
+        '<w:r><w:t xml:space="preserve"> through the polar winter &amp; breed on &lt;sea ice&gt;. ' + facts('Penguin', 20) + '</w:t></w:r></w:p>',
+        '<w:p/>', para('Albatrosses', 'Heading2'), para('They glide for hours without a wingbeat. ' + facts('Albatross', 20))]
+with zipfile.ZipFile(out + '/report.docx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('[Content_Types].xml', '<Types/>')
+    z.writestr('word/document.xml', f'<?xml version="1.0" encoding="UTF-8"?><w:document {W}><w:body>{"".join(body)}</w:body></w:document>')
+A = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
+def slide(*texts):
+    ps = ''.join(f'<a:p><a:r><a:t>{t}</a:t></a:r></a:p>' for t in texts)
+    return f'<?xml version="1.0"?><p:sld {A}><p:cSld><p:spTree><p:sp><p:txBody>{ps}</p:txBody></p:sp></p:spTree></p:cSld></p:sld>'
+with zipfile.ZipFile(out + '/deck.pptx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('ppt/slides/slide10.xml', slide('Closing', 'krill swarms feed the whole colony', facts('Krill')))
+    z.writestr('ppt/slides/slide2.xml', slide('Colonies', 'penguins march inland each winter', facts('Colony')))
+    z.writestr('ppt/slides/slide1.xml', slide('Deck title', facts('Opening')))
+    z.writestr('ppt/slideLayouts/slideLayout1.xml', slide('a layout is not content'))
+with zipfile.ZipFile(out + '/huge.docx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('word/document.xml', f'<w:document {W}><w:body>' + para('penguins ' * 2_000_000) + '</w:body></w:document>')
+`;
+
+beforeAll(async () => {
+  s = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "50", K3_MAX_TEXT_CHARS: "200000" });
+  admin = await s3Admin(s, work, [B]);
+  const pipe = (await http("POST", `/${B}/pipelines`, { name: "docs", scriptum_template: "text_embedding_index" })).json.pipeline.pipelineId;
+  expect((await http("POST", `/${B}/rules`, { name: "all", pipeline_id: pipe })).status).toBe(200);
+  execFileSync("python3", ["-c", WRITE, work]);
+});
+afterAll(async () => {
+  await s.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function upload(name: string, bytes?: Buffer): Promise<J> {
+  const key = `docs/${name}`;
+  const file = join(work, name);
+  if (bytes) writeFileSync(file, bytes);
+  await admin.aws(["s3", "cp", file, `s3://${B}/${key}`, "--no-progress"]);
+  return waitFor(`the job of ${key}`, async () => {
+    const j = ((await http("GET", `/${B}/ingest/jobs?key_prefix=${encodeURIComponent(key)}`)).json.jobs as J[]).find((x) => x.object.key === key);
+    return j && ["INGEST_STATUS_COMPLETED", "INGEST_STATUS_FAILED"].includes(j.status) ? j : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 100 });
+}
+
+const top = async (text: string) => (await http("POST", `/${B}/vector/search`, { text, top_k: 1, include_content: true })).json.results[0] as J;
+
+test("a .docx is indexed as its paragraphs, with the heading path of each", async () => {
+  expect(await upload("report.docx")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 2 });
+  const penguins = await top("emperor penguins huddle polar winter");
+  expect(penguins).toMatchObject({ object: { key: "docs/report.docx" }, heading: "Field Guide" });
+  expect(penguins.content).toMatch(/^Field Guide\n\nPenguins\n\nEmperor penguins huddle through the polar winter & breed on <sea ice>\. Penguin fact 0 /);
+  const albatrosses = await top("glide hours wingbeat");
+  expect(albatrosses).toMatchObject({ object: { key: "docs/report.docx" }, heading: "Field Guide > Albatrosses" });
+  expect(albatrosses.content).toMatch(/^They glide for hours without a wingbeat\. Albatross fact 0 .* Albatross fact 19 is noted here\.$/);
+});
+
+test("a .pptx is indexed slide by slide in their order, each slide a page; its layouts are not content", async () => {
+  expect(await upload("deck.pptx")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 3 });
+  const hits = (await http("POST", `/${B}/vector/search`, { text: "deck title colonies penguins march krill swarms layout", top_k: 50, include_content: true })).json.results as J[];
+  const deck = hits.filter((r) => r.object.key === "docs/deck.pptx").sort((a, b) => a.chunkIndex - b.chunkIndex);
+  expect(deck.map((r) => [r.page, r.content.split("\n").slice(0, 2).join(" | ")])).toEqual([
+    [1, "Deck title | Opening fact 0 is noted here. Opening fact 1 is noted here. Opening fact 2 is noted here. Opening fact 3 is noted here. Opening fact 4 is noted here. Opening fact 5 is noted here. Opening fact 6 is noted here. Opening fact 7 is noted here. Opening fact 8 is noted here. Opening fact 9 is noted here. Opening fact 10 is noted here. Opening fact 11 is noted here. Opening fact 12 is noted here. Opening fact 13 is noted here. Opening fact 14 is noted here. Opening fact 15 is noted here. Opening fact 16 is noted here. Opening fact 17 is noted here. Opening fact 18 is noted here. Opening fact 19 is noted here. Opening fact 20 is noted here. Opening fact 21 is noted here. Opening fact 22 is noted here. Opening fact 23 is noted here. Opening fact 24 is noted here. Opening fact 25 is noted here. Opening fact 26 is noted here. Opening fact 27 is noted here. Opening fact 28 is noted here. Opening fact 29 is noted here. Opening fact 30 is noted here. Opening fact 31 is noted here."],
+    [2, "Colonies | penguins march inland each winter"],
+    [3, "Closing | krill swarms feed the whole colony"],
+  ]);
+  expect(deck.map((r) => r.content).join(" ")).not.toContain("layout");
+});
+
+test("a damaged archive and a small archive of too much text fail at once, saying which", async () => {
+  const damaged = await upload("damaged.docx", Buffer.concat([Buffer.from("PK\u0003\u0004"), Buffer.alloc(64, 0x41)]));
+  expect(damaged).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, permanentFailure: true, error: '"docs/damaged.docx" is not a readable Office document: it is not a zip archive' });
+  // The full document.xml's cut from its last bytes: its directory is there, its part is not.
+  const report = readFileSync(join(work, "report.docx"));
+  const cut = await upload("cut.docx", Buffer.concat([report.subarray(0, 40), report.subarray(report.length - 200)]));
+  expect(cut).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1 });
+  expect(cut.error).toMatch(/^"docs\/cut\.docx" is not a readable Office document: /);
+  expect(readFileSync(join(work, "huge.docx")).length).toBeLessThan(200_000);
+  const huge = await upload("huge.docx");
+  expect(huge).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, error: '"docs/huge.docx" holds more than 200000 characters of text; the limit is K3_MAX_TEXT_CHARS' });
+});
