@@ -1,7 +1,7 @@
 /**
- * Word and PowerPoint files, as a team's document folder holds them, uploaded with the AWS
- * CLI and indexed by text_embedding_index: a .docx's paragraphs with its heading path, a
- * .pptx's slides in their order as pages (slide 10 after slide 2). The documents are
+ * Word, PowerPoint and Excel files, as a team's document folder holds them, uploaded with
+ * the AWS CLI: a .docx's paragraphs indexed with their heading path, a .pptx's slides in
+ * their order as pages (slide 10 after slide 2), an .xlsx's first sheet as warehouse rows. The documents are
  * written by Python's zipfile, as Office writes them (deflated XML parts). A damaged
  * archive and a small archive of too much text fail at once, saying which.
  */
@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Client } from "pg";
 import { jsonClient, type J } from "./helpers/http";
 import { s3Admin, type S3Admin } from "./helpers/s3-clients";
 import { startServers, type TestServers } from "./helpers/servers";
@@ -49,6 +50,25 @@ with zipfile.ZipFile(out + '/deck.pptx', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr('ppt/slides/slide2.xml', slide('Colonies', 'penguins march inland each winter', facts('Colony')))
     z.writestr('ppt/slides/slide1.xml', slide('Deck title', facts('Opening')))
     z.writestr('ppt/slideLayouts/slideLayout1.xml', slide('a layout is not content'))
+# A workbook whose first sheet (in the workbook's order) is not sheet1.xml: shared strings
+# (one in rich-text runs with a phonetic guide), an inline string, a number, a boolean, an
+# error, an empty row, a cell left out and one past the header.
+X = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+def cells(row, *cs):
+    return f'<row r="{row}">' + ''.join(cs) + '</row>'
+with zipfile.ZipFile(out + '/birds.xlsx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('xl/workbook.xml', f'<workbook {X}><sheets><sheet name="Birds" sheetId="2" r:id="rId7"/><sheet name="Old" sheetId="1" r:id="rId1"/></sheets></workbook>')
+    z.writestr('xl/_rels/workbook.xml.rels', '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+               '<Relationship Id="rId1" Type="worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId7" Type="worksheet" Target="/xl/worksheets/birds.xml"/></Relationships>')
+    z.writestr('xl/sharedStrings.xml', f'<sst {X}><si><t>name</t></si><si><t>weight &amp; kg</t></si>'
+               '<si><r><t>Emperor </t></r><r><rPr><b/></rPr><t>penguin</t></r><rPh sb="0" eb="1"><t>pen</t></rPh></si><si><t>breeds</t></si></sst>')
+    z.writestr('xl/worksheets/birds.xml', f'<worksheet {X}><cols><col min="1" max="3" width="9"/></cols><sheetData>'
+               + cells(1, '<c r="A1" t="s"><v>0</v></c>', '<c r="B1" t="s"><v>1</v></c>', '<c r="C1" t="s"><v>3</v></c>')
+               + cells(2, '<c r="A2" t="s"><v>2</v></c>', '<c r="B2"><v>22.5</v></c>', '<c r="C2" t="b"><v>1</v></c>')
+               + '<row r="3"/>'
+               + cells(4, '<c r="A4" t="inlineStr"><is><t>Albatross &lt;wandering&gt;</t></is></c>', '<c r="C4" t="b"><v>0</v></c>', '<c r="D4" t="e"><v>#N/A</v></c>')
+               + '</sheetData></worksheet>')
+    z.writestr('xl/worksheets/sheet1.xml', f'<worksheet {X}><sheetData>' + cells(1, '<c r="A1" t="inlineStr"><is><t>not the first sheet</t></is></c>') + '</sheetData></worksheet>')
 with zipfile.ZipFile(out + '/huge.docx', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr('word/document.xml', f'<w:document {W}><w:body>' + para('penguins ' * 2_000_000) + '</w:body></w:document>')
 `;
@@ -57,7 +77,9 @@ beforeAll(async () => {
   s = await startServers({ K3_AUTH: "on", K3_ROLE: "all", K3_POLL_MS: "50", K3_MAX_TEXT_CHARS: "200000" });
   admin = await s3Admin(s, work, [B]);
   const pipe = (await http("POST", `/${B}/pipelines`, { name: "docs", scriptum_template: "text_embedding_index" })).json.pipeline.pipelineId;
-  expect((await http("POST", `/${B}/rules`, { name: "all", pipeline_id: pipe })).status).toBe(200);
+  expect((await http("POST", `/${B}/rules`, { name: "docs", pipeline_id: pipe, include_patterns: ["docs/**"] })).status).toBe(200);
+  const rows = (await http("POST", `/${B}/pipelines`, { name: "rows", scriptum_template: "structured_rows" })).json.pipeline.pipelineId;
+  expect((await http("POST", `/${B}/rules`, { name: "sheets", pipeline_id: rows, include_patterns: ["sheets/**"] })).status).toBe(200);
   execFileSync("python3", ["-c", WRITE, work]);
 });
 afterAll(async () => {
@@ -65,8 +87,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function upload(name: string, bytes?: Buffer): Promise<J> {
-  const key = `docs/${name}`;
+async function upload(name: string, bytes?: Buffer, folder = "docs"): Promise<J> {
+  const key = `${folder}/${name}`;
   const file = join(work, name);
   if (bytes) writeFileSync(file, bytes);
   await admin.aws(["s3", "cp", file, `s3://${B}/${key}`, "--no-progress"]);
@@ -111,4 +133,19 @@ test("a damaged archive and a small archive of too much text fail at once, sayin
   expect(readFileSync(join(work, "huge.docx")).length).toBeLessThan(200_000);
   const huge = await upload("huge.docx");
   expect(huge).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, error: '"docs/huge.docx" holds more than 200000 characters of text; the limit is K3_MAX_TEXT_CHARS' });
+});
+
+test("structured_rows reads an .xlsx's first sheet: its first row names the columns, every value as the sheet shows it", async () => {
+  expect(await upload("birds.xlsx", undefined, "sheets")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 2 });
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    const { rows } = await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = 'sheets/birds.xlsx' ORDER BY row_index", [B]);
+    expect(rows.map((r) => r.data)).toEqual([
+      { name: "Emperor penguin", "weight & kg": "22.5", breeds: "TRUE", column_4: "" },
+      { name: "Albatross <wandering>", "weight & kg": "", breeds: "FALSE", column_4: "#N/A" },
+    ]);
+  } finally {
+    await db.end();
+  }
 });

@@ -43,7 +43,7 @@ const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
     kind: "warehouse",
     options: {
       batch_size: { int: { min: 1, max: 100_000 } },
-      format: { oneOf: ["auto", "csv", "jsonl", "json"] },
+      format: { oneOf: ["auto", "csv", "jsonl", "json", "xlsx"] },
       delimiter: { oneOf: ["auto", "comma", "semicolon", "tab", "pipe"] },
     },
   },

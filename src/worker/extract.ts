@@ -17,7 +17,7 @@ import { docxText, pptxSlides } from "./office";
 export const TEXT_EXTENSIONS = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".csv", ".tsv", ".pdf", ".docx", ".pptx"];
 
 /** Formats whose bytes are not their text (no text limit bounds how many are read), extracted in the sandbox process. */
-export const PACKED_EXTENSIONS: ReadonlySet<string> = new Set([".pdf", ".docx", ".pptx"]);
+export const PACKED_EXTENSIONS: ReadonlySet<string> = new Set([".pdf", ".docx", ".pptx", ".xlsx"]);
 
 /** Deepest JSON nesting read (objects and arrays). */
 export const MAX_JSON_DEPTH = 256;

@@ -1,7 +1,7 @@
 /**
  * The text of Office Open XML documents: Word's .docx (its body, paragraph by paragraph,
- * headings marked as htmlToText marks them) and PowerPoint's .pptx (its slides in order,
- * each one a page). A document is a zip of XML parts; both are read here without a library:
+ * headings marked as htmlToText marks them), PowerPoint's .pptx (its slides in order, each
+ * one a page) and Excel's .xlsx (its first sheet's rows, for structured_rows). A document is a zip of XML parts; both are read here without a library:
  * the zip's central directory, each part wanted inflated within a cap (a small archive of
  * gigabytes fails saying so), and the text runs of its markup in one forward pass. Damaged
  * archives and what they do not hold fail permanently, naming the object.
@@ -124,13 +124,32 @@ function headingLevel(styleId: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** An Office archive: its part names, and each part's XML read on demand within the document's one cap. */
+interface Archive {
+  names: string[];
+  read(name: string): string | undefined;
+}
+
+function openArchive(data: Uint8Array, key: string, maxChars: number): Archive {
+  if (data.byteLength < 22) throw corrupt(key, "it is not a zip archive");
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const entries = new Map(zipEntries(buf, key).map((e) => [e.name, e]));
+  const budget = { bytes: maxChars * XML_BYTES_PER_CHAR, maxChars };
+  return {
+    names: [...entries.keys()],
+    read(name) {
+      const e = entries.get(name);
+      return e && readPart(buf, e, key, budget);
+    },
+  };
+}
+
 /** The text of a .docx's body, headings wrapped in htmlToText's marks (takeHeadingMarks reads them). */
 export function docxText(data: Uint8Array, key: string, maxChars: number): string {
-  const buf = archive(data, key);
-  const body = zipEntries(buf, key).find((e) => e.name === "word/document.xml");
-  if (!body) throw corrupt(key, "it has no word/document.xml");
+  const body = openArchive(data, key, maxChars).read("word/document.xml");
+  if (body === undefined) throw corrupt(key, "it has no word/document.xml");
   const lines: string[] = [];
-  runs(readPart(buf, body, key, { bytes: maxChars * XML_BYTES_PER_CHAR, maxChars }), "w:t", "w:p", (text, styleId) => {
+  runs(body, "w:t", "w:p", (text, styleId) => {
     const level = headingLevel(styleId);
     lines.push(level && text.trim() ? `\n${HEADING_OPEN}${level}${text}${HEADING_CLOSE}\n` : text);
   });
@@ -139,22 +158,104 @@ export function docxText(data: Uint8Array, key: string, maxChars: number): strin
 
 /** The text of each of a .pptx's slides, in their order, trimmed. */
 export function pptxSlides(data: Uint8Array, key: string, maxChars: number): string[] {
-  const buf = archive(data, key);
-  const slides = zipEntries(buf, key)
-    .map((e) => ({ e, n: Number(/^ppt\/slides\/slide(\d+)\.xml$/.exec(e.name)?.[1] ?? NaN) }))
+  const doc = openArchive(data, key, maxChars);
+  const slides = doc.names
+    .map((name) => ({ name, n: Number(/^ppt\/slides\/slide(\d+)\.xml$/.exec(name)?.[1] ?? NaN) }))
     .filter((s) => Number.isInteger(s.n))
     .sort((a, b) => a.n - b.n);
   if (slides.length === 0) throw corrupt(key, "it has no slides");
-  const budget = { bytes: maxChars * XML_BYTES_PER_CHAR, maxChars };
-  return slides.map(({ e }) => {
+  return slides.map(({ name }) => {
     const lines: string[] = [];
-    runs(readPart(buf, e, key, budget), "a:t", "a:p", (text) => lines.push(text));
+    runs(doc.read(name) ?? "", "a:t", "a:p", (text) => lines.push(text));
     return lines.join("\n").trim();
   });
 }
 
-/** An object's bytes as the Buffer the zip reader reads. */
-function archive(data: Uint8Array, key: string): Buffer {
-  if (data.byteLength < 22) throw corrupt(key, "it is not a zip archive");
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+/** An attribute's value in a tag's text (`name="value"`), entities decoded; '' when absent. */
+function attribute(tag: string, name: string): string {
+  const at = tag.indexOf(` ${name}="`);
+  if (at < 0) return "";
+  const start = at + name.length + 3;
+  const end = tag.indexOf('"', start);
+  return end < 0 ? "" : decodeEntities(tag.slice(start, end));
+}
+
+/** The elements named `name` in XML, each as its start tag's text and its content ('' when self-closing), in order. */
+function* elements(xml: string, name: string): Generator<{ tag: string; content: string }> {
+  const open = `<${name}`;
+  const close = `</${name}>`;
+  for (let i = xml.indexOf(open); i >= 0; i = xml.indexOf(open, i)) {
+    const after = xml[i + open.length];
+    const gt = xml.indexOf(">", i);
+    if (gt < 0) return;
+    if (after !== ">" && after !== " " && after !== "/" && after !== "\t" && after !== "\n" && after !== "\r") {
+      i = gt + 1; // a longer name (<row…> is not <r>)
+      continue;
+    }
+    const tag = xml.slice(i + 1, gt);
+    if (tag.endsWith("/")) {
+      yield { tag, content: "" };
+      i = gt + 1;
+      continue;
+    }
+    const end = xml.indexOf(close, gt);
+    if (end < 0) return;
+    yield { tag, content: xml.slice(gt + 1, end) };
+    i = end + close.length;
+  }
+}
+
+/** The text of an inline or shared string (<si>, <is>): its <t> runs, its phonetic guides (<rPh>) left out. */
+function stringText(xml: string): string {
+  let text = "";
+  for (const t of elements(xml.replace(/<rPh[\s>][\s\S]*?<\/rPh>/g, ""), "t")) text += decodeEntities(t.content);
+  return text;
+}
+
+/** A cell reference's column, from 0 (B7 is 1); -1 when it names none. */
+function columnOf(ref: string): number {
+  let n = 0;
+  let i = 0;
+  for (; i < ref.length && i < 3; i++) {
+    const c = ref.charCodeAt(i);
+    if (c < 65 || c > 90) break;
+    n = n * 26 + (c - 64);
+  }
+  return i === 0 ? -1 : n - 1;
+}
+
+/**
+ * The rows of an .xlsx's first sheet (in the workbook's order), each its cells' text by
+ * column ('' where a row has no cell): shared and inline strings, numbers as written
+ * (a date is Excel's serial number), booleans as TRUE / FALSE, errors as shown (#N/A).
+ */
+export function xlsxRows(data: Uint8Array, key: string, maxChars: number, maxColumns: number): string[][] {
+  const doc = openArchive(data, key, maxChars);
+  const first = elements(doc.read("xl/workbook.xml") ?? "", "sheet").next().value;
+  const relation = first ? attribute(first.tag, "r:id") : "";
+  let target = "";
+  for (const r of elements(doc.read("xl/_rels/workbook.xml.rels") ?? "", "Relationship")) {
+    if (attribute(r.tag, "Id") === relation) target = attribute(r.tag, "Target");
+  }
+  const path = target.startsWith("/") ? target.slice(1) : target ? `xl/${target}` : "xl/worksheets/sheet1.xml";
+  const sheet = doc.read(path);
+  if (sheet === undefined) throw corrupt(key, `it has no worksheet ${path}`);
+  const shared = [...elements(doc.read("xl/sharedStrings.xml") ?? "", "si")].map((si) => stringText(si.content));
+  const rows: string[][] = [];
+  for (const row of elements(sheet, "row")) {
+    const cells: string[] = [];
+    for (const c of elements(row.content, "c")) {
+      const at = columnOf(attribute(c.tag, "r"));
+      const column = at >= 0 ? at : cells.length;
+      if (column >= maxColumns) throw new PermanentError("parse", `"${key}" has a cell in column ${column + 1} (row ${rows.length + 1} of values); at most ${maxColumns} columns are read`);
+      const type = attribute(c.tag, "t");
+      const v = decodeEntities([...elements(c.content, "v")][0]?.content ?? "");
+      const text =
+        type === "s" ? (shared[Number(v)] ?? "") : type === "inlineStr" ? stringText(c.content) : type === "b" ? (v === "1" ? "TRUE" : "FALSE") : v;
+      while (cells.length < column) cells.push("");
+      cells[column] = text;
+    }
+    if (cells.some((x) => x !== "")) rows.push(cells);
+  }
+  return rows;
 }

@@ -1,10 +1,11 @@
 /**
  * Rows for `structured_rows`, from an object's bytes: `.csv` / `.tsv` (header row, RFC 4180
- * quoting; commas, semicolons, tabs or pipes), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
+ * quoting; commas, semicolons, tabs or pipes), `.xlsx` (its first sheet, office.ts), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
  * objects, or one object). Linear in the input, capped in rows and columns, and nesting
  * is checked before a row is serialised. Each row comes back as its JSON text.
  */
 import { decodeText, parseJson, type ParseLimits } from "./extract";
+import { xlsxRows } from "./office";
 import { PermanentError } from "./failures";
 
 /** Most columns a CSV header may have. */
@@ -100,27 +101,49 @@ function tooMany(key: string, maxRows: number): PermanentError {
   return new PermanentError("parse", `"${key}" has more than ${maxRows} rows; the limit is ${maxRows} (K3_MAX_ROWS)`);
 }
 
+/** Each column name of a header row as a JSON key prefix (`"name":`); an empty or repeated name becomes column_N. */
+function headerPrefixes(header: string[]): string[] {
+  const seen = new Set<string>();
+  return header.map((h, i) => {
+    let name = h.trim();
+    if (name === "" || seen.has(name)) name = `column_${i + 1}`;
+    seen.add(name);
+    return `${JSON.stringify(name)}:`;
+  });
+}
+
+/** A row's JSON text from its header's prefixes and its values. */
+function rowJson(prefixes: string[], values: string[]): string {
+  let json = "{";
+  for (let i = 0; i < values.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(values[i]);
+  return json + "}";
+}
+
+/**
+ * Rows of a spreadsheet's first sheet: its first row of values is the header, and a row
+ * may leave cells out (they are ''), as spreadsheets do; a value past the header's last
+ * column is kept under column_N.
+ */
+function sheetRows(records: string[][], key: string, maxRows: number): string[] {
+  if (records.length > maxRows + 1) throw tooMany(key, maxRows);
+  const [header = [], ...rest] = records;
+  const width = rest.reduce((w, r) => Math.max(w, r.length), header.length);
+  const prefixes = headerPrefixes([...header, ...Array.from({ length: width - header.length }, () => "")]);
+  return rest.map((r) => rowJson(prefixes, [...r, ...Array.from({ length: width - r.length }, () => "")]));
+}
+
 function csvRows(text: string, key: string, maxRows: number, delimiter: string): string[] {
   const rows: string[] = [];
-  // Each column name as a JSON key prefix (`"name":`), worked out once from the header.
   let prefixes: string[] | undefined;
   eachCsvRecord(text, key, maxRows + 1, (r) => {
     if (!prefixes) {
-      const seen = new Set<string>();
-      prefixes = r.map((h, i) => {
-        let name = h.trim();
-        if (name === "" || seen.has(name)) name = `column_${i + 1}`;
-        seen.add(name);
-        return `${JSON.stringify(name)}:`;
-      });
+      prefixes = headerPrefixes(r);
       return;
     }
     if (r.length !== prefixes.length) {
       throw new PermanentError("parse", `CSV "${key}" record ${rows.length + 2} has ${r.length} fields; the header has ${prefixes.length}`);
     }
-    let json = "{";
-    for (let i = 0; i < r.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(r[i]);
-    rows.push(json + "}");
+    rows.push(rowJson(prefixes, r));
   }, delimiter);
   return rows;
 }
@@ -189,6 +212,7 @@ function jsonRows(text: string, key: string, maxRows: number): string[] {
 
 /** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text; `delimiter` names a CSV's separator (DELIMITERS), or is auto. */
 export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, delimiter = "auto"): string[] {
+  if (format === "xlsx") return sheetRows(xlsxRows(data, key, limits.maxTextChars, MAX_CSV_COLUMNS), key, limits.maxRows).map(storableJson);
   if (data.length > limits.maxTextChars * 4) {
     throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
   }
