@@ -205,10 +205,19 @@ function* elements(xml: string, name: string): Generator<{ tag: string; content:
   }
 }
 
-/** The text of an inline or shared string (<si>, <is>): its <t> runs, its phonetic guides (<rPh>) left out. */
+/** The text of an inline or shared string (<si>, <is>): its <t> runs, its phonetic guides (<rPh>…</rPh>) left out, in one pass. */
 function stringText(xml: string): string {
+  let kept = "";
+  let from = 0;
+  for (let at = xml.indexOf("<rPh", from); at >= 0; at = xml.indexOf("<rPh", from)) {
+    const end = xml.indexOf("</rPh>", at);
+    if (end < 0) break;
+    kept += xml.slice(from, at);
+    from = end + "</rPh>".length;
+  }
+  kept += xml.slice(from);
   let text = "";
-  for (const t of elements(xml.replace(/<rPh[\s>][\s\S]*?<\/rPh>/g, ""), "t")) text += decodeEntities(t.content);
+  for (const t of elements(kept, "t")) text += decodeEntities(t.content);
   return text;
 }
 
