@@ -63,34 +63,49 @@ export function eachCsvRecord(text: string, key: string, maxRecords: number, onR
     record = [];
     field = "";
   };
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+  // Runs of plain characters and quoted stretches are taken as slices, not a character at a time.
+  const sep = delimiter.charCodeAt(0);
+  const newlines = (from: number, to: number) => {
+    let n = 0;
+    for (let at = text.indexOf("\n", from); at >= 0 && at < to; at = text.indexOf("\n", at + 1)) n++;
+    return n;
+  };
+  for (let i = 0; i < text.length; ) {
     if (quoted) {
-      if (c === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else {
-          quoted = false;
-        }
+      const q = text.indexOf('"', i);
+      const end = q < 0 ? text.length : q;
+      field += text.slice(i, end);
+      line += newlines(i, end);
+      if (q < 0) break;
+      if (text.charCodeAt(q + 1) === 0x22) {
+        field += '"';
+        i = q + 2;
       } else {
-        if (c === "\n") line++;
-        field += c;
+        quoted = false;
+        i = q + 1;
       }
-    } else if (c === '"' && field === "") {
+      continue;
+    }
+    const c = text.charCodeAt(i);
+    if (c === 0x22 && field === "") {
       quoted = true;
-    } else if (c === delimiter) {
+      i++;
+    } else if (c === sep) {
       record.push(field);
       field = "";
       if (record.length > MAX_CSV_COLUMNS) {
         throw new PermanentError("parse", `CSV "${key}" line ${line} has more than ${MAX_CSV_COLUMNS} fields; at most ${MAX_CSV_COLUMNS} columns are read`);
       }
-    } else if (c === "\n" || c === "\r") {
-      if (c === "\r" && text[i + 1] === "\n") i++;
+      i++;
+    } else if (c === 0x0a || c === 0x0d) {
+      i += c === 0x0d && text.charCodeAt(i + 1) === 0x0a ? 2 : 1;
       endRecord();
       line++;
     } else {
-      field += c;
+      let j = i + 1;
+      for (let k = text.charCodeAt(j); j < text.length && k !== sep && k !== 0x0a && k !== 0x0d && k !== 0x22; k = text.charCodeAt(++j));
+      field += text.slice(i, j);
+      i = j;
     }
   }
   if (quoted) throw new PermanentError("parse", `CSV "${key}" has an unterminated quoted field (line ${line})`);

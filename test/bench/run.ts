@@ -33,10 +33,11 @@ import { scenario10 } from "./search";
 import { scenario11 } from "./watch";
 import { gate, type GateRatio } from "./gate";
 import { scenario12 } from "./console";
+import { scenario13 } from "./rows";
 import { benchPostgres, cpuMsOf, ensureDebianTool, stopAll, freshDatabase, grpcFrame, h2load, machineBusyMs, percentile, rssOf, spawnTs, startServer, type LoadResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11,12").split(",").map(Number);
+const ONLY = (process.env.BENCH_SCENARIOS ?? "1,2,3,4,5,7,8,9,10,11,12,13").split(",").map(Number);
 const WORKER_JOBS = Number(process.env.BENCH_WORKER_JOBS ?? 20_000);
 /** The ratios the regression gate checks (gate.ts), as scenarios 1 and 2 measure them. */
 const gateRatios: GateRatio[] = [];
@@ -662,6 +663,7 @@ const SCENARIOS: Scenario[] = [
   { ids: [10], run: reported("scenario10", (url) => scenario10(url, log)) },
   { ids: [11], run: reported("scenario11", (url) => scenario11(url, SECONDS, log)), needs: H2LOAD },
   { ids: [12], run: reported("scenario12", (url) => scenario12(url, log)), needs: CHROMIUM },
+  { ids: [13], run: reported("scenario13", () => scenario13(log)) },
 ];
 
 async function main() {
