@@ -1,10 +1,12 @@
 /**
  * The text of Office Open XML documents: Word's .docx (its body, paragraph by paragraph,
  * headings marked as htmlToText marks them), PowerPoint's .pptx (its slides in order, each
- * one a page) and Excel's .xlsx (its first sheet's rows, for structured_rows). A document is a zip of XML parts; both are read here without a library:
- * the zip's central directory, each part wanted inflated within a cap (a small archive of
- * gigabytes fails saying so), and the text runs of its markup in one forward pass. Damaged
- * archives and what they do not hold fail permanently, naming the object.
+ * one a page) and Excel's .xlsx (its first sheet's rows, for structured_rows). A document
+ * is a zip of XML parts, read here without a library: the zip's central directory, each
+ * part wanted inflated within one cap for the document (a small archive of gigabytes fails
+ * saying so), and its markup in forward passes (`runs` for text runs in paragraphs,
+ * `elements` for a sheet's rows and cells). Damaged archives and what they do not hold
+ * fail permanently, naming the object.
  */
 import { inflateRawSync } from "node:zlib";
 import { decodeEntities, decodeText, HEADING_CLOSE, HEADING_OPEN } from "./extract";
