@@ -1,8 +1,9 @@
 /**
  * Rows for `structured_rows`, from an object's bytes: `.csv` / `.tsv` (header row, RFC 4180
- * quoting; commas, semicolons, tabs or pipes), `.xlsx` (its first sheet, office.ts), `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of
- * objects, or one object). Linear in the input, capped in rows and columns, and nesting
- * is checked before a row is serialised. Each row comes back as its JSON text.
+ * quoting; commas, semicolons, tabs or pipes), `.xlsx` (its first sheet, office.ts),
+ * `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of objects, or one
+ * object). Linear in the input, capped in rows and columns, and nesting is checked. Each
+ * row comes back as its JSON text: a JSON row as the object spells it.
  */
 import { decodeText, parseJson, type ParseLimits } from "./extract";
 import { xlsxRows } from "./office";
@@ -67,7 +68,7 @@ export function eachCsvRecord(text: string, key: string, maxRecords: number, onR
   const sep = delimiter.charCodeAt(0);
   const newlines = (from: number, to: number) => {
     let n = 0;
-    for (let at = text.indexOf("\n", from); at >= 0 && at < to; at = text.indexOf("\n", at + 1)) n++;
+    for (let at = from; at < to; at++) if (text.charCodeAt(at) === 0x0a) n++;
     return n;
   };
   for (let i = 0; i < text.length; ) {
