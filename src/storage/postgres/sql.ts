@@ -204,6 +204,10 @@ LEFT JOIN LATERAL (SELECT sum(objects) AS objects, sum(bytes) AS bytes, sum(inde
   FROM bucket_usage_deltas ud WHERE ud.org = ${org} AND ud.bucket = ${bucket}) d ON true`,
 });
 
+/** Of external source $1, from its catalog rows in one pass: object_count, storage_used_bytes and indexed_objects. */
+export const SOURCE_OBJECTS_TOTALS = `SELECT count(*) AS object_count, coalesce(sum(size), 0) AS storage_used_bytes,
+  count(*) FILTER (WHERE indexed) AS indexed_objects FROM source_objects WHERE source_id = $1`;
+
 /** Of bucket $2 in org $1: object_count, storage_used_bytes and indexed_objects. */
 export const BUCKET_USAGE_GET = (() => {
   const u = BUCKET_USAGE("k.org", "k.bucket");

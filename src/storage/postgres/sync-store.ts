@@ -21,22 +21,11 @@ const SOURCE_COLUMNS = `source_id, org, bucket, provider, name, description, roo
 const DISCOVERY_COLUMNS = `discovery_id, org, bucket, source_id, state, full_sync, rule_id, checkpoint_key, scanned, new_objects,
   modified, unchanged, deleted, failed, dispatched, attempts, error, created_at, started_at, finished_at`;
 
-export interface SourceTotals {
-  objects: number;
-  bytes: number;
-  indexed: number;
-}
+export type SourceTotals = { objects: number; bytes: number; indexed: number };
 
 /** The statement of a source's totals: columns object_count, storage_used_bytes, indexed_objects. */
-function totalsQuery(s: Source): { sql: string; params: unknown[] } {
-  return s.provider === "internal_s3"
-    ? { sql: SQL.BUCKET_USAGE_GET, params: [s.org, s.bucket] }
-    : {
-        sql: `SELECT count(*) AS object_count, coalesce(sum(size), 0) AS storage_used_bytes, count(*) FILTER (WHERE indexed) AS indexed_objects
-              FROM source_objects WHERE source_id = $1`,
-        params: [s.sourceId],
-      };
-}
+const totalsQuery = (s: Source): { sql: string; params: unknown[] } =>
+  s.provider === "internal_s3" ? { sql: SQL.BUCKET_USAGE_GET, params: [s.org, s.bucket] } : { sql: SQL.SOURCE_OBJECTS_TOTALS, params: [s.sourceId] };
 
 function totalsOf(r: QueryResultRow | undefined): SourceTotals {
   return { objects: num(r?.object_count), bytes: num(r?.storage_used_bytes), indexed: num(r?.indexed_objects) };
