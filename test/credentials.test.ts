@@ -145,6 +145,10 @@ test("a source saved while its credential is being deleted: whichever commits fi
     /** Until a call waits on a row this test's transaction holds. */
     const blocked = (call: string) =>
       waitFor(`${call} to wait on the credential's row`, async () => {
+        // Polled from inside the locking transaction, which keeps the sessions of its first
+        // look at pg_stat_activity to its end: a session the server's pool opened afterwards
+        // for the call was never seen (CI failed once so). Each poll drops that snapshot.
+        await db.query("SELECT pg_stat_clear_snapshot()");
         // This database's sessions only: other test files run beside this one on the same server.
         const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
         return rows[0].n > 0 || undefined;
