@@ -90,6 +90,9 @@ const BREAKS = new Set(["br", "/p", "/div", "/li", "/h1", "/h2", "/h3", "/h4", "
 /** Marks around a heading's text in htmlToText's output (control characters no HTML text keeps). */
 export const HEADING_OPEN = "\u0001";
 export const HEADING_CLOSE = "\u0002";
+
+/** Text with the heading marks' characters made spaces, so only the extractor's own marks are marks. */
+export const withoutMarks = (text: string): string => text.replace(/[\u0001\u0002]/g, " ");
 const HEADING_TAG = /^h[1-6]$/;
 
 /**
@@ -98,7 +101,7 @@ const HEADING_TAG = /^h[1-6]$/;
  * takeHeadingMarks to turn into headings.
  */
 export function htmlToText(html: string, marks = false): string {
-  if (marks) html = html.replace(/[\u0001\u0002]/g, " ");
+  if (marks) html = withoutMarks(html);
   const lower = html.toLowerCase();
   const out: string[] = [];
   let i = 0;

@@ -9,7 +9,7 @@
  * fail permanently, naming the object.
  */
 import { inflateRawSync } from "node:zlib";
-import { decodeEntities, decodeText, HEADING_CLOSE, HEADING_OPEN } from "./extract";
+import { decodeEntities, decodeText, HEADING_CLOSE, HEADING_OPEN, withoutMarks } from "./extract";
 import { PermanentError } from "./failures";
 
 interface ZipEntry {
@@ -80,7 +80,7 @@ function readPart(buf: Buffer, e: ZipEntry, key: string, budget: { bytes: number
   }
   if (xml.length > budget.bytes) throw tooMuchText(key, budget.maxChars);
   budget.bytes -= xml.length;
-  return decodeText(xml, key).replace(/[\u0001\u0002]/g, " ");
+  return withoutMarks(decodeText(xml, key));
 }
 
 /**

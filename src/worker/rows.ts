@@ -128,10 +128,10 @@ function headerPrefixes(header: string[]): string[] {
   });
 }
 
-/** A row's JSON text from its header's prefixes and its values. */
+/** A row's JSON text from its header's prefixes and its values ('' for a value the row leaves out). */
 function rowJson(prefixes: string[], values: string[]): string {
   let json = "{";
-  for (let i = 0; i < values.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(values[i]);
+  for (let i = 0; i < prefixes.length; i++) json += (i ? "," : "") + prefixes[i] + JSON.stringify(values[i] ?? "");
   return json + "}";
 }
 
@@ -145,7 +145,7 @@ function sheetRows(records: string[][], key: string, maxRows: number): string[] 
   const [header = [], ...rest] = records;
   const width = rest.reduce((w, r) => Math.max(w, r.length), header.length);
   const prefixes = headerPrefixes([...header, ...Array.from({ length: width - header.length }, () => "")]);
-  return rest.map((r) => rowJson(prefixes, [...r, ...Array.from({ length: width - r.length }, () => "")]));
+  return rest.map((r) => rowJson(prefixes, r));
 }
 
 function csvRows(text: string, key: string, maxRows: number, delimiter: string): string[] {
