@@ -5,6 +5,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { IngestService } from "../gen/dodil/k3/ingest/v1/ingest_pb";
 import { PipelineService } from "../gen/dodil/k3/pipeline/v1/pipeline_pb";
+import { StorageService } from "../gen/dodil/k3/storage/v1/storage_pb";
 import { connectClients, type CallResult, type Clients, type Door } from "./helpers/clients";
 import { startServers, type TestServers } from "./helpers/servers";
 
@@ -187,4 +188,51 @@ test("key_prefix lists exactly the jobs whose key starts with it, byte-wise, wit
   const body = (await res.json()) as Body;
   expect(res.status).toBe(200);
   expect(body.pagination.totalCount).toBe(String(jobs.filter((j) => j.key.startsWith("img/")).length));
+});
+
+/**
+ * A listing's page and its totalCount describe one moment. Jobs (counted from the counter
+ * tables, and by key prefix with COUNT) and buckets (COUNT) are written while they are
+ * listed in one page: every answer's totalCount must equal the rows it holds. Read at two
+ * moments, a commit between the two reads made them disagree ("21 rows of 20").
+ */
+test("a listing's page and its totalCount come from one moment while rows are being added", async () => {
+  const LIVE = "kb-pages-live";
+  s.putObject(LIVE, "live/a.txt", "a");
+  const pipelineId = ok(await clients.call("rest", PipelineService, "CreatePipeline", { bucket: LIVE, name: "live", scriptumTemplate: "noop" })).pipeline.pipelineId;
+  let writing = true;
+  let written = 0;
+  const writer = async (lane: number) => {
+    for (let i = 0; writing && written < 600; i++) {
+      ok(await clients.call("rest", IngestService, "TriggerIngest", { bucket: LIVE, object: { key: "live/a.txt" }, pipelineId }));
+      if (i % 4 === lane) ok(await clients.call("rest", StorageService, "CreateBucket", { name: `kb-live-${lane}-${i}` }));
+      written++;
+    }
+  };
+  const writers = [0, 1, 2, 3].map(writer);
+  const disagreements: string[] = [];
+  try {
+    for (let i = 0; i < 300 && written < 600; i++) {
+      const [jobs, byPrefix, buckets] = await Promise.all([
+        list("connect", { bucket: LIVE, pageSize: 1000 }),
+        list("rest", { bucket: LIVE, keyPrefix: "live/", pageSize: 1000 }),
+        clients.call("connect", StorageService, "ListBuckets", { pageSize: 1000 }),
+      ]);
+      for (const [what, r, rows] of [
+        ["jobs", jobs, "jobs"],
+        ["jobs by key prefix", byPrefix, "jobs"],
+        ["buckets", buckets, "buckets"],
+      ] as Array<[string, CallResult, string]>) {
+        const body = ok(r) as unknown as Record<string, unknown[]> & { pagination: { totalCount: string; nextPageToken: string } };
+        expect(body.pagination.nextPageToken).toBe("");
+        const held = (body[rows] ?? []).length;
+        if (String(held) !== body.pagination.totalCount) disagreements.push(`${what}: ${held} rows, totalCount ${body.pagination.totalCount}`);
+      }
+    }
+  } finally {
+    writing = false;
+    await Promise.all(writers);
+  }
+  expect(written).toBeGreaterThan(50);
+  expect(disagreements).toEqual([]);
 });

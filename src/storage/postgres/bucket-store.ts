@@ -114,7 +114,7 @@ export class BucketStore extends PgDb {
     }
     values.push(page.limit + 1);
     const text = `${SQL.BUCKET_SELECT} WHERE ${where.join(" AND ")} ORDER BY b.created_at DESC, b.name DESC LIMIT $${values.length}`;
-    const [rows, count] = await Promise.all([this.q(text, values, page.signal), this.q(countText, countValues, page.signal)]);
+    const [rows, count] = await this.readTogether(async (read) => [await read(text, values), await read(countText, countValues)], page.signal);
     return { items: rows.slice(0, page.limit).map(toBucket), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
 

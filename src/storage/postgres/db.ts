@@ -2,7 +2,8 @@
  * The connection pool and how statements run on it, shared by the repository: checkouts
  * that survive a dropped connection, statements tied to their call's deadline (cancelled
  * with pg_cancel_backend, the connection pooled again only once the cancel has landed),
- * transactions that can choose to roll back, and keyset listings with exact counts.
+ * transactions that can choose to roll back, and keyset listings with exact counts read
+ * at the same moment as their page.
  */
 import { Pool, type PoolClient, type PoolConfig, type QueryResult, type QueryResultRow } from "pg";
 import { DomainError } from "../../domain/errors";
@@ -217,9 +218,15 @@ export class PgDb {
   }
 
   /** As tx, on a client already checked out (one that holds a session lock, say). */
-  protected async txOn<T>(client: PoolClient, fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>, rolledBack: T, signal?: AbortSignal): Promise<T> {
+  protected async txOn<T>(
+    client: PoolClient,
+    fn: (client: PoolClient) => Promise<T | typeof ROLLBACK_ONLY>,
+    rolledBack: T,
+    signal?: AbortSignal,
+    begin = "BEGIN",
+  ): Promise<T> {
     try {
-      await client.query("BEGIN");
+      await client.query(begin);
       const out = await fn(client);
       if (out === ROLLBACK_ONLY) {
         await client.query("ROLLBACK");
@@ -232,6 +239,19 @@ export class PgDb {
       await client.query("ROLLBACK").catch(() => undefined);
       throw mapPgError(err);
     }
+  }
+
+  /**
+   * Reads that must agree with each other — a page and its total — on one connection in
+   * one read-only REPEATABLE READ transaction, so all of them see the same moment. (Run on
+   * two connections, a commit landing between them made a page of 21 rows say "20 in all".)
+   * With a signal, as withClient.
+   */
+  protected readTogether<T>(fn: (read: (text: string, values: unknown[]) => Promise<QueryResultRow[]>) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.withClient(
+      (client) => this.txOn(client, () => fn(async (text, values) => (await client.query(text, values)).rows), undefined as T, signal, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+      signal,
+    );
   }
 
   /**
@@ -273,14 +293,16 @@ export class PgDb {
     const countText = spec.countFromCounters && !prefix
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const count = this.q(countText, countValues, page.signal);
-    count.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
-    const rows = prefix
-      ? await this.prefixRows(spec, { where, prefix, order, limit, values }, page)
-      : await this.q(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values, page.signal);
-    const more = rows.length > page.limit;
-    const total = num((await count)[0]?.n);
-    return { items: rows.slice(0, page.limit).map(map), more, total };
+    const [rows, count] = await this.readTogether(
+      async (read) => [
+        prefix
+          ? await this.prefixRows(read, spec, { where, prefix, order, limit, values }, page)
+          : await read(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values),
+        await read(countText, countValues),
+      ],
+      page.signal,
+    );
+    return { items: rows.slice(0, page.limit).map(map), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
 
   /**
@@ -292,6 +314,7 @@ export class PgDb {
    * and "+ 0" keeps the planner from walking the time index instead.
    */
   private async prefixRows(
+    read: (text: string, values: unknown[]) => Promise<QueryResultRow[]>,
     spec: ListSpec,
     sql: { where: string[]; prefix: string; order: string; limit: string; values: unknown[] },
     page: PageParams,
@@ -299,19 +322,17 @@ export class PgDb {
     const { where, prefix, order, limit, values } = sql;
     const a = spec.alias;
     const id = `${a}${spec.idColumn}`;
-    const walked = await this.q(
+    const walked = await read(
       `SELECT * FROM (SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} LIMIT ${PREFIX_WALK}) AS ${a.replace(".", "") || "w"}
        WHERE ${prefix} ${order} ${limit}`,
       values,
-      page.signal,
     );
     if (walked.length > page.limit) return walked;
-    return this.q(
+    return read(
       `SELECT ${spec.select} FROM ${spec.from} WHERE ${id} IN (
          SELECT ${id} FROM ${spec.from} ${whereOf([...where, prefix])} ORDER BY ${a}created_at + 0 DESC, ${id} || '' DESC ${limit})
        ${order}`,
       values,
-      page.signal,
     );
   }
 }

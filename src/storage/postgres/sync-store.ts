@@ -147,10 +147,13 @@ export class SyncStore extends PgDb {
       after = "AND (created_at, source_id) > ($3, $4)";
     }
     values.push(page.limit + 1);
-    const [rows, count] = await Promise.all([
-      this.q(`SELECT ${SOURCE_COLUMNS} FROM sources WHERE org = $1 AND bucket = $2 ${after} ORDER BY created_at, source_id LIMIT $${values.length}`, values, page.signal),
-      this.q(`SELECT count(*) AS n FROM sources WHERE org = $1 AND bucket = $2`, [scope.org, scope.bucket], page.signal),
-    ]);
+    const [rows, count] = await this.readTogether(
+      async (read) => [
+        await read(`SELECT ${SOURCE_COLUMNS} FROM sources WHERE org = $1 AND bucket = $2 ${after} ORDER BY created_at, source_id LIMIT $${values.length}`, values),
+        await read(`SELECT count(*) AS n FROM sources WHERE org = $1 AND bucket = $2`, [scope.org, scope.bucket]),
+      ],
+      page.signal,
+    );
     return { items: rows.slice(0, page.limit).map(toSource), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
 
