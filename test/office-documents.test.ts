@@ -1,7 +1,9 @@
 /**
  * Word, PowerPoint and Excel files, as a team's document folder holds them, uploaded with
  * the AWS CLI: a .docx's paragraphs indexed with their heading path, a .pptx's slides in
- * their order as pages (slide 10 after slide 2), an .xlsx's first sheet as warehouse rows. The documents are
+ * their order as pages (slide 10 after slide 2) with their speaker notes, a .docx's footnotes
+ * after the paragraphs citing them, an .xlsx's first sheet (or the one a pipeline names) as
+ * warehouse rows. The documents are
  * written by Python's zipfile, as Office writes them (deflated XML parts). A damaged
  * archive and a small archive of too much text fail at once, saying which.
  */
@@ -71,7 +73,27 @@ with zipfile.ZipFile(out + '/birds.xlsx', 'w', zipfile.ZIP_DEFLATED) as z:
                + '<row r="3"/>'
                + cells(4, '<c r="A4" t="inlineStr"><is><t>Albatross &lt;wandering&gt;</t></is></c>', '<c r="C4" t="b"><v>0</v></c>', '<c r="D4" t="e"><v>#N/A</v></c>')
                + '</sheetData></worksheet>')
-    z.writestr('xl/worksheets/sheet1.xml', f'<worksheet {X}><sheetData>' + cells(1, '<c r="A1" t="inlineStr"><is><t>not the first sheet</t></is></c>') + '</sheetData></worksheet>')
+    z.writestr('xl/worksheets/sheet1.xml', f'<worksheet {X}><sheetData>' + cells(1, '<c r="A1" t="inlineStr"><is><t>note</t></is></c>') + cells(2, '<c r="A2" t="inlineStr"><is><t>not the first sheet</t></is></c>') + '</sheetData></worksheet>')
+# A report citing a footnote and an endnote (with the separator notes Word writes), and a
+# deck whose slide has speaker notes on a notes page that also shows the slide and its number.
+with zipfile.ZipFile(out + '/notes.docx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('word/document.xml', f'<w:document {W}><w:body>' + para('Notes Guide', 'Title') + para('Seals', 'Heading2')
+               + '<w:p><w:r><w:t>Harbour seals haul out at low tide.</w:t></w:r><w:r><w:rPr><w:rStyle w:val="FootnoteReference"/></w:rPr><w:footnoteReference w:id="1"/></w:r></w:p>'
+               + para('Petrels', 'Heading2') + '<w:p><w:r><w:t>Storm petrels patter on the waves.</w:t></w:r><w:r><w:endnoteReference w:id="2"/></w:r></w:p></w:body></w:document>')
+    z.writestr('word/footnotes.xml', f'<w:footnotes {W}><w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:footnote>'
+               '<w:footnote w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:footnote>'
+               '<w:footnote w:id="1"><w:p><w:r><w:footnoteRef/></w:r><w:r><w:t xml:space="preserve"> Grey seals dive below &quot;three hundred&quot; metres.</w:t></w:r></w:p></w:footnote></w:footnotes>')
+    z.writestr('word/endnotes.xml', f'<w:endnotes {W}><w:endnote w:id="2"><w:p><w:r><w:t>Petrels were first counted in 1998.</w:t></w:r></w:p></w:endnote></w:endnotes>')
+def shape(ph, *texts):
+    ps = ''.join(f'<a:p><a:r><a:t>{t}</a:t></a:r></a:p>' for t in texts)
+    return f'<p:sp><p:nvSpPr><p:cNvPr id="2" name="s"/><p:cNvSpPr/><p:nvPr><p:ph type="{ph}"/></p:nvPr></p:nvSpPr><p:txBody>{ps}</p:txBody></p:sp>'
+with zipfile.ZipFile(out + '/notes.pptx', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('ppt/slides/slide1.xml', slide('Seals', 'Harbour seals haul out'))
+    z.writestr('ppt/slides/_rels/slide1.xml.rels', '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+               '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/slideLayout" Target="../slideLayouts/slideLayout1.xml"/>'
+               '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide" Target="../notesSlides/notesSlide7.xml"/></Relationships>')
+    z.writestr('ppt/notesSlides/notesSlide7.xml', f'<p:notes {A}><p:cSld><p:spTree>' + shape('sldImg') + shape('body', 'Mention the pups', 'and the tide table') + '<p:sp><p:nvSpPr><p:nvPr><p:ph type="sldNum" sz="quarter" idx="5"/></p:nvPr></p:nvSpPr><p:txBody><a:p><a:fld type="slidenum"><a:t>1</a:t></a:fld></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:notes>')
+    z.writestr('ppt/slides/slide2.xml', slide('Petrels', 'no notes here'))
 with zipfile.ZipFile(out + '/huge.docx', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr('word/document.xml', f'<w:document {W}><w:body>' + para('penguins ' * 2_000_000) + '</w:body></w:document>')
 `;
@@ -83,6 +105,10 @@ beforeAll(async () => {
   expect((await http("POST", `/${B}/rules`, { name: "docs", pipeline_id: pipe, include_patterns: ["docs/**"] })).status).toBe(200);
   const rows = (await http("POST", `/${B}/pipelines`, { name: "rows", scriptum_template: "structured_rows" })).json.pipeline.pipelineId;
   expect((await http("POST", `/${B}/rules`, { name: "sheets", pipeline_id: rows, include_patterns: ["sheets/**"] })).status).toBe(200);
+  for (const [name, sheet] of [["old", "old"], ["missing", "Gulls"]]) {
+    const p = (await http("POST", `/${B}/pipelines`, { name: `rows-${name}`, scriptum_template: "structured_rows", options: { sheet } })).json.pipeline.pipelineId;
+    expect((await http("POST", `/${B}/rules`, { name: `sheet-${name}`, pipeline_id: p, include_patterns: [`sheet-${name}/**`] })).status).toBe(200);
+  }
   execFileSync("python3", ["-c", WRITE, work]);
 });
 afterAll(async () => {
@@ -153,11 +179,51 @@ test("structured_rows reads an .xlsx's first sheet: its first row names the colu
   }
 });
 
+test("a pipeline's sheet option picks an .xlsx's sheet by name, ignoring case; a sheet the workbook lacks fails naming those it has", async () => {
+  expect(await upload("birds.xlsx", undefined, "sheet-old")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    const { rows } = await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = 'sheet-old/birds.xlsx'", [B]);
+    expect(rows.map((r) => r.data)).toEqual([{ note: "not the first sheet" }]);
+  } finally {
+    await db.end();
+  }
+  expect(await upload("birds.xlsx", undefined, "sheet-missing")).toMatchObject({
+    status: "INGEST_STATUS_FAILED",
+    attempts: 1,
+    permanentFailure: true,
+    error: `"sheet-missing/birds.xlsx" has no sheet "Gulls" (the pipeline's sheet option); its sheets are "Birds", "Old"`,
+  });
+  // Longer than Excel allows a sheet's name: refused when the pipeline is made, naming the option.
+  const long = await http("POST", `/${B}/pipelines`, { name: "rows-long", scriptum_template: "structured_rows", options: { sheet: "s".repeat(32) } });
+  expect(long.status).toBe(400);
+  expect(long.json.message).toContain(`options["sheet"] is 32 characters long; at most 31`);
+});
+
+test("a .docx's footnotes and endnotes follow the paragraphs citing them; a .pptx slide's speaker notes follow its text, not the notes page's slide number", async () => {
+  expect(docxText(readFileSync(join(work, "notes.docx")), "notes.docx", 100_000)).toBe(
+    "\n\u0001" + "1Notes Guide\u0002\n\n\u00012Seals\u0002\n\nHarbour seals haul out at low tide.\nGrey seals dive below \"three hundred\" metres.\n\n\u00012Petrels\u0002\n\nStorm petrels patter on the waves.\nPetrels were first counted in 1998.",
+  );
+  expect(pptxSlides(readFileSync(join(work, "notes.pptx")), "notes.pptx", 100_000)).toEqual(["Seals\nHarbour seals haul out\n\nMention the pups\nand the tide table", "Petrels\nno notes here"]);
+  // Uploaded, the notes are searchable under the headings and on the pages they belong to.
+  expect(await upload("notes.docx")).toMatchObject({ status: "INGEST_STATUS_COMPLETED" });
+  expect(await upload("notes.pptx")).toMatchObject({ status: "INGEST_STATUS_COMPLETED" });
+  const hits = (await http("POST", `/${B}/vector/search`, { text: "grey seals dive three hundred metres pups tide table", top_k: 50, include_content: true })).json.results as J[];
+  const docx = hits.filter((r) => r.object.key === "docs/notes.docx");
+  expect(docx.map((r) => r.content).join("\n")).toContain('Grey seals dive below "three hundred" metres.');
+  const slide = hits.find((r) => r.object.key === "docs/notes.pptx" && r.page === 1);
+  expect(slide?.content).toMatch(/^Seals\nHarbour seals haul out\n\nMention the pups\nand the tide table\n/);
+  expect(slide?.content).not.toMatch(/table\n+1\n/);
+});
+
 test("damaged Office files, byte by byte, end in a PermanentError or in text: never another error, a hang or a crash", () => {
-  const files = ["report.docx", "deck.pptx", "birds.xlsx"].map((f) => readFileSync(join(work, f)));
-  const read = [(b: Buffer) => docxText(b, "k.docx", 100_000), (b: Buffer) => pptxSlides(b, "k.pptx", 100_000), (b: Buffer) => xlsxRows(b, "k.xlsx", 100_000, 10_000)];
+  const files = ["report.docx", "deck.pptx", "birds.xlsx", "notes.docx", "notes.pptx", "birds.xlsx"].map((f) => readFileSync(join(work, f)));
+  const docx = (b: Buffer) => docxText(b, "k.docx", 100_000);
+  const pptx = (b: Buffer) => pptxSlides(b, "k.pptx", 100_000);
+  const read = [docx, pptx, (b: Buffer) => xlsxRows(b, "k.xlsx", 100_000, 10_000), docx, pptx, (b: Buffer) => xlsxRows(b, "k.xlsx", 100_000, 10_000, "Old")];
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 2 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(), (which, flips, cutAt) => {
+    fc.property(fc.integer({ min: 0, max: files.length - 1 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(), (which, flips, cutAt) => {
       const bytes = Buffer.from(files[which]);
       for (const [at, value] of flips) bytes[at % bytes.length] = value;
       const damaged = cutAt % 3 === 0 ? bytes.subarray(0, cutAt % bytes.length) : bytes;

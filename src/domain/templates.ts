@@ -12,6 +12,8 @@ interface OptionSpec {
   int?: { min: number; max: number };
   /** The accepted values, when the option is an enum. */
   oneOf?: readonly string[];
+  /** The longest value, in characters, when the option is free text. */
+  maxLength?: number;
 }
 
 /** A template's static description. */
@@ -45,6 +47,8 @@ const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
       batch_size: { int: { min: 1, max: 100_000 } },
       format: { oneOf: ["auto", "csv", "jsonl", "json", "xlsx"] },
       delimiter: { oneOf: ["auto", "comma", "semicolon", "tab", "pipe"] },
+      /** An .xlsx's sheet by name (Excel allows up to 31 characters); empty for the first. */
+      sheet: { maxLength: 31 },
     },
   },
   noop: {
@@ -107,6 +111,12 @@ export function checkTemplateOptions(
           `${field}.${key}`,
         );
       }
+    }
+    if (spec.maxLength !== undefined && [...value].length > spec.maxLength) {
+      throw new InvalidArgument(
+        `${field}["${key}"] is ${[...value].length} characters long; at most ${spec.maxLength}`,
+        `${field}.${key}`,
+      );
     }
     if (spec.oneOf && !spec.oneOf.includes(value)) {
       throw new InvalidArgument(

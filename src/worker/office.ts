@@ -1,7 +1,8 @@
 /**
  * The text of Office Open XML documents: Word's .docx (its body, paragraph by paragraph,
- * headings marked as htmlToText marks them), PowerPoint's .pptx (its slides in order, each
- * one a page) and Excel's .xlsx (its first sheet's rows, for structured_rows). A document
+ * headings marked as htmlToText marks them, each footnote and endnote after the paragraph
+ * citing it), PowerPoint's .pptx (its slides in order, each one a page with its speaker
+ * notes) and Excel's .xlsx (a sheet's rows, for structured_rows). A document
  * is a zip of XML parts, read here without a library: the zip's central directory, each
  * part wanted inflated within one cap for the document (a small archive of gigabytes fails
  * saying so), and its markup in forward passes (`runs` for text runs in paragraphs,
@@ -85,13 +86,15 @@ function readPart(buf: Buffer, e: ZipEntry, key: string, budget: { bytes: number
 
 /**
  * The text runs of a part's XML (`run`, e.g. w:t), one forward pass: a paragraph's end
- * (`para`) hands the paragraph's text to `onParagraph` with its style id (for headings),
- * and tabs (not a paragraph's tab stops) and breaks are kept.
+ * (`para`) hands the paragraph's text to `onParagraph` with its style id (for headings) and
+ * the footnotes and endnotes it cites ("f3", "e1"); tabs (not a paragraph's tab stops) and
+ * breaks are kept.
  */
-function runs(xml: string, run: string, para: string, onParagraph: (text: string, styleId: string) => void): void {
+function runs(xml: string, run: string, para: string, onParagraph: (text: string, styleId: string, notes: string[]) => void): void {
   const close = `</${run}>`;
   let text = "";
   let styleId = "";
+  let notes: string[] = [];
   let tabStops = false; // inside w:tabs, whose w:tab elements are a paragraph's tab stops, not tabs
   for (let i = xml.indexOf("<"); i >= 0 && i < xml.length; i = xml.indexOf("<", i)) {
     const gt = xml.indexOf(">", i);
@@ -109,14 +112,16 @@ function runs(xml: string, run: string, para: string, onParagraph: (text: string
     else if (name.endsWith(":tab") && !tabStops) text += "\t";
     else if (name.endsWith(":br") || name.endsWith(":cr")) text += "\n";
     else if (name.endsWith(":pStyle")) styleId = /:val="([^"]*)"/.exec(tag)?.[1] ?? "";
+    else if (name === "w:footnoteReference" || name === "w:endnoteReference") notes.push(`${name[2]}${attribute(tag, "w:id")}`);
     else if (name === `/${para}`) {
-      onParagraph(text, styleId);
+      onParagraph(text, styleId, notes);
       text = "";
       styleId = "";
+      notes = [];
     }
     i = gt + 1;
   }
-  if (text) onParagraph(text, styleId);
+  if (text || notes.length) onParagraph(text, styleId, notes);
 }
 
 /** A Word heading style's level: Title and Heading1–Heading6 (their ids in English Word). */
@@ -146,19 +151,66 @@ function openArchive(data: Uint8Array, key: string, maxChars: number): Archive {
   };
 }
 
-/** The text of a .docx's body, headings wrapped in htmlToText's marks (takeHeadingMarks reads them). */
+/** The text of each footnote (w:footnote) or endnote of a notes part, by its id with `prefix` ("f3", "e1"). */
+function noteTexts(xml: string | undefined, element: string, prefix: string): Map<string, string> {
+  const notes = new Map<string, string>();
+  for (const n of elements(xml ?? "", element)) {
+    const lines: string[] = [];
+    runs(n.content, "w:t", "w:p", (text) => lines.push(text));
+    const text = lines.join("\n").trim();
+    if (text) notes.set(`${prefix}${attribute(n.tag, "w:id")}`, text);
+  }
+  return notes;
+}
+
+/**
+ * The text of a .docx's body, headings wrapped in htmlToText's marks (takeHeadingMarks reads
+ * them); each footnote and endnote follows the paragraph that cites it, so it sits under
+ * that paragraph's headings.
+ */
 export function docxText(data: Uint8Array, key: string, maxChars: number): string {
-  const body = openArchive(data, key, maxChars).read("word/document.xml");
+  const doc = openArchive(data, key, maxChars);
+  const body = doc.read("word/document.xml");
   if (body === undefined) throw corrupt(key, "it has no word/document.xml");
+  const notes = new Map([...noteTexts(doc.read("word/footnotes.xml"), "w:footnote", "f"), ...noteTexts(doc.read("word/endnotes.xml"), "w:endnote", "e")]);
   const lines: string[] = [];
-  runs(body, "w:t", "w:p", (text, styleId) => {
+  runs(body, "w:t", "w:p", (text, styleId, cited) => {
     const level = headingLevel(styleId);
     lines.push(level && text.trim() ? `\n${HEADING_OPEN}${level}${text}${HEADING_CLOSE}\n` : text);
+    for (const id of cited) {
+      const note = notes.get(id);
+      if (note !== undefined) lines.push(note);
+    }
   });
   return lines.join("\n").replace(/\n{3,}/g, "\n\n");
 }
 
-/** The text of each of a .pptx's slides, in their order, trimmed. */
+/** A part's relationship target of a type (…/notesSlide), as a part name; '' when it has none. */
+function relatedPart(doc: Archive, part: string, type: string): string {
+  const slash = part.lastIndexOf("/");
+  const folder = part.slice(0, slash);
+  for (const r of elements(doc.read(`${folder}/_rels/${part.slice(slash + 1)}.rels`) ?? "", "Relationship")) {
+    if (!attribute(r.tag, "Type").endsWith(`/${type}`)) continue;
+    const target = attribute(r.tag, "Target");
+    if (target.startsWith("/")) return target.slice(1);
+    const path = folder.split("/");
+    for (const step of target.split("/")) {
+      if (step === "..") path.pop();
+      else if (step !== "." && step !== "") path.push(step);
+    }
+    return path.join("/");
+  }
+  return "";
+}
+
+/** The lines of a slide's (or notes page's) text, from the shapes `keep` accepts. */
+function shapeLines(xml: string, keep: (shapeXml: string) => boolean): string[] {
+  const lines: string[] = [];
+  for (const sp of elements(xml, "p:sp")) if (keep(sp.content)) runs(sp.content, "a:t", "a:p", (text) => lines.push(text));
+  return lines;
+}
+
+/** The text of each of a .pptx's slides, in their order, trimmed; a slide's speaker notes follow its own text. */
 export function pptxSlides(data: Uint8Array, key: string, maxChars: number): string[] {
   const doc = openArchive(data, key, maxChars);
   const slides = doc.names
@@ -169,7 +221,10 @@ export function pptxSlides(data: Uint8Array, key: string, maxChars: number): str
   return slides.map(({ name }) => {
     const lines: string[] = [];
     runs(doc.read(name) ?? "", "a:t", "a:p", (text) => lines.push(text));
-    return lines.join("\n").trim();
+    // A notes page also holds the slide's picture and number: only its body placeholder is the notes.
+    const notesPart = relatedPart(doc, name, "notesSlide");
+    const notes = notesPart ? shapeLines(doc.read(notesPart) ?? "", (sp) => /<p:ph\b[^>]*\btype="body"/.test(sp)).join("\n").trim() : "";
+    return notes ? `${lines.join("\n").trim()}\n\n${notes}` : lines.join("\n").trim();
   });
 }
 
@@ -236,14 +291,21 @@ function columnOf(ref: string): number {
 }
 
 /**
- * The rows of an .xlsx's first sheet (in the workbook's order), each its cells' text by
- * column ('' where a row has no cell): shared and inline strings, numbers as written
- * (a date is Excel's serial number), booleans as TRUE / FALSE, errors as shown (#N/A).
+ * The rows of an .xlsx's sheet named `sheetName` (exactly, else ignoring case, as Excel
+ * tells sheets apart), or of its first sheet (in the workbook's order) when the name is
+ * empty; each row its cells' text by column ('' where a row has no cell): shared and
+ * inline strings, numbers as written (a date is Excel's serial number), booleans as
+ * TRUE / FALSE, errors as shown (#N/A).
  */
-export function xlsxRows(data: Uint8Array, key: string, maxChars: number, maxColumns: number): string[][] {
+export function xlsxRows(data: Uint8Array, key: string, maxChars: number, maxColumns: number, sheetName = ""): string[][] {
   const doc = openArchive(data, key, maxChars);
-  const first = elements(doc.read("xl/workbook.xml") ?? "", "sheet").next().value;
-  const relation = first ? attribute(first.tag, "r:id") : "";
+  const sheets = [...elements(doc.read("xl/workbook.xml") ?? "", "sheet")].map((e) => ({ name: attribute(e.tag, "name"), relation: attribute(e.tag, "r:id") }));
+  const chosen = sheetName === "" ? sheets[0] : (sheets.find((x) => x.name === sheetName) ?? sheets.find((x) => x.name.toLowerCase() === sheetName.toLowerCase()));
+  if (sheetName !== "" && !chosen) {
+    const names = sheets.map((x) => JSON.stringify(x.name)).join(", ");
+    throw new PermanentError("parse", `"${key}" has no sheet ${JSON.stringify(sheetName)} (the pipeline's sheet option); ${names ? `its sheets are ${names}` : "it names no sheets"}`);
+  }
+  const relation = chosen?.relation ?? "";
   let target = "";
   for (const r of elements(doc.read("xl/_rels/workbook.xml.rels") ?? "", "Relationship")) {
     if (attribute(r.tag, "Id") === relation) target = attribute(r.tag, "Target");

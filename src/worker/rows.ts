@@ -1,6 +1,6 @@
 /**
  * Rows for `structured_rows`, from an object's bytes: `.csv` / `.tsv` (header row, RFC 4180
- * quoting; commas, semicolons, tabs or pipes), `.xlsx` (its first sheet, office.ts),
+ * quoting; commas, semicolons, tabs or pipes), `.xlsx` (a sheet, the first by default; office.ts),
  * `.jsonl` / `.ndjson` (one JSON object per line) and `.json` (an array of objects, or one
  * object). Linear in the input, capped in rows and columns, and nesting is checked. Each
  * row comes back as its JSON text: a JSON row as the object spells it.
@@ -136,7 +136,7 @@ function rowJson(prefixes: string[], values: string[]): string {
 }
 
 /**
- * Rows of a spreadsheet's first sheet: its first row of values is the header, and a row
+ * Rows of a spreadsheet's sheet: its first row of values is the header, and a row
  * may leave cells out (they are ''), as spreadsheets do; a value past the header's last
  * column is kept under column_N.
  */
@@ -226,9 +226,15 @@ function jsonRows(text: string, key: string, maxRows: number): string[] {
   return items.map((r, i) => objectRow(r, texts[i], `"${key}" element ${i}`));
 }
 
-/** Parses the bytes of an object in `format` (csv, jsonl, json) into rows as JSON text; `delimiter` names a CSV's separator (DELIMITERS), or is auto. */
-export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, delimiter = "auto"): string[] {
-  if (format === "xlsx") return sheetRows(xlsxRows(data, key, limits.maxTextChars, MAX_CSV_COLUMNS), key, limits.maxRows).map(storableJson);
+/** How structured_rows' options read an object: a CSV's separator by name (DELIMITERS) or "auto", and a workbook's sheet by name ("" for the first). */
+export interface RowsOptions {
+  delimiter: string;
+  sheet: string;
+}
+
+/** Parses the bytes of an object in `format` (csv, jsonl, json, xlsx) into rows as JSON text. */
+export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, how: RowsOptions = { delimiter: "auto", sheet: "" }): string[] {
+  if (format === "xlsx") return sheetRows(xlsxRows(data, key, limits.maxTextChars, MAX_CSV_COLUMNS, how.sheet), key, limits.maxRows).map(storableJson);
   if (data.length > limits.maxTextChars * 4) {
     throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
   }
@@ -236,7 +242,7 @@ export function parseRows(data: Uint8Array, format: string, key: string, limits:
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("parse", `"${key}" holds ${text.length} characters; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }
-  const rows = format === "csv" ? csvRows(text, key, limits.maxRows, DELIMITERS[delimiter] ?? detectDelimiter(text, key)) : format === "jsonl" ? jsonlRows(text, key, limits.maxRows) : jsonRows(text, key, limits.maxRows);
+  const rows = format === "csv" ? csvRows(text, key, limits.maxRows, DELIMITERS[how.delimiter] ?? detectDelimiter(text, key)) : format === "jsonl" ? jsonlRows(text, key, limits.maxRows) : jsonRows(text, key, limits.maxRows);
   return rows.map(storableJson);
 }
 

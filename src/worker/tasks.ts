@@ -8,7 +8,7 @@ import { chunkCount, chunkSpans, type Chunk } from "./chunk";
 import { hashEmbed } from "./embedder";
 import { extractDocument, type ExtractedDocument, type ParseLimits } from "./extract";
 import { PermanentError } from "./failures";
-import { parseRows } from "./rows";
+import { parseRows, type RowsOptions } from "./rows";
 
 /** Input of the text task. */
 export interface TextTaskParams {
@@ -91,12 +91,11 @@ export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<Tex
 export interface RowsTaskParams {
   key: string;
   format: string;
-  /** A CSV's separator by name (rows.ts DELIMITERS), or "auto". */
-  delimiter: string;
+  how: RowsOptions;
   limits: ParseLimits;
 }
 
 /** Parses an object into rows, each already serialised as JSON. */
 export function rowsTask(data: Uint8Array, p: RowsTaskParams): { rows: string[] } {
-  return { rows: parseRows(data, p.format, p.key, p.limits, p.delimiter) };
+  return { rows: parseRows(data, p.format, p.key, p.limits, p.how) };
 }
