@@ -59,7 +59,7 @@ test("a CSV's chunks each start with its header line and hold whole rows, every 
   const header = "invoice,customer,city,amount";
   const rows = Array.from({ length: 60 }, (_, i) => `inv-${1000 + i},Customer number ${i},Springfield,${(i * 37.5).toFixed(2)}`);
   const csv = [header, ...rows].join("\n");
-  const r = await textTask(Buffer.from(csv), { key: "ledger/2026.csv", chunkSize: 300, overlap: 60, limits: { maxTextChars: 1e6, maxRows: 1e6 }, localDims: 0, dims: 8, maxVectorValues: 1e6 });
+  const r = await textTask(Buffer.from(csv), { key: "ledger/2026.csv", encoding: "auto", chunkSize: 300, overlap: 60, limits: { maxTextChars: 1e6, maxRows: 1e6 }, localDims: 0, dims: 8, maxVectorValues: 1e6 });
   expect(r.pieces.length).toBeGreaterThan(5);
   const seen: string[] = [];
   r.pieces.forEach((piece, i) => {

@@ -220,7 +220,7 @@ test("misspelled option keys are refused with the nearest one and the list; numb
   const bad = await http("POST", `/${B}/pipelines`, { name: "typo", scriptum_template: "text_embedding_index", options: { chunksize: "1000" } });
   expect(bad).toMatchObject({
     status: 400,
-    json: { code: "invalid_argument", message: 'options["chunksize"] is not an option of template text_embedding_index; did you mean "chunk_size"? its options are chunk_size, chunk_overlap, batch_size, dimensions, embedding_model' },
+    json: { code: "invalid_argument", message: 'options["chunksize"] is not an option of template text_embedding_index; did you mean "chunk_size"? its options are chunk_size, chunk_overlap, batch_size, dimensions, embedding_model, encoding' },
   });
   const noop = await http("POST", `/${B}/pipelines`, { name: "noop-opt", scriptum_template: "noop", options: { batchsize: "10" } });
   expect(noop.json.message).toMatch(/options\["batchsize"\] is not an option of template noop; it takes no options/);

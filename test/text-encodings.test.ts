@@ -5,7 +5,8 @@
  * fail at once, saying the object is not text. JSON that spells a NUL or half a surrogate
  * pair as an escape is indexed, and stored as rows, with U+FFFD in its place: PostgreSQL's
  * text and jsonb take neither, and each attempt of those jobs failed in the database until
- * the attempts ran out ("stage: unknown; unexpected error").
+ * the attempts ran out ("stage: unknown; unexpected error"). A pipeline's encoding option
+ * reads text in another encoding (a Windows-1252 CSV, Shift_JIS text).
  */
 import { Client } from "pg";
 import { describeFailure } from "../src/worker/failures";
@@ -68,8 +69,41 @@ test("text in another encoding fails at once, naming the first byte that is not 
   const job = await upload("rows/excel.csv", csv);
   expect(job).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, permanentFailure: true, errorDetails: "stage: read" });
   expect(job.error).toBe(
-    'object "rows/excel.csv" is not valid UTF-8 text: byte 20 (0xE9) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: convert it first (iconv -f WINDOWS-1252 -t UTF-8, for a Latin-1 export)',
+    'object "rows/excel.csv" is not valid UTF-8 text: byte 20 (0xE9) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: name its encoding in the pipeline\'s encoding option (windows-1252, for a Latin-1 export), or convert it first (iconv -f WINDOWS-1252 -t UTF-8)',
   );
+});
+
+test("a pipeline's encoding option reads text in the encoding it names: a Windows-1252 CSV as rows, Shift_JIS text as chunks", async () => {
+  const made = async (name: string, template: string, encoding: string) => {
+    const p = (await http("POST", `/${B}/pipelines`, { name, scriptum_template: template, options: { encoding } })).json.pipeline.pipelineId;
+    expect((await http("POST", `/${B}/rules`, { name, pipeline_id: p, include_patterns: [`${name}/**`] })).status).toBe(200);
+  };
+  await made("latin-rows", "structured_rows", "windows-1252");
+  await made("sjis-docs", "text_embedding_index", "shift_jis");
+  // Excel on Windows saves "CSV (Comma delimited)" in Windows-1252: é is 0xE9, € 0x80, “ 0x93
+  // (Node 20's own TextDecoder reads those last two as control characters).
+  const cp1252 = Buffer.from([...Buffer.from("name;price\n"), 0x93, ...Buffer.from("Caf"), 0xe9, ...Buffer.from(" cr"), 0xe8, ...Buffer.from("me"), 0x94, ...Buffer.from(";3 "), 0x80, 0x0a]);
+  expect(await upload("latin-rows/export.csv", cp1252)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    const { rows } = await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = 'latin-rows/export.csv'", [B]);
+    expect(rows.map((r) => r.data)).toEqual([{ name: "“Café crème”", price: "3 €" }]);
+  } finally {
+    await db.end();
+  }
+  // "Penguins walk on the ice in winter" in Shift_JIS (as iconv writes it), and the same bytes cut inside a character.
+  const text = "ペンギンは冬に氷の上を歩く winter penguins";
+  const sjis = Buffer.from([0x83, 0x79, 0x83, 0x93, 0x83, 0x4d, 0x83, 0x93, 0x82, 0xcd, 0x93, 0x7e, 0x82, 0xc9, 0x95, 0x58, 0x82, 0xcc, 0x8f, 0xe3, 0x82, 0xf0, 0x95, 0xe0, 0x82, 0xad, ...Buffer.from(" winter penguins")]);
+  expect(await upload("sjis-docs/note.txt", sjis)).toMatchObject({ status: "INGEST_STATUS_COMPLETED", chunksCreated: 1 });
+  expect(await contentOf("sjis-docs/note.txt")).toEqual([text]);
+  const cut = await upload("sjis-docs/cut.txt", Buffer.concat([sjis.subarray(0, 4), Buffer.from([0x83, 0x0a])]));
+  expect(cut).toMatchObject({ status: "INGEST_STATUS_FAILED", attempts: 1, permanentFailure: true, error: `object "sjis-docs/cut.txt" is not valid shift_jis text (the pipeline's encoding option)` });
+  // A label no decoder knows is refused when the pipeline is made, naming the option and what it takes.
+  const bad = await http("POST", `/${B}/pipelines`, { name: "bad-encoding", scriptum_template: "structured_rows", options: { encoding: "latin-9000" } });
+  expect(bad.status).toBe(400);
+  expect(bad.json.message).toMatch(/^options\["encoding"\] = "latin-9000" names no text encoding; pass auto .* windows-1252/);
+  expect((await http("POST", `/${B}/pipelines`, { name: "replacement", scriptum_template: "text_embedding_index", options: { encoding: "iso-2022-kr" } })).status).toBe(400);
 });
 
 test("a few NULs, as a log's padding, are dropped; bytes that are mostly NUL fail at once as not text", async () => {
@@ -96,7 +130,7 @@ test("JSON escapes of NUL and of half a surrogate pair are indexed and stored as
   const db = new Client({ connectionString: s.db.url });
   await db.connect();
   try {
-    const stored = await db.query("SELECT object_key, data FROM warehouse_rows WHERE bucket = $1 ORDER BY object_key, row_index", [B]);
+    const stored = await db.query("SELECT object_key, data FROM warehouse_rows WHERE bucket = $1 AND object_key LIKE 'rows/%' ORDER BY object_key, row_index", [B]);
     expect(stored.rows.map((r) => [r.object_key, r.data])).toEqual([
       ["rows/escapes.json", { a: "x\uFFFDy", "\uFFFDk": 1, slash: "\\u0000 stays text" }],
       ["rows/escapes.json", { b: "\u{1F600} ok", c: "n\uFFFD" }],

@@ -5,6 +5,7 @@
  */
 import { nearest } from "./suggest";
 import { InvalidArgument } from "./errors";
+import { textEncodingOf } from "./text-encoding";
 
 /** How one option value is checked. */
 interface OptionSpec {
@@ -14,6 +15,8 @@ interface OptionSpec {
   oneOf?: readonly string[];
   /** The longest value, in characters, when the option is free text. */
   maxLength?: number;
+  /** Accepts "auto" or a text encoding's label, when the option names how bytes are text. */
+  textEncoding?: true;
 }
 
 /** A template's static description. */
@@ -38,6 +41,7 @@ const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
       batch_size: { int: { min: 1, max: 2048 } },
       dimensions: { int: { min: 1, max: 8192 } },
       embedding_model: {},
+      encoding: { textEncoding: true },
     },
   },
   structured_rows: {
@@ -49,6 +53,7 @@ const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
       delimiter: { oneOf: ["auto", "comma", "semicolon", "tab", "pipe"] },
       /** An .xlsx's sheet by name (Excel allows up to 31 characters); empty for the first. */
       sheet: { maxLength: 31 },
+      encoding: { textEncoding: true },
     },
   },
   noop: {
@@ -115,6 +120,12 @@ export function checkTemplateOptions(
     if (spec.maxLength !== undefined && [...value].length > spec.maxLength) {
       throw new InvalidArgument(
         `${field}["${key}"] is ${[...value].length} characters long; at most ${spec.maxLength}`,
+        `${field}.${key}`,
+      );
+    }
+    if (spec.textEncoding && value !== "auto" && !textEncodingOf(value)) {
+      throw new InvalidArgument(
+        `${field}["${key}"] = "${value}" names no text encoding; pass auto (UTF-8, or UTF-16 after its byte-order mark) or an encoding's label: windows-1252, iso-8859-15, shift_jis, gbk, big5, euc-kr, koi8-r, utf-16le…`,
         `${field}.${key}`,
       );
     }

@@ -10,6 +10,7 @@
  * sandbox process (sandbox.ts), small ones inline.
  */
 import { extname } from "node:path";
+import { decodeIn, textEncodingOf } from "../domain/text-encoding";
 import { PermanentError } from "./failures";
 import { docxText, pptxSlides } from "./office";
 
@@ -34,23 +35,28 @@ export interface ParseLimits {
 const MAX_NUL_SHARE = 0.1;
 
 /**
- * An object's text: UTF-16 when its bytes start with a UTF-16 byte-order mark (as Windows
- * tools save "Unicode" text), UTF-8 otherwise (its mark dropped); bytes that are neither
- * fail permanently. PostgreSQL's text holds no NUL character: a few, as the padding of a
- * log cut short, are dropped; more than a tenth of the characters and the object is not
- * text, which fails permanently saying so (before, each attempt failed in the database).
+ * An object's text. With `encoding` "auto": UTF-16 when its bytes start with a UTF-16
+ * byte-order mark (as Windows tools save "Unicode" text), UTF-8 otherwise (its mark
+ * dropped); otherwise the encoding that label names (a pipeline's `encoding` option).
+ * Bytes that are not text in it fail permanently. PostgreSQL's text holds no NUL
+ * character: a few, as the padding of a log cut short, are dropped; more than a tenth of
+ * the characters and the object is not text, which fails permanently saying so (before,
+ * each attempt failed in the database).
  */
-export function decodeText(buf: Uint8Array, key: string, stage = "extract"): string {
-  const encoding = buf[0] === 0xff && buf[1] === 0xfe ? "utf-16le" : buf[0] === 0xfe && buf[1] === 0xff ? "utf-16be" : "utf-8";
+export function decodeText(buf: Uint8Array, key: string, stage = "extract", label = "auto"): string {
+  const named = label === "auto" ? undefined : textEncodingOf(label);
+  if (label !== "auto" && !named) throw new PermanentError(stage, `the pipeline's encoding option "${label}" names no text encoding`);
+  const encoding = named ?? (buf[0] === 0xff && buf[1] === 0xfe ? "utf-16le" : buf[0] === 0xfe && buf[1] === 0xff ? "utf-16be" : "utf-8");
   let text: string;
   try {
-    text = new TextDecoder(encoding, { fatal: true }).decode(buf);
+    text = decodeIn(encoding, buf);
   } catch {
+    if (named) throw new PermanentError(stage, `object "${key}" is not valid ${encoding} text (the pipeline's encoding option)`);
     if (encoding !== "utf-8") throw new PermanentError(stage, `object "${key}" starts with a UTF-16 byte-order mark but is not valid ${encoding.toUpperCase()} text`);
     const at = firstBadByte(buf);
     throw new PermanentError(
       stage,
-      `object "${key}" is not valid UTF-8 text: byte ${at} (0x${buf[at].toString(16).toUpperCase().padStart(2, "0")}) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: convert it first (iconv -f WINDOWS-1252 -t UTF-8, for a Latin-1 export)`,
+      `object "${key}" is not valid UTF-8 text: byte ${at} (0x${buf[at].toString(16).toUpperCase().padStart(2, "0")}) starts no UTF-8 character there; text is read as UTF-8, or as UTF-16 after its byte-order mark: name its encoding in the pipeline's encoding option (windows-1252, for a Latin-1 export), or convert it first (iconv -f WINDOWS-1252 -t UTF-8)`,
     );
   }
   if (!text.includes("\0")) return text;
@@ -332,8 +338,11 @@ export async function extractText(data: Uint8Array, key: string, limits: ParseLi
   return (await extractDocument(data, key, limits)).text;
 }
 
-/** Extracts an object's text with its pages (PDF) or headings (Markdown, HTML). */
-export async function extractDocument(data: Uint8Array, key: string, limits: ParseLimits): Promise<ExtractedDocument> {
+/**
+ * Extracts an object's text with its pages (PDF) or headings (Markdown, HTML); `encoding`
+ * is how its bytes are text (decodeText), for the formats that are text (not PDF or Office).
+ */
+export async function extractDocument(data: Uint8Array, key: string, limits: ParseLimits, encoding = "auto"): Promise<ExtractedDocument> {
   const ext = checkTextExtension(key);
   // UTF-8 never has more characters than bytes; past four bytes a character the text is too long for sure.
   if (!PACKED_EXTENSIONS.has(ext) && data.length > limits.maxTextChars * 4) {
@@ -348,7 +357,7 @@ export async function extractDocument(data: Uint8Array, key: string, limits: Par
   } else if (ext === ".docx") {
     text = docxText(data, key, limits.maxTextChars);
   } else {
-    const raw = decodeText(data, key);
+    const raw = decodeText(data, key, "extract", encoding);
     if (ext === ".html" || ext === ".htm") text = htmlToText(raw, true);
     else if (ext === ".json") text = jsonToText(parseJson(raw, `object "${key}"`, "extract")).join("\n");
     else text = raw;

@@ -226,19 +226,24 @@ function jsonRows(text: string, key: string, maxRows: number): string[] {
   return items.map((r, i) => objectRow(r, texts[i], `"${key}" element ${i}`));
 }
 
-/** How structured_rows' options read an object: a CSV's separator by name (DELIMITERS) or "auto", and a workbook's sheet by name ("" for the first). */
+/**
+ * How structured_rows' options read an object: a CSV's separator by name (DELIMITERS) or
+ * "auto", a workbook's sheet by name ("" for the first), and how text's bytes are text
+ * ("auto" or an encoding's label, decodeText).
+ */
 export interface RowsOptions {
   delimiter: string;
   sheet: string;
+  encoding: string;
 }
 
 /** Parses the bytes of an object in `format` (csv, jsonl, json, xlsx) into rows as JSON text. */
-export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, how: RowsOptions = { delimiter: "auto", sheet: "" }): string[] {
+export function parseRows(data: Uint8Array, format: string, key: string, limits: ParseLimits, how: RowsOptions = { delimiter: "auto", sheet: "", encoding: "auto" }): string[] {
   if (format === "xlsx") return sheetRows(xlsxRows(data, key, limits.maxTextChars, MAX_CSV_COLUMNS, how.sheet), key, limits.maxRows).map(storableJson);
   if (data.length > limits.maxTextChars * 4) {
     throw new PermanentError("parse", `"${key}" is larger than ${limits.maxTextChars * 4} bytes of text; the limit is K3_MAX_TEXT_CHARS characters`);
   }
-  const text = decodeText(data, key, "read");
+  const text = decodeText(data, key, "read", how.encoding);
   if (text.length > limits.maxTextChars) {
     throw new PermanentError("parse", `"${key}" holds ${text.length} characters; the limit is ${limits.maxTextChars} (K3_MAX_TEXT_CHARS)`);
   }

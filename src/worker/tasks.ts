@@ -13,6 +13,8 @@ import { parseRows, type RowsOptions } from "./rows";
 /** Input of the text task. */
 export interface TextTaskParams {
   key: string;
+  /** How the object's bytes are text: "auto" or an encoding's label (decodeText). */
+  encoding: string;
   chunkSize: number;
   overlap: number;
   limits: ParseLimits;
@@ -65,7 +67,7 @@ function csvChunks(text: string, header: string, chunkSize: number, overlap: num
 
 /** Extracts, chunks and (locally) embeds an object's text. */
 export async function textTask(data: Uint8Array, p: TextTaskParams): Promise<TextTaskResult> {
-  const doc = await extractDocument(data, p.key, p.limits);
+  const doc = await extractDocument(data, p.key, p.limits, p.encoding);
   const tooMany = (count: number) =>
     new PermanentError(
       "chunk",

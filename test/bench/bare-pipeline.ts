@@ -26,7 +26,7 @@ export async function bareTextEmbedding(url: string, scope: { org: string; bucke
       while (next < keys.length) {
         const key = keys[next++];
         const bytes = await readFile(join(dir, key));
-        const { pieces, places, vectors } = await textTask(bytes, { key, chunkSize: 1000, overlap: 150, limits: limits.parse, localDims: DIMS, dims: DIMS, maxVectorValues: limits.maxVectorValues });
+        const { pieces, places, vectors } = await textTask(bytes, { key, encoding: "auto", chunkSize: 1000, overlap: 150, limits: limits.parse, localDims: DIMS, dims: DIMS, maxVectorValues: limits.maxVectorValues });
         if (!vectors) throw new Error("the local embedder gave no vectors");
         const chunks: VectorChunk[] = pieces.map((text, i) => ({ index: i, text, vector: Array.from(vectors.subarray(i * DIMS, (i + 1) * DIMS)), ...places[i] }));
         const output: Output = { kind: "vector", chunks, batchSize: 64 };

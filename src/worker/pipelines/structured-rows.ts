@@ -26,7 +26,7 @@ export const structuredRows: PipelineExecutor = {
         `unsupported file type "${extname(ctx.job.key) || "(none)"}" for "${ctx.job.key}"; structured_rows reads .csv, .tsv, .jsonl, .ndjson, .json and .xlsx`,
       );
     }
-    const params: RowsTaskParams = { key: ctx.job.key, format, how: { delimiter: ctx.options.delimiter ?? "auto", sheet: ctx.options.sheet ?? "" }, limits: ctx.limits.parse };
+    const params: RowsTaskParams = { key: ctx.job.key, format, how: { delimiter: ctx.options.delimiter ?? "auto", sheet: ctx.options.sheet ?? "", encoding: ctx.options.encoding ?? "auto" }, limits: ctx.limits.parse };
     const object = objectOf(ctx);
     ctx.progress({ stage: "extracting" });
     const { rows } =

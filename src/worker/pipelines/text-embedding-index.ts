@@ -29,6 +29,7 @@ export const textEmbeddingIndex: PipelineExecutor = {
     checkTextExtension(ctx.job.key);
     const params: TextTaskParams = {
       key: ctx.job.key,
+      encoding: ctx.options.encoding ?? "auto",
       chunkSize: size,
       overlap,
       limits: ctx.limits.parse,
