@@ -127,6 +127,17 @@ async function upload(name: string, bytes?: Buffer, folder = "docs"): Promise<J>
   }, { timeoutMs: 30_000, intervalMs: 100 });
 }
 
+/** The warehouse rows an object's job wrote, in their order. */
+async function rowsOf(key: string): Promise<unknown[]> {
+  const db = new Client({ connectionString: s.db.url });
+  await db.connect();
+  try {
+    return (await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = $2 ORDER BY row_index", [B, key])).rows.map((r) => r.data);
+  } finally {
+    await db.end();
+  }
+}
+
 const top = async (text: string) => (await http("POST", `/${B}/vector/search`, { text, top_k: 1, include_content: true })).json.results[0] as J;
 
 test("a .docx is indexed as its paragraphs, with the heading path of each", async () => {
@@ -166,29 +177,15 @@ test("a damaged archive and a small archive of too much text fail at once, sayin
 
 test("structured_rows reads an .xlsx's first sheet: its first row names the columns, every value as the sheet shows it", async () => {
   expect(await upload("birds.xlsx", undefined, "sheets")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 2 });
-  const db = new Client({ connectionString: s.db.url });
-  await db.connect();
-  try {
-    const { rows } = await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = 'sheets/birds.xlsx' ORDER BY row_index", [B]);
-    expect(rows.map((r) => r.data)).toEqual([
-      { name: "Emperor penguin", "weight & kg": "22.5", breeds: "TRUE", column_4: "" },
-      { name: "Albatross <wandering>", "weight & kg": "", breeds: "FALSE", column_4: "#N/A" },
-    ]);
-  } finally {
-    await db.end();
-  }
+  expect(await rowsOf("sheets/birds.xlsx")).toEqual([
+    { name: "Emperor penguin", "weight & kg": "22.5", breeds: "TRUE", column_4: "" },
+    { name: "Albatross <wandering>", "weight & kg": "", breeds: "FALSE", column_4: "#N/A" },
+  ]);
 });
 
 test("a pipeline's sheet option picks an .xlsx's sheet by name, ignoring case; a sheet the workbook lacks fails naming those it has", async () => {
   expect(await upload("birds.xlsx", undefined, "sheet-old")).toMatchObject({ status: "INGEST_STATUS_COMPLETED", rowsWritten: 1 });
-  const db = new Client({ connectionString: s.db.url });
-  await db.connect();
-  try {
-    const { rows } = await db.query("SELECT data FROM warehouse_rows WHERE bucket = $1 AND object_key = 'sheet-old/birds.xlsx'", [B]);
-    expect(rows.map((r) => r.data)).toEqual([{ note: "not the first sheet" }]);
-  } finally {
-    await db.end();
-  }
+  expect(await rowsOf("sheet-old/birds.xlsx")).toEqual([{ note: "not the first sheet" }]);
   expect(await upload("birds.xlsx", undefined, "sheet-missing")).toMatchObject({
     status: "INGEST_STATUS_FAILED",
     attempts: 1,
