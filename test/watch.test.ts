@@ -309,3 +309,30 @@ test("watchers that leave while changes are being written to them leave nothing 
     stderr.mockRestore();
   }
 });
+
+test("a watch's snapshot holds each unfinished job once, read at one moment, while a worker claims them", async () => {
+  const bucket = "kb-watch-snapshot";
+  const pipe = (await onA("POST", `/${bucket}/pipelines`, { name: "noop", scriptum_template: "noop" })).json.pipeline.pipelineId as string;
+  a.putObject(bucket, "doc.txt", "x");
+  let writing = true;
+  const writers = Promise.all(Array.from({ length: 4 }, async () => {
+    while (writing) expect((await onA("POST", `/${bucket}/ingest`, { object: { key: "doc.txt" }, pipeline_id: pipe })).status).toBe(200);
+  }));
+  const twice: string[] = [];
+  try {
+    for (let i = 0; i < 60; i++) {
+      // Watches on B, whose snapshot reads the pending and the running jobs while W claims them.
+      const watches = Array.from({ length: 4 }, () => startWatch("connect", b, { bucket }));
+      for (const watch of watches) {
+        await watch.until((m) => m.type === "WATCH_EVENT_TYPE_SYNCED");
+        const ids = watch.messages.filter((m) => m.type === "WATCH_EVENT_TYPE_SNAPSHOT").map((m) => m.job.jobId as string);
+        twice.push(...ids.filter((id, k) => ids.indexOf(id) !== k));
+        watch.close();
+      }
+    }
+  } finally {
+    writing = false;
+    await writers;
+  }
+  expect(twice).toEqual([]);
+});

@@ -56,7 +56,7 @@ export function createWatchMethods(deps: ServiceDeps) {
       ...(req.keyPrefix ? { keyPrefix: req.keyPrefix } : {}),
     };
     const statuses: JobStatus[] = status ? [status] : ["pending", "processing"];
-    const pages = await Promise.all(statuses.map((s) => repo.jobs.jobList({ ...base, status: s }, { limit: SNAPSHOT_LIMIT, signal: scope.signal })));
+    const pages = await repo.jobs.jobListsTogether(statuses.map((s) => ({ ...base, status: s })), { limit: SNAPSHOT_LIMIT, signal: scope.signal });
     return pages.flatMap((p) => p.items);
   }
 

@@ -33,6 +33,9 @@ function abortError(reason: unknown): unknown {
   return new DomainError("cancelled", "the call was cancelled before its database work finished");
 }
 
+/** Runs one statement of a readTogether, answering its rows. */
+export type Read = (text: string, values: unknown[]) => Promise<QueryResultRow[]>;
+
 /** Returned by a tx() body to roll back instead of committing. */
 export const ROLLBACK_ONLY = Symbol("rollback");
 
@@ -247,7 +250,7 @@ export class PgDb {
    * two connections, a commit landing between them made a page of 21 rows say "20 in all".)
    * With a signal, as withClient.
    */
-  protected readTogether<T>(fn: (read: (text: string, values: unknown[]) => Promise<QueryResultRow[]>) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  protected readTogether<T>(fn: (read: Read) => Promise<T>, signal?: AbortSignal): Promise<T> {
     return this.withClient(
       (client) => this.txOn(client, () => fn(async (text, values) => (await client.query(text, values)).rows), undefined as T, signal, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
       signal,
@@ -267,7 +270,12 @@ export class PgDb {
     }, false);
   }
 
-  protected async keysetPage<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+  protected keysetPage<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
+    return this.readTogether((read) => this.keysetRead(read, spec, page, map), page.signal);
+  }
+
+  /** A keyset page and its exact count, through `read` (inside readTogether: at one moment). */
+  protected async keysetRead<T>(read: Read, spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
     const a = spec.alias;
     const where: string[] = [];
     const values: unknown[] = [];
@@ -293,15 +301,10 @@ export class PgDb {
     const countText = spec.countFromCounters && !prefix
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const [rows, count] = await this.readTogether(
-      async (read) => [
-        prefix
-          ? await this.prefixRows(read, spec, { where, prefix, order, limit, values }, page)
-          : await read(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values),
-        await read(countText, countValues),
-      ],
-      page.signal,
-    );
+    const rows = prefix
+      ? await this.prefixRows(read, spec, { where, prefix, order, limit, values }, page)
+      : await read(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values);
+    const count = await read(countText, countValues);
     return { items: rows.slice(0, page.limit).map(map), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
 
@@ -314,7 +317,7 @@ export class PgDb {
    * and "+ 0" keeps the planner from walking the time index instead.
    */
   private async prefixRows(
-    read: (text: string, values: unknown[]) => Promise<QueryResultRow[]>,
+    read: Read,
     spec: ListSpec,
     sql: { where: string[]; prefix: string; order: string; limit: string; values: unknown[] },
     page: PageParams,

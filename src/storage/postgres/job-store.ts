@@ -9,7 +9,7 @@ import type { Page, PageParams } from "../repository";
 import { DomainError } from "../../domain/errors";
 import { isConnectionError } from "./pg-errors";
 import * as SQL from "./sql";
-import { PgDb } from "./db";
+import { PgDb, type ListSpec } from "./db";
 import { insertedJobs, jobInsertParams, num, toJob } from "./rows";
 import { Batcher, type Pending } from "./batcher";
 
@@ -71,26 +71,19 @@ export class JobStore extends PgDb {
   }
 
   jobList(filter: JobFilter, page: PageParams): Promise<Page<Job>> {
-    return this.keysetPage(
-      {
-        select: SQL.JOB_COLUMNS,
-        from: "jobs",
-        countFromCounters: true,
-        alias: "",
-        idColumn: "job_id",
-        filters: [
-          ["org", filter.org],
-          ["bucket", filter.bucket],
-          ["status", filter.status],
-          ["pipeline_id", filter.pipelineId],
-          ["rule_id", filter.ruleId],
-          ["source_id", filter.sourceId],
-        ],
-        ...(filter.keyPrefix ? { prefix: ["object_key", filter.keyPrefix] as [string, string] } : {}),
-      },
-      page,
-      toJob,
-    );
+    return this.keysetPage(listSpec(filter), page, toJob);
+  }
+
+  /**
+   * Listings of jobs under several filters read at one moment: a watch's snapshot of the
+   * pending and the running jobs (read apart, a job claimed between the reads was in both).
+   */
+  jobListsTogether(filters: JobFilter[], page: PageParams): Promise<Array<Page<Job>>> {
+    return this.readTogether(async (read) => {
+      const pages: Array<Page<Job>> = [];
+      for (const f of filters) pages.push(await this.keysetRead(read, listSpec(f), page, toJob));
+      return pages;
+    }, page.signal);
   }
 
   /**
@@ -141,4 +134,24 @@ export class JobStore extends PgDb {
   jobCountsCompact(): Promise<boolean> {
     return this.foldDeltas(SQL.JOB_COUNTS_LOCK, SQL.JOB_COUNTS_COMPACT);
   }
+}
+
+/** A job listing's keyset spec: equality filters, counts from the counters, and the key prefix when asked for. */
+function listSpec(filter: JobFilter): ListSpec {
+  return {
+    select: SQL.JOB_COLUMNS,
+    from: "jobs",
+    countFromCounters: true,
+    alias: "",
+    idColumn: "job_id",
+    filters: [
+      ["org", filter.org],
+      ["bucket", filter.bucket],
+      ["status", filter.status],
+      ["pipeline_id", filter.pipelineId],
+      ["rule_id", filter.ruleId],
+      ["source_id", filter.sourceId],
+    ],
+    ...(filter.keyPrefix ? { prefix: ["object_key", filter.keyPrefix] as [string, string] } : {}),
+  };
 }
