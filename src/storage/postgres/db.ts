@@ -270,11 +270,20 @@ export class PgDb {
     }, false);
   }
 
+  /**
+   * A keyset page and its exact count, read at one moment: one statement without a key
+   * prefix, the prefix's reads in one snapshot (readTogether) with one.
+   */
   protected keysetPage<T>(spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
-    return this.readTogether((read) => this.keysetRead(read, spec, page, map), page.signal);
+    if (spec.prefix) return this.readTogether((read) => this.keysetRead(read, spec, page, map), page.signal);
+    return this.keysetRead((text, values) => this.q(text, values, page.signal), spec, page, map);
   }
 
-  /** A keyset page and its exact count, through `read` (inside readTogether: at one moment). */
+  /**
+   * A keyset page and its exact count through `read`. Without a key prefix, one statement
+   * holds both: the count, and the page joined beside it (a row of NULLs when the page is
+   * empty); with one, the caller's `read` must share a snapshot (readTogether).
+   */
   protected async keysetRead<T>(read: Read, spec: ListSpec, page: PageParams, map: (r: QueryResultRow) => T): Promise<Page<T>> {
     const a = spec.alias;
     const where: string[] = [];
@@ -301,9 +310,18 @@ export class PgDb {
     const countText = spec.countFromCounters && !prefix
       ? `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts ${countWhere}) + (SELECT coalesce(sum(n), 0) FROM job_count_deltas ${countWhere}) AS n`
       : `SELECT count(*) AS n FROM ${spec.from} ${countWhere}`;
-    const rows = prefix
-      ? await this.prefixRows(read, spec, { where, prefix, order, limit, values }, page)
-      : await read(`SELECT ${spec.select} FROM ${spec.from} ${whereOf(where)} ${order} ${limit}`, values);
+    if (!prefix) {
+      // The count's parameters are the first of the page's, numbered alike.
+      const both = await read(
+        `SELECT k3_count.n AS k3_total, k3_page.* FROM (${countText}) AS k3_count
+         LEFT JOIN LATERAL (SELECT ${spec.select}, ${a}created_at AS k3_at, ${a}${spec.idColumn} AS k3_id FROM ${spec.from} ${whereOf(where)} ${order} ${limit}) AS k3_page ON true
+         ORDER BY k3_page.k3_at DESC, k3_page.k3_id DESC`,
+        values,
+      );
+      const rows = both.filter((r) => r.k3_id !== null);
+      return { items: rows.slice(0, page.limit).map(map), more: rows.length > page.limit, total: num(both[0]?.k3_total) };
+    }
+    const rows = await this.prefixRows(read, spec, { where, prefix, order, limit, values }, page);
     const count = await read(countText, countValues);
     return { items: rows.slice(0, page.limit).map(map), more: rows.length > page.limit, total: num(count[0]?.n) };
   }
