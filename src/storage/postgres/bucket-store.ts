@@ -114,8 +114,8 @@ export class BucketStore extends PgDb {
     }
     values.push(page.limit + 1);
     const text = `${SQL.BUCKET_SELECT} WHERE ${where.join(" AND ")} ORDER BY b.created_at DESC, b.name DESC LIMIT $${values.length}`;
-    const [rows, count] = await this.readTogether(async (read) => [await read(text, values), await read(countText, countValues)], page.signal);
-    return { items: rows.slice(0, page.limit).map(toBucket), more: rows.length > page.limit, total: num(count[0]?.n) };
+    const { rows, total } = await this.rowsAndCount([text, values], [countText, countValues], page.signal);
+    return { items: rows.slice(0, page.limit).map(toBucket), more: rows.length > page.limit, total };
   }
 
   async bucketUpdate(scope: Scope, patch: Partial<BucketFields>, nowMs: number): Promise<Bucket | undefined> {

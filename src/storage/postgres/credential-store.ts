@@ -70,14 +70,12 @@ export class CredentialStore extends PgDb {
       values.push(page.after.createdAt, page.after.id);
       after = "AND (created_at, credential_id) > ($4, $5)";
     }
-    const [rows, count] = await this.readTogether(
-      async (read) => [
-        await read(`SELECT ${COLUMNS} FROM credentials WHERE ${where} ${after} ORDER BY created_at, credential_id LIMIT ${page.limit + 1}`, values),
-        await read(`SELECT count(*) AS n FROM credentials WHERE ${where}`, values.slice(0, 3)),
-      ],
+    const { rows, total } = await this.rowsAndCount(
+      [`SELECT ${COLUMNS} FROM credentials WHERE ${where} ${after} ORDER BY created_at, credential_id LIMIT ${page.limit + 1}`, values],
+      [`SELECT count(*) AS n FROM credentials WHERE ${where}`, values.slice(0, 3)],
       page.signal,
     );
-    return { items: rows.slice(0, page.limit).map(toCredential), more: rows.length > page.limit, total: num(count[0]?.n) };
+    return { items: rows.slice(0, page.limit).map(toCredential), more: rows.length > page.limit, total };
   }
 
   /** Deletes a credential unless sources sign with it: "deleted", "not_found", or the ids of those sources. */

@@ -257,6 +257,11 @@ export class PgDb {
     );
   }
 
+  /** A page's rows and the count of all it is a page of, read at one moment (readTogether). */
+  protected async rowsAndCount(page: [text: string, values: unknown[]], count: [text: string, values: unknown[]], signal?: AbortSignal): Promise<{ rows: QueryResultRow[]; total: number }> {
+    return this.readTogether(async (read) => ({ rows: await read(...page), total: num((await read(...count))[0]?.n) }), signal);
+  }
+
   /**
    * Folds a deltas table into its totals: `fold` under the transaction-level try-lock
    * `lock`, so one process at a time does it; false when another process holds the lock.

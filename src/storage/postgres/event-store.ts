@@ -161,8 +161,8 @@ export class EventStore extends PgDb {
 
   /** A subscription's deliveries, newest first, after the delivery id `before` (0: from the newest). */
   async deliveries(scope: Scope, webhookId: string, before: number, limit: number): Promise<{ items: DeliveryRow[]; total: number }> {
-    const [rows, count] = await this.readTogether(async (read) => [
-      await read(
+    const { rows, total } = await this.rowsAndCount(
+      [
         `SELECT d.delivery_id, d.event_type, d.job_id, d.state, d.attempts, d.created_at, d.next_at, d.delivered_at,
                 coalesce((SELECT json_agg(json_build_object('at', a.at, 'statusCode', a.status_code, 'error', a.error, 'durationMs', a.duration_ms) ORDER BY a.at)
                           FROM webhook_attempts a WHERE a.delivery_id = d.delivery_id), '[]') AS log
@@ -170,11 +170,12 @@ export class EventStore extends PgDb {
          WHERE d.webhook_id = $1 AND d.org = $2 AND d.bucket = $3 AND ($4::bigint = 0 OR d.delivery_id < $4)
          ORDER BY d.delivery_id DESC LIMIT $5`,
         [webhookId, scope.org, scope.bucket, before, limit],
-      ),
-      await read("SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = $1 AND org = $2 AND bucket = $3", [webhookId, scope.org, scope.bucket]),
-    ], scope.signal);
+      ],
+      ["SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = $1 AND org = $2 AND bucket = $3", [webhookId, scope.org, scope.bucket]],
+      scope.signal,
+    );
     return {
-      total: num(count[0].n),
+      total,
       items: rows.map((r) => ({
         deliveryId: num(r.delivery_id),
         eventType: r.event_type,

@@ -147,14 +147,12 @@ export class SyncStore extends PgDb {
       after = "AND (created_at, source_id) > ($3, $4)";
     }
     values.push(page.limit + 1);
-    const [rows, count] = await this.readTogether(
-      async (read) => [
-        await read(`SELECT ${SOURCE_COLUMNS} FROM sources WHERE org = $1 AND bucket = $2 ${after} ORDER BY created_at, source_id LIMIT $${values.length}`, values),
-        await read(`SELECT count(*) AS n FROM sources WHERE org = $1 AND bucket = $2`, [scope.org, scope.bucket]),
-      ],
+    const { rows, total } = await this.rowsAndCount(
+      [`SELECT ${SOURCE_COLUMNS} FROM sources WHERE org = $1 AND bucket = $2 ${after} ORDER BY created_at, source_id LIMIT $${values.length}`, values],
+      [`SELECT count(*) AS n FROM sources WHERE org = $1 AND bucket = $2`, [scope.org, scope.bucket]],
       page.signal,
     );
-    return { items: rows.slice(0, page.limit).map(toSource), more: rows.length > page.limit, total: num(count[0]?.n) };
+    return { items: rows.slice(0, page.limit).map(toSource), more: rows.length > page.limit, total };
   }
 
   /** Updates a source; false when it is gone or the credential its config names was deleted meanwhile (nothing changed). */
