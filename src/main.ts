@@ -33,7 +33,7 @@ Examples:
   k3-ingest search "quarterly revenue" -b kb-docs --top-k 5`;
 
 async function main(): Promise<void> {
-  // `main.js worker` (or `api`) picks the role; K3_ROLE does the same.
+  // `main.js worker` (or `api`, `all`) picks the role; `main.js serve` runs K3_ROLE's.
   const arg = process.argv[2];
   if (arg === undefined || arg === "help" || arg === "--help" || arg === "-h") {
     const group = arg === "help" ? process.argv[3] : undefined;
@@ -87,14 +87,17 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   }
-  const roles: Record<string, string> = { serve: "all", all: "all", api: "api", worker: "worker" };
+  // `serve` runs what K3_ROLE says (all by default): the Docker image's command is `serve`,
+  // so an operator's K3_ROLE=api must hold there. `all`, `api` and `worker` name the role.
+  const roles: Record<string, string | undefined> = { serve: undefined, all: "all", api: "api", worker: "worker" };
   if (arg !== undefined && !(arg in roles)) {
     process.stderr.write(`k3-ingest: unknown command ${JSON.stringify(arg)}\n${HELP}\n`);
     process.exit(2);
   }
   let config;
   try {
-    config = loadConfig(arg ? { ...process.env, K3_ROLE: roles[arg] } : process.env);
+    const role = roles[arg];
+    config = loadConfig(role ? { ...process.env, K3_ROLE: role } : process.env);
   } catch (err) {
     process.stderr.write(`k3-ingest: ${(err as Error).message}\n`);
     process.exit(2);

@@ -179,6 +179,38 @@ test("serve on a terminal says where it listens, where the token and the data ar
   }
 });
 
+test("serve runs the role K3_ROLE names (the Docker image's command is serve); api, worker and all name it themselves", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { spawn } = await import("node:child_process");
+  const db = await createTestDb();
+  const started = async (command: string, role: string): Promise<string> => {
+    const dir = mkdtempSync(join(tmpdir(), "k3-role-"));
+    const child = spawn(process.execPath, ["-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), command], {
+      env: { ...process.env, DATABASE_URL: db.url, K3_ROLE: role, K3_DATA_DIR: dir, K3_HOST: "127.0.0.1", K3_HTTP_PORT: "0", K3_GRPC_PORT: "0" },
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += String(d)));
+    child.stderr.on("data", (d) => (out += String(d)));
+    try {
+      const line = await waitFor(`${command} with K3_ROLE=${role} to start`, async () => out.split("\n").find((l) => l.includes('"k3-ingest started"')), { timeoutMs: 30_000, intervalMs: 100 });
+      return JSON.parse(line).role as string;
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  try {
+    expect(await started("serve", "api")).toBe("api");
+    expect(await started("serve", "worker")).toBe("worker");
+    expect(await started("worker", "api")).toBe("worker");
+    expect(await started("all", "api")).toBe("all");
+  } finally {
+    await db.drop();
+  }
+});
+
 test("trigger --wait on a terminal keeps its progress on one line, rewritten in place", async () => {
   const { spawn } = await import("node:child_process");
   const cmd = [process.execPath, "-r", join(ROOT, "test/helpers/ts-register.cjs"), join(ROOT, "src/main.ts"), "trigger", "-b", B, "docs/a.txt", "-p", pipelineId, "--wait"].join(" ");
