@@ -117,9 +117,10 @@ export function checkTemplateOptions(
         );
       }
     }
-    if (spec.maxLength !== undefined && [...value].length > spec.maxLength) {
+    const length = spec.maxLength === undefined ? 0 : [...value].length;
+    if (spec.maxLength !== undefined && length > spec.maxLength) {
       throw new InvalidArgument(
-        `${field}["${key}"] is ${[...value].length} characters long; at most ${spec.maxLength}`,
+        `${field}["${key}"] is ${length} characters long; at most ${spec.maxLength}`,
         `${field}.${key}`,
       );
     }

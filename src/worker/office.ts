@@ -185,12 +185,16 @@ export function docxText(data: Uint8Array, key: string, maxChars: number): strin
   return lines.join("\n").replace(/\n{3,}/g, "\n\n");
 }
 
-/** A part's relationship target of a type (…/notesSlide), as a part name; '' when it has none. */
-function relatedPart(doc: Archive, part: string, type: string): string {
+/**
+ * The part a part's relationship points to — the first whose tag `matches` (by its Type, or
+ * its Id) — as a part name: a target relative to the part's folder, or from the archive's
+ * root when it starts with "/"; '' when no relationship matches.
+ */
+function relatedPart(doc: Archive, part: string, matches: (relationTag: string) => boolean): string {
   const slash = part.lastIndexOf("/");
   const folder = part.slice(0, slash);
   for (const r of elements(doc.read(`${folder}/_rels/${part.slice(slash + 1)}.rels`) ?? "", "Relationship")) {
-    if (!attribute(r.tag, "Type").endsWith(`/${type}`)) continue;
+    if (!matches(r.tag)) continue;
     const target = attribute(r.tag, "Target");
     if (target.startsWith("/")) return target.slice(1);
     const path = folder.split("/");
@@ -203,11 +207,11 @@ function relatedPart(doc: Archive, part: string, type: string): string {
   return "";
 }
 
-/** The lines of a slide's (or notes page's) text, from the shapes `keep` accepts. */
-function shapeLines(xml: string, keep: (shapeXml: string) => boolean): string[] {
+/** A notes page's notes: the text of its body placeholder (the page also shows the slide's picture and number). */
+function notesText(xml: string): string {
   const lines: string[] = [];
-  for (const sp of elements(xml, "p:sp")) if (keep(sp.content)) runs(sp.content, "a:t", "a:p", (text) => lines.push(text));
-  return lines;
+  for (const sp of elements(xml, "p:sp")) if (/<p:ph\b[^>]*\btype="body"/.test(sp.content)) runs(sp.content, "a:t", "a:p", (text) => lines.push(text));
+  return lines.join("\n").trim();
 }
 
 /** The text of each of a .pptx's slides, in their order, trimmed; a slide's speaker notes follow its own text. */
@@ -221,10 +225,10 @@ export function pptxSlides(data: Uint8Array, key: string, maxChars: number): str
   return slides.map(({ name }) => {
     const lines: string[] = [];
     runs(doc.read(name) ?? "", "a:t", "a:p", (text) => lines.push(text));
-    // A notes page also holds the slide's picture and number: only its body placeholder is the notes.
-    const notesPart = relatedPart(doc, name, "notesSlide");
-    const notes = notesPart ? shapeLines(doc.read(notesPart) ?? "", (sp) => /<p:ph\b[^>]*\btype="body"/.test(sp)).join("\n").trim() : "";
-    return notes ? `${lines.join("\n").trim()}\n\n${notes}` : lines.join("\n").trim();
+    const text = lines.join("\n").trim();
+    const notesPart = relatedPart(doc, name, (r) => attribute(r, "Type").endsWith("/notesSlide"));
+    const notes = notesPart ? notesText(doc.read(notesPart) ?? "") : "";
+    return notes ? `${text}\n\n${notes}` : text;
   });
 }
 
@@ -306,11 +310,7 @@ export function xlsxRows(data: Uint8Array, key: string, maxChars: number, maxCol
     throw new PermanentError("parse", `"${key}" has no sheet ${JSON.stringify(sheetName)} (the pipeline's sheet option); ${names ? `its sheets are ${names}` : "it names no sheets"}`);
   }
   const relation = chosen?.relation ?? "";
-  let target = "";
-  for (const r of elements(doc.read("xl/_rels/workbook.xml.rels") ?? "", "Relationship")) {
-    if (attribute(r.tag, "Id") === relation) target = attribute(r.tag, "Target");
-  }
-  const path = target.startsWith("/") ? target.slice(1) : target ? `xl/${target}` : "xl/worksheets/sheet1.xml";
+  const path = relatedPart(doc, "xl/workbook.xml", (r) => attribute(r, "Id") === relation) || "xl/worksheets/sheet1.xml";
   const sheet = doc.read(path);
   if (sheet === undefined) throw corrupt(key, `it has no worksheet ${path}`);
   const shared = [...elements(doc.read("xl/sharedStrings.xml") ?? "", "si")].map((si) => stringText(si.content));
